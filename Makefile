@@ -1,0 +1,37 @@
+# paratorch — top-level entry points.
+#   make build   configure + compile (library, CLI, tests, benches)
+#   make test    bootstrap + build + every test (unit and multi-rank)
+#   make demo    bootstrap + build + the demo job
+#   make bench   benchmarks (installs the PyTorch peer on first use)
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+
+.PHONY: bootstrap build test demo bench install clean
+
+bootstrap:
+	@bash scripts/bootstrap
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
+
+build: $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: bootstrap
+	$(MAKE) build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j 1 --timeout 600
+
+demo: bootstrap
+	$(MAKE) build
+	bash scripts/demo
+
+bench: bootstrap
+	$(MAKE) build
+	bash bench/run_all
+
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(BUILD_DIR)/install
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,102 @@
+// paratorch/communicator.h — collective and point-to-point communication over
+// torch tensors, with asynchronous Work handles and deadlines.
+//
+// One interface, several backends: the MPI backend (CPU tensors; CUDA tensors
+// are staged through pinned host memory) ships now; an NCCL backend implements
+// the same virtuals. Callers never see the backend.
+//
+// Example:
+///   auto comm = world.comm();                   // every rank
+///   torch::Tensor g = torch::ones({1024});
+///   auto work = comm->all_reduce_async(g, paratorch::ReduceOp::kSum);
+///   ... compute while it runs ...
+///   work->wait();                               // g now holds the sum
+//
+// Every wait has a deadline (CommOptions::timeout_s). When it passes the
+// process prints rank, group, operation and sizes, and the whole job exits
+// non-zero: nothing hangs forever.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace paratorch {
+
+enum class ReduceOp { kSum, kAvg, kMax, kMin };
+
+/// Settings shared by every communicator of a process.
+struct CommOptions {
+  /// Seconds any collective or receive may take before the job is ended.
+  double timeout_s = 300.0;
+  /// Check before every collective that all ranks pass the same operation,
+  /// shape and dtype (PARATORCH_DEBUG=1 turns it on). Costs one small
+  /// all-gather per collective.
+  bool debug_checks = false;
+  /// Throws UsageError when a value is out of range.
+  void validate() const;
+};
+
+/// Handle of an operation in flight.
+class Work {
+ public:
+  virtual ~Work() = default;
+  /// Blocks until the operation completes. Rethrows its failure. Past the
+  /// deadline the job is ended with a message (never returns then).
+  virtual void wait() = 0;
+  /// True once the operation completed (does not block).
+  virtual bool is_completed() = 0;
+};
+using WorkHandle = std::shared_ptr<Work>;
+
+/// A group of ranks that communicate. Obtain them from World (the world) and
+/// ProcessGroups (dp, pp, tp, model-parallel); nothing else creates them.
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  /// Group name used in messages ("world", "dp", "tp", ...).
+  virtual const std::string& name() const = 0;
+  /// World ranks of this group's members, in group-rank order.
+  virtual const std::vector<int>& world_ranks() const = 0;
+
+  // Asynchronous operations. Tensors must stay alive until wait() returns.
+  // Collectives run in the order they were issued on this communicator, which
+  // must be the same order on every member.
+  virtual WorkHandle all_reduce_async(torch::Tensor tensor, ReduceOp op = ReduceOp::kSum) = 0;
+  virtual WorkHandle broadcast_async(torch::Tensor tensor, int root) = 0;
+  /// output.numel() == size() * input.numel(); rank r's input lands in slot r.
+  virtual WorkHandle all_gather_async(torch::Tensor output, torch::Tensor input) = 0;
+  /// input.numel() == size() * output.numel(); rank r receives reduced slot r.
+  virtual WorkHandle reduce_scatter_async(torch::Tensor output, torch::Tensor input,
+                                          ReduceOp op = ReduceOp::kSum) = 0;
+  virtual WorkHandle send_async(torch::Tensor tensor, int dst, int tag = 0) = 0;
+  virtual WorkHandle recv_async(torch::Tensor tensor, int src, int tag = 0) = 0;
+  virtual WorkHandle barrier_async() = 0;
+
+  // Blocking conveniences.
+  void all_reduce(torch::Tensor tensor, ReduceOp op = ReduceOp::kSum) {
+    all_reduce_async(std::move(tensor), op)->wait();
+  }
+  void broadcast(torch::Tensor tensor, int root) { broadcast_async(std::move(tensor), root)->wait(); }
+  void all_gather(torch::Tensor output, torch::Tensor input) {
+    all_gather_async(std::move(output), std::move(input))->wait();
+  }
+  void reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op = ReduceOp::kSum) {
+    reduce_scatter_async(std::move(output), std::move(input), op)->wait();
+  }
+  void send(torch::Tensor tensor, int dst, int tag = 0) { send_async(std::move(tensor), dst, tag)->wait(); }
+  void recv(torch::Tensor tensor, int src, int tag = 0) { recv_async(std::move(tensor), src, tag)->wait(); }
+  void barrier() { barrier_async()->wait(); }
+
+  /// Splits this group (collective over all members). Only ProcessGroups and
+  /// World call this: they own every communicator of the job.
+  virtual std::shared_ptr<Communicator> split(int color, int key, const std::string& name) = 0;
+};
+
+const char* to_string(ReduceOp op);
+
+}  // namespace paratorch

@@ -1,0 +1,33 @@
+// paratorch/compat.h — the one place where libtorch version differences live.
+//
+// paratorch builds against Debian's libtorch 1.13 (CPU) and libtorch 2.x
+// (CUDA, from pip torch). Every API difference between the two is bridged
+// here with TORCH_VERSION checks; nothing else in the tree tests versions.
+#pragma once
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#define PARATORCH_TORCH_AT_LEAST(major, minor) \
+  (TORCH_VERSION_MAJOR > (major) ||            \
+   (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+namespace paratorch::compat {
+
+/// Zeroes every parameter's gradient *in place*, keeping the gradient tensor
+/// (and so any bucket view DDP placed there). libtorch 2.x's
+/// Optimizer::zero_grad() defaults to set_to_none=true, 1.13 zeroes in place.
+inline void zero_grad_in_place(const std::vector<torch::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : params) {
+    const auto& g = p.grad();
+    if (g.defined()) const_cast<torch::Tensor&>(g).zero_();
+  }
+}
+
+/// "major.minor.patch" of the libtorch this binary was compiled against.
+inline std::string torch_version() {
+  return std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) +
+         "." + std::to_string(TORCH_VERSION_PATCH);
+}
+
+}  // namespace paratorch::compat

@@ -1,0 +1,69 @@
+// paratorch/world.h — this process's place in the job: MPI start-up, rank,
+// size, local rank, device and thread budget, and the world communicator.
+//
+// Example:
+///   int main(int argc, char** argv) {
+///     paratorch::World world(argc, argv);          // MPI_Init_thread, threads, device
+///     auto comm = world.comm();                    // every rank of the job
+///     std::cout << world.rank() << "/" << world.size() << " on " << world.device() << "\n";
+///   }                                              // MPI_Finalize
+#pragma once
+#include <paratorch/communicator.h>
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+namespace paratorch {
+
+struct WorldOptions {
+  /// Intra-op threads per rank (torch and OpenBLAS). 0 = this node's cores
+  /// divided by the ranks on this node, at least 1, so ranks sharing a node do
+  /// not oversubscribe its cores.
+  int threads_per_rank = 0;
+  /// Deadline and debug settings inherited by every communicator.
+  CommOptions comm;
+  void validate() const;
+};
+
+/// Owns MPI for the life of the process: construct one at the top of main.
+class World {
+ public:
+  World(int& argc, char**& argv, WorldOptions options = {});
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  /// Rank and rank count among the processes on this node.
+  int local_rank() const { return local_rank_; }
+  int local_size() const { return local_size_; }
+  /// CUDA device local_rank % device_count when CUDA is available, else CPU.
+  torch::Device device() const { return device_; }
+  /// Intra-op threads this rank uses.
+  int threads() const { return threads_; }
+  /// MPI thread support level that MPI provided (e.g. "MPI_THREAD_MULTIPLE").
+  const std::string& thread_level() const { return thread_level_; }
+  const CommOptions& comm_options() const { return options_.comm; }
+  /// The communicator of every rank.
+  std::shared_ptr<Communicator> comm() const { return comm_; }
+
+ private:
+  WorldOptions options_;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1, threads_ = 1;
+  torch::Device device_{torch::kCPU};
+  std::string thread_level_;
+  std::shared_ptr<Communicator> comm_;
+  bool owns_mpi_ = false;
+};
+
+/// Sets torch's intra-op threads and OpenBLAS's own pool (which otherwise runs
+/// beside torch's OpenMP threads and oversubscribes the cores).
+void set_compute_threads(int threads);
+
+/// Cores this process may run on (its CPU affinity mask).
+int available_cores();
+
+}  // namespace paratorch

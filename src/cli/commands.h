@@ -1,0 +1,13 @@
+// src/cli/commands.h — the paratorch subcommands.
+//
+// Each takes its arguments (after the subcommand name) and returns the exit
+// code. Usage errors are thrown as UsageError and mapped to exit code 2 by main.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace paratorch::cli {
+
+int run_verify(int& argc, char**& argv, const std::vector<std::string>& args);
+
+}  // namespace paratorch::cli

@@ -1,0 +1,77 @@
+// src/cli/launcher.cpp — see launcher.h.
+#include "cli/launcher.h"
+
+#include <paratorch/errors.h>
+#include <paratorch/world.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace paratorch::cli {
+
+bool under_mpi_launcher() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
+    if (std::getenv(var)) return true;
+  return false;
+}
+
+int launcher_world_size() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"})
+    if (const char* v = std::getenv(var)) return std::max(1, std::atoi(v));
+  return 1;
+}
+
+std::vector<std::string> mpirun_command(int nproc, const std::string& self,
+                                        const std::vector<std::string>& args) {
+  std::vector<std::string> cmd = {"mpirun", "-np", std::to_string(nproc),
+                                  // Let the OS place torch's threads; binding each
+                                  // rank to one core would serialize them.
+                                  "--bind-to", "none"};
+  if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
+  if (nproc > available_cores()) cmd.push_back("--oversubscribe");
+  cmd.push_back(self);
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  return cmd;
+}
+
+void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (n <= 0) throw RuntimeFailure("paratorch: cannot find its own executable (/proc/self/exe)");
+  self[n] = '\0';
+  auto cmd = mpirun_command(nproc, self, args);
+  std::vector<char*> cargv;
+  for (auto& s : cmd) cargv.push_back(s.data());
+  cargv.push_back(nullptr);
+  execvp("mpirun", cargv.data());
+  throw RuntimeFailure(std::string("paratorch: could not start mpirun (") + std::strerror(errno) +
+                       "); install OpenMPI (apt-get install openmpi-bin) or run under your launcher");
+}
+
+void maybe_relaunch(const std::string& command, const std::vector<std::string>& args) {
+  int nproc = 0;
+  std::vector<std::string> rest;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i], value;
+    if (a == "--nproc" && i + 1 < args.size()) value = args[++i];
+    else if (a.rfind("--nproc=", 0) == 0) value = a.substr(8);
+    else { rest.push_back(a); continue; }
+    try { nproc = std::stoi(value); } catch (...) { nproc = 0; }
+    if (nproc < 1) throw UsageError("paratorch " + command + ": --nproc needs a positive integer, got '" + value + "'");
+  }
+  if (nproc == 0) return;
+  if (under_mpi_launcher()) {
+    if (nproc != launcher_world_size())
+      throw UsageError("paratorch " + command + ": --nproc " + std::to_string(nproc) +
+                       " but the launcher started " + std::to_string(launcher_world_size()) +
+                       " ranks; drop --nproc under mpirun/srun");
+    return;
+  }
+  rest.insert(rest.begin(), command);
+  relaunch_under_mpirun(nproc, rest);
+}
+
+}  // namespace paratorch::cli

@@ -1,0 +1,33 @@
+// src/cli/launcher.h — `--nproc N`: start this same command under mpirun.
+//
+// Outside an MPI launcher, paratorch re-executes itself as
+//   mpirun -np N --bind-to none [--allow-run-as-root] [--oversubscribe] paratorch ARGS
+// adding what root and more ranks than cores need, so users never type them.
+// Under mpirun or srun the launcher's ranks are used as they are.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace paratorch::cli {
+
+/// True when this process was started by mpirun/mpiexec/srun (with PMI).
+bool under_mpi_launcher();
+
+/// Ranks the launcher started (from its environment), or 1.
+int launcher_world_size();
+
+/// The mpirun command line that runs `args` (this program's arguments after
+/// the program name) on `nproc` ranks of this machine.
+std::vector<std::string> mpirun_command(int nproc, const std::string& self,
+                                        const std::vector<std::string>& args);
+
+/// Extracts --nproc from a subcommand's args. Outside a launcher it
+/// re-executes the command under mpirun (does not return); under a launcher
+/// it checks N equals the launched ranks.
+void maybe_relaunch(const std::string& command, const std::vector<std::string>& args);
+
+/// Replaces this process with mpirun_command(...). Returns only on failure
+/// (throws RuntimeFailure naming what to install).
+void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args);
+
+}  // namespace paratorch::cli

@@ -1,0 +1,54 @@
+// src/cli/main.cpp — the `paratorch` command: dispatch to subcommands and map
+// failures to exit codes (2 usage, 1 runtime) with a one-line message.
+#include "cli/commands.h"
+
+#include <paratorch/errors.h>
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+
+namespace {
+
+void print_usage() {
+  std::cout << "usage: paratorch <command> [flags]\n\n"
+               "commands:\n"
+               "  verify   check that a layout reproduces the single-process run\n"
+               "  help     show this text\n\n"
+               "'paratorch <command> --help' lists a command's flags.\n";
+}
+
+int world_rank() {
+  int initialized = 0, finalized = 0, rank = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    print_usage();
+    return args.empty() ? 2 : 0;
+  }
+  std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    if (command == "verify") return paratorch::cli::run_verify(argc, argv, args);
+    throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: verify, help");
+  } catch (const paratorch::UsageError& e) {
+    // Usage errors are the same on every rank: say it once.
+    if (world_rank() == 0) std::fprintf(stderr, "%s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "paratorch: rank %d: %s\n", world_rank(), e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,206 @@
+// src/comm/mpi_communicator.cpp — see mpi_communicator.h.
+#include "comm/mpi_communicator.h"
+
+#include "comm/debug_check.h"
+#include "comm/mpi_buffers.h"
+#include "comm/watchdog.h"
+#include <paratorch/errors.h>
+
+#include <chrono>
+#include <thread>
+
+namespace paratorch::comm {
+namespace {
+
+/// A point-to-point transfer in flight; wait() drives MPI's progress.
+class RequestWork : public Work {
+ public:
+  RequestWork(MPI_Request request, StagedBuffer buffer, OpInfo info, double timeout_s)
+      : request_(request), buffer_(std::move(buffer)), info_(std::move(info)), timeout_s_(timeout_s) {}
+
+  void wait() override {
+    if (done_) return;
+    Watchdog::Scope deadline(info_, timeout_s_);
+    // Spin briefly (latency of small messages), then back off with sleeps so
+    // a rank waiting for a slow peer leaves the cores to compute threads.
+    auto sleep = std::chrono::microseconds(0);
+    for (int polls = 0; !test(); ++polls) {
+      if (polls < 2000) continue;
+      sleep = std::min(std::chrono::microseconds(200), sleep + std::chrono::microseconds(10));
+      std::this_thread::sleep_for(sleep);
+    }
+  }
+  bool is_completed() override { return done_ || test(); }
+
+ private:
+  bool test() {
+    int flag = 0;
+    check_mpi(MPI_Test(&request_, &flag, MPI_STATUS_IGNORE), info_.op.c_str());
+    if (flag) {
+      buffer_.copy_back();
+      done_ = true;
+    }
+    return flag != 0;
+  }
+
+  MPI_Request request_;
+  StagedBuffer buffer_;
+  OpInfo info_;
+  double timeout_s_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, CommOptions options)
+    : comm_(comm), name_(std::move(name)), options_(options) {
+  MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(comm_, &rank_);
+  MPI_Comm_size(comm_, &size_);
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
+  world_ranks_.resize(static_cast<size_t>(size_));
+  check_mpi(MPI_Allgather(&world_rank_, 1, MPI_INT, world_ranks_.data(), 1, MPI_INT, comm_),
+            "communicator set-up");
+  queue_ = std::make_unique<OpQueue>(options_.timeout_s);
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  queue_.reset();  // drains and joins the communication thread first
+  if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
+}
+
+OpInfo MpiCommunicator::collective_info(const std::string& op, const torch::Tensor& tensor,
+                                        int peer) {
+  OpInfo info = make_op_info(op, tensor);
+  info.group = name_;
+  info.world_rank = world_rank_;
+  info.group_rank = rank_;
+  info.group_size = size_;
+  info.group_world_ranks = world_ranks_;
+  info.peer = peer;
+  // Point-to-point ops are numbered apart: only collectives must line up
+  // across the whole group (the debug check compares these numbers).
+  bool p2p = op == "send" || op == "recv";
+  info.sequence = p2p ? p2p_sequence_++ : sequence_++;
+  return info;
+}
+
+WorkHandle MpiCommunicator::submit_collective(OpInfo info, std::function<void()> run) {
+  if (options_.debug_checks) {
+    MPI_Comm comm = comm_;
+    run = [comm, info, run = std::move(run)] {
+      check_collective_agreement(comm, info);
+      run();
+    };
+  }
+  return queue_->submit(std::move(info), std::move(run));
+}
+
+void MpiCommunicator::check_peer(int peer, const char* what) const {
+  if (peer < 0 || peer >= size_)
+    throw UsageError(std::string("paratorch: ") + what + " rank " + std::to_string(peer) +
+                     " is outside group '" + name_ + "' of size " + std::to_string(size_));
+}
+
+WorkHandle MpiCommunicator::all_reduce_async(torch::Tensor tensor, ReduceOp op) {
+  OpInfo info = collective_info("all_reduce", tensor);
+  MPI_Comm comm = comm_;
+  int size = size_;
+  return submit_collective(std::move(info), [=]() mutable {
+    StagedBuffer b = stage(tensor, /*for_reduction=*/true, /*written=*/true);
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, b.data(), b.count(), b.mpi_type(), mpi_op_of(op), comm),
+              "all_reduce");
+    if (op == ReduceOp::kAvg) divide_in_place(b.host, size);
+    b.copy_back();
+  });
+}
+
+WorkHandle MpiCommunicator::broadcast_async(torch::Tensor tensor, int root) {
+  check_peer(root, "broadcast root");
+  OpInfo info = collective_info("broadcast", tensor, root);
+  MPI_Comm comm = comm_;
+  return submit_collective(std::move(info), [=]() mutable {
+    StagedBuffer b = stage(tensor, false, true);
+    check_mpi(MPI_Bcast(b.data(), b.count(), b.mpi_type(), root, comm), "broadcast");
+    b.copy_back();
+  });
+}
+
+WorkHandle MpiCommunicator::all_gather_async(torch::Tensor output, torch::Tensor input) {
+  if (output.numel() != input.numel() * size_ || output.scalar_type() != input.scalar_type())
+    throw UsageError("paratorch: all_gather on group '" + name_ + "' needs output of " +
+                     std::to_string(input.numel() * size_) + " elements of the input's dtype, got " +
+                     std::to_string(output.numel()));
+  OpInfo info = collective_info("all_gather", input);
+  MPI_Comm comm = comm_;
+  return submit_collective(std::move(info), [=]() mutable {
+    StagedBuffer in = stage(input, false, false);
+    StagedBuffer out = stage(output, false, true);
+    check_mpi(MPI_Allgather(in.data(), in.count(), in.mpi_type(), out.data(), in.count(),
+                            out.mpi_type(), comm),
+              "all_gather");
+    out.copy_back();
+  });
+}
+
+WorkHandle MpiCommunicator::reduce_scatter_async(torch::Tensor output, torch::Tensor input,
+                                                 ReduceOp op) {
+  if (input.numel() != output.numel() * size_ || output.scalar_type() != input.scalar_type())
+    throw UsageError("paratorch: reduce_scatter on group '" + name_ + "' needs input of " +
+                     std::to_string(output.numel() * size_) + " elements of the output's dtype, got " +
+                     std::to_string(input.numel()));
+  OpInfo info = collective_info("reduce_scatter", input);
+  MPI_Comm comm = comm_;
+  int size = size_;
+  return submit_collective(std::move(info), [=]() mutable {
+    StagedBuffer in = stage(input, true, false);
+    StagedBuffer out = stage(output, true, true);
+    check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), out.count(), out.mpi_type(),
+                                       mpi_op_of(op), comm),
+              "reduce_scatter");
+    if (op == ReduceOp::kAvg) divide_in_place(out.host, size);
+    out.copy_back();
+  });
+}
+
+WorkHandle MpiCommunicator::barrier_async() {
+  OpInfo info = collective_info("barrier", torch::Tensor());
+  MPI_Comm comm = comm_;
+  return submit_collective(std::move(info), [comm] { check_mpi(MPI_Barrier(comm), "barrier"); });
+}
+
+WorkHandle MpiCommunicator::send_async(torch::Tensor tensor, int dst, int tag) {
+  check_peer(dst, "send destination");
+  OpInfo info = collective_info("send", tensor, dst);
+  StagedBuffer b = stage(tensor, false, false);
+  MPI_Request request;
+  check_mpi(MPI_Isend(b.data(), b.count(), b.mpi_type(), dst, tag, comm_, &request), "send");
+  return std::make_shared<RequestWork>(request, std::move(b), std::move(info), options_.timeout_s);
+}
+
+WorkHandle MpiCommunicator::recv_async(torch::Tensor tensor, int src, int tag) {
+  check_peer(src, "receive source");
+  OpInfo info = collective_info("recv", tensor, src);
+  StagedBuffer b = stage(tensor, false, true);
+  MPI_Request request;
+  check_mpi(MPI_Irecv(b.data(), b.count(), b.mpi_type(), src, tag, comm_, &request), "recv");
+  return std::make_shared<RequestWork>(request, std::move(b), std::move(info), options_.timeout_s);
+}
+
+std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key, const std::string& name) {
+  OpInfo info = collective_info("split", torch::Tensor());
+  MPI_Comm parent = comm_;
+  MPI_Comm child = MPI_COMM_NULL;
+  // Through the queue, so the split is ordered with this group's collectives.
+  submit_collective(std::move(info), [&] {
+    check_mpi(MPI_Comm_split(parent, color, key, &child), "communicator split");
+  })->wait();
+  return std::make_shared<MpiCommunicator>(child, name, options_);
+}
+
+}  // namespace paratorch::comm

@@ -1,0 +1,57 @@
+// src/comm/mpi_communicator.h — the MPI backend of Communicator.
+//
+// Collectives run on this communicator's OpQueue thread (so they overlap the
+// caller's compute); point-to-point transfers start immediately on the
+// caller's thread as MPI_Isend/MPI_Irecv and are completed by wait(), which
+// polls under a deadline. Requires MPI_THREAD_MULTIPLE (World checks).
+#pragma once
+#include "comm/op_queue.h"
+#include <paratorch/communicator.h>
+
+#include <mpi.h>
+
+#include <atomic>
+#include <memory>
+
+namespace paratorch::comm {
+
+class MpiCommunicator : public Communicator {
+ public:
+  /// Takes ownership of `comm` (freed in the destructor unless it is MPI_COMM_WORLD).
+  MpiCommunicator(MPI_Comm comm, std::string name, CommOptions options);
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  const std::string& name() const override { return name_; }
+  const std::vector<int>& world_ranks() const override { return world_ranks_; }
+
+  WorkHandle all_reduce_async(torch::Tensor tensor, ReduceOp op) override;
+  WorkHandle broadcast_async(torch::Tensor tensor, int root) override;
+  WorkHandle all_gather_async(torch::Tensor output, torch::Tensor input) override;
+  WorkHandle reduce_scatter_async(torch::Tensor output, torch::Tensor input, ReduceOp op) override;
+  WorkHandle send_async(torch::Tensor tensor, int dst, int tag) override;
+  WorkHandle recv_async(torch::Tensor tensor, int src, int tag) override;
+  WorkHandle barrier_async() override;
+  std::shared_ptr<Communicator> split(int color, int key, const std::string& name) override;
+
+  MPI_Comm mpi_comm() const { return comm_; }
+
+ private:
+  /// Fills group fields and the sequence number of a collective.
+  OpInfo collective_info(const std::string& op, const torch::Tensor& tensor, int peer = -1);
+  /// Queues a collective; with debug checks, first verifies all ranks agree.
+  WorkHandle submit_collective(OpInfo info, std::function<void()> run);
+  void check_peer(int peer, const char* what) const;
+
+  MPI_Comm comm_;
+  std::string name_;
+  CommOptions options_;
+  int rank_ = 0, size_ = 1, world_rank_ = 0;
+  std::vector<int> world_ranks_;
+  std::atomic<uint64_t> sequence_{0};
+  std::atomic<uint64_t> p2p_sequence_{0};
+  std::unique_ptr<OpQueue> queue_;
+};
+
+}  // namespace paratorch::comm

@@ -1,0 +1,35 @@
+// src/comm/op_info.h — what an operation in flight is, for messages.
+//
+// Every deadline report and debug mismatch names the rank, the group, the
+// operation and its sizes; OpInfo carries exactly that.
+#pragma once
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+namespace paratorch::comm {
+
+struct OpInfo {
+  std::string op;            // "all_reduce", "recv", ...
+  std::string group;         // communicator name
+  int world_rank = 0;
+  int group_rank = 0;
+  int group_size = 1;
+  std::vector<int> group_world_ranks;
+  std::string dtype;         // "float32"
+  std::vector<int64_t> shape;
+  int64_t bytes = 0;
+  int peer = -1;             // root / src / dst in group ranks, -1 if none
+  uint64_t sequence = 0;     // n-th collective on this communicator
+
+  /// "all_reduce on group 'dp' [world ranks 0,1] (group rank 1 of 2), float32[1024] (4096 bytes)"
+  std::string describe() const;
+};
+
+/// "float32", "bfloat16", ... (PyTorch's Python names).
+std::string dtype_name(torch::ScalarType type);
+
+OpInfo make_op_info(const std::string& op, const torch::Tensor& tensor);
+
+}  // namespace paratorch::comm

@@ -1,0 +1,71 @@
+// src/comm/op_queue.cpp — see op_queue.h.
+#include "comm/op_queue.h"
+
+#include "comm/watchdog.h"
+
+namespace paratorch::comm {
+
+void QueuedWork::wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  // No deadline here: the op itself runs under a watchdog ticket, which ends
+  // the job if it overruns; an op queued behind it never waits longer.
+  done_cv_.wait(lock, [this] { return done_; });
+  if (failure_) std::rethrow_exception(failure_);
+}
+
+bool QueuedWork::is_completed() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return done_;
+}
+
+void QueuedWork::complete(std::exception_ptr failure) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_ = true;
+    failure_ = std::move(failure);
+  }
+  done_cv_.notify_all();
+}
+
+OpQueue::~OpQueue() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<QueuedWork> OpQueue::submit(OpInfo info, std::function<void()> run) {
+  auto work = std::make_shared<QueuedWork>();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+    ops_.push_back(Op{std::move(info), std::move(run), work});
+  }
+  ready_.notify_one();
+  return work;
+}
+
+void OpQueue::loop() {
+  for (;;) {
+    Op op;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ready_.wait(lock, [this] { return stopping_ || !ops_.empty(); });
+      if (ops_.empty()) return;  // stopping and drained
+      op = std::move(ops_.front());
+      ops_.pop_front();
+    }
+    std::exception_ptr failure;
+    try {
+      Watchdog::Scope deadline(op.info, timeout_s_);
+      op.run();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    op.work->complete(failure);
+  }
+}
+
+}  // namespace paratorch::comm

@@ -1,0 +1,81 @@
+// src/comm/watchdog.cpp — the deadline thread (see watchdog.h).
+#include "comm/watchdog.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+
+namespace paratorch::comm {
+
+Watchdog& Watchdog::instance() {
+  static Watchdog dog;
+  return dog;
+}
+
+Watchdog::~Watchdog() { shutdown(); }
+
+uint64_t Watchdog::watch(const OpInfo& info, double timeout_s) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!thread_.joinable() && !stopping_) thread_ = std::thread([this] { run(); });
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(timeout_s));
+  uint64_t ticket = next_ticket_++;
+  entries_.emplace(ticket, Entry{info, timeout_s, deadline});
+  return ticket;
+}
+
+void Watchdog::unwatch(uint64_t ticket) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  entries_.erase(ticket);
+}
+
+void Watchdog::set_expiry_handler(ExpiryHandler handler) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  handler_ = std::move(handler);
+}
+
+void Watchdog::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopping_ = false;  // a later watch() may start it again
+}
+
+void Watchdog::run() {
+  // A coarse tick keeps this thread off the cores: deadlines are seconds, so
+  // being late by a tick does not matter.
+  const auto tick = std::chrono::milliseconds(200);
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, tick);
+    auto now = Clock::now();
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->second.deadline > now) continue;
+      Entry expired = it->second;
+      entries_.erase(it);
+      ExpiryHandler handler = handler_;
+      lock.unlock();
+      if (handler) handler(expired.info, expired.timeout_s);
+      else abort_job_on_deadline(expired.info, expired.timeout_s);
+      lock.lock();
+      break;  // the map changed; rescan next tick
+    }
+  }
+}
+
+void abort_job_on_deadline(const OpInfo& info, double timeout_s) {
+  std::fprintf(stderr,
+               "paratorch: rank %d: deadline passed: %s did not complete within %g s "
+               "([comm] timeout_s). A peer skipped or mismatched this operation, or died. "
+               "Ending the job.\n",
+               info.world_rank, info.describe().c_str(), timeout_s);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, 1);
+  std::_Exit(1);
+}
+
+}  // namespace paratorch::comm

@@ -1,0 +1,70 @@
+// src/comm/watchdog.h — deadlines for every wait.
+//
+// Any code about to block on communication registers a ticket (what it waits
+// for, and until when). One process-wide thread checks the earliest deadline;
+// when it passes, the expiry handler prints the operation (rank, group, op,
+// sizes) and ends the job with MPI_Abort, so a skipped collective or a dead
+// peer never hangs the job. Tests may swap the handler.
+#pragma once
+#include "comm/op_info.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
+
+namespace paratorch::comm {
+
+class Watchdog {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using ExpiryHandler = std::function<void(const OpInfo&, double timeout_s)>;
+
+  static Watchdog& instance();
+
+  /// Registers a wait that must end within timeout_s; returns its ticket.
+  uint64_t watch(const OpInfo& info, double timeout_s);
+  /// The wait ended in time.
+  void unwatch(uint64_t ticket);
+  /// Replaces what happens at expiry (default: message + MPI_Abort).
+  void set_expiry_handler(ExpiryHandler handler);
+  /// Stops the thread (at MPI finalize).
+  void shutdown();
+
+  /// RAII ticket.
+  class Scope {
+   public:
+    Scope(const OpInfo& info, double timeout_s) : ticket_(instance().watch(info, timeout_s)) {}
+    ~Scope() { instance().unwatch(ticket_); }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+   private:
+    uint64_t ticket_;
+  };
+
+ private:
+  Watchdog() = default;
+  ~Watchdog();
+  void run();
+
+  struct Entry {
+    OpInfo info;
+    double timeout_s;
+    Clock::time_point deadline;
+  };
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::map<uint64_t, Entry> entries_;
+  uint64_t next_ticket_ = 1;
+  bool stopping_ = false;
+  std::thread thread_;
+  ExpiryHandler handler_;
+};
+
+/// The default expiry handler: prints the report and calls MPI_Abort.
+[[noreturn]] void abort_job_on_deadline(const OpInfo& info, double timeout_s);
+
+}  // namespace paratorch::comm

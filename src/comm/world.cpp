@@ -1,0 +1,107 @@
+// src/comm/world.cpp — MPI start-up, node-local facts, thread budget, device.
+#include <paratorch/errors.h>
+#include <paratorch/world.h>
+
+#include "comm/mpi_communicator.h"
+#include "comm/watchdog.h"
+
+#include <dlfcn.h>
+#include <mpi.h>
+#include <sched.h>
+
+#include <cstdlib>
+#include <iostream>
+
+namespace paratorch {
+namespace {
+
+const char* thread_level_name(int level) {
+  switch (level) {
+    case MPI_THREAD_SINGLE: return "MPI_THREAD_SINGLE";
+    case MPI_THREAD_FUNNELED: return "MPI_THREAD_FUNNELED";
+    case MPI_THREAD_SERIALIZED: return "MPI_THREAD_SERIALIZED";
+    case MPI_THREAD_MULTIPLE: return "MPI_THREAD_MULTIPLE";
+  }
+  return "unknown";
+}
+
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
+
+}  // namespace
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+void set_compute_threads(int threads) {
+  torch::set_num_threads(threads);
+  // OpenBLAS keeps its own pool beside torch's OpenMP threads. Looked up at
+  // run time: the BLAS behind libtorch is chosen by Debian's alternatives.
+  using SetThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+    fn(threads);
+}
+
+void WorldOptions::validate() const {
+  if (threads_per_rank < 0)
+    throw UsageError("paratorch: [train] threads_per_rank must be >= 0 (0 = automatic), got " +
+                     std::to_string(threads_per_rank));
+  comm.validate();
+}
+
+World::World(int& argc, char**& argv, WorldOptions options) : options_(options) {
+  options_.comm.debug_checks = options_.comm.debug_checks || env_flag("PARATORCH_DEBUG");
+  options_.validate();
+
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  int provided = MPI_THREAD_SINGLE;
+  if (!initialized) {
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    owns_mpi_ = true;
+  } else {
+    MPI_Query_thread(&provided);
+  }
+  thread_level_ = thread_level_name(provided);
+  // Collectives run on per-communicator threads while the caller may start
+  // point-to-point transfers: MPI must accept calls from several threads.
+  if (provided < MPI_THREAD_MULTIPLE)
+    throw RuntimeFailure("paratorch: needs MPI_THREAD_MULTIPLE but this MPI provides " +
+                         thread_level_ + "; use an MPI built with thread support (OpenMPI 4 is)");
+
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &local_rank_);
+  MPI_Comm_size(local, &local_size_);
+  MPI_Comm_free(&local);
+
+  threads_ = options_.threads_per_rank > 0 ? options_.threads_per_rank
+                                           : std::max(1, available_cores() / local_size_);
+  set_compute_threads(threads_);
+
+  if (torch::cuda::is_available()) {
+    int count = static_cast<int>(torch::cuda::device_count());
+    device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank_ % count));
+  }
+
+  MPI_Comm world_dup;
+  MPI_Comm_dup(MPI_COMM_WORLD, &world_dup);
+  comm_ = std::make_shared<comm::MpiCommunicator>(world_dup, "world", options_.comm);
+}
+
+World::~World() {
+  comm_.reset();
+  comm::Watchdog::instance().shutdown();
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (owns_mpi_ && !finalized) MPI_Finalize();
+}
+
+}  // namespace paratorch

@@ -1,0 +1,21 @@
+// src/layout/process_groups.cpp — the one place that splits communicators.
+#include <paratorch/errors.h>
+#include <paratorch/layout.h>
+
+namespace paratorch {
+
+ProcessGroups::ProcessGroups(std::shared_ptr<Communicator> world, Layout layout)
+    : layout_(layout.resolve(world->size())), world_(std::move(world)) {
+  const Layout& L = layout_;
+  coords_ = L.coords_of(world_->rank());
+  const Coords& c = coords_;
+  // Each split groups the ranks that share every coordinate but one; the
+  // colour encodes the shared coordinates, the key orders members by the
+  // free one. All ranks make the same splits in the same order.
+  dp_ = world_->split(c.pp * L.tp + c.tp, c.dp, "dp");
+  pp_ = world_->split(c.dp * L.tp + c.tp, c.pp, "pp");
+  tp_ = world_->split(c.pp * L.dp + c.dp, c.tp, "tp");
+  mp_ = world_->split(c.dp, c.pp * L.tp + c.tp, "model_parallel");
+}
+
+}  // namespace paratorch

@@ -1,0 +1,87 @@
+// src/models/gpt.cpp — see gpt.h.
+#include "models/gpt.h"
+
+#include <paratorch/errors.h>
+
+#include <cmath>
+
+namespace paratorch::models {
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(int d, int heads) : n_heads(heads) {
+  c_attn = register_module("c_attn", torch::nn::Linear(d, 3 * d));
+  c_proj = register_module("c_proj", torch::nn::Linear(d, d));
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), hd = C / n_heads;
+  auto qkv = c_attn(x).split(C, /*dim=*/2);
+  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_heads, hd}).transpose(1, 2); };
+  auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+  // softmax(q k^T / sqrt(hd)) with future positions masked (causal).
+  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));
+  auto future = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
+  att = torch::softmax(att.masked_fill(future, -std::numeric_limits<float>::infinity()), -1);
+  auto y = torch::matmul(att, v).transpose(1, 2).contiguous().view({B, T, C});
+  return c_proj(y);
+}
+
+GptMlpImpl::GptMlpImpl(int d) {
+  c_fc = register_module("c_fc", torch::nn::Linear(d, 4 * d));
+  c_proj = register_module("c_proj", torch::nn::Linear(4 * d, d));
+}
+
+torch::Tensor GptMlpImpl::forward(const torch::Tensor& x) {
+  return c_proj(torch::gelu(c_fc(x), "tanh"));
+}
+
+GptBlockImpl::GptBlockImpl(int d, int heads) {
+  ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  attn = register_module("attn", CausalSelfAttention(d, heads));
+  ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  mlp = register_module("mlp", GptMlp(d));
+}
+
+torch::Tensor GptBlockImpl::forward(const torch::Tensor& x) {
+  auto y = x + attn(ln_1(x));
+  return y + mlp(ln_2(y));
+}
+
+Gpt::Gpt(const ModelConfig& c) : config_(c) {
+  transformer_ = register_module("transformer", std::make_shared<torch::nn::Module>());
+  wte = transformer_->register_module("wte", torch::nn::Embedding(c.vocab_size, c.d_model));
+  wpe = transformer_->register_module("wpe", torch::nn::Embedding(c.seq_len, c.d_model));
+  h = transformer_->register_module("h", torch::nn::ModuleList());
+  for (int i = 0; i < c.n_layers; ++i) h->push_back(GptBlock(c.d_model, c.n_heads));
+  ln_f = transformer_->register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
+  // lm_head is tied to wte (no parameter of its own), as in GPT-2.
+}
+
+torch::Tensor Gpt::forward(const torch::Tensor& input) {
+  const int64_t T = input.size(1);
+  if (T > config_.seq_len)
+    throw UsageError("paratorch: gpt input of " + std::to_string(T) + " tokens exceeds seq_len " +
+                     std::to_string(config_.seq_len));
+  auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(input.device()));
+  auto x = wte(input) + wpe(pos);
+  for (const auto& block : *h) x = block->as<GptBlock>()->forward(x);
+  return torch::matmul(ln_f(x), wte->weight.t());
+}
+
+torch::Tensor Gpt::loss(const Batch& batch) {
+  auto logits = forward(batch.input);
+  return torch::cross_entropy_loss(logits.view({-1, logits.size(-1)}), batch.target.view({-1}));
+}
+
+InitSpec Gpt::init_spec(const std::string& name, const torch::Tensor& /*param*/) const {
+  auto ends_with = [&](const std::string& s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (name.find(".ln_") != std::string::npos || name.find("ln_f") != std::string::npos)
+    return InitSpec::constant(ends_with(".weight") ? 1.0 : 0.0);
+  if (ends_with(".bias")) return InitSpec::constant(0.0);
+  if (ends_with("c_proj.weight"))
+    return InitSpec::normal(0.0, 0.02 / std::sqrt(2.0 * config_.n_layers));
+  return InitSpec::normal(0.0, 0.02);
+}
+
+}  // namespace paratorch::models

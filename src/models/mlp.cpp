@@ -1,0 +1,46 @@
+// src/models/mlp.cpp — see mlp.h.
+#include "models/mlp.h"
+
+#include <cmath>
+
+namespace paratorch::models {
+
+MlpBlockImpl::MlpBlockImpl(int d) {
+  ln = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  fc1 = register_module("fc1", torch::nn::Linear(d, 4 * d));
+  fc2 = register_module("fc2", torch::nn::Linear(4 * d, d));
+}
+
+torch::Tensor MlpBlockImpl::forward(const torch::Tensor& x) {
+  return x + fc2(torch::gelu(fc1(ln(x))));
+}
+
+Mlp::Mlp(const ModelConfig& c) {
+  inp = register_module("inp", torch::nn::Linear(c.d_in, c.d_model));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < c.n_layers; ++i) blocks->push_back(MlpBlock(c.d_model));
+  ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
+  head = register_module("head", torch::nn::Linear(c.d_model, c.n_classes));
+}
+
+torch::Tensor Mlp::forward(const torch::Tensor& input) {
+  auto x = inp(input);
+  for (const auto& block : *blocks) x = block->as<MlpBlock>()->forward(x);
+  return head(ln_f(x));
+}
+
+torch::Tensor Mlp::loss(const Batch& batch) {
+  return torch::cross_entropy_loss(forward(batch.input), batch.target);
+}
+
+InitSpec Mlp::init_spec(const std::string& name, const torch::Tensor& p) const {
+  bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+  bool layer_norm = name.find("ln") != std::string::npos;
+  if (layer_norm) return InitSpec::constant(is_weight ? 1.0 : 0.0);
+  if (!is_weight) return InitSpec::constant(0.0);  // biases start at zero
+  // Linear weights as PyTorch's kaiming-uniform default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  double bound = 1.0 / std::sqrt(static_cast<double>(p.size(1)));
+  return InitSpec::uniform(-bound, bound);
+}
+
+}  // namespace paratorch::models

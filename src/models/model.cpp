@@ -1,0 +1,59 @@
+// src/models/model.cpp — config validation and the model factory.
+#include "models/model.h"
+
+#include "models/gpt.h"
+#include "models/mlp.h"
+#include <paratorch/errors.h>
+
+namespace paratorch::models {
+namespace {
+
+void require_positive(const char* key, int value) {
+  if (value < 1)
+    throw UsageError(std::string("paratorch: [model] ") + key + " must be >= 1, got " +
+                     std::to_string(value));
+}
+
+}  // namespace
+
+const std::vector<std::string>& model_names() {
+  static const std::vector<std::string> names = {"gpt", "mlp"};
+  return names;
+}
+
+void ModelConfig::validate() const {
+  bool known = false;
+  for (const auto& n : model_names()) known = known || n == name;
+  if (!known) {
+    std::string valid;
+    for (const auto& n : model_names()) valid += (valid.empty() ? "" : ", ") + n;
+    throw UsageError("paratorch: unknown model '" + name + "'; valid models: " + valid);
+  }
+  require_positive("n_layers", n_layers);
+  require_positive("d_model", d_model);
+  if (name == "gpt") {
+    require_positive("n_heads", n_heads);
+    require_positive("seq_len", seq_len);
+    require_positive("vocab_size", vocab_size);
+    if (d_model % n_heads != 0)
+      throw UsageError("paratorch: [model] d_model = " + std::to_string(d_model) +
+                       " must be divisible by n_heads = " + std::to_string(n_heads));
+  } else {
+    require_positive("d_in", d_in);
+    require_positive("n_classes", n_classes);
+  }
+}
+
+void BundledModel::initialize(uint64_t seed) {
+  init_parameters(*this, seed, [this](const std::string& name, const torch::Tensor& p) {
+    return init_spec(name, p);
+  });
+}
+
+std::shared_ptr<BundledModel> make_model(const ModelConfig& config) {
+  config.validate();
+  if (config.name == "gpt") return std::make_shared<Gpt>(config);
+  return std::make_shared<Mlp>(config);
+}
+
+}  // namespace paratorch::models

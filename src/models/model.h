@@ -1,0 +1,55 @@
+// src/models/model.h — what every bundled model provides, and the factory.
+//
+// A bundled model is a torch::nn::Module that also knows how to initialize
+// itself layout-independently (init_spec per parameter name) and how to
+// compute its loss on a Batch. Models never know the layout.
+#pragma once
+#include <paratorch/init.h>
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace paratorch::models {
+
+/// The [model] section of the config.
+struct ModelConfig {
+  std::string name = "gpt";  // gpt | mlp
+  int n_layers = 4;
+  int d_model = 256;
+  int n_heads = 4;           // gpt
+  int seq_len = 128;         // gpt
+  int vocab_size = 256;      // gpt (byte-level)
+  int d_in = 784;            // mlp
+  int n_classes = 10;        // mlp
+  /// Throws UsageError naming the bad key.
+  void validate() const;
+};
+
+/// The valid model names, for messages.
+const std::vector<std::string>& model_names();
+
+/// Inputs and targets of some samples (for gpt: token windows and the next tokens).
+struct Batch {
+  torch::Tensor input;
+  torch::Tensor target;
+  int64_t size() const { return input.size(0); }
+};
+
+class BundledModel : public torch::nn::Module {
+ public:
+  /// Logits for `input`.
+  virtual torch::Tensor forward(const torch::Tensor& input) = 0;
+  /// Mean loss over every prediction in the batch.
+  virtual torch::Tensor loss(const Batch& batch) = 0;
+  /// How parameter `name` (full dotted name) is initialized.
+  virtual InitSpec init_spec(const std::string& name, const torch::Tensor& param) const = 0;
+  /// Layout-independent initialization from `seed`.
+  void initialize(uint64_t seed);
+};
+
+std::shared_ptr<BundledModel> make_model(const ModelConfig& config);
+
+}  // namespace paratorch::models

@@ -1,0 +1,57 @@
+// src/parallel/ddp/ddp.cpp — DistributedDataParallel: set-up and the public face
+// of the Reducer.
+#include <paratorch/ddp.h>
+#include <paratorch/errors.h>
+
+#include "parallel/ddp/reducer.h"
+
+namespace paratorch {
+
+void DDPOptions::validate() const {
+  if (!(bucket_mb > 0))
+    throw UsageError("paratorch: [parallel] bucket_mb must be > 0, got " + std::to_string(bucket_mb));
+}
+
+DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Module> module,
+                                                 std::shared_ptr<Communicator> comm,
+                                                 DDPOptions options)
+    : module_(std::move(module)), comm_(std::move(comm)) {
+  options.validate();
+  std::vector<torch::Tensor> params;
+  std::vector<std::string> names;
+  for (const auto& item : module_->named_parameters(/*recurse=*/true)) {
+    names.push_back(item.key());
+    params.push_back(item.value());
+  }
+  // Every replica starts from rank 0's weights.
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : params) comm_->broadcast(p.data(), 0);
+    if (options.broadcast_buffers)
+      for (auto& b : module_->buffers(true)) comm_->broadcast(b, 0);
+  }
+  reducer_ = std::make_shared<Reducer>(std::move(params), std::move(names), comm_, options);
+  reducer_->install_hooks();
+}
+
+DistributedDataParallel::~DistributedDataParallel() = default;
+
+void DistributedDataParallel::finish() { reducer_->finalize(); }
+
+DistributedDataParallel::NoSync DistributedDataParallel::no_sync() { return NoSync(*reducer_); }
+
+const std::vector<BucketLayout>& DistributedDataParallel::buckets() const { return reducer_->layouts(); }
+
+int64_t DistributedDataParallel::reductions_launched() const { return reducer_->reductions_launched(); }
+
+DistributedDataParallel::NoSync::NoSync(Reducer& reducer) : reducer_(&reducer) { reducer_->set_sync(false); }
+
+DistributedDataParallel::NoSync::NoSync(NoSync&& other) noexcept : reducer_(other.reducer_) {
+  other.reducer_ = nullptr;
+}
+
+DistributedDataParallel::NoSync::~NoSync() {
+  if (reducer_) reducer_->set_sync(true);
+}
+
+}  // namespace paratorch

@@ -1,0 +1,188 @@
+// src/parallel/ddp/reducer.cpp — see reducer.h for the state machine.
+#include "parallel/ddp/reducer.h"
+
+#include <paratorch/errors.h>
+
+#include <torch/csrc/autograd/engine.h>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <sstream>
+
+namespace paratorch {
+
+std::vector<BucketLayout> plan_buckets(const std::vector<torch::Tensor>& params, int64_t cap_bytes) {
+  std::vector<BucketLayout> buckets;
+  int64_t bytes = 0;
+  torch::Device device = torch::kCPU;
+  for (size_t k = params.size(); k-- > 0;) {
+    const auto& p = params[k];
+    if (!p.requires_grad()) continue;
+    int64_t p_bytes = p.numel() * static_cast<int64_t>(p.element_size());
+    bool start_new = buckets.empty() || buckets.back().dtype != p.scalar_type() ||
+                     device != p.device() || (bytes > 0 && bytes + p_bytes > cap_bytes);
+    if (start_new) {
+      buckets.push_back(BucketLayout{{}, 0, p.scalar_type()});
+      bytes = 0;
+      device = p.device();
+    }
+    buckets.back().params.push_back(k);
+    buckets.back().numel += p.numel();
+    bytes += p_bytes;
+  }
+  return buckets;
+}
+
+namespace {
+
+/// A tensor over flat[offset : offset + numel] shaped `sizes` that is *not*
+/// an autograd view: Optimizer::zero_grad() in libtorch 1.13 calls detach_()
+/// on gradients, which views refuse. The deleter holds `flat`'s storage alive.
+torch::Tensor alias_of(const torch::Tensor& flat, int64_t offset, torch::IntArrayRef sizes) {
+  auto* data = static_cast<char*>(flat.data_ptr()) + offset * static_cast<int64_t>(flat.element_size());
+  return torch::from_blob(data, sizes, [keep = flat](void*) {}, flat.options());
+}
+
+}  // namespace
+
+Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
+                 std::shared_ptr<Communicator> comm, DDPOptions options)
+    : params_(std::move(params)), names_(std::move(names)), comm_(std::move(comm)),
+      options_(options) {
+  layouts_ = plan_buckets(params_, static_cast<int64_t>(options_.bucket_mb * 1024 * 1024));
+  slots_.resize(params_.size());
+  buckets_.resize(layouts_.size());
+  torch::NoGradGuard no_grad;
+  for (size_t b = 0; b < layouts_.size(); ++b) {
+    const auto& first = params_[layouts_[b].params.front()];
+    Bucket& bucket = buckets_[b];
+    bucket.flat = torch::zeros({layouts_[b].numel}, first.options().requires_grad(false));
+    int64_t offset = 0;
+    for (size_t m = 0; m < layouts_[b].params.size(); ++m) {
+      size_t i = layouts_[b].params[m];
+      const auto& p = params_[i];
+      bucket.views.push_back(alias_of(bucket.flat, offset, p.sizes()));
+      offset += p.numel();
+      slots_[i] = Slot{b, m, false};
+      // Keep what was accumulated so far, then let autograd accumulate into
+      // the bucket directly ("gradient as bucket view").
+      if (p.grad().defined()) bucket.views.back().copy_(p.grad());
+      const_cast<torch::Tensor&>(p).mutable_grad() = bucket.views.back();
+    }
+    bucket.pending = layouts_[b].params.size();
+  }
+}
+
+void Reducer::install_hooks() {
+  std::weak_ptr<Reducer> weak = shared_from_this();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].requires_grad()) continue;
+    auto accumulator = torch::autograd::impl::grad_accumulator(params_[i]);
+    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [weak, i](const torch::autograd::variable_list& outputs,
+                  const torch::autograd::variable_list& /*inputs*/) {
+          if (auto self = weak.lock()) self->on_gradient_ready(i);
+          return outputs;
+        }));
+    accumulators_.push_back(std::move(accumulator));
+  }
+}
+
+void Reducer::set_sync(bool enabled) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  sync_enabled_ = enabled;
+}
+
+void Reducer::point_grad_at_bucket(size_t i) {
+  // The user may have replaced .grad (libtorch 2.x's zero_grad sets it to
+  // None): move its value into the bucket and restore the view.
+  const Slot& s = slots_[i];
+  const torch::Tensor& view = buckets_[s.bucket].views[s.member];
+  auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
+  if (grad.defined() && grad.data_ptr() == view.data_ptr()) return;
+  torch::NoGradGuard no_grad;
+  if (grad.defined()) view.copy_(grad);
+  else view.zero_();
+  grad = view;
+}
+
+void Reducer::begin_backward() {
+  phase_ = Phase::kBackward;
+  // Finalize when the engine finishes this backward pass, so backward()
+  // returns with averaged gradients, as in PyTorch.
+  std::weak_ptr<Reducer> weak = shared_from_this();
+  torch::autograd::Engine::get_default_engine().queue_callback([weak] {
+    if (auto self = weak.lock()) self->finalize();
+  });
+}
+
+void Reducer::on_gradient_ready(size_t i) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!sync_enabled_) return;  // no_sync(): accumulate locally only
+  if (phase_ == Phase::kIdle) begin_backward();
+  Slot& slot = slots_[i];
+  if (slot.ready)
+    throw UsageError("paratorch DDP: parameter '" + names_[i] +
+                     "' received a second gradient in one backward pass; DDP reduces each "
+                     "gradient once per backward (reuse inside one graph is fine, a second "
+                     "backward before the first finished is not)");
+  point_grad_at_bucket(i);
+  slot.ready = true;
+  --buckets_[slot.bucket].pending;
+  launch_in_order();
+}
+
+void Reducer::launch_in_order() {
+  while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) {
+    Bucket& bucket = buckets_[next_to_launch_++];
+    bucket.work = comm_->all_reduce_async(bucket.flat, ReduceOp::kAvg);
+    bucket.state = BucketState::kLaunched;
+    ++launched_total_;
+  }
+}
+
+void Reducer::finalize() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (phase_ != Phase::kBackward) return;
+  std::vector<size_t> unused;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].requires_grad() && !slots_[i].ready) unused.push_back(i);
+  if (!unused.empty() && !options_.find_unused_parameters) {
+    std::ostringstream msg;
+    msg << "paratorch DDP: " << unused.size()
+        << " parameter(s) received no gradient in this backward pass: ";
+    for (size_t k = 0; k < unused.size() && k < 10; ++k) msg << (k ? ", " : "") << names_[unused[k]];
+    if (unused.size() > 10) msg << ", ...";
+    msg << ". Their buckets cannot be reduced. Set DDPOptions::find_unused_parameters = true "
+           "(reduces their current gradient), or exclude them from the module.";
+    // Drain what was launched so no collective is left half-issued.
+    for (auto& b : buckets_)
+      if (b.state == BucketState::kLaunched) b.work->wait();
+    reset_for_next_pass();
+    throw UsageError(msg.str());
+  }
+  for (size_t i : unused) {
+    point_grad_at_bucket(i);
+    slots_[i].ready = true;
+    --buckets_[slots_[i].bucket].pending;
+  }
+  launch_in_order();
+  for (auto& b : buckets_) {
+    b.work->wait();
+    b.state = BucketState::kReduced;
+  }
+  reset_for_next_pass();
+}
+
+void Reducer::reset_for_next_pass() {
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    buckets_[b].pending = layouts_[b].params.size();
+    buckets_[b].state = BucketState::kFilling;
+    buckets_[b].work.reset();
+  }
+  for (auto& s : slots_) s.ready = false;
+  next_to_launch_ = 0;
+  phase_ = Phase::kIdle;
+}
+
+}  // namespace paratorch

@@ -1,0 +1,60 @@
+// src/verify/equivalence.h — the layout-equivalence check behind `paratorch verify`.
+//
+// Runs K optimizer steps twice on the same global batches: once in the
+// requested layout across the job's ranks, once as the single-process
+// reference on rank 0 (whole model, whole global batch). Compares the loss of
+// every step and every parameter at the end. DESIGN.md's central test:
+// equal up to float summation order (1e-5 relative in fp32).
+#pragma once
+#include "models/model.h"
+#include <paratorch/layout.h>
+#include <paratorch/world.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace paratorch::verify {
+
+struct VerifyOptions {
+  models::ModelConfig model;
+  Layout layout;
+  int steps = 3;
+  int64_t global_batch = 16;
+  uint64_t seed = 1234;
+  /// "sgd" (momentum 0.9) or "adamw". SGD is the default because it is
+  /// linear in the gradients, so summation-order noise stays at rounding
+  /// level. AdamW divides by sqrt(v): a parameter whose exact gradient is
+  /// zero (gpt's attention key bias — softmax ignores a shift shared by all
+  /// keys) gets gradients of pure rounding noise (~1e-11) that AdamW turns
+  /// into full +-lr steps whose sign depends on summation order.
+  std::string optimizer = "sgd";
+  double lr = 0.01;
+  double weight_decay = 0.0;
+  double bucket_mb = 25.0;
+  double tolerance = 1e-5;
+  void validate() const;
+};
+
+/// Small model shapes for `verify --model NAME`: quick on two cores.
+models::ModelConfig small_model(const std::string& name);
+
+struct StepLosses {
+  double layout = 0, reference = 0;
+};
+
+struct VerifyResult {
+  Layout layout;               // resolved
+  std::vector<StepLosses> losses;  // rank 0 only
+  double max_rel_loss_diff = 0;
+  double max_rel_param_diff = 0;
+  std::string worst_param;
+  bool pass = false;           // agreed on every rank
+  /// "verify: layout=... steps=K max_rel_loss_diff=X max_rel_param_diff=Y PASS"
+  std::string summary_line() const;
+};
+
+/// Collective over the world. `progress` prints per-step lines on rank 0.
+VerifyResult run_equivalence(World& world, const VerifyOptions& options, bool progress);
+
+}  // namespace paratorch::verify

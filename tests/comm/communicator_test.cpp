@@ -1,0 +1,102 @@
+// tests/comm/communicator_test.cpp — every Communicator operation, on 2 and 3 ranks.
+#include <gtest/gtest.h>
+
+#include "mpi_test_env.h"
+#include <paratorch/errors.h>
+
+using paratorch::ReduceOp;
+
+namespace {
+int R() { return test_world().rank(); }
+int N() { return test_world().size(); }
+}  // namespace
+
+TEST(Communicator, AllReduceSumAvgMaxMin) {
+  auto comm = test_world().comm();
+  auto t = torch::full({5}, static_cast<float>(R() + 1));
+  comm->all_reduce(t, ReduceOp::kSum);
+  EXPECT_TRUE(torch::allclose(t, torch::full({5}, N() * (N() + 1) / 2.0f)));
+  auto a = torch::full({3}, static_cast<double>(R()), torch::kDouble);
+  comm->all_reduce(a, ReduceOp::kAvg);
+  EXPECT_NEAR(a[0].item<double>(), (N() - 1) / 2.0, 1e-12);
+  auto m = torch::tensor({R(), -R()}, torch::kLong);
+  comm->all_reduce(m, ReduceOp::kMax);
+  EXPECT_EQ(m[0].item<int64_t>(), N() - 1);
+  EXPECT_EQ(m[1].item<int64_t>(), 0);
+  auto lo = torch::tensor({static_cast<float>(R())});
+  comm->all_reduce(lo, ReduceOp::kMin);
+  EXPECT_EQ(lo.item<float>(), 0.0f);
+}
+
+TEST(Communicator, AllReduceNonContiguousAndBFloat16AreWrittenBack) {
+  auto comm = test_world().comm();
+  auto base = torch::arange(6, torch::kFloat).view({2, 3}) * (R() + 1);
+  auto t = base.t();  // non-contiguous view
+  ASSERT_FALSE(t.is_contiguous());
+  comm->all_reduce(t);
+  auto want = (torch::arange(6, torch::kFloat).view({2, 3}) * (N() * (N() + 1) / 2)).t();
+  EXPECT_TRUE(torch::equal(t, want));
+  EXPECT_TRUE(torch::equal(base.t(), want));  // the caller's storage was updated
+  auto h = torch::full({4}, 1.5, torch::kBFloat16);
+  comm->all_reduce(h);
+  EXPECT_EQ(h.scalar_type(), torch::kBFloat16);
+  EXPECT_FLOAT_EQ(h[0].item<float>(), 1.5f * N());
+}
+
+TEST(Communicator, BroadcastFromLastRank) {
+  auto comm = test_world().comm();
+  auto t = torch::full({4, 2}, static_cast<float>(R()));
+  comm->broadcast(t, N() - 1);
+  EXPECT_TRUE(torch::equal(t, torch::full({4, 2}, static_cast<float>(N() - 1))));
+}
+
+TEST(Communicator, AllGatherAndReduceScatter) {
+  auto comm = test_world().comm();
+  auto in = torch::arange(3, torch::kFloat) + 10 * R();
+  auto out = torch::empty({3 * N()});
+  comm->all_gather(out, in);
+  for (int r = 0; r < N(); ++r)
+    EXPECT_TRUE(torch::equal(out.narrow(0, 3 * r, 3), torch::arange(3, torch::kFloat) + 10 * r));
+  auto full = torch::arange(2 * N(), torch::kFloat) * (R() + 1);
+  auto part = torch::empty({2});
+  comm->reduce_scatter(part, full);
+  float scale = N() * (N() + 1) / 2.0f;
+  EXPECT_TRUE(torch::equal(part, torch::arange(2 * R(), 2 * R() + 2, torch::kFloat) * scale));
+}
+
+TEST(Communicator, SizeMismatchIsAUsageError) {
+  auto comm = test_world().comm();
+  EXPECT_THROW(comm->all_gather(torch::empty({1}), torch::empty({3})), paratorch::UsageError);
+  EXPECT_THROW(comm->send(torch::empty({1}), N()), paratorch::UsageError);
+}
+
+TEST(Communicator, SendRecvRing) {
+  auto comm = test_world().comm();
+  int next = (R() + 1) % N(), prev = (R() + N() - 1) % N();
+  auto out = torch::full({1000}, static_cast<float>(R()));
+  auto in = torch::empty({1000});
+  auto recv = comm->recv_async(in, prev, 7);
+  auto send = comm->send_async(out, next, 7);
+  send->wait();
+  recv->wait();
+  EXPECT_TRUE(torch::equal(in, torch::full({1000}, static_cast<float>(prev))));
+}
+
+TEST(Communicator, AsyncOpsCompleteInIssueOrderWhileCallerComputes) {
+  auto comm = test_world().comm();
+  std::vector<torch::Tensor> ts;
+  std::vector<paratorch::WorkHandle> works;
+  for (int k = 0; k < 4; ++k) {
+    ts.push_back(torch::full({1 << 16}, static_cast<float>(k + R())));
+    works.push_back(comm->all_reduce_async(ts.back()));
+  }
+  auto busy = torch::randn({128, 128}).matmul(torch::randn({128, 128}));  // overlapping compute
+  EXPECT_EQ(busy.size(0), 128);
+  for (int k = 0; k < 4; ++k) {
+    works[static_cast<size_t>(k)]->wait();
+    EXPECT_TRUE(works[static_cast<size_t>(k)]->is_completed());
+    float want = static_cast<float>(k * N() + N() * (N() - 1) / 2);
+    EXPECT_EQ(ts[static_cast<size_t>(k)][0].item<float>(), want);
+  }
+  comm->barrier();
+}

@@ -1,0 +1,34 @@
+// tests/comm/fault_probe.cpp — a 2-rank program that misbehaves on purpose.
+//   fault_probe skip TIMEOUT      rank 1 skips the second all_reduce
+//   fault_probe mismatch TIMEOUT  ranks pass different shapes (run with PARATORCH_DEBUG=1)
+//   fault_probe die TIMEOUT       rank 1 exits abruptly before a collective
+// The tests around it check the job ends fast, non-zero, with a clear message.
+#include <paratorch/world.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "skip";
+  paratorch::WorldOptions options;
+  options.comm.timeout_s = argc > 2 ? std::atof(argv[2]) : 2.0;
+  try {
+    paratorch::World world(argc, argv, options);
+    auto comm = world.comm();
+    auto t = torch::ones({world.rank() == 1 && mode == "mismatch" ? 4 : 8});
+    if (mode != "mismatch") comm->all_reduce(t);  // #0 succeeds on every rank
+    if (world.rank() == 1) {
+      if (mode == "skip") std::this_thread::sleep_for(std::chrono::seconds(60));
+      if (mode == "die") std::_Exit(3);
+    }
+    comm->all_reduce(t);  // skip: #1 never matched; mismatch: #0 disagrees
+    std::printf("rank %d: unexpectedly completed\n", world.rank());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,29 @@
+// tests/data/sampler_test.cpp — dp slices partition the same global batch.
+#include <gtest/gtest.h>
+
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+using paratorch::DistributedSampler;
+
+TEST(Sampler, SlicesPartitionTheGlobalBatchInEveryLayout) {
+  for (int dp : {1, 2, 4, 8}) {
+    std::vector<int64_t> joined;
+    for (int r = 0; r < dp; ++r) {
+      auto ids = DistributedSampler(16, r, dp).local_indices(3);
+      EXPECT_EQ(ids.size(), 16u / dp);
+      joined.insert(joined.end(), ids.begin(), ids.end());
+    }
+    EXPECT_EQ(joined, DistributedSampler(16, 0, 1).global_indices(3));
+  }
+}
+
+TEST(Sampler, BatchNotDivisibleByDpIsAUsageError) {
+  try {
+    DistributedSampler(15, 0, 2);
+    FAIL();
+  } catch (const paratorch::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("global_batch = 15 must be a positive multiple of dp = 2"),
+              std::string::npos) << e.what();
+  }
+}

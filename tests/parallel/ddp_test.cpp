@@ -1,0 +1,135 @@
+// tests/parallel/ddp_test.cpp — DDP gradients equal full-batch gradients, in
+// every bucket configuration, with accumulation, unused parameters and
+// replaced .grad tensors.
+#include <gtest/gtest.h>
+
+#include "mpi_test_env.h"
+#include <paratorch/ddp.h>
+#include <paratorch/errors.h>
+#include <paratorch/init.h>
+
+using paratorch::DDPOptions;
+using paratorch::DistributedDataParallel;
+
+namespace {
+
+struct NetImpl : torch::nn::Module {
+  NetImpl() {
+    a = register_module("a", torch::nn::Linear(6, 16));
+    b = register_module("b", torch::nn::Linear(16, 16));
+    c = register_module("c", torch::nn::Linear(16, 3));
+    spare = register_module("spare", torch::nn::Linear(3, 3));
+  }
+  torch::Tensor forward(const torch::Tensor& x, bool use_spare = true) {
+    auto y = c(torch::tanh(b(torch::tanh(a(x)))));
+    return use_spare ? spare(y) : y;
+  }
+  torch::nn::Linear a{nullptr}, b{nullptr}, c{nullptr}, spare{nullptr};
+};
+TORCH_MODULE(Net);
+
+Net make_net(uint64_t seed) {
+  Net net;
+  paratorch::init_parameters(*net, seed, [](const std::string&, const torch::Tensor&) {
+    return paratorch::InitSpec::normal(0.0, 0.5);
+  });
+  return net;
+}
+
+// The same global batch on every rank; rank r takes rows [r*k, (r+1)*k).
+torch::Tensor global_x() { return torch::randn({8 * 3, 6}, paratorch::generator_for(7, "x")); }
+torch::Tensor global_y() { return torch::randn({8 * 3, 3}, paratorch::generator_for(7, "y")); }
+torch::Tensor mine(const torch::Tensor& t) {
+  int64_t k = t.size(0) / test_world().size();
+  return t.narrow(0, k * test_world().rank(), k);
+}
+
+std::map<std::string, torch::Tensor> full_batch_grads(const torch::Tensor& x, const torch::Tensor& y,
+                                                      bool use_spare = true) {
+  Net ref = make_net(1);
+  torch::mse_loss(ref->forward(x, use_spare), y).backward();
+  std::map<std::string, torch::Tensor> g;
+  for (auto& p : ref->named_parameters())
+    g[p.key()] = p.value().grad().defined() ? p.value().grad().clone() : torch::zeros_like(p.value());
+  return g;
+}
+
+void expect_grads(Net& net, const std::map<std::string, torch::Tensor>& want) {
+  for (auto& p : net->named_parameters()) {
+    SCOPED_TRACE(p.key());
+    ASSERT_TRUE(p.value().grad().defined());
+    EXPECT_TRUE(torch::allclose(p.value().grad(), want.at(p.key()), 1e-5, 1e-6));
+  }
+}
+
+}  // namespace
+
+TEST(DDP, BroadcastsRankZeroWeights) {
+  Net net = make_net(100 + static_cast<uint64_t>(test_world().rank()));  // differ per rank
+  DistributedDataParallel ddp(net.ptr(), test_world().comm());
+  Net rank0 = make_net(100);
+  for (auto& p : net->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), rank0->named_parameters()[p.key()])) << p.key();
+}
+
+TEST(DDP, GradientsEqualFullBatchForAnyBucketSize) {
+  auto x = global_x(), y = global_y();
+  auto want = full_batch_grads(x, y);
+  for (double mb : {25.0, 0.001, 0.0001}) {
+    SCOPED_TRACE(mb);
+    Net net = make_net(1);
+    DDPOptions o;
+    o.bucket_mb = mb;
+    DistributedDataParallel ddp(net.ptr(), test_world().comm(), o);
+    if (mb < 0.01) EXPECT_GT(ddp.buckets().size(), 1u);
+    torch::mse_loss(net->forward(mine(x)), mine(y)).backward();
+    EXPECT_EQ(ddp.reductions_launched(), static_cast<int64_t>(ddp.buckets().size()));
+    expect_grads(net, want);
+    ddp.finish();  // idempotent after backward
+  }
+}
+
+TEST(DDP, NoSyncAccumulatesThenReducesTheTotal) {
+  auto x = global_x(), y = global_y();
+  auto want = full_batch_grads(x, y);
+  Net net = make_net(1);
+  DistributedDataParallel ddp(net.ptr(), test_world().comm());
+  auto xs = mine(x).chunk(2), ys = mine(y).chunk(2);
+  {
+    auto guard = ddp.no_sync();
+    (torch::mse_loss(net->forward(xs[0]), ys[0]) / 2).backward();
+  }
+  EXPECT_EQ(ddp.reductions_launched(), 0);
+  (torch::mse_loss(net->forward(xs[1]), ys[1]) / 2).backward();
+  expect_grads(net, want);
+}
+
+TEST(DDP, ReplacedGradTensorsAreStillReduced) {
+  auto x = global_x(), y = global_y();
+  auto want = full_batch_grads(x, y);
+  Net net = make_net(1);
+  DistributedDataParallel ddp(net.ptr(), test_world().comm());
+  for (auto& p : net->parameters()) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none)
+  torch::mse_loss(net->forward(mine(x)), mine(y)).backward();
+  expect_grads(net, want);
+}
+
+TEST(DDP, UnusedParameterNamesItselfOrIsReducedWhenAllowed) {
+  auto x = global_x(), y = global_y();
+  Net net = make_net(1);
+  DistributedDataParallel strict(net.ptr(), test_world().comm());
+  try {
+    torch::mse_loss(net->forward(mine(x), /*use_spare=*/false), mine(y)).backward();
+    // 'spare' gets no gradient: backward must fail naming it.
+    FAIL() << "expected an error naming the unused parameter";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("spare.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("find_unused_parameters"), std::string::npos);
+  }
+  Net net2 = make_net(1);
+  DDPOptions o;
+  o.find_unused_parameters = true;
+  DistributedDataParallel lenient(net2.ptr(), test_world().comm(), o);
+  torch::mse_loss(net2->forward(mine(x), false), mine(y)).backward();
+  expect_grads(net2, full_batch_grads(x, y, false));
+}
