@@ -77,20 +77,22 @@ class Communicator {
   virtual WorkHandle recv_async(torch::Tensor tensor, int src, int tag = 0) = 0;
   virtual WorkHandle barrier_async() = 0;
 
-  // Blocking conveniences.
-  void all_reduce(torch::Tensor tensor, ReduceOp op = ReduceOp::kSum) {
+  // Blocking forms. Backends may run them on the calling thread (the MPI
+  // backend does when nothing is queued), so they cost what the raw library
+  // call costs.
+  virtual void all_reduce(torch::Tensor tensor, ReduceOp op = ReduceOp::kSum) {
     all_reduce_async(std::move(tensor), op)->wait();
   }
-  void broadcast(torch::Tensor tensor, int root) { broadcast_async(std::move(tensor), root)->wait(); }
-  void all_gather(torch::Tensor output, torch::Tensor input) {
+  virtual void broadcast(torch::Tensor tensor, int root) { broadcast_async(std::move(tensor), root)->wait(); }
+  virtual void all_gather(torch::Tensor output, torch::Tensor input) {
     all_gather_async(std::move(output), std::move(input))->wait();
   }
-  void reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op = ReduceOp::kSum) {
+  virtual void reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op = ReduceOp::kSum) {
     reduce_scatter_async(std::move(output), std::move(input), op)->wait();
   }
+  virtual void barrier() { barrier_async()->wait(); }
   void send(torch::Tensor tensor, int dst, int tag = 0) { send_async(std::move(tensor), dst, tag)->wait(); }
   void recv(torch::Tensor tensor, int src, int tag = 0) { recv_async(std::move(tensor), src, tag)->wait(); }
-  void barrier() { barrier_async()->wait(); }
 
   /// Splits this group (collective over all members). Only ProcessGroups and
   /// World call this: they own every communicator of the job.

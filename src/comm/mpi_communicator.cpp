@@ -90,7 +90,7 @@ OpInfo MpiCommunicator::collective_info(const std::string& op, const torch::Tens
   return info;
 }
 
-WorkHandle MpiCommunicator::submit_collective(OpInfo info, std::function<void()> run) {
+PendingOp MpiCommunicator::with_debug_check(OpInfo info, std::function<void()> run) {
   if (options_.debug_checks) {
     MPI_Comm comm = comm_;
     run = [comm, info, run = std::move(run)] {
@@ -98,8 +98,24 @@ WorkHandle MpiCommunicator::submit_collective(OpInfo info, std::function<void()>
       run();
     };
   }
-  return queue_->submit(std::move(info), std::move(run));
+  return PendingOp{std::move(info), std::move(run)};
 }
+
+WorkHandle MpiCommunicator::submit(PendingOp op) { return queue_->submit(std::move(op.info), std::move(op.run)); }
+void MpiCommunicator::run_now(PendingOp op) { queue_->run_now(std::move(op.info), std::move(op.run)); }
+
+// Asynchronous forms go through the communication thread; blocking forms run
+// on the caller when the queue is idle.
+WorkHandle MpiCommunicator::all_reduce_async(torch::Tensor t, ReduceOp op) { return submit(make_all_reduce(std::move(t), op)); }
+WorkHandle MpiCommunicator::broadcast_async(torch::Tensor t, int root) { return submit(make_broadcast(std::move(t), root)); }
+WorkHandle MpiCommunicator::all_gather_async(torch::Tensor out, torch::Tensor in) { return submit(make_all_gather(std::move(out), std::move(in))); }
+WorkHandle MpiCommunicator::reduce_scatter_async(torch::Tensor out, torch::Tensor in, ReduceOp op) { return submit(make_reduce_scatter(std::move(out), std::move(in), op)); }
+WorkHandle MpiCommunicator::barrier_async() { return submit(make_barrier()); }
+void MpiCommunicator::all_reduce(torch::Tensor t, ReduceOp op) { run_now(make_all_reduce(std::move(t), op)); }
+void MpiCommunicator::broadcast(torch::Tensor t, int root) { run_now(make_broadcast(std::move(t), root)); }
+void MpiCommunicator::all_gather(torch::Tensor out, torch::Tensor in) { run_now(make_all_gather(std::move(out), std::move(in))); }
+void MpiCommunicator::reduce_scatter(torch::Tensor out, torch::Tensor in, ReduceOp op) { run_now(make_reduce_scatter(std::move(out), std::move(in), op)); }
+void MpiCommunicator::barrier() { run_now(make_barrier()); }
 
 void MpiCommunicator::check_peer(int peer, const char* what) const {
   if (peer < 0 || peer >= size_)
@@ -107,11 +123,11 @@ void MpiCommunicator::check_peer(int peer, const char* what) const {
                      " is outside group '" + name_ + "' of size " + std::to_string(size_));
 }
 
-WorkHandle MpiCommunicator::all_reduce_async(torch::Tensor tensor, ReduceOp op) {
+PendingOp MpiCommunicator::make_all_reduce(torch::Tensor tensor, ReduceOp op) {
   OpInfo info = collective_info("all_reduce", tensor);
   MPI_Comm comm = comm_;
   int size = size_;
-  return submit_collective(std::move(info), [=]() mutable {
+  return with_debug_check(std::move(info), [=]() mutable {
     StagedBuffer b = stage(tensor, /*for_reduction=*/true, /*written=*/true);
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, b.data(), b.count(), b.mpi_type(), mpi_op_of(op), comm),
               "all_reduce");
@@ -120,25 +136,25 @@ WorkHandle MpiCommunicator::all_reduce_async(torch::Tensor tensor, ReduceOp op) 
   });
 }
 
-WorkHandle MpiCommunicator::broadcast_async(torch::Tensor tensor, int root) {
+PendingOp MpiCommunicator::make_broadcast(torch::Tensor tensor, int root) {
   check_peer(root, "broadcast root");
   OpInfo info = collective_info("broadcast", tensor, root);
   MPI_Comm comm = comm_;
-  return submit_collective(std::move(info), [=]() mutable {
+  return with_debug_check(std::move(info), [=]() mutable {
     StagedBuffer b = stage(tensor, false, true);
     check_mpi(MPI_Bcast(b.data(), b.count(), b.mpi_type(), root, comm), "broadcast");
     b.copy_back();
   });
 }
 
-WorkHandle MpiCommunicator::all_gather_async(torch::Tensor output, torch::Tensor input) {
+PendingOp MpiCommunicator::make_all_gather(torch::Tensor output, torch::Tensor input) {
   if (output.numel() != input.numel() * size_ || output.scalar_type() != input.scalar_type())
     throw UsageError("paratorch: all_gather on group '" + name_ + "' needs output of " +
                      std::to_string(input.numel() * size_) + " elements of the input's dtype, got " +
                      std::to_string(output.numel()));
   OpInfo info = collective_info("all_gather", input);
   MPI_Comm comm = comm_;
-  return submit_collective(std::move(info), [=]() mutable {
+  return with_debug_check(std::move(info), [=]() mutable {
     StagedBuffer in = stage(input, false, false);
     StagedBuffer out = stage(output, false, true);
     check_mpi(MPI_Allgather(in.data(), in.count(), in.mpi_type(), out.data(), in.count(),
@@ -148,8 +164,7 @@ WorkHandle MpiCommunicator::all_gather_async(torch::Tensor output, torch::Tensor
   });
 }
 
-WorkHandle MpiCommunicator::reduce_scatter_async(torch::Tensor output, torch::Tensor input,
-                                                 ReduceOp op) {
+PendingOp MpiCommunicator::make_reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op) {
   if (input.numel() != output.numel() * size_ || output.scalar_type() != input.scalar_type())
     throw UsageError("paratorch: reduce_scatter on group '" + name_ + "' needs input of " +
                      std::to_string(output.numel() * size_) + " elements of the output's dtype, got " +
@@ -157,7 +172,7 @@ WorkHandle MpiCommunicator::reduce_scatter_async(torch::Tensor output, torch::Te
   OpInfo info = collective_info("reduce_scatter", input);
   MPI_Comm comm = comm_;
   int size = size_;
-  return submit_collective(std::move(info), [=]() mutable {
+  return with_debug_check(std::move(info), [=]() mutable {
     StagedBuffer in = stage(input, true, false);
     StagedBuffer out = stage(output, true, true);
     check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), out.count(), out.mpi_type(),
@@ -168,10 +183,10 @@ WorkHandle MpiCommunicator::reduce_scatter_async(torch::Tensor output, torch::Te
   });
 }
 
-WorkHandle MpiCommunicator::barrier_async() {
+PendingOp MpiCommunicator::make_barrier() {
   OpInfo info = collective_info("barrier", torch::Tensor());
   MPI_Comm comm = comm_;
-  return submit_collective(std::move(info), [comm] { check_mpi(MPI_Barrier(comm), "barrier"); });
+  return with_debug_check(std::move(info), [comm] { check_mpi(MPI_Barrier(comm), "barrier"); });
 }
 
 WorkHandle MpiCommunicator::send_async(torch::Tensor tensor, int dst, int tag) {
@@ -197,9 +212,9 @@ std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key, const s
   MPI_Comm parent = comm_;
   MPI_Comm child = MPI_COMM_NULL;
   // Through the queue, so the split is ordered with this group's collectives.
-  submit_collective(std::move(info), [&] {
+  run_now(with_debug_check(std::move(info), [&] {
     check_mpi(MPI_Comm_split(parent, color, key, &child), "communicator split");
-  })->wait();
+  }));
   return std::make_shared<MpiCommunicator>(child, name, options_);
 }
 

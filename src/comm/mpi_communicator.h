@@ -15,6 +15,12 @@
 
 namespace paratorch::comm {
 
+/// A collective ready to run: what it is, and the MPI call(s) to make.
+struct PendingOp {
+  OpInfo info;
+  std::function<void()> run;
+};
+
 class MpiCommunicator : public Communicator {
  public:
   /// Takes ownership of `comm` (freed in the destructor unless it is MPI_COMM_WORLD).
@@ -33,6 +39,11 @@ class MpiCommunicator : public Communicator {
   WorkHandle send_async(torch::Tensor tensor, int dst, int tag) override;
   WorkHandle recv_async(torch::Tensor tensor, int src, int tag) override;
   WorkHandle barrier_async() override;
+  void all_reduce(torch::Tensor tensor, ReduceOp op) override;
+  void broadcast(torch::Tensor tensor, int root) override;
+  void all_gather(torch::Tensor output, torch::Tensor input) override;
+  void reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op) override;
+  void barrier() override;
   std::shared_ptr<Communicator> split(int color, int key, const std::string& name) override;
 
   MPI_Comm mpi_comm() const { return comm_; }
@@ -40,8 +51,15 @@ class MpiCommunicator : public Communicator {
  private:
   /// Fills group fields and the sequence number of a collective.
   OpInfo collective_info(const std::string& op, const torch::Tensor& tensor, int peer = -1);
-  /// Queues a collective; with debug checks, first verifies all ranks agree.
-  WorkHandle submit_collective(OpInfo info, std::function<void()> run);
+  PendingOp make_all_reduce(torch::Tensor tensor, ReduceOp op);
+  PendingOp make_broadcast(torch::Tensor tensor, int root);
+  PendingOp make_all_gather(torch::Tensor output, torch::Tensor input);
+  PendingOp make_reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op);
+  PendingOp make_barrier();
+  /// With debug checks on, prefixes `run` with the all-ranks-agree check.
+  PendingOp with_debug_check(OpInfo info, std::function<void()> run);
+  WorkHandle submit(PendingOp op);  // on the communication thread
+  void run_now(PendingOp op);       // blocking; on the caller when idle
   void check_peer(int peer, const char* what) const;
 
   MPI_Comm comm_;

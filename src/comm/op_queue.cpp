@@ -47,24 +47,51 @@ std::shared_ptr<QueuedWork> OpQueue::submit(OpInfo info, std::function<void()> r
   return work;
 }
 
+void OpQueue::run_now(OpInfo info, std::function<void()> run) {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (busy_ || !ops_.empty()) {
+      lock.unlock();
+      submit(std::move(info), std::move(run))->wait();
+      return;
+    }
+    busy_ = true;
+  }
+  Op op{std::move(info), std::move(run), std::make_shared<QueuedWork>()};
+  execute(op);
+  op.work->wait();  // already complete: rethrows a failure
+}
+
+void OpQueue::execute(Op& op) {
+  std::exception_ptr failure;
+  try {
+    Watchdog::Scope deadline(op.info, timeout_s_);
+    op.run();
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  bool more;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    busy_ = false;
+    more = !ops_.empty();
+  }
+  if (more) ready_.notify_one();  // ops queued behind an inline one may run now
+  op.work->complete(failure);
+}
+
 void OpQueue::loop() {
   for (;;) {
     Op op;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      ready_.wait(lock, [this] { return stopping_ || !ops_.empty(); });
+      ready_.wait(lock, [this] { return (stopping_ && !busy_) || (!ops_.empty() && !busy_); });
       if (ops_.empty()) return;  // stopping and drained
       op = std::move(ops_.front());
       ops_.pop_front();
+      busy_ = true;
     }
-    std::exception_ptr failure;
-    try {
-      Watchdog::Scope deadline(op.info, timeout_s_);
-      op.run();
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    op.work->complete(failure);
+    execute(op);
   }
 }
 

@@ -1,0 +1,61 @@
+// bench/ddp.cpp — data-parallel step time of the `mlp` benchmark model.
+//
+//   mpirun -np 2 bench_ddp ddp      paratorch DDP, global batch split over the ranks
+//   bench_ddp single THREADS        one process, whole global batch (the limit
+//                                   data parallelism can reach on these cores)
+// Model (issue #2): mlp d_in 784, d_model 512, 4 layers, 10 classes, global
+// batch 64, AdamW. Prints the median step time over the timed steps.
+#include <paratorch/ddp.h>
+#include <paratorch/sampler.h>
+#include <paratorch/world.h>
+
+#include "data/synthetic.h"
+#include "models/model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+int main(int argc, char** argv) {
+  const char* mode = argc > 1 ? argv[1] : "ddp";
+  const bool single = std::strcmp(mode, "single") == 0;
+  paratorch::WorldOptions options;
+  if (single && argc > 2) options.threads_per_rank = std::atoi(argv[2]);
+  paratorch::World world(argc, argv, options);
+  const int warmup = 3, steps = 20;
+  const int64_t global_batch = 64;
+
+  paratorch::models::ModelConfig cfg;
+  cfg.name = "mlp"; cfg.d_in = 784; cfg.d_model = 512; cfg.n_layers = 4; cfg.n_classes = 10;
+  auto model = paratorch::models::make_model(cfg);
+  model->initialize(1234);
+  std::unique_ptr<paratorch::DistributedDataParallel> ddp;
+  if (!single) ddp = std::make_unique<paratorch::DistributedDataParallel>(model, world.comm());
+  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
+  int dp = single ? 1 : world.size(), rank = single ? 0 : world.rank();
+  paratorch::DistributedSampler sampler(global_batch, rank, dp);
+
+  // Pre-build the batches so data generation is not timed.
+  std::vector<paratorch::models::Batch> batches;
+  for (int s = 0; s < warmup + steps; ++s)
+    batches.push_back(paratorch::data::synthetic_batch(cfg, sampler.local_indices(s), 7));
+
+  std::vector<double> ms;
+  for (int s = 0; s < warmup + steps; ++s) {
+    if (!single) world.comm()->barrier();
+    auto t0 = std::chrono::steady_clock::now();
+    opt.zero_grad();
+    model->loss(batches[static_cast<size_t>(s)]).backward();
+    opt.step();
+    double local = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    auto t = torch::tensor({local}, torch::kDouble);
+    if (!single) world.comm()->all_reduce(t, paratorch::ReduceOp::kMax);
+    if (s >= warmup) ms.push_back(t.item<double>());
+  }
+  std::sort(ms.begin(), ms.end());
+  if (world.rank() == 0)
+    std::printf("bench_ddp: mode=%s ranks=%d threads_per_rank=%d median_step_ms=%.1f min_step_ms=%.1f\n",
+                mode, single ? 1 : world.size(), world.threads(), ms[ms.size() / 2], ms.front());
+  return 0;
+}
