@@ -31,7 +31,9 @@ int main(int argc, char** argv) {
   auto model = paratorch::models::make_model(cfg);
   model->initialize(1234);
   std::unique_ptr<paratorch::DistributedDataParallel> ddp;
-  if (!single) ddp = std::make_unique<paratorch::DistributedDataParallel>(model, world.comm());
+  paratorch::DDPOptions ddp_options;
+  if (const char* mb = std::getenv("BENCH_BUCKET_MB")) ddp_options.bucket_mb = std::atof(mb);
+  if (!single) ddp = std::make_unique<paratorch::DistributedDataParallel>(model, world.comm(), ddp_options);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
   int dp = single ? 1 : world.size(), rank = single ? 0 : world.rank();
   paratorch::DistributedSampler sampler(global_batch, rank, dp);
@@ -41,21 +43,27 @@ int main(int argc, char** argv) {
   for (int s = 0; s < warmup + steps; ++s)
     batches.push_back(paratorch::data::synthetic_batch(cfg, sampler.local_indices(s), 7));
 
-  std::vector<double> ms;
+  std::vector<double> ms, optim_ms;
   for (int s = 0; s < warmup + steps; ++s) {
     if (!single) world.comm()->barrier();
     auto t0 = std::chrono::steady_clock::now();
     opt.zero_grad();
     model->loss(batches[static_cast<size_t>(s)]).backward();
+    auto t_backward = std::chrono::steady_clock::now();
     opt.step();
+    optim_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_backward).count());
     double local = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     auto t = torch::tensor({local}, torch::kDouble);
     if (!single) world.comm()->all_reduce(t, paratorch::ReduceOp::kMax);
     if (s >= warmup) ms.push_back(t.item<double>());
+    if (std::getenv("BENCH_VERBOSE") && world.rank() == 0) std::printf("  step %d %.1f ms\n", s, t.item<double>());
   }
   std::sort(ms.begin(), ms.end());
+  std::sort(optim_ms.begin(), optim_ms.end());
   if (world.rank() == 0)
-    std::printf("bench_ddp: mode=%s ranks=%d threads_per_rank=%d median_step_ms=%.1f min_step_ms=%.1f\n",
-                mode, single ? 1 : world.size(), world.threads(), ms[ms.size() / 2], ms.front());
+    std::printf("bench_ddp: mode=%s ranks=%d threads_per_rank=%d median_step_ms=%.1f min_step_ms=%.1f "
+                "median_optimizer_ms=%.1f\n",
+                mode, single ? 1 : world.size(), world.threads(), ms[ms.size() / 2], ms.front(),
+                optim_ms[optim_ms.size() / 2]);
   return 0;
 }

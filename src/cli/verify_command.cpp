@@ -5,6 +5,7 @@
 #include "cli/launcher.h"
 #include "verify/equivalence.h"
 
+#include <paratorch/compat.h>
 #include <paratorch/errors.h>
 #include <paratorch/world.h>
 
@@ -58,6 +59,10 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   maybe_relaunch("verify", argl);
 
   World world(argc, argv);
+  if (world.rank() == 0)
+    std::printf("paratorch: %d ranks (%d on this node), %s, %d threads/rank, device %s, libtorch %s\n",
+                world.size(), world.local_size(), world.thread_level().c_str(), world.threads(),
+                world.device().str().c_str(), compat::torch_version().c_str());
   auto result = verify::run_equivalence(world, options, /*progress=*/true);
   if (world.rank() == 0) {
     if (!result.pass) std::printf("worst parameter: %s\n", result.worst_param.c_str());

@@ -6,6 +6,7 @@
 #include "comm/watchdog.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <mpi.h>
 #include <sched.h>
 
@@ -47,6 +48,14 @@ void set_compute_threads(int threads) {
     fn(threads);
 }
 
+void keep_large_blocks_in_heap() {
+  // Blocks up to 1 GiB come from the heap and stay there when freed (see
+  // WorldOptions::tune_malloc). Setting these also turns off glibc's dynamic
+  // threshold, which otherwise oscillates and makes step times bimodal.
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
+
 void WorldOptions::validate() const {
   if (threads_per_rank < 0)
     throw UsageError("paratorch: [train] threads_per_rank must be >= 0 (0 = automatic), got " +
@@ -57,6 +66,7 @@ void WorldOptions::validate() const {
 World::World(int& argc, char**& argv, WorldOptions options) : options_(options) {
   options_.comm.debug_checks = options_.comm.debug_checks || env_flag("PARATORCH_DEBUG");
   options_.validate();
+  if (options_.tune_malloc) keep_large_blocks_in_heap();
 
   int initialized = 0;
   MPI_Initialized(&initialized);
