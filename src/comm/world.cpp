@@ -54,6 +54,7 @@ void keep_large_blocks_in_heap() {
   // threshold, which otherwise oscillates and makes step times bimodal.
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_ARENA_MAX, 1);
 }
 
 void WorldOptions::validate() const {
