@@ -66,6 +66,21 @@ long long Args::get_int(const std::string& name, long long fallback) const {
   return n;
 }
 
+double Args::get_double(const std::string& name, double fallback) const {
+  auto v = get(name);
+  if (!v) return fallback;
+  size_t used = 0;
+  double x = 0;
+  try {
+    x = std::stod(*v, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (used == 0 || used != v->size())
+    throw UsageError("paratorch " + command_ + ": --" + name + " needs a number, got '" + *v + "'");
+  return x;
+}
+
 const std::vector<std::string>& Args::all(const std::string& name) const {
   static const std::vector<std::string> none;
   auto it = values_.find(name);

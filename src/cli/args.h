@@ -27,6 +27,8 @@ class Args {
   std::string get_or(const std::string& name, const std::string& fallback) const;
   /// Integer value; UsageError naming the flag when it is not one.
   long long get_int(const std::string& name, long long fallback) const;
+  /// Floating-point value; UsageError naming the flag when it is not one.
+  double get_double(const std::string& name, double fallback) const;
   /// Every value of a flag given several times (e.g. --set).
   const std::vector<std::string>& all(const std::string& name) const;
 

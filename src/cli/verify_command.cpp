@@ -25,6 +25,7 @@ const std::vector<FlagSpec>& verify_flags() {
       {"bucket-mb", "MB", "DDP bucket size in MiB (default 25)"},
       {"optim", "NAME", "sgd (momentum 0.9, default) | adamw (see docs/verify.md)"},
       {"lr", "LR", "learning rate (default 0.01)"},
+      {"timeout-s", "S", "deadline of every collective/receive in seconds (default 300)"},
       {"nproc", "N", "start N ranks under mpirun on this machine"},
       {"help", "", "show this help"},
   };
@@ -51,14 +52,19 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   options.steps = static_cast<int>(args.get_int("steps", 3));
   options.global_batch = args.get_int("global-batch", 16);
   options.seed = static_cast<uint64_t>(args.get_int("seed", 1234));
-  if (auto mb = args.get("bucket-mb")) options.bucket_mb = std::atof(mb->c_str());
+  options.bucket_mb = args.get_double("bucket-mb", options.bucket_mb);
   options.optimizer = args.get_or("optim", "sgd");
-  if (auto lr = args.get("lr")) options.lr = std::atof(lr->c_str());
+  options.lr = args.get_double("lr", options.lr);
+  WorldOptions world_options;
+  world_options.comm.timeout_s = args.get_double("timeout-s", world_options.comm.timeout_s);
   // Check what can be checked before starting MPI, so bad input fails fast.
   options.validate();
+  world_options.validate();
+  int ranks = under_mpi_launcher() ? launcher_world_size() : static_cast<int>(args.get_int("nproc", 1));
+  if (ranks >= 1) options.layout.resolve(ranks);  // a layout that does not factor fails before MPI starts
   maybe_relaunch("verify", argl);
 
-  World world(argc, argv);
+  World world(argc, argv, world_options);
   if (world.rank() == 0)
     std::printf("paratorch: %d ranks (%d on this node), %s, %d threads/rank, device %s, libtorch %s\n",
                 world.size(), world.local_size(), world.thread_level().c_str(), world.threads(),

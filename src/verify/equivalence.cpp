@@ -45,6 +45,8 @@ void VerifyOptions::validate() const {
   if (steps < 1) throw UsageError("paratorch: --steps must be >= 1, got " + std::to_string(steps));
   if (global_batch < 1)
     throw UsageError("paratorch: --global-batch must be >= 1, got " + std::to_string(global_batch));
+  if (!(lr > 0)) throw UsageError("paratorch: --lr must be > 0, got " + std::to_string(lr));
+  if (!(bucket_mb > 0)) throw UsageError("paratorch: --bucket-mb must be > 0, got " + std::to_string(bucket_mb));
   if (optimizer != "sgd" && optimizer != "adamw")
     throw UsageError("paratorch: unknown optimizer '" + optimizer + "'; valid: sgd, adamw");
   if (layout.pp != 1 || layout.tp != 1)
