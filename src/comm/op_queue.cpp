@@ -2,6 +2,7 @@
 #include "comm/op_queue.h"
 
 #include "comm/watchdog.h"
+#include "report/trace.h"
 
 namespace paratorch::comm {
 
@@ -66,6 +67,7 @@ void OpQueue::execute(Op& op) {
   std::exception_ptr failure;
   try {
     Watchdog::Scope deadline(op.info, timeout_s_);
+    report::Tracer::Span span(report::Tracer::instance().enabled() ? op.info.op + " " + op.info.group : "", "comm");
     op.run();
   } catch (...) {
     failure = std::current_exception();

@@ -1,0 +1,37 @@
+// src/report/metrics.h — metrics.jsonl: one JSON object per logged step.
+//
+// Each line is flushed when written, so a run that dies still leaves every
+// step it logged. Keys (DESIGN.md): step, loss, lr, step_ms, tokens_per_s or
+// samples_per_s, grad_norm, plus any extra numbers a caller adds (val_loss,
+// skipped steps, ...).
+#pragma once
+#include <cstdio>
+#include <map>
+#include <string>
+
+namespace paratorch::report {
+
+struct StepMetrics {
+  int64_t step = 0;
+  double loss = 0, lr = 0, step_ms = 0, throughput = 0, grad_norm = 0;
+  std::string throughput_unit = "samples/s";  // or "tokens/s"
+  std::map<std::string, double> extra;
+};
+
+class MetricsWriter {
+ public:
+  /// Appends to `path` when `append` (a resumed run), else truncates.
+  MetricsWriter(const std::string& path, bool append);
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+  void write(const StepMetrics& m);
+
+ private:
+  std::FILE* file_ = nullptr;
+};
+
+/// The JSON line for `m` (no trailing newline).
+std::string to_json_line(const StepMetrics& m);
+
+}  // namespace paratorch::report
