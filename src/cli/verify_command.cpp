@@ -7,6 +7,7 @@
 
 #include <paratorch/compat.h>
 #include <paratorch/errors.h>
+#include <paratorch/sampler.h>
 #include <paratorch/world.h>
 
 #include <cstdio>
@@ -61,7 +62,10 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   options.validate();
   world_options.validate();
   int ranks = under_mpi_launcher() ? launcher_world_size() : static_cast<int>(args.get_int("nproc", 1));
-  if (ranks >= 1) options.layout.resolve(ranks);  // a layout that does not factor fails before MPI starts
+  if (ranks >= 1) {  // a layout that does not factor, or a batch that does not divide, fails before MPI starts
+    Layout resolved = options.layout.resolve(ranks);
+    DistributedSampler(options.global_batch, 0, resolved.dp);
+  }
   maybe_relaunch("verify", argl);
 
   World world(argc, argv, world_options);

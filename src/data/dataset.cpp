@@ -1,6 +1,7 @@
 // src/data/dataset.cpp — the dataset factory and the synthetic datasets.
 #include "data/dataset.h"
 
+#include "data/mf_synthetic.h"
 #include "data/synthetic.h"
 #include "data/text_corpus.h"
 #include <paratorch/errors.h>
@@ -64,7 +65,11 @@ std::unique_ptr<Dataset> make_dataset(const std::string& source, const models::M
     require_model(source, model, {"gpt"});
     return std::make_unique<TextCorpus>("kjv", load_kjv_text(), model.seq_len, seed);
   }
-  if (source == "fashion_mnist" || source == "mf_synthetic")
+  if (source == "mf_synthetic") {
+    require_model(source, model, {"mf"});
+    return std::make_unique<MfSynthetic>(model, seed);
+  }
+  if (source == "fashion_mnist")
     throw UsageError("paratorch: [data] source = \"" + source + "\" is not available in this build yet");
   // Anything else is a text file's path.
   require_model(source, model, {"gpt"});

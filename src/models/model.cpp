@@ -1,7 +1,9 @@
 // src/models/model.cpp — config validation and the model factory.
 #include "models/model.h"
 
+#include "models/cnn.h"
 #include "models/gpt.h"
+#include "models/mf.h"
 #include "models/mlp.h"
 #include <paratorch/errors.h>
 
@@ -17,7 +19,7 @@ void require_positive(const char* key, int value) {
 }  // namespace
 
 const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names = {"gpt", "mlp"};
+  static const std::vector<std::string> names = {"gpt", "mlp", "cnn", "mf"};
   return names;
 }
 
@@ -38,9 +40,15 @@ void ModelConfig::validate() const {
     if (d_model % n_heads != 0)
       throw UsageError("paratorch: [model] d_model = " + std::to_string(d_model) +
                        " must be divisible by n_heads = " + std::to_string(n_heads));
-  } else {
+  } else if (name == "mlp") {
     require_positive("d_in", d_in);
     require_positive("n_classes", n_classes);
+  } else if (name == "cnn") {
+    require_positive("n_classes", n_classes);
+  } else {
+    require_positive("n_users", n_users);
+    require_positive("n_items", n_items);
+    require_positive("n_factors", n_factors);
   }
 }
 
@@ -53,6 +61,8 @@ void BundledModel::initialize(uint64_t seed) {
 std::shared_ptr<BundledModel> make_model(const ModelConfig& config) {
   config.validate();
   if (config.name == "gpt") return std::make_shared<Gpt>(config);
+  if (config.name == "cnn") return std::make_shared<Cnn>(config);
+  if (config.name == "mf") return std::make_shared<MatrixFactorization>(config);
   return std::make_shared<Mlp>(config);
 }
 

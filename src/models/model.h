@@ -16,14 +16,17 @@ namespace paratorch::models {
 
 /// The [model] section of the config.
 struct ModelConfig {
-  std::string name = "gpt";  // gpt | mlp
+  std::string name = "gpt";  // gpt | mlp | cnn | mf
   int n_layers = 4;
   int d_model = 256;
   int n_heads = 4;           // gpt
   int seq_len = 128;         // gpt
   int vocab_size = 256;      // gpt (byte-level)
   int d_in = 784;            // mlp
-  int n_classes = 10;        // mlp
+  int n_classes = 10;        // mlp, cnn
+  int n_users = 2000;        // mf: rows of the user table
+  int n_items = 1000;        // mf: rows of the item table
+  int n_factors = 16;        // mf: embedding width
   /// Throws UsageError naming the bad key.
   void validate() const;
 };

@@ -1,6 +1,7 @@
 // tests/models/models_test.cpp — the bundled gpt and mlp models.
 #include <gtest/gtest.h>
 
+#include "data/dataset.h"
 #include "data/synthetic.h"
 #include "models/model.h"
 #include "verify/equivalence.h"
@@ -68,6 +69,42 @@ TEST(Models, BadConfigNamesTheKey) {
     make_model(c);
     FAIL();
   } catch (const paratorch::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("valid models: gpt, mlp"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("valid models: gpt, mlp, cnn, mf"), std::string::npos);
   }
+}
+
+TEST(Models, CnnClassifiesImagesAndItsNormIsPerSample) {
+  paratorch::models::ModelConfig c;
+  c.name = "cnn"; c.d_model = 8; c.n_layers = 3; c.n_classes = 10;
+  auto m = make_model(c);
+  m->initialize(5);
+  auto x = torch::randn({4, 1, 28, 28});
+  auto logits = m->forward(x);
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{4, 10}));
+  // GroupNorm: a sample's output does not depend on its batch-mates (so data
+  // parallelism is equivalent), unlike BatchNorm.
+  EXPECT_TRUE(torch::allclose(m->forward(x.narrow(0, 1, 1)), logits.narrow(0, 1, 1), 1e-5, 1e-6));
+}
+
+TEST(Models, MatrixFactorizationFitsTheSyntheticRatings) {
+  paratorch::models::ModelConfig c;
+  c.name = "mf"; c.n_users = 50; c.n_items = 40; c.n_factors = 4;
+  auto data = paratorch::data::make_dataset("mf_synthetic", c, 11);
+  auto m = make_model(c);
+  m->initialize(1);
+  torch::optim::Adam opt(m->parameters(), 0.05);
+  std::vector<int64_t> ids(512);
+  double first = 0, last = 0;
+  for (int step = 0; step < 300; ++step) {
+    for (size_t j = 0; j < ids.size(); ++j) ids[j] = step * 512 + static_cast<int64_t>(j);
+    opt.zero_grad();
+    auto loss = m->loss(data->train_batch(ids));
+    loss.backward();
+    opt.step();
+    (step == 0 ? first : last) = loss.item<double>();
+  }
+  auto val = data->validation_batch(ids);
+  double rmse = std::sqrt(m->loss(val).item<double>());
+  EXPECT_LT(last, first / 10);
+  EXPECT_LT(rmse, 0.3) << "noise floor is 0.1";
 }

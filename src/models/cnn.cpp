@@ -1,0 +1,73 @@
+// src/models/cnn.cpp — see cnn.h.
+#include "models/cnn.h"
+
+#include <cmath>
+
+namespace paratorch::models {
+namespace {
+
+torch::nn::Conv2d conv3x3(int in, int out, int stride) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
+}
+
+torch::nn::GroupNorm group_norm(int channels) {
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(std::min(8, channels), channels));
+}
+
+}  // namespace
+
+ResidualBlockImpl::ResidualBlockImpl(int c) {
+  norm1 = register_module("norm1", group_norm(c));
+  conv1 = register_module("conv1", conv3x3(c, c, 1));
+  norm2 = register_module("norm2", group_norm(c));
+  conv2 = register_module("conv2", conv3x3(c, c, 1));
+}
+
+torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
+  return x + conv2(torch::relu(norm2(conv1(torch::relu(norm1(x))))));
+}
+
+Cnn::Cnn(const ModelConfig& c) {
+  const int C = c.d_model;
+  stem = register_module("stem", conv3x3(1, C, 1));
+  stage1 = register_module("stage1", torch::nn::ModuleList());
+  down1 = register_module("down1", conv3x3(C, 2 * C, 2));
+  stage2 = register_module("stage2", torch::nn::ModuleList());
+  down2 = register_module("down2", conv3x3(2 * C, 4 * C, 2));
+  stage3 = register_module("stage3", torch::nn::ModuleList());
+  // n_layers blocks spread over the three stages, earlier stages first.
+  for (int b = 0; b < c.n_layers; ++b) {
+    if (b % 3 == 0) stage1->push_back(ResidualBlock(C));
+    else if (b % 3 == 1) stage2->push_back(ResidualBlock(2 * C));
+    else stage3->push_back(ResidualBlock(4 * C));
+  }
+  norm_f = register_module("norm_f", group_norm(4 * C));
+  head = register_module("head", torch::nn::Linear(4 * C, c.n_classes));
+}
+
+torch::Tensor Cnn::forward(const torch::Tensor& input) {
+  auto x = stem(input);
+  for (const auto& b : *stage1) x = b->as<ResidualBlock>()->forward(x);
+  x = down1(x);
+  for (const auto& b : *stage2) x = b->as<ResidualBlock>()->forward(x);
+  x = down2(x);
+  for (const auto& b : *stage3) x = b->as<ResidualBlock>()->forward(x);
+  x = torch::relu(norm_f(x)).mean({2, 3});
+  return head(x);
+}
+
+torch::Tensor Cnn::loss(const Batch& batch) {
+  return torch::cross_entropy_loss(forward(batch.input), batch.target);
+}
+
+InitSpec Cnn::init_spec(const std::string& name, const torch::Tensor& p) const {
+  bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+  if (name.find("norm") != std::string::npos) return InitSpec::constant(is_weight ? 1.0 : 0.0);
+  if (!is_weight) return InitSpec::constant(0.0);
+  // He initialization for ReLU networks: N(0, sqrt(2 / fan_in)).
+  double fan_in = static_cast<double>(p.numel() / p.size(0));
+  if (name.rfind("head.", 0) == 0) return InitSpec::uniform(-1.0 / std::sqrt(fan_in), 1.0 / std::sqrt(fan_in));
+  return InitSpec::normal(0.0, std::sqrt(2.0 / fan_in));
+}
+
+}  // namespace paratorch::models
