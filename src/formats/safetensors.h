@@ -5,8 +5,9 @@
 // [begin, end]}, ..., "__metadata__": {string: string}}, then the data block;
 // offsets are relative to the data block. Files come from anywhere, so the
 // parser checks every length, offset, dtype and shape against the file size
-// before touching tensor bytes. The parser (parse_safetensors_header) has no
-// torch dependency, so the libFuzzer target exercises exactly what readers use.
+// before touching tensor bytes. The parser (parse_safetensors_header, in
+// safetensors_header.h) has no torch dependency, so the libFuzzer target
+// exercises exactly what readers use.
 //
 // Example:
 ///   paratorch::formats::write_safetensors("model.safetensors",
@@ -14,6 +15,8 @@
 ///   auto file = paratorch::formats::read_safetensors("model.safetensors");
 ///   torch::Tensor wte = file.tensors.at("transformer.wte.weight");
 #pragma once
+#include "formats/safetensors_header.h"  // entries, header, parse_safetensors_header
+
 #include <torch/torch.h>
 
 #include <cstddef>
@@ -23,28 +26,6 @@
 #include <vector>
 
 namespace paratorch::formats {
-
-/// One tensor's entry in the header, already checked against the file.
-struct SafetensorsEntry {
-  std::string name;
-  std::string dtype;           // "F32", "F64", "F16", "BF16", "I64", "I32", "I16", "I8", "U8", "BOOL"
-  std::vector<int64_t> shape;  // each >= 0
-  uint64_t begin = 0;          // byte range in the data block, end - begin == numel * itemsize
-  uint64_t end = 0;
-};
-
-struct SafetensorsHeader {
-  std::vector<SafetensorsEntry> entries;      // in file order
-  std::map<std::string, std::string> metadata;  // "__metadata__"
-  uint64_t data_start = 0;                    // 8 + N: where the data block begins in the file
-};
-
-/// Parses and checks the header of a whole file held in `bytes[0, size)`.
-/// Throws RuntimeFailure("<what>: <problem>") for anything malformed: short
-/// file, header length beyond the file, bad JSON, unknown dtype, negative or
-/// overflowing shape, offsets out of the data block, overlapping tensors, size
-/// not matching dtype × shape, duplicate names. `what` names the file in messages.
-SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t size, const std::string& what);
 
 struct SafetensorsFile {
   std::map<std::string, torch::Tensor> tensors;  // CPU, contiguous, owning their memory
