@@ -4,13 +4,15 @@
 // 0x0D f32, 0x0E f64), a dimension count d, d big-endian u32 sizes, then the
 // values big-endian. Files come from anywhere: the parser checks the magic,
 // type, the product of sizes (overflow) against the bytes present, and the
-// gzip reader caps the decompressed size. parse_idx has no torch dependency,
-// so the libFuzzer target exercises exactly what readers use.
+// gzip reader caps the decompressed size. The checks (idx_header.h) have no
+// torch dependency, so the libFuzzer target exercises exactly what readers use.
 //
 // Example:
 ///   auto images = paratorch::formats::read_idx_gz(
 ///       "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");  // uint8 [60000, 28, 28]
 #pragma once
+#include "formats/idx_header.h"  // IdxHeader, parse_idx_header, gunzip
+
 #include <torch/torch.h>
 
 #include <cstddef>
@@ -19,21 +21,6 @@
 #include <vector>
 
 namespace paratorch::formats {
-
-struct IdxHeader {
-  uint8_t type = 0;            // 0x08 .. 0x0E
-  std::vector<int64_t> dims;
-  size_t data_offset = 0;      // 4 + 4·d
-  size_t item_size = 1;
-};
-
-/// Checks the header of a whole IDX file in bytes[0, size) and that exactly
-/// product(dims) items follow. Throws RuntimeFailure("<what>: <problem>").
-IdxHeader parse_idx_header(const uint8_t* bytes, size_t size, const std::string& what);
-
-/// Inflates gzip (or zlib) data, refusing output beyond `max_bytes`.
-/// Throws RuntimeFailure("<what>: ...") on corrupt or truncated input.
-std::string gunzip(const std::string& compressed, size_t max_bytes, const std::string& what);
 
 /// An IDX array as a tensor (u8 → kByte, i8 → kChar, i16 → kShort, i32 → kInt,
 /// f32 → kFloat, f64 → kDouble), values converted from big-endian.
