@@ -1,6 +1,7 @@
 // src/data/dataset.cpp — the dataset factory and the synthetic datasets.
 #include "data/dataset.h"
 
+#include "data/fashion_mnist.h"
 #include "data/mf_synthetic.h"
 #include "data/synthetic.h"
 #include "data/text_corpus.h"
@@ -69,8 +70,10 @@ std::unique_ptr<Dataset> make_dataset(const std::string& source, const models::M
     require_model(source, model, {"mf"});
     return std::make_unique<MfSynthetic>(model, seed);
   }
-  if (source == "fashion_mnist")
-    throw UsageError("paratorch: [data] source = \"" + source + "\" is not available in this build yet");
+  if (source == "fashion_mnist") {
+    require_model(source, model, {"cnn", "mlp"});
+    return std::make_unique<FashionMnist>(model, seed);  // checks mlp's d_in and n_classes too
+  }
   // Anything else is a text file's path.
   require_model(source, model, {"gpt"});
   return std::make_unique<TextCorpus>(source, read_text_file(source), model.seq_len, seed);
