@@ -3,11 +3,12 @@
 #   make test    bootstrap + build + every test (unit and multi-rank)
 #   make demo    bootstrap + build + the demo job
 #   make bench   benchmarks (installs the PyTorch peer on first use)
+#   make fuzz    libFuzzer runs of the file-format parsers (clang; FUZZ_SECONDS=60 each)
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: bootstrap build test demo bench install clean
+.PHONY: bootstrap build test demo bench fuzz install clean
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -29,6 +30,9 @@ demo: bootstrap
 bench: bootstrap
 	$(MAKE) build
 	bash bench/run_all
+
+fuzz:
+	bash scripts/fuzz
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(BUILD_DIR)/install
