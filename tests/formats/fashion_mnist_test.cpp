@@ -73,6 +73,7 @@ TEST_F(FashionMnistData, SamplesArePureFunctionsOfSeedAndId) {
   EXPECT_EQ(a.target[2].item<int64_t>(), b.target[0].item<int64_t>());
   EXPECT_FALSE(torch::equal(a.input[0], a.input[1]));
   EXPECT_TRUE(torch::equal(cnn_data_->validation_batch({3}).input, cnn_data_->validation_batch({10003}).input));
+  EXPECT_EQ(cnn_data_->train_batch({}).input.sizes(), (std::vector<int64_t>{0, 1, 28, 28}));
 }
 
 TEST_F(FashionMnistData, PixelsAreNormalized) {
