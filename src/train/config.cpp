@@ -1,0 +1,538 @@
+// src/train/config.cpp — see config.h. Owns the key table that drives TOML
+// reading, --set overrides, to_toml, equality and the help text, plus the
+// validation rules of every section.
+#include "train/config.h"
+
+#include <paratorch/errors.h>
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <type_traits>
+#include <utility>
+
+namespace paratorch::train {
+namespace {
+
+const std::vector<std::string> kConfigSectionNames = {"model", "data",  "parallel",
+                                                      "optim", "train", "comm"};
+const std::vector<std::string> kConfigModelNames = {"gpt", "mlp", "cnn", "mf"};
+const std::vector<std::string> kConfigBundledSources = {"kjv", "fashion_mnist", "synthetic",
+                                                        "mf_synthetic"};
+const std::vector<std::string> kConfigScheduleNames = {"gpipe", "1f1b", "interleaved"};
+const std::vector<std::string> kConfigModeNames = {"sync", "ps", "hogwild"};
+const std::vector<std::string> kConfigOptimizerNames = {"adamw", "sgd"};
+const std::vector<std::string> kConfigPrecisionNames = {"fp32", "bf16", "fp16"};
+const std::vector<std::string> kConfigBackendNames = {"auto", "mpi", "nccl"};
+
+bool config_list_has(const std::vector<std::string>& list, const std::string& word) {
+  return std::find(list.begin(), list.end(), word) != list.end();
+}
+
+std::string join_config_words(const std::vector<std::string>& words, const std::string& sep) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : sep) + w;
+  return out;
+}
+
+// ---- values as TOML text -----------------------------------------------------
+
+std::string quote_toml_string(const std::string& text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// The shortest text that reads back as exactly `value`, always a TOML float.
+std::string format_toml_float(double value) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  char text[40];
+  // Whole numbers as such ("300.0", not "3e+02"): config files are read by people.
+  if (value == std::floor(value) && std::fabs(value) < 1e15) {
+    std::snprintf(text, sizeof text, "%.1f", value);
+    return text;
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof text, "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  std::string out = text;
+  if (out.find_first_of(".e") == std::string::npos) out += ".0";
+  return out;
+}
+
+std::string write_config_value(int value) { return std::to_string(value); }
+std::string write_config_value(int64_t value) { return std::to_string(value); }
+std::string write_config_value(double value) { return format_toml_float(value); }
+std::string write_config_value(const std::string& value) { return quote_toml_string(value); }
+
+// "string \"fast\"", "integer 5", "a table": what a TOML node holds, for errors.
+std::string describe_toml_node(const toml::node& node) {
+  if (auto s = node.value_exact<std::string>()) return "string " + quote_toml_string(*s);
+  if (auto i = node.value_exact<int64_t>()) return "integer " + std::to_string(*i);
+  if (auto f = node.value_exact<double>()) return "float " + format_toml_float(*f);
+  if (auto b = node.value_exact<bool>()) return std::string("boolean ") + (*b ? "true" : "false");
+  if (node.is_table()) return "a table";
+  if (node.is_array()) return "an array";
+  return "a date or time";
+}
+
+// ---- values from TOML nodes (false: the node's type does not fit) ------------
+
+bool read_config_value(const toml::node& node, std::string& out) {
+  auto text = node.value_exact<std::string>();
+  if (text) out = *text;
+  return text.has_value();
+}
+
+bool read_config_value(const toml::node& node, double& out) {  // integers accepted
+  if (node.is_integer()) out = static_cast<double>(node.as_integer()->get());
+  else if (node.is_floating_point()) out = node.as_floating_point()->get();
+  return node.is_number();
+}
+
+bool read_config_value(const toml::node& node, int64_t& out) {
+  if (node.is_integer()) out = node.as_integer()->get();
+  return node.is_integer();
+}
+
+bool read_config_value(const toml::node& node, int& out) {
+  int64_t wide = 0;
+  if (!read_config_value(node, wide) || wide < INT_MIN || wide > INT_MAX) return false;
+  out = static_cast<int>(wide);
+  return true;
+}
+
+template <class T>
+const char* config_type_name() {
+  if constexpr (std::is_same_v<T, std::string>) return "string";
+  else if constexpr (std::is_same_v<T, double>) return "number";
+  else return "integer";
+}
+
+// ---- validation rules ----------------------------------------------------------
+
+UsageError config_key_error(const std::string& section, const std::string& key,
+                            const std::string& problem) {
+  return UsageError("paratorch: [" + section + "] " + key + " " + problem);
+}
+
+void require_config_at_least(const char* section, const char* key, int64_t value, int64_t min) {
+  if (value < min)
+    throw config_key_error(section, key, "must be >= " + std::to_string(min) + ", got " +
+                                             std::to_string(value));
+}
+
+void require_config_between(const char* section, const char* key, int value, int lo, int hi) {
+  if (value < lo || value > hi)
+    throw config_key_error(section, key, "must be " + std::to_string(lo) + ".." +
+                                             std::to_string(hi) + ", got " + std::to_string(value));
+}
+
+void require_config_positive(const char* section, const char* key, double value) {
+  if (!(std::isfinite(value) && value > 0))
+    throw config_key_error(section, key, "must be a finite number > 0, got " + format_toml_float(value));
+}
+
+void require_config_non_negative(const char* section, const char* key, double value) {
+  if (!(std::isfinite(value) && value >= 0))
+    throw config_key_error(section, key, "must be a finite number >= 0, got " + format_toml_float(value));
+}
+
+void require_config_choice(const char* section, const char* key, const std::string& value,
+                           const std::vector<std::string>& choices) {
+  if (!config_list_has(choices, value))
+    throw config_key_error(section, key, "must be one of " + join_config_words(choices, ", ") +
+                                             ", got " + quote_toml_string(value));
+}
+
+// Which models a data source can feed.
+std::vector<std::string> config_models_fed_by(const DataSection& data) {
+  if (data.source == "mf_synthetic") return {"mf"};
+  if (data.source == "fashion_mnist") return {"mlp", "cnn"};
+  if (data.source == "synthetic") return {"gpt", "mlp"};
+  return {"gpt"};  // kjv and text files: byte-level text
+}
+
+void require_config_model_suits_data(const ModelSection& model, const DataSection& data) {
+  const auto fed = config_models_fed_by(data);
+  if (!config_list_has(fed, model.name))
+    throw UsageError("paratorch: [data] source " + quote_toml_string(data.source) +
+                     " cannot feed model " + quote_toml_string(model.name) + "; it feeds " +
+                     join_config_words(fed, ", ") + " (change [model] name or [data] source)");
+  const bool byte_text = data.source == "kjv" || data.is_text_file();
+  if (byte_text && model.vocab_size < 256)
+    throw config_key_error("model", "vocab_size", "must be >= 256 for byte-level text (source " +
+                                                      quote_toml_string(data.source) + "), got " +
+                                                      std::to_string(model.vocab_size));
+  if (data.source != "fashion_mnist") return;
+  if (model.n_classes != 10)
+    throw config_key_error("model", "n_classes", "must be 10 for fashion_mnist, got " +
+                                                     std::to_string(model.n_classes));
+  if (model.name == "mlp" && model.d_in != 784)
+    throw config_key_error("model", "d_in", "must be 784 (28x28 pixels) for fashion_mnist, got " +
+                                                std::to_string(model.d_in));
+}
+
+}  // namespace
+
+void ModelSection::validate() const {
+  require_config_choice("model", "name", name, kConfigModelNames);
+  const std::pair<const char*, int> sizes[] = {
+      {"n_layers", n_layers},     {"d_model", d_model},     {"n_heads", n_heads},
+      {"seq_len", seq_len},       {"vocab_size", vocab_size}, {"d_in", d_in},
+      {"n_classes", n_classes},   {"n_users", n_users},     {"n_items", n_items},
+      {"n_factors", n_factors}};
+  for (const auto& [key, value] : sizes) require_config_at_least("model", key, value, 1);
+  models::ModelConfig::validate();
+}
+
+bool DataSection::is_text_file() const { return !config_list_has(kConfigBundledSources, source); }
+
+void DataSection::validate() const {
+  if (source.empty())
+    throw config_key_error("data", "source", "must be one of " +
+                                                 join_config_words(kConfigBundledSources, ", ") +
+                                                 " or a text file's path, got \"\"");
+  require_config_at_least("data", "global_batch", global_batch, 1);
+}
+
+void ParallelSection::validate() const {
+  if (dp < 0)
+    throw config_key_error("parallel", "dp", "must be \"auto\" or >= 1, got " + std::to_string(dp));
+  require_config_at_least("parallel", "pp", pp, 1);
+  require_config_at_least("parallel", "tp", tp, 1);
+  require_config_between("parallel", "zero", zero, 0, 3);
+  require_config_choice("parallel", "schedule", schedule, kConfigScheduleNames);
+  require_config_at_least("parallel", "microbatches", microbatches, 1);
+  require_config_at_least("parallel", "virtual_stages", virtual_stages, 1);
+  if (virtual_stages > 1 && schedule != "interleaved")
+    throw config_key_error("parallel", "virtual_stages",
+                           "= " + std::to_string(virtual_stages) +
+                               " needs schedule \"interleaved\", got " + quote_toml_string(schedule) +
+                               "; set virtual_stages = 1 or schedule = \"interleaved\"");
+  require_config_positive("parallel", "bucket_mb", bucket_mb);
+  require_config_choice("parallel", "mode", mode, kConfigModeNames);
+  require_config_at_least("parallel", "servers", servers, 1);
+  require_config_at_least("parallel", "staleness", staleness, -1);
+}
+
+void OptimSection::validate() const {
+  require_config_choice("optim", "name", name, kConfigOptimizerNames);
+  require_config_positive("optim", "lr", lr);
+  require_config_non_negative("optim", "weight_decay", weight_decay);
+  require_config_at_least("optim", "warmup_steps", warmup_steps, 0);
+  require_config_non_negative("optim", "grad_clip", grad_clip);
+}
+
+void TrainSection::validate() const {
+  require_config_at_least("train", "steps", steps, 1);
+  require_config_at_least("train", "seed", seed, 0);
+  require_config_at_least("train", "log_every", log_every, 1);
+  if (out_dir.empty()) throw config_key_error("train", "out_dir", "must name a folder, got \"\"");
+  require_config_at_least("train", "checkpoint_every", checkpoint_every, 0);
+  require_config_at_least("train", "threads_per_rank", threads_per_rank, 0);
+  require_config_choice("train", "precision", precision, kConfigPrecisionNames);
+}
+
+void CommSection::validate() const {
+  require_config_choice("comm", "backend", backend, kConfigBackendNames);
+  require_config_positive("comm", "timeout_s", timeout_s);
+}
+
+void Config::validate() const {
+  model.validate();
+  data.validate();
+  parallel.validate();
+  optim.validate();
+  train.validate();
+  comm.validate();
+  require_config_model_suits_data(model, data);
+}
+
+namespace {
+
+// ---- the key table ---------------------------------------------------------------
+
+// One key of the schema and how to read, write and compare it.
+struct ConfigKey {
+  std::string section, name, type, help;
+  std::function<void(Config&, const toml::node&)> read;  // throws UsageError
+  std::function<std::string(const Config&)> write;       // the value as TOML
+  std::function<bool(const Config&, const Config&)> same;
+};
+
+template <class Section, class Holder, class T>
+ConfigKey make_config_key(const std::string& section, Section Config::*part, T Holder::*field,
+                          const std::string& name, std::string help) {
+  auto slot = [part, field](auto& config) -> auto& { return (config.*part).*field; };
+  ConfigKey key{section, name, config_type_name<T>(), std::move(help), {}, {}, {}};
+  key.read = [slot, section, name](Config& config, const toml::node& node) {
+    if (read_config_value(node, slot(config))) return;
+    const std::string type = config_type_name<T>();
+    const bool int_too_large = std::is_same_v<T, int> && node.is_integer();
+    const std::string rule = int_too_large ? "must fit in 32 bits"
+                             : type == "integer" ? "must be an integer" : "must be a " + type;
+    throw config_key_error(section, name, rule + ", got " + describe_toml_node(node));
+  };
+  key.write = [slot](const Config& config) { return write_config_value(slot(config)); };
+  key.same = [slot](const Config& a, const Config& b) { return slot(a) == slot(b); };
+  return key;
+}
+
+// Adds the keys of one section, in file order.
+template <class Section>
+struct ConfigSectionKeys {
+  std::string section;
+  Section Config::*part;
+  std::vector<ConfigKey>& keys;
+  template <class Holder, class T>
+  ConfigSectionKeys& add(T Holder::*field, const std::string& name, std::string help) {
+    keys.push_back(make_config_key(section, part, field, name, std::move(help)));
+    return *this;
+  }
+};
+
+// [parallel] dp: "auto" (stored as 0) or a positive integer.
+ConfigKey make_parallel_dp_key() {
+  ConfigKey key{"parallel", "dp", "integer or \"auto\"",
+                "data-parallel replicas; \"auto\" = world size / (pp * tp)", {}, {}, {}};
+  key.read = [](Config& config, const toml::node& node) {
+    int dp = 0;
+    if (node.value_exact<std::string>() == "auto") config.parallel.dp = 0;
+    else if (read_config_value(node, dp) && dp >= 1) config.parallel.dp = dp;
+    else throw config_key_error("parallel", "dp", "must be \"auto\" or an integer >= 1, got " +
+                                                      describe_toml_node(node));
+  };
+  key.write = [](const Config& config) {
+    return config.parallel.dp == 0 ? std::string("\"auto\"") : std::to_string(config.parallel.dp);
+  };
+  key.same = [](const Config& a, const Config& b) { return a.parallel.dp == b.parallel.dp; };
+  return key;
+}
+
+std::vector<ConfigKey> build_config_schema() {
+  std::vector<ConfigKey> keys;
+  ConfigSectionKeys<ModelSection>{"model", &Config::model, keys}
+      .add(&ModelSection::name, "name", "bundled model: " + join_config_words(kConfigModelNames, " | "))
+      .add(&ModelSection::n_layers, "n_layers", "blocks: transformer (gpt), residual (mlp, cnn)")
+      .add(&ModelSection::d_model, "d_model", "width: embedding (gpt), hidden (mlp), channels (cnn)")
+      .add(&ModelSection::n_heads, "n_heads", "gpt: attention heads; must divide d_model")
+      .add(&ModelSection::seq_len, "seq_len", "gpt: tokens per sample (context length)")
+      .add(&ModelSection::vocab_size, "vocab_size", "gpt: token ids; >= 256 for byte-level text")
+      .add(&ModelSection::d_in, "d_in", "mlp: input features (784 for fashion_mnist)")
+      .add(&ModelSection::n_classes, "n_classes", "mlp, cnn: classes (10 for fashion_mnist)")
+      .add(&ModelSection::n_users, "n_users", "mf: users (rows of the rating matrix)")
+      .add(&ModelSection::n_items, "n_items", "mf: items (columns of the rating matrix)")
+      .add(&ModelSection::n_factors, "n_factors", "mf: width of the user and item embeddings");
+  ConfigSectionKeys<DataSection>{"data", &Config::data, keys}
+      .add(&DataSection::source, "source",
+           join_config_words(kConfigBundledSources, " | ") + " | a text file's path")
+      .add(&DataSection::global_batch, "global_batch", "samples per optimizer step, whole job");
+  keys.push_back(make_parallel_dp_key());
+  ConfigSectionKeys<ParallelSection>{"parallel", &Config::parallel, keys}
+      .add(&ParallelSection::pp, "pp", "pipeline stages")
+      .add(&ParallelSection::tp, "tp", "tensor-parallel shards of each layer")
+      .add(&ParallelSection::zero, "zero", "ZeRO stage 0..3 (sharding over dp)")
+      .add(&ParallelSection::schedule, "schedule",
+           "pipeline schedule: " + join_config_words(kConfigScheduleNames, " | "))
+      .add(&ParallelSection::microbatches, "microbatches", "micro-batches per step (pipeline)")
+      .add(&ParallelSection::virtual_stages, "virtual_stages", "model chunks per stage (interleaved)")
+      .add(&ParallelSection::bucket_mb, "bucket_mb", "gradient all-reduce bucket size, MiB")
+      .add(&ParallelSection::mode, "mode", join_config_words(kConfigModeNames, " | "))
+      .add(&ParallelSection::servers, "servers", "ps: parameter-server ranks")
+      .add(&ParallelSection::staleness, "staleness",
+           "ps: 0 bulk-synchronous, k stale-synchronous, -1 asynchronous");
+  ConfigSectionKeys<OptimSection>{"optim", &Config::optim, keys}
+      .add(&OptimSection::name, "name", join_config_words(kConfigOptimizerNames, " | "))
+      .add(&OptimSection::lr, "lr", "peak learning rate")
+      .add(&OptimSection::weight_decay, "weight_decay", "weight decay (decoupled for adamw)")
+      .add(&OptimSection::warmup_steps, "warmup_steps", "steps of linear warm-up to lr")
+      .add(&OptimSection::grad_clip, "grad_clip", "max global gradient norm; 0 = no clipping");
+  ConfigSectionKeys<TrainSection>{"train", &Config::train, keys}
+      .add(&TrainSection::steps, "steps", "optimizer steps")
+      .add(&TrainSection::seed, "seed", "seeds initialization and data order")
+      .add(&TrainSection::log_every, "log_every", "steps between metrics lines")
+      .add(&TrainSection::out_dir, "out_dir", "folder for metrics, plots, trace, checkpoints")
+      .add(&TrainSection::checkpoint_every, "checkpoint_every", "steps between checkpoints; 0 = only the final one")
+      .add(&TrainSection::threads_per_rank, "threads_per_rank", "0 = this node's cores / its ranks")
+      .add(&TrainSection::precision, "precision", join_config_words(kConfigPrecisionNames, " | "));
+  ConfigSectionKeys<CommSection>{"comm", &Config::comm, keys}
+      .add(&CommSection::backend, "backend", join_config_words(kConfigBackendNames, " | "))
+      .add(&CommSection::timeout_s, "timeout_s", "seconds a collective may take before the job ends");
+  return keys;
+}
+
+const std::vector<ConfigKey>& config_schema() {
+  static const std::vector<ConfigKey> keys = build_config_schema();
+  return keys;
+}
+
+UsageError unknown_config_section_error(const std::string& section) {
+  return UsageError("paratorch: unknown config section [" + section + "]; valid sections: " +
+                    join_config_words(kConfigSectionNames, ", "));
+}
+
+const ConfigKey& find_config_key(const std::string& section, const std::string& name) {
+  if (!config_list_has(kConfigSectionNames, section)) throw unknown_config_section_error(section);
+  std::vector<std::string> valid;
+  for (const auto& key : config_schema()) {
+    if (key.section != section) continue;
+    if (key.name == name) return key;
+    valid.push_back(key.name);
+  }
+  throw UsageError("paratorch: unknown key '" + name + "' in [" + section +
+                   "]; valid keys: " + join_config_words(valid, ", "));
+}
+
+// ---- reading ---------------------------------------------------------------------
+
+void read_config_table(const toml::table& root, Config& config) {
+  for (auto&& [section_key, node] : root) {
+    const std::string section(section_key.str());
+    if (!config_list_has(kConfigSectionNames, section)) throw unknown_config_section_error(section);
+    const toml::table* entries = node.as_table();
+    if (!entries)
+      throw UsageError("paratorch: " + section + " must be a section ([" + section + "]), got " +
+                       describe_toml_node(node));
+    for (auto&& [key, value] : *entries) find_config_key(section, std::string(key.str())).read(config, value);
+  }
+}
+
+std::string trim_config_text(const std::string& text) {
+  const auto first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
+}
+
+// A --set value as the node "v": TOML when the text is one value (and, for a
+// string key, a quoted string); otherwise the text itself as a string.
+toml::table parse_config_override_value(const std::string& text, bool wants_string) {
+  toml::table parsed;
+  try {
+    parsed = toml::parse("v = " + text);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{};
+  }
+  const toml::node* value = parsed.get("v");
+  if (parsed.size() == 1 && value && (!wants_string || value->is_string())) return parsed;
+  toml::table literal;
+  literal.insert("v", text);
+  return literal;
+}
+
+void apply_config_override(const std::string& assignment, Config& config) {
+  const auto eq = assignment.find('='), dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    throw UsageError("paratorch: --set expects section.key=value (e.g. --set optim.lr=1e-3), got '" +
+                     assignment + "'");
+  const std::string section = trim_config_text(assignment.substr(0, dot));
+  const std::string name = trim_config_text(assignment.substr(dot + 1, eq - dot - 1));
+  const ConfigKey& key = find_config_key(section, name);
+  const toml::table value =
+      parse_config_override_value(trim_config_text(assignment.substr(eq + 1)), key.type == "string");
+  try {
+    key.read(config, *value.get("v"));
+  } catch (const UsageError& e) {
+    throw UsageError(std::string(e.what()) + " (from --set " + assignment + ")");
+  }
+}
+
+Config config_from_toml_source(const std::string& text, const std::string& source_name,
+                               const std::vector<std::string>& overrides) {
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    throw UsageError("paratorch: bad TOML in config " + source_name + " at line " +
+                     std::to_string(e.source().begin.line) + ", column " +
+                     std::to_string(e.source().begin.column) + ": " + std::string(e.description()));
+  }
+  Config config;
+  read_config_table(root, config);
+  for (const auto& assignment : overrides) apply_config_override(assignment, config);
+  config.validate();
+  return config;
+}
+
+std::string read_config_file(const std::string& path) {
+  std::error_code ignored;
+  if (!std::filesystem::is_regular_file(path, ignored))
+    throw UsageError("paratorch: config file '" + path + "' " +
+                     (std::filesystem::exists(path, ignored) ? "is not a regular file" : "does not exist") +
+                     "; pass a TOML file's path to --config");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError("paratorch: cannot open config file '" + path + "'; check its permissions");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+bool operator==(const Config& a, const Config& b) {
+  const auto& keys = config_schema();
+  return std::all_of(keys.begin(), keys.end(), [&](const ConfigKey& key) { return key.same(a, b); });
+}
+
+bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  return config_from_toml_source(read_config_file(path), "file '" + path + "'", overrides);
+}
+
+Config config_from_string(const std::string& toml_text, const std::vector<std::string>& overrides) {
+  return config_from_toml_source(toml_text, "text", overrides);
+}
+
+std::string to_toml(const Config& config) {
+  std::string out = "# paratorch config: every key, resolved\n";
+  std::string section;
+  for (const auto& key : config_schema()) {
+    if (key.section != section) out += "\n[" + (section = key.section) + "]\n";
+    out += key.name + " = " + key.write(config) + "\n";
+  }
+  return out;
+}
+
+std::vector<ConfigKeyInfo> config_keys() {
+  const Config defaults;
+  std::vector<ConfigKeyInfo> infos;
+  for (const auto& key : config_schema())
+    infos.push_back({key.section, key.name, key.type, key.write(defaults), key.help});
+  return infos;
+}
+
+std::string config_reference() {
+  std::string out =
+      "Config file (TOML). Every key is optional; the defaults are shown.\n"
+      "Override any key with --set section.key=value (e.g. --set optim.lr=1e-3).\n";
+  std::string section;
+  for (const auto& info : config_keys()) {
+    if (info.section != section) out += "\n[" + (section = info.section) + "]\n";
+    std::string line = "  " + info.key + " = " + info.default_value;
+    line.resize(std::max<size_t>(line.size() + 2, 32), ' ');
+    out += line + info.help + "\n";
+  }
+  return out;
+}
+
+}  // namespace paratorch::train
