@@ -1,0 +1,136 @@
+// src/train/optimizer.cpp — see optimizer.h.
+#include "train/optimizer.h"
+
+#include <paratorch/errors.h>
+
+#include <cmath>
+
+namespace paratorch::train {
+namespace {
+
+bool decays(const torch::Tensor& p) { return p.dim() >= 2; }
+
+torch::Tensor find_state(const std::map<std::string, torch::Tensor>& state, const std::string& key,
+                         const torch::Tensor& like) {
+  auto it = state.find(key);
+  if (it == state.end()) throw RuntimeFailure("paratorch: optimizer state has no tensor '" + key + "'");
+  if (it->second.sizes() != like.sizes())
+    throw RuntimeFailure("paratorch: optimizer state '" + key + "' has shape " + c10::str(it->second.sizes()) +
+                         " but the parameter has " + c10::str(like.sizes()));
+  return it->second.to(like.device(), like.scalar_type()).clone();
+}
+
+int64_t find_step(const std::map<std::string, torch::Tensor>& state) {
+  auto it = state.find("step");
+  if (it == state.end() || it->second.numel() != 1)
+    throw RuntimeFailure("paratorch: optimizer state has no scalar 'step'");
+  return it->second.item<int64_t>();
+}
+
+class AdamW final : public Optimizer {
+ public:
+  AdamW(const OptimSection& o, NamedTensors params) : options_(o), params_(std::move(params)) {
+    for (auto& [name, p] : params_) {
+      exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+      exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+    }
+  }
+
+  void step(double lr) override {
+    torch::NoGradGuard no_grad;
+    ++steps_;
+    const double bias1 = 1 - std::pow(kBeta1, static_cast<double>(steps_));
+    const double bias2 = 1 - std::pow(kBeta2, static_cast<double>(steps_));
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto& p = params_[i].second;
+      const auto& g = p.grad();
+      if (!g.defined()) continue;
+      if (decays(p) && options_.weight_decay != 0) p.mul_(1 - lr * options_.weight_decay);
+      exp_avg_[i].mul_(kBeta1).add_(g, 1 - kBeta1);
+      exp_avg_sq_[i].mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
+      auto denom = (exp_avg_sq_[i].sqrt() / std::sqrt(bias2)).add_(kEps);
+      p.addcdiv_(exp_avg_[i], denom, -lr / bias1);
+    }
+  }
+
+  std::map<std::string, torch::Tensor> state_tensors() const override {
+    std::map<std::string, torch::Tensor> out{{"step", torch::tensor(steps_, torch::kLong)}};
+    for (size_t i = 0; i < params_.size(); ++i) {
+      out[params_[i].first + ".exp_avg"] = exp_avg_[i];
+      out[params_[i].first + ".exp_avg_sq"] = exp_avg_sq_[i];
+    }
+    return out;
+  }
+
+  void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
+    steps_ = find_step(state);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      exp_avg_[i] = find_state(state, params_[i].first + ".exp_avg", params_[i].second);
+      exp_avg_sq_[i] = find_state(state, params_[i].first + ".exp_avg_sq", params_[i].second);
+    }
+  }
+
+ private:
+  // PyTorch's defaults (betas 0.9, 0.999; eps 1e-8).
+  static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
+  OptimSection options_;
+  NamedTensors params_;
+  std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
+};
+
+class MomentumSgd final : public Optimizer {
+ public:
+  MomentumSgd(const OptimSection& o, NamedTensors params) : options_(o), params_(std::move(params)) {
+    for (auto& [name, p] : params_) buffer_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
+  }
+
+  void step(double lr) override {
+    torch::NoGradGuard no_grad;
+    ++steps_;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto& p = params_[i].second;
+      const auto& g = p.grad();
+      if (!g.defined()) continue;
+      auto d = (decays(p) && options_.weight_decay != 0) ? g.add(p, options_.weight_decay) : g;
+      if (steps_ == 1) buffer_[i].copy_(d);
+      else buffer_[i].mul_(kMomentum).add_(d);
+      p.add_(buffer_[i], -lr);
+    }
+  }
+
+  std::map<std::string, torch::Tensor> state_tensors() const override {
+    std::map<std::string, torch::Tensor> out{{"step", torch::tensor(steps_, torch::kLong)}};
+    for (size_t i = 0; i < params_.size(); ++i) out[params_[i].first + ".momentum_buffer"] = buffer_[i];
+    return out;
+  }
+
+  void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
+    steps_ = find_step(state);
+    for (size_t i = 0; i < params_.size(); ++i)
+      buffer_[i] = find_state(state, params_[i].first + ".momentum_buffer", params_[i].second);
+  }
+
+ private:
+  static constexpr double kMomentum = 0.9;
+  OptimSection options_;
+  NamedTensors params_;
+  std::vector<torch::Tensor> buffer_;
+};
+
+}  // namespace
+
+std::unique_ptr<Optimizer> make_optimizer(const OptimSection& options, NamedTensors params) {
+  options.validate();
+  if (options.name == "adamw") return std::make_unique<AdamW>(options, std::move(params));
+  return std::make_unique<MomentumSgd>(options, std::move(params));
+}
+
+void zero_gradients(const NamedTensors& params) {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params) {
+    const auto& g = p.grad();
+    if (g.defined()) const_cast<torch::Tensor&>(g).zero_();
+  }
+}
+
+}  // namespace paratorch::train
