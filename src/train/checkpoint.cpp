@@ -1,0 +1,176 @@
+// src/train/checkpoint.cpp — see checkpoint.h.
+#include "train/checkpoint.h"
+
+#include "formats/atomic_file.h"
+#include "formats/safetensors.h"
+#include <paratorch/compat.h>
+#include <paratorch/errors.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+#include <unistd.h>
+
+namespace paratorch::train {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kFormat = "paratorch-checkpoint";
+constexpr int kVersion = 1;
+const char* const kFiles[] = {"model.safetensors", "optimizer.safetensors", "config.toml"};
+
+std::string step_folder_name(int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%06" PRId64, step);
+  return name;
+}
+
+RuntimeFailure bad_checkpoint(const std::string& dir, const std::string& problem) {
+  return RuntimeFailure("paratorch: checkpoint " + dir + ": " + problem +
+                        " (pass another checkpoint to --resume, or start without it)");
+}
+
+// Removes all but the newest kCheckpointsKept step folders.
+void prune_old_checkpoints(const fs::path& root) {
+  std::vector<fs::path> steps;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const auto name = entry.path().filename().string();
+    if (entry.is_directory() && name.rfind("step-", 0) == 0 && name.find(".tmp") == std::string::npos)
+      steps.push_back(entry.path());
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + kCheckpointsKept < steps.size(); ++i) fs::remove_all(steps[i]);
+}
+
+// The [model] lines of a config's TOML, key by key.
+std::map<std::string, std::string> model_keys(const std::string& toml_text) {
+  std::map<std::string, std::string> keys;
+  std::istringstream in(toml_text);
+  std::string line;
+  bool in_model = false;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line[0] == '[') in_model = line == "[model]";
+    const auto eq = line.find(" = ");
+    if (in_model && eq != std::string::npos) keys[line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return keys;
+}
+
+}  // namespace
+
+std::string fnv1a64_hex(const std::string& bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016" PRIx64, h);
+  return hex;
+}
+
+std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt) {
+  const fs::path root_path(root), final_dir = root_path / step_folder_name(ckpt.step);
+  const fs::path tmp_dir = root_path / (step_folder_name(ckpt.step) + ".tmp-" + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::create_directories(root_path, ec);
+  fs::remove_all(tmp_dir, ec);
+  if (!fs::create_directories(tmp_dir, ec) && ec)
+    throw RuntimeFailure("paratorch: cannot create checkpoint folder " + tmp_dir.string() + ": " + ec.message());
+
+  const std::map<std::string, std::string> contents = {
+      {"model.safetensors", formats::safetensors_bytes(ckpt.model, {{"format", "pt"}})},
+      {"optimizer.safetensors", formats::safetensors_bytes(ckpt.optimizer)},
+      {"config.toml", ckpt.config_toml}};
+  nlohmann::json manifest = {{"format", kFormat},          {"version", kVersion},
+                             {"step", ckpt.step},          {"layout", ckpt.layout},
+                             {"world_size", ckpt.world_size}, {"libtorch", compat::torch_version()}};
+  for (const auto& [name, bytes] : contents) {
+    formats::write_file_atomic((tmp_dir / name).string(), bytes);
+    manifest["files"][name] = {{"bytes", bytes.size()}, {"fnv1a64", fnv1a64_hex(bytes)}};
+  }
+  // The manifest last: a folder without one was never finished.
+  formats::write_file_atomic((tmp_dir / "manifest.json").string(), manifest.dump(2) + "\n");
+  formats::sync_directory(tmp_dir.string());
+
+  // Swap the finished folder into place (a re-run may be replacing this step).
+  const fs::path old_dir = root_path / (step_folder_name(ckpt.step) + ".tmp-old-" + std::to_string(::getpid()));
+  if (fs::exists(final_dir)) fs::rename(final_dir, old_dir);
+  fs::rename(tmp_dir, final_dir);
+  formats::sync_directory(root_path.string());
+  formats::write_file_atomic((root_path / "latest").string(), final_dir.filename().string() + "\n");
+  fs::remove_all(old_dir, ec);
+  prune_old_checkpoints(root_path);
+  return final_dir.string();
+}
+
+Checkpoint read_checkpoint(const std::string& path) {
+  fs::path dir(path);
+  // A run's out_dir or its checkpoints folder: follow `latest`.
+  if (fs::exists(dir / "checkpoints" / "latest")) dir = dir / "checkpoints";
+  if (fs::exists(dir / "latest") && !fs::exists(dir / "manifest.json")) {
+    std::string name = formats::read_file_bytes((dir / "latest").string());
+    name.erase(name.find_last_not_of(" \n\r\t") + 1);
+    dir = dir / name;
+  }
+  const std::string where = dir.string();
+  if (!fs::is_directory(dir)) throw bad_checkpoint(where, "no such folder");
+  if (!fs::exists(dir / "manifest.json"))
+    throw bad_checkpoint(where, "no manifest.json (not a paratorch checkpoint, or one whose write never finished)");
+  nlohmann::json manifest = nlohmann::json::parse(formats::read_file_bytes((dir / "manifest.json").string()),
+                                                  nullptr, /*allow_exceptions=*/false);
+  if (manifest.is_discarded() || !manifest.is_object() || manifest.value("format", "") != kFormat)
+    throw bad_checkpoint(where, "manifest.json is not a paratorch checkpoint manifest");
+  if (manifest.value("version", 0) != kVersion)
+    throw bad_checkpoint(where, "format version " + manifest["version"].dump() + ", this build reads " +
+                                    std::to_string(kVersion));
+  std::map<std::string, std::string> contents;
+  for (const char* name : kFiles) {
+    const auto& entry = manifest["files"][name];
+    if (!entry.is_object() || !entry["bytes"].is_number_unsigned() || !entry["fnv1a64"].is_string())
+      throw bad_checkpoint(where, std::string("manifest.json does not list ") + name);
+    if (!fs::exists(dir / name)) throw bad_checkpoint(where, std::string(name) + " is missing");
+    std::string bytes = formats::read_file_bytes((dir / name).string());
+    if (bytes.size() != entry["bytes"].get<uint64_t>())
+      throw bad_checkpoint(where, std::string(name) + " is " + std::to_string(bytes.size()) +
+                                      " bytes, the manifest says " + entry["bytes"].dump() + " (truncated?)");
+    if (fnv1a64_hex(bytes) != entry["fnv1a64"].get<std::string>())
+      throw bad_checkpoint(where, std::string(name) + " does not match its checksum (corrupt)");
+    contents[name] = std::move(bytes);
+  }
+  Checkpoint ckpt;
+  if (!manifest["step"].is_number_integer() || !manifest["layout"].is_string() ||
+      !manifest["world_size"].is_number_integer())
+    throw bad_checkpoint(where, "manifest.json lacks step, layout or world_size");
+  ckpt.step = manifest["step"].get<int64_t>();
+  ckpt.layout = manifest["layout"].get<std::string>();
+  ckpt.world_size = manifest["world_size"].get<int>();
+  ckpt.config_toml = contents["config.toml"];
+  auto parse = [&](const char* name) {
+    const auto& bytes = contents[name];
+    return formats::parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                                      where + "/" + name).tensors;
+  };
+  ckpt.model = parse("model.safetensors");
+  ckpt.optimizer = parse("optimizer.safetensors");
+  return ckpt;
+}
+
+void require_compatible(const Checkpoint& ckpt, const Config& config) {
+  const auto theirs = model_keys(ckpt.config_toml), ours = model_keys(to_toml(config));
+  std::string differences;
+  for (const auto& [key, value] : ours) {
+    auto it = theirs.find(key);
+    const std::string other = it == theirs.end() ? "(absent)" : it->second;
+    if (other != value) differences += (differences.empty() ? "" : ", ") + key + " = " + other + " there, " + value + " here";
+  }
+  if (!differences.empty())
+    throw UsageError("paratorch: the checkpoint was written for another model ([model] " + differences +
+                     "); resume with the config that wrote it (its config.toml)");
+  if (ckpt.step >= config.train.steps)
+    throw UsageError("paratorch: the checkpoint is at step " + std::to_string(ckpt.step) + " and [train] steps = " +
+                     std::to_string(config.train.steps) + ": nothing left to run; raise train.steps");
+}
+
+}  // namespace paratorch::train

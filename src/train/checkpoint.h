@@ -1,0 +1,61 @@
+// src/train/checkpoint.h — training checkpoints: written atomically, read
+// back with every byte checked, refused when they do not fit the config.
+//
+// A checkpoint is one folder <out_dir>/checkpoints/step-NNNNNN/ holding
+//   model.safetensors      every parameter as a full, unsharded tensor under
+//                          the model's own names (nanoGPT's for gpt), so the
+//                          Python world reads it as is
+//   optimizer.safetensors  optimizer state by parameter name, "step", and the
+//                          torch CPU generator state ("trainer.rng_cpu")
+//   config.toml            the resolved config of the run that wrote it
+//   manifest.json          format, step, layout, world size, and each file's
+//                          size and FNV-1a 64 checksum; written last
+// The folder is assembled under a temporary name and renamed into place, and
+// checkpoints/latest is replaced atomically afterwards, so a crash at any
+// moment leaves the previous checkpoint whole and `latest` pointing at it.
+//
+// Example:
+///   write_checkpoint(out_dir + "/checkpoints", ckpt);              // rank 0
+///   Checkpoint back = read_checkpoint(out_dir + "/checkpoints");  // follows latest
+///   require_compatible(back, config);
+#pragma once
+#include "train/config.h"
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+namespace paratorch::train {
+
+struct Checkpoint {
+  int64_t step = 0;            // optimizer steps completed
+  std::string config_toml;     // to_toml of the writer's config
+  std::string layout;          // "dp=2,pp=1,tp=1"
+  int world_size = 1;
+  std::map<std::string, torch::Tensor> model;      // full tensors by parameter name
+  std::map<std::string, torch::Tensor> optimizer;  // by "<parameter>.<state>", "step", "trainer.*"
+};
+
+/// How many step folders write_checkpoint keeps (older ones are removed
+/// only after a newer one is complete).
+constexpr int kCheckpointsKept = 3;
+
+/// Writes `ckpt` under `root` (created if missing) and points root/latest at
+/// it. Returns the step folder. Throws RuntimeFailure naming the path.
+std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt);
+
+/// Reads a step folder, or the folder `latest` names when `path` holds one
+/// (a checkpoints folder or a run's out_dir). Every file's size and checksum
+/// is checked before parsing. Throws RuntimeFailure saying what is wrong.
+Checkpoint read_checkpoint(const std::string& path);
+
+/// UsageError unless `ckpt` was written for the same model as `config`
+/// (every [model] key) and its step is below config.train.steps.
+void require_compatible(const Checkpoint& ckpt, const Config& config);
+
+/// FNV-1a 64 of `bytes`, as 16 hex digits.
+std::string fnv1a64_hex(const std::string& bytes);
+
+}  // namespace paratorch::train

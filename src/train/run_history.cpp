@@ -1,0 +1,43 @@
+// src/train/run_history.cpp — see run_history.h.
+#include "train/run_history.h"
+
+#include "formats/atomic_file.h"
+#include "report/svg_plot.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <sstream>
+
+namespace paratorch::train {
+
+void RunHistory::resume_from(const std::string& path, int64_t last_step) {
+  if (!std::filesystem::exists(path)) return;
+  std::istringstream in(formats::read_file_bytes(path));
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object() || !j["step"].is_number_integer()) continue;  // a torn last line
+    const int64_t step = j["step"].get<int64_t>();
+    if (step > last_step) continue;
+    kept += line + "\n";
+    if (j["loss"].is_number()) add_train(step, j["loss"].get<double>());
+    if (j.contains("val_loss") && j["val_loss"].is_number()) add_validation(step, j["val_loss"].get<double>());
+  }
+  formats::write_file_atomic(path, kept);
+}
+
+std::string RunHistory::loss_svg(const std::string& title, const std::string& loss_name, double baseline) const {
+  report::LineChart chart;
+  chart.title = title;
+  chart.x_label = "step";
+  chart.y_label = loss_name;
+  chart.series.push_back({"training", "#1f77b4", train_});
+  if (!validation_.empty()) chart.series.push_back({"validation", "#d62728", validation_});
+  if (baseline > 0 && !train_.empty())
+    chart.series.push_back({"unigram baseline", "#7f7f7f",
+                            {{train_.front().first, baseline}, {train_.back().first, baseline}}});
+  return chart.to_svg();
+}
+
+}  // namespace paratorch::train
