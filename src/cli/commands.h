@@ -9,5 +9,6 @@
 namespace paratorch::cli {
 
 int run_verify(int& argc, char**& argv, const std::vector<std::string>& args);
+int run_train(int& argc, char**& argv, const std::vector<std::string>& args);
 
 }  // namespace paratorch::cli

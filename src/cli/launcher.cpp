@@ -46,6 +46,9 @@ void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args) {
   std::vector<char*> cargv;
   for (auto& s : cmd) cargv.push_back(s.data());
   cargv.push_back(nullptr);
+  // Ranks see mpirun's pseudo-terminal, not the user's stdout: tell them
+  // which it is, for the progress line (report/progress.cpp).
+  setenv("PARATORCH_STDOUT_TTY", isatty(STDOUT_FILENO) == 1 ? "1" : "0", 1);
   execvp("mpirun", cargv.data());
   throw RuntimeFailure(std::string("paratorch: could not start mpirun (") + std::strerror(errno) +
                        "); install OpenMPI (apt-get install openmpi-bin) or run under your launcher");

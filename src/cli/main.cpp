@@ -18,6 +18,7 @@ namespace {
 void print_usage() {
   std::cout << "usage: paratorch <command> [flags]\n\n"
                "commands:\n"
+               "  train    train a bundled model from a TOML config\n"
                "  verify   check that a layout reproduces the single-process run\n"
                "  help     show this text\n\n"
                "'paratorch <command> --help' lists a command's flags.\n";
@@ -49,8 +50,9 @@ int main(int argc, char** argv) {
   std::string command = args[0];
   args.erase(args.begin());
   try {
+    if (command == "train") return paratorch::cli::run_train(argc, argv, args);
     if (command == "verify") return paratorch::cli::run_verify(argc, argv, args);
-    throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: verify, help");
+    throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: train, verify, help");
   } catch (const paratorch::UsageError& e) {
     // Usage errors are the same on every rank: say it once.
     if (world_rank() == 0) std::fprintf(stderr, "%s\n", e.what());

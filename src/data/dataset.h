@@ -25,6 +25,9 @@ class Dataset {
   virtual int64_t items_per_sample() const { return 1; }
   /// "tokens/s" or "samples/s".
   virtual std::string throughput_unit() const { return "samples/s"; }
+  /// The loss a model that ignores its input reaches (unigram entropy for
+  /// text, the noise variance for mf_synthetic), drawn on loss.svg; 0 = none.
+  virtual double baseline_loss() const { return 0; }
   /// One line for the start-up report ("kjv: 4298239 bytes, ...").
   virtual std::string describe() const = 0;
 };

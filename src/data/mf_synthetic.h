@@ -16,6 +16,7 @@ class MfSynthetic : public Dataset {
   models::Batch train_batch(const std::vector<int64_t>& ids) const override;
   models::Batch validation_batch(const std::vector<int64_t>& ids) const override;
   std::string describe() const override;
+  double baseline_loss() const override { return kNoiseStd * kNoiseStd; }  // the best MSE
   /// The noiseless rating of (user, item) under the ground truth.
   double true_rating(int64_t user, int64_t item) const;
 

@@ -21,6 +21,7 @@ class TextCorpus : public Dataset {
   /// Unigram entropy of the training bytes in nats: the loss of the best
   /// model that ignores context (3.07 for the KJV text).
   double unigram_entropy() const;
+  double baseline_loss() const override { return unigram_entropy(); }
   const std::string& text() const { return text_; }
 
  private:

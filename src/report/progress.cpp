@@ -1,13 +1,24 @@
 // src/report/progress.cpp — see progress.h.
 #include "report/progress.h"
 
+#include <cstdlib>
+
 #include <unistd.h>
 
 #include <cmath>
 
 namespace paratorch::report {
 
-bool stdout_is_terminal() { return isatty(STDOUT_FILENO) == 1; }
+// mpirun hands its ranks a pseudo-terminal even when its own stdout is a
+// file, so a rank's isatty() says nothing. `paratorch --nproc` records what
+// the user's stdout was in PARATORCH_STDOUT_TTY before starting mpirun; under
+// a user's own launcher without it, plain lines are the safe choice.
+bool stdout_is_terminal() {
+  if (const char* recorded = std::getenv("PARATORCH_STDOUT_TTY")) return std::string(recorded) == "1";
+  for (const char* launcher_var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_PROCID"})
+    if (std::getenv(launcher_var)) return false;
+  return isatty(STDOUT_FILENO) == 1;
+}
 
 ProgressLine::ProgressLine(int64_t total_steps, std::string unit, bool interactive)
     : total_(total_steps), unit_(std::move(unit)), interactive_(interactive) {}

@@ -9,6 +9,7 @@
 #include <paratorch/communicator.h>
 
 #include <chrono>
+#include <atomic>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@ class Tracer {
  public:
   static Tracer& instance();
   void enable(int rank);
+  /// Stops recording (events so far are kept), e.g. after the traced steps.
+  void disable() { enabled_ = false; }
   bool enabled() const { return enabled_; }
   /// Records an event that started at `start_us` and lasted `dur_us`.
   void record(std::string name, const char* category, int64_t start_us, int64_t dur_us);
@@ -48,7 +51,7 @@ class Tracer {
     int64_t start_us, dur_us;
     int tid;
   };
-  bool enabled_ = false;
+  std::atomic<bool> enabled_{false};  // read by communication threads
   int rank_ = 0;
   mutable std::mutex mutex_;
   std::vector<Event> events_;

@@ -1,0 +1,56 @@
+// src/train/engine.h — the layout-specific half of a training step.
+//
+// The Trainer owns the loop (schedule, clipping, optimizer, logging,
+// checkpoints); an Engine owns how the model is split over ranks and how
+// gradients meet. Data parallelism is one engine; pipeline, tensor-parallel
+// and ZeRO layouts are others. The loop never branches on the layout.
+#pragma once
+#include "data/dataset.h"
+#include "train/grad_clip.h"
+#include "train/config.h"
+#include "train/optimizer.h"
+#include <paratorch/layout.h>
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace paratorch::train {
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = -1;  // classification models, else -1
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  /// Parameters this rank updates (what the optimizer gets), by model name.
+  virtual NamedTensors named_parameters() = 0;
+  /// Forward and backward of this rank's share of the global batch `ids`.
+  /// On return every parameter's .grad holds its gradient of the mean loss
+  /// over the whole global batch; returns that mean loss (same on every rank).
+  virtual double forward_backward(const std::vector<int64_t>& ids) = 0;
+  /// Mean validation loss (and accuracy) over samples `ids`, every rank.
+  virtual EvalResult evaluate(const std::vector<int64_t>& ids) = 0;
+  /// Adds the other shards' squared gradient norms (for clipping).
+  virtual SumAcross grad_norm_across() = 0;
+  /// Every parameter as a full tensor under its model name, on every rank.
+  virtual std::map<std::string, torch::Tensor> full_parameters() = 0;
+  /// The inverse of full_parameters (each rank keeps its part).
+  virtual void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) = 0;
+  /// Number of parameters of the whole model.
+  virtual int64_t parameter_count() = 0;
+  /// One line for the start-up report.
+  virtual std::string describe() = 0;
+};
+
+/// The engine for `config`'s layout over `groups` (collective: builds DDP and
+/// broadcasts parameters). UsageError for layout features this build lacks.
+std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& groups,
+                                    std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
+                                    torch::Device device);
+
+}  // namespace paratorch::train

@@ -1,0 +1,292 @@
+// src/train/trainer.cpp — the training loop. Read Trainer::run top to bottom:
+// set-up, then one iteration per optimizer step, then the end-of-run outputs.
+#include "train/trainer.h"
+
+#include "data/dataset.h"
+#include "report/metrics.h"
+#include "report/progress.h"
+#include "report/svg_plot.h"
+#include "report/trace.h"
+#include "train/checkpoint.h"
+#include "train/generate.h"
+#include "train/lr_schedule.h"
+#include "train/run_history.h"
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+namespace paratorch::train {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// trace.json covers the first kTracedSteps steps: enough to see the overlap
+// of backward and the bucket all-reduces, without a file that grows with the run.
+constexpr int64_t kTracedSteps = 20;
+
+// Validation uses the first kValidationBatches global batches of held-out samples.
+constexpr int kValidationBatches = 4;
+
+}  // namespace
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+std::string TrainResult::summary_line() const {
+  char line[256];
+  std::snprintf(line, sizeof line, "train: steps=%lld final_loss=%.4f mean_step_ms=%.1f throughput=%.1f unit=%s peak_rss_mb=%.0f",
+                static_cast<long long>(steps), final_loss, mean_step_ms, throughput, unit.c_str(), peak_rss_mb);
+  return line;
+}
+
+struct Trainer::Impl {
+  World& world;
+  Config config;
+  ProcessGroups groups;
+  std::unique_ptr<data::Dataset> dataset;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Optimizer> optimizer;
+  LrSchedule schedule;
+  DistributedSampler batches;  // global view: the engine takes its own slice
+  RunHistory history;
+  std::unique_ptr<report::MetricsWriter> metrics;
+  std::unique_ptr<report::ProgressLine> progress;
+  double step_ms_sum = 0;
+  int64_t timed_steps = 0;
+
+  Impl(World& w, Config c)
+      : world(w),
+        config(std::move(c)),
+        groups(w.comm(), Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp}.resolve(w.size())),
+        batches(config.data.global_batch, 0, 1) {
+    dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
+    engine = make_engine(config, groups, models::make_model(config.model), *dataset, w.device());
+    optimizer = make_optimizer(config.optim, engine->named_parameters());
+    schedule = LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+  }
+
+  bool leader() const { return world.rank() == 0; }
+  /// Tokens or samples per second at `ms` per step.
+  double throughput(double ms) const {
+    return ms > 0 ? static_cast<double>(config.data.global_batch * dataset->items_per_sample()) / (ms / 1000) : 0;
+  }
+  std::string out(const std::string& file) const { return config.train.out_dir + "/" + file; }
+  std::string checkpoints() const { return out("checkpoints"); }
+
+  int64_t resume(const std::string& dir);
+  double step(int64_t s, double* grad_norm);
+  EvalResult validate();
+  void log(int64_t s, double loss, double lr, double ms, double grad_norm, const EvalResult* eval,
+           double elapsed_s);
+  void save_checkpoint(int64_t steps_done);
+  void finish_outputs();
+  void print_sample();
+  void announce(int64_t start);
+};
+
+Trainer::Trainer(World& world, Config config) : impl_(std::make_unique<Impl>(world, std::move(config))) {}
+Trainer::~Trainer() = default;
+
+TrainResult Trainer::run(const std::string& resume_dir) {
+  Impl& t = *impl_;
+  const auto& train = t.config.train;
+  const int64_t start = resume_dir.empty() ? 0 : t.resume(resume_dir);
+  report::Tracer::instance().enable(t.world.rank());
+  if (t.leader()) {
+    std::filesystem::create_directories(train.out_dir);
+    t.metrics = std::make_unique<report::MetricsWriter>(t.out("metrics.jsonl"), /*append=*/start > 0);
+    t.progress = std::make_unique<report::ProgressLine>(train.steps, t.dataset->throughput_unit(),
+                                                        report::stdout_is_terminal());
+    t.announce(start);
+  }
+  double loss = 0;
+  const double started = now_s();
+  for (int64_t s = start; s < train.steps; ++s) {
+    if (s == start + kTracedSteps) report::Tracer::instance().disable();
+    const double t0 = now_s();
+    double grad_norm = 0;
+    loss = t.step(s, &grad_norm);
+    const double ms = (now_s() - t0) * 1000;
+    if (s > start || train.steps - start == 1) t.step_ms_sum += ms, ++t.timed_steps;  // first step warms up
+    const bool last = s + 1 == train.steps;
+    const bool validating = (s + 1) % (5 * train.log_every) == 0 || last;
+    EvalResult eval;
+    if (validating) eval = t.validate();
+    if ((s + 1) % train.log_every == 0 || last || s == start)
+      t.log(s + 1, loss, t.schedule.at(s), ms, grad_norm, validating ? &eval : nullptr, now_s() - started);
+    else if (t.leader() && report::stdout_is_terminal())
+      t.progress->update(s + 1, loss, t.throughput(ms), now_s() - started);
+    if (last || (train.checkpoint_every > 0 && (s + 1) % train.checkpoint_every == 0)) t.save_checkpoint(s + 1);
+  }
+  t.finish_outputs();
+  TrainResult result;
+  result.steps = train.steps;
+  result.final_loss = loss;
+  result.mean_step_ms = t.timed_steps ? t.step_ms_sum / static_cast<double>(t.timed_steps) : 0;
+  result.unit = t.dataset->throughput_unit();
+  result.throughput = t.throughput(result.mean_step_ms);
+  auto rss = torch::tensor({peak_rss_mb()}, torch::kDouble);
+  t.world.comm()->all_reduce(rss, ReduceOp::kMax);
+  result.peak_rss_mb = rss.item<double>();
+  return result;
+}
+
+// ---- set-up -------------------------------------------------------------------
+
+// Restores parameters, optimizer state and RNG from a checkpoint; returns its
+// step. The data needs no state of its own: the batch of step s is a pure
+// function of (seed, s), so continuing at s continues the exact sequence.
+int64_t Trainer::Impl::resume(const std::string& dir) {
+  Checkpoint ckpt = read_checkpoint(dir);
+  require_compatible(ckpt, config);
+  engine->load_full_parameters(ckpt.model);
+  optimizer->load_state_tensors(ckpt.optimizer);
+  auto rng = ckpt.optimizer.find("trainer.rng_cpu");
+  if (rng != ckpt.optimizer.end()) {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    cpu.set_state(rng->second);
+  }
+  if (leader()) history.resume_from(out("metrics.jsonl"), ckpt.step);
+  if (leader())
+    std::printf("paratorch: resumed from %s at step %lld (written by layout %s on %d ranks)\n", dir.c_str(),
+                static_cast<long long>(ckpt.step), ckpt.layout.c_str(), ckpt.world_size);
+  return ckpt.step;
+}
+
+void Trainer::Impl::announce(int64_t start) {
+  std::printf("paratorch train: %s with %lld parameters; data %s\n", config.model.name.c_str(),
+              static_cast<long long>(engine->parameter_count()), dataset->describe().c_str());
+  std::printf("paratorch train: %d ranks, layout %s, %s; %d threads/rank on %s; steps %lld..%d -> %s\n",
+              world.size(), groups.layout().to_string().c_str(), engine->describe().c_str(), world.threads(),
+              world.device().str().c_str(), static_cast<long long>(start), config.train.steps,
+              config.train.out_dir.c_str());
+  std::fflush(stdout);
+}
+
+// ---- one step -------------------------------------------------------------------
+
+double Trainer::Impl::step(int64_t s, double* grad_norm) {
+  const double lr = schedule.at(s);
+  auto params = engine->named_parameters();
+  zero_gradients(params);
+  // Forward and backward of this rank's share; gradients arrive averaged
+  // over the global batch (the engine's reduction overlaps backward).
+  const double loss = engine->forward_backward(batches.global_indices(s));
+  if (!std::isfinite(loss))
+    throw RuntimeFailure("paratorch: the loss is " + std::to_string(loss) + " at step " + std::to_string(s + 1) +
+                         "; lower [optim] lr or set [optim] grad_clip");
+  std::vector<torch::Tensor> tensors;
+  for (auto& [name, p] : params) tensors.push_back(p);
+  *grad_norm = clip_grad_norm(tensors, config.optim.grad_clip, engine->grad_norm_across());
+  report::Tracer::Span span("optimizer", "compute");
+  optimizer->step(lr);
+  return loss;
+}
+
+EvalResult Trainer::Impl::validate() {
+  report::Tracer::Span span("validation", "compute");
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < kValidationBatches * config.data.global_batch; ++i) ids.push_back(i);
+  EvalResult sum;
+  for (int b = 0; b < kValidationBatches; ++b) {
+    const auto first = ids.begin() + b * config.data.global_batch;
+    EvalResult r = engine->evaluate(std::vector<int64_t>(first, first + config.data.global_batch));
+    sum.loss += r.loss / kValidationBatches;
+    sum.accuracy = r.accuracy < 0 ? -1 : std::max(0.0, sum.accuracy) + r.accuracy / kValidationBatches;
+  }
+  return sum;
+}
+
+// ---- what the user sees -----------------------------------------------------------
+
+void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double grad_norm, const EvalResult* eval,
+                        double elapsed_s) {
+  if (!leader()) return;
+  report::StepMetrics m;
+  m.step = s;
+  m.loss = loss;
+  m.lr = lr;
+  m.step_ms = ms;
+  m.throughput = throughput(ms);
+  m.throughput_unit = dataset->throughput_unit();
+  m.grad_norm = grad_norm;
+  history.add_train(s, loss);
+  if (eval) {
+    m.extra["val_loss"] = eval->loss;
+    history.add_validation(s, eval->loss);
+    // The metric each model family is judged by (docs/config.md).
+    if (config.model.name == "gpt") m.extra["val_perplexity"] = std::exp(eval->loss);
+    else if (config.model.name == "mf") m.extra["val_rmse"] = std::sqrt(eval->loss);
+    else if (eval->accuracy >= 0) m.extra["val_accuracy"] = eval->accuracy;
+  }
+  metrics->write(m);
+  progress->update(s, loss, m.throughput, elapsed_s);
+  if (eval) {
+    std::string extra;
+    for (const auto& [key, value] : m.extra) extra += " " + key + "=" + std::to_string(value);
+    progress->finish();
+    std::printf("validation at step %lld:%s\n", static_cast<long long>(s), extra.c_str());
+    std::fflush(stdout);
+  }
+}
+
+// Every rank takes part (full_parameters may gather); rank 0 writes.
+void Trainer::Impl::save_checkpoint(int64_t steps_done) {
+  report::Tracer::Span span("checkpoint", "io");
+  Checkpoint ckpt;
+  ckpt.step = steps_done;
+  ckpt.config_toml = to_toml(config);
+  ckpt.layout = groups.layout().to_string();
+  ckpt.world_size = world.size();
+  ckpt.model = engine->full_parameters();
+  ckpt.optimizer = optimizer->state_tensors();
+  {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    ckpt.optimizer["trainer.rng_cpu"] = cpu.get_state();
+  }
+  if (leader()) write_checkpoint(checkpoints(), ckpt);
+  world.comm()->barrier();  // nobody runs ahead of a checkpoint that may yet fail
+}
+
+void Trainer::Impl::finish_outputs() {
+  report::write_trace(*world.comm(), out("trace.json"));
+  if (leader()) {
+    progress->finish();
+    const std::string loss_name = config.model.name == "mf" ? "MSE" : "cross-entropy (nats)";
+    report::write_text_file(out("loss.svg"), history.loss_svg(config.model.name + " on " + config.data.source,
+                                                              loss_name, dataset->baseline_loss()));
+  }
+  if (config.model.name == "gpt") print_sample();
+}
+
+// A text sample from the trained weights. Layout-independent: rank 0 loads
+// the full parameters into a fresh single-process copy of the model.
+void Trainer::Impl::print_sample() {
+  auto full = engine->full_parameters();
+  if (!leader()) return;
+  auto model = models::make_model(config.model);
+  torch::NoGradGuard no_grad;
+  for (auto& item : model->named_parameters(true)) item.value().copy_(full.at(item.key()));
+  const std::string prompt = "And God said";
+  std::string text = generate_text(*model, prompt, 200, /*temperature=*/0.8,
+                                   static_cast<uint64_t>(config.train.seed), config.model.seq_len);
+  for (char& c : text)
+    if (c != '\n' && (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) > 0x7e)) c = '?';
+  std::printf("sample (temperature 0.8, prompt \"%s\"):\n%s\n", prompt.c_str(), text.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace paratorch::train

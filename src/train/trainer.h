@@ -1,0 +1,49 @@
+// src/train/trainer.h — the training loop behind `paratorch train`.
+//
+// One step, top to bottom (trainer.cpp, Trainer::step):
+//   lr = warm-up/cosine(step)                    (lr_schedule.h)
+//   ids = the global batch of this step           (DistributedSampler)
+//   loss = engine.forward_backward(ids)           (layout-specific: engine.h)
+//   norm = clip_grad_norm(params, grad_clip)      (grad_clip.h)
+//   optimizer.step()                              (AdamW or SGD+momentum)
+// then metrics.jsonl / progress / validation / checkpoints on schedule.
+// At the end: loss.svg, trace.json, the final checkpoint, a text sample for
+// gpt, and the summary line of DESIGN.md on stdout.
+#pragma once
+#include "train/config.h"
+#include "train/engine.h"
+#include <paratorch/world.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace paratorch::train {
+
+struct TrainResult {
+  int64_t steps = 0;
+  double final_loss = 0;
+  double mean_step_ms = 0;
+  double throughput = 0;
+  std::string unit;
+  double peak_rss_mb = 0;
+  /// "train: steps=N final_loss=X mean_step_ms=Y throughput=Z unit=... peak_rss_mb=W"
+  std::string summary_line() const;
+};
+
+class Trainer {
+ public:
+  Trainer(World& world, Config config);
+  ~Trainer();
+  /// Runs to config.train.steps (from `resume_dir`'s step when given).
+  TrainResult run(const std::string& resume_dir = "");
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Peak resident memory of this process in MiB (getrusage).
+double peak_rss_mb();
+
+}  // namespace paratorch::train
