@@ -56,6 +56,30 @@ torch::Tensor Cnn::forward(const torch::Tensor& input) {
   return head(x);
 }
 
+// stem, stage1.*, down1, stage2.*, down2, stage3.*, head: forward's order.
+std::vector<ModelBlock> Cnn::blocks() {
+  std::vector<ModelBlock> out;
+  auto conv_block = [this](const std::string& name, torch::nn::Conv2d conv) {
+    return make_block(name, {name + "."}, [conv](const torch::Tensor& x) mutable { return conv->forward(x); });
+  };
+  auto stage_blocks = [&](const std::string& stage, torch::nn::ModuleList& list) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      auto block = list[i]->as<ResidualBlock>();
+      const std::string name = stage + "." + std::to_string(i);
+      out.push_back(make_block(name, {name + "."}, [block](const torch::Tensor& x) { return block->forward(x); }));
+    }
+  };
+  out.push_back(conv_block("stem", stem));
+  stage_blocks("stage1", stage1);
+  out.push_back(conv_block("down1", down1));
+  stage_blocks("stage2", stage2);
+  out.push_back(conv_block("down2", down2));
+  stage_blocks("stage3", stage3);
+  out.push_back(make_block("head", {"norm_f.", "head."},
+                           [this](const torch::Tensor& x) { return head(torch::relu(norm_f(x)).mean({2, 3})); }));
+  return out;
+}
+
 torch::Tensor Cnn::loss(const Batch& batch) {
   return torch::cross_entropy_loss(forward(batch.input), batch.target);
 }

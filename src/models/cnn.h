@@ -30,6 +30,7 @@ class Cnn : public BundledModel {
   torch::Tensor forward(const torch::Tensor& input) override;
   torch::Tensor loss(const Batch& batch) override;
   InitSpec init_spec(const std::string& name, const torch::Tensor& param) const override;
+  std::vector<ModelBlock> blocks() override;
 
  private:
   torch::nn::Conv2d stem{nullptr}, down1{nullptr}, down2{nullptr};

@@ -67,6 +67,24 @@ torch::Tensor Gpt::forward(const torch::Tensor& input) {
   return torch::matmul(ln_f(x), wte->weight.t());
 }
 
+// embed, transformer.h.0 .. h.{L-1}, head (ln_f + the tied output projection).
+std::vector<ModelBlock> Gpt::blocks() {
+  std::vector<ModelBlock> out;
+  out.push_back(make_block("embed", {"transformer.wte.", "transformer.wpe."}, [this](const torch::Tensor& tokens) {
+    auto pos = torch::arange(tokens.size(1), torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
+    return wte(tokens) + wpe(pos);
+  }));
+  for (size_t i = 0; i < h->size(); ++i) {
+    const std::string name = "transformer.h." + std::to_string(i);
+    auto block = h[i]->as<GptBlock>();
+    out.push_back(make_block(name, {name + "."}, [block](const torch::Tensor& x) { return block->forward(x); }));
+  }
+  out.push_back(make_block("head", {"transformer.ln_f."},
+                           [this](const torch::Tensor& x) { return torch::matmul(ln_f(x), wte->weight.t()); }));
+  out.back().shared = {"transformer.wte.weight"};
+  return out;
+}
+
 torch::Tensor Gpt::loss(const Batch& batch) {
   auto logits = forward(batch.input);
   return torch::cross_entropy_loss(logits.view({-1, logits.size(-1)}), batch.target.view({-1}));

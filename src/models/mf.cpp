@@ -21,6 +21,12 @@ torch::Tensor MatrixFactorization::forward(const torch::Tensor& input) {
   return dot + user_bias(users).squeeze(1) + item_bias(items).squeeze(1) + global_bias;
 }
 
+// One block: the two lookups and the dot product do not split into a chain
+// (the sharded-embedding issue splits the tables themselves instead).
+std::vector<ModelBlock> MatrixFactorization::blocks() {
+  return {make_block("mf", {""}, [this](const torch::Tensor& x) { return forward(x); })};
+}
+
 torch::Tensor MatrixFactorization::loss(const Batch& batch) {
   return torch::mse_loss(forward(batch.input), batch.target);
 }

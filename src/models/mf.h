@@ -16,6 +16,7 @@ class MatrixFactorization : public BundledModel {
   torch::Tensor forward(const torch::Tensor& input) override;
   torch::Tensor loss(const Batch& batch) override;
   InitSpec init_spec(const std::string& name, const torch::Tensor& param) const override;
+  std::vector<ModelBlock> blocks() override;
 
  private:
   ModelConfig config_;

@@ -17,16 +17,29 @@ torch::Tensor MlpBlockImpl::forward(const torch::Tensor& x) {
 
 Mlp::Mlp(const ModelConfig& c) {
   inp = register_module("inp", torch::nn::Linear(c.d_in, c.d_model));
-  blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int i = 0; i < c.n_layers; ++i) blocks->push_back(MlpBlock(c.d_model));
+  layers = register_module("blocks", torch::nn::ModuleList());
+  for (int i = 0; i < c.n_layers; ++i) layers->push_back(MlpBlock(c.d_model));
   ln_f = register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
   head = register_module("head", torch::nn::Linear(c.d_model, c.n_classes));
 }
 
 torch::Tensor Mlp::forward(const torch::Tensor& input) {
   auto x = inp(input);
-  for (const auto& block : *blocks) x = block->as<MlpBlock>()->forward(x);
+  for (const auto& block : *layers) x = block->as<MlpBlock>()->forward(x);
   return head(ln_f(x));
+}
+
+// inp, blocks.0 .. blocks.{L-1}, head (ln_f + the classifier).
+std::vector<ModelBlock> Mlp::blocks() {
+  std::vector<ModelBlock> out;
+  out.push_back(make_block("inp", {"inp."}, [this](const torch::Tensor& x) { return inp(x); }));
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto block = layers[i]->as<MlpBlock>();
+    const std::string name = "blocks." + std::to_string(i);
+    out.push_back(make_block(name, {name + "."}, [block](const torch::Tensor& x) { return block->forward(x); }));
+  }
+  out.push_back(make_block("head", {"ln_f.", "head."}, [this](const torch::Tensor& x) { return head(ln_f(x)); }));
+  return out;
 }
 
 torch::Tensor Mlp::loss(const Batch& batch) {

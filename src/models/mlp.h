@@ -22,10 +22,11 @@ class Mlp : public BundledModel {
   torch::Tensor forward(const torch::Tensor& input) override;
   torch::Tensor loss(const Batch& batch) override;
   InitSpec init_spec(const std::string& name, const torch::Tensor& param) const override;
+  std::vector<ModelBlock> blocks() override;
 
  private:
   torch::nn::Linear inp{nullptr}, head{nullptr};
-  torch::nn::ModuleList blocks;
+  torch::nn::ModuleList layers;  // registered as "blocks"
   torch::nn::LayerNorm ln_f{nullptr};
 };
 

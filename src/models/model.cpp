@@ -52,6 +52,18 @@ void ModelConfig::validate() const {
   }
 }
 
+ModelBlock BundledModel::make_block(std::string name, const std::vector<std::string>& prefixes,
+                                   std::function<torch::Tensor(const torch::Tensor&)> forward) const {
+  ModelBlock block{std::move(name), {}, {}, std::move(forward)};
+  for (const auto& item : named_parameters(true))
+    for (const auto& prefix : prefixes)
+      if (item.key().rfind(prefix, 0) == 0) {
+        block.parameters.push_back(item.key());
+        break;
+      }
+  return block;
+}
+
 void BundledModel::initialize(uint64_t seed) {
   init_parameters(*this, seed, [this](const std::string& name, const torch::Tensor& p) {
     return init_spec(name, p);

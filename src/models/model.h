@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,6 +42,17 @@ struct Batch {
   int64_t size() const { return input.size(0); }
 };
 
+/// One piece of a model in forward order, for the pipeline partitioner:
+/// the model's forward equals chaining every block's forward. A block owns
+/// the parameters under its name prefixes; `shared` names parameters it uses
+/// but an earlier block owns (gpt's output head is tied to transformer.wte).
+struct ModelBlock {
+  std::string name;                     // "transformer.h.0"
+  std::vector<std::string> parameters;  // full names it owns
+  std::vector<std::string> shared;      // full names it uses but does not own
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+};
+
 class BundledModel : public torch::nn::Module {
  public:
   /// Logits for `input`.
@@ -51,6 +63,13 @@ class BundledModel : public torch::nn::Module {
   virtual InitSpec init_spec(const std::string& name, const torch::Tensor& param) const = 0;
   /// Layout-independent initialization from `seed`.
   void initialize(uint64_t seed);
+  /// The model as an ordered list of blocks (see ModelBlock).
+  virtual std::vector<ModelBlock> blocks() = 0;
+
+ protected:
+  /// A block owning every parameter whose name starts with one of `prefixes`.
+  ModelBlock make_block(std::string name, const std::vector<std::string>& prefixes,
+                        std::function<torch::Tensor(const torch::Tensor&)> forward) const;
 };
 
 std::shared_ptr<BundledModel> make_model(const ModelConfig& config);

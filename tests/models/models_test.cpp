@@ -1,4 +1,4 @@
-// tests/models/models_test.cpp — the bundled gpt and mlp models.
+// tests/models/models_test.cpp — the bundled models: names, init, shapes, and their blocks.
 #include <gtest/gtest.h>
 
 #include "data/dataset.h"
@@ -6,6 +6,9 @@
 #include "models/model.h"
 #include "verify/equivalence.h"
 #include <paratorch/errors.h>
+
+#include <map>
+#include <set>
 
 using paratorch::models::make_model;
 
@@ -107,4 +110,58 @@ TEST(Models, MatrixFactorizationFitsTheSyntheticRatings) {
   double rmse = std::sqrt(m->loss(val).item<double>());
   EXPECT_LT(last, first / 10);
   EXPECT_LT(rmse, 0.3) << "noise floor is 0.1";
+}
+
+namespace {
+
+// Small configs of each bundled model and an input batch for it.
+std::vector<std::pair<paratorch::models::ModelConfig, torch::Tensor>> small_models_and_inputs() {
+  paratorch::models::ModelConfig gpt;
+  gpt.n_layers = 2, gpt.d_model = 16, gpt.n_heads = 2, gpt.seq_len = 8;
+  paratorch::models::ModelConfig mlp;
+  mlp.name = "mlp", mlp.n_layers = 2, mlp.d_model = 16, mlp.d_in = 12;
+  paratorch::models::ModelConfig cnn;
+  cnn.name = "cnn", cnn.n_layers = 4, cnn.d_model = 4;
+  paratorch::models::ModelConfig mf;
+  mf.name = "mf", mf.n_users = 10, mf.n_items = 7, mf.n_factors = 3;
+  torch::manual_seed(0);
+  return {{gpt, torch::randint(0, 256, {3, 8}, torch::kLong)},
+          {mlp, torch::randn({5, 12})},
+          {cnn, torch::randn({2, 1, 28, 28})},
+          {mf, torch::stack({torch::randint(0, 10, {6}, torch::kLong), torch::randint(0, 7, {6}, torch::kLong)}, 1)}};
+}
+
+}  // namespace
+
+TEST(Models, BlocksChainToTheForwardAndOwnEveryParameterOnce) {
+  for (auto& [config, input] : small_models_and_inputs()) {
+    SCOPED_TRACE(config.name);
+    auto m = make_model(config);
+    m->initialize(7);
+    torch::NoGradGuard no_grad;
+    auto blocks = m->blocks();
+    ASSERT_FALSE(blocks.empty());
+    auto x = input;
+    for (const auto& b : blocks) x = b.forward(x);
+    EXPECT_TRUE(torch::equal(x, m->forward(input)));
+    std::map<std::string, int> owners;
+    std::set<std::string> seen_so_far;
+    for (const auto& b : blocks) {
+      for (const auto& name : b.shared) EXPECT_TRUE(seen_so_far.count(name)) << b.name << " shares " << name;
+      for (const auto& name : b.parameters) ++owners[name], seen_so_far.insert(name);
+    }
+    for (const auto& item : m->named_parameters(true)) EXPECT_EQ(owners[item.key()], 1) << item.key();
+    EXPECT_EQ(owners.size(), m->named_parameters(true).size());
+  }
+}
+
+TEST(Models, GptBlocksAreEmbedLayersHead) {
+  paratorch::models::ModelConfig c;
+  c.n_layers = 3, c.d_model = 16, c.n_heads = 2, c.seq_len = 8;
+  auto blocks = make_model(c)->blocks();
+  ASSERT_EQ(blocks.size(), 5u);
+  EXPECT_EQ(blocks[0].name, "embed");
+  EXPECT_EQ(blocks[2].name, "transformer.h.1");
+  EXPECT_EQ(blocks[4].name, "head");
+  EXPECT_EQ(blocks[4].shared, std::vector<std::string>{"transformer.wte.weight"});
 }
