@@ -5,12 +5,15 @@
 //                                   data parallelism can reach on these cores)
 // Model (issue #2): mlp d_in 784, d_model 512, 4 layers, 10 classes, global
 // batch 64, AdamW. Prints the median step time over the timed steps.
+// The optimizer is the trainer's (paratorch's fused AdamW) in both modes;
+// BENCH_OPTIM=torch uses torch::optim::AdamW instead, for comparison.
 #include <paratorch/ddp.h>
 #include <paratorch/sampler.h>
 #include <paratorch/world.h>
 
 #include "data/synthetic.h"
 #include "models/model.h"
+#include "train/optimizer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -34,7 +37,13 @@ int main(int argc, char** argv) {
   paratorch::DDPOptions ddp_options;
   if (const char* mb = std::getenv("BENCH_BUCKET_MB")) ddp_options.bucket_mb = std::atof(mb);
   if (!single) ddp = std::make_unique<paratorch::DistributedDataParallel>(model, world.comm(), ddp_options);
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
+  const char* optim_env = std::getenv("BENCH_OPTIM");
+  const bool torch_optim = optim_env && std::strcmp(optim_env, "torch") == 0;
+  torch::optim::AdamW torch_opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
+  paratorch::train::OptimSection optim;  // adamw, lr 3e-4, weight decay 0.1
+  paratorch::train::NamedTensors named;
+  for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
+  auto paratorch_opt = paratorch::train::make_optimizer(optim, named);
   int dp = single ? 1 : world.size(), rank = single ? 0 : world.rank();
   paratorch::DistributedSampler sampler(global_batch, rank, dp);
 
@@ -47,10 +56,11 @@ int main(int argc, char** argv) {
   for (int s = 0; s < warmup + steps; ++s) {
     if (!single) world.comm()->barrier();
     auto t0 = std::chrono::steady_clock::now();
-    opt.zero_grad();
+    paratorch::train::zero_gradients(named);
     model->loss(batches[static_cast<size_t>(s)]).backward();
     auto t_backward = std::chrono::steady_clock::now();
-    opt.step();
+    if (torch_optim) torch_opt.step();
+    else paratorch_opt->step(3e-4);
     optim_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_backward).count());
     double local = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     auto t = torch::tensor({local}, torch::kDouble);
@@ -61,9 +71,10 @@ int main(int argc, char** argv) {
   std::sort(ms.begin(), ms.end());
   std::sort(optim_ms.begin(), optim_ms.end());
   if (world.rank() == 0)
-    std::printf("bench_ddp: mode=%s ranks=%d threads_per_rank=%d median_step_ms=%.1f min_step_ms=%.1f "
+    std::printf("bench_ddp: mode=%s optimizer=%s ranks=%d threads_per_rank=%d median_step_ms=%.1f min_step_ms=%.1f "
                 "median_optimizer_ms=%.1f\n",
-                mode, single ? 1 : world.size(), world.threads(), ms[ms.size() / 2], ms.front(),
+                mode, torch_optim ? "torch" : "paratorch", single ? 1 : world.size(), world.threads(),
+                ms[ms.size() / 2], ms.front(),
                 optim_ms[optim_ms.size() / 2]);
   return 0;
 }

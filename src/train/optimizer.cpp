@@ -1,6 +1,8 @@
 // src/train/optimizer.cpp — see optimizer.h.
 #include "train/optimizer.h"
 
+#include "train/fused_adamw.h"
+
 #include <paratorch/errors.h>
 
 #include <cmath>
@@ -45,7 +47,16 @@ class AdamW final : public Optimizer {
       auto& p = params_[i].second;
       const auto& g = p.grad();
       if (!g.defined()) continue;
-      if (decays(p) && options_.weight_decay != 0) p.mul_(1 - lr * options_.weight_decay);
+      const double wd = decays(p) ? options_.weight_decay : 0.0;
+      if (fusable(p, g, i)) {
+        fused_adamw_step(p.data_ptr<float>(), g.data_ptr<float>(), exp_avg_[i].data_ptr<float>(),
+                         exp_avg_sq_[i].data_ptr<float>(), p.numel(),
+                         {static_cast<float>(lr), static_cast<float>(wd), static_cast<float>(kBeta1),
+                          static_cast<float>(kBeta2), static_cast<float>(kEps), static_cast<float>(bias1),
+                          static_cast<float>(bias2)});
+        continue;
+      }
+      if (wd != 0) p.mul_(1 - lr * wd);
       exp_avg_[i].mul_(kBeta1).add_(g, 1 - kBeta1);
       exp_avg_sq_[i].mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
       auto denom = (exp_avg_sq_[i].sqrt() / std::sqrt(bias2)).add_(kEps);
@@ -71,6 +82,14 @@ class AdamW final : public Optimizer {
   }
 
  private:
+  // One fused pass (fused_adamw.h) for fp32 CPU tensors, the common case;
+  // the tensor-op formula for anything else (CUDA, other dtypes, views).
+  bool fusable(const torch::Tensor& p, const torch::Tensor& g, size_t i) const {
+    auto plain = [](const torch::Tensor& t) {
+      return t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous();
+    };
+    return plain(p) && plain(g) && plain(exp_avg_[i]) && plain(exp_avg_sq_[i]);
+  }
   // PyTorch's defaults (betas 0.9, 0.999; eps 1e-8).
   static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
   OptimSection options_;

@@ -10,7 +10,8 @@
 //     v = β2·v + (1-β2)·g²;  p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + ε)
 //   SGD:  d = g + wd·p;  b = μ·b + d (b = d at the first step);  p -= lr·b
 // Weight decay applies to matrices and embeddings (dim ≥ 2) only, never to
-// biases or norm gains (GPT-2/nanoGPT practice).
+// biases or norm gains (GPT-2/nanoGPT practice). AdamW on fp32 CPU tensors
+// runs as one fused pass (fused_adamw.h).
 #pragma once
 #include "train/config.h"
 

