@@ -3,6 +3,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/launcher.h"
+#include "train/config.h"
 #include "verify/equivalence.h"
 
 #include <paratorch/compat.h>
@@ -19,6 +20,7 @@ namespace {
 const std::vector<FlagSpec>& verify_flags() {
   static const std::vector<FlagSpec> flags = {
       {"model", "NAME", "bundled model to check: gpt | mlp (small shapes)"},
+      {"config", "F.toml", "take model, layout, global batch, seed and buckets from a train config"},
       {"layout", "dp=A,pp=B,tp=C", "layout to check (default dp=auto)"},
       {"steps", "K", "optimizer steps to compare (default 3)"},
       {"global-batch", "B", "samples per step, whole job (default 16)"},
@@ -38,21 +40,33 @@ const std::vector<FlagSpec>& verify_flags() {
 int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   Args args("verify", verify_flags(), argl);
   if (args.has("help")) {
-    std::cout << "usage: paratorch verify --model NAME [--layout dp=A,pp=B,tp=C] [--steps K] [--nproc N]\n\n"
+    std::cout << "usage: paratorch verify (--model NAME | --config F.toml) [--layout dp=A,pp=B,tp=C] [--steps K] [--nproc N]\n\n"
                  "Runs the layout and the single-process reference on the same global batches\n"
                  "and compares losses and final parameters (1e-5 relative).\n\n"
               << format_flags(verify_flags());
     return 0;
   }
   verify::VerifyOptions options;
-  if (!args.has("model"))
-    throw UsageError("paratorch verify: --model NAME is required (gpt | mlp)");
-  options.model = verify::small_model(*args.get("model"));
+  if (args.has("model") == args.has("config"))
+    throw UsageError("paratorch verify: give exactly one of --model NAME (gpt | mlp) or --config F.toml");
+  if (args.has("config")) {  // the config's model in its own layout; flags below still override
+    const train::Config config = train::load_config(*args.get("config"), {});
+    if (config.model.name != "gpt" && config.model.name != "mlp")
+      throw UsageError("paratorch verify: model \"" + config.model.name +
+                       "\" cannot be verified yet (verify runs gpt and mlp on synthetic data)");
+    options.model = config.model;
+    options.layout = Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp};
+    options.global_batch = config.data.global_batch;
+    options.seed = static_cast<uint64_t>(config.train.seed);
+    options.bucket_mb = config.parallel.bucket_mb;
+  } else {
+    options.model = verify::small_model(*args.get("model"));
+  }
   options.model.validate();
-  options.layout = Layout::parse(args.get_or("layout", "dp=auto"));
+  if (args.has("layout") || args.has("model")) options.layout = Layout::parse(args.get_or("layout", "dp=auto"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
-  options.global_batch = args.get_int("global-batch", 16);
-  options.seed = static_cast<uint64_t>(args.get_int("seed", 1234));
+  options.global_batch = args.get_int("global-batch", options.global_batch);
+  options.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<long long>(options.seed)));
   options.bucket_mb = args.get_double("bucket-mb", options.bucket_mb);
   options.optimizer = args.get_or("optim", "sgd");
   options.lr = args.get_double("lr", options.lr);
