@@ -82,8 +82,9 @@ int main(int argc, char** argv) {
   }
   const double med = median(t.step);
   std::printf("bench_train: impl=paratorch median_step_ms=%.1f tokens_per_s=%.0f threads=%d batch=%d steps=%d "
-              "final_loss=%.3f\n",
-              med, batch * cfg.seq_len / med * 1e3, world.threads(), batch, steps, loss_value);
+              "final_loss=%.3f omp_wait=%s\n",
+              med, batch * cfg.seq_len / med * 1e3, world.threads(), batch, steps, loss_value,
+              paratorch::openmp_wait_policy());
   if (env_int("BENCH_PHASES", 0))
     std::printf("bench_train: phases impl=paratorch forward_ms=%.1f backward_ms=%.1f optimizer_ms=%.1f\n",
                 median(t.forward), median(t.backward), median(t.optimizer));

@@ -10,8 +10,12 @@ BENCH_STEPS (20) timed steps after 3 warm-up steps; prints the median.
 
 The process is set up as paratorch's World sets up one rank, so that only the
 training step differs: the same intra-op thread count (the cores this process
-may run on, or BENCH_THREADS) for torch and for OpenBLAS's own pool, and the
-same glibc malloc settings (BENCH_TUNE_MALLOC=0 keeps glibc's defaults).
+may run on, or BENCH_THREADS) for torch and for OpenBLAS's own pool, the same
+OpenMP wait policy (passive unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set)
+and the same glibc malloc settings. BENCH_PEER_DEFAULTS=1 sets only the thread
+counts and leaves the wait policy and malloc as PyTorch has them out of the box.
+Attention is nanoGPT's (scale, masked_fill, softmax); BENCH_PEER_ATTN=baddbmm
+uses paratorch's formulation instead (mask and scale inside one baddbmm).
 """
 import ctypes
 import math
@@ -21,11 +25,13 @@ import time
 
 
 def setup_process():
-    """Mirrors World: threads and malloc, before torch loads OpenBLAS."""
+    """Mirrors World, before torch loads libgomp and OpenBLAS (both read their
+    environment when loaded)."""
     threads = int(os.environ.get("BENCH_THREADS", "0")) or max(1, len(os.sched_getaffinity(0)))
-    # OpenBLAS (Debian's pthread build) sizes its pool from this at load time.
-    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
-    if os.environ.get("BENCH_TUNE_MALLOC", "1") != "0":
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)  # Debian's pthread OpenBLAS sizes its pool from it
+    if os.environ.get("BENCH_PEER_DEFAULTS", "0") == "0":
+        if "GOMP_SPINCOUNT" not in os.environ:
+            os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's mallopt codes
         libc.mallopt(m_mmap_threshold, 1 << 30)
@@ -35,6 +41,7 @@ def setup_process():
 
 
 THREADS = setup_process()
+FUSED_ATTENTION = os.environ.get("BENCH_PEER_ATTN", "nanogpt") == "baddbmm"
 
 import torch  # noqa: E402  (after setup_process, see there)
 import torch.nn as nn  # noqa: E402
@@ -54,8 +61,14 @@ class Attention(nn.Module):
         b, t, c = x.shape
         q, k, v = self.c_attn(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(c // self.heads))
-        att = att.masked_fill(self.future[:t, :t], float("-inf")).softmax(dim=-1)
+        scale = 1.0 / math.sqrt(c // self.heads)
+        if FUSED_ATTENTION:  # paratorch's formulation: one baddbmm adds the mask and scales
+            mask = torch.zeros(t, t).masked_fill(self.future[:t, :t], float("-inf"))
+            q, k = q.reshape(b * self.heads, t, -1), k.reshape(b * self.heads, t, -1)
+            att = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=scale).view(b, self.heads, t, t).softmax(dim=-1)
+        else:  # nanoGPT's
+            att = (q @ k.transpose(-2, -1)) * scale
+            att = att.masked_fill(self.future[:t, :t], float("-inf")).softmax(dim=-1)
         return self.c_proj((att @ v).transpose(1, 2).contiguous().view(b, t, c))
 
 
@@ -141,7 +154,8 @@ def main():
             phases.append(((t_forward - t0) * 1e3, (t_backward - t_forward) * 1e3, (t_end - t_backward) * 1e3))
     med = statistics.median(times)
     print(f"bench_train: impl=pytorch median_step_ms={med:.1f} tokens_per_s={batch * seq_len / med * 1e3:.0f} "
-          f"threads={torch.get_num_threads()} batch={batch} steps={steps} final_loss={loss.item():.3f}")
+          f"threads={torch.get_num_threads()} batch={batch} steps={steps} final_loss={loss.item():.3f} "
+          f"omp_wait={os.environ.get('OMP_WAIT_POLICY', 'default')} attn={'baddbmm' if FUSED_ATTENTION else 'nanogpt'}")
     if os.environ.get("BENCH_PHASES", "0") != "0":
         fwd, bwd, optim = (statistics.median(p[i] for p in phases) for i in range(3))
         print(f"bench_train: phases impl=pytorch forward_ms={fwd:.1f} backward_ms={bwd:.1f} optimizer_ms={optim:.1f}")
