@@ -15,13 +15,18 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(int d, int heads) : n_heads(hea
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2), hd = C / n_heads;
   auto qkv = c_attn(x).split(C, /*dim=*/2);
-  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_heads, hd}).transpose(1, 2); };
+  // [B, T, C] -> [B * n_heads, T, hd]
+  auto heads = [&](const torch::Tensor& t) {
+    return t.view({B, T, n_heads, hd}).transpose(1, 2).reshape({B * n_heads, T, hd});
+  };
   auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
-  // softmax(q k^T / sqrt(hd)) with future positions masked (causal).
-  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(hd)));
-  auto future = torch::ones({T, T}, torch::TensorOptions().dtype(torch::kBool).device(x.device())).triu(1);
-  att = torch::softmax(att.masked_fill(future, -std::numeric_limits<float>::infinity()), -1);
-  auto y = torch::matmul(att, v).transpose(1, 2).contiguous().view({B, T, C});
+  // softmax(q k^T / sqrt(hd)) with future positions masked (causal). One
+  // baddbmm computes mask + scale * q k^T: it replaces a separate scaling
+  // and masked_fill over the [B * n_heads, T, T] scores, forward and backward.
+  auto mask = torch::full({T, T}, -std::numeric_limits<float>::infinity(), x.options()).triu(1);
+  auto att = torch::softmax(
+      torch::baddbmm(mask, q, k.transpose(1, 2), /*beta=*/1, /*alpha=*/1.0 / std::sqrt(static_cast<double>(hd))), -1);
+  auto y = torch::bmm(att, v).view({B, n_heads, T, hd}).transpose(1, 2).contiguous().view({B, T, C});
   return c_proj(y);
 }
 

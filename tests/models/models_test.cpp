@@ -3,6 +3,7 @@
 
 #include "data/dataset.h"
 #include "data/synthetic.h"
+#include "models/gpt.h"
 #include "models/model.h"
 #include "verify/equivalence.h"
 #include <paratorch/errors.h>
@@ -44,6 +45,23 @@ TEST(Models, GptInitAndCausality) {
   EXPECT_FALSE(torch::allclose(logits[0][c.seq_len - 1], logits2[0][c.seq_len - 1]));
   // Untrained loss is about ln(vocab).
   EXPECT_NEAR(m->loss(batch).item<double>(), std::log(256.0), 0.2);
+}
+
+// The attention layer computes softmax(q k^T / sqrt(hd)) with the future
+// masked, as written out here (its kernels are arranged differently).
+TEST(Models, GptAttentionMatchesTheTextbookFormula) {
+  const int64_t B = 2, T = 8, C = 32, H = 4, hd = C / H;
+  torch::manual_seed(3);
+  paratorch::models::CausalSelfAttention attn(C, H);
+  auto x = torch::randn({B, T, C});
+  auto qkv = attn->c_attn(x).split(C, 2);
+  auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, hd}).transpose(1, 2); };
+  auto scores = torch::matmul(heads(qkv[0]), heads(qkv[1]).transpose(-2, -1)) / std::sqrt(double(hd));
+  auto future = torch::ones({T, T}, torch::kBool).triu(1);
+  auto att = torch::softmax(scores.masked_fill(future, -std::numeric_limits<float>::infinity()), -1);
+  auto expected = attn->c_proj(torch::matmul(att, heads(qkv[2])).transpose(1, 2).reshape({B, T, C}));
+  EXPECT_TRUE(torch::allclose(attn(x), expected, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(attn(x.narrow(1, 0, 5)), expected.narrow(1, 0, 5), 1e-5, 1e-6));  // shorter input
 }
 
 TEST(Models, MlpShapesAndLoss) {
