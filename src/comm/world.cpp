@@ -79,7 +79,13 @@ void start_with_napping_compute_threads(int /*argc*/, char** argv, char** envp) 
     if (!present[d]) env[n + added++] = const_cast<char*>(kStartupDefaults[d].assignment);
   if (added == 0) return;
   env[n + added] = nullptr;
-  execve("/proc/self/exe", argv, env);  // returns only on failure: run with the libraries' defaults
+  // The executable's own path rather than /proc/self/exe, which would rename
+  // the process (its comm, what top and ps show) to "exe".
+  static char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  if (len <= 0 || static_cast<size_t>(len) >= sizeof(self) - 1) return;
+  self[len] = '\0';
+  execve(self, argv, env);  // returns only on failure: run with the libraries' defaults
 }
 __attribute__((section(".preinit_array"), used)) void (*const kPreinitComputeThreads)(int, char**, char**) =
     &start_with_napping_compute_threads;
