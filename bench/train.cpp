@@ -29,6 +29,11 @@ int env_int(const char* name, int fallback) {
   return v && *v ? std::atoi(v) : fallback;
 }
 
+const char* env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? v : fallback;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -82,9 +87,9 @@ int main(int argc, char** argv) {
   }
   const double med = median(t.step);
   std::printf("bench_train: impl=paratorch median_step_ms=%.1f tokens_per_s=%.0f threads=%d batch=%d steps=%d "
-              "final_loss=%.3f omp_wait=%s\n",
+              "final_loss=%.3f omp_wait=%s blas_timeout=%s\n",
               med, batch * cfg.seq_len / med * 1e3, world.threads(), batch, steps, loss_value,
-              paratorch::openmp_wait_policy());
+              env_or("OMP_WAIT_POLICY", "default"), env_or("OPENBLAS_THREAD_TIMEOUT", "default"));
   if (env_int("BENCH_PHASES", 0))
     std::printf("bench_train: phases impl=paratorch forward_ms=%.1f backward_ms=%.1f optimizer_ms=%.1f\n",
                 median(t.forward), median(t.backward), median(t.optimizer));

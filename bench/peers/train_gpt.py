@@ -11,9 +11,10 @@ BENCH_STEPS (20) timed steps after 3 warm-up steps; prints the median.
 The process is set up as paratorch's World sets up one rank, so that only the
 training step differs: the same intra-op thread count (the cores this process
 may run on, or BENCH_THREADS) for torch and for OpenBLAS's own pool, the same
-OpenMP wait policy (passive unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set)
-and the same glibc malloc settings. BENCH_PEER_DEFAULTS=1 sets only the thread
-counts and leaves the wait policy and malloc as PyTorch has them out of the box.
+idle-thread policies (OMP_WAIT_POLICY=passive, OPENBLAS_THREAD_TIMEOUT=16,
+each unless set already) and the same glibc malloc settings.
+BENCH_PEER_DEFAULTS=1 sets only the thread counts and leaves the idle-thread
+policies and malloc as PyTorch has them out of the box.
 Attention is nanoGPT's (scale, masked_fill, softmax); BENCH_PEER_ATTN=baddbmm
 uses paratorch's formulation instead (mask and scale inside one baddbmm).
 """
@@ -32,6 +33,7 @@ def setup_process():
     if os.environ.get("BENCH_PEER_DEFAULTS", "0") == "0":
         if "GOMP_SPINCOUNT" not in os.environ:
             os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+        os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # glibc's mallopt codes
         libc.mallopt(m_mmap_threshold, 1 << 30)
@@ -155,7 +157,8 @@ def main():
     med = statistics.median(times)
     print(f"bench_train: impl=pytorch median_step_ms={med:.1f} tokens_per_s={batch * seq_len / med * 1e3:.0f} "
           f"threads={torch.get_num_threads()} batch={batch} steps={steps} final_loss={loss.item():.3f} "
-          f"omp_wait={os.environ.get('OMP_WAIT_POLICY', 'default')} attn={'baddbmm' if FUSED_ATTENTION else 'nanogpt'}")
+          f"omp_wait={os.environ.get('OMP_WAIT_POLICY', 'default')} "
+          f"blas_timeout={os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'default')} attn={'baddbmm' if FUSED_ATTENTION else 'nanogpt'}")
     if os.environ.get("BENCH_PHASES", "0") != "0":
         fwd, bwd, optim = (statistics.median(p[i] for p in phases) for i in range(3))
         print(f"bench_train: phases impl=pytorch forward_ms={fwd:.1f} backward_ms={bwd:.1f} optimizer_ms={optim:.1f}")

@@ -72,9 +72,4 @@ void set_compute_threads(int threads);
 /// Cores this process may run on (its CPU affinity mask).
 int available_cores();
 
-/// OMP_WAIT_POLICY as libgomp read it at process start. Programs linking
-/// World start with "passive" (idle OpenMP workers sleep instead of spinning
-/// on the cores OpenBLAS's threads need) unless the environment set a policy.
-const char* openmp_wait_policy();
-
 }  // namespace paratorch
