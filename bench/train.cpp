@@ -16,6 +16,7 @@
 
 #include "data/dataset.h"
 #include "models/model.h"
+#include "train/optimizer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -62,7 +63,11 @@ int main(int argc, char** argv) {
   auto model = paratorch::models::make_model(cfg);
   model->initialize(1234);
   auto data = paratorch::data::make_dataset("kjv", cfg, 1234);
-  torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
+  // The trainer's optimizer (src/train/optimizer.h: fused AdamW, lr 3e-4,
+  // weight decay 0.1 on matrices) — what `paratorch train` runs.
+  paratorch::train::NamedTensors named;
+  for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
+  auto opt = paratorch::train::make_optimizer(paratorch::train::OptimSection{}, named);
   paratorch::DistributedSampler sampler(batch, /*dp_rank=*/0, /*dp_size=*/1);
 
   Timings t;
@@ -75,7 +80,7 @@ int main(int argc, char** argv) {
     auto t_forward = Clock::now();
     loss.backward();
     auto t_backward = Clock::now();
-    opt.step();
+    opt->step(3e-4);
     const double step_ms = ms_since(t0);
     if (std::getenv("BENCH_VERBOSE")) std::printf("  step %d %.1f ms\n", s, step_ms);
     if (s < warmup) continue;
