@@ -59,19 +59,25 @@ std::string write_text_corpus(const std::string& dir) {
   return path;
 }
 
-TEST(Trainer, MlpLossFallsAndOutputsAppear) {
-  const std::string out = shared_scratch("mlp");
+// A small mlp on synthetic (learnable) data.
+Config small_mlp(int n_layers, int d_model, int d_in, int global_batch, const std::string& out_dir) {
   Config c;
   c.model.name = "mlp";
-  c.model.n_layers = 2;
-  c.model.d_model = 32;
-  c.model.d_in = 16;
+  c.model.n_layers = n_layers;
+  c.model.d_model = d_model;
+  c.model.d_in = d_in;
   c.data.source = "synthetic";
-  c.data.global_batch = 32;
+  c.data.global_batch = global_batch;
+  c.train.out_dir = out_dir;
+  return c;
+}
+
+TEST(Trainer, MlpLossFallsAndOutputsAppear) {
+  const std::string out = shared_scratch("mlp");
+  Config c = small_mlp(2, 32, 16, 32, out);
   c.optim.lr = 3e-3;
   c.train.steps = 40;
   c.train.log_every = 10;
-  c.train.out_dir = out;
   c.validate();
   Trainer trainer(test_world(), c);
   const TrainResult r = trainer.run();
@@ -118,18 +124,11 @@ TEST(Trainer, MicrobatchesAccumulateToTheSameStep) {
   const std::string dir = shared_scratch("microbatches");
   std::map<int, Checkpoint> finals;
   for (int m : {1, 4}) {
-    Config c;
-    c.model.name = "mlp";
-    c.model.n_layers = 1;
-    c.model.d_model = 16;
-    c.model.d_in = 8;
-    c.data.source = "synthetic";
-    c.data.global_batch = 16;
+    Config c = small_mlp(1, 16, 8, 16, dir + "/m" + std::to_string(m));
     c.parallel.microbatches = m;
     c.optim.name = "sgd";
     c.optim.lr = 0.05;
     c.train.steps = 3;
-    c.train.out_dir = dir + "/m" + std::to_string(m);
     Trainer(test_world(), c).run();
     finals[m] = read_checkpoint(c.train.out_dir);
   }
