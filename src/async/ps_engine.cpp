@@ -33,14 +33,28 @@ PsEngine::PsEngine(const train::Config& config, const ProcessGroups& groups,
     options.optim = config.optim;
     options.schedule = train::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
     options.steps = config.train.steps;
+    options.defer_apply = true;
     server_ = std::make_unique<Server>(world_, plan_, world_->rank(), full, options);
   } else {
     WorkerOptions options;
     options.workers = workers_;
     options.timeout_s = config.comm.timeout_s;
-    options.grad_clip = config.optim.grad_clip;
+    options.grad_clip = 0;  // the caller clips the global norm on the servers
     worker_ = std::make_unique<Worker>(world_, plan_, model_, dataset_, options);
   }
+}
+
+train::NamedTensors PsEngine::named_parameters() {
+  return server_ ? server_->named_values() : train::NamedTensors{};
+}
+
+train::SumAcross PsEngine::grad_norm_across() {
+  auto world = world_;
+  return [world](double local) {
+    auto sum = torch::tensor({local}, torch::kDouble);
+    world->all_reduce(sum, ReduceOp::kSum);
+    return sum.item<double>();
+  };
 }
 
 double PsEngine::forward_backward(const std::vector<int64_t>& ids) {

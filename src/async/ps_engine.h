@@ -4,14 +4,13 @@
 //
 // Every forward_backward is one BSP round: each worker pulls the changed
 // shards, computes its 1/W slice of the global batch and pushes the
-// gradient; each server applies the mean of the W pushes as one optimizer
-// step (ps_server.h). So the optimizer runs on the servers: this engine's
-// named_parameters() is empty and the caller's optimizer has nothing to do;
-// the servers step at the learning rate of [optim] lr and warm-up/cosine
-// schedule over [train] steps, counting rounds from 0 (LrSchedule), and clip
-// each pushed gradient by [optim] grad_clip (equal to clipping the mean only
-// when the clip does not bind). full_parameters() is the servers' shards,
-// i.e. the parameters after the last update.
+// gradient; each server leaves the mean of the W pushes in .grad of its
+// shard. The parameters an optimizer steps are the servers' shards: on a
+// server named_parameters() is its pieces (keys "name" or "name@rowsA-B"),
+// on a worker nothing; grad_norm_across() sums the shards' squares over the
+// world. So train::take_step clips the global norm and steps the servers'
+// shards at the caller's lr, as for every other layout, and
+// full_parameters() is the shards after the last update.
 #pragma once
 #include "async/ps_server.h"
 #include "async/ps_worker.h"
@@ -24,10 +23,10 @@ class PsEngine : public train::Engine {
   PsEngine(const train::Config& config, const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
            const data::Dataset& dataset);
 
-  train::NamedTensors named_parameters() override { return {}; }
+  train::NamedTensors named_parameters() override;
   double forward_backward(const std::vector<int64_t>& ids) override;
   train::EvalResult evaluate(const std::vector<int64_t>& ids) override;
-  train::SumAcross grad_norm_across() override { return nullptr; }
+  train::SumAcross grad_norm_across() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   int64_t parameter_count() override;

@@ -59,6 +59,12 @@ std::map<std::string, torch::Tensor> Server::shard() const {
   return out;
 }
 
+std::vector<std::pair<std::string, torch::Tensor>> Server::named_values() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (size_t i = 0; i < pieces_.size(); ++i) out.emplace_back(pieces_[i].key, values_[i]);
+  return out;
+}
+
 void Server::load(const std::map<std::string, torch::Tensor>& values, const std::map<std::string, torch::Tensor>& state) {
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < pieces_.size(); ++i) {
@@ -187,7 +193,8 @@ void Server::handle_push(int worker, int64_t step, int64_t version, double loss,
     // Bulk-synchronous: one update from the mean of the live workers' pushes.
     if (numel_ > 0) round_sum_.add_(grad);
     if (++round_count_ == live_workers()) {
-      apply(round_sum_ / static_cast<double>(round_count_), step);
+      if (options_.defer_apply) set_gradients(round_sum_ / static_cast<double>(round_count_)), ++version_;
+      else apply(round_sum_ / static_cast<double>(round_count_), step);
       round_sum_.zero_();
       round_count_ = 0;
     }
@@ -198,13 +205,17 @@ void Server::handle_push(int worker, int64_t step, int64_t version, double loss,
   answer_ready_pulls();
 }
 
-void Server::apply(const torch::Tensor& flat_grad, int64_t step) {
-  report::Tracer::Span span("ps_apply", "compute");
+void Server::set_gradients(const torch::Tensor& flat_grad) {
   int64_t offset = 0;
   for (auto& v : values_) {
     v.mutable_grad() = flat_grad.narrow(0, offset, v.numel()).view(v.sizes()).contiguous();
     offset += v.numel();
   }
+}
+
+void Server::apply(const torch::Tensor& flat_grad, int64_t step) {
+  report::Tracer::Span span("ps_apply", "compute");
+  set_gradients(flat_grad);
   optimizer_->step(options_.schedule.at(step));
   ++version_;
   ++stats_.applied;

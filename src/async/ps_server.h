@@ -43,6 +43,11 @@ struct ServerOptions {
   /// So a fast worker takes more slots than a straggler and the job ends
   /// when the samples are done, not when the slowest worker is.
   bool assign_slots = false;
+  /// Engine mode (ps_engine.h, bulk-synchronous only): a completed round
+  /// leaves the mean gradient in .grad of the shard tensors (named_values)
+  /// and the caller's optimizer steps them, as train::take_step does for
+  /// every layout — so clipping sees the global norm and lr is the caller's.
+  bool defer_apply = false;
 };
 
 /// Histogram buckets: staleness 0..kStalenessBuckets-2, the last bucket holds the rest.
@@ -71,6 +76,8 @@ class Server {
 
   /// This shard as tensors by piece key; and the optimizer state by key.
   std::map<std::string, torch::Tensor> shard() const;
+  /// The shard's leaf tensors by piece key (what an optimizer steps).
+  std::vector<std::pair<std::string, torch::Tensor>> named_values() const;
   std::map<std::string, torch::Tensor> optimizer_state() const { return optimizer_->state_tensors(); }
   void load(const std::map<std::string, torch::Tensor>& values, const std::map<std::string, torch::Tensor>& state);
   /// Overwrites this shard from full tensors by parameter name (workers re-pull it).
@@ -93,6 +100,7 @@ class Server {
   void handle_pull(int worker, int64_t step, int64_t version);
   void handle_push(int worker, int64_t step, int64_t version, double loss, const torch::Tensor& grad);
   void apply(const torch::Tensor& flat_grad, int64_t step);
+  void set_gradients(const torch::Tensor& flat_grad);
   bool pull_allowed(int64_t step) const;
   void answer_ready_pulls();
   void reply(int worker, int64_t version);

@@ -1,11 +1,14 @@
 // tests/async/ps_engine_test.cpp — the bulk-synchronous parameter server
 // (staleness 0) is synchronous SGD: through make_engine, its per-step losses
 // and final parameters equal a single-process run on the same global batches
-// (what `paratorch verify --mode ps` checks; here without the CLI).
+// (what `paratorch verify --mode ps` checks; here without the CLI), stepped
+// by train::take_step with a global-norm clip that binds.
 #include "async/ps_engine.h"
 #include "data/dataset.h"
 #include "train/engine.h"
 #include "train/lr_schedule.h"
+#include "train/train_step.h"
+#include "train/grad_clip.h"
 
 #include "mpi_test_env.h"
 
@@ -32,7 +35,7 @@ train::Config small_config(const std::string& model, const std::string& optimize
   c.optim.lr = 0.05;
   c.optim.weight_decay = 0.01;
   c.optim.warmup_steps = 1;
-  c.optim.grad_clip = 0;
+  c.optim.grad_clip = 0.5;  // binds: the servers' global norm must be the whole model's
   c.train.steps = 4;
   c.validate();
   return c;
@@ -42,14 +45,16 @@ double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / (b.abs().max() + 1e-12)).item<double>();
 }
 
-void expect_bsp_equals_reference(const std::string& model_name, const std::string& optimizer, int servers) {
+void expect_bsp_equals_reference(const std::string& model_name, const std::string& optimizer_name, int servers) {
   auto& world = test_world();
-  auto config = small_config(model_name, optimizer);
+  auto config = small_config(model_name, optimizer_name);
   config.parallel.servers = servers;
   ProcessGroups groups(world.comm(), Layout{0, 1, 1}.resolve(world.size()));
   auto dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
   auto engine = train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device());
-  ASSERT_TRUE(engine->named_parameters().empty()) << "the servers own the optimizer";
+  const auto shard = engine->named_parameters();
+  EXPECT_EQ(shard.empty(), world.rank() >= servers) << "servers own the parameters the optimizer steps";
+  auto optimizer = train::make_optimizer(config.optim, shard);
 
   auto reference = models::make_model(config.model);
   reference->initialize(static_cast<uint64_t>(config.train.seed));
@@ -59,10 +64,15 @@ void expect_bsp_equals_reference(const std::string& model_name, const std::strin
   train::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   DistributedSampler batches(config.data.global_batch, 0, 1);
   for (int s = 0; s < config.train.steps; ++s) {
-    const double loss = engine->forward_backward(batches.global_indices(s));
+    const double loss =
+        train::take_step(*engine, *optimizer, batches.global_indices(s), schedule.at(s), config.optim.grad_clip, s + 1)
+            .loss;
     train::zero_gradients(named);
     auto l = reference->loss(dataset->train_batch(batches.global_indices(s)));
     l.backward();
+    std::vector<torch::Tensor> tensors;
+    for (auto& [name, p] : named) tensors.push_back(p);
+    train::clip_grad_norm(tensors, config.optim.grad_clip);
     optimizer_ref->step(schedule.at(s));
     EXPECT_NEAR(loss, l.item<double>(), 1e-5 * std::abs(l.item<double>())) << "step " << s;
   }
