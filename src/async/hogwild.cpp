@@ -74,9 +74,9 @@ void log_step(Shared& sh, int64_t s, double loss, double lr, double ms) {
   std::fflush(stdout);
 }
 
-void run_thread(Shared& sh) {
+void run_thread(Shared& sh, int64_t* steps_done) {
   try {
-    for (int64_t s = sh.next++; s < sh.config.train.steps && !sh.failed; s = sh.next++) {
+    for (int64_t s = sh.next++; s < sh.config.train.steps && !sh.failed; s = sh.next++, ++*steps_done) {
       const double t0 = now_s();
       auto batch = sh.dataset->train_batch(sh.batches.global_indices(s));
       auto loss = sh.model->loss(batch);
@@ -137,7 +137,8 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   torch::set_num_threads(1);
   const double t0 = now_s();
   std::vector<std::thread> pool;
-  for (int i = 0; i < threads; ++i) pool.emplace_back(run_thread, std::ref(sh));
+  std::vector<int64_t> steps_done(static_cast<size_t>(threads), 0);
+  for (int i = 0; i < threads; ++i) pool.emplace_back(run_thread, std::ref(sh), &steps_done[static_cast<size_t>(i)]);
   for (auto& t : pool) t.join();
   const double seconds = now_s() - t0;
   torch::set_num_threads(intra);
@@ -160,6 +161,12 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   m.extra["val_loss"] = result.final_loss;
   if (config.model.name == "mf") m.extra["val_rmse"] = std::sqrt(result.final_loss);
   m.extra["hogwild_threads"] = threads;
+  std::printf("paratorch hogwild: steps per thread:");
+  for (int i = 0; i < threads; ++i) {
+    m.extra["thread" + std::to_string(i) + "_steps"] = static_cast<double>(steps_done[static_cast<size_t>(i)]);
+    std::printf(" %lld", static_cast<long long>(steps_done[static_cast<size_t>(i)]));
+  }
+  std::printf("\n");
   sh.metrics->write(m);
   train::Checkpoint ckpt;
   ckpt.step = config.train.steps;

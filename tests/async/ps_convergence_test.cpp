@@ -46,6 +46,7 @@ train::Config job(const std::string& model, const std::string& mode, int stalene
   }
   c.data.global_batch = 48;
   c.optim.weight_decay = 0;
+  c.optim.grad_clip = 0;  // ps workers clip their own pushes, sync the mean: equal only without clipping
   c.optim.warmup_steps = 5;
   c.parallel.mode = mode;
   c.parallel.staleness = staleness;
@@ -67,7 +68,11 @@ double last_val_loss(const std::string& out_dir) {
 }
 
 // Synchronous dp=3, bulk-synchronous, SSP(2) and asynchronous ps: the same
-// 120 x 48 samples; the final validation losses agree within `tolerance`.
+// steps x 48 samples. Bulk-synchronous is synchronous SGD (1e-3: only float
+// summation order differs); SSP(2) and asynchronous must reach sync's final
+// validation loss within `tolerance` (relative) or better. (They take W = 2
+// optimizer steps of half the batch per global step, so with these small
+// learning rates they usually end lower.)
 void expect_modes_agree(const std::string& model, double tolerance) {
   auto& world = test_world();
   const auto dir = scratch("converge_" + model);
@@ -79,14 +84,15 @@ void expect_modes_agree(const std::string& model, double tolerance) {
     if (world.rank() != 0) continue;
     std::printf("%s: sync val loss %.4f, ps staleness %d val loss %.4f\n", model.c_str(), sync, k, result.final_loss);
     EXPECT_TRUE(std::isfinite(result.final_loss));
-    EXPECT_NEAR(result.final_loss, sync, tolerance * sync) << "staleness " << k;
+    if (k == 0) EXPECT_NEAR(result.final_loss, sync, 1e-3 * sync) << "bulk-synchronous is synchronous SGD";
+    else EXPECT_LT(result.final_loss, (1 + tolerance) * sync) << "staleness " << k;
     EXPECT_NEAR(result.final_loss, last_val_loss(dir + "/ps" + std::to_string(k)), 1e-4);
   }
   world.comm()->barrier();
 }
 
-TEST(PsConvergence, MfAsyncAndSspReachSyncLoss) { expect_modes_agree("mf", 0.25); }
-TEST(PsConvergence, MlpAsyncAndSspReachSyncLoss) { expect_modes_agree("mlp", 0.10); }
+TEST(PsConvergence, MfAsyncAndSspReachSyncLoss) { expect_modes_agree("mf", 0.05); }
+TEST(PsConvergence, MlpAsyncAndSspReachSyncLoss) { expect_modes_agree("mlp", 0.05); }
 
 // A worker that stops dead does not stop an asynchronous job: the server
 // declares it lost after [comm] timeout_s and the survivors finish.

@@ -29,7 +29,7 @@ train::Config small_config(const std::string& model, const std::string& optimize
   c.model.n_items = 30;
   c.model.n_factors = 4;
   c.data.source = model == "mf" ? "mf_synthetic" : "synthetic";
-  c.data.global_batch = 8;
+  c.data.global_batch = 12;  // divides over 1, 2 and 3 workers
   c.parallel.mode = "ps";
   c.optim.name = optimizer;
   c.optim.lr = 0.05;
