@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/launcher.h"
 #include "train/config.h"
+#include "train/pipeline_engine.h"
 #include "train/trainer.h"
 
 #include <paratorch/errors.h>
@@ -33,6 +34,7 @@ const std::vector<FlagSpec>& train_flags() {
 void check_layout_fits(const train::Config& config, int ranks) {
   const Layout layout = Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp}.resolve(ranks);
   DistributedSampler(config.data.global_batch, 0, layout.dp);  // global_batch must divide over dp
+  train::check_pipeline_config(config, layout);                // pp > 1: schedule, micro-batches, blocks
 }
 
 }  // namespace

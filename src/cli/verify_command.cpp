@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "cli/launcher.h"
 #include "train/config.h"
+#include "train/pipeline_engine.h"
 #include "verify/equivalence.h"
 
 #include <paratorch/compat.h>
@@ -23,6 +24,9 @@ const std::vector<FlagSpec>& verify_flags() {
       {"config", "F.toml", "check a train config's model, data, layout and [parallel] options"},
       {"layout", "dp=A,pp=B,tp=C", "layout to check (default dp=auto)"},
       {"set", "section.key=value", "override one config key (repeatable), e.g. --set parallel.microbatches=4"},
+      {"schedule", "NAME", "pipeline schedule: gpipe | 1f1b | interleaved ([parallel] schedule)"},
+      {"microbatches", "M", "micro-batches per step ([parallel] microbatches)"},
+      {"virtual-stages", "V", "model chunks per pipeline rank, interleaved ([parallel] virtual_stages)"},
       {"steps", "K", "optimizer steps to compare (default 3)"},
       {"global-batch", "B", "samples per step, whole job (default 16)"},
       {"seed", "S", "global seed (default 1234)"},
@@ -66,6 +70,9 @@ verify::VerifyOptions options_from(const Args& args) {
   base.data.global_batch = static_cast<int>(args.get_int("global-batch", base.data.global_batch));
   base.train.seed = args.get_int("seed", static_cast<long long>(base.train.seed));
   base.parallel.bucket_mb = args.get_double("bucket-mb", base.parallel.bucket_mb);
+  base.parallel.schedule = args.get_or("schedule", base.parallel.schedule);
+  base.parallel.microbatches = static_cast<int>(args.get_int("microbatches", base.parallel.microbatches));
+  base.parallel.virtual_stages = static_cast<int>(args.get_int("virtual-stages", base.parallel.virtual_stages));
   verify::VerifyOptions options;
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
@@ -78,6 +85,7 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   Args args("verify", verify_flags(), argl);
   if (args.has("help")) {
     std::cout << "usage: paratorch verify (--model NAME | --config F.toml) [--layout dp=A,pp=B,tp=C]\n"
+                 "                        [--schedule gpipe|1f1b|interleaved] [--microbatches M] [--virtual-stages V]\n"
                  "                        [--set section.key=value ...] [--steps K] [--nproc N]\n\n"
                  "Runs the layout and the single-process reference on the same global batches\n"
                  "and compares losses and final parameters (1e-5 relative).\n\n"
@@ -95,6 +103,7 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   if (ranks >= 1) {  // a layout that does not factor, or a batch that does not divide, fails before MPI starts
     Layout resolved = Layout{par.dp, par.pp, par.tp}.resolve(ranks);
     DistributedSampler(options.config.data.global_batch, 0, resolved.dp);
+    train::check_pipeline_config(options.config, resolved);  // pp > 1: schedule, micro-batches, blocks
   }
   maybe_relaunch("verify", argl);
 
