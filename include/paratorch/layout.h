@@ -61,6 +61,12 @@ class ProcessGroups {
   std::shared_ptr<Communicator> tp() const { return tp_; }
   /// Same dp coordinate: one whole model replica (pp × tp ranks).
   std::shared_ptr<Communicator> model_parallel() const { return mp_; }
+  /// Megatron's embedding group: the first and the last pipeline stage of
+  /// this pipeline (same dp and tp), which both hold a copy of weights tied
+  /// across the model's ends (gpt's token embedding and output head) and
+  /// all-reduce their gradients every step. A middle stage gets a group of
+  /// itself alone; with pp = 1 it is the rank alone as well.
+  std::shared_ptr<Communicator> embedding() const { return embedding_; }
   /// Pipeline neighbours as pp-group ranks; -1 at the ends.
   int prev_stage() const { return coords_.pp > 0 ? coords_.pp - 1 : -1; }
   int next_stage() const { return coords_.pp + 1 < layout_.pp ? coords_.pp + 1 : -1; }
@@ -68,7 +74,7 @@ class ProcessGroups {
  private:
   Layout layout_;
   Coords coords_;
-  std::shared_ptr<Communicator> world_, dp_, pp_, tp_, mp_;
+  std::shared_ptr<Communicator> world_, dp_, pp_, tp_, mp_, embedding_;
 };
 
 }  // namespace paratorch

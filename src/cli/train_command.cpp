@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/launcher.h"
 #include "train/config.h"
+#include "train/pipeline_engine.h"
 #include "train/trainer.h"
 
 #include <paratorch/errors.h>
@@ -35,6 +36,7 @@ void check_layout_fits(const train::Config& config, int ranks) {
   if (config.parallel.mode != "sync") return async::check_async_layout(config, ranks);  // servers + workers
   const Layout layout = Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp}.resolve(ranks);
   DistributedSampler(config.data.global_batch, 0, layout.dp);  // global_batch must divide over dp
+  train::check_pipeline_config(config, layout);                // pp > 1: schedule, micro-batches, blocks
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/launcher.h"
 #include "train/config.h"
+#include "train/pipeline_engine.h"
 #include "verify/equivalence.h"
 
 #include <paratorch/compat.h>
@@ -24,6 +25,9 @@ const std::vector<FlagSpec>& verify_flags() {
       {"config", "F.toml", "check a train config's model, data, layout and [parallel] options"},
       {"layout", "dp=A,pp=B,tp=C", "layout to check (default dp=auto)"},
       {"set", "section.key=value", "override one config key (repeatable), e.g. --set parallel.microbatches=4"},
+      {"schedule", "NAME", "pipeline schedule: gpipe | 1f1b | interleaved ([parallel] schedule)"},
+      {"microbatches", "M", "micro-batches per step ([parallel] microbatches)"},
+      {"virtual-stages", "V", "model chunks per pipeline rank, interleaved ([parallel] virtual_stages)"},
       {"steps", "K", "optimizer steps to compare (default 3)"},
       {"global-batch", "B", "samples per step, whole job (default 16)"},
       {"seed", "S", "global seed (default 1234)"},
@@ -73,6 +77,9 @@ verify::VerifyOptions options_from(const Args& args) {
   base.parallel.mode = args.get_or("mode", base.parallel.mode);
   base.parallel.servers = static_cast<int>(args.get_int("servers", base.parallel.servers));
   base.parallel.staleness = static_cast<int>(args.get_int("staleness", base.parallel.staleness));
+  base.parallel.schedule = args.get_or("schedule", base.parallel.schedule);
+  base.parallel.microbatches = static_cast<int>(args.get_int("microbatches", base.parallel.microbatches));
+  base.parallel.virtual_stages = static_cast<int>(args.get_int("virtual-stages", base.parallel.virtual_stages));
   verify::VerifyOptions options;
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
@@ -85,6 +92,7 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   Args args("verify", verify_flags(), argl);
   if (args.has("help")) {
     std::cout << "usage: paratorch verify (--model NAME | --config F.toml) [--layout dp=A,pp=B,tp=C]\n"
+                 "                        [--schedule gpipe|1f1b|interleaved] [--microbatches M] [--virtual-stages V]\n"
                  "                        [--set section.key=value ...] [--steps K] [--nproc N]\n\n"
                  "Runs the layout and the single-process reference on the same global batches\n"
                  "and compares losses and final parameters (1e-5 relative).\n\n"
@@ -104,6 +112,7 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   } else if (ranks >= 1) {  // a layout that does not factor, or a batch that does not divide, fails before MPI starts
     Layout resolved = Layout{par.dp, par.pp, par.tp}.resolve(ranks);
     DistributedSampler(options.config.data.global_batch, 0, resolved.dp);
+    train::check_pipeline_config(options.config, resolved);  // pp > 1: schedule, micro-batches, blocks
   }
   maybe_relaunch("verify", argl);
 

@@ -16,6 +16,10 @@ ProcessGroups::ProcessGroups(std::shared_ptr<Communicator> world, Layout layout)
   pp_ = world_->split(c.dp * L.tp + c.tp, c.pp, "pp");
   tp_ = world_->split(c.pp * L.dp + c.dp, c.tp, "tp");
   mp_ = world_->split(c.dp, c.pp * L.tp + c.tp, "model_parallel");
+  // Ends of each pipeline share a colour per (dp, tp); middle stages get
+  // colours of their own (past every end colour), so they form singletons.
+  const bool end = c.pp == 0 || c.pp == L.pp - 1;
+  embedding_ = world_->split(end ? c.dp * L.tp + c.tp : L.dp * L.tp + world_->rank(), c.pp, "embedding");
 }
 
 }  // namespace paratorch

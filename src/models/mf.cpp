@@ -31,6 +31,10 @@ torch::Tensor MatrixFactorization::loss(const Batch& batch) {
   return torch::mse_loss(forward(batch.input), batch.target);
 }
 
+torch::Tensor MatrixFactorization::criterion(const torch::Tensor& output, const Batch& batch) {
+  return torch::mse_loss(output, batch.target);
+}
+
 InitSpec MatrixFactorization::init_spec(const std::string& name, const torch::Tensor&) const {
   if (name.find("factors") != std::string::npos)
     return InitSpec::normal(0.0, 1.0 / std::sqrt(static_cast<double>(config_.n_factors)));

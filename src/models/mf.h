@@ -15,6 +15,7 @@ class MatrixFactorization : public BundledModel {
   explicit MatrixFactorization(const ModelConfig& config);
   torch::Tensor forward(const torch::Tensor& input) override;
   torch::Tensor loss(const Batch& batch) override;
+  torch::Tensor criterion(const torch::Tensor& output, const Batch& batch) override;
   InitSpec init_spec(const std::string& name, const torch::Tensor& param) const override;
   std::vector<ModelBlock> blocks() override;
 

@@ -64,6 +64,10 @@ ModelBlock BundledModel::make_block(std::string name, const std::vector<std::str
   return block;
 }
 
+torch::Tensor BundledModel::criterion(const torch::Tensor& output, const Batch& batch) {
+  return torch::cross_entropy_loss(output.reshape({-1, output.size(-1)}), batch.target.reshape({-1}));
+}
+
 void BundledModel::initialize(uint64_t seed) {
   init_parameters(*this, seed, [this](const std::string& name, const torch::Tensor& p) {
     return init_spec(name, p);

@@ -59,6 +59,10 @@ class BundledModel : public torch::nn::Module {
   virtual torch::Tensor forward(const torch::Tensor& input) = 0;
   /// Mean loss over every prediction in the batch.
   virtual torch::Tensor loss(const Batch& batch) = 0;
+  /// loss() from an output already computed: loss(b) == criterion(forward(b.input), b).
+  /// The pipeline needs it apart, on the last stage. Default: cross-entropy
+  /// of the last dimension's logits (gpt, mlp, cnn).
+  virtual torch::Tensor criterion(const torch::Tensor& output, const Batch& batch);
   /// How parameter `name` (full dotted name) is initialized.
   virtual InitSpec init_spec(const std::string& name, const torch::Tensor& param) const = 0;
   /// Layout-independent initialization from `seed`.

@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -85,6 +86,7 @@ std::string write_config_value(int value) { return std::to_string(value); }
 std::string write_config_value(int64_t value) { return std::to_string(value); }
 std::string write_config_value(double value) { return format_toml_float(value); }
 std::string write_config_value(const std::string& value) { return quote_toml_string(value); }
+std::string write_config_value(bool value) { return value ? "true" : "false"; }
 
 // "string \"fast\"", "integer 5", "a table": what a TOML node holds, for errors.
 std::string describe_toml_node(const toml::node& node) {
@@ -103,6 +105,12 @@ bool read_config_value(const toml::node& node, std::string& out) {
   auto text = node.value_exact<std::string>();
   if (text) out = *text;
   return text.has_value();
+}
+
+bool read_config_value(const toml::node& node, bool& out) {
+  auto flag = node.value_exact<bool>();
+  if (flag) out = *flag;
+  return flag.has_value();
 }
 
 bool read_config_value(const toml::node& node, double& out) {  // integers accepted
@@ -127,6 +135,7 @@ template <class T>
 const char* config_type_name() {
   if constexpr (std::is_same_v<T, std::string>) return "string";
   else if constexpr (std::is_same_v<T, double>) return "number";
+  else if constexpr (std::is_same_v<T, bool>) return "boolean";
   else return "integer";
 }
 
@@ -231,6 +240,13 @@ void ParallelSection::validate() const {
                            "= " + std::to_string(virtual_stages) +
                                " needs schedule \"interleaved\", got " + quote_toml_string(schedule) +
                                "; set virtual_stages = 1 or schedule = \"interleaved\"");
+  if (partition != "params" && partition != "time") {  // else a list of block indices
+    for (char c : partition + (partition.empty() ? "?" : ""))
+      if (!(std::isdigit(static_cast<unsigned char>(c)) || c == ','))
+        throw config_key_error("parallel", "partition",
+                               "must be \"params\", \"time\" or a list of block indices like \"3,5\", got " +
+                                   quote_toml_string(partition));
+  }
   require_config_positive("parallel", "bucket_mb", bucket_mb);
   require_config_choice("parallel", "mode", mode, kConfigModeNames);
   require_config_at_least("parallel", "servers", servers, 1);
@@ -358,6 +374,10 @@ std::vector<ConfigKey> build_config_schema() {
            "pipeline schedule: " + join_config_words(kConfigScheduleNames, " | "))
       .add(&ParallelSection::microbatches, "microbatches", "micro-batches per step (pipeline)")
       .add(&ParallelSection::virtual_stages, "virtual_stages", "model chunks per stage (interleaved)")
+      .add(&ParallelSection::partition, "partition",
+           "pipeline cuts: params (balance memory) | time (balance measured speed) | \"3,5\" (first block of stages 1..)")
+      .add(&ParallelSection::activation_checkpointing, "activation_checkpointing",
+           "pipeline: recompute each stage's forward during backward (less memory)")
       .add(&ParallelSection::bucket_mb, "bucket_mb", "gradient all-reduce bucket size, MiB")
       .add(&ParallelSection::mode, "mode", join_config_words(kConfigModeNames, " | "))
       .add(&ParallelSection::servers, "servers", "ps: parameter-server ranks")

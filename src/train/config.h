@@ -51,6 +51,8 @@ struct ParallelSection {
   std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
   int microbatches = 1;
   int virtual_stages = 1;  // > 1 only with schedule "interleaved"
+  std::string partition = "params";     // params | time | cut list "3,5" (pipeline stages)
+  bool activation_checkpointing = false;  // pipeline: recompute each stage's forward in backward
   double bucket_mb = 25.0;
   std::string mode = "sync";  // sync | ps | hogwild
   int servers = 1;            // ps: parameter-server ranks

@@ -41,6 +41,14 @@ class Engine {
   virtual std::map<std::string, torch::Tensor> full_parameters() = 0;
   /// The inverse of full_parameters (each rank keeps its part).
   virtual void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) = 0;
+  /// The optimizer state of the whole model on every rank, given this rank's
+  /// (`local`, Optimizer::state_tensors()). Collective. Checkpoints need it
+  /// when ranks update different parameters (pipeline stages); the default
+  /// suits engines whose every rank updates every parameter. Loading needs
+  /// no inverse: Optimizer::load_state_tensors picks its own names.
+  virtual std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) {
+    return local;
+  }
   /// Number of parameters of the whole model.
   virtual int64_t parameter_count() = 0;
   /// One line for the start-up report.

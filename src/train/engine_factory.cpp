@@ -6,6 +6,7 @@
 // message saying what to set instead, never silently ignored.
 #include "async/ps_engine.h"
 #include "train/data_parallel_engine.h"
+#include "train/pipeline_engine.h"
 #include "train/engine.h"
 
 #include <paratorch/errors.h>
@@ -19,7 +20,6 @@ void refuse(const std::string& key, const std::string& value, const std::string&
 
 void require_supported(const Config& config, torch::Device device) {
   const auto& p = config.parallel;
-  if (p.pp > 1) refuse("[parallel] pp", std::to_string(p.pp), "pp = 1");
   if (p.tp > 1) refuse("[parallel] tp", std::to_string(p.tp), "tp = 1");
   if (p.zero > 0) refuse("[parallel] zero", std::to_string(p.zero), "zero = 0");
   if (p.mode == "hogwild")
@@ -40,6 +40,8 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   require_supported(config, device);
   // Bulk-synchronous parameter server (ps_engine.h); other staleness values it refuses.
   if (config.parallel.mode == "ps") return std::make_unique<async::PsEngine>(config, groups, std::move(model), dataset);
+  if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1)
+    return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
   DataParallelOptions options;
   options.global_batch = config.data.global_batch;
   options.microbatches = config.parallel.microbatches;

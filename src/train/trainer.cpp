@@ -10,6 +10,8 @@
 #include "report/progress.h"
 #include "report/svg_plot.h"
 #include "report/trace.h"
+#include "pipeline/schedule.h"
+#include "pipeline/timeline.h"
 #include "train/checkpoint.h"
 #include "train/generate.h"
 #include "train/lr_schedule.h"
@@ -246,7 +248,7 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
   ckpt.layout = groups.layout().to_string();
   ckpt.world_size = world.size();
   ckpt.model = engine->full_parameters();
-  ckpt.optimizer = optimizer->state_tensors();
+  ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
   {
     at::Generator cpu = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(cpu.mutex());
@@ -258,6 +260,12 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
 
 void Trainer::Impl::finish_outputs() {
   report::write_trace(*world.comm(), out("trace.json"));
+  if (leader() && groups.layout().pp > 1) {  // measured bubble and pipeline.svg (docs/pipeline.md)
+    const auto& p = config.parallel;
+    const double theory = pipeline::theoretical_bubble(p.schedule, {p.pp, p.microbatches, p.virtual_stages});
+    const std::string line = pipeline::write_pipeline_report(out("trace.json"), out("pipeline.svg"), groups.layout(), theory);
+    if (!line.empty()) std::printf("%s\n", line.c_str());
+  }
   if (leader()) {
     progress->finish();
     const std::string loss_name = config.model.name == "mf" ? "MSE" : "cross-entropy (nats)";

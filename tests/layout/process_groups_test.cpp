@@ -46,5 +46,10 @@ TEST(ProcessGroups, EveryFactorizationGroupsTheRightRanks) {
     EXPECT_EQ(t.item<int64_t>(), want);
     EXPECT_EQ(g.prev_stage(), me.pp > 0 ? me.pp - 1 : -1);
     EXPECT_EQ(g.next_stage(), me.pp + 1 < L.pp ? me.pp + 1 : -1);
+    // The embedding group: first and last stage of my pipeline, or me alone.
+    std::vector<int> ends = {L.rank_of({me.dp, 0, me.tp})};
+    if (L.pp > 1) ends.push_back(L.rank_of({me.dp, L.pp - 1, me.tp}));
+    const bool at_end = me.pp == 0 || me.pp == L.pp - 1;
+    EXPECT_EQ(g.embedding()->world_ranks(), at_end ? ends : std::vector<int>{world.rank()});
   }
 }

@@ -183,3 +183,16 @@ TEST(Models, GptBlocksAreEmbedLayersHead) {
   EXPECT_EQ(blocks[4].name, "head");
   EXPECT_EQ(blocks[4].shared, std::vector<std::string>{"transformer.wte.weight"});
 }
+
+// The pipeline computes the loss from the last stage's output with criterion().
+TEST(Models, CriterionOfTheForwardIsTheLoss) {
+  for (auto& [config, input] : small_models_and_inputs()) {
+    SCOPED_TRACE(config.name);
+    auto m = make_model(config);
+    m->initialize(7);
+    if (config.name == "cnn") continue;  // no synthetic images; its loss is cross-entropy as mlp's
+    auto data = paratorch::data::make_dataset(config.name == "mf" ? "mf_synthetic" : "synthetic", config, 3);
+    auto batch = data->train_batch({0, 1, 2, 3});
+    EXPECT_TRUE(torch::allclose(m->criterion(m->forward(batch.input), batch), m->loss(batch)));
+  }
+}

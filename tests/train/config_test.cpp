@@ -50,6 +50,8 @@ Config config_with_every_key_changed() {
   c.parallel.schedule = "interleaved";
   c.parallel.microbatches = 8;
   c.parallel.virtual_stages = 2;
+  c.parallel.partition = "2,5";
+  c.parallel.activation_checkpointing = true;
   c.parallel.bucket_mb = 12.5;
   c.parallel.mode = "ps";
   c.parallel.servers = 2;
@@ -245,6 +247,17 @@ TEST(Config, UnknownKeyListsTheSectionsKeys) {
             std::string::npos);
   EXPECT_NE(config_error_of("", {"optim.lrr=1"}).find("unknown key 'lrr' in [optim]"), std::string::npos);
   EXPECT_NE(config_error_of("[model.gpt]\nn_layers = 2\n").find("unknown key 'gpt' in [model]"),
+            std::string::npos);
+}
+
+TEST(Config, PipelineKeys) {
+  EXPECT_NE(config_error_of("[parallel]\nactivation_checkpointing = 1\n")
+                .find("[parallel] activation_checkpointing must be a boolean, got integer 1"),
+            std::string::npos);
+  EXPECT_TRUE(config_from_string("", {"parallel.activation_checkpointing=true"}).parallel.activation_checkpointing);
+  EXPECT_EQ(config_from_string("", {"parallel.partition=3,5"}).parallel.partition, "3,5");
+  EXPECT_NE(config_error_of("[parallel]\npartition = \"fast\"\n")
+                .find("[parallel] partition must be \"params\", \"time\" or a list of block indices like \"3,5\", got \"fast\""),
             std::string::npos);
 }
 

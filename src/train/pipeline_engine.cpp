@@ -1,0 +1,307 @@
+// src/train/pipeline_engine.cpp — see pipeline_engine.h.
+#include "train/pipeline_engine.h"
+
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+#include <cstdio>
+
+namespace paratorch::train {
+
+void PipelineOptions::validate(const Layout& layout) const {
+  pipeline::validate_schedule(schedule, {layout.pp, microbatches, virtual_stages});
+  DistributedSampler check(global_batch, 0, layout.dp);  // UsageError when dp does not divide the batch
+  if (check.local_batch() % microbatches != 0)
+    throw UsageError("paratorch: [parallel] microbatches = " + std::to_string(microbatches) +
+                     " must divide the per-replica batch " + std::to_string(check.local_batch()) +
+                     " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(layout.dp) + ")");
+  pipeline::validate_partition_text(partition);
+}
+
+PipelineOptions pipeline_options(const Config& config) {
+  PipelineOptions o;
+  o.global_batch = config.data.global_batch;
+  o.microbatches = config.parallel.microbatches;
+  o.schedule = config.parallel.schedule;
+  o.virtual_stages = config.parallel.virtual_stages;
+  o.partition = config.parallel.partition;
+  o.activation_checkpointing = config.parallel.activation_checkpointing;
+  o.seed = static_cast<uint64_t>(config.train.seed);
+  o.model_name = config.model.name;
+  return o;
+}
+
+void check_pipeline_config(const Config& config, const Layout& layout) {
+  if (layout.pp == 1) return;
+  const PipelineOptions o = pipeline_options(config);
+  o.validate(layout);
+  const auto blocks = models::make_model(config.model)->blocks();
+  pipeline::check_block_count(static_cast<int>(blocks.size()), layout.pp, o.virtual_stages, o.schedule, o.model_name);
+  if (!pipeline::is_balanced_partition(o.partition))
+    pipeline::parse_cuts(o.partition, static_cast<int>(blocks.size()), layout.pp * o.virtual_stages);
+}
+
+PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
+                               const data::Dataset& dataset, torch::Device device, PipelineOptions options)
+    : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(std::move(options)) {
+  const Layout& L = groups_.layout();
+  options_.validate(L);
+  model_->initialize(options_.seed);
+  model_->to(device_);
+  auto blocks = model_->blocks();
+  pipeline::check_block_count(static_cast<int>(blocks.size()), L.pp, options_.virtual_stages, options_.schedule,
+                              options_.model_name);
+  for (const auto& item : model_->named_parameters(true)) {
+    order_.push_back(item.key());
+    shapes_[item.key()] = item.value().sizes().vec();
+    dtypes_[item.key()] = item.value().scalar_type();
+    parameter_count_ += item.value().numel();
+  }
+  choose_partition(blocks);
+  const pipeline::PipelineShape shape{L.pp, options_.microbatches, options_.virtual_stages};
+  std::vector<pipeline::StageChunk> chunks;
+  for (int c = 0; c < shape.virtual_stages; ++c) {
+    const int s = shape.model_stage(groups_.coords().pp, c);
+    pipeline::StageChunk chunk{s, {}};
+    for (int i = partition_.first[static_cast<size_t>(s)]; i < partition_.first[static_cast<size_t>(s) + 1]; ++i)
+      chunk.blocks.push_back(blocks[static_cast<size_t>(i)]);
+    chunks.push_back(std::move(chunk));
+  }
+  auto boundaries = boundary_specs(blocks);
+  keep_own_parameters(blocks);
+  executor_ = std::make_unique<pipeline::Executor>(groups_.pp(), pipeline::make_schedule(options_.schedule, shape),
+                                                   std::move(chunks), std::move(boundaries), device_,
+                                                   options_.activation_checkpointing);
+  if (groups_.world()->rank() == 0) {
+    std::printf("paratorch: pipeline %s\n", partition_.report(blocks).c_str());
+    std::fflush(stdout);
+  }
+}
+
+// "time" measures on world rank 0 only and broadcasts, so every rank cuts
+// the model at the same blocks.
+void PipelineEngine::choose_partition(const std::vector<models::ModelBlock>& blocks) {
+  const int stages = groups_.layout().pp * options_.virtual_stages;
+  std::vector<double> block_ms;
+  if (options_.partition == "time") {
+    auto ms = torch::zeros({static_cast<int64_t>(blocks.size())}, torch::kDouble);
+    if (groups_.world()->rank() == 0) {
+      DistributedSampler sampler(options_.global_batch, 0, groups_.layout().dp);
+      std::vector<int64_t> ids;
+      for (int64_t i = 0; i < sampler.local_batch() / options_.microbatches; ++i) ids.push_back(i);
+      auto measure_blocks = blocks;
+      auto measured = pipeline::measure_block_ms(measure_blocks, to_device(dataset_.train_batch(ids)).input);
+      for (size_t i = 0; i < measured.size(); ++i) ms[static_cast<int64_t>(i)] = measured[i];
+      for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();  // measuring left gradients
+    }
+    groups_.world()->broadcast(ms, 0);
+    for (int64_t i = 0; i < ms.numel(); ++i) block_ms.push_back(ms[i].item<double>());
+  }
+  partition_ = pipeline::make_partition(options_.partition, *model_, blocks, stages, block_ms);
+}
+
+// The activation leaving each stage, from one sample through the whole model
+// (identical on every rank: same model, same sample). Dim 0 is the batch.
+std::vector<pipeline::BoundarySpec> PipelineEngine::boundary_specs(const std::vector<models::ModelBlock>& blocks) {
+  torch::NoGradGuard no_grad;
+  std::vector<pipeline::BoundarySpec> out;
+  torch::Tensor x = to_device(dataset_.train_batch({0})).input;
+  for (int s = 0; s + 1 < partition_.stages(); ++s) {
+    for (int i = partition_.first[static_cast<size_t>(s)]; i < partition_.first[static_cast<size_t>(s) + 1]; ++i)
+      x = blocks[static_cast<size_t>(i)].forward(x);
+    auto shape = x.sizes().vec();
+    shape[0] = -1;
+    out.push_back({shape, x.scalar_type()});
+  }
+  return out;
+}
+
+// Records which pipeline rank owns each parameter, which this rank holds
+// (its chunks' own parameters plus the tied weights they use), and frees
+// the others' storage.
+void PipelineEngine::keep_own_parameters(const std::vector<models::ModelBlock>& blocks) {
+  const int pp = groups_.layout().pp, me = groups_.coords().pp;
+  auto rank_of_block = [&](size_t i) { return partition_.stage_of_block(static_cast<int>(i)) % pp; };
+  std::set<std::string> mine;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    for (const auto& name : blocks[i].parameters) {
+      owner_[name] = rank_of_block(i);
+      if (owner_[name] == me) mine.insert(name);
+    }
+  for (size_t i = 0; i < blocks.size(); ++i)
+    for (const auto& name : blocks[i].shared) {
+      const int user = rank_of_block(i);
+      if (user == owner_.at(name)) continue;  // one copy suffices
+      if (owner_.at(name) != 0 || user != pp - 1)
+        throw RuntimeFailure("paratorch: tied parameter " + name + " spans pipeline ranks " +
+                             std::to_string(owner_.at(name)) + " and " + std::to_string(user) +
+                             "; only the first and last stage may share weights");
+      tied_.insert(name);
+      if (user == me) mine.insert(name), tied_copies_.insert(name);
+    }
+  torch::NoGradGuard no_grad;
+  for (auto& item : model_->named_parameters(true)) {
+    if (mine.count(item.key())) held_.push_back(item.key());
+    else item.value().set_data(torch::empty({0}, item.value().options()));
+  }
+}
+
+std::vector<int64_t> PipelineEngine::my_slice(const std::vector<int64_t>& ids) const {
+  const int dp = groups_.layout().dp, r = groups_.coords().dp;
+  const size_t n = ids.size() / static_cast<size_t>(dp);
+  return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(r * n),
+                              ids.begin() + static_cast<std::ptrdiff_t>((r + 1) * n));
+}
+
+models::Batch PipelineEngine::to_device(models::Batch b) const {
+  b.input = b.input.to(device_);
+  b.target = b.target.to(device_);
+  return b;
+}
+
+double PipelineEngine::forward_backward(const std::vector<int64_t>& ids) {
+  const auto mine = my_slice(ids);
+  const int m = options_.microbatches;
+  const size_t per = mine.size() / static_cast<size_t>(m);
+  std::vector<models::Batch> micro;
+  for (int k = 0; k < m; ++k)
+    micro.push_back(to_device(dataset_.train_batch(std::vector<int64_t>(
+        mine.begin() + static_cast<std::ptrdiff_t>(k * per), mine.begin() + static_cast<std::ptrdiff_t>((k + 1) * per)))));
+  auto criterion = [this](const torch::Tensor& out, const models::Batch& b) { return model_->criterion(out, b); };
+  const double local = executor_->run_step(micro, criterion, 1.0 / m);
+  reduce_gradients();
+  auto loss = torch::tensor({local}, torch::kDouble);  // non-zero on the last stage only
+  groups_.pp()->all_reduce(loss, ReduceOp::kSum);
+  groups_.dp()->all_reduce(loss, ReduceOp::kAvg);
+  return loss.item<double>();
+}
+
+void PipelineEngine::reduce_gradients() {
+  torch::NoGradGuard no_grad;
+  auto params = model_->named_parameters(true);
+  std::vector<torch::Tensor> grads;
+  for (const auto& name : held_) {
+    auto& p = params[name];
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    grads.push_back(p.grad());
+  }
+  // Both ends hold every tied name and walk tied_ in the same (sorted) order.
+  if (groups_.embedding()->size() > 1)
+    for (const auto& name : tied_) groups_.embedding()->all_reduce(params[name].grad(), ReduceOp::kSum);
+  if (groups_.layout().dp > 1 && !grads.empty()) {
+    std::vector<torch::Tensor> flat_parts;
+    for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
+    auto flat = torch::cat(flat_parts);
+    groups_.dp()->all_reduce(flat, ReduceOp::kAvg);
+    int64_t offset = 0;
+    for (auto& g : grads) {
+      g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
+      offset += g.numel();
+    }
+  }
+}
+
+SumAcross PipelineEngine::grad_norm_across() {
+  return [this](double local) {
+    torch::NoGradGuard no_grad;
+    auto params = model_->named_parameters(true);
+    for (const auto& name : tied_copies_) {  // counted once, on the owner
+      const auto& g = params[name].grad();
+      if (g.defined()) local -= g.pow(2).sum().item<double>();
+    }
+    auto total = torch::tensor({local}, torch::kDouble);
+    groups_.pp()->all_reduce(total, ReduceOp::kSum);
+    return total.item<double>();
+  };
+}
+
+EvalResult PipelineEngine::evaluate(const std::vector<int64_t>& ids) {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto batch = to_device(dataset_.validation_batch(my_slice(ids)));
+  auto out = executor_->forward_only(batch);
+  auto sums = torch::zeros({2}, torch::kDouble);  // loss, accuracy: set on the last stage only
+  const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
+  if (out.defined()) {
+    sums[0] = model_->criterion(out, batch).item<double>();
+    if (classifies) sums[1] = (out.argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  }
+  groups_.pp()->all_reduce(sums, ReduceOp::kSum);
+  groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
+  model_->train();
+  return {sums[0].item<double>(), classifies ? sums[1].item<double>() : -1.0};
+}
+
+NamedTensors PipelineEngine::named_parameters() {
+  auto params = model_->named_parameters(true);
+  NamedTensors out;
+  for (const auto& name : held_) out.emplace_back(name, params[name]);
+  return out;
+}
+
+// Each parameter is broadcast over the pipeline group from its owner
+// (dp replicas are identical, so one pipeline suffices).
+std::map<std::string, torch::Tensor> PipelineEngine::full_parameters() {
+  auto params = model_->named_parameters(true);
+  const int me = groups_.coords().pp;
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& name : order_) {
+    const int owner = owner_.at(name);
+    torch::Tensor t = owner == me ? params[name].detach().cpu().clone()
+                                  : torch::empty(shapes_.at(name), torch::TensorOptions().dtype(dtypes_.at(name)));
+    groups_.pp()->broadcast(t, owner);
+    out[name] = t;
+  }
+  return out;
+}
+
+// State tensors are named "<parameter>.<kind>" with the parameter's shape
+// (optimizer.h); every stage runs the same optimizer, so the kinds found
+// for this rank's parameters are everyone's. Each parameter's state is
+// broadcast from its owning stage, like full_parameters.
+std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
+    const std::map<std::string, torch::Tensor>& local) {
+  std::set<std::string> kinds;
+  if (held_.empty()) throw RuntimeFailure("paratorch: pipeline stage " + std::to_string(groups_.coords().pp) + " holds no parameters");
+  const std::string& probe = held_.front();
+  for (const auto& [key, tensor] : local)
+    if (key.size() > probe.size() + 1 && key.compare(0, probe.size() + 1, probe + ".") == 0)
+      kinds.insert(key.substr(probe.size() + 1));
+  std::map<std::string, torch::Tensor> out = local;  // "step" and anything global as they are
+  const int me = groups_.coords().pp;
+  for (const auto& name : order_)
+    for (const auto& kind : kinds) {
+      const std::string key = name + "." + kind;
+      const int owner = owner_.at(name);
+      torch::Tensor t = owner == me ? local.at(key).detach().cpu().clone()
+                                    : torch::empty(shapes_.at(name), torch::TensorOptions().dtype(dtypes_.at(name)));
+      groups_.pp()->broadcast(t, owner);
+      out[key] = t;
+    }
+  return out;
+}
+
+void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  auto params = model_->named_parameters(true);
+  for (const auto& name : held_) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw RuntimeFailure("paratorch: checkpoint has no tensor '" + name + "' for this model");
+    if (it->second.sizes() != params[name].sizes())
+      throw RuntimeFailure("paratorch: checkpoint tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
+                           " but the model needs " + c10::str(params[name].sizes()));
+    params[name].copy_(it->second);
+  }
+}
+
+std::string PipelineEngine::describe() {
+  const auto& s = executor_->schedule().shape;
+  char line[200];
+  std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s), schedule %s, %d micro-batch(es)%s, partition by %s%s",
+                s.stages, groups_.layout().dp, options_.schedule.c_str(), s.microbatches,
+                s.virtual_stages > 1 ? (", " + std::to_string(s.virtual_stages) + " chunks/rank").c_str() : "",
+                options_.partition.c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "");
+  return line;
+}
+
+}  // namespace paratorch::train

@@ -1,0 +1,97 @@
+// src/train/pipeline_engine.h — Engine for pipeline parallelism (pp > 1),
+// in any combination with data parallelism.
+//
+// Every rank builds the whole model from the layout-independent
+// initialization (so its stage equals the reference's layers), cuts the
+// blocks into pp * virtual_stages stages (pipeline/partition.h), keeps the
+// parameters of its own chunks and frees the rest. A step runs the
+// schedule's action list (pipeline/executor.h) over the rank's dp slice of
+// the global batch, cut into `microbatches` pieces; each piece's loss is
+// scaled by 1/microbatches, so after the dp average the gradients are those
+// of the global-batch mean loss. Then:
+//   1. tied weights (gpt: transformer.wte.weight, used by the embedding on
+//      the first stage and by the head on the last) have a copy on both
+//      ends; their gradients are summed over the embedding group (Megatron-LM,
+//      Shoeybi et al. 2019), so both copies take identical steps;
+//   2. every gradient is averaged over the stage's dp replicas (one flat
+//      all-reduce after the last backward).
+// Naive model parallelism is the m = 1 case.
+#pragma once
+#include "pipeline/executor.h"
+#include "pipeline/partition.h"
+#include "train/engine.h"
+#include <paratorch/layout.h>
+
+#include <memory>
+#include <set>
+
+namespace paratorch::train {
+
+struct PipelineOptions {
+  int64_t global_batch = 32;
+  int microbatches = 1;
+  std::string schedule = "1f1b";
+  int virtual_stages = 1;
+  std::string partition = "params";
+  bool activation_checkpointing = false;
+  uint64_t seed = 1234;
+  std::string model_name = "model";  // for messages
+  /// Schedule, micro-batch and partition checks that need no model
+  /// (UsageError naming the key); the block count is checked at construction.
+  void validate(const Layout& layout) const;
+};
+
+/// The pipeline options a train config asks for.
+PipelineOptions pipeline_options(const Config& config);
+
+/// Every pipeline check of `config` on `layout` (resolved) that needs no
+/// ranks — schedule, micro-batches, partition, the model's block count — so
+/// the CLI fails before MPI starts. No-op when layout.pp == 1.
+void check_pipeline_config(const Config& config, const Layout& layout);
+
+class PipelineEngine : public Engine {
+ public:
+  /// Collective over the world (measures block times for partition = "time"
+  /// on world rank 0 and broadcasts them).
+  PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
+                 const data::Dataset& dataset, torch::Device device, PipelineOptions options);
+
+  NamedTensors named_parameters() override;
+  double forward_backward(const std::vector<int64_t>& ids) override;
+  EvalResult evaluate(const std::vector<int64_t>& ids) override;
+  SumAcross grad_norm_across() override;
+  std::map<std::string, torch::Tensor> full_parameters() override;
+  void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
+  std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
+  int64_t parameter_count() override { return parameter_count_; }
+  std::string describe() override;
+
+  const pipeline::Partition& partition() const { return partition_; }
+  const pipeline::Executor& executor() const { return *executor_; }
+
+ private:
+  std::vector<int64_t> my_slice(const std::vector<int64_t>& ids) const;
+  models::Batch to_device(models::Batch b) const;
+  void choose_partition(const std::vector<models::ModelBlock>& blocks);
+  std::vector<pipeline::BoundarySpec> boundary_specs(const std::vector<models::ModelBlock>& blocks);
+  void keep_own_parameters(const std::vector<models::ModelBlock>& blocks);
+  void reduce_gradients();
+
+  const ProcessGroups& groups_;
+  std::shared_ptr<models::BundledModel> model_;
+  const data::Dataset& dataset_;
+  torch::Device device_;
+  PipelineOptions options_;
+  pipeline::Partition partition_;
+  std::unique_ptr<pipeline::Executor> executor_;
+  std::vector<std::string> order_;                    // every parameter name, model order
+  std::map<std::string, std::vector<int64_t>> shapes_;  // full shapes
+  std::map<std::string, torch::ScalarType> dtypes_;
+  std::map<std::string, int> owner_;                  // pipeline rank owning each parameter
+  std::vector<std::string> held_;                     // this rank's parameters (owned + tied copies)
+  std::set<std::string> tied_copies_;                 // held here, owned by another stage
+  std::set<std::string> tied_;                        // held on both ends (owner's view too)
+  int64_t parameter_count_ = 0;
+};
+
+}  // namespace paratorch::train
