@@ -85,6 +85,7 @@ std::string write_config_value(int value) { return std::to_string(value); }
 std::string write_config_value(int64_t value) { return std::to_string(value); }
 std::string write_config_value(double value) { return format_toml_float(value); }
 std::string write_config_value(const std::string& value) { return quote_toml_string(value); }
+std::string write_config_value(bool value) { return value ? "true" : "false"; }
 
 // "string \"fast\"", "integer 5", "a table": what a TOML node holds, for errors.
 std::string describe_toml_node(const toml::node& node) {
@@ -116,6 +117,12 @@ bool read_config_value(const toml::node& node, int64_t& out) {
   return node.is_integer();
 }
 
+bool read_config_value(const toml::node& node, bool& out) {
+  auto flag = node.value_exact<bool>();
+  if (flag) out = *flag;
+  return flag.has_value();
+}
+
 bool read_config_value(const toml::node& node, int& out) {
   int64_t wide = 0;
   if (!read_config_value(node, wide) || wide < INT_MIN || wide > INT_MAX) return false;
@@ -127,6 +134,7 @@ template <class T>
 const char* config_type_name() {
   if constexpr (std::is_same_v<T, std::string>) return "string";
   else if constexpr (std::is_same_v<T, double>) return "number";
+  else if constexpr (std::is_same_v<T, bool>) return "boolean";
   else return "integer";
 }
 
@@ -353,6 +361,8 @@ std::vector<ConfigKey> build_config_schema() {
   ConfigSectionKeys<ParallelSection>{"parallel", &Config::parallel, keys}
       .add(&ParallelSection::pp, "pp", "pipeline stages")
       .add(&ParallelSection::tp, "tp", "tensor-parallel shards of each layer")
+      .add(&ParallelSection::sequence_parallel, "sequence_parallel",
+           "tp > 1: shard LayerNorm/residual activations along the sequence")
       .add(&ParallelSection::zero, "zero", "ZeRO stage 0..3 (sharding over dp)")
       .add(&ParallelSection::schedule, "schedule",
            "pipeline schedule: " + join_config_words(kConfigScheduleNames, " | "))

@@ -6,6 +6,7 @@
 // message saying what to set instead, never silently ignored.
 #include "train/data_parallel_engine.h"
 #include "train/engine.h"
+#include "train/tensor_parallel_engine.h"
 
 #include <paratorch/errors.h>
 
@@ -19,7 +20,6 @@ void refuse(const std::string& key, const std::string& value, const std::string&
 void require_supported(const Config& config, torch::Device device) {
   const auto& p = config.parallel;
   if (p.pp > 1) refuse("[parallel] pp", std::to_string(p.pp), "pp = 1");
-  if (p.tp > 1) refuse("[parallel] tp", std::to_string(p.tp), "tp = 1");
   if (p.zero > 0) refuse("[parallel] zero", std::to_string(p.zero), "zero = 0");
   if (p.mode != "sync") refuse("[parallel] mode", "\"" + p.mode + "\"", "mode = \"sync\"");
   if (config.train.precision != "fp32")
@@ -40,6 +40,13 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   options.microbatches = config.parallel.microbatches;
   options.bucket_mb = config.parallel.bucket_mb;
   options.seed = static_cast<uint64_t>(config.train.seed);
+  if (groups.layout().tp > 1) {
+    // The caller's model is whole; tensor parallelism needs one built with
+    // the tp group, whose layers hold this rank's shards.
+    tensor_parallel::TensorParallelContext tp{groups.tp(), config.parallel.sequence_parallel};
+    return std::make_unique<TensorParallelEngine>(groups, models::make_model(config.model, tp), dataset, device,
+                                                  options, config.parallel.sequence_parallel);
+  }
   return std::make_unique<DataParallelEngine>(groups, std::move(model), dataset, device, options);
 }
 
