@@ -135,3 +135,17 @@ TEST(TensorParallelEngine, IndivisibleHeadsIsAUsageError) {
               std::string::npos) << e.what();
   }
 }
+
+TEST(TensorParallelEngine, ModelsWithoutTpLayersAreRefused) {
+  if (test_world().size() < 2) GTEST_SKIP();
+  models::ModelConfig mlp;
+  mlp.name = "mlp";
+  tensor_parallel::TensorParallelContext tp{test_world().comm(), false};
+  try {
+    models::make_model(mlp, tp);
+    FAIL() << "expected UsageError";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("model 'mlp' has none (tp > 1 works with gpt and mf)"), std::string::npos)
+        << e.what();
+  }
+}
