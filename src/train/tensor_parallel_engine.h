@@ -11,7 +11,9 @@
 //  - clipping: the global norm sums sharded gradients' squares over tp and
 //    counts replicated ones once (they are equal on every tp rank);
 //  - full_parameters / load_full_parameters / parameter_count reassemble or
-//    slice shards by each parameter's ShardSpec.
+//    slice shards by each parameter's ShardSpec, and so does the optimizer
+//    build_optimizer returns for its state, so checkpoints hold whole tensors
+//    and resume in any layout.
 #pragma once
 #include "train/data_parallel_engine.h"
 
@@ -30,6 +32,7 @@ class TensorParallelEngine : public DataParallelEngine {
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   int64_t parameter_count() override;
   std::string describe() override;
+  std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;
 
  private:
   const ProcessGroups& groups_;

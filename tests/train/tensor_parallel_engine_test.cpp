@@ -57,7 +57,7 @@ void run_tp_case(const TpCase& k) {
   auto dataset = data::make_dataset(c.data.source, c.model, 7);
   auto engine = make_engine(c, groups, models::make_model(c.model), *dataset, torch::kCPU);
   auto params = engine->named_parameters();
-  auto opt = make_optimizer(c.optim, params);
+  auto opt = engine->build_optimizer(c.optim);
 
   auto reference = models::make_model(c.model);
   reference->initialize(static_cast<uint64_t>(c.train.seed));
@@ -99,6 +99,15 @@ void run_tp_case(const TpCase& k) {
   engine->load_full_parameters(full);
   auto again = engine->full_parameters();
   for (const auto& [name, t] : full) EXPECT_TRUE(torch::equal(again[name], t)) << name;
+  // The optimizer state checkpoints as whole tensors (the reference's) and loads back into shards.
+  auto state = opt->state_tensors();
+  for (const auto& [name, t] : ref_opt->state_tensors()) {
+    ASSERT_TRUE(state.count(name)) << name;
+    ASSERT_EQ(state[name].sizes(), t.sizes()) << name;
+    EXPECT_LT(tp_rel(state[name].to(torch::kDouble), t.to(torch::kDouble)), 1e-5) << name;
+  }
+  opt->load_state_tensors(state);
+  for (const auto& [name, t] : opt->state_tensors()) EXPECT_TRUE(torch::equal(t, state[name])) << name;
 }
 
 std::vector<TpCase> tp_cases_for(int world) {
