@@ -1,6 +1,7 @@
 // src/cli/train_command.cpp — `paratorch train --config F.toml [--set k=v ...]
 // [--nproc N] [--resume DIR]`: load and check the config, start the ranks,
 // run the Trainer, print the summary line of DESIGN.md last.
+#include "async/async_layout.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/launcher.h"
@@ -31,6 +32,7 @@ const std::vector<FlagSpec>& train_flags() {
 
 // Everything checkable without MPI, so a bad config fails before ranks start.
 void check_layout_fits(const train::Config& config, int ranks) {
+  if (config.parallel.mode != "sync") return async::check_async_layout(config, ranks);  // servers + workers
   const Layout layout = Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp}.resolve(ranks);
   DistributedSampler(config.data.global_batch, 0, layout.dp);  // global_batch must divide over dp
 }

@@ -1,5 +1,6 @@
 // src/cli/verify_command.cpp — `paratorch verify`: does a layout reproduce the
 // single-process run?
+#include "async/async_layout.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/launcher.h"
@@ -30,6 +31,9 @@ const std::vector<FlagSpec>& verify_flags() {
       {"optim", "NAME", "sgd (momentum 0.9, default) | adamw (see docs/verify.md)"},
       {"lr", "LR", "learning rate, held constant (default 0.01)"},
       {"grad-clip", "NORM", "clip the global gradient norm (default 1; 0 = off)"},
+      {"mode", "sync|ps", "sync (default) or the bulk-synchronous parameter server (docs/async.md)"},
+      {"servers", "S", "ps: parameter-server ranks (default 1); the other ranks are workers"},
+      {"staleness", "K", "ps: only 0 (bulk-synchronous) is a step-by-step equivalent (default 0)"},
       {"timeout-s", "S", "deadline of every collective/receive in seconds (default 300)"},
       {"nproc", "N", "start N ranks under mpirun on this machine"},
       {"help", "", "show this help"},
@@ -66,6 +70,9 @@ verify::VerifyOptions options_from(const Args& args) {
   base.data.global_batch = static_cast<int>(args.get_int("global-batch", base.data.global_batch));
   base.train.seed = args.get_int("seed", static_cast<long long>(base.train.seed));
   base.parallel.bucket_mb = args.get_double("bucket-mb", base.parallel.bucket_mb);
+  base.parallel.mode = args.get_or("mode", base.parallel.mode);
+  base.parallel.servers = static_cast<int>(args.get_int("servers", base.parallel.servers));
+  base.parallel.staleness = static_cast<int>(args.get_int("staleness", base.parallel.staleness));
   verify::VerifyOptions options;
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
@@ -92,7 +99,9 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   world_options.validate();
   const auto& par = options.config.parallel;
   int ranks = under_mpi_launcher() ? launcher_world_size() : static_cast<int>(args.get_int("nproc", 1));
-  if (ranks >= 1) {  // a layout that does not factor, or a batch that does not divide, fails before MPI starts
+  if (ranks >= 1 && par.mode != "sync") {
+    async::check_async_layout(options.config, ranks);  // servers + workers
+  } else if (ranks >= 1) {  // a layout that does not factor, or a batch that does not divide, fails before MPI starts
     Layout resolved = Layout{par.dp, par.pp, par.tp}.resolve(ranks);
     DistributedSampler(options.config.data.global_batch, 0, resolved.dp);
   }

@@ -4,6 +4,7 @@
 // Layout features that later issues bring (pipeline, tensor parallelism,
 // ZeRO, mixed precision, asynchronous modes) are refused here with a
 // message saying what to set instead, never silently ignored.
+#include "async/ps_engine.h"
 #include "train/data_parallel_engine.h"
 #include "train/engine.h"
 #include "train/tensor_parallel_engine.h"
@@ -21,7 +22,12 @@ void require_supported(const Config& config, torch::Device device) {
   const auto& p = config.parallel;
   if (p.pp > 1) refuse("[parallel] pp", std::to_string(p.pp), "pp = 1");
   if (p.zero > 0) refuse("[parallel] zero", std::to_string(p.zero), "zero = 0");
-  if (p.mode != "sync") refuse("[parallel] mode", "\"" + p.mode + "\"", "mode = \"sync\"");
+  if (p.mode != "sync" && p.tp > 1)
+    throw UsageError("paratorch: [parallel] tp = " + std::to_string(p.tp) + " runs with mode = \"sync\" only; set "
+                     "tp = 1 for mode = \"" + p.mode + "\"");
+  if (p.mode == "hogwild")
+    throw UsageError("paratorch: [parallel] mode = \"hogwild\" runs threads in one process through `paratorch train`, "
+                     "not as a step-by-step engine; set mode = \"sync\" or \"ps\"");
   if (config.train.precision != "fp32")
     refuse("[train] precision", "\"" + config.train.precision + "\"", "precision = \"fp32\"");
   if (config.comm.backend == "nccl" && !device.is_cuda())
@@ -35,6 +41,8 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
                                     std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
                                     torch::Device device) {
   require_supported(config, device);
+  // Bulk-synchronous parameter server (ps_engine.h); other staleness values it refuses.
+  if (config.parallel.mode == "ps") return std::make_unique<async::PsEngine>(config, groups, std::move(model), dataset);
   DataParallelOptions options;
   options.global_batch = config.data.global_batch;
   options.microbatches = config.parallel.microbatches;

@@ -3,6 +3,8 @@
 #include "train/trainer.h"
 #include "train/train_step.h"
 
+#include "async/async_runner.h"
+
 #include "data/dataset.h"
 #include "report/metrics.h"
 #include "report/progress.h"
@@ -96,10 +98,14 @@ struct Trainer::Impl {
   void announce(int64_t start);
 };
 
-Trainer::Trainer(World& world, Config config) : impl_(std::make_unique<Impl>(world, std::move(config))) {}
+Trainer::Trainer(World& world, Config config) : world_(world) {
+  if (config.parallel.mode == "sync") impl_ = std::make_unique<Impl>(world, std::move(config));
+  else async_config_ = std::make_unique<Config>(std::move(config));
+}
 Trainer::~Trainer() = default;
 
 TrainResult Trainer::run(const std::string& resume_dir) {
+  if (!impl_) return async::run_async(world_, *async_config_, resume_dir);
   Impl& t = *impl_;
   const auto& train = t.config.train;
   const int64_t start = resume_dir.empty() ? 0 : t.resume(resume_dir);

@@ -33,6 +33,8 @@ struct TrainResult {
 
 class Trainer {
  public:
+  /// [parallel] mode "ps" and "hogwild" do not step every rank together:
+  /// run() hands them to their own runners (src/async/async_runner.h).
   Trainer(World& world, Config config);
   ~Trainer();
   /// Runs to config.train.steps (from `resume_dir`'s step when given).
@@ -40,7 +42,9 @@ class Trainer {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Impl> impl_;  // mode = "sync"
+  World& world_;
+  std::unique_ptr<Config> async_config_;  // the other modes
 };
 
 /// Peak resident memory of this process in MiB (getrusage).

@@ -1,0 +1,134 @@
+// src/async/ps_engine.cpp — see ps_engine.h.
+#include "async/ps_engine.h"
+
+#include "async/async_layout.h"
+#include "train/lr_schedule.h"
+#include <paratorch/errors.h>
+
+namespace paratorch::async {
+
+PsEngine::PsEngine(const train::Config& config, const ProcessGroups& groups,
+                   std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset)
+    : world_(groups.world()), model_(std::move(model)), dataset_(dataset) {
+  check_async_layout(config, world_->size());
+  if (config.parallel.staleness != 0)
+    throw UsageError("paratorch: [parallel] staleness = " + std::to_string(config.parallel.staleness) +
+                     " runs through `paratorch train` only; the step-by-step engine (verify) is bulk-synchronous: "
+                     "set staleness = 0");
+  servers_ = config.parallel.servers;
+  workers_ = ps_workers(config, world_->size());
+  model_->initialize(static_cast<uint64_t>(config.train.seed));
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  std::map<std::string, torch::Tensor> full;
+  for (const auto& item : model_->named_parameters(true)) {
+    named.emplace_back(item.key(), item.value());
+    full[item.key()] = item.value().detach();
+  }
+  plan_ = plan_shards(named, servers_);
+  if (world_->rank() < servers_) {
+    ServerOptions options;
+    options.workers = workers_;
+    options.staleness = 0;
+    options.timeout_s = config.comm.timeout_s;
+    options.optim = config.optim;
+    options.schedule = train::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+    options.steps = config.train.steps;
+    options.defer_apply = true;
+    server_ = std::make_unique<Server>(world_, plan_, world_->rank(), full, options);
+  } else {
+    WorkerOptions options;
+    options.workers = workers_;
+    options.timeout_s = config.comm.timeout_s;
+    options.grad_clip = 0;  // the caller clips the global norm on the servers
+    worker_ = std::make_unique<Worker>(world_, plan_, model_, dataset_, options);
+  }
+}
+
+train::NamedTensors PsEngine::named_parameters() {
+  return server_ ? server_->named_values() : train::NamedTensors{};
+}
+
+train::SumAcross PsEngine::grad_norm_across() {
+  auto world = world_;
+  return [world](double local) {
+    auto sum = torch::tensor({local}, torch::kDouble);
+    world->all_reduce(sum, ReduceOp::kSum);
+    return sum.item<double>();
+  };
+}
+
+double PsEngine::forward_backward(const std::vector<int64_t>& ids) {
+  if (ids.size() % static_cast<size_t>(workers_) != 0)
+    throw UsageError("paratorch: a global batch of " + std::to_string(ids.size()) + " does not divide over " +
+                     std::to_string(workers_) + " ps workers");
+  double share = 0;
+  if (server_) {
+    server_->serve_round(step_);
+  } else {
+    const size_t n = ids.size() / static_cast<size_t>(workers_), w = static_cast<size_t>(world_->rank() - servers_);
+    worker_->pull(step_);
+    const std::vector<int64_t> mine(ids.begin() + static_cast<std::ptrdiff_t>(w * n),
+                                    ids.begin() + static_cast<std::ptrdiff_t>((w + 1) * n));
+    share = worker_->compute_and_push(step_, mine) / workers_;
+  }
+  ++step_;
+  auto loss = torch::tensor({share}, torch::kDouble);
+  world_->all_reduce(loss, ReduceOp::kSum);
+  return loss.item<double>();
+}
+
+// Every rank evaluates the current (server) parameters on all of `ids`.
+train::EvalResult PsEngine::evaluate(const std::vector<int64_t>& ids) {
+  load_full_parameters(full_parameters());
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto batch = dataset_.validation_batch(ids);
+  train::EvalResult r;
+  r.loss = model_->loss(batch).item<double>();
+  if (batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1)
+    r.accuracy = (model_->forward(batch.input).argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  model_->train();
+  return r;
+}
+
+// The servers' pieces summed into zeros over the world: every rank gets them all.
+std::map<std::string, torch::Tensor> PsEngine::full_parameters() {
+  std::map<std::string, torch::Tensor> out;
+  std::vector<torch::Tensor> flat;
+  for (const auto& item : model_->named_parameters(true)) {
+    out[item.key()] = torch::zeros_like(item.value().detach(), torch::MemoryFormat::Contiguous).to(torch::kFloat);
+  }
+  if (server_) {
+    const auto shard = server_->shard();
+    for (const auto& piece : plan_.pieces_of(world_->rank())) piece_view(out[piece.name], piece).copy_(shard.at(piece.key));
+  }
+  for (auto& [name, t] : out) world_->all_reduce(t, ReduceOp::kSum);
+  return out;
+}
+
+void PsEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : model_->named_parameters(true)) {
+    auto it = tensors.find(item.key());
+    if (it == tensors.end() || it->second.sizes() != item.value().sizes())
+      throw RuntimeFailure("paratorch: no tensor '" + item.key() + "' of shape " + c10::str(item.value().sizes()) +
+                           " to load into the ps engine");
+    item.value().copy_(it->second);
+  }
+  if (server_) server_->set_values(tensors);
+}
+
+int64_t PsEngine::parameter_count() {
+  int64_t n = 0;
+  for (const auto& p : model_->parameters()) n += p.numel();
+  return n;
+}
+
+std::string PsEngine::describe() {
+  std::string sizes;
+  for (int s = 0; s < servers_; ++s) sizes += (s ? "/" : "") + std::to_string(plan_.numel_of(s));
+  return "parameter server, bulk-synchronous: " + std::to_string(servers_) + " server(s) holding " + sizes +
+         " floats, " + std::to_string(workers_) + " worker(s)";
+}
+
+}  // namespace paratorch::async

@@ -1,0 +1,46 @@
+// src/async/ps_engine.h — the bulk-synchronous parameter server (staleness 0)
+// as an Engine, so `paratorch verify` checks it step by step against the
+// single-process reference through make_engine, like every other layout.
+//
+// Every forward_backward is one BSP round: each worker pulls the changed
+// shards, computes its 1/W slice of the global batch and pushes the
+// gradient; each server leaves the mean of the W pushes in .grad of its
+// shard. The parameters an optimizer steps are the servers' shards: on a
+// server named_parameters() is its pieces (keys "name" or "name@rowsA-B"),
+// on a worker nothing; grad_norm_across() sums the shards' squares over the
+// world. So train::take_step clips the global norm and steps the servers'
+// shards at the caller's lr, as for every other layout, and
+// full_parameters() is the shards after the last update.
+#pragma once
+#include "async/ps_server.h"
+#include "async/ps_worker.h"
+#include "train/engine.h"
+
+namespace paratorch::async {
+
+class PsEngine : public train::Engine {
+ public:
+  PsEngine(const train::Config& config, const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
+           const data::Dataset& dataset);
+
+  train::NamedTensors named_parameters() override;
+  double forward_backward(const std::vector<int64_t>& ids) override;
+  train::EvalResult evaluate(const std::vector<int64_t>& ids) override;
+  train::SumAcross grad_norm_across() override;
+  std::map<std::string, torch::Tensor> full_parameters() override;
+  void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
+  int64_t parameter_count() override;
+  std::string describe() override;
+
+ private:
+  std::shared_ptr<Communicator> world_;
+  std::shared_ptr<models::BundledModel> model_;
+  const data::Dataset& dataset_;
+  int servers_, workers_;
+  ShardPlan plan_;
+  std::unique_ptr<Server> server_;  // on ranks [0, servers)
+  std::unique_ptr<Worker> worker_;  // on the others
+  int64_t step_ = 0;
+};
+
+}  // namespace paratorch::async

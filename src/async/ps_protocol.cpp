@@ -1,0 +1,108 @@
+// src/async/ps_protocol.cpp — see ps_protocol.h. The one file of the
+// parameter server that calls MPI itself: MPI_Iprobe(MPI_ANY_SOURCE) on the
+// world communicator, which the Communicator interface does not offer (its
+// receives name their source). Everything else goes through Communicator.
+#include "async/ps_protocol.h"
+
+#include "comm/mpi_communicator.h"
+#include <paratorch/errors.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+namespace paratorch::async {
+namespace {
+
+int64_t bits(double v) {
+  int64_t out;
+  std::memcpy(&out, &v, sizeof out);
+  return out;
+}
+double from_bits(int64_t v) {
+  double out;
+  std::memcpy(&out, &v, sizeof out);
+  return out;
+}
+
+// Polls `ready` with the Communicator's back-off shape: spin briefly for
+// latency, then sleep up to 200 us so a waiting rank leaves the cores to
+// ranks that compute (the bench runs 5 ranks on 2 cores).
+bool poll_until(const std::function<bool()>& ready, double limit_s) {
+  const double deadline = now_s() + limit_s;
+  auto sleep = std::chrono::microseconds(0);
+  for (int polls = 0; !ready(); ++polls) {
+    if (now_s() > deadline) return false;
+    if (polls < 200) continue;
+    sleep = std::min(std::chrono::microseconds(200), sleep + std::chrono::microseconds(10));
+    std::this_thread::sleep_for(sleep);
+  }
+  return true;
+}
+
+}  // namespace
+
+torch::Tensor Header::pack() const {
+  return torch::tensor({static_cast<int64_t>(type), step, version, bits(value), bits(value2), numel}, torch::kLong);
+}
+
+Header Header::unpack(const torch::Tensor& words) {
+  auto w = words.data_ptr<int64_t>();
+  Header h;
+  h.type = static_cast<MessageType>(w[0]);
+  h.step = w[1];
+  h.version = w[2];
+  h.value = from_bits(w[3]);
+  h.value2 = from_bits(w[4]);
+  h.numel = w[5];
+  return h;
+}
+
+void send_message(Communicator& comm, int dst, Header h, const torch::Tensor& payload, bool reply) {
+  h.numel = payload.defined() ? payload.numel() : 0;
+  comm.send(h.pack(), dst, reply ? kReplyTag : kRequestTag);
+  if (h.numel > 0) comm.send(payload.contiguous(), dst, reply ? kReplyPayloadTag : kRequestPayloadTag);
+}
+
+Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what) {
+  auto words = torch::empty({kHeaderWords}, torch::kLong);
+  auto work = comm.recv_async(words, src, kReplyTag);
+  if (!poll_until([&] { return work->is_completed(); }, timeout_s))
+    throw RuntimeFailure(std::string("paratorch: ps worker rank ") + std::to_string(comm.rank()) + " got no " + what +
+                         " reply from server rank " + std::to_string(src) + " within " + std::to_string(timeout_s) +
+                         " s ([comm] timeout_s); the server is gone or stuck");
+  work->wait();
+  Header h = Header::unpack(words);
+  if (h.numel > 0) {
+    *payload = torch::empty({h.numel}, torch::kFloat);
+    comm.recv(*payload, src, kReplyPayloadTag);
+  }
+  return h;
+}
+
+int wait_for_request(Communicator& comm, double idle_s) {
+  auto* mpi = dynamic_cast<comm::MpiCommunicator*>(&comm);
+  if (!mpi) throw RuntimeFailure("paratorch: the parameter server needs the MPI backend ([comm] backend = \"mpi\")");
+  int source = -1;
+  auto ready = [&] {
+    int flag = 0;
+    MPI_Status status;
+    MPI_Iprobe(MPI_ANY_SOURCE, kRequestTag, mpi->mpi_comm(), &flag, &status);
+    if (flag) source = status.MPI_SOURCE;
+    return flag != 0;
+  };
+  return poll_until(ready, idle_s) ? source : -1;
+}
+
+Header receive_request(Communicator& comm, int src, torch::Tensor* payload) {
+  auto words = torch::empty({kHeaderWords}, torch::kLong);
+  comm.recv(words, src, kRequestTag);
+  Header h = Header::unpack(words);
+  if (h.numel > 0) {
+    *payload = torch::empty({h.numel}, torch::kFloat);
+    comm.recv(*payload, src, kRequestPayloadTag);
+  }
+  return h;
+}
+
+}  // namespace paratorch::async

@@ -1,0 +1,249 @@
+// src/async/ps_server.cpp — see ps_server.h.
+#include "async/ps_server.h"
+
+#include "async/ps_protocol.h"
+#include "report/trace.h"
+#include <paratorch/errors.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+namespace paratorch::async {
+
+double ServerStats::apply_rate() const {
+  const double span = last_apply_s - first_apply_s;
+  return span > 0 && applied > 1 ? static_cast<double>(applied - 1) / span : 0;
+}
+
+Server::Server(std::shared_ptr<Communicator> world, const ShardPlan& plan, int index,
+               const std::map<std::string, torch::Tensor>& full, ServerOptions options)
+    : world_(std::move(world)), index_(index), first_worker_(plan.servers), options_(std::move(options)), pieces_(plan.pieces_of(index)) {
+  train::NamedTensors named;
+  for (const auto& piece : pieces_) {
+    auto value = piece_view(full.at(piece.name), piece).detach().clone().to(torch::kFloat).contiguous();
+    value.requires_grad_(true);
+    values_.push_back(value);
+    named.emplace_back(piece.key, value);
+    numel_ += piece.numel;
+  }
+  optimizer_ = train::make_optimizer(options_.optim, named);
+  const auto w = static_cast<size_t>(options_.workers);
+  clock_.assign(w, 0);
+  done_.assign(w, false);
+  lost_.assign(w, false);
+  last_heard_s_.assign(w, now_s());
+  losses_.assign(w, std::numeric_limits<double>::quiet_NaN());
+  reports_.assign(w, {});
+  round_sum_ = torch::zeros({numel_}, torch::kFloat);
+}
+
+int Server::live_workers() const {
+  int n = 0;
+  for (size_t w = 0; w < lost_.size(); ++w) n += lost_[w] ? 0 : 1;
+  return n;
+}
+
+torch::Tensor Server::flat_values() const {
+  if (values_.empty()) return torch::empty({0}, torch::kFloat);
+  std::vector<torch::Tensor> flat;
+  for (const auto& v : values_) flat.push_back(v.detach().reshape({-1}));
+  return torch::cat(flat);
+}
+
+std::map<std::string, torch::Tensor> Server::shard() const {
+  std::map<std::string, torch::Tensor> out;
+  for (size_t i = 0; i < pieces_.size(); ++i) out[pieces_[i].key] = values_[i].detach();
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Server::named_values() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (size_t i = 0; i < pieces_.size(); ++i) out.emplace_back(pieces_[i].key, values_[i]);
+  return out;
+}
+
+void Server::load(const std::map<std::string, torch::Tensor>& values, const std::map<std::string, torch::Tensor>& state) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < pieces_.size(); ++i) {
+    auto it = values.find(pieces_[i].key);
+    if (it == values.end() || it->second.sizes() != values_[i].sizes())
+      throw RuntimeFailure("paratorch: server checkpoint lacks a tensor '" + pieces_[i].key + "' of shape " +
+                           c10::str(values_[i].sizes()) + " (was it written with other [parallel] servers?)");
+    values_[i].copy_(it->second);
+  }
+  optimizer_->load_state_tensors(state);
+  version_ = optimizer_->steps_taken();
+}
+
+void Server::set_values(const std::map<std::string, torch::Tensor>& full) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < pieces_.size(); ++i) values_[i].copy_(piece_view(full.at(pieces_[i].name), pieces_[i]));
+  ++version_;  // a new version: every worker's copy is out of date
+}
+
+void Server::serve() {
+  auto finished = [&] {
+    for (size_t w = 0; w < done_.size(); ++w)
+      if (!done_[w] && !lost_[w]) return false;
+    return true;
+  };
+  while (!finished()) {
+    const int src = wait_for_request(*world_, 0.25);
+    if (src >= 0) handle(src);
+    check_silence();
+  }
+}
+
+void Server::serve_round(int64_t step) {
+  pulls_answered_ = 0;
+  pushes_seen_ = 0;
+  const double deadline = now_s() + options_.timeout_s;
+  while (pulls_answered_ < options_.workers || pushes_seen_ < options_.workers) {
+    const int src = wait_for_request(*world_, 0.25);
+    if (src >= 0) handle(src);
+    if (now_s() > deadline)
+      throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " waited more than " +
+                           std::to_string(options_.timeout_s) + " s ([comm] timeout_s) for step " +
+                           std::to_string(step + 1) + "'s pulls and pushes");
+  }
+}
+
+void Server::handle(int src) {
+  torch::Tensor payload;
+  Header h = receive_request(*world_, src, &payload);
+  const int worker = src - first_worker_;
+  if (worker < 0)
+    throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got a request from rank " +
+                         std::to_string(src) + ", which is a server, not a worker");
+  const auto w = static_cast<size_t>(worker);
+  last_heard_s_[w] = now_s();
+  if (lost_[w]) return;  // declared lost: its late messages are ignored
+  switch (h.type) {
+    case MessageType::kPull: handle_pull(worker, h.step, h.version); break;
+    case MessageType::kPush: handle_push(worker, h.step, h.version, h.value, payload); break;
+    case MessageType::kDone: done_[w] = true; answer_ready_pulls(); break;
+    case MessageType::kReport: reports_[w] = {static_cast<double>(h.step), h.value, h.value2}; break;
+    default:
+      throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got an unknown message type " +
+                           std::to_string(static_cast<int64_t>(h.type)) + " from rank " + std::to_string(src));
+  }
+}
+
+void Server::start_at(int64_t step) {
+  clock_.assign(clock_.size(), step);
+  next_slot_ = step * options_.workers;
+}
+
+int64_t Server::min_clock() const {
+  int64_t slowest = std::numeric_limits<int64_t>::max();
+  for (size_t w = 0; w < clock_.size(); ++w)
+    if (!lost_[w]) slowest = std::min(slowest, clock_[w]);
+  return slowest == std::numeric_limits<int64_t>::max() ? 0 : slowest;
+}
+
+bool Server::pull_allowed(int64_t step) const {
+  if (options_.staleness < 0) return true;
+  int64_t slowest = std::numeric_limits<int64_t>::max();
+  for (size_t w = 0; w < clock_.size(); ++w)
+    if (!lost_[w] && !done_[w]) slowest = std::min(slowest, clock_[w]);
+  return slowest == std::numeric_limits<int64_t>::max() || step - slowest <= options_.staleness;
+}
+
+void Server::handle_pull(int worker, int64_t step, int64_t version) {
+  if (pull_allowed(step)) return reply(worker, version);
+  pending_.push_back({worker, step, version});
+}
+
+void Server::answer_ready_pulls() {
+  std::vector<PendingPull> still;
+  for (const auto& p : pending_) {
+    if (lost_[static_cast<size_t>(p.worker)]) continue;
+    if (pull_allowed(p.step)) reply(p.worker, p.version);
+    else still.push_back(p);
+  }
+  pending_ = std::move(still);
+}
+
+// Only a shard that changed since the worker's copy travels.
+void Server::reply(int worker, int64_t version) {
+  report::Tracer::Span span("ps_reply", "comm");
+  Header h;
+  h.version = version_;
+  if (options_.assign_slots) h.step = next_slot_ < options_.steps * options_.workers ? next_slot_++ : -1;
+  send_message(*world_, worker + first_worker_, h, version == version_ ? torch::Tensor() : flat_values(), /*reply=*/true);
+  ++pulls_answered_;
+}
+
+void Server::handle_push(int worker, int64_t step, int64_t version, double loss, const torch::Tensor& grad) {
+  if (grad.numel() != numel_)
+    throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " expected " + std::to_string(numel_) +
+                         " gradient values from worker " + std::to_string(worker) + ", got " +
+                         std::to_string(grad.numel()));
+  const auto w = static_cast<size_t>(worker);
+  clock_[w] = step + 1;
+  losses_[w] = loss;
+  ++stats_.pushes;
+  ++pushes_seen_;
+  const int64_t stale = options_.staleness == 0 ? 0 : version_ - version;
+  ++stats_.staleness_histogram[static_cast<size_t>(std::clamp<int64_t>(stale, 0, kStalenessBuckets - 1))];
+  if (options_.staleness == 0) {
+    // Bulk-synchronous: one update from the mean of the live workers' pushes.
+    if (numel_ > 0) round_sum_.add_(grad);
+    if (++round_count_ == live_workers()) {
+      if (options_.defer_apply) set_gradients(round_sum_ / static_cast<double>(round_count_)), ++version_;
+      else apply(round_sum_ / static_cast<double>(round_count_), step);
+      round_sum_.zero_();
+      round_count_ = 0;
+    }
+  } else {
+    apply(grad, step);
+  }
+  if (on_push) on_push(worker, step);
+  answer_ready_pulls();
+}
+
+void Server::set_gradients(const torch::Tensor& flat_grad) {
+  int64_t offset = 0;
+  for (auto& v : values_) {
+    v.mutable_grad() = flat_grad.narrow(0, offset, v.numel()).view(v.sizes()).contiguous();
+    offset += v.numel();
+  }
+}
+
+void Server::apply(const torch::Tensor& flat_grad, int64_t step) {
+  report::Tracer::Span span("ps_apply", "compute");
+  set_gradients(flat_grad);
+  optimizer_->step(options_.schedule.at(step));
+  ++version_;
+  ++stats_.applied;
+  stats_.last_apply_s = now_s();
+  if (stats_.applied == 1) stats_.first_apply_s = stats_.last_apply_s;
+}
+
+// A worker that owes us a message (not done, no pull waiting here) and has
+// been silent past the timeout is gone.
+void Server::check_silence() {
+  const double now = now_s();
+  for (size_t w = 0; w < clock_.size(); ++w) {
+    if (done_[w] || lost_[w] || now - last_heard_s_[w] <= options_.timeout_s) continue;
+    bool waiting = false;
+    for (const auto& p : pending_) waiting = waiting || p.worker == static_cast<int>(w);
+    if (waiting) continue;
+    if (options_.staleness == 0)
+      throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(static_cast<int>(w) + first_worker_) + " sent nothing for " +
+                           std::to_string(options_.timeout_s) +
+                           " s ([comm] timeout_s); bulk-synchronous training (staleness = 0) cannot continue "
+                           "without it");
+    lost_[w] = true;
+    stats_.lost_workers.push_back(static_cast<int>(w) + first_worker_);
+    std::fprintf(stderr, "paratorch: ps server %d: worker rank %d lost (silent for %.1f s after step %lld); "
+                         "continuing with %d workers\n",
+                 index_, static_cast<int>(w) + first_worker_, now - last_heard_s_[w], static_cast<long long>(clock_[w]), live_workers());
+    answer_ready_pulls();
+  }
+}
+
+}  // namespace paratorch::async

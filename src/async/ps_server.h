@@ -1,0 +1,137 @@
+// src/async/ps_server.h — one parameter-server rank: holds its shard of the
+// parameters and the optimizer state for it, and applies workers' gradients.
+//
+// Consistency (Ho et al., 2013, "More effective distributed ML via a stale
+// synchronous parallel parameter server"): a worker's clock is the number of
+// gradients it has pushed. A PULL for step t is answered once
+//   t - min(clock of live workers) <= staleness
+// and held until then otherwise; staleness < 0 answers at once (asynchronous).
+// staleness = 0 is bulk-synchronous: the server sums the W pushes of step t
+// and applies their mean as ONE optimizer step before any pull for t + 1 is
+// answered — exactly synchronous data-parallel SGD over the global batch.
+// With staleness != 0 every push is applied as it arrives (one optimizer step
+// per push, at the learning rate of the pusher's step), as asynchronous SGD
+// does; the staleness of each applied gradient (server updates since the
+// version the worker computed it on) goes into a histogram.
+//
+// A worker silent for longer than [comm] timeout_s is declared lost when
+// staleness != 0: the others continue without it. Under bulk-synchronous
+// consistency a lost worker ends the job (the step can not complete).
+#pragma once
+#include "async/shard_plan.h"
+#include "train/lr_schedule.h"
+#include "train/optimizer.h"
+#include <paratorch/communicator.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace paratorch::async {
+
+struct ServerOptions {
+  int workers = 1;
+  int staleness = 0;
+  double timeout_s = 300;
+  train::OptimSection optim;
+  train::LrSchedule schedule;
+  int64_t steps = 1;  // each worker's steps; a worker's DONE means it reached them
+  /// Asynchronous work sharing (server 0 with staleness < 0): each pull
+  /// reply hands out the next slot of the run, slot g = samples of worker
+  /// g % W's share of global step g / W, until steps x W are handed out.
+  /// So a fast worker takes more slots than a straggler and the job ends
+  /// when the samples are done, not when the slowest worker is.
+  bool assign_slots = false;
+  /// Engine mode (ps_engine.h, bulk-synchronous only): a completed round
+  /// leaves the mean gradient in .grad of the shard tensors (named_values)
+  /// and the caller's optimizer steps them, as train::take_step does for
+  /// every layout — so clipping sees the global norm and lr is the caller's.
+  bool defer_apply = false;
+};
+
+/// Histogram buckets: staleness 0..kStalenessBuckets-2, the last bucket holds the rest.
+constexpr int kStalenessBuckets = 32;
+
+struct ServerStats {
+  int64_t applied = 0;          // optimizer steps taken
+  int64_t pushes = 0;           // gradients received
+  double first_apply_s = 0, last_apply_s = 0;
+  std::vector<int64_t> staleness_histogram = std::vector<int64_t>(kStalenessBuckets, 0);
+  std::vector<int> lost_workers;  // world ranks
+  double apply_rate() const;    // applied steps per second between first and last
+};
+
+class Server {
+ public:
+  /// `index` in [0, plan.servers); `full` holds every parameter's initial value.
+  Server(std::shared_ptr<Communicator> world, const ShardPlan& plan, int index,
+         const std::map<std::string, torch::Tensor>& full, ServerOptions options);
+
+  /// Serves until every worker has sent DONE or is lost.
+  void serve();
+  /// Bulk-synchronous lockstep (PsEngine): serves until every worker's PULL
+  /// and PUSH of step `step` are handled and the step's update applied.
+  void serve_round(int64_t step);
+
+  /// This shard as tensors by piece key; and the optimizer state by key.
+  std::map<std::string, torch::Tensor> shard() const;
+  /// The shard's leaf tensors by piece key (what an optimizer steps).
+  std::vector<std::pair<std::string, torch::Tensor>> named_values() const;
+  std::map<std::string, torch::Tensor> optimizer_state() const { return optimizer_->state_tensors(); }
+  void load(const std::map<std::string, torch::Tensor>& values, const std::map<std::string, torch::Tensor>& state);
+  /// Overwrites this shard from full tensors by parameter name (workers re-pull it).
+  void set_values(const std::map<std::string, torch::Tensor>& full);
+  /// Every worker's clock starts at `step` (a resumed run).
+  void start_at(int64_t step);
+  /// Steps every live worker has pushed (the slowest clock).
+  int64_t min_clock() const;
+  const std::vector<Piece>& pieces() const { return pieces_; }
+  const ServerStats& stats() const { return stats_; }
+  /// Latest loss each worker (index = world rank - servers) pushed (NaN before its first push).
+  const std::vector<double>& worker_losses() const { return losses_; }
+  /// Worker REPORT messages (steps, seconds, loss) received by serve(), by worker.
+  const std::vector<std::vector<double>>& reports() const { return reports_; }
+  /// Called after each applied update (server 0 logs metrics from it).
+  std::function<void(int64_t worker, int64_t step)> on_push;
+
+ private:
+  void handle(int src);
+  void handle_pull(int worker, int64_t step, int64_t version);
+  void handle_push(int worker, int64_t step, int64_t version, double loss, const torch::Tensor& grad);
+  void apply(const torch::Tensor& flat_grad, int64_t step);
+  void set_gradients(const torch::Tensor& flat_grad);
+  bool pull_allowed(int64_t step) const;
+  void answer_ready_pulls();
+  void reply(int worker, int64_t version);
+  void check_silence();
+  torch::Tensor flat_values() const;
+  int live_workers() const;
+
+  struct PendingPull {
+    int worker;
+    int64_t step, version;
+  };
+  std::shared_ptr<Communicator> world_;
+  int index_;
+  int first_worker_;  // world rank of worker 0 (= number of servers)
+  ServerOptions options_;
+  std::vector<Piece> pieces_;
+  std::vector<torch::Tensor> values_;  // one leaf per piece, in payload order
+  std::unique_ptr<train::Optimizer> optimizer_;
+  int64_t version_ = 0;
+  int64_t next_slot_ = 0;
+  int64_t numel_ = 0;
+  std::vector<int64_t> clock_;
+  std::vector<bool> done_, lost_;
+  std::vector<double> last_heard_s_, losses_;
+  std::vector<std::vector<double>> reports_;
+  std::vector<PendingPull> pending_;
+  torch::Tensor round_sum_;  // bulk-synchronous: sum of this step's pushes
+  int round_count_ = 0;
+  int64_t pulls_answered_ = 0, pushes_seen_ = 0;  // for serve_round
+  ServerStats stats_;
+};
+
+
+}  // namespace paratorch::async

@@ -1,0 +1,335 @@
+// src/async/ps_trainer.cpp — see ps_trainer.h.
+#include "async/ps_trainer.h"
+
+#include "async/async_layout.h"
+#include "async/ps_protocol.h"
+#include "async/ps_server.h"
+#include "async/ps_worker.h"
+#include "async/shard_plan.h"
+#include "async/validation.h"
+#include "data/dataset.h"
+#include "report/metrics.h"
+#include "report/svg_plot.h"
+#include "train/checkpoint.h"
+#include "train/run_history.h"
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+
+namespace paratorch::async {
+namespace {
+
+constexpr int kShardTag = 7104;
+constexpr int64_t kStatsWords = 2 + kStalenessBuckets;
+
+struct Injection {
+  int straggler_rank = -1;
+  double factor = 1;
+  int kill_rank = -1;
+  int64_t kill_step = -1;
+};
+
+// "RANK:VALUE" from the environment; UsageError when malformed.
+bool read_pair(const char* name, int* rank, double* value) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return false;
+  char* end = nullptr;
+  *rank = static_cast<int>(std::strtol(text, &end, 10));
+  if (*end != ':') throw UsageError(std::string("paratorch: ") + name + "=" + text + " must be RANK:VALUE");
+  *value = std::strtod(end + 1, &end);
+  if (*end) throw UsageError(std::string("paratorch: ") + name + "=" + text + " must be RANK:VALUE");
+  return true;
+}
+
+Injection read_injection() {
+  Injection inj;
+  read_pair("PARATORCH_PS_STRAGGLER", &inj.straggler_rank, &inj.factor);
+  double step = -1;
+  if (read_pair("PARATORCH_PS_KILL", &inj.kill_rank, &step)) inj.kill_step = static_cast<int64_t>(step);
+  return inj;
+}
+
+struct Job {
+  World& world;
+  const train::Config& config;
+  int servers, workers;
+  std::unique_ptr<data::Dataset> dataset;
+  std::shared_ptr<models::BundledModel> model;
+  std::map<std::string, torch::Tensor> full;
+  ShardPlan plan;
+  train::LrSchedule schedule;
+
+  Job(World& w, const train::Config& c) : world(w), config(c) {
+    servers = config.parallel.servers;
+    workers = ps_workers(config, world.size());
+    dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
+    model = models::make_model(config.model);
+    model->initialize(static_cast<uint64_t>(config.train.seed));
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (const auto& item : model->named_parameters(true)) {
+      named.emplace_back(item.key(), item.value());
+      full[item.key()] = item.value().detach();
+    }
+    plan = plan_shards(named, servers);
+    schedule = train::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+  }
+  std::string out(const std::string& file) const { return config.train.out_dir + "/" + file; }
+  std::string server_checkpoints(int k) const { return out("checkpoints/server-" + std::to_string(k)); }
+};
+
+// ---- servers --------------------------------------------------------------------
+
+void save_server(const Job& job, const Server& server, int k, int64_t step) {
+  train::Checkpoint ckpt;
+  ckpt.step = step;
+  ckpt.config_toml = train::to_toml(job.config);
+  ckpt.layout = "ps servers=" + std::to_string(job.servers) + " workers=" + std::to_string(job.workers);
+  ckpt.world_size = job.world.size();
+  ckpt.model = server.shard();
+  ckpt.optimizer = server.optimizer_state();
+  train::write_checkpoint(job.server_checkpoints(k), ckpt);
+}
+
+// Restores server k from <dir>/checkpoints/server-k (or <dir>/server-k); returns its step.
+int64_t resume_server(const Job& job, Server& server, int k, const std::string& dir) {
+  std::string path = dir + "/checkpoints/server-" + std::to_string(k);
+  if (!std::filesystem::exists(path)) path = dir + "/server-" + std::to_string(k);
+  if (!std::filesystem::exists(path))
+    throw UsageError("paratorch: --resume " + dir + " has no server-" + std::to_string(k) +
+                     " checkpoint (a ps run writes <out_dir>/checkpoints/server-K/)");
+  train::Checkpoint ckpt = train::read_checkpoint(path);
+  train::require_compatible(ckpt, job.config);
+  server.load(ckpt.model, ckpt.optimizer);
+  return ckpt.step;
+}
+
+// Server 0's metrics: one line per log_every global steps (W pushes each).
+struct Logger {
+  const Job& job;
+  Server& server;
+  report::MetricsWriter writer;
+  train::RunHistory history;
+  int64_t pushes = 0, logged_step = 0;
+  double last_s = now_s();
+
+  Logger(const Job& j, Server& s, bool append) : job(j), server(s), writer(j.out("metrics.jsonl"), append) {}
+  void on_push(int64_t first_step) {
+    if (++pushes % job.workers != 0) return;
+    const int64_t step = first_step + pushes / job.workers;
+    if (step % job.config.train.log_every != 0 && step != job.config.train.steps) return;
+    double loss = 0;
+    int n = 0;
+    for (double l : server.worker_losses())
+      if (std::isfinite(l)) loss += l, ++n;
+    const double now = now_s(), span = now - last_s;
+    report::StepMetrics m;
+    m.step = step;
+    m.loss = n ? loss / n : 0;
+    m.lr = job.schedule.at(step - 1);
+    m.step_ms = span * 1000 / static_cast<double>(step - logged_step);
+    m.throughput = static_cast<double>((step - logged_step) * job.config.data.global_batch *
+                                       job.dataset->items_per_sample()) / span;
+    m.throughput_unit = job.dataset->throughput_unit();
+    m.extra["applied_updates"] = static_cast<double>(server.stats().applied);
+    writer.write(m);
+    history.add_train(step, m.loss);
+    std::printf("step %lld loss %.4f %.1f %s\n", static_cast<long long>(step), m.loss, m.throughput,
+                m.throughput_unit.c_str());
+    std::fflush(stdout);
+    logged_step = step;
+    last_s = now;
+  }
+};
+
+std::vector<float> stats_words(const ServerStats& s) {
+  std::vector<float> w = {static_cast<float>(s.applied), static_cast<float>(s.apply_rate())};
+  for (auto c : s.staleness_histogram) w.push_back(static_cast<float>(c));
+  return w;
+}
+
+double validation_loss(const Job& job, const std::map<std::string, torch::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : job.model->named_parameters(true)) item.value().copy_(params.at(item.key()));
+  return async::validation_loss(*job.model, *job.dataset, job.config.data.global_batch);
+}
+
+// Server 0 gathers every shard and the other servers' statistics, evaluates
+// the final parameters and writes the summary (p2p only: a lost worker must
+// not be needed to finish).
+train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64_t start, double seconds) {
+  std::map<std::string, torch::Tensor> params;
+  for (auto& [name, t] : job.full) params[name] = t.clone();
+  std::vector<std::vector<float>> stats = {stats_words(server.stats())};
+  auto place = [&](int k, const torch::Tensor& flat) {
+    int64_t offset = 0;
+    for (const auto& piece : job.plan.pieces_of(k)) {
+      auto view = piece_view(params[piece.name], piece);
+      view.copy_(flat.narrow(0, offset, piece.numel).view(view.sizes()));
+      offset += piece.numel;
+    }
+  };
+  {
+    std::vector<torch::Tensor> mine;
+    for (const auto& piece : job.plan.pieces_of(0)) mine.push_back(server.shard().at(piece.key).reshape({-1}));
+    if (!mine.empty()) place(0, torch::cat(mine));
+  }
+  for (int k = 1; k < job.servers; ++k) {
+    auto buf = torch::empty({kStatsWords + job.plan.numel_of(k)}, torch::kFloat);
+    job.world.comm()->recv(buf, k, kShardTag);
+    auto head = buf.narrow(0, 0, kStatsWords);
+    stats.emplace_back(head.data_ptr<float>(), head.data_ptr<float>() + kStatsWords);
+    place(k, buf.narrow(0, kStatsWords, job.plan.numel_of(k)));
+  }
+  const double val = validation_loss(job, params);
+  report::StepMetrics m;
+  m.step = job.config.train.steps;
+  m.loss = val;
+  m.lr = job.schedule.at(job.config.train.steps - 1);
+  const int64_t samples = (job.config.train.steps - start) * job.config.data.global_batch;
+  m.throughput = static_cast<double>(samples * job.dataset->items_per_sample()) / seconds;
+  m.step_ms = seconds * 1000 / static_cast<double>(job.config.train.steps - start);
+  m.throughput_unit = job.dataset->throughput_unit();
+  m.extra["val_loss"] = val;
+  for (int b = 0; b < kStalenessBuckets; ++b) {
+    double count = 0;
+    for (const auto& s : stats) count += s[static_cast<size_t>(2 + b)];
+    if (count > 0) m.extra["staleness_" + std::to_string(b)] = count;  // last bucket: >= kStalenessBuckets-1
+  }
+  for (int k = 0; k < job.servers; ++k) m.extra["server" + std::to_string(k) + "_apply_per_s"] = stats[static_cast<size_t>(k)][1];
+  int lost = 0;
+  const auto& reports = server.reports();
+  for (int w = 0; w < job.workers; ++w) {
+    const int rank = job.servers + w;
+    const auto& r = reports[static_cast<size_t>(w)];
+    if (r.empty()) {
+      ++lost;
+      std::printf("paratorch ps: worker rank %d was lost and did not finish its steps\n", rank);
+      continue;
+    }
+    const double steps_per_s = r[1] > 0 ? r[0] / r[1] : 0;
+    m.extra["worker" + std::to_string(rank) + "_steps_per_s"] = steps_per_s;
+    std::printf("paratorch ps: worker rank %d: %.0f steps, %.2f steps/s, last loss %.4f\n", rank, r[0], steps_per_s, r[2]);
+  }
+  m.extra["lost_workers"] = lost;
+  logger.writer.write(m);
+  logger.history.add_validation(job.config.train.steps, val);
+  report::write_text_file(job.out("loss.svg"),
+                          logger.history.loss_svg(job.config.model.name + " on " + job.config.data.source + " (ps)",
+                                                  job.config.model.name == "mf" ? "MSE" : "cross-entropy (nats)",
+                                                  job.dataset->baseline_loss()));
+  std::printf("paratorch ps: %d server(s) applied %lld updates; validation loss %.4f\n", job.servers,
+              static_cast<long long>(server.stats().applied), val);
+  train::TrainResult result;
+  result.steps = job.config.train.steps;
+  result.final_loss = val;
+  result.mean_step_ms = m.step_ms;
+  result.throughput = m.throughput;
+  result.unit = m.throughput_unit;
+  result.peak_rss_mb = train::peak_rss_mb();
+  return result;
+}
+
+train::TrainResult run_server(Job& job, const std::string& resume_dir) {
+  const int k = job.world.rank();
+  ServerOptions options;
+  options.workers = job.workers;
+  options.staleness = job.config.parallel.staleness;
+  options.timeout_s = job.config.comm.timeout_s;
+  options.optim = job.config.optim;
+  options.schedule = job.schedule;
+  options.steps = job.config.train.steps;
+  options.assign_slots = k == 0 && options.staleness < 0;
+  Server server(job.world.comm(), job.plan, k, job.full, options);
+  int64_t start = resume_dir.empty() ? 0 : resume_server(job, server, k, resume_dir);
+  auto first = torch::tensor({start}, torch::kLong);
+  job.world.comm()->all_reduce(first, ReduceOp::kMin);  // every rank starts at the oldest server's step
+  start = first.item<int64_t>();
+  server.start_at(start);
+  std::unique_ptr<Logger> logger;
+  if (k == 0) {
+    std::filesystem::create_directories(job.config.train.out_dir);
+    logger = std::make_unique<Logger>(job, server, /*append=*/start > 0);
+    std::printf("paratorch train: %s; ps mode: %d server(s), %d worker(s), staleness %d; shard sizes", job.dataset->describe().c_str(),
+                job.servers, job.workers, job.config.parallel.staleness);
+    for (int s = 0; s < job.servers; ++s) std::printf(" %lld", static_cast<long long>(job.plan.numel_of(s)));
+    std::printf(" floats; steps %lld..%d -> %s\n", static_cast<long long>(start), job.config.train.steps,
+                job.config.train.out_dir.c_str());
+    std::fflush(stdout);
+  }
+  const int every = job.config.train.checkpoint_every;
+  int64_t saved = start;
+  server.on_push = [&](int64_t, int64_t) {
+    if (logger) logger->on_push(start);
+    const int64_t done = server.min_clock();
+    if (every > 0 && done / every > saved / every) save_server(job, server, k, saved = done);
+  };
+  const double t0 = now_s();
+  server.serve();
+  const double seconds = now_s() - t0;
+  save_server(job, server, k, job.config.train.steps);
+  if (k != 0) {
+    auto words = stats_words(server.stats());
+    auto stats = torch::tensor(words, torch::kFloat);
+    std::vector<torch::Tensor> parts = {stats};
+    for (const auto& piece : job.plan.pieces_of(k)) parts.push_back(server.shard().at(piece.key).reshape({-1}));
+    job.world.comm()->send(torch::cat(parts), 0, kShardTag);
+    return {};
+  }
+  return finish_leader(job, server, *logger, start, seconds);
+}
+
+// ---- workers --------------------------------------------------------------------
+
+train::TrainResult run_worker(Job& job) {
+  const int rank = job.world.rank(), index = rank - job.servers;
+  const Injection inj = read_injection();
+  WorkerOptions options;
+  options.workers = job.workers;
+  options.timeout_s = job.config.comm.timeout_s;
+  options.grad_clip = job.config.optim.grad_clip;
+  if (inj.straggler_rank == rank) options.delay_factor = inj.factor;
+  Worker worker(job.world.comm(), job.plan, job.model, *job.dataset, options);
+  auto first = torch::tensor({std::numeric_limits<int64_t>::max()}, torch::kLong);
+  job.world.comm()->all_reduce(first, ReduceOp::kMin);
+  const int64_t start = first.item<int64_t>();
+  const bool shared = job.config.parallel.staleness < 0;  // slots from server 0 (ServerOptions::assign_slots)
+  const double t0 = now_s();
+  double loss = 0;
+  int64_t steps = 0;
+  for (int64_t t = start; shared || t < job.config.train.steps; ++t) {
+    if (inj.kill_rank == rank && steps == inj.kill_step) {
+      std::fprintf(stderr, "paratorch: PARATORCH_PS_KILL: worker rank %d stops dead after %lld steps\n", rank,
+                   static_cast<long long>(steps));
+      return {};
+    }
+    const int64_t slot = worker.pull(t);
+    if (shared && slot < 0) break;
+    // Slot g is worker g % W's share of global step g / W: the samples the
+    // synchronous run computes, in the same order.
+    const int64_t step = shared ? slot / job.workers : t;
+    const int share = shared ? static_cast<int>(slot % job.workers) : index;
+    loss = worker.compute_and_push(step, DistributedSampler(job.config.data.global_batch, share, job.workers).local_indices(step));
+    ++steps;
+    if (!std::isfinite(loss))
+      throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(rank) + " has loss " + std::to_string(loss) +
+                           " at step " + std::to_string(step + 1) + "; lower [optim] lr or set [optim] grad_clip");
+  }
+  worker.report(steps, now_s() - t0, loss);
+  worker.done();
+  return {};
+}
+
+}  // namespace
+
+train::TrainResult run_parameter_server(World& world, const train::Config& config, const std::string& resume_dir) {
+  check_async_layout(config, world.size());
+  Job job(world, config);
+  return world.rank() < job.servers ? run_server(job, resume_dir) : run_worker(job);
+}
+
+}  // namespace paratorch::async

@@ -1,0 +1,103 @@
+// src/async/ps_worker.cpp — see ps_worker.h.
+#include "async/ps_worker.h"
+
+#include "async/ps_protocol.h"
+#include "async/ps_server.h"
+#include "report/trace.h"
+#include "train/grad_clip.h"
+#include <paratorch/errors.h>
+
+#include <chrono>
+#include <thread>
+
+namespace paratorch::async {
+
+Worker::Worker(std::shared_ptr<Communicator> world, const ShardPlan& plan, std::shared_ptr<models::BundledModel> model,
+               const data::Dataset& dataset, WorkerOptions options)
+    : world_(std::move(world)), plan_(plan), model_(std::move(model)), dataset_(dataset), options_(options) {
+  for (const auto& item : model_->named_parameters(true)) params_.push_back(item.value());
+  versions_.assign(static_cast<size_t>(plan_.servers), -1);
+}
+
+int64_t Worker::pull(int64_t step) {
+  report::Tracer::Span span("ps_pull", "comm");
+  for (int s = 0; s < plan_.servers; ++s) {
+    Header h;
+    h.type = MessageType::kPull;
+    h.step = step;
+    h.version = versions_[static_cast<size_t>(s)];
+    send_message(*world_, server_rank(s), h, torch::Tensor(), /*reply=*/false);
+  }
+  torch::NoGradGuard no_grad;
+  int64_t slot = 0;
+  for (int s = 0; s < plan_.servers; ++s) {
+    torch::Tensor payload;
+    Header h = receive_reply(*world_, server_rank(s), &payload, 2 * options_.timeout_s, "pull");
+    if (s == 0) slot = h.step;
+    versions_[static_cast<size_t>(s)] = h.version;
+    if (!payload.defined()) continue;  // unchanged since our copy
+    int64_t offset = 0;
+    for (const auto& piece : plan_.pieces_of(s)) {
+      auto view = piece_view(params_[piece.param], piece);
+      view.copy_(payload.narrow(0, offset, piece.numel).view(view.sizes()));
+      offset += piece.numel;
+    }
+  }
+  return slot;
+}
+
+double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids) {
+  const double t0 = now_s();
+  for (auto& p : params_)
+    if (p.grad().defined()) p.mutable_grad().zero_();
+  auto batch = dataset_.train_batch(ids);
+  double loss = 0;
+  {
+    report::Tracer::Span span("forward_backward", "compute");
+    auto l = model_->loss(batch);
+    l.backward();
+    loss = l.item<double>();
+  }
+  if (options_.grad_clip > 0) train::clip_grad_norm(params_, options_.grad_clip);
+  if (options_.delay_factor > 1) {
+    // The documented straggler injection (bench/async): this worker computes
+    // `delay_factor` times slower.
+    const double spent = now_s() - t0;
+    std::this_thread::sleep_for(std::chrono::duration<double>(spent * (options_.delay_factor - 1)));
+  }
+  report::Tracer::Span span("ps_push", "comm");
+  for (int s = 0; s < plan_.servers; ++s) {
+    std::vector<torch::Tensor> flat;
+    for (const auto& piece : plan_.pieces_of(s)) {
+      const auto& p = params_[piece.param];
+      auto g = p.grad().defined() ? p.grad() : torch::zeros_like(p);
+      flat.push_back(piece_view(g, piece).reshape({-1}).to(torch::kFloat));
+    }
+    Header h;
+    h.type = MessageType::kPush;
+    h.step = step;
+    h.version = versions_[static_cast<size_t>(s)];
+    h.value = loss;
+    send_message(*world_, server_rank(s), h, flat.empty() ? torch::Tensor() : torch::cat(flat), false);
+  }
+  return loss;
+}
+
+void Worker::done() {
+  for (int s = 0; s < plan_.servers; ++s) {
+    Header h;
+    h.type = MessageType::kDone;
+    send_message(*world_, server_rank(s), h, torch::Tensor(), false);
+  }
+}
+
+void Worker::report(int64_t steps, double seconds, double loss) {
+  Header h;
+  h.type = MessageType::kReport;
+  h.step = steps;
+  h.value = seconds;
+  h.value2 = loss;
+  send_message(*world_, server_rank(0), h, torch::Tensor(), false);
+}
+
+}  // namespace paratorch::async

@@ -1,0 +1,51 @@
+// src/async/ps_worker.h — one parameter-server worker rank: a full model
+// replica that pulls the parameters, computes the gradient of its own
+// mini-batch and pushes it to the servers that own each piece.
+#pragma once
+#include "async/shard_plan.h"
+#include "data/dataset.h"
+#include "models/model.h"
+#include <paratorch/communicator.h>
+
+#include <memory>
+#include <vector>
+
+namespace paratorch::async {
+
+struct WorkerOptions {
+  int workers = 1;
+  double timeout_s = 300;
+  double grad_clip = 0;        // per pushed gradient (the worker holds all of it)
+  double delay_factor = 1.0;   // injected straggler: sleep (factor - 1) x compute time per step
+};
+
+class Worker {
+ public:
+  Worker(std::shared_ptr<Communicator> world, const ShardPlan& plan, std::shared_ptr<models::BundledModel> model,
+         const data::Dataset& dataset, WorkerOptions options);
+
+  /// Brings changed shards up to date (blocks while the servers hold the
+  /// pull back for staleness). `step` is the step about to be computed.
+  /// Returns the slot server 0 handed out (ServerOptions::assign_slots;
+  /// -1 when none is left), or 0 when it hands out none.
+  int64_t pull(int64_t step);
+  /// Gradient of the mean loss over `ids`, pushed to every server; returns the loss.
+  double compute_and_push(int64_t step, const std::vector<int64_t>& ids);
+  /// Tells every server this worker is finished.
+  void done();
+  /// Sends (steps, seconds, final loss) to server 0 for the run summary.
+  void report(int64_t steps, double seconds, double loss);
+  models::BundledModel& model() { return *model_; }
+
+ private:
+  static int server_rank(int s) { return s; }  // servers are world ranks [0, S)
+  std::shared_ptr<Communicator> world_;
+  ShardPlan plan_;
+  std::shared_ptr<models::BundledModel> model_;
+  const data::Dataset& dataset_;
+  WorkerOptions options_;
+  std::vector<torch::Tensor> params_;  // model order
+  std::vector<int64_t> versions_;      // per server: version of our copy (-1: none)
+};
+
+}  // namespace paratorch::async

@@ -1,0 +1,101 @@
+// tests/async/ps_engine_test.cpp — the bulk-synchronous parameter server
+// (staleness 0) is synchronous SGD: through make_engine, its per-step losses
+// and final parameters equal a single-process run on the same global batches
+// (what `paratorch verify --mode ps` checks; here without the CLI), stepped
+// by train::take_step with a global-norm clip that binds.
+#include "async/ps_engine.h"
+#include "data/dataset.h"
+#include "train/engine.h"
+#include "train/lr_schedule.h"
+#include "train/train_step.h"
+#include "train/grad_clip.h"
+
+#include "mpi_test_env.h"
+
+#include <gtest/gtest.h>
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+namespace paratorch::async {
+namespace {
+
+train::Config small_config(const std::string& model, const std::string& optimizer) {
+  train::Config c;
+  c.model.name = model;
+  c.model.n_layers = 1;
+  c.model.d_model = 16;
+  c.model.d_in = 12;
+  c.model.n_users = 40;
+  c.model.n_items = 30;
+  c.model.n_factors = 4;
+  c.data.source = model == "mf" ? "mf_synthetic" : "synthetic";
+  c.data.global_batch = 12;  // divides over 1, 2 and 3 workers
+  c.parallel.mode = "ps";
+  c.optim.name = optimizer;
+  c.optim.lr = 0.05;
+  c.optim.weight_decay = 0.01;
+  c.optim.warmup_steps = 1;
+  c.optim.grad_clip = 0.5;  // binds: the servers' global norm must be the whole model's
+  c.train.steps = 4;
+  c.validate();
+  return c;
+}
+
+double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
+  return ((a - b).abs().max() / (b.abs().max() + 1e-12)).item<double>();
+}
+
+void expect_bsp_equals_reference(const std::string& model_name, const std::string& optimizer_name, int servers) {
+  auto& world = test_world();
+  auto config = small_config(model_name, optimizer_name);
+  config.parallel.servers = servers;
+  ProcessGroups groups(world.comm(), Layout{0, 1, 1}.resolve(world.size()));
+  auto dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
+  auto engine = train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device());
+  const auto shard = engine->named_parameters();
+  EXPECT_EQ(shard.empty(), world.rank() >= servers) << "servers own the parameters the optimizer steps";
+  auto optimizer = train::make_optimizer(config.optim, shard);
+
+  auto reference = models::make_model(config.model);
+  reference->initialize(static_cast<uint64_t>(config.train.seed));
+  train::NamedTensors named;
+  for (const auto& item : reference->named_parameters(true)) named.emplace_back(item.key(), item.value());
+  auto optimizer_ref = train::make_optimizer(config.optim, named);
+  train::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+  DistributedSampler batches(config.data.global_batch, 0, 1);
+  for (int s = 0; s < config.train.steps; ++s) {
+    const double loss =
+        train::take_step(*engine, *optimizer, batches.global_indices(s), schedule.at(s), config.optim.grad_clip, s + 1)
+            .loss;
+    train::zero_gradients(named);
+    auto l = reference->loss(dataset->train_batch(batches.global_indices(s)));
+    l.backward();
+    std::vector<torch::Tensor> tensors;
+    for (auto& [name, p] : named) tensors.push_back(p);
+    train::clip_grad_norm(tensors, config.optim.grad_clip);
+    optimizer_ref->step(schedule.at(s));
+    EXPECT_NEAR(loss, l.item<double>(), 1e-5 * std::abs(l.item<double>())) << "step " << s;
+  }
+  auto full = engine->full_parameters();
+  for (const auto& [name, p] : named) EXPECT_LT(max_rel(full.at(name), p.detach()), 1e-5) << name;
+}
+
+TEST(PsEngine, BulkSynchronousMlpSgdEqualsSingleProcess) { expect_bsp_equals_reference("mlp", "sgd", 1); }
+TEST(PsEngine, BulkSynchronousMfAdamwEqualsSingleProcess) { expect_bsp_equals_reference("mf", "adamw", 1); }
+TEST(PsEngine, TwoServersSplitTheModel) {
+  if (test_world().size() < 3) GTEST_SKIP() << "needs 2 servers + a worker";
+  expect_bsp_equals_reference("mlp", "adamw", 2);
+}
+
+TEST(PsEngine, StaleStepsAreRefusedAsAnEngine) {
+  auto& world = test_world();
+  auto config = small_config("mlp", "sgd");
+  config.parallel.staleness = 2;
+  ProcessGroups groups(world.comm(), Layout{0, 1, 1}.resolve(world.size()));
+  auto dataset = data::make_dataset(config.data.source, config.model, 1);
+  EXPECT_THROW(train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device()),
+               UsageError);
+}
+
+}  // namespace
+}  // namespace paratorch::async
