@@ -1,25 +1,31 @@
 // src/models/gpt.cpp — see gpt.h.
 #include "models/gpt.h"
 
+#include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
 #include <cmath>
 
 namespace paratorch::models {
 
-CausalSelfAttentionImpl::CausalSelfAttentionImpl(int d, int heads) : n_heads(heads) {
-  c_attn = register_module("c_attn", torch::nn::Linear(d, 3 * d));
-  c_proj = register_module("c_proj", torch::nn::Linear(d, d));
+namespace tpl = tensor_parallel;
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(int d, int heads, const tpl::TensorParallelContext& tp)
+    : n_heads(heads / tp.size()) {
+  // q, k and v are split part by part, so this rank's columns are whole heads.
+  c_attn = register_module("c_attn", tpl::ColumnParallelLinear(d, 3 * d, tp, true, false, /*parts=*/3));
+  c_proj = register_module("c_proj", tpl::RowParallelLinear(d, d, tp));
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), hd = C / n_heads;
-  auto qkv = c_attn(x).split(C, /*dim=*/2);
+  auto qkv = c_attn(x);  // [B, T, 3 * C/tp]: the whole sequence even under SP
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, hd = C / n_heads;
+  auto parts = qkv.split(C, /*dim=*/2);
   // [B, T, C] -> [B * n_heads, T, hd]
   auto heads = [&](const torch::Tensor& t) {
     return t.view({B, T, n_heads, hd}).transpose(1, 2).reshape({B * n_heads, T, hd});
   };
-  auto q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);
+  auto q = heads(parts[0]), k = heads(parts[1]), v = heads(parts[2]);
   // softmax(q k^T / sqrt(hd)) with future positions masked (causal). One
   // baddbmm computes mask + scale * q k^T: it replaces a separate scaling
   // and masked_fill over the [B * n_heads, T, T] scores, forward and backward.
@@ -30,20 +36,20 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   return c_proj(y);
 }
 
-GptMlpImpl::GptMlpImpl(int d) {
-  c_fc = register_module("c_fc", torch::nn::Linear(d, 4 * d));
-  c_proj = register_module("c_proj", torch::nn::Linear(4 * d, d));
+GptMlpImpl::GptMlpImpl(int d, const tpl::TensorParallelContext& tp) {
+  c_fc = register_module("c_fc", tpl::ColumnParallelLinear(d, 4 * d, tp));
+  c_proj = register_module("c_proj", tpl::RowParallelLinear(4 * d, d, tp));
 }
 
 torch::Tensor GptMlpImpl::forward(const torch::Tensor& x) {
   return c_proj(torch::gelu(c_fc(x), "tanh"));
 }
 
-GptBlockImpl::GptBlockImpl(int d, int heads) {
+GptBlockImpl::GptBlockImpl(int d, int heads, const tpl::TensorParallelContext& tp) {
   ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-  attn = register_module("attn", CausalSelfAttention(d, heads));
+  attn = register_module("attn", CausalSelfAttention(d, heads, tp));
   ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-  mlp = register_module("mlp", GptMlp(d));
+  mlp = register_module("mlp", GptMlp(d, tp));
 }
 
 torch::Tensor GptBlockImpl::forward(const torch::Tensor& x) {
@@ -51,48 +57,81 @@ torch::Tensor GptBlockImpl::forward(const torch::Tensor& x) {
   return y + mlp(ln_2(y));
 }
 
-Gpt::Gpt(const ModelConfig& c) : config_(c) {
+Gpt::Gpt(const ModelConfig& c, const tpl::TensorParallelContext& tp) : config_(c), tp_(tp) {
+  if (tp.active()) {
+    tpl::require_divisible("[model] n_heads", c.n_heads, tp.size());
+    tpl::require_divisible("[model] 4 * d_model (MLP hidden size)", 4 * static_cast<int64_t>(c.d_model), tp.size());
+    tpl::require_divisible("[model] vocab_size", c.vocab_size, tp.size());
+    if (tp.sp()) tpl::require_divisible("[model] seq_len (sequence parallelism)", c.seq_len, tp.size());
+  }
   transformer_ = register_module("transformer", std::make_shared<torch::nn::Module>());
-  wte = transformer_->register_module("wte", torch::nn::Embedding(c.vocab_size, c.d_model));
+  wte = transformer_->register_module("wte", tpl::VocabParallelEmbedding(c.vocab_size, c.d_model, tp));
   wpe = transformer_->register_module("wpe", torch::nn::Embedding(c.seq_len, c.d_model));
   h = transformer_->register_module("h", torch::nn::ModuleList());
-  for (int i = 0; i < c.n_layers; ++i) h->push_back(GptBlock(c.d_model, c.n_heads));
+  for (int i = 0; i < c.n_layers; ++i) h->push_back(GptBlock(c.d_model, c.n_heads, tp));
   ln_f = transformer_->register_module("ln_f", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model})));
   // lm_head is tied to wte (no parameter of its own), as in GPT-2.
 }
 
-torch::Tensor Gpt::forward(const torch::Tensor& input) {
-  const int64_t T = input.size(1);
+// Token + position embeddings. Under SP the vocab-parallel partial sums are
+// reduce-scattered along the sequence and each rank adds the positions of
+// its slice, so wpe's gradient is partial (partial_grad).
+torch::Tensor Gpt::embed(const torch::Tensor& tokens) {
+  const int64_t T = tokens.size(1);
   if (T > config_.seq_len)
     throw UsageError("paratorch: gpt input of " + std::to_string(T) + " tokens exceeds seq_len " +
                      std::to_string(config_.seq_len));
-  auto pos = torch::arange(T, torch::TensorOptions().dtype(torch::kLong).device(input.device()));
-  auto x = wte(input) + wpe(pos);
+  auto longs = torch::TensorOptions().dtype(torch::kLong).device(tokens.device());
+  if (!tp_.sp()) return wte(tokens) + wpe(torch::arange(T, longs));
+  if (T % tp_.size() != 0)
+    throw UsageError("paratorch: gpt input of " + std::to_string(T) + " tokens does not split over tp = " +
+                     std::to_string(tp_.size()) + " (sequence parallelism)");
+  const int64_t local = T / tp_.size(), first = tp_.rank() * local;
+  return tpl::reduce_scatter_to_sequence(wte->forward_partial(tokens), tp_) +
+         wpe(torch::arange(first, first + local, longs));
+}
+
+// ln_f and the output projection tied to wte: this rank's vocabulary slice.
+torch::Tensor Gpt::head(const torch::Tensor& x) {
+  auto y = ln_f(x);
+  y = tp_.sp() ? tpl::gather_from_sequence(y, tp_) : tpl::copy_to_tp(y, tp_);
+  return torch::matmul(y, wte->weight.t());
+}
+
+torch::Tensor Gpt::forward(const torch::Tensor& input) {
+  auto x = embed(input);
   for (const auto& block : *h) x = block->as<GptBlock>()->forward(x);
-  return torch::matmul(ln_f(x), wte->weight.t());
+  return head(x);
 }
 
 // embed, transformer.h.0 .. h.{L-1}, head (ln_f + the tied output projection).
 std::vector<ModelBlock> Gpt::blocks() {
   std::vector<ModelBlock> out;
-  out.push_back(make_block("embed", {"transformer.wte.", "transformer.wpe."}, [this](const torch::Tensor& tokens) {
-    auto pos = torch::arange(tokens.size(1), torch::TensorOptions().dtype(torch::kLong).device(tokens.device()));
-    return wte(tokens) + wpe(pos);
-  }));
+  out.push_back(make_block("embed", {"transformer.wte.", "transformer.wpe."},
+                           [this](const torch::Tensor& tokens) { return embed(tokens); }));
   for (size_t i = 0; i < h->size(); ++i) {
     const std::string name = "transformer.h." + std::to_string(i);
     auto block = h[i]->as<GptBlock>();
     out.push_back(make_block(name, {name + "."}, [block](const torch::Tensor& x) { return block->forward(x); }));
   }
-  out.push_back(make_block("head", {"transformer.ln_f."},
-                           [this](const torch::Tensor& x) { return torch::matmul(ln_f(x), wte->weight.t()); }));
+  out.push_back(make_block("head", {"transformer.ln_f."}, [this](const torch::Tensor& x) { return head(x); }));
   out.back().shared = {"transformer.wte.weight"};
   return out;
 }
 
-torch::Tensor Gpt::loss(const Batch& batch) {
-  auto logits = forward(batch.input);
-  return torch::cross_entropy_loss(logits.view({-1, logits.size(-1)}), batch.target.view({-1}));
+torch::Tensor Gpt::loss_from_logits(const torch::Tensor& logits, const torch::Tensor& target) {
+  if (!tp_.active())
+    return torch::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), target.reshape({-1}));
+  return tpl::vocab_parallel_cross_entropy(logits.reshape({-1, logits.size(-1)}), target.reshape({-1}), tp_).mean();
+}
+
+torch::Tensor Gpt::loss(const Batch& batch) { return loss_from_logits(forward(batch.input), batch.target); }
+
+bool Gpt::partial_grad(const std::string& name) const {
+  // Under SP, LayerNorms and the position embedding see one slice of the
+  // sequence per rank.
+  return tp_.sp() && (name.find(".ln_") != std::string::npos || name.find("ln_f") != std::string::npos ||
+                      name.find("wpe") != std::string::npos);
 }
 
 InitSpec Gpt::init_spec(const std::string& name, const torch::Tensor& /*param*/) const {

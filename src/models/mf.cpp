@@ -1,24 +1,40 @@
 // src/models/mf.cpp — see mf.h.
 #include "models/mf.h"
 
+#include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
 #include <cmath>
 
 namespace paratorch::models {
 
-MatrixFactorization::MatrixFactorization(const ModelConfig& c) : config_(c) {
-  user_factors = register_module("user_factors", torch::nn::Embedding(c.n_users, c.n_factors));
-  item_factors = register_module("item_factors", torch::nn::Embedding(c.n_items, c.n_factors));
-  user_bias = register_module("user_bias", torch::nn::Embedding(c.n_users, 1));
-  item_bias = register_module("item_bias", torch::nn::Embedding(c.n_items, 1));
+namespace tpl = tensor_parallel;
+
+MatrixFactorization::MatrixFactorization(const ModelConfig& c, const tpl::TensorParallelContext& tp)
+    : config_(c), tp_(tp) {
+  if (tp.active()) {
+    tpl::require_divisible("[model] n_users (user table rows)", c.n_users, tp.size());
+    tpl::require_divisible("[model] n_items (item table rows)", c.n_items, tp.size());
+  }
+  user_factors = register_module("user_factors", tpl::VocabParallelEmbedding(c.n_users, c.n_factors, tp));
+  item_factors = register_module("item_factors", tpl::VocabParallelEmbedding(c.n_items, c.n_factors, tp));
+  user_bias = register_module("user_bias", tpl::VocabParallelEmbedding(c.n_users, 1, tp));
+  item_bias = register_module("item_bias", tpl::VocabParallelEmbedding(c.n_items, 1, tp));
   global_bias = register_parameter("global_bias", torch::zeros({1}));
 }
 
 torch::Tensor MatrixFactorization::forward(const torch::Tensor& input) {
   auto users = input.select(1, 0), items = input.select(1, 1);
-  auto dot = (user_factors(users) * item_factors(items)).sum(1);
-  return dot + user_bias(users).squeeze(1) + item_bias(items).squeeze(1) + global_bias;
+  // The four owner lookups travel in one all-reduce: [P_u | Q_i | b_u | c_i].
+  const int64_t F = config_.n_factors;
+  auto looked_up = tpl::reduce_from_tp(
+      torch::cat({user_factors->forward_partial(users), item_factors->forward_partial(items),
+                  user_bias->forward_partial(users), item_bias->forward_partial(items)},
+                 1),
+      tp_);
+  auto parts = looked_up.split_with_sizes({F, F, 1, 1}, 1);
+  auto dot = (parts[0] * parts[1]).sum(1);
+  return dot + parts[2].squeeze(1) + parts[3].squeeze(1) + global_bias;
 }
 
 // One block: the two lookups and the dot product do not split into a chain

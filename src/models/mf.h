@@ -3,16 +3,24 @@
 //   rating(u, i) = <P_u, Q_i> + b_u + c_i + mu,   loss = MSE
 // with user factors P (n_users x n_factors), item factors Q, user and item
 // biases b, c and a global bias mu. Input: int64 [B, 2] of (user, item);
-// target: float [B] ratings. The embedding tables are what tensor
-// parallelism later shards by rows.
+// target: float [B] ratings.
+//
+// Tensor parallelism shards the four tables by rows over the tp group: rank r
+// owns a contiguous range of user ids and of item ids. Every rank of the
+// group sees the same batch; each looks up the ids it owns (zeros for the
+// others) and one all-reduce returns every lookup to every rank — the owner
+// "answers" for its rows — so gradients land only in owned rows and a table
+// larger than one rank's memory trains.
 #pragma once
 #include "models/model.h"
+#include "tensor_parallel/layers.h"
 
 namespace paratorch::models {
 
 class MatrixFactorization : public BundledModel {
  public:
-  explicit MatrixFactorization(const ModelConfig& config);
+  /// UsageError when tp does not divide n_users or n_items.
+  explicit MatrixFactorization(const ModelConfig& config, const tensor_parallel::TensorParallelContext& tp = {});
   torch::Tensor forward(const torch::Tensor& input) override;
   torch::Tensor loss(const Batch& batch) override;
   torch::Tensor criterion(const torch::Tensor& output, const Batch& batch) override;
@@ -21,7 +29,9 @@ class MatrixFactorization : public BundledModel {
 
  private:
   ModelConfig config_;
-  torch::nn::Embedding user_factors{nullptr}, item_factors{nullptr}, user_bias{nullptr}, item_bias{nullptr};
+  tensor_parallel::TensorParallelContext tp_;
+  tensor_parallel::VocabParallelEmbedding user_factors{nullptr}, item_factors{nullptr}, user_bias{nullptr},
+      item_bias{nullptr};
   torch::Tensor global_bias;
 };
 

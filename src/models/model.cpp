@@ -69,16 +69,41 @@ torch::Tensor BundledModel::criterion(const torch::Tensor& output, const Batch& 
 }
 
 void BundledModel::initialize(uint64_t seed) {
-  init_parameters(*this, seed, [this](const std::string& name, const torch::Tensor& p) {
-    return init_spec(name, p);
-  });
+  torch::NoGradGuard no_grad;
+  const auto specs = shard_specs();
+  for (auto& item : named_parameters(true)) {
+    auto& p = item.value();
+    const auto& spec = specs.at(item.key());
+    auto full = full_init(init_spec(item.key(), p), spec.full_shape(p.sizes()), seed, item.key());
+    p.copy_(spec.slice(full).to(p.options()));
+  }
 }
 
-std::shared_ptr<BundledModel> make_model(const ModelConfig& config) {
+std::map<std::string, tensor_parallel::ShardSpec> BundledModel::shard_specs() const {
+  std::map<std::string, tensor_parallel::ShardSpec> out;
+  auto add = [&](const std::string& prefix, const torch::nn::Module& m) {
+    const auto* sharded = dynamic_cast<const tensor_parallel::ShardedModule*>(&m);
+    for (const auto& p : m.named_parameters(/*recurse=*/false)) {
+      const std::string name = prefix.empty() ? p.key() : prefix + "." + p.key();
+      tensor_parallel::ShardSpec spec;
+      if (sharded) spec = sharded->shard_spec(p.key());
+      spec.partial_grad = spec.partial_grad || partial_grad(name);
+      out[name] = spec;
+    }
+  };
+  add("", *this);  // include_self would need shared_from_this
+  for (const auto& m : named_modules("", /*include_self=*/false)) add(m.key(), *m.value());
+  return out;
+}
+
+std::shared_ptr<BundledModel> make_model(const ModelConfig& config, const tensor_parallel::TensorParallelContext& tp) {
   config.validate();
-  if (config.name == "gpt") return std::make_shared<Gpt>(config);
+  if (config.name == "gpt") return std::make_shared<Gpt>(config, tp);
+  if (config.name == "mf") return std::make_shared<MatrixFactorization>(config, tp);
+  if (tp.active())
+    throw UsageError("paratorch: [parallel] tp = " + std::to_string(tp.size()) + " needs a model with tensor-parallel "
+                     "layers; model '" + config.name + "' has none (tp > 1 works with gpt and mf); set tp = 1");
   if (config.name == "cnn") return std::make_shared<Cnn>(config);
-  if (config.name == "mf") return std::make_shared<MatrixFactorization>(config);
   return std::make_shared<Mlp>(config);
 }
 

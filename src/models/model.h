@@ -2,13 +2,18 @@
 //
 // A bundled model is a torch::nn::Module that also knows how to initialize
 // itself layout-independently (init_spec per parameter name) and how to
-// compute its loss on a Batch. Models never know the layout.
+// compute its loss on a Batch. Models never know the layout: tensor
+// parallelism reaches them only as a TensorParallelContext (tp group, or none),
+// which their tp layers consult; each parameter then reports its ShardSpec.
 #pragma once
+#include "tensor_parallel/context.h"
+#include "tensor_parallel/shard.h"
 #include <paratorch/init.h>
 
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,8 +70,12 @@ class BundledModel : public torch::nn::Module {
   virtual torch::Tensor criterion(const torch::Tensor& output, const Batch& batch);
   /// How parameter `name` (full dotted name) is initialized.
   virtual InitSpec init_spec(const std::string& name, const torch::Tensor& param) const = 0;
-  /// Layout-independent initialization from `seed`.
+  /// Layout-independent initialization from `seed`: each parameter's full
+  /// tensor, sliced to this rank's shard (shard_specs()).
   void initialize(uint64_t seed);
+  /// How every parameter is split over the tp group, by full name
+  /// (replicated parameters get dim = -1).
+  std::map<std::string, tensor_parallel::ShardSpec> shard_specs() const;
   /// The model as an ordered list of blocks (see ModelBlock).
   virtual std::vector<ModelBlock> blocks() = 0;
 
@@ -74,8 +83,15 @@ class BundledModel : public torch::nn::Module {
   /// A block owning every parameter whose name starts with one of `prefixes`.
   ModelBlock make_block(std::string name, const std::vector<std::string>& prefixes,
                         std::function<torch::Tensor(const torch::Tensor&)> forward) const;
+  /// Whole parameter `name` whose gradient is a partial sum over the tp
+  /// group (used on a slice of the sequence under sequence parallelism).
+  virtual bool partial_grad(const std::string& /*name*/) const { return false; }
 };
 
-std::shared_ptr<BundledModel> make_model(const ModelConfig& config);
+/// The model of `config`; with an active `tp` context its layers hold this
+/// rank's shards (gpt and mf; UsageError for the others or sizes that tp
+/// does not divide).
+std::shared_ptr<BundledModel> make_model(const ModelConfig& config,
+                                         const tensor_parallel::TensorParallelContext& tp = {});
 
 }  // namespace paratorch::models

@@ -369,6 +369,8 @@ std::vector<ConfigKey> build_config_schema() {
   ConfigSectionKeys<ParallelSection>{"parallel", &Config::parallel, keys}
       .add(&ParallelSection::pp, "pp", "pipeline stages")
       .add(&ParallelSection::tp, "tp", "tensor-parallel shards of each layer")
+      .add(&ParallelSection::sequence_parallel, "sequence_parallel",
+           "tp > 1: shard LayerNorm/residual activations along the sequence")
       .add(&ParallelSection::zero, "zero", "ZeRO stage 0..3 (sharding over dp)")
       .add(&ParallelSection::schedule, "schedule",
            "pipeline schedule: " + join_config_words(kConfigScheduleNames, " | "))

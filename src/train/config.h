@@ -47,6 +47,7 @@ struct ParallelSection {
   int dp = 0;  // 0 = auto: world / (pp * tp); written as "auto"
   int pp = 1;
   int tp = 1;
+  bool sequence_parallel = false;  // Megatron-3 sequence parallelism (tp > 1)
   int zero = 0;                   // ZeRO stage 0..3
   std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved
   int microbatches = 1;

@@ -8,6 +8,7 @@
 #include "train/data_parallel_engine.h"
 #include "train/pipeline_engine.h"
 #include "train/engine.h"
+#include "train/tensor_parallel_engine.h"
 
 #include <paratorch/errors.h>
 
@@ -20,8 +21,13 @@ void refuse(const std::string& key, const std::string& value, const std::string&
 
 void require_supported(const Config& config, torch::Device device) {
   const auto& p = config.parallel;
-  if (p.tp > 1) refuse("[parallel] tp", std::to_string(p.tp), "tp = 1");
+  if (p.pp > 1 && p.tp > 1)
+    throw UsageError("paratorch: [parallel] pp = " + std::to_string(p.pp) + " with tp = " + std::to_string(p.tp) +
+                     " (pipeline x tensor parallelism) is not supported by this build yet; set pp = 1 or tp = 1");
   if (p.zero > 0) refuse("[parallel] zero", std::to_string(p.zero), "zero = 0");
+  if (p.mode != "sync" && p.tp > 1)
+    throw UsageError("paratorch: [parallel] tp = " + std::to_string(p.tp) + " runs with mode = \"sync\" only; set "
+                     "tp = 1 for mode = \"" + p.mode + "\"");
   if (p.mode == "hogwild")
     throw UsageError("paratorch: [parallel] mode = \"hogwild\" runs threads in one process through `paratorch train`, "
                      "not as a step-by-step engine; set mode = \"sync\" or \"ps\"");
@@ -47,6 +53,13 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   options.microbatches = config.parallel.microbatches;
   options.bucket_mb = config.parallel.bucket_mb;
   options.seed = static_cast<uint64_t>(config.train.seed);
+  if (groups.layout().tp > 1) {
+    // The caller's model is whole; tensor parallelism needs one built with
+    // the tp group, whose layers hold this rank's shards.
+    tensor_parallel::TensorParallelContext tp{groups.tp(), config.parallel.sequence_parallel};
+    return std::make_unique<TensorParallelEngine>(groups, models::make_model(config.model, tp), dataset, device,
+                                                  options, config.parallel.sequence_parallel);
+  }
   return std::make_unique<DataParallelEngine>(groups, std::move(model), dataset, device, options);
 }
 

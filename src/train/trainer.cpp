@@ -77,7 +77,7 @@ struct Trainer::Impl {
         batches(config.data.global_batch, 0, 1) {
     dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
     engine = make_engine(config, groups, models::make_model(config.model), *dataset, w.device());
-    optimizer = make_optimizer(config.optim, engine->named_parameters());
+    optimizer = engine->build_optimizer(config.optim);
     schedule = LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   }
 

@@ -46,6 +46,7 @@ Config config_with_every_key_changed() {
   c.parallel.dp = 3;
   c.parallel.pp = 2;
   c.parallel.tp = 2;
+  c.parallel.sequence_parallel = true;
   c.parallel.zero = 2;
   c.parallel.schedule = "interleaved";
   c.parallel.microbatches = 8;

@@ -147,5 +147,27 @@ TEST(Trainer, ResumeRefusesAnotherModel) {
   EXPECT_THROW(Trainer(test_world(), other).run(dir + "/a"), UsageError);
 }
 
+// A tensor-parallel checkpoint holds whole tensors (parameters and optimizer
+// state), so a tp=2 run resumed at tp=1 (dp=2) continues the same training.
+TEST(Trainer, TensorParallelCheckpointResumesInAnotherLayout) {
+  const std::string dir = shared_scratch("tp_resume");
+  const std::string corpus = write_text_corpus(dir);
+  Config tp2 = tiny_gpt(dir + "/tp2", corpus);
+  tp2.parallel.tp = 2;
+  tp2.parallel.dp = 1;
+  tp2.optim.name = "sgd";  // linear in the gradients: layouts agree to rounding
+  Trainer(test_world(), tp2).run();
+  Config dp2 = tiny_gpt(dir + "/dp2", corpus);
+  dp2.optim.name = "sgd";
+  Trainer(test_world(), dp2).run(dir + "/tp2/checkpoints/step-000003");
+  const Checkpoint a = read_checkpoint(dir + "/tp2"), b = read_checkpoint(dir + "/dp2");
+  ASSERT_EQ(b.step, 6);
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (const auto& [name, t] : a.model) {
+    ASSERT_EQ(t.sizes(), b.model.at(name).sizes()) << name << ": whole tensors in both checkpoints";
+    EXPECT_TRUE(torch::allclose(t, b.model.at(name), 1e-4, 1e-6)) << name;
+  }
+}
+
 }  // namespace
 }  // namespace paratorch::train
