@@ -45,6 +45,16 @@ class Engine {
   virtual int64_t parameter_count() = 0;
   /// One line for the start-up report.
   virtual std::string describe() = 0;
+
+  // Defaulted hooks (added for ZeRO, issue 6) so other engines compile unchanged.
+  /// The optimizer over named_parameters(). Engines that shard the optimizer
+  /// state (ZeRO) return their own: it updates shards, publishes the updated
+  /// parameters after each step, and still saves and loads full tensors.
+  virtual std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) {
+    return make_optimizer(options, named_parameters());
+  }
+  /// Extra numbers for metrics.jsonl at each logged step (e.g. loss_scale, skipped_steps).
+  virtual std::map<std::string, double> step_metrics() { return {}; }
 };
 
 /// The engine for `config`'s layout over `groups` (collective: builds DDP and

@@ -6,6 +6,7 @@
 // message saying what to set instead, never silently ignored.
 #include "train/data_parallel_engine.h"
 #include "train/engine.h"
+#include "train/zero_engine.h"
 
 #include <paratorch/errors.h>
 
@@ -20,10 +21,8 @@ void require_supported(const Config& config, torch::Device device) {
   const auto& p = config.parallel;
   if (p.pp > 1) refuse("[parallel] pp", std::to_string(p.pp), "pp = 1");
   if (p.tp > 1) refuse("[parallel] tp", std::to_string(p.tp), "tp = 1");
-  if (p.zero > 0) refuse("[parallel] zero", std::to_string(p.zero), "zero = 0");
   if (p.mode != "sync") refuse("[parallel] mode", "\"" + p.mode + "\"", "mode = \"sync\"");
-  if (config.train.precision != "fp32")
-    refuse("[train] precision", "\"" + config.train.precision + "\"", "precision = \"fp32\"");
+  zero::require_precision_supported(config.train.precision, device);
   if (config.comm.backend == "nccl" && !device.is_cuda())
     throw UsageError("paratorch: [comm] backend = \"nccl\" needs CUDA devices and this rank runs on " +
                      device.str() + "; set backend = \"auto\" or \"mpi\"");
@@ -35,6 +34,18 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
                                     std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
                                     torch::Device device) {
   require_supported(config, device);
+  // ZeRO stages, and any stage in mixed precision (fp32 masters), run on ZeroEngine.
+  if (config.parallel.zero > 0 || config.train.precision != "fp32") {
+    ZeroOptions zero;
+    zero.stage = config.parallel.zero;
+    zero.precision = config.train.precision;
+    zero.global_batch = config.data.global_batch;
+    zero.microbatches = config.parallel.microbatches;
+    zero.bucket_mb = config.parallel.bucket_mb;
+    zero.seed = static_cast<uint64_t>(config.train.seed);
+    zero.loss_scaling = config.train.precision == "fp16";
+    return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero);
+  }
   DataParallelOptions options;
   options.global_batch = config.data.global_batch;
   options.microbatches = config.parallel.microbatches;

@@ -11,6 +11,7 @@
 #include "train/generate.h"
 #include "train/lr_schedule.h"
 #include "train/run_history.h"
+#include "zero/memory_estimate.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
@@ -72,7 +73,7 @@ struct Trainer::Impl {
         batches(config.data.global_batch, 0, 1) {
     dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
     engine = make_engine(config, groups, models::make_model(config.model), *dataset, w.device());
-    optimizer = make_optimizer(config.optim, engine->named_parameters());
+    optimizer = engine->build_optimizer(config.optim);
     schedule = LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   }
 
@@ -172,6 +173,8 @@ void Trainer::Impl::announce(int64_t start) {
               world.size(), groups.layout().to_string().c_str(), engine->describe().c_str(), world.threads(),
               world.device().str().c_str(), static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
+  std::printf("paratorch train: estimated memory per rank: %s\n",
+              zero::estimate_memory(config, engine->parameter_count(), groups.layout().dp).line().c_str());
   std::fflush(stdout);
 }
 
@@ -222,6 +225,7 @@ void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double gra
   m.throughput = throughput(ms);
   m.throughput_unit = dataset->throughput_unit();
   m.grad_norm = grad_norm;
+  for (const auto& [key, value] : engine->step_metrics()) m.extra[key] = value;
   history.add_train(s, loss);
   if (eval) {
     m.extra["val_loss"] = eval->loss;
