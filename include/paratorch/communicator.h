@@ -34,6 +34,10 @@ struct CommOptions {
   /// shape and dtype (PARATORCH_DEBUG=1 turns it on). Costs one small
   /// all-gather per collective.
   bool debug_checks = false;
+  /// All-reduce large fp32/fp64 buffers through a shared-memory window when
+  /// every rank of the group is on one node (PARATORCH_SHM=0 turns it off;
+  /// then MPI_Allreduce carries everything).
+  bool shm_collectives = true;
   /// Throws UsageError when a value is out of range.
   void validate() const;
 };

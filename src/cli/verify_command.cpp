@@ -19,15 +19,17 @@ namespace {
 
 const std::vector<FlagSpec>& verify_flags() {
   static const std::vector<FlagSpec> flags = {
-      {"model", "NAME", "bundled model to check: gpt | mlp (small shapes)"},
-      {"config", "F.toml", "take model, layout, global batch, seed and buckets from a train config"},
+      {"model", "NAME", "bundled model to check, small shapes: gpt | mlp | mf"},
+      {"config", "F.toml", "check a train config's model, data, layout and [parallel] options"},
       {"layout", "dp=A,pp=B,tp=C", "layout to check (default dp=auto)"},
+      {"set", "section.key=value", "override one config key (repeatable), e.g. --set parallel.microbatches=4"},
       {"steps", "K", "optimizer steps to compare (default 3)"},
       {"global-batch", "B", "samples per step, whole job (default 16)"},
       {"seed", "S", "global seed (default 1234)"},
       {"bucket-mb", "MB", "DDP bucket size in MiB (default 25)"},
       {"optim", "NAME", "sgd (momentum 0.9, default) | adamw (see docs/verify.md)"},
-      {"lr", "LR", "learning rate (default 0.01)"},
+      {"lr", "LR", "learning rate, held constant (default 0.01)"},
+      {"grad-clip", "NORM", "clip the global gradient norm (default 1; 0 = off)"},
       {"timeout-s", "S", "deadline of every collective/receive in seconds (default 300)"},
       {"nproc", "N", "start N ranks under mpirun on this machine"},
       {"help", "", "show this help"},
@@ -35,50 +37,64 @@ const std::vector<FlagSpec>& verify_flags() {
   return flags;
 }
 
+/// The run to check: --config's or --model's defaults, then the flags, then --set.
+verify::VerifyOptions options_from(const Args& args) {
+  if (args.has("model") == args.has("config"))
+    throw UsageError("paratorch verify: give exactly one of --model NAME (gpt | mlp | mf) or --config F.toml");
+  train::Config base;
+  if (args.has("config")) {
+    base = train::load_config(*args.get("config"), {});
+  } else {
+    const std::string name = *args.get("model");
+    if (name != "gpt" && name != "mlp" && name != "mf")
+      throw UsageError("paratorch verify: unknown model '" + name + "'; valid models: gpt, mlp, mf " +
+                       "(or --config F.toml for any bundled model on its own data)");
+    base = verify::verify_config(name);
+  }
+  // The optimizer is verify's own (see VerifyOptions), whatever the config trains with.
+  base.optim.name = args.get_or("optim", "sgd");
+  base.optim.lr = args.get_double("lr", 0.01);
+  base.optim.weight_decay = 0.0;
+  base.optim.warmup_steps = 0;
+  base.optim.grad_clip = args.get_double("grad-clip", 1.0);
+  if (args.has("layout") || args.has("model")) {
+    Layout layout = Layout::parse(args.get_or("layout", "dp=auto"));
+    base.parallel.dp = layout.dp;
+    base.parallel.pp = layout.pp;
+    base.parallel.tp = layout.tp;
+  }
+  base.data.global_batch = static_cast<int>(args.get_int("global-batch", base.data.global_batch));
+  base.train.seed = args.get_int("seed", static_cast<long long>(base.train.seed));
+  base.parallel.bucket_mb = args.get_double("bucket-mb", base.parallel.bucket_mb);
+  verify::VerifyOptions options;
+  options.config = train::config_from_string(train::to_toml(base), args.all("set"));
+  options.steps = static_cast<int>(args.get_int("steps", 3));
+  return options;
+}
+
 }  // namespace
 
 int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   Args args("verify", verify_flags(), argl);
   if (args.has("help")) {
-    std::cout << "usage: paratorch verify (--model NAME | --config F.toml) [--layout dp=A,pp=B,tp=C] [--steps K] [--nproc N]\n\n"
+    std::cout << "usage: paratorch verify (--model NAME | --config F.toml) [--layout dp=A,pp=B,tp=C]\n"
+                 "                        [--set section.key=value ...] [--steps K] [--nproc N]\n\n"
                  "Runs the layout and the single-process reference on the same global batches\n"
                  "and compares losses and final parameters (1e-5 relative).\n\n"
               << format_flags(verify_flags());
     return 0;
   }
-  verify::VerifyOptions options;
-  if (args.has("model") == args.has("config"))
-    throw UsageError("paratorch verify: give exactly one of --model NAME (gpt | mlp) or --config F.toml");
-  if (args.has("config")) {  // the config's model in its own layout; flags below still override
-    const train::Config config = train::load_config(*args.get("config"), {});
-    if (config.model.name != "gpt" && config.model.name != "mlp")
-      throw UsageError("paratorch verify: model \"" + config.model.name +
-                       "\" cannot be verified yet (verify runs gpt and mlp on synthetic data)");
-    options.model = config.model;
-    options.layout = Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp};
-    options.global_batch = config.data.global_batch;
-    options.seed = static_cast<uint64_t>(config.train.seed);
-    options.bucket_mb = config.parallel.bucket_mb;
-  } else {
-    options.model = verify::small_model(*args.get("model"));
-  }
-  options.model.validate();
-  if (args.has("layout") || args.has("model")) options.layout = Layout::parse(args.get_or("layout", "dp=auto"));
-  options.steps = static_cast<int>(args.get_int("steps", 3));
-  options.global_batch = args.get_int("global-batch", options.global_batch);
-  options.seed = static_cast<uint64_t>(args.get_int("seed", static_cast<long long>(options.seed)));
-  options.bucket_mb = args.get_double("bucket-mb", options.bucket_mb);
-  options.optimizer = args.get_or("optim", "sgd");
-  options.lr = args.get_double("lr", options.lr);
+  verify::VerifyOptions options = options_from(args);
   WorldOptions world_options;
   world_options.comm.timeout_s = args.get_double("timeout-s", world_options.comm.timeout_s);
   // Check what can be checked before starting MPI, so bad input fails fast.
   options.validate();
   world_options.validate();
+  const auto& par = options.config.parallel;
   int ranks = under_mpi_launcher() ? launcher_world_size() : static_cast<int>(args.get_int("nproc", 1));
   if (ranks >= 1) {  // a layout that does not factor, or a batch that does not divide, fails before MPI starts
-    Layout resolved = options.layout.resolve(ranks);
-    DistributedSampler(options.global_batch, 0, resolved.dp);
+    Layout resolved = Layout{par.dp, par.pp, par.tp}.resolve(ranks);
+    DistributedSampler(options.config.data.global_batch, 0, resolved.dp);
   }
   maybe_relaunch("verify", argl);
 

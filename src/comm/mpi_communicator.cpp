@@ -67,6 +67,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, CommOptions op
 
 MpiCommunicator::~MpiCommunicator() {
   queue_.reset();  // drains and joins the communication thread first
+  shm_.reset();    // the window belongs to comm_
   if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -123,12 +124,26 @@ void MpiCommunicator::check_peer(int peer, const char* what) const {
                      " is outside group '" + name_ + "' of size " + std::to_string(size_));
 }
 
+ShmAllReduce* MpiCommunicator::shm_for(const torch::Tensor& host) {
+  if (!options_.shm_collectives || !ShmAllReduce::suits(host)) return nullptr;
+  if (shm_state_ == ShmState::kUntried) {
+    shm_ = ShmAllReduce::create(comm_);
+    shm_state_ = shm_ ? ShmState::kOn : ShmState::kOff;
+  }
+  return shm_.get();
+}
+
 PendingOp MpiCommunicator::make_all_reduce(torch::Tensor tensor, ReduceOp op) {
   OpInfo info = collective_info("all_reduce", tensor);
   MPI_Comm comm = comm_;
   int size = size_;
   return with_debug_check(std::move(info), [=]() mutable {
     StagedBuffer b = stage(tensor, /*for_reduction=*/true, /*written=*/true);
+    if (ShmAllReduce* shm = shm_for(b.host)) {  // every rank on this node: no MPI transfer
+      shm->run(b.host, op);
+      b.copy_back();
+      return;
+    }
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, b.data(), b.count(), b.mpi_type(), mpi_op_of(op), comm),
               "all_reduce");
     if (op == ReduceOp::kAvg) divide_in_place(b.host, size);

@@ -6,6 +6,7 @@
 // polls under a deadline. Requires MPI_THREAD_MULTIPLE (World checks).
 #pragma once
 #include "comm/op_queue.h"
+#include "comm/shm_all_reduce.h"
 #include <paratorch/communicator.h>
 
 #include <mpi.h>
@@ -61,6 +62,9 @@ class MpiCommunicator : public Communicator {
   WorkHandle submit(PendingOp op);  // on the communication thread
   void run_now(PendingOp op);       // blocking; on the caller when idle
   void check_peer(int peer, const char* what) const;
+  /// The shared-memory path for `host`, created on first use (collective:
+  /// every rank reaches it at the same all-reduce); nullptr means MPI.
+  ShmAllReduce* shm_for(const torch::Tensor& host);
 
   MPI_Comm comm_;
   std::string name_;
@@ -69,6 +73,9 @@ class MpiCommunicator : public Communicator {
   std::vector<int> world_ranks_;
   std::atomic<uint64_t> sequence_{0};
   std::atomic<uint64_t> p2p_sequence_{0};
+  enum class ShmState { kUntried, kOn, kOff };
+  ShmState shm_state_ = ShmState::kUntried;  // touched only by the op being run
+  std::unique_ptr<ShmAllReduce> shm_;
   std::unique_ptr<OpQueue> queue_;
 };
 

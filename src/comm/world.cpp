@@ -125,6 +125,8 @@ void WorldOptions::validate() const {
 
 World::World(int& argc, char**& argv, WorldOptions options) : options_(options) {
   options_.comm.debug_checks = options_.comm.debug_checks || env_flag("PARATORCH_DEBUG");
+  if (const char* shm = std::getenv("PARATORCH_SHM"); shm && std::string(shm) == "0")
+    options_.comm.shm_collectives = false;
   options_.validate();
   if (options_.tune_malloc) keep_large_blocks_in_heap();
 

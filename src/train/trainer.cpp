@@ -1,6 +1,7 @@
 // src/train/trainer.cpp — the training loop. Read Trainer::run top to bottom:
 // set-up, then one iteration per optimizer step, then the end-of-run outputs.
 #include "train/trainer.h"
+#include "train/train_step.h"
 
 #include "data/dataset.h"
 #include "report/metrics.h"
@@ -181,21 +182,9 @@ void Trainer::Impl::announce(int64_t start) {
 // ---- one step -------------------------------------------------------------------
 
 double Trainer::Impl::step(int64_t s, double* grad_norm) {
-  const double lr = schedule.at(s);
-  auto params = engine->named_parameters();
-  zero_gradients(params);
-  // Forward and backward of this rank's share; gradients arrive averaged
-  // over the global batch (the engine's reduction overlaps backward).
-  const double loss = engine->forward_backward(batches.global_indices(s));
-  if (!std::isfinite(loss))
-    throw RuntimeFailure("paratorch: the loss is " + std::to_string(loss) + " at step " + std::to_string(s + 1) +
-                         "; lower [optim] lr or set [optim] grad_clip");
-  std::vector<torch::Tensor> tensors;
-  for (auto& [name, p] : params) tensors.push_back(p);
-  *grad_norm = clip_grad_norm(tensors, config.optim.grad_clip, engine->grad_norm_across());
-  report::Tracer::Span span("optimizer", "compute");
-  optimizer->step(lr);
-  return loss;
+  StepResult r = take_step(*engine, *optimizer, batches.global_indices(s), schedule.at(s), config.optim.grad_clip, s + 1);
+  *grad_norm = r.grad_norm;
+  return r.loss;
 }
 
 EvalResult Trainer::Impl::validate() {

@@ -1,15 +1,15 @@
 // src/verify/equivalence.cpp — see equivalence.h.
 #include "verify/equivalence.h"
 
-#include "data/synthetic.h"
+#include "data/dataset.h"
+#include "train/engine.h"
+#include "train/train_step.h"
 #include <paratorch/compat.h>
-#include <paratorch/ddp.h>
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
 #include <cmath>
 #include <cstdio>
-#include <sstream>
 
 namespace paratorch::verify {
 namespace {
@@ -21,37 +21,38 @@ double rel_tensor_diff(const torch::Tensor& a, const torch::Tensor& ref) {
   return (a - ref).norm().item<double>() / denom;
 }
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(torch::nn::Module& m, const VerifyOptions& o) {
-  if (o.optimizer == "adamw")
-    return std::make_unique<torch::optim::AdamW>(
-        m.parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-  return std::make_unique<torch::optim::SGD>(
-      m.parameters(), torch::optim::SGDOptions(o.lr).momentum(0.9).weight_decay(o.weight_decay));
-}
+/// The single-process reference: the bundled model as a user would train it
+/// in one process, with none of paratorch's parallel machinery.
+struct Reference {
+  std::shared_ptr<models::BundledModel> model;
+  std::unique_ptr<train::Optimizer> optimizer;
+  train::NamedTensors params;
 
-/// One optimizer step; returns the local mean loss.
-double train_step(models::BundledModel& model, torch::optim::Optimizer& opt, const models::Batch& b) {
-  compat::zero_grad_in_place(model.parameters());
-  auto loss = model.loss(b);
-  loss.backward();
-  opt.step();
-  return loss.item<double>();
-}
+  Reference(const train::Config& config, torch::Device device) : model(models::make_model(config.model)) {
+    model->initialize(static_cast<uint64_t>(config.train.seed));
+    model->to(device);
+    for (const auto& item : model->named_parameters(true)) params.emplace_back(item.key(), item.value());
+    optimizer = train::make_optimizer(config.optim, params);
+  }
+
+  double step(models::Batch batch, torch::Device device, const train::OptimSection& optim) {
+    train::zero_gradients(params);
+    auto loss = model->loss({batch.input.to(device), batch.target.to(device)});
+    loss.backward();
+    std::vector<torch::Tensor> tensors;
+    for (auto& [name, p] : params) tensors.push_back(p);
+    train::clip_grad_norm(tensors, optim.grad_clip);
+    optimizer->step(optim.lr);
+    return loss.item<double>();
+  }
+};
 
 }  // namespace
 
 void VerifyOptions::validate() const {
-  model.validate();
+  config.validate();
   if (steps < 1) throw UsageError("paratorch: --steps must be >= 1, got " + std::to_string(steps));
-  if (global_batch < 1)
-    throw UsageError("paratorch: --global-batch must be >= 1, got " + std::to_string(global_batch));
-  if (!(lr > 0)) throw UsageError("paratorch: --lr must be > 0, got " + std::to_string(lr));
-  if (!(bucket_mb > 0)) throw UsageError("paratorch: --bucket-mb must be > 0, got " + std::to_string(bucket_mb));
-  if (optimizer != "sgd" && optimizer != "adamw")
-    throw UsageError("paratorch: unknown optimizer '" + optimizer + "'; valid: sgd, adamw");
-  if (layout.pp != 1 || layout.tp != 1)
-    throw UsageError("paratorch: verify supports data-parallel layouts (pp=1, tp=1) in this "
-                     "version; got " + layout.to_string());
+  if (!(tolerance > 0)) throw UsageError("paratorch: verify tolerance must be > 0");
 }
 
 models::ModelConfig small_model(const std::string& name) {
@@ -59,10 +60,25 @@ models::ModelConfig small_model(const std::string& name) {
   c.name = name;
   if (name == "gpt") {
     c.n_layers = 2; c.d_model = 64; c.n_heads = 4; c.seq_len = 32; c.vocab_size = 256;
+  } else if (name == "mf") {
+    c.n_users = 64; c.n_items = 48; c.n_factors = 8;
   } else {
     c.n_layers = 2; c.d_model = 64; c.d_in = 32; c.n_classes = 10;
   }
   return c;
+}
+
+train::Config verify_config(const std::string& name) {
+  train::Config config;
+  static_cast<models::ModelConfig&>(config.model) = small_model(name);
+  config.data.source = name == "mf" ? "mf_synthetic" : "synthetic";
+  config.data.global_batch = 16;
+  config.optim.name = "sgd";
+  config.optim.lr = 0.01;
+  config.optim.weight_decay = 0.0;
+  config.optim.warmup_steps = 0;
+  config.optim.grad_clip = 1.0;
+  return config;
 }
 
 std::string VerifyResult::summary_line() const {
@@ -75,60 +91,44 @@ std::string VerifyResult::summary_line() const {
 
 VerifyResult run_equivalence(World& world, const VerifyOptions& options, bool progress) {
   options.validate();
+  const train::Config& config = options.config;
+  const auto& par = config.parallel;
   VerifyResult result;
-  ProcessGroups groups(world.comm(), options.layout);
+  ProcessGroups groups(world.comm(), Layout{par.dp, par.pp, par.tp});
   result.layout = groups.layout();
   const bool is_root = world.rank() == 0;
-  const uint64_t data_seed = derive_seed(options.seed, "data");
-  DistributedSampler sampler(options.global_batch, groups.coords().dp, groups.layout().dp);
+  const auto seed = static_cast<uint64_t>(config.train.seed);
+  auto dataset = data::make_dataset(config.data.source, config.model, seed);  // as the trainer
+  DistributedSampler batches(config.data.global_batch, 0, 1);  // global view; engines take their slice
 
-  // The layout run: every rank builds the model from the same full-shape
-  // initialization and trains under DDP on its slice of each global batch.
-  auto model = models::make_model(options.model);
-  model->initialize(options.seed);
-  model->to(world.device());
-  DDPOptions ddp_options;
-  ddp_options.bucket_mb = options.bucket_mb;
-  DistributedDataParallel ddp(model, groups.dp(), ddp_options);
-  auto opt = make_optimizer(*model, options);
-
-  // The reference: one process, whole model, whole global batch (rank 0).
-  std::shared_ptr<models::BundledModel> reference;
-  std::unique_ptr<torch::optim::Optimizer> ref_opt;
-  if (is_root) {
-    reference = models::make_model(options.model);
-    reference->initialize(options.seed);
-    reference->to(world.device());
-    ref_opt = make_optimizer(*reference, options);
-  }
+  // The layout run, built and stepped as the trainer does.
+  auto engine = train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device());
+  auto optimizer = train::make_optimizer(config.optim, engine->named_parameters());
+  std::unique_ptr<Reference> reference;
+  if (is_root) reference = std::make_unique<Reference>(config, world.device());
 
   if (is_root && progress) std::printf("%6s %16s %16s %12s\n", "step", "layout_loss", "reference_loss", "rel_diff");
   for (int step = 0; step < options.steps; ++step) {
-    auto local = data::synthetic_batch(options.model, sampler.local_indices(step), data_seed);
-    local.input = local.input.to(world.device());
-    local.target = local.target.to(world.device());
-    double local_loss = train_step(*model, *opt, local);
-    // The global loss is the mean over the global batch: average the replicas' means.
-    auto loss = torch::tensor({local_loss}, torch::kDouble);
-    groups.dp()->all_reduce(loss, ReduceOp::kAvg);
+    const auto ids = batches.global_indices(step);
+    double loss = train::take_step(*engine, *optimizer, ids, config.optim.lr, config.optim.grad_clip, step + 1).loss;
     if (!is_root) continue;
-    auto full = data::synthetic_batch(options.model, sampler.global_indices(step), data_seed);
-    full.input = full.input.to(world.device());
-    full.target = full.target.to(world.device());
-    StepLosses s{loss.item<double>(), train_step(*reference, *ref_opt, full)};
+    StepLosses s{loss, reference->step(dataset->train_batch(ids), world.device(), config.optim)};
     result.losses.push_back(s);
     double d = rel_diff(s.layout, s.reference);
     result.max_rel_loss_diff = std::max(result.max_rel_loss_diff, d);
     if (progress) std::printf("%6d %16.8f %16.8f %12.3e\n", step, s.layout, s.reference, d);
   }
 
+  auto layout_params = engine->full_parameters();  // collective: every rank takes part
   if (is_root) {
-    auto ref_params = reference->named_parameters(true);
-    for (const auto& item : model->named_parameters(true)) {
-      double d = rel_tensor_diff(item.value().detach().cpu(), ref_params[item.key()].detach().cpu());
+    for (const auto& [name, ref] : reference->params) {
+      auto it = layout_params.find(name);
+      if (it == layout_params.end())
+        throw RuntimeFailure("paratorch verify: the layout run has no parameter '" + name + "'");
+      double d = rel_tensor_diff(it->second.detach().cpu(), ref.detach().cpu());
       if (d >= result.max_rel_param_diff) {
         result.max_rel_param_diff = d;
-        result.worst_param = item.key();
+        result.worst_param = name;
       }
     }
     result.pass = result.max_rel_loss_diff <= options.tolerance &&

@@ -1,12 +1,14 @@
 // src/verify/equivalence.h — the layout-equivalence check behind `paratorch verify`.
 //
 // Runs K optimizer steps twice on the same global batches: once in the
-// requested layout across the job's ranks, once as the single-process
-// reference on rank 0 (whole model, whole global batch). Compares the loss of
-// every step and every parameter at the end. DESIGN.md's central test:
-// equal up to float summation order (1e-5 relative in fp32).
+// requested layout across the job's ranks — through train::make_engine and
+// train::take_step, exactly as `paratorch train` steps — and once as the
+// single-process reference on rank 0 (plain model, whole global batch, no
+// paratorch parallel code at all). Compares the loss of every step and every
+// parameter at the end. DESIGN.md's central test: equal up to float
+// summation order (1e-5 relative in fp32).
 #pragma once
-#include "models/model.h"
+#include "train/config.h"
 #include <paratorch/layout.h>
 #include <paratorch/world.h>
 
@@ -17,28 +19,28 @@
 namespace paratorch::verify {
 
 struct VerifyOptions {
-  models::ModelConfig model;
-  Layout layout;
+  /// Model, data source, global batch, layout and every [parallel] option,
+  /// optimizer, seed: the run that is checked. [optim] lr is held constant.
+  /// SGD (momentum 0.9) is verify's default optimizer because it is linear
+  /// in the gradients, so summation-order noise stays at rounding level.
+  /// AdamW divides by sqrt(v) + eps: a parameter whose exact gradient is zero
+  /// (gpt's attention key bias — softmax ignores a shift shared by all keys)
+  /// gets gradients of pure rounding noise (~4e-12 per element), which AdamW
+  /// turns into steps of about lr * |g| / (|g| + eps) ~ 4e-4 lr — ~1e8 times
+  /// the SGD step, with a sign set by summation order. Measured: dp=2 AdamW
+  /// matches losses to 4e-8 but that bias only to ~1.7e-4.
+  train::Config config;
   int steps = 3;
-  int64_t global_batch = 16;
-  uint64_t seed = 1234;
-  /// "sgd" (momentum 0.9) or "adamw". SGD is the default because it is
-  /// linear in the gradients, so summation-order noise stays at rounding
-  /// level. AdamW divides by sqrt(v) + eps: a parameter whose exact gradient
-  /// is zero (gpt's attention key bias — softmax ignores a shift shared by
-  /// all keys) gets gradients of pure rounding noise (~4e-12 per element),
-  /// which AdamW turns into steps of about lr * |g| / (|g| + eps) ~ 4e-4 lr —
-  /// ~1e8 times the SGD step, with a sign set by summation order. Measured:
-  /// dp=2 AdamW matches losses to 4e-8 but that bias only to ~1.7e-4.
-  std::string optimizer = "sgd";
-  double lr = 0.01;
-  double weight_decay = 0.0;
-  double bucket_mb = 25.0;
   double tolerance = 1e-5;
   void validate() const;
 };
 
-/// Small model shapes for `verify --model NAME`: quick on two cores.
+/// verify's defaults for bundled model `name`: small shapes (quick on two
+/// cores), its synthetic data, SGD lr 0.01 without weight decay or warm-up,
+/// gradient clipping at norm 1 (so the layout's global norm is exercised).
+train::Config verify_config(const std::string& name);
+
+/// Small model shapes for `verify --model NAME`.
 models::ModelConfig small_model(const std::string& name);
 
 struct StepLosses {
@@ -46,12 +48,12 @@ struct StepLosses {
 };
 
 struct VerifyResult {
-  Layout layout;               // resolved
+  Layout layout;                   // resolved
   std::vector<StepLosses> losses;  // rank 0 only
   double max_rel_loss_diff = 0;
   double max_rel_param_diff = 0;
   std::string worst_param;
-  bool pass = false;           // agreed on every rank
+  bool pass = false;  // agreed on every rank
   /// "verify: layout=... steps=K max_rel_loss_diff=X max_rel_param_diff=Y PASS"
   std::string summary_line() const;
 };

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "mpi_test_env.h"
+#include "comm/shm_all_reduce.h"
 #include <paratorch/errors.h>
 
 using paratorch::ReduceOp;
@@ -41,6 +42,47 @@ TEST(Communicator, AllReduceNonContiguousAndBFloat16AreWrittenBack) {
   comm->all_reduce(h);
   EXPECT_EQ(h.scalar_type(), torch::kBFloat16);
   EXPECT_FLOAT_EQ(h[0].item<float>(), 1.5f * N());
+}
+
+// The shared-memory all-reduce (shm_all_reduce.h) with 64 KiB chunks, so a
+// modest buffer crosses several chunks and both buffers: every op, both
+// dtypes. Each rank's values differ per element, so a slice reduced from the
+// wrong slot or chunk shows; results must be bitwise equal across ranks.
+TEST(Communicator, SharedMemoryAllReduceMatchesElementwiseReference) {
+  auto shm = paratorch::comm::ShmAllReduce::create(MPI_COMM_WORLD, 64 * 1024);
+  ASSERT_TRUE(shm) << "the test's ranks share one node, so the window must exist";
+  auto comm = test_world().comm();
+  const int64_t n = 5 * 64 * 1024 / 4 + 777;  // 5 chunks of fp32 and a tail
+  auto values_of = [n](int rank, torch::ScalarType type) {
+    return (torch::arange(n, torch::kDouble).remainder(1009) * 0.001 + rank * 0.25 - 0.3).to(type);
+  };
+  for (auto type : {torch::kFloat, torch::kDouble}) {
+    std::vector<torch::Tensor> all;
+    for (int q = 0; q < N(); ++q) all.push_back(values_of(q, type));
+    auto stacked = torch::stack(all);
+    for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin}) {
+      auto t = values_of(R(), type);
+      shm->run(t, op);
+      torch::Tensor want;
+      if (op == ReduceOp::kSum) want = stacked.sum(0);
+      if (op == ReduceOp::kAvg) want = stacked.sum(0) / N();
+      if (op == ReduceOp::kMax) want = std::get<0>(stacked.max(0));
+      if (op == ReduceOp::kMin) want = std::get<0>(stacked.min(0));
+      EXPECT_TRUE(torch::allclose(t, want, 1e-6, 1e-6)) << "op " << static_cast<int>(op) << " " << type;
+      auto rank0 = t.clone();
+      comm->broadcast(rank0, 0);
+      EXPECT_TRUE(torch::equal(t, rank0)) << "ranks disagree bitwise, op " << static_cast<int>(op);
+    }
+  }
+}
+
+// A buffer above the threshold goes the shared-memory way inside all_reduce.
+TEST(Communicator, LargeAllReduceThroughTheCommunicator) {
+  auto comm = test_world().comm();
+  auto t = torch::full({paratorch::comm::ShmAllReduce::kMinBytes / 4 + 3}, static_cast<float>(R() + 1));
+  ASSERT_TRUE(paratorch::comm::ShmAllReduce::suits(t));
+  comm->all_reduce(t, ReduceOp::kAvg);
+  EXPECT_TRUE(torch::equal(t, torch::full_like(t, (N() + 1) / 2.0f)));
 }
 
 TEST(Communicator, BroadcastFromLastRank) {

@@ -1,0 +1,53 @@
+// src/comm/shm_reduce_kernel.cpp — the element loops of the shared-memory
+// all-reduce (shm_all_reduce.h). Plain loops the compiler vectorizes: they run
+// on the communication thread, which must not start torch's thread pool.
+// Compiled alone with -fno-math-errno (CMake's *_kernel.cpp rule).
+#include "comm/shm_all_reduce.h"
+
+#include <algorithm>
+
+namespace paratorch::comm {
+namespace {
+
+template <typename T>
+void reduce_impl(const T* const* sources, int n_sources, T* dst, int64_t n, ReduceOp op) {
+  // Blocks keep dst in L1 while each source streams through it once.
+  constexpr int64_t kBlock = 2048;
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t len = std::min(kBlock, n - start);
+    T* __restrict__ out = dst + start;
+    const T* __restrict__ first = sources[0] + start;
+    if (out != first)
+      for (int64_t i = 0; i < len; ++i) out[i] = first[i];
+    for (int s = 1; s < n_sources; ++s) {
+      const T* __restrict__ in = sources[s] + start;
+      switch (op) {
+        case ReduceOp::kSum:
+        case ReduceOp::kAvg:
+          for (int64_t i = 0; i < len; ++i) out[i] += in[i];
+          break;
+        case ReduceOp::kMax:
+          for (int64_t i = 0; i < len; ++i) out[i] = out[i] < in[i] ? in[i] : out[i];
+          break;
+        case ReduceOp::kMin:
+          for (int64_t i = 0; i < len; ++i) out[i] = in[i] < out[i] ? in[i] : out[i];
+          break;
+      }
+    }
+    if (op == ReduceOp::kAvg) {
+      const T divisor = static_cast<T>(n_sources);
+      for (int64_t i = 0; i < len; ++i) out[i] /= divisor;
+    }
+  }
+}
+
+}  // namespace
+
+void reduce_slices(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op) {
+  reduce_impl(sources, n_sources, dst, n, op);
+}
+void reduce_slices(const double* const* sources, int n_sources, double* dst, int64_t n, ReduceOp op) {
+  reduce_impl(sources, n_sources, dst, n, op);
+}
+
+}  // namespace paratorch::comm

@@ -1,0 +1,29 @@
+// src/train/train_step.cpp — see train_step.h.
+#include "train/train_step.h"
+
+#include "report/trace.h"
+#include <paratorch/errors.h>
+
+#include <cmath>
+
+namespace paratorch::train {
+
+StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<int64_t>& ids, double lr,
+                     double grad_clip, int64_t step_number) {
+  auto params = engine.named_parameters();
+  zero_gradients(params);
+  StepResult result;
+  result.loss = engine.forward_backward(ids);
+  if (!std::isfinite(result.loss))
+    throw RuntimeFailure("paratorch: the loss is " + std::to_string(result.loss) + " at step " +
+                         std::to_string(step_number) + "; lower [optim] lr or set [optim] grad_clip");
+  std::vector<torch::Tensor> tensors;
+  tensors.reserve(params.size());
+  for (auto& [name, p] : params) tensors.push_back(p);
+  result.grad_norm = clip_grad_norm(tensors, grad_clip, engine.grad_norm_across());
+  report::Tracer::Span span("optimizer", "compute");
+  optimizer.step(lr);
+  return result;
+}
+
+}  // namespace paratorch::train
