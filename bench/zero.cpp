@@ -8,6 +8,7 @@
 // optimizer state (measured: the tensors the engine and optimizer hold after a
 // step), the formula of ZeRO §3.1 for fp32 (4+4+8 bytes per parameter,
 // divided per stage) and their ratio, peak resident memory (max over ranks),
+// the runtime's own resident memory before the model exists (libtorch + MPI),
 // and the median step time over the timed steps.
 #include "data/dataset.h"
 #include "train/engine.h"
@@ -26,6 +27,16 @@
 using namespace paratorch;
 
 namespace {
+
+// Resident memory now (/proc/self/statm), for the runtime's own share before the model exists.
+double current_rss_mib() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * 4096.0 / (1024.0 * 1024.0);
+}
 
 double peak_rss_mib() {
   rusage usage{};
@@ -50,6 +61,7 @@ train::ModelStateBytes measure_ddp(train::Engine& engine, const train::Optimizer
 
 int main(int argc, char** argv) {
   World world(argc, argv);
+  const double runtime_rss = current_rss_mib();  // libtorch + MPI, before any model state
   const int stage = argc > 1 ? std::atoi(argv[1]) : 0;
   const int warmup = 1, steps = std::getenv("BENCH_STEPS") ? std::atoi(std::getenv("BENCH_STEPS")) : 3;
   train::Config c;
@@ -86,16 +98,17 @@ int main(int argc, char** argv) {
   auto* zero = dynamic_cast<train::ZeroEngine*>(engine.get());
   const train::ModelStateBytes held = zero ? zero->model_state_bytes() : measure_ddp(*engine, *optimizer);
   const auto formula = zero::estimate_memory(c, engine->parameter_count(), world.size());
-  auto stats = torch::tensor({static_cast<double>(held.total()), peak_rss_mib()}, torch::kDouble);
+  auto stats = torch::tensor({static_cast<double>(held.total()), peak_rss_mib(), runtime_rss}, torch::kDouble);
   world.comm()->all_reduce(stats, ReduceOp::kMax);
   if (world.rank() == 0) {
     const double mib = 1024.0 * 1024.0;
     std::printf("zero: dp=%d stage=%d params=%.1fM state_MiB=%.1f (p %.1f g %.1f o %.1f) formula_MiB=%.1f ratio=%.3f "
-                "peak_rss_MiB=%.0f step_ms=%.0f\n",
+                "peak_rss_MiB=%.0f runtime_rss_MiB=%.0f step_ms=%.0f\n",
                 world.size(), stage, static_cast<double>(engine->parameter_count()) / 1e6, stats[0].item<double>() / mib,
                 static_cast<double>(held.parameters) / mib, static_cast<double>(held.gradients) / mib,
                 static_cast<double>(held.optimizer) / mib, formula.model_state() / mib,
-                stats[0].item<double>() / formula.model_state(), stats[1].item<double>(), ms[ms.size() / 2]);
+                stats[0].item<double>() / formula.model_state(), stats[1].item<double>(), stats[2].item<double>(),
+                ms[ms.size() / 2]);
   }
   return 0;
 }

@@ -22,6 +22,7 @@ const std::vector<FlagSpec>& verify_flags() {
       {"model", "NAME", "bundled model to check, small shapes: gpt | mlp | mf"},
       {"config", "F.toml", "check a train config's model, data, layout and [parallel] options"},
       {"layout", "dp=A,pp=B,tp=C", "layout to check (default dp=auto)"},
+      {"zero", "S", "ZeRO stage 0..3 (default 0, or the config's; docs/zero.md)"},
       {"set", "section.key=value", "override one config key (repeatable), e.g. --set parallel.microbatches=4"},
       {"steps", "K", "optimizer steps to compare (default 3)"},
       {"global-batch", "B", "samples per step, whole job (default 16)"},
@@ -66,6 +67,7 @@ verify::VerifyOptions options_from(const Args& args) {
   base.data.global_batch = static_cast<int>(args.get_int("global-batch", base.data.global_batch));
   base.train.seed = args.get_int("seed", static_cast<long long>(base.train.seed));
   base.parallel.bucket_mb = args.get_double("bucket-mb", base.parallel.bucket_mb);
+  base.parallel.zero = static_cast<int>(args.get_int("zero", base.parallel.zero));
   verify::VerifyOptions options;
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
