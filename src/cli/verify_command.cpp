@@ -24,6 +24,7 @@ const std::vector<FlagSpec>& verify_flags() {
       {"model", "NAME", "bundled model to check, small shapes: gpt | mlp | mf"},
       {"config", "F.toml", "check a train config's model, data, layout and [parallel] options"},
       {"layout", "dp=A,pp=B,tp=C", "layout to check (default dp=auto)"},
+      {"zero", "S", "ZeRO stage 0..3 (default 0, or the config's; docs/zero.md)"},
       {"set", "section.key=value", "override one config key (repeatable), e.g. --set parallel.microbatches=4"},
       {"schedule", "NAME", "pipeline schedule: gpipe | 1f1b | interleaved ([parallel] schedule)"},
       {"microbatches", "M", "micro-batches per step ([parallel] microbatches)"},
@@ -80,6 +81,7 @@ verify::VerifyOptions options_from(const Args& args) {
   base.parallel.schedule = args.get_or("schedule", base.parallel.schedule);
   base.parallel.microbatches = static_cast<int>(args.get_int("microbatches", base.parallel.microbatches));
   base.parallel.virtual_stages = static_cast<int>(args.get_int("virtual-stages", base.parallel.virtual_stages));
+  base.parallel.zero = static_cast<int>(args.get_int("zero", base.parallel.zero));
   verify::VerifyOptions options;
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));

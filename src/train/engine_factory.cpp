@@ -9,6 +9,7 @@
 #include "train/pipeline_engine.h"
 #include "train/engine.h"
 #include "train/tensor_parallel_engine.h"
+#include "train/zero_engine.h"
 
 #include <paratorch/errors.h>
 
@@ -24,15 +25,21 @@ void require_supported(const Config& config, torch::Device device) {
   if (p.pp > 1 && p.tp > 1)
     throw UsageError("paratorch: [parallel] pp = " + std::to_string(p.pp) + " with tp = " + std::to_string(p.tp) +
                      " (pipeline x tensor parallelism) is not supported by this build yet; set pp = 1 or tp = 1");
-  if (p.zero > 0) refuse("[parallel] zero", std::to_string(p.zero), "zero = 0");
+  if (p.zero > 0 && (p.pp > 1 || p.tp > 1))
+    refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp) + ", tp = " +
+           std::to_string(p.tp), "zero = 0, or pp = 1 and tp = 1");
+  if (config.train.precision != "fp32" && (p.pp > 1 || p.tp > 1 || p.mode != "sync"))
+    refuse("[train] precision", "\"" + config.train.precision + "\" with pp/tp > 1 or mode = \"" + p.mode + "\"",
+           "precision = \"fp32\"");
+  if (p.zero > 0 && p.mode != "sync")
+    refuse("[parallel] zero", std::to_string(p.zero) + " with mode = \"" + p.mode + "\"", "zero = 0");
   if (p.mode != "sync" && p.tp > 1)
     throw UsageError("paratorch: [parallel] tp = " + std::to_string(p.tp) + " runs with mode = \"sync\" only; set "
                      "tp = 1 for mode = \"" + p.mode + "\"");
   if (p.mode == "hogwild")
     throw UsageError("paratorch: [parallel] mode = \"hogwild\" runs threads in one process through `paratorch train`, "
                      "not as a step-by-step engine; set mode = \"sync\" or \"ps\"");
-  if (config.train.precision != "fp32")
-    refuse("[train] precision", "\"" + config.train.precision + "\"", "precision = \"fp32\"");
+  zero::require_precision_supported(config.train.precision, device);
   if (config.comm.backend == "nccl" && !device.is_cuda())
     throw UsageError("paratorch: [comm] backend = \"nccl\" needs CUDA devices and this rank runs on " +
                      device.str() + "; set backend = \"auto\" or \"mpi\"");
@@ -48,6 +55,18 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   if (config.parallel.mode == "ps") return std::make_unique<async::PsEngine>(config, groups, std::move(model), dataset);
   if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1)
     return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
+  // ZeRO stages, and any stage in mixed precision (fp32 masters), run on ZeroEngine.
+  if (config.parallel.zero > 0 || config.train.precision != "fp32") {
+    ZeroOptions zero;
+    zero.stage = config.parallel.zero;
+    zero.precision = config.train.precision;
+    zero.global_batch = config.data.global_batch;
+    zero.microbatches = config.parallel.microbatches;
+    zero.bucket_mb = config.parallel.bucket_mb;
+    zero.seed = static_cast<uint64_t>(config.train.seed);
+    zero.loss_scaling = config.train.precision == "fp16";
+    return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero);
+  }
   DataParallelOptions options;
   options.global_batch = config.data.global_batch;
   options.microbatches = config.parallel.microbatches;

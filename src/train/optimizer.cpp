@@ -10,7 +10,16 @@
 namespace paratorch::train {
 namespace {
 
-bool decays(const torch::Tensor& p) { return p.dim() >= 2; }
+// The default weight-decay rule (optimizer.h); `given` overrides it when not empty.
+std::vector<bool> decay_flags(const NamedTensors& params, std::vector<bool> given) {
+  if (!given.empty()) {
+    TORCH_CHECK(given.size() == params.size(), "decay flags for ", given.size(), " of ", params.size(),
+                " parameters");
+    return given;
+  }
+  for (const auto& item : params) given.push_back(item.second.dim() >= 2);
+  return given;
+}
 
 torch::Tensor find_state(const std::map<std::string, torch::Tensor>& state, const std::string& key,
                          const torch::Tensor& like) {
@@ -31,7 +40,8 @@ int64_t find_step(const std::map<std::string, torch::Tensor>& state) {
 
 class AdamW final : public Optimizer {
  public:
-  AdamW(const OptimSection& o, NamedTensors params) : options_(o), params_(std::move(params)) {
+  AdamW(const OptimSection& o, NamedTensors params, std::vector<bool> decay)
+      : options_(o), params_(std::move(params)), decay_(decay_flags(params_, std::move(decay))) {
     for (auto& [name, p] : params_) {
       exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
       exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
@@ -47,7 +57,7 @@ class AdamW final : public Optimizer {
       auto& p = params_[i].second;
       const auto& g = p.grad();
       if (!g.defined()) continue;
-      const double wd = decays(p) ? options_.weight_decay : 0.0;
+      const double wd = decay_[i] ? options_.weight_decay : 0.0;
       if (fusable(p, g, i)) {
         fused_adamw_step(p.data_ptr<float>(), g.data_ptr<float>(), exp_avg_[i].data_ptr<float>(),
                          exp_avg_sq_[i].data_ptr<float>(), p.numel(),
@@ -94,12 +104,14 @@ class AdamW final : public Optimizer {
   static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;
   OptimSection options_;
   NamedTensors params_;
+  std::vector<bool> decay_;
   std::vector<torch::Tensor> exp_avg_, exp_avg_sq_;
 };
 
 class MomentumSgd final : public Optimizer {
  public:
-  MomentumSgd(const OptimSection& o, NamedTensors params) : options_(o), params_(std::move(params)) {
+  MomentumSgd(const OptimSection& o, NamedTensors params, std::vector<bool> decay)
+      : options_(o), params_(std::move(params)), decay_(decay_flags(params_, std::move(decay))) {
     for (auto& [name, p] : params_) buffer_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
   }
 
@@ -110,7 +122,7 @@ class MomentumSgd final : public Optimizer {
       auto& p = params_[i].second;
       const auto& g = p.grad();
       if (!g.defined()) continue;
-      auto d = (decays(p) && options_.weight_decay != 0) ? g.add(p, options_.weight_decay) : g;
+      auto d = (decay_[i] && options_.weight_decay != 0) ? g.add(p, options_.weight_decay) : g;
       if (steps_ == 1) buffer_[i].copy_(d);
       else buffer_[i].mul_(kMomentum).add_(d);
       p.add_(buffer_[i], -lr);
@@ -133,15 +145,17 @@ class MomentumSgd final : public Optimizer {
   static constexpr double kMomentum = 0.9;
   OptimSection options_;
   NamedTensors params_;
+  std::vector<bool> decay_;
   std::vector<torch::Tensor> buffer_;
 };
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_optimizer(const OptimSection& options, NamedTensors params) {
+std::unique_ptr<Optimizer> make_optimizer(const OptimSection& options, NamedTensors params,
+                                          std::vector<bool> decay) {
   options.validate();
-  if (options.name == "adamw") return std::make_unique<AdamW>(options, std::move(params));
-  return std::make_unique<MomentumSgd>(options, std::move(params));
+  if (options.name == "adamw") return std::make_unique<AdamW>(options, std::move(params), std::move(decay));
+  return std::make_unique<MomentumSgd>(options, std::move(params), std::move(decay));
 }
 
 void zero_gradients(const NamedTensors& params) {

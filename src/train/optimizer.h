@@ -44,7 +44,11 @@ class Optimizer {
 };
 
 /// The optimizer [optim] names, over `params` (names are the model's).
-std::unique_ptr<Optimizer> make_optimizer(const OptimSection& options, NamedTensors params);
+/// `decay[i]` says whether params[i] gets weight decay; empty means the rule
+/// above (dim >= 2). ZeRO passes it because its shard pieces are 1-D slices
+/// of parameters whose own shape decides.
+std::unique_ptr<Optimizer> make_optimizer(const OptimSection& options, NamedTensors params,
+                                          std::vector<bool> decay = {});
 
 /// Sets every parameter's gradient to zero in place (keeping DDP's bucket views).
 void zero_gradients(const NamedTensors& params);

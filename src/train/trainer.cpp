@@ -16,6 +16,7 @@
 #include "train/generate.h"
 #include "train/lr_schedule.h"
 #include "train/run_history.h"
+#include "zero/memory_estimate.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
@@ -181,6 +182,8 @@ void Trainer::Impl::announce(int64_t start) {
               world.size(), groups.layout().to_string().c_str(), engine->describe().c_str(), world.threads(),
               world.device().str().c_str(), static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
+  std::printf("paratorch train: estimated memory per rank: %s\n",
+              zero::estimate_memory(config, engine->parameter_count(), groups.layout().dp).line().c_str());
   std::fflush(stdout);
 }
 
@@ -219,6 +222,7 @@ void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double gra
   m.throughput = throughput(ms);
   m.throughput_unit = dataset->throughput_unit();
   m.grad_norm = grad_norm;
+  for (const auto& [key, value] : engine->step_metrics()) m.extra[key] = value;
   history.add_train(s, loss);
   if (eval) {
     m.extra["val_loss"] = eval->loss;

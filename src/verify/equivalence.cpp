@@ -103,7 +103,7 @@ VerifyResult run_equivalence(World& world, const VerifyOptions& options, bool pr
 
   // The layout run, built and stepped as the trainer does.
   auto engine = train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device());
-  auto optimizer = train::make_optimizer(config.optim, engine->named_parameters());
+  auto optimizer = engine->build_optimizer(config.optim);  // ZeRO shards it
   std::unique_ptr<Reference> reference;
   if (is_root) reference = std::make_unique<Reference>(config, world.device());
 

@@ -1,0 +1,114 @@
+// bench/zero.cpp — ZeRO's memory per rank against the paper's formula, and step time.
+//
+//   mpirun -np N bench_zero STAGE      (bench/zero_compare runs stages 0..3 at N = 2, 4, 8)
+// Model: gpt 8 layers x d_model 768 (12 heads, seq 32, vocab 256): ~57M
+// parameters, so model state dominates; global batch 8 (synthetic tokens),
+// AdamW, fp32. Stage 0 is the data-parallel engine (DDP), stages 1-3 ZeroEngine.
+// Prints one line per run: this rank's bytes of parameters + gradients +
+// optimizer state (measured: the tensors the engine and optimizer hold after a
+// step), the formula of ZeRO §3.1 for fp32 (4+4+8 bytes per parameter,
+// divided per stage) and their ratio, peak resident memory (max over ranks),
+// the runtime's own resident memory before the model exists (libtorch + MPI),
+// and the median step time over the timed steps.
+#include "data/dataset.h"
+#include "train/engine.h"
+#include "train/zero_engine.h"
+#include "zero/memory_estimate.h"
+#include <paratorch/sampler.h>
+#include <paratorch/world.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+
+using namespace paratorch;
+
+namespace {
+
+// Resident memory now (/proc/self/statm), for the runtime's own share before the model exists.
+double current_rss_mib() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * 4096.0 / (1024.0 * 1024.0);
+}
+
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// Stage 0 (DataParallelEngine): the model's parameters, their gradients
+// (DDP bucket views) and the optimizer's state, as held.
+train::ModelStateBytes measure_ddp(train::Engine& engine, const train::Optimizer& optimizer) {
+  train::ModelStateBytes b;
+  for (auto& [name, p] : engine.named_parameters()) {
+    b.parameters += static_cast<int64_t>(p.nbytes());
+    if (p.grad().defined()) b.gradients += static_cast<int64_t>(p.grad().nbytes());
+  }
+  for (const auto& [key, t] : optimizer.state_tensors())
+    if (key != "step") b.optimizer += static_cast<int64_t>(t.nbytes());
+  return b;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  World world(argc, argv);
+  const double runtime_rss = current_rss_mib();  // libtorch + MPI, before any model state
+  const int stage = argc > 1 ? std::atoi(argv[1]) : 0;
+  const int warmup = 1, steps = std::getenv("BENCH_STEPS") ? std::atoi(std::getenv("BENCH_STEPS")) : 3;
+  train::Config c;
+  c.model.name = "gpt";
+  c.model.n_layers = 8;
+  c.model.d_model = 768;
+  c.model.n_heads = 12;
+  c.model.seq_len = 32;
+  c.data.source = "synthetic";
+  c.data.global_batch = 8;
+  c.parallel.zero = stage;
+  c.optim.name = "adamw";
+  c.validate();
+
+  ProcessGroups groups(world.comm(), Layout{world.size(), 1, 1}.resolve(world.size()));
+  auto dataset = data::make_dataset(c.data.source, c.model, 1);
+  auto engine = train::make_engine(c, groups, models::make_model(c.model), *dataset, world.device());
+  auto optimizer = engine->build_optimizer(c.optim);
+  DistributedSampler batches(c.data.global_batch, 0, 1);
+  std::vector<double> ms;
+  for (int s = 0; s < warmup + steps; ++s) {
+    world.comm()->barrier();
+    const auto t0 = std::chrono::steady_clock::now();
+    auto params = engine->named_parameters();
+    train::zero_gradients(params);
+    engine->forward_backward(batches.global_indices(s));
+    optimizer->step(1e-4);
+    world.comm()->barrier();
+    const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (s >= warmup) ms.push_back(t);
+  }
+  std::sort(ms.begin(), ms.end());
+
+  auto* zero = dynamic_cast<train::ZeroEngine*>(engine.get());
+  const train::ModelStateBytes held = zero ? zero->model_state_bytes() : measure_ddp(*engine, *optimizer);
+  const auto formula = zero::estimate_memory(c, engine->parameter_count(), world.size());
+  auto stats = torch::tensor({static_cast<double>(held.total()), peak_rss_mib(), runtime_rss}, torch::kDouble);
+  world.comm()->all_reduce(stats, ReduceOp::kMax);
+  if (world.rank() == 0) {
+    const double mib = 1024.0 * 1024.0;
+    std::printf("zero: dp=%d stage=%d params=%.1fM state_MiB=%.1f (p %.1f g %.1f o %.1f) formula_MiB=%.1f ratio=%.3f "
+                "peak_rss_MiB=%.0f runtime_rss_MiB=%.0f step_ms=%.0f\n",
+                world.size(), stage, static_cast<double>(engine->parameter_count()) / 1e6, stats[0].item<double>() / mib,
+                static_cast<double>(held.parameters) / mib, static_cast<double>(held.gradients) / mib,
+                static_cast<double>(held.optimizer) / mib, formula.model_state() / mib,
+                stats[0].item<double>() / formula.model_state(), stats[1].item<double>(), stats[2].item<double>(),
+                ms[ms.size() / 2]);
+  }
+  return 0;
+}

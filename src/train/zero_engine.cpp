@@ -1,0 +1,384 @@
+// src/train/zero_engine.cpp — see zero_engine.h. Construction, stages 0–2
+// (gradient hooks and bucketed reductions), publishing, the Engine interface.
+// Stage 3's block walk is in zero_engine_stage3.cpp.
+#include "train/zero_engine.h"
+
+#include "report/trace.h"
+#include "train/zero_unit.h"
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+
+#include <cmath>
+
+namespace paratorch::train {
+
+void ZeroOptions::validate(int dp) const {
+  if (stage < 0 || stage > 3)
+    throw UsageError("paratorch: [parallel] zero = " + std::to_string(stage) + " is not a ZeRO stage; use 0, 1, 2 or 3");
+  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
+    throw UsageError("paratorch: [train] precision = \"" + precision + "\"; use \"fp32\", \"bf16\" or \"fp16\"");
+  if (!(bucket_mb > 0)) throw UsageError("paratorch: [parallel] bucket_mb must be > 0");
+  DistributedSampler check(global_batch, 0, dp);
+  if (microbatches < 1 || check.local_batch() % microbatches != 0)
+    throw UsageError("paratorch: [parallel] microbatches = " + std::to_string(microbatches) +
+                     " must divide the per-replica batch " + std::to_string(check.local_batch()));
+  scaler.validate();
+}
+
+ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
+                       const data::Dataset& dataset, torch::Device device, ZeroOptions options)
+    : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(options),
+      dtype_(zero::precision_dtype(options.precision)), scaler_(options.scaler) {
+  options_.validate(groups_.layout().dp);
+  model_->initialize(options_.seed);  // full tensors on every rank, then each keeps its part
+  model_->to(device_);
+  for (const auto& item : model_->named_parameters(true)) {
+    names_.push_back(item.key());
+    params_.push_back(item.value());
+  }
+  if (options_.stage == 3) plan_blocks();
+  build_units();
+  std::vector<zero::ShardUnit> shards;
+  for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
+  pieces_ = zero::make_pieces(shards);
+  if (options_.stage < 3) install_hooks();
+}
+
+ZeroEngine::~ZeroEngine() = default;
+
+int ZeroEngine::shard_ranks() const { return options_.stage == 0 ? 1 : groups_.layout().dp; }
+
+// Units: stage 3 one per model block (owned parameters); stages 0-2 buckets of
+// <= bucket_mb in reverse model order, the order backward produces gradients.
+void ZeroEngine::build_units() {
+  std::vector<std::vector<size_t>> members;
+  if (options_.stage == 3) {
+    std::map<std::string, size_t> index;
+    for (size_t i = 0; i < names_.size(); ++i) index[names_[i]] = i;
+    for (const auto& block : blocks_) {
+      members.emplace_back();
+      for (const auto& name : block.parameters) members.back().push_back(index.at(name));
+    }
+  } else {
+    const double cap = options_.bucket_mb * 1024 * 1024;
+    double bytes = cap;
+    for (size_t k = params_.size(); k-- > 0;) {
+      if (bytes >= cap) members.emplace_back(), bytes = 0;
+      members.back().push_back(k);
+      bytes += static_cast<double>(params_[k].numel()) * 4;
+    }
+  }
+  const int ranks = shard_ranks(), rank = options_.stage == 0 ? 0 : groups_.coords().dp;
+  slots_.resize(params_.size());
+  torch::NoGradGuard no_grad;
+  for (auto& list : members) {
+    auto unit = std::make_unique<Unit>();
+    std::vector<zero::FlatParam> flat;
+    for (size_t k = 0; k < list.size(); ++k) {
+      const auto& p = params_[list[k]];
+      flat.push_back({names_[list[k]], p.sizes().vec(), p.dim() >= 2});
+      slots_[list[k]] = Slot{units_.size(), k};
+    }
+    unit->members = list;
+    unit->layout = std::make_unique<zero::FlatLayout>(flat, ranks, rank);
+    const auto& L = *unit->layout;
+    auto full = torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
+    auto views = L.views(full);
+    for (size_t k = 0; k < list.size(); ++k) views[k].copy_(params_[list[k]]);
+    auto shard = full.narrow(0, L.shard_begin(), L.shard_numel());
+    if (options_.stage == 3) {
+      unit->master = shard.clone();
+      for (size_t k : list) params_[k].set_data(torch::empty({0}, full.options().dtype(dtype_)));
+      unit->grad = torch::zeros({L.shard_numel()}, full.options());
+    } else {
+      // fp32 stages 1-2: the model's own fp32 parameters are the masters.
+      unit->flat_params = dtype_ == torch::kFloat ? full : full.to(dtype_);
+      unit->master = (dtype_ == torch::kFloat && options_.stage > 0) ? unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel())
+                                                                      : shard.clone();
+      auto model_views = L.views(unit->flat_params);
+      for (size_t k = 0; k < list.size(); ++k) params_[list[k]].set_data(model_views[k]);
+      if (options_.stage < 2) {
+        unit->full_grad = torch::zeros({L.padded_numel()}, full.options());
+        unit->grad = unit->full_grad.narrow(0, L.shard_begin(), L.shard_numel());
+      } else {
+        unit->grad = torch::zeros({L.shard_numel()}, full.options());
+      }
+    }
+    units_.push_back(std::move(unit));
+  }
+}
+
+// A post-hook on each parameter's gradient accumulator (as DDP's Reducer):
+// it runs once the parameter's gradient of this backward is final.
+void ZeroEngine::install_hooks() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].requires_grad()) continue;
+    auto accumulator = torch::autograd::impl::grad_accumulator(params_[i]);
+    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+        [this, i](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+          on_gradient_ready(i);
+          return outputs;
+        }));
+    accumulators_.push_back(std::move(accumulator));
+  }
+}
+
+// Moves the gradient into the unit's fp32 buffer (widening bf16/fp16) and
+// drops the model's copy, so at most the buckets in flight hold full gradients.
+void ZeroEngine::on_gradient_ready(size_t i) {
+  torch::NoGradGuard no_grad;
+  Unit& u = *units_[slots_[i].unit];
+  auto& p = params_[i];
+  if (p.grad().defined()) {
+    if (!u.full_grad.defined()) u.full_grad = torch::zeros({u.layout->padded_numel()}, u.master.options());
+    const auto& L = *u.layout;
+    u.full_grad.narrow(0, L.offset(slots_[i].member), p.numel()).add_(p.grad().reshape({-1}));
+    p.mutable_grad().reset();
+  }
+  if (u.pending > 0 && --u.pending == 0 && reducing_) launch_in_order(false);
+}
+
+void ZeroEngine::begin_backward(bool reduce) {
+  reducing_ = reduce;
+  next_launch_ = 0;
+  for (auto& u : units_) {
+    u->pending = 0;
+    for (size_t k : u->members) u->pending += params_[k].requires_grad() ? 1 : 0;
+  }
+}
+
+// Units launch strictly in index order so every rank issues the same
+// sequence of collectives, whatever order gradients arrive in.
+void ZeroEngine::launch_in_order(bool force) {
+  while (next_launch_ < units_.size() && (force || units_[next_launch_]->pending == 0)) launch(next_launch_++);
+  finish_reductions(false);
+}
+
+void ZeroEngine::launch(size_t index) {
+  Unit& u = *units_[index];
+  const auto dp = groups_.dp();
+  if (!u.full_grad.defined()) u.full_grad = torch::zeros({u.layout->padded_numel()}, u.master.options());
+  if (options_.stage <= 1) {
+    if (dp->size() > 1) u.work = dp->all_reduce_async(u.full_grad, ReduceOp::kAvg);
+  } else {
+    u.reduced = torch::empty({u.layout->shard_numel()}, u.master.options());
+    if (dp->size() > 1) u.work = dp->reduce_scatter_async(u.reduced, u.full_grad, ReduceOp::kAvg);
+    else u.reduced.copy_(u.full_grad);
+  }
+  in_flight_.push_back(index);
+}
+
+// Completes reductions: stage 2/3 add the reduced shard into the gradient
+// shard (micro-batches accumulate there) and free the full buffer.
+void ZeroEngine::finish_reductions(bool wait_all) {
+  torch::NoGradGuard no_grad;
+  std::vector<size_t> still;
+  for (size_t index : in_flight_) {
+    Unit& u = *units_[index];
+    if (u.work && !wait_all && !u.work->is_completed()) {
+      still.push_back(index);
+      continue;
+    }
+    if (u.work) u.work->wait();
+    u.work.reset();
+    if (options_.stage >= 2) {
+      u.grad.add_(u.reduced);
+      u.reduced = torch::Tensor();
+      u.full_grad = torch::Tensor();
+    }
+  }
+  in_flight_ = std::move(still);
+}
+
+std::vector<int64_t> ZeroEngine::my_slice(const std::vector<int64_t>& ids) const {
+  const int dp = groups_.layout().dp, r = groups_.coords().dp;
+  const size_t n = ids.size() / static_cast<size_t>(dp);
+  return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(r * n),
+                              ids.begin() + static_cast<std::ptrdiff_t>((r + 1) * n));
+}
+
+models::Batch ZeroEngine::to_device(models::Batch b) const {
+  b.input = b.input.to(device_);
+  if (b.input.is_floating_point()) b.input = b.input.to(dtype_);
+  b.target = b.target.to(device_);
+  return b;
+}
+
+// The models' losses of their last block's output (models/*.cpp): mean
+// squared error for float targets (mf), cross-entropy over every prediction
+// otherwise (gpt's [B, T, V] logits, mlp/cnn's [B, C]). Computed in fp32.
+torch::Tensor ZeroEngine::loss_of_output(const torch::Tensor& output, const torch::Tensor& target) const {
+  auto out = output.to(torch::kFloat);
+  if (target.is_floating_point()) return torch::mse_loss(out, target.to(torch::kFloat));
+  return torch::cross_entropy_loss(out.reshape({-1, out.size(-1)}), target.reshape({-1}));
+}
+
+double ZeroEngine::forward_backward(const std::vector<int64_t>& ids) {
+  const auto mine = my_slice(ids);
+  const int m = options_.microbatches;
+  const size_t per = mine.size() / static_cast<size_t>(m);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& u : units_) (u->full_grad.defined() && options_.stage < 2 ? u->full_grad : u->grad).zero_();
+  }
+  const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
+  double local = 0;
+  for (int k = 0; k < m; ++k) {
+    std::vector<int64_t> part(mine.begin() + static_cast<std::ptrdiff_t>(k * per),
+                              mine.begin() + static_cast<std::ptrdiff_t>((k + 1) * per));
+    auto batch = to_device(dataset_.train_batch(part));
+    if (options_.stage == 3) {
+      local += forward_backward_blocks(batch, m);
+      continue;
+    }
+    torch::Tensor loss;
+    {
+      report::Tracer::Span span("forward", "compute");
+      loss = loss_of_output(model_->forward(batch.input), batch.target) / m;
+    }
+    report::Tracer::Span span("backward", "compute");
+    // Stages 0-1 accumulate micro-batches locally and all-reduce once;
+    // stage 2 keeps no full gradient, so every micro-batch reduce-scatters.
+    begin_backward(options_.stage == 2 || k + 1 == m);
+    (loss * scale).backward();
+    if (reducing_) launch_in_order(true);
+    finish_reductions(true);
+    local += loss.item<double>();
+  }
+  if (scale != 1.0) unscale_gradients();
+  auto global = torch::tensor({local}, torch::kDouble);
+  groups_.dp()->all_reduce(global, ReduceOp::kAvg);
+  return global.item<double>();
+}
+
+EvalResult ZeroEngine::evaluate(const std::vector<int64_t>& ids) {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto batch = to_device(dataset_.validation_batch(my_slice(ids)));
+  auto output = options_.stage == 3 ? forward_blocks(batch.input, nullptr) : model_->forward(batch.input);
+  auto sums = torch::zeros({2}, torch::kDouble);  // loss, correct predictions
+  sums[0] = loss_of_output(output, batch.target).item<double>();
+  const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
+  if (classifies) sums[1] = (output.argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
+  model_->train();
+  return {sums[0].item<double>(), classifies ? sums[1].item<double>() : -1.0};
+}
+
+void ZeroEngine::unscale_gradients() {
+  torch::NoGradGuard no_grad;
+  for (auto& u : units_) u->grad.div_(scaler_.scale());
+}
+
+// The loss scaler's decision, the same on every rank: a non-finite gradient
+// anywhere in any shard skips the step (and halves the scale).
+bool ZeroEngine::may_step() {
+  if (!options_.loss_scaling) return true;
+  bool bad = false;
+  for (auto& u : units_) bad = bad || !torch::isfinite(u->grad).all().item<bool>();
+  auto flag = torch::tensor({bad ? 1.0 : 0.0}, torch::kDouble);
+  groups_.dp()->all_reduce(flag, ReduceOp::kMax);
+  return scaler_.update(flag.item<double>() > 0);
+}
+
+// After an update: every rank's model gets the new parameters. Stages 1-2
+// all-gather each unit's shard (in the compute precision); stage 0 copies;
+// stage 3 gathers on demand before each block.
+void ZeroEngine::publish_parameters() {
+  if (options_.stage == 3) return;
+  report::Tracer::Span span("all_gather parameters", "comm");
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<WorkHandle, torch::Tensor>> works;
+  for (auto& u : units_) {
+    if (shard_ranks() == 1) {  // stage 0, or dp = 1: the master is the whole unit
+      if (!u->master.is_alias_of(u->flat_params)) u->flat_params.copy_(u->master);
+      continue;
+    }
+    auto src = u->master.to(dtype_, /*non_blocking=*/false, /*copy=*/true);  // never alias the output
+    works.emplace_back(groups_.dp()->all_gather_async(u->flat_params, src), src);
+  }
+  for (auto& w : works) w.first->wait();
+}
+
+std::unique_ptr<Optimizer> ZeroEngine::build_optimizer(const OptimSection& options) {
+  std::vector<zero::ShardUnit> shards;
+  for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
+  auto group = shard_ranks() > 1 ? groups_.dp() : nullptr;
+  auto optimizer = std::make_unique<zero::ShardedOptimizer>(
+      options, shards, pieces_, group, [this] { return may_step(); }, [this] { publish_parameters(); });
+  optimizer_ = optimizer.get();
+  return optimizer;
+}
+
+SumAcross ZeroEngine::grad_norm_across() {
+  if (shard_ranks() == 1) return nullptr;  // every rank holds every piece
+  auto dp = groups_.dp();
+  return [dp](double squares) {
+    auto t = torch::tensor({squares}, torch::kDouble);
+    dp->all_reduce(t, ReduceOp::kSum);
+    return t.item<double>();
+  };
+}
+
+std::map<std::string, double> ZeroEngine::step_metrics() {
+  if (!options_.loss_scaling) return {};
+  return {{"loss_scale", scaler_.scale()}, {"skipped_steps", static_cast<double>(scaler_.skipped_steps())}};
+}
+
+std::map<std::string, torch::Tensor> ZeroEngine::full_parameters() {
+  std::map<std::string, torch::Tensor> out;
+  auto group = shard_ranks() > 1 ? groups_.dp() : nullptr;
+  for (auto& u : units_)
+    for (auto& [name, t] : zero::gather_full(*u->layout, u->master, group.get())) out[name] = t.cpu();
+  return out;
+}
+
+void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (auto& u : units_) {
+    const auto& L = *u->layout;
+    for (const auto& piece : L.pieces()) {
+      const auto& param = L.params()[piece.param];
+      auto it = tensors.find(param.name);
+      if (it == tensors.end())
+        throw RuntimeFailure("paratorch: checkpoint has no tensor '" + param.name + "' for this model");
+      if (it->second.numel() != param.numel() || it->second.sizes().vec() != param.shape)
+        throw RuntimeFailure("paratorch: checkpoint tensor '" + param.name + "' has shape " +
+                             c10::str(it->second.sizes()) + " but the model needs " + c10::str(param.shape));
+      u->master.narrow(0, piece.shard_offset, piece.length)
+          .copy_(it->second.reshape({-1}).narrow(0, piece.param_offset, piece.length));
+    }
+  }
+  publish_parameters();
+}
+
+int64_t ZeroEngine::parameter_count() {
+  int64_t n = 0;
+  for (auto& u : units_) n += u->layout->numel();
+  return n;
+}
+
+std::string ZeroEngine::describe() {
+  char line[200];
+  std::snprintf(line, sizeof line, "ZeRO stage %d over %d dp rank(s), %s compute, %zu unit(s)%s", options_.stage,
+                groups_.layout().dp, options_.precision.c_str(), units_.size(),
+                groups_.layout().dp == 1 && options_.stage > 0 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "");
+  return line;
+}
+
+ModelStateBytes ZeroEngine::model_state_bytes() const {
+  ModelStateBytes b;
+  for (const auto& u : units_) {
+    if (u->flat_params.defined()) b.parameters += u->flat_params.nbytes();
+    const bool master_is_view = u->flat_params.defined() && u->master.is_alias_of(u->flat_params);
+    if (!master_is_view) b.parameters += u->master.nbytes();
+    b.gradients += (options_.stage < 2 ? u->full_grad : u->grad).nbytes();
+  }
+  if (optimizer_)
+    for (const auto& [name, t] : optimizer_->local_state_tensors()) b.optimizer += t.nbytes();
+  return b;
+}
+
+}  // namespace paratorch::train

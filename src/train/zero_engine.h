@@ -1,0 +1,134 @@
+// src/train/zero_engine.h — Engine for ZeRO stages 0–3 and mixed precision.
+//
+// ZeRO (Rajbhandari et al., 2019) removes the redundancy of data parallelism
+// by sharding model state over the dp group (ProcessGroups::dp(), so it
+// composes with pp/tp later: each model-parallel shard is ZeRO'd across its
+// own dp group). Model state lives in flat buffers ("units", zero/flat_buffer.h)
+// and each rank owns 1/N of every unit:
+//   stage 1  optimizer state + fp32 master shard; gradients all-reduced
+//            (full fp32 gradient buffer), each rank updates its shard, then the
+//            parameters are all-gathered.
+//   stage 2  also gradients: units are DDP-sized buckets (bucket_mb) in
+//            backward order; as soon as a bucket's gradients are final (a hook
+//            on each parameter's gradient accumulator) it is reduce-scattered
+//            on the communication thread while backward goes on, and only this
+//            rank's shard of the gradient is kept.
+//   stage 3  also parameters: units are the model's blocks (BundledModel::blocks).
+//            A block's parameters are all-gathered just before its forward and
+//            freed after; the forward keeps only the blocks' inputs. Backward
+//            walks the blocks in reverse: all-gather again, recompute the block
+//            with autograd (activation checkpointing), backward through it,
+//            reduce-scatter its gradients into the owner's shard, free. The
+//            next block's gather is issued before the current block computes.
+//   stage 0  (mixed precision only; fp32 stage 0 is DataParallelEngine):
+//            one shard holding everything, gradients all-reduced.
+// Mixed precision ([train] precision = bf16 | fp16): the model computes in
+// the low precision; masters, optimizer state and gradient reduction are
+// fp32; fp16 multiplies the loss by a dynamic scale (zero/loss_scaler.h) and
+// skips the step when a gradient is inf/NaN.
+// The trainer sees only pieces of the master shard (named_parameters) and the
+// ShardedOptimizer (build_optimizer); clipping sums shard norms over dp.
+#pragma once
+#include "train/engine.h"
+#include "zero/flat_buffer.h"
+#include "zero/loss_scaler.h"
+#include "zero/precision.h"
+#include "zero/sharded_optimizer.h"
+
+#include <memory>
+
+namespace paratorch::train {
+
+struct ZeroOptions {
+  int stage = 1;                  // 0..3
+  std::string precision = "fp32"; // fp32 | bf16 | fp16
+  int64_t global_batch = 32;
+  int microbatches = 1;
+  double bucket_mb = 25.0;        // stages 0-2: gradient unit size
+  uint64_t seed = 1234;
+  /// Dynamic loss scaling; on for fp16 (make_engine), available to any precision for tests.
+  bool loss_scaling = false;
+  zero::LossScalerOptions scaler;
+  void validate(int dp) const;
+};
+
+/// Bytes this rank holds for each kind of model state (the bench's measure).
+struct ModelStateBytes {
+  int64_t parameters = 0, gradients = 0, optimizer = 0;
+  int64_t total() const { return parameters + gradients + optimizer; }
+};
+
+class ZeroEngine : public Engine {
+ public:
+  ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
+             const data::Dataset& dataset, torch::Device device, ZeroOptions options);
+  ~ZeroEngine() override;
+
+  NamedTensors named_parameters() override { return pieces_.tensors; }
+  double forward_backward(const std::vector<int64_t>& ids) override;
+  EvalResult evaluate(const std::vector<int64_t>& ids) override;
+  SumAcross grad_norm_across() override;
+  std::map<std::string, torch::Tensor> full_parameters() override;
+  void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
+  int64_t parameter_count() override;
+  std::string describe() override;
+  std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;
+  std::map<std::string, double> step_metrics() override;
+
+  /// Parameters, gradients and optimizer state this rank holds now.
+  ModelStateBytes model_state_bytes() const;
+  double loss_scale() const { return scaler_.scale(); }
+  int64_t skipped_steps() const { return scaler_.skipped_steps(); }
+
+ private:
+  struct Unit;
+  struct Slot { size_t unit = 0, member = 0; };
+
+  void build_units();
+  void install_hooks();
+  void on_gradient_ready(size_t param);
+  void begin_backward(bool reduce);
+  void launch_in_order(bool force);
+  void launch(size_t u);
+  void finish_reductions(bool wait_all);
+  void publish_parameters();
+  bool may_step();
+  void unscale_gradients();
+  models::Batch to_device(models::Batch b) const;
+  std::vector<int64_t> my_slice(const std::vector<int64_t>& ids) const;
+  torch::Tensor loss_of_output(const torch::Tensor& output, const torch::Tensor& target) const;
+  int shard_ranks() const;
+
+  // stage 3 (zero_engine_stage3.cpp)
+  void plan_blocks();
+  double forward_backward_blocks(const models::Batch& batch, int microbatches);
+  torch::Tensor forward_blocks(const torch::Tensor& input, std::vector<torch::Tensor>* inputs);
+  void gather_async(size_t u);
+  void ensure_gathered(size_t u);
+  void release(size_t u);
+  void reduce_unit_gradients(size_t u);
+
+  const ProcessGroups& groups_;
+  std::shared_ptr<models::BundledModel> model_;
+  const data::Dataset& dataset_;
+  torch::Device device_;
+  ZeroOptions options_;
+  torch::ScalarType dtype_;               // model compute precision
+  std::vector<torch::Tensor> params_;     // the model's, in model order
+  std::vector<std::string> names_;
+  std::vector<Slot> slots_;               // param -> (unit, member)
+  std::vector<std::unique_ptr<Unit>> units_;
+  zero::Pieces pieces_;
+  zero::LossScaler scaler_;
+  bool reducing_ = false;                 // this backward launches reductions
+  size_t next_launch_ = 0;
+  std::vector<size_t> in_flight_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive for the hooks
+  const zero::ShardedOptimizer* optimizer_ = nullptr;
+  // stage 3 plan
+  std::vector<models::ModelBlock> blocks_;
+  std::vector<std::vector<size_t>> block_units_;  // units each block needs (own + shared)
+  std::vector<size_t> last_user_;                 // per unit: the lowest block index using it
+};
+
+}  // namespace paratorch::train

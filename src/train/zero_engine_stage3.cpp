@@ -1,0 +1,149 @@
+// src/train/zero_engine_stage3.cpp — ZeRO stage 3: parameters sharded, gathered per block.
+//
+// The model runs block by block (BundledModel::blocks). Forward, without
+// autograd: gather the block's units (issued one block ahead, so the next
+// gather overlaps this block's compute), run it, keep only its input, free
+// units the next block does not use. Backward, blocks in reverse: gather
+// again, recompute the block with autograd from its saved input (activation
+// checkpointing, Chen et al. 2016), backward with the gradient of its output,
+// and once the lowest block using a unit is done, reduce-scatter that unit's
+// gradient into its owners' shards and free it. A unit used by two blocks
+// (gpt's wte, tied to the output head) keeps its gradient until both ran.
+// Peak parameter memory: the units of about two blocks, plus the shards.
+#include "report/trace.h"
+#include "train/zero_engine.h"
+#include "train/zero_unit.h"
+
+#include <algorithm>
+#include <set>
+
+namespace paratorch::train {
+
+void ZeroEngine::plan_blocks() {
+  blocks_ = model_->blocks();
+  // Units are built from blocks_ in order (build_units), so unit b = block b.
+  std::map<std::string, size_t> owner;
+  for (size_t b = 0; b < blocks_.size(); ++b)
+    for (const auto& name : blocks_[b].parameters) owner[name] = b;
+  last_user_.assign(blocks_.size(), 0);
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    std::set<size_t> needed{b};
+    for (const auto& name : blocks_[b].shared) needed.insert(owner.at(name));
+    block_units_.emplace_back(needed.begin(), needed.end());
+    last_user_[b] = b;
+  }
+  for (size_t b = 0; b < blocks_.size(); ++b)
+    for (size_t u : block_units_[b]) last_user_[u] = std::min(last_user_[u], b);
+}
+
+// Starts the all-gather of unit u's parameters (in compute precision).
+void ZeroEngine::gather_async(size_t index) {
+  Unit& u = *units_[index];
+  if (u.gathered || u.gather_work || u.flat_params.defined()) return;
+  torch::NoGradGuard no_grad;
+  u.gather_src = u.master.to(dtype_, false, /*copy=*/true);
+  u.flat_params = torch::empty({u.layout->padded_numel()}, u.gather_src.options());
+  if (shard_ranks() > 1) u.gather_work = groups_.dp()->all_gather_async(u.flat_params, u.gather_src);
+  else u.flat_params.copy_(u.gather_src);
+}
+
+void ZeroEngine::ensure_gathered(size_t index) {
+  gather_async(index);
+  Unit& u = *units_[index];
+  if (u.gathered) return;
+  if (u.gather_work) {
+    report::Tracer::Span span("all_gather wait", "comm");
+    u.gather_work->wait();
+  }
+  u.gather_work.reset();
+  u.gather_src = torch::Tensor();
+  auto views = u.layout->views(u.flat_params);
+  for (size_t k = 0; k < u.members.size(); ++k) params_[u.members[k]].set_data(views[k]);
+  u.gathered = true;
+}
+
+void ZeroEngine::release(size_t index) {
+  Unit& u = *units_[index];
+  if (!u.gathered) return;
+  for (size_t k : u.members) params_[k].set_data(torch::empty({0}, u.flat_params.options()));
+  u.flat_params = torch::Tensor();
+  u.gathered = false;
+}
+
+// The unit's full gradient (model precision, in each parameter's .grad) goes
+// into an fp32 flat buffer and is reduce-scattered, averaged over dp.
+void ZeroEngine::reduce_unit_gradients(size_t index) {
+  torch::NoGradGuard no_grad;
+  Unit& u = *units_[index];
+  u.full_grad = torch::zeros({u.layout->padded_numel()}, u.master.options());
+  auto views = u.layout->views(u.full_grad);
+  for (size_t k = 0; k < u.members.size(); ++k) {
+    auto& p = params_[u.members[k]];
+    if (p.grad().defined()) views[k].copy_(p.grad());
+    p.mutable_grad().reset();
+  }
+  launch(index);
+}
+
+torch::Tensor ZeroEngine::forward_blocks(const torch::Tensor& input, std::vector<torch::Tensor>* inputs) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor x = input;
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    for (size_t u : block_units_[b]) gather_async(u);
+    if (b + 1 < blocks_.size())
+      for (size_t u : block_units_[b + 1]) gather_async(u);  // prefetch
+    for (size_t u : block_units_[b]) ensure_gathered(u);
+    if (inputs) inputs->push_back(x);
+    {
+      report::Tracer::Span span("forward " + blocks_[b].name, "compute");
+      x = blocks_[b].forward(x);
+    }
+    const bool last = b + 1 == blocks_.size();
+    for (size_t u : block_units_[b]) {
+      const bool next_needs = !last && std::count(block_units_[b + 1].begin(), block_units_[b + 1].end(), u);
+      // The last block's units stay for backward, which starts there.
+      if (!next_needs && !(last && inputs)) release(u);
+    }
+  }
+  return x;
+}
+
+double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int microbatches) {
+  std::vector<torch::Tensor> inputs;
+  forward_blocks(batch.input, &inputs);
+  const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
+  double loss_value = 0;
+  torch::Tensor grad_out;
+  next_launch_ = 0;
+  for (size_t b = blocks_.size(); b-- > 0;) {
+    for (size_t u : block_units_[b]) gather_async(u);
+    if (b > 0)
+      for (size_t u : block_units_[b - 1]) gather_async(u);  // prefetch
+    for (size_t u : block_units_[b]) ensure_gathered(u);
+    auto x = inputs[b].detach();
+    if (x.is_floating_point()) x.requires_grad_(true);
+    {
+      report::Tracer::Span span("backward " + blocks_[b].name, "compute");
+      auto y = blocks_[b].forward(x);  // recompute, with autograd
+      if (b + 1 == blocks_.size()) {
+        auto loss = loss_of_output(y, batch.target) / microbatches;
+        loss_value = loss.item<double>();
+        (loss * scale).backward();
+      } else {
+        y.backward(grad_out);
+      }
+    }
+    grad_out = x.requires_grad() ? x.grad() : torch::Tensor();
+    inputs[b] = torch::Tensor();
+    for (size_t u : block_units_[b]) {
+      if (last_user_[u] == b) reduce_unit_gradients(u);
+      const bool previous_needs = b > 0 && std::count(block_units_[b - 1].begin(), block_units_[b - 1].end(), u);
+      if (!previous_needs) release(u);
+    }
+    finish_reductions(false);
+  }
+  finish_reductions(true);
+  return loss_value;
+}
+
+}  // namespace paratorch::train

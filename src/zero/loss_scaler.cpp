@@ -1,0 +1,36 @@
+// src/zero/loss_scaler.cpp — see loss_scaler.h.
+#include "zero/loss_scaler.h"
+
+#include <paratorch/errors.h>
+
+#include <string>
+
+namespace paratorch::zero {
+
+void LossScalerOptions::validate() const {
+  if (!(initial_scale > 0)) throw UsageError("paratorch: loss scaler initial_scale must be > 0");
+  if (!(growth_factor > 1)) throw UsageError("paratorch: loss scaler growth_factor must be > 1");
+  if (!(backoff_factor > 0 && backoff_factor < 1))
+    throw UsageError("paratorch: loss scaler backoff_factor must be in (0, 1)");
+  if (growth_interval < 1) throw UsageError("paratorch: loss scaler growth_interval must be >= 1");
+}
+
+LossScaler::LossScaler(LossScalerOptions options) : options_(options), scale_(options.initial_scale) {
+  options_.validate();
+}
+
+bool LossScaler::update(bool found_non_finite) {
+  if (found_non_finite) {
+    scale_ *= options_.backoff_factor;
+    clean_ = 0;
+    ++skipped_;
+    return false;
+  }
+  if (++clean_ >= options_.growth_interval) {
+    scale_ *= options_.growth_factor;
+    clean_ = 0;
+  }
+  return true;
+}
+
+}  // namespace paratorch::zero
