@@ -45,6 +45,28 @@ void require_supported(const Config& config, torch::Device device) {
                      device.str() + "; set backend = \"auto\" or \"mpi\"");
 }
 
+/// [data], [parallel] and [train] keys as each engine's typed options.
+DataParallelOptions data_parallel_options(const Config& config) {
+  DataParallelOptions o;
+  o.global_batch = config.data.global_batch;
+  o.microbatches = config.parallel.microbatches;
+  o.bucket_mb = config.parallel.bucket_mb;
+  o.seed = static_cast<uint64_t>(config.train.seed);
+  return o;
+}
+
+ZeroOptions zero_options(const Config& config) {
+  ZeroOptions o;
+  o.stage = config.parallel.zero;
+  o.precision = config.train.precision;
+  o.global_batch = config.data.global_batch;
+  o.microbatches = config.parallel.microbatches;
+  o.bucket_mb = config.parallel.bucket_mb;
+  o.seed = static_cast<uint64_t>(config.train.seed);
+  o.loss_scaling = config.train.precision == "fp16";
+  return o;
+}
+
 }  // namespace
 
 std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& groups,
@@ -56,22 +78,9 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1)
     return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
   // ZeRO stages, and any stage in mixed precision (fp32 masters), run on ZeroEngine.
-  if (config.parallel.zero > 0 || config.train.precision != "fp32") {
-    ZeroOptions zero;
-    zero.stage = config.parallel.zero;
-    zero.precision = config.train.precision;
-    zero.global_batch = config.data.global_batch;
-    zero.microbatches = config.parallel.microbatches;
-    zero.bucket_mb = config.parallel.bucket_mb;
-    zero.seed = static_cast<uint64_t>(config.train.seed);
-    zero.loss_scaling = config.train.precision == "fp16";
-    return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero);
-  }
-  DataParallelOptions options;
-  options.global_batch = config.data.global_batch;
-  options.microbatches = config.parallel.microbatches;
-  options.bucket_mb = config.parallel.bucket_mb;
-  options.seed = static_cast<uint64_t>(config.train.seed);
+  if (config.parallel.zero > 0 || config.train.precision != "fp32")
+    return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero_options(config));
+  const DataParallelOptions options = data_parallel_options(config);
   if (groups.layout().tp > 1) {
     // The caller's model is whole; tensor parallelism needs one built with
     // the tp group, whose layers hold this rank's shards.
