@@ -2,72 +2,12 @@
 #include "train/tensor_parallel_engine.h"
 
 #include "report/trace.h"
+#include "tensor_parallel/full_tensors.h"
 #include "tensor_parallel/mappings.h"
+#include "train/tensor_parallel_optimizer.h"
 #include <paratorch/errors.h>
 
 namespace paratorch::train {
-namespace {
-
-// The optimizer of [optim] over this rank's shards, whose state travels as
-// whole tensors: state_tensors() gathers each sharded parameter's state
-// ("<parameter>.<state>", shaped like the shard) over tp and reassembles it
-// (collective: every rank walks the same sorted names); load_state_tensors
-// slices whole tensors back to this rank's shard.
-class TensorParallelOptimizer : public Optimizer {
- public:
-  TensorParallelOptimizer(std::unique_ptr<Optimizer> inner, std::map<std::string, tensor_parallel::ShardSpec> specs,
-                          std::map<std::string, std::vector<int64_t>> shard_shapes, std::shared_ptr<Communicator> tp)
-      : inner_(std::move(inner)), specs_(std::move(specs)), shapes_(std::move(shard_shapes)), tp_(std::move(tp)) {}
-
-  void step(double lr) override {
-    inner_->step(lr);
-    steps_ = inner_->steps_taken();
-  }
-
-  std::map<std::string, torch::Tensor> state_tensors() const override {
-    auto state = inner_->state_tensors();
-    for (auto& [name, t] : state) {
-      const auto* spec = sharded_state(name, t.sizes(), false);
-      if (!spec) continue;
-      auto mine = t.detach().cpu().contiguous();
-      std::vector<int64_t> shape{tp_->size()};
-      shape.insert(shape.end(), mine.sizes().begin(), mine.sizes().end());
-      auto all = torch::empty(shape, mine.options());
-      tp_->all_gather(all, mine);
-      t = spec->assemble(all.unbind(0));
-    }
-    return state;
-  }
-
-  void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
-    auto local = state;
-    for (auto& [name, t] : local)
-      if (const auto* spec = sharded_state(name, t.sizes(), true)) t = spec->slice(t);
-    inner_->load_state_tensors(local);
-    steps_ = inner_->steps_taken();
-  }
-
- private:
-  // The spec of the sharded parameter whose state `name` is, when `sizes`
-  // are its shard's (whole = false) or whole tensor's (whole = true) shape.
-  const tensor_parallel::ShardSpec* sharded_state(const std::string& name, torch::IntArrayRef sizes,
-                                                  bool whole) const {
-    const auto dot = name.rfind('.');
-    if (dot == std::string::npos) return nullptr;
-    auto it = specs_.find(name.substr(0, dot));
-    if (it == specs_.end() || !it->second.sharded()) return nullptr;
-    const auto& shard = shapes_.at(it->first);
-    const auto expected = whole ? it->second.full_shape(shard) : shard;
-    return sizes == torch::IntArrayRef(expected) ? &it->second : nullptr;
-  }
-
-  std::unique_ptr<Optimizer> inner_;
-  std::map<std::string, tensor_parallel::ShardSpec> specs_;
-  std::map<std::string, std::vector<int64_t>> shapes_;
-  std::shared_ptr<Communicator> tp_;
-};
-
-}  // namespace
 
 TensorParallelEngine::TensorParallelEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                            const data::Dataset& dataset, torch::Device device,
@@ -102,34 +42,19 @@ double TensorParallelEngine::forward_backward(const std::vector<int64_t>& ids) {
 SumAcross TensorParallelEngine::grad_norm_across() {
   if (groups_.layout().tp == 1) return nullptr;
   return [this](double local) {
-    // local = sharded squares + replicated squares; the replicated part is
-    // the same on every tp rank, so only the sharded part is summed.
+    // local = sharded squares + replicated squares (equal on every tp rank).
     double replicated = 0;
     for (const auto& item : model().named_parameters(true))
       if (!specs_.at(item.key()).sharded() && item.value().grad().defined())
         replicated += item.value().grad().pow(2).sum().item<double>();
-    auto sharded = torch::tensor({local - replicated}, torch::kDouble);
-    groups_.tp()->all_reduce(sharded, ReduceOp::kSum);
-    return sharded.item<double>() + replicated;
+    return tensor_parallel::tp_squared_norm(local - replicated, replicated, *groups_.tp());
   };
 }
 
 std::map<std::string, torch::Tensor> TensorParallelEngine::full_parameters() {
   std::map<std::string, torch::Tensor> out;
-  const int tp = groups_.layout().tp;
-  for (const auto& item : model().named_parameters(true)) {
-    const auto& spec = specs_.at(item.key());
-    auto mine = item.value().detach().cpu().contiguous();
-    if (!spec.sharded()) {
-      out[item.key()] = mine;
-      continue;
-    }
-    std::vector<int64_t> shape{tp};
-    shape.insert(shape.end(), mine.sizes().begin(), mine.sizes().end());
-    auto all = torch::empty(shape, mine.options());
-    groups_.tp()->all_gather(all, mine);
-    out[item.key()] = spec.assemble(all.unbind(0));
-  }
+  for (const auto& item : model().named_parameters(true))
+    out[item.key()] = tensor_parallel::gather_full(item.value(), specs_.at(item.key()), *groups_.tp());
   return out;
 }
 
