@@ -69,12 +69,19 @@ torch::Tensor BundledModel::criterion(const torch::Tensor& output, const Batch& 
 }
 
 void BundledModel::initialize(uint64_t seed) {
+  std::vector<std::string> names;
+  for (const auto& item : named_parameters(true)) names.push_back(item.key());
+  initialize(seed, names);
+}
+
+void BundledModel::initialize(uint64_t seed, const std::vector<std::string>& names) {
   torch::NoGradGuard no_grad;
   const auto specs = shard_specs();
-  for (auto& item : named_parameters(true)) {
-    auto& p = item.value();
-    const auto& spec = specs.at(item.key());
-    auto full = full_init(init_spec(item.key(), p), spec.full_shape(p.sizes()), seed, item.key());
+  auto params = named_parameters(true);
+  for (const auto& name : names) {
+    auto& p = params[name];
+    const auto& spec = specs.at(name);
+    auto full = full_init(init_spec(name, p), spec.full_shape(p.sizes()), seed, name);
     p.copy_(spec.slice(full).to(p.options()));
   }
 }

@@ -73,6 +73,10 @@ class BundledModel : public torch::nn::Module {
   /// Layout-independent initialization from `seed`: each parameter's full
   /// tensor, sliced to this rank's shard (shard_specs()).
   void initialize(uint64_t seed);
+  /// initialize() for the named parameters only: ZeRO-3 initializes one
+  /// unit at a time and shards it at once, so no rank ever holds the whole
+  /// model initialized (its peak memory is one unit, not the model).
+  void initialize(uint64_t seed, const std::vector<std::string>& names);
   /// How every parameter is split over the tp group, by full name
   /// (replicated parameters get dim = -1).
   std::map<std::string, tensor_parallel::ShardSpec> shard_specs() const;

@@ -32,7 +32,9 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
     : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(options),
       dtype_(zero::precision_dtype(options.precision)), scaler_(options.scaler) {
   options_.validate(groups_.layout().dp);
-  model_->initialize(options_.seed);  // full tensors on every rank, then each keeps its part
+  // Stages 0-2 keep the whole model; stage 3 initializes unit by unit in
+  // build_units, so no rank ever holds the whole initialized model.
+  if (options_.stage != 3) model_->initialize(options_.seed);
   model_->to(device_);
   for (const auto& item : model_->named_parameters(true)) {
     names_.push_back(item.key());
@@ -84,7 +86,13 @@ void ZeroEngine::build_units() {
     unit->members = list;
     unit->layout = std::make_unique<zero::FlatLayout>(flat, ranks, rank);
     const auto& L = *unit->layout;
-    auto full = torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
+    if (options_.stage == 3) {
+      std::vector<std::string> unit_names;
+      for (size_t k : list) unit_names.push_back(names_[k]);
+      model_->initialize(options_.seed, unit_names);
+    }
+    auto full = options_.stage == 3 ? pool_.take(L.padded_numel(), torch::kFloat, device_).zero_()
+                                    : torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
     auto views = L.views(full);
     for (size_t k = 0; k < list.size(); ++k) views[k].copy_(params_[list[k]]);
     auto shard = full.narrow(0, L.shard_begin(), L.shard_numel());
@@ -92,6 +100,9 @@ void ZeroEngine::build_units() {
       unit->master = shard.clone();
       for (size_t k : list) params_[k].set_data(torch::empty({0}, full.options().dtype(dtype_)));
       unit->grad = torch::zeros({L.shard_numel()}, full.options());
+      views.clear();
+      pool_.give(std::move(full));
+      zero::return_free_memory_to_os();  // this unit's initialized tensors, now sharded and freed
     } else {
       // fp32 stages 1-2: the model's own fp32 parameters are the masters.
       unit->flat_params = dtype_ == torch::kFloat ? full : full.to(dtype_);
@@ -132,7 +143,7 @@ void ZeroEngine::on_gradient_ready(size_t i) {
   Unit& u = *units_[slots_[i].unit];
   auto& p = params_[i];
   if (p.grad().defined()) {
-    if (!u.full_grad.defined()) u.full_grad = torch::zeros({u.layout->padded_numel()}, u.master.options());
+    if (!u.full_grad.defined()) u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
     const auto& L = *u.layout;
     u.full_grad.narrow(0, L.offset(slots_[i].member), p.numel()).add_(p.grad().reshape({-1}));
     p.mutable_grad().reset();
@@ -159,11 +170,11 @@ void ZeroEngine::launch_in_order(bool force) {
 void ZeroEngine::launch(size_t index) {
   Unit& u = *units_[index];
   const auto dp = groups_.dp();
-  if (!u.full_grad.defined()) u.full_grad = torch::zeros({u.layout->padded_numel()}, u.master.options());
+  if (!u.full_grad.defined()) u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
   if (options_.stage <= 1) {
     if (dp->size() > 1) u.work = dp->all_reduce_async(u.full_grad, ReduceOp::kAvg);
   } else {
-    u.reduced = torch::empty({u.layout->shard_numel()}, u.master.options());
+    u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
     if (dp->size() > 1) u.work = dp->reduce_scatter_async(u.reduced, u.full_grad, ReduceOp::kAvg);
     else u.reduced.copy_(u.full_grad);
   }
@@ -185,8 +196,8 @@ void ZeroEngine::finish_reductions(bool wait_all) {
     u.work.reset();
     if (options_.stage >= 2) {
       u.grad.add_(u.reduced);
-      u.reduced = torch::Tensor();
-      u.full_grad = torch::Tensor();
+      pool_.give(std::move(u.reduced));  // transient in stages 2-3: reused by the next unit
+      pool_.give(std::move(u.full_grad));
     }
   }
   in_flight_ = std::move(still);

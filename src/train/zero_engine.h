@@ -30,6 +30,7 @@
 // ShardedOptimizer (build_optimizer); clipping sums shard norms over dp.
 #pragma once
 #include "train/engine.h"
+#include "zero/buffer_pool.h"
 #include "zero/flat_buffer.h"
 #include "zero/loss_scaler.h"
 #include "zero/precision.h"
@@ -106,6 +107,7 @@ class ZeroEngine : public Engine {
   void gather_async(size_t u);
   void ensure_gathered(size_t u);
   void release(size_t u);
+  void attach_gradient_buffers(size_t u);
   void reduce_unit_gradients(size_t u);
 
   const ProcessGroups& groups_;
@@ -125,6 +127,7 @@ class ZeroEngine : public Engine {
   std::vector<size_t> in_flight_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive for the hooks
   const zero::ShardedOptimizer* optimizer_ = nullptr;
+  zero::BufferPool pool_;                 // stages 2-3: transient unit-sized buffers, reused
   // stage 3 plan
   std::vector<models::ModelBlock> blocks_;
   std::vector<std::vector<size_t>> block_units_;  // units each block needs (own + shared)

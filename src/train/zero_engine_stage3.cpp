@@ -41,8 +41,15 @@ void ZeroEngine::gather_async(size_t index) {
   Unit& u = *units_[index];
   if (u.gathered || u.gather_work || u.flat_params.defined()) return;
   torch::NoGradGuard no_grad;
-  u.gather_src = u.master.to(dtype_, false, /*copy=*/true);
-  u.flat_params = torch::empty({u.layout->padded_numel()}, u.gather_src.options());
+  // fp32: all-gather straight from the master shard, which nothing writes
+  // until the optimizer step; otherwise from a copy in compute precision.
+  if (dtype_ == u.master.scalar_type()) {
+    u.gather_src = u.master;
+  } else {
+    u.gather_src = pool_.take(u.master.numel(), dtype_, device_);
+    u.gather_src.copy_(u.master);
+  }
+  u.flat_params = pool_.take(u.layout->padded_numel(), dtype_, device_);
   if (shard_ranks() > 1) u.gather_work = groups_.dp()->all_gather_async(u.flat_params, u.gather_src);
   else u.flat_params.copy_(u.gather_src);
 }
@@ -56,7 +63,8 @@ void ZeroEngine::ensure_gathered(size_t index) {
     u.gather_work->wait();
   }
   u.gather_work.reset();
-  u.gather_src = torch::Tensor();
+  if (u.gather_src.is_same(u.master)) u.gather_src = torch::Tensor();
+  else pool_.give(std::move(u.gather_src));
   auto views = u.layout->views(u.flat_params);
   for (size_t k = 0; k < u.members.size(); ++k) params_[u.members[k]].set_data(views[k]);
   u.gathered = true;
@@ -66,20 +74,37 @@ void ZeroEngine::release(size_t index) {
   Unit& u = *units_[index];
   if (!u.gathered) return;
   for (size_t k : u.members) params_[k].set_data(torch::empty({0}, u.flat_params.options()));
-  u.flat_params = torch::Tensor();
+  pool_.give(std::move(u.flat_params));
   u.gathered = false;
 }
 
-// The unit's full gradient (model precision, in each parameter's .grad) goes
-// into an fp32 flat buffer and is reduce-scattered, averaged over dp.
+// fp32: before a block's backward, each parameter's .grad becomes a view of
+// its unit's flat fp32 gradient buffer, so autograd accumulates in place
+// (AccumulateGrad adds into a defined .grad) and no second, per-parameter
+// copy of the block's gradients exists. A unit shared by two blocks (gpt's
+// wte) keeps its buffer until the lower block's backward is done.
+void ZeroEngine::attach_gradient_buffers(size_t index) {
+  Unit& u = *units_[index];
+  if (dtype_ != u.master.scalar_type() || u.full_grad.defined()) return;
+  torch::NoGradGuard no_grad;
+  u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
+  auto views = u.layout->views(u.full_grad);
+  for (size_t k = 0; k < u.members.size(); ++k)
+    if (params_[u.members[k]].requires_grad()) params_[u.members[k]].mutable_grad() = views[k];
+}
+
+// The unit's full gradient goes into its fp32 flat buffer (already there in
+// fp32; widened from the model precision otherwise) and is reduce-scattered,
+// averaged over dp.
 void ZeroEngine::reduce_unit_gradients(size_t index) {
   torch::NoGradGuard no_grad;
   Unit& u = *units_[index];
-  u.full_grad = torch::zeros({u.layout->padded_numel()}, u.master.options());
+  const bool attached = u.full_grad.defined();
+  if (!attached) u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
   auto views = u.layout->views(u.full_grad);
   for (size_t k = 0; k < u.members.size(); ++k) {
     auto& p = params_[u.members[k]];
-    if (p.grad().defined()) views[k].copy_(p.grad());
+    if (!attached && p.grad().defined()) views[k].copy_(p.grad());
     p.mutable_grad().reset();
   }
   launch(index);
@@ -119,7 +144,10 @@ double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int micro
     for (size_t u : block_units_[b]) gather_async(u);
     if (b > 0)
       for (size_t u : block_units_[b - 1]) gather_async(u);  // prefetch
-    for (size_t u : block_units_[b]) ensure_gathered(u);
+    for (size_t u : block_units_[b]) {
+      ensure_gathered(u);
+      attach_gradient_buffers(u);
+    }
     auto x = inputs[b].detach();
     if (x.is_floating_point()) x.requires_grad_(true);
     {
