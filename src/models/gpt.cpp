@@ -57,13 +57,16 @@ torch::Tensor GptBlockImpl::forward(const torch::Tensor& x) {
   return y + mlp(ln_2(y));
 }
 
+void Gpt::check_tensor_parallel(const ModelConfig& c, int tp, bool sequence_parallel) {
+  if (tp <= 1) return;
+  tpl::require_divisible("[model] n_heads", c.n_heads, tp);
+  tpl::require_divisible("[model] 4 * d_model (MLP hidden size)", 4 * static_cast<int64_t>(c.d_model), tp);
+  tpl::require_divisible("[model] vocab_size", c.vocab_size, tp);
+  if (sequence_parallel) tpl::require_divisible("[model] seq_len (sequence parallelism)", c.seq_len, tp);
+}
+
 Gpt::Gpt(const ModelConfig& c, const tpl::TensorParallelContext& tp) : config_(c), tp_(tp) {
-  if (tp.active()) {
-    tpl::require_divisible("[model] n_heads", c.n_heads, tp.size());
-    tpl::require_divisible("[model] 4 * d_model (MLP hidden size)", 4 * static_cast<int64_t>(c.d_model), tp.size());
-    tpl::require_divisible("[model] vocab_size", c.vocab_size, tp.size());
-    if (tp.sp()) tpl::require_divisible("[model] seq_len (sequence parallelism)", c.seq_len, tp.size());
-  }
+  check_tensor_parallel(c, tp.size(), tp.sp());
   transformer_ = register_module("transformer", std::make_shared<torch::nn::Module>());
   wte = transformer_->register_module("wte", tpl::VocabParallelEmbedding(c.vocab_size, c.d_model, tp));
   wpe = transformer_->register_module("wpe", torch::nn::Embedding(c.seq_len, c.d_model));
@@ -126,6 +129,10 @@ torch::Tensor Gpt::loss_from_logits(const torch::Tensor& logits, const torch::Te
 }
 
 torch::Tensor Gpt::loss(const Batch& batch) { return loss_from_logits(forward(batch.input), batch.target); }
+
+torch::Tensor Gpt::criterion(const torch::Tensor& output, const Batch& batch) {
+  return loss_from_logits(output, batch.target);
+}
 
 bool Gpt::partial_grad(const std::string& name) const {
   // Under SP, LayerNorms and the position embedding see one slice of the

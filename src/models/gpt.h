@@ -57,6 +57,8 @@ class Gpt : public BundledModel {
   /// UsageError when tp does not divide n_heads, 4*d_model, vocab_size (or
   /// seq_len under sequence parallelism).
   explicit Gpt(const ModelConfig& config, const tensor_parallel::TensorParallelContext& tp = {});
+  /// The constructor's tp checks, without a tp group (before MPI starts).
+  static void check_tensor_parallel(const ModelConfig& config, int tp, bool sequence_parallel);
   /// input: int64 tokens [B, T] -> logits [B, T, vocab / tp] (this rank's
   /// vocabulary slice; the whole vocabulary when tp = 1)
   torch::Tensor forward(const torch::Tensor& input) override;
@@ -64,6 +66,9 @@ class Gpt : public BundledModel {
   /// Mean cross-entropy of forward()'s logits against target tokens [B, T]
   /// (vocab-parallel under tp): the loss of the pipeline's last stage.
   torch::Tensor loss_from_logits(const torch::Tensor& logits, const torch::Tensor& target);
+  /// loss_from_logits: under tp the pipeline's last stage holds a vocabulary
+  /// slice of the logits, which the default criterion would misread.
+  torch::Tensor criterion(const torch::Tensor& output, const Batch& batch) override;
   InitSpec init_spec(const std::string& name, const torch::Tensor& param) const override;
   std::vector<ModelBlock> blocks() override;
 

@@ -10,12 +10,15 @@ namespace paratorch::models {
 
 namespace tpl = tensor_parallel;
 
+void MatrixFactorization::check_tensor_parallel(const ModelConfig& c, int tp) {
+  if (tp <= 1) return;
+  tpl::require_divisible("[model] n_users (user table rows)", c.n_users, tp);
+  tpl::require_divisible("[model] n_items (item table rows)", c.n_items, tp);
+}
+
 MatrixFactorization::MatrixFactorization(const ModelConfig& c, const tpl::TensorParallelContext& tp)
     : config_(c), tp_(tp) {
-  if (tp.active()) {
-    tpl::require_divisible("[model] n_users (user table rows)", c.n_users, tp.size());
-    tpl::require_divisible("[model] n_items (item table rows)", c.n_items, tp.size());
-  }
+  check_tensor_parallel(c, tp.size());
   user_factors = register_module("user_factors", tpl::VocabParallelEmbedding(c.n_users, c.n_factors, tp));
   item_factors = register_module("item_factors", tpl::VocabParallelEmbedding(c.n_items, c.n_factors, tp));
   user_bias = register_module("user_bias", tpl::VocabParallelEmbedding(c.n_users, 1, tp));

@@ -21,6 +21,8 @@ class MatrixFactorization : public BundledModel {
  public:
   /// UsageError when tp does not divide n_users or n_items.
   explicit MatrixFactorization(const ModelConfig& config, const tensor_parallel::TensorParallelContext& tp = {});
+  /// The constructor's tp checks, without a tp group (before MPI starts).
+  static void check_tensor_parallel(const ModelConfig& config, int tp);
   torch::Tensor forward(const torch::Tensor& input) override;
   torch::Tensor loss(const Batch& batch) override;
   torch::Tensor criterion(const torch::Tensor& output, const Batch& batch) override;

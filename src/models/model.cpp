@@ -103,13 +103,19 @@ std::map<std::string, tensor_parallel::ShardSpec> BundledModel::shard_specs() co
   return out;
 }
 
-std::shared_ptr<BundledModel> make_model(const ModelConfig& config, const tensor_parallel::TensorParallelContext& tp) {
+void check_tensor_parallel(const ModelConfig& config, int tp, bool sequence_parallel) {
   config.validate();
+  if (tp <= 1) return;
+  if (config.name == "gpt") return Gpt::check_tensor_parallel(config, tp, sequence_parallel);
+  if (config.name == "mf") return MatrixFactorization::check_tensor_parallel(config, tp);
+  throw UsageError("paratorch: [parallel] tp = " + std::to_string(tp) + " needs a model with tensor-parallel "
+                   "layers; model '" + config.name + "' has none (tp > 1 works with gpt and mf); set tp = 1");
+}
+
+std::shared_ptr<BundledModel> make_model(const ModelConfig& config, const tensor_parallel::TensorParallelContext& tp) {
+  check_tensor_parallel(config, tp.size(), tp.sp());
   if (config.name == "gpt") return std::make_shared<Gpt>(config, tp);
   if (config.name == "mf") return std::make_shared<MatrixFactorization>(config, tp);
-  if (tp.active())
-    throw UsageError("paratorch: [parallel] tp = " + std::to_string(tp.size()) + " needs a model with tensor-parallel "
-                     "layers; model '" + config.name + "' has none (tp > 1 works with gpt and mf); set tp = 1");
   if (config.name == "cnn") return std::make_shared<Cnn>(config);
   return std::make_shared<Mlp>(config);
 }

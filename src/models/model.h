@@ -92,6 +92,11 @@ class BundledModel : public torch::nn::Module {
   virtual bool partial_grad(const std::string& /*name*/) const { return false; }
 };
 
+/// UsageError when `config`'s model cannot run with `tp` ranks of tensor
+/// parallelism (no tp layers, or a size tp does not divide); needs no tp
+/// group, so the CLI checks it before MPI starts. No-op for tp = 1.
+void check_tensor_parallel(const ModelConfig& config, int tp, bool sequence_parallel);
+
 /// The model of `config`; with an active `tp` context its layers hold this
 /// rank's shards (gpt and mf; UsageError for the others or sizes that tp
 /// does not divide).

@@ -22,9 +22,6 @@ void refuse(const std::string& key, const std::string& value, const std::string&
 
 void require_supported(const Config& config, torch::Device device) {
   const auto& p = config.parallel;
-  if (p.pp > 1 && p.tp > 1)
-    throw UsageError("paratorch: [parallel] pp = " + std::to_string(p.pp) + " with tp = " + std::to_string(p.tp) +
-                     " (pipeline x tensor parallelism) is not supported by this build yet; set pp = 1 or tp = 1");
   if (p.zero > 0 && (p.pp > 1 || p.tp > 1))
     refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp) + ", tp = " +
            std::to_string(p.tp), "zero = 0, or pp = 1 and tp = 1");
@@ -75,8 +72,13 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   require_supported(config, device);
   // Bulk-synchronous parameter server (ps_engine.h); other staleness values it refuses.
   if (config.parallel.mode == "ps") return std::make_unique<async::PsEngine>(config, groups, std::move(model), dataset);
-  if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1)
+  if (config.parallel.pp > 1) {  // pipeline (and naive model parallelism: microbatches = 1)
+    // pp x tp: the stages' blocks must hold this rank's tp shards, so the
+    // model is built with the tp group (as for TensorParallelEngine below).
+    if (groups.layout().tp > 1)
+      model = models::make_model(config.model, {groups.tp(), config.parallel.sequence_parallel});
     return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
+  }
   // ZeRO stages, and any stage in mixed precision (fp32 masters), run on ZeroEngine.
   if (config.parallel.zero > 0 || config.train.precision != "fp32")
     return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero_options(config));

@@ -33,6 +33,8 @@ PipelineOptions pipeline_options(const Config& config) {
 
 void check_pipeline_config(const Config& config, const Layout& layout) {
   if (layout.pp == 1) return;
+  // pp x tp: the model's tp errors first (they name the model's sizes), then the pipeline's.
+  models::check_tensor_parallel(config.model, layout.tp, config.parallel.sequence_parallel);
   const PipelineOptions o = pipeline_options(config);
   o.validate(layout);
   const auto blocks = models::make_model(config.model)->blocks();
@@ -51,11 +53,15 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
   auto blocks = model_->blocks();
   pipeline::check_block_count(static_cast<int>(blocks.size()), L.pp, options_.virtual_stages, options_.schedule,
                               options_.model_name);
+  specs_ = model_->shard_specs();
   for (const auto& item : model_->named_parameters(true)) {
     order_.push_back(item.key());
-    shapes_[item.key()] = item.value().sizes().vec();
+    shard_shapes_[item.key()] = item.value().sizes().vec();
+    shapes_[item.key()] = specs_.at(item.key()).full_shape(item.value().sizes());
     dtypes_[item.key()] = item.value().scalar_type();
-    parameter_count_ += item.value().numel();
+    int64_t numel = 1;
+    for (int64_t d : shapes_[item.key()]) numel *= d;
+    parameter_count_ += numel;
   }
   choose_partition(blocks);
   const pipeline::PipelineShape shape{L.pp, options_.microbatches, options_.virtual_stages};
@@ -78,14 +84,16 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
   }
 }
 
-// "time" measures on world rank 0 only and broadcasts, so every rank cuts
-// the model at the same blocks.
+// "time" measures on world rank 0 and broadcasts, so every rank cuts the
+// model at the same blocks. With tp > 1 the blocks' forward and backward are
+// collective over tp, so rank 0's whole tp group (dp = pp = 0) measures
+// together; the other ranks wait in the broadcast.
 void PipelineEngine::choose_partition(const std::vector<models::ModelBlock>& blocks) {
   const int stages = groups_.layout().pp * options_.virtual_stages;
   std::vector<double> block_ms;
   if (options_.partition == "time") {
     auto ms = torch::zeros({static_cast<int64_t>(blocks.size())}, torch::kDouble);
-    if (groups_.world()->rank() == 0) {
+    if (groups_.coords().dp == 0 && groups_.coords().pp == 0) {
       DistributedSampler sampler(options_.global_batch, 0, groups_.layout().dp);
       std::vector<int64_t> ids;
       for (int64_t i = 0; i < sampler.local_batch() / options_.microbatches; ++i) ids.push_back(i);
@@ -102,6 +110,9 @@ void PipelineEngine::choose_partition(const std::vector<models::ModelBlock>& blo
 
 // The activation leaving each stage, from one sample through the whole model
 // (identical on every rank: same model, same sample). Dim 0 is the batch.
+// With tp > 1 every rank runs it, so the blocks' tp collectives pair up; under
+// sequence parallelism the activation is this tp rank's sequence slice,
+// which is what crosses the stage boundary.
 std::vector<pipeline::BoundarySpec> PipelineEngine::boundary_specs(const std::vector<models::ModelBlock>& blocks) {
   torch::NoGradGuard no_grad;
   std::vector<pipeline::BoundarySpec> out;
@@ -185,6 +196,7 @@ void PipelineEngine::reduce_gradients() {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     grads.push_back(p.grad());
   }
+  sum_partial_gradients_over_tp();
   // Both ends hold every tied name and walk tied_ in the same (sorted) order.
   if (groups_.embedding()->size() > 1)
     for (const auto& name : tied_) groups_.embedding()->all_reduce(params[name].grad(), ReduceOp::kSum);
@@ -199,20 +211,6 @@ void PipelineEngine::reduce_gradients() {
       offset += g.numel();
     }
   }
-}
-
-SumAcross PipelineEngine::grad_norm_across() {
-  return [this](double local) {
-    torch::NoGradGuard no_grad;
-    auto params = model_->named_parameters(true);
-    for (const auto& name : tied_copies_) {  // counted once, on the owner
-      const auto& g = params[name].grad();
-      if (g.defined()) local -= g.pow(2).sum().item<double>();
-    }
-    auto total = torch::tensor({local}, torch::kDouble);
-    groups_.pp()->all_reduce(total, ReduceOp::kSum);
-    return total.item<double>();
-  };
 }
 
 EvalResult PipelineEngine::evaluate(const std::vector<int64_t>& ids) {
@@ -239,66 +237,13 @@ NamedTensors PipelineEngine::named_parameters() {
   return out;
 }
 
-// Each parameter is broadcast over the pipeline group from its owner
-// (dp replicas are identical, so one pipeline suffices).
-std::map<std::string, torch::Tensor> PipelineEngine::full_parameters() {
-  auto params = model_->named_parameters(true);
-  const int me = groups_.coords().pp;
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& name : order_) {
-    const int owner = owner_.at(name);
-    torch::Tensor t = owner == me ? params[name].detach().cpu().clone()
-                                  : torch::empty(shapes_.at(name), torch::TensorOptions().dtype(dtypes_.at(name)));
-    groups_.pp()->broadcast(t, owner);
-    out[name] = t;
-  }
-  return out;
-}
-
-// State tensors are named "<parameter>.<kind>" with the parameter's shape
-// (optimizer.h); every stage runs the same optimizer, so the kinds found
-// for this rank's parameters are everyone's. Each parameter's state is
-// broadcast from its owning stage, like full_parameters.
-std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
-    const std::map<std::string, torch::Tensor>& local) {
-  std::set<std::string> kinds;
-  if (held_.empty()) throw RuntimeFailure("paratorch: pipeline stage " + std::to_string(groups_.coords().pp) + " holds no parameters");
-  const std::string& probe = held_.front();
-  for (const auto& [key, tensor] : local)
-    if (key.size() > probe.size() + 1 && key.compare(0, probe.size() + 1, probe + ".") == 0)
-      kinds.insert(key.substr(probe.size() + 1));
-  std::map<std::string, torch::Tensor> out = local;  // "step" and anything global as they are
-  const int me = groups_.coords().pp;
-  for (const auto& name : order_)
-    for (const auto& kind : kinds) {
-      const std::string key = name + "." + kind;
-      const int owner = owner_.at(name);
-      torch::Tensor t = owner == me ? local.at(key).detach().cpu().clone()
-                                    : torch::empty(shapes_.at(name), torch::TensorOptions().dtype(dtypes_.at(name)));
-      groups_.pp()->broadcast(t, owner);
-      out[key] = t;
-    }
-  return out;
-}
-
-void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
-  torch::NoGradGuard no_grad;
-  auto params = model_->named_parameters(true);
-  for (const auto& name : held_) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw RuntimeFailure("paratorch: checkpoint has no tensor '" + name + "' for this model");
-    if (it->second.sizes() != params[name].sizes())
-      throw RuntimeFailure("paratorch: checkpoint tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
-                           " but the model needs " + c10::str(params[name].sizes()));
-    params[name].copy_(it->second);
-  }
-}
-
 std::string PipelineEngine::describe() {
   const auto& s = executor_->schedule().shape;
-  char line[200];
-  std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s), schedule %s, %d micro-batch(es)%s, partition by %s%s",
-                s.stages, groups_.layout().dp, options_.schedule.c_str(), s.microbatches,
+  char line[256];
+  const int tp = groups_.layout().tp;
+  std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s)%s, schedule %s, %d micro-batch(es)%s, partition by %s%s",
+                s.stages, groups_.layout().dp, tp > 1 ? (", tensor parallel tp=" + std::to_string(tp)).c_str() : "",
+                options_.schedule.c_str(), s.microbatches,
                 s.virtual_stages > 1 ? (", " + std::to_string(s.virtual_stages) + " chunks/rank").c_str() : "",
                 options_.partition.c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "");
   return line;

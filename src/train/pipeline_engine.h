@@ -16,6 +16,16 @@
 //   2. every gradient is averaged over the stage's dp replicas (one flat
 //      all-reduce after the last backward).
 // Naive model parallelism is the m = 1 case.
+//
+// With tp > 1 (pp × tp, and dp × pp × tp: Megatron-LM's 3D layout, Narayanan
+// et al. 2021) the model is built with the tp group (make_model with a
+// TensorParallelContext), so each block holds this rank's shards and runs
+// its own tp collectives; every tp rank of a stage runs the same schedule,
+// and the pp group (same dp and tp coordinates) pairs tp rank r of one
+// stage with tp rank r of the next. Before step 1, sequence-parallel partial
+// gradients are summed over tp. Whole tensors (checkpoints, verify) are
+// gathered over tp on the owning stage, then broadcast over pp
+// (pipeline_state.cpp).
 #pragma once
 #include "pipeline/executor.h"
 #include "pipeline/partition.h"
@@ -46,7 +56,8 @@ PipelineOptions pipeline_options(const Config& config);
 
 /// Every pipeline check of `config` on `layout` (resolved) that needs no
 /// ranks — schedule, micro-batches, partition, the model's block count — so
-/// the CLI fails before MPI starts. No-op when layout.pp == 1.
+/// the CLI fails before MPI starts; with tp > 1 the model's tp checks come
+/// first (models::check_tensor_parallel). No-op when layout.pp == 1.
 void check_pipeline_config(const Config& config, const Layout& layout);
 
 class PipelineEngine : public Engine {
@@ -65,6 +76,7 @@ class PipelineEngine : public Engine {
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
   int64_t parameter_count() override { return parameter_count_; }
   std::string describe() override;
+  std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;
 
   const pipeline::Partition& partition() const { return partition_; }
   const pipeline::Executor& executor() const { return *executor_; }
@@ -76,6 +88,12 @@ class PipelineEngine : public Engine {
   std::vector<pipeline::BoundarySpec> boundary_specs(const std::vector<models::ModelBlock>& blocks);
   void keep_own_parameters(const std::vector<models::ModelBlock>& blocks);
   void reduce_gradients();
+  void sum_partial_gradients_over_tp();
+  /// `inner` wrapped so its state travels as whole tensors when tp > 1 (as is otherwise).
+  std::unique_ptr<Optimizer> with_tp_state(std::unique_ptr<Optimizer> inner) const;
+  /// Parameter `name` as a whole CPU tensor on every rank (collective: tp
+  /// gather on the owner's stage, then pp broadcast from the owner).
+  torch::Tensor gather_whole(const std::string& name, const torch::Tensor& on_owner);
 
   const ProcessGroups& groups_;
   std::shared_ptr<models::BundledModel> model_;
@@ -85,7 +103,9 @@ class PipelineEngine : public Engine {
   pipeline::Partition partition_;
   std::unique_ptr<pipeline::Executor> executor_;
   std::vector<std::string> order_;                    // every parameter name, model order
-  std::map<std::string, std::vector<int64_t>> shapes_;  // full shapes
+  std::map<std::string, std::vector<int64_t>> shapes_;  // full (whole-model) shapes
+  std::map<std::string, std::vector<int64_t>> shard_shapes_;  // this tp rank's shapes (= shapes_ at tp = 1)
+  std::map<std::string, tensor_parallel::ShardSpec> specs_;  // how each parameter splits over tp
   std::map<std::string, torch::ScalarType> dtypes_;
   std::map<std::string, int> owner_;                  // pipeline rank owning each parameter
   std::vector<std::string> held_;                     // this rank's parameters (owned + tied copies)

@@ -1,0 +1,138 @@
+// src/train/pipeline_state.cpp — PipelineEngine's whole-model views: full
+// parameters and optimizer state for checkpoints and verify, loading them
+// back, the global gradient norm, and the tp-aware optimizer.
+//
+// A parameter lives on one pipeline stage (its owner; tied weights have a
+// copy on the last stage too) and, with tp > 1, as tp shards across that
+// stage's tp ranks (tensor_parallel/shard.h). A whole tensor is therefore
+// made in two hops: the owner's tp ranks gather their shards
+// (tensor_parallel::gather_full), then each of them broadcasts the whole
+// tensor over its pp group (same dp and tp coordinates), so every rank ends
+// with it. Every rank walks the parameters in the same model order, so the
+// gathers and broadcasts pair up. dp replicas are identical: one pipeline
+// per replica does the same work and needs no cross-replica traffic.
+//
+// The global gradient norm (for clipping, Megatron-LM's rule): a stage's
+// sharded gradients' squares are summed over tp, its replicated parameters
+// (LayerNorms, biases of row-parallel layers, wpe) counted once since they are
+// equal on every tp rank, the tied copy on the last stage not at all (its
+// owner counts it), and the stages' sums added over pp.
+#include "tensor_parallel/full_tensors.h"
+#include "tensor_parallel/mappings.h"
+#include "report/trace.h"
+#include "train/pipeline_engine.h"
+#include "train/tensor_parallel_optimizer.h"
+
+#include <paratorch/errors.h>
+
+namespace paratorch::train {
+
+torch::Tensor PipelineEngine::gather_whole(const std::string& name, const torch::Tensor& on_owner) {
+  const int owner = owner_.at(name);
+  torch::Tensor t = owner == groups_.coords().pp
+                        ? tensor_parallel::gather_full(on_owner, specs_.at(name), *groups_.tp())
+                        : torch::empty(shapes_.at(name), torch::TensorOptions().dtype(dtypes_.at(name)));
+  groups_.pp()->broadcast(t, owner);
+  return t;
+}
+
+std::map<std::string, torch::Tensor> PipelineEngine::full_parameters() {
+  auto params = model_->named_parameters(true);
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& name : order_) out[name] = gather_whole(name, params[name]);
+  return out;
+}
+
+// State tensors are named "<parameter>.<kind>" with the parameter's shape
+// (optimizer.h); every stage runs the same optimizer, so the kinds found
+// for this rank's parameters are everyone's. `local` holds whole tensors
+// already (with_tp_state's optimizer gathered them over tp), so each one is
+// only broadcast from its owning stage.
+std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
+    const std::map<std::string, torch::Tensor>& local) {
+  std::set<std::string> kinds;
+  if (held_.empty()) throw RuntimeFailure("paratorch: pipeline stage " + std::to_string(groups_.coords().pp) + " holds no parameters");
+  const std::string& probe = held_.front();
+  for (const auto& [key, tensor] : local)
+    if (key.size() > probe.size() + 1 && key.compare(0, probe.size() + 1, probe + ".") == 0)
+      kinds.insert(key.substr(probe.size() + 1));
+  std::map<std::string, torch::Tensor> out = local;  // "step" and anything global as they are
+  const int me = groups_.coords().pp;
+  for (const auto& name : order_)
+    for (const auto& kind : kinds) {
+      const std::string key = name + "." + kind;
+      const int owner = owner_.at(name);
+      torch::Tensor t = owner == me ? local.at(key).detach().cpu().clone()
+                                    : torch::empty(shapes_.at(name), torch::TensorOptions().dtype(dtypes_.at(name)));
+      groups_.pp()->broadcast(t, owner);
+      out[key] = t;
+    }
+  return out;
+}
+
+void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  auto params = model_->named_parameters(true);
+  for (const auto& name : held_) {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw RuntimeFailure("paratorch: checkpoint has no tensor '" + name + "' for this model");
+    if (it->second.sizes() != torch::IntArrayRef(shapes_.at(name)))
+      throw RuntimeFailure("paratorch: checkpoint tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
+                           " but the model needs " + c10::str(shapes_.at(name)));
+    params[name].copy_(specs_.at(name).slice(it->second));
+  }
+}
+
+SumAcross PipelineEngine::grad_norm_across() {
+  return [this](double local) {
+    torch::NoGradGuard no_grad;
+    auto params = model_->named_parameters(true);
+    double replicated = 0;
+    for (const auto& name : held_) {
+      const auto& g = params[name].grad();
+      if (!g.defined()) continue;
+      const double sq = g.pow(2).sum().item<double>();
+      if (tied_copies_.count(name)) local -= sq;  // counted once, on the owner
+      else if (!specs_.at(name).sharded()) replicated += sq;
+    }
+    auto total = torch::tensor({tensor_parallel::tp_squared_norm(local - replicated, replicated, *groups_.tp())},
+                               torch::kDouble);
+    groups_.pp()->all_reduce(total, ReduceOp::kSum);
+    return total.item<double>();
+  };
+}
+
+// Sequence parallelism: whole parameters applied to this rank's slice of the
+// sequence (LayerNorms, wpe) hold partial gradients; one flat all-reduce over
+// tp sums them, as TensorParallelEngine does. Every tp rank of a stage holds
+// the same names, so the flat buffers agree.
+void PipelineEngine::sum_partial_gradients_over_tp() {
+  if (groups_.layout().tp == 1) return;
+  auto params = model_->named_parameters(true);
+  std::vector<torch::Tensor> partial;
+  for (const auto& name : held_)
+    if (specs_.at(name).partial_grad) partial.push_back(params[name].grad());
+  if (partial.empty()) return;
+  report::Tracer::Span span("tp.partial_grads", "tp");
+  std::vector<torch::Tensor> flats;
+  for (const auto& g : partial) flats.push_back(g.reshape({-1}));
+  auto flat = torch::cat(flats);
+  tensor_parallel::timed_all_reduce(flat, *groups_.tp(), ReduceOp::kSum);
+  int64_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& g : partial) {
+    g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
+    offset += g.numel();
+  }
+}
+
+std::unique_ptr<Optimizer> PipelineEngine::with_tp_state(std::unique_ptr<Optimizer> inner) const {
+  if (groups_.layout().tp == 1) return inner;
+  return std::make_unique<TensorParallelOptimizer>(std::move(inner), specs_, shard_shapes_, groups_.tp());
+}
+
+std::unique_ptr<Optimizer> PipelineEngine::build_optimizer(const OptimSection& options) {
+  return with_tp_state(make_optimizer(options, named_parameters()));
+}
+
+}  // namespace paratorch::train
