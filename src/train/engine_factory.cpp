@@ -25,9 +25,11 @@ void require_supported(const Config& config, torch::Device device) {
   if (p.pp > 1 && p.tp > 1)
     throw UsageError("paratorch: [parallel] pp = " + std::to_string(p.pp) + " with tp = " + std::to_string(p.tp) +
                      " (pipeline x tensor parallelism) is not supported by this build yet; set pp = 1 or tp = 1");
-  if (p.zero > 0 && (p.pp > 1 || p.tp > 1))
-    refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp) + ", tp = " +
-           std::to_string(p.tp), "zero = 0, or pp = 1 and tp = 1");
+  // ZeRO × pp: stage 1 shards each stage's optimizer state over its dp group
+  // (pipeline_zero.cpp); stages 2-3 would have to reduce-scatter inside the schedule.
+  if (p.zero > 1 && p.pp > 1)
+    refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp),
+           "zero = 1 (optimizer state sharded over dp) for pipelines, or pp = 1 for stages 2-3");
   if (config.train.precision != "fp32" && (p.pp > 1 || p.tp > 1 || p.mode != "sync"))
     refuse("[train] precision", "\"" + config.train.precision + "\" with pp/tp > 1 or mode = \"" + p.mode + "\"",
            "precision = \"fp32\"");
@@ -78,16 +80,18 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1)
     return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
   // ZeRO stages, and any stage in mixed precision (fp32 masters), run on ZeroEngine.
+  // The caller's model is whole; tensor parallelism needs one built with
+  // the tp group, whose layers hold this rank's shards.
+  tensor_parallel::TensorParallelContext tp{groups.tp(), config.parallel.sequence_parallel};
+  if (groups.layout().tp > 1) model = models::make_model(config.model, tp);
+  // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group), and any stage
+  // in mixed precision (fp32 masters), run on ZeroEngine.
   if (config.parallel.zero > 0 || config.train.precision != "fp32")
     return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero_options(config));
   const DataParallelOptions options = data_parallel_options(config);
-  if (groups.layout().tp > 1) {
-    // The caller's model is whole; tensor parallelism needs one built with
-    // the tp group, whose layers hold this rank's shards.
-    tensor_parallel::TensorParallelContext tp{groups.tp(), config.parallel.sequence_parallel};
-    return std::make_unique<TensorParallelEngine>(groups, models::make_model(config.model, tp), dataset, device,
-                                                  options, config.parallel.sequence_parallel);
-  }
+  if (groups.layout().tp > 1)
+    return std::make_unique<TensorParallelEngine>(groups, std::move(model), dataset, device, options,
+                                                  config.parallel.sequence_parallel);
   return std::make_unique<DataParallelEngine>(groups, std::move(model), dataset, device, options);
 }
 

@@ -34,6 +34,7 @@ struct PipelineOptions {
   int virtual_stages = 1;
   std::string partition = "params";
   bool activation_checkpointing = false;
+  int zero = 0;  // 1: ZeRO-1 optimizer per stage, sharded over dp (pipeline_zero.h)
   uint64_t seed = 1234;
   std::string model_name = "model";  // for messages
   /// Schedule, micro-batch and partition checks that need no model
@@ -65,6 +66,7 @@ class PipelineEngine : public Engine {
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
   int64_t parameter_count() override { return parameter_count_; }
   std::string describe() override;
+  std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;  // pipeline_zero.cpp
 
   const pipeline::Partition& partition() const { return partition_; }
   const pipeline::Executor& executor() const { return *executor_; }
