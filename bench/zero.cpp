@@ -1,13 +1,16 @@
 // bench/zero.cpp — ZeRO's memory per rank against the paper's formula, and step time.
 //
-//   mpirun -np N bench_zero STAGE      (bench/zero_compare runs stages 0..3 at N = 2, 4, 8)
+//   mpirun -np N bench_zero STAGE [TP]  (bench/zero_compare runs stages 0..3 at N = 2, 4, 8,
+//                                        and ZeRO x tp: N = 4, TP = 2, so dp = N / TP)
 // Model: gpt 8 layers x d_model 768 (12 heads, seq 32, vocab 256): ~57M
 // parameters, so model state dominates; global batch 8 (synthetic tokens),
 // AdamW, fp32. Stage 0 is the data-parallel engine (DDP), stages 1-3 ZeroEngine.
 // Prints one line per run: this rank's bytes of parameters + gradients +
 // optimizer state (measured: the tensors the engine and optimizer hold after a
 // step), the formula of ZeRO §3.1 for fp32 (4+4+8 bytes per parameter,
-// divided per stage) and their ratio, peak resident memory (max over ranks),
+// divided per stage; with TP > 1, Ψ is this rank's tp shard of the model:
+// sharded matrices count 1/TP, replicated LayerNorms and biases whole) and
+// their ratio, peak resident memory (max over ranks),
 // the runtime's own resident memory before the model exists (libtorch + MPI),
 // and the median step time over the timed steps.
 #include "data/dataset.h"
@@ -63,6 +66,7 @@ int main(int argc, char** argv) {
   World world(argc, argv);
   const double runtime_rss = current_rss_mib();  // libtorch + MPI, before any model state
   const int stage = argc > 1 ? std::atoi(argv[1]) : 0;
+  const int tp = argc > 2 ? std::atoi(argv[2]) : 1;
   const int warmup = 1, steps = std::getenv("BENCH_STEPS") ? std::atoi(std::getenv("BENCH_STEPS")) : 3;
   train::Config c;
   c.model.name = "gpt";
@@ -73,14 +77,16 @@ int main(int argc, char** argv) {
   c.data.source = "synthetic";
   c.data.global_batch = 8;
   c.parallel.zero = stage;
+  c.parallel.tp = tp;
   c.optim.name = "adamw";
   c.validate();
 
-  ProcessGroups groups(world.comm(), Layout{world.size(), 1, 1}.resolve(world.size()));
+  const Layout layout = Layout{world.size() / tp, 1, tp}.resolve(world.size());
+  ProcessGroups groups(world.comm(), layout);
   auto dataset = data::make_dataset(c.data.source, c.model, 1);
   auto engine = train::make_engine(c, groups, models::make_model(c.model), *dataset, world.device());
   auto optimizer = engine->build_optimizer(c.optim);
-  DistributedSampler batches(c.data.global_batch, 0, 1);
+  DistributedSampler batches(c.data.global_batch, 0, 1);  // the global ids; engines slice them
   std::vector<double> ms;
   for (int s = 0; s < warmup + steps; ++s) {
     world.comm()->barrier();
@@ -97,14 +103,15 @@ int main(int argc, char** argv) {
 
   auto* zero = dynamic_cast<train::ZeroEngine*>(engine.get());
   const train::ModelStateBytes held = zero ? zero->model_state_bytes() : measure_ddp(*engine, *optimizer);
-  const auto formula = zero::estimate_memory(c, engine->parameter_count(), world.size());
+  const auto formula = zero::estimate_memory(c, engine->local_parameter_count(), layout.dp);
   auto stats = torch::tensor({static_cast<double>(held.total()), peak_rss_mib(), runtime_rss}, torch::kDouble);
   world.comm()->all_reduce(stats, ReduceOp::kMax);
   if (world.rank() == 0) {
     const double mib = 1024.0 * 1024.0;
-    std::printf("zero: dp=%d stage=%d params=%.1fM state_MiB=%.1f (p %.1f g %.1f o %.1f) formula_MiB=%.1f ratio=%.3f "
+    std::printf("zero: dp=%d tp=%d stage=%d params=%.1fM local=%.1fM state_MiB=%.1f (p %.1f g %.1f o %.1f) formula_MiB=%.1f ratio=%.3f "
                 "peak_rss_MiB=%.0f runtime_rss_MiB=%.0f step_ms=%.0f\n",
-                world.size(), stage, static_cast<double>(engine->parameter_count()) / 1e6, stats[0].item<double>() / mib,
+                layout.dp, tp, stage, static_cast<double>(engine->parameter_count()) / 1e6,
+                static_cast<double>(engine->local_parameter_count()) / 1e6, stats[0].item<double>() / mib,
                 static_cast<double>(held.parameters) / mib, static_cast<double>(held.gradients) / mib,
                 static_cast<double>(held.optimizer) / mib, formula.model_state() / mib,
                 stats[0].item<double>() / formula.model_state(), stats[1].item<double>(), stats[2].item<double>(),

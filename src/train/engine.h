@@ -51,6 +51,10 @@ class Engine {
   }
   /// Number of parameters of the whole model.
   virtual int64_t parameter_count() = 0;
+  /// Parameters of this rank's model-parallel shard before ZeRO sharding
+  /// (tp shards count 1/tp): what the start-up memory estimate divides over
+  /// dp. Added for ZeRO × tp (issue 6); default: the whole model.
+  virtual int64_t local_parameter_count() { return parameter_count(); }
   /// One line for the start-up report.
   virtual std::string describe() = 0;
 

@@ -22,9 +22,11 @@ void refuse(const std::string& key, const std::string& value, const std::string&
 
 void require_supported(const Config& config, torch::Device device) {
   const auto& p = config.parallel;
-  if (p.zero > 0 && (p.pp > 1 || p.tp > 1))
-    refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp) + ", tp = " +
-           std::to_string(p.tp), "zero = 0, or pp = 1 and tp = 1");
+  // ZeRO × pp: stage 1 shards each stage's optimizer state over its dp group
+  // (pipeline_zero.cpp); stages 2-3 would have to reduce-scatter inside the schedule.
+  if (p.zero > 1 && p.pp > 1)
+    refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp),
+           "zero = 1 (optimizer state sharded over dp) for pipelines, or pp = 1 for stages 2-3");
   if (config.train.precision != "fp32" && (p.pp > 1 || p.tp > 1 || p.mode != "sync"))
     refuse("[train] precision", "\"" + config.train.precision + "\" with pp/tp > 1 or mode = \"" + p.mode + "\"",
            "precision = \"fp32\"");
@@ -72,24 +74,20 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   require_supported(config, device);
   // Bulk-synchronous parameter server (ps_engine.h); other staleness values it refuses.
   if (config.parallel.mode == "ps") return std::make_unique<async::PsEngine>(config, groups, std::move(model), dataset);
-  if (config.parallel.pp > 1) {  // pipeline (and naive model parallelism: microbatches = 1)
-    // pp x tp: the stages' blocks must hold this rank's tp shards, so the
-    // model is built with the tp group (as for TensorParallelEngine below).
-    if (groups.layout().tp > 1)
-      model = models::make_model(config.model, {groups.tp(), config.parallel.sequence_parallel});
+  // The caller's model is whole; tensor parallelism (with pp, ZeRO or dp)
+  // needs one built with the tp group, whose layers hold this rank's shards.
+  if (groups.layout().tp > 1)
+    model = models::make_model(config.model, {groups.tp(), config.parallel.sequence_parallel});
+  if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1), × tp, × ZeRO-1
     return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
-  }
-  // ZeRO stages, and any stage in mixed precision (fp32 masters), run on ZeroEngine.
+  // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group), and any stage
+  // in mixed precision (fp32 masters), run on ZeroEngine.
   if (config.parallel.zero > 0 || config.train.precision != "fp32")
     return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero_options(config));
   const DataParallelOptions options = data_parallel_options(config);
-  if (groups.layout().tp > 1) {
-    // The caller's model is whole; tensor parallelism needs one built with
-    // the tp group, whose layers hold this rank's shards.
-    tensor_parallel::TensorParallelContext tp{groups.tp(), config.parallel.sequence_parallel};
-    return std::make_unique<TensorParallelEngine>(groups, models::make_model(config.model, tp), dataset, device,
-                                                  options, config.parallel.sequence_parallel);
-  }
+  if (groups.layout().tp > 1)
+    return std::make_unique<TensorParallelEngine>(groups, std::move(model), dataset, device, options,
+                                                  config.parallel.sequence_parallel);
   return std::make_unique<DataParallelEngine>(groups, std::move(model), dataset, device, options);
 }
 

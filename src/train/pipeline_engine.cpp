@@ -26,6 +26,7 @@ PipelineOptions pipeline_options(const Config& config) {
   o.virtual_stages = config.parallel.virtual_stages;
   o.partition = config.parallel.partition;
   o.activation_checkpointing = config.parallel.activation_checkpointing;
+  o.zero = config.parallel.zero;
   o.seed = static_cast<uint64_t>(config.train.seed);
   o.model_name = config.model.name;
   return o;

@@ -44,6 +44,7 @@ struct PipelineOptions {
   int virtual_stages = 1;
   std::string partition = "params";
   bool activation_checkpointing = false;
+  int zero = 0;  // 1: ZeRO-1 optimizer per stage, sharded over dp (pipeline_zero.h)
   uint64_t seed = 1234;
   std::string model_name = "model";  // for messages
   /// Schedule, micro-batch and partition checks that need no model

@@ -21,6 +21,7 @@
 #include "tensor_parallel/mappings.h"
 #include "report/trace.h"
 #include "train/pipeline_engine.h"
+#include "train/pipeline_zero.h"
 #include "train/tensor_parallel_optimizer.h"
 
 #include <paratorch/errors.h>
@@ -132,7 +133,11 @@ std::unique_ptr<Optimizer> PipelineEngine::with_tp_state(std::unique_ptr<Optimiz
 }
 
 std::unique_ptr<Optimizer> PipelineEngine::build_optimizer(const OptimSection& options) {
-  return with_tp_state(make_optimizer(options, named_parameters()));
+  // zero = 1: the stage's optimizer state sharded over its dp group (pipeline_zero.h);
+  // tp > 1: state gathered over tp so checkpoints hold whole tensors.
+  auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp(), groups_.coords().dp)
+                                 : make_optimizer(options, named_parameters());
+  return with_tp_state(std::move(inner));
 }
 
 }  // namespace paratorch::train

@@ -183,7 +183,7 @@ void Trainer::Impl::announce(int64_t start) {
               world.device().str().c_str(), static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
   std::printf("paratorch train: estimated memory per rank: %s\n",
-              zero::estimate_memory(config, engine->parameter_count(), groups.layout().dp).line().c_str());
+              zero::estimate_memory(config, engine->local_parameter_count(), groups.layout().dp).line().c_str());
   std::fflush(stdout);
 }
 

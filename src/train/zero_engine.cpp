@@ -4,6 +4,7 @@
 #include "train/zero_engine.h"
 
 #include "report/trace.h"
+#include "tensor_parallel/full_tensors.h"
 #include "train/zero_unit.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
@@ -32,6 +33,7 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
     : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(options),
       dtype_(zero::precision_dtype(options.precision)), scaler_(options.scaler) {
   options_.validate(groups_.layout().dp);
+  specs_ = model_->shard_specs();     // tp > 1: the model was built with the tp group
   // Stages 0-2 keep the whole model; stage 3 initializes unit by unit in
   // build_units, so no rank ever holds the whole initialized model.
   if (options_.stage != 3) model_->initialize(options_.seed);
@@ -222,6 +224,7 @@ models::Batch ZeroEngine::to_device(models::Batch b) const {
 // otherwise (gpt's [B, T, V] logits, mlp/cnn's [B, C]). Computed in fp32.
 torch::Tensor ZeroEngine::loss_of_output(const torch::Tensor& output, const torch::Tensor& target) const {
   auto out = output.to(torch::kFloat);
+  if (tensor_parallel()) return tp_loss_of_output(out, target);  // vocab-parallel logits
   if (target.is_floating_point()) return torch::mse_loss(out, target.to(torch::kFloat));
   return torch::cross_entropy_loss(out.reshape({-1, out.size(-1)}), target.reshape({-1}));
 }
@@ -258,6 +261,7 @@ double ZeroEngine::forward_backward(const std::vector<int64_t>& ids) {
     finish_reductions(true);
     local += loss.item<double>();
   }
+  sum_partial_gradients_over_tp();
   if (scale != 1.0) unscale_gradients();
   auto global = torch::tensor({local}, torch::kDouble);
   groups_.dp()->all_reduce(global, ReduceOp::kAvg);
@@ -291,6 +295,7 @@ bool ZeroEngine::may_step() {
   for (auto& u : units_) bad = bad || !torch::isfinite(u->grad).all().item<bool>();
   auto flag = torch::tensor({bad ? 1.0 : 0.0}, torch::kDouble);
   groups_.dp()->all_reduce(flag, ReduceOp::kMax);
+  if (tensor_parallel()) groups_.tp()->all_reduce(flag, ReduceOp::kMax);  // tp ranks skip together
   return scaler_.update(flag.item<double>() > 0);
 }
 
@@ -320,16 +325,21 @@ std::unique_ptr<Optimizer> ZeroEngine::build_optimizer(const OptimSection& optio
   auto optimizer = std::make_unique<zero::ShardedOptimizer>(
       options, shards, pieces_, group, [this] { return may_step(); }, [this] { publish_parameters(); });
   optimizer_ = optimizer.get();
-  return optimizer;
+  return wrap_for_tp(std::move(optimizer));
 }
 
+// Squares of the dp shards summed over dp; under tp, sharded parameters'
+// squares are then summed over tp and replicated ones counted once
+// (tensor_parallel::tp_squared_norm).
 SumAcross ZeroEngine::grad_norm_across() {
-  if (shard_ranks() == 1) return nullptr;  // every rank holds every piece
-  auto dp = groups_.dp();
-  return [dp](double squares) {
-    auto t = torch::tensor({squares}, torch::kDouble);
-    dp->all_reduce(t, ReduceOp::kSum);
-    return t.item<double>();
+  const bool over_dp = shard_ranks() > 1;
+  if (!over_dp && !tensor_parallel()) return nullptr;  // every rank holds every piece
+  return [this, over_dp](double squares) {
+    auto t = torch::tensor({squares, tensor_parallel() ? replicated_squares() : 0.0}, torch::kDouble);
+    if (over_dp) groups_.dp()->all_reduce(t, ReduceOp::kSum);
+    if (!tensor_parallel()) return t[0].item<double>();
+    const double replicated = t[1].item<double>();
+    return tensor_parallel::tp_squared_norm(t[0].item<double>() - replicated, replicated, *groups_.tp());
   };
 }
 
@@ -343,7 +353,7 @@ std::map<std::string, torch::Tensor> ZeroEngine::full_parameters() {
   auto group = shard_ranks() > 1 ? groups_.dp() : nullptr;
   for (auto& u : units_)
     for (auto& [name, t] : zero::gather_full(*u->layout, u->master, group.get())) out[name] = t.cpu();
-  return out;
+  return tensor_parallel() ? gather_over_tp(std::move(out)) : out;
 }
 
 void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
@@ -351,15 +361,9 @@ void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>
   for (auto& u : units_) {
     const auto& L = *u->layout;
     for (const auto& piece : L.pieces()) {
-      const auto& param = L.params()[piece.param];
-      auto it = tensors.find(param.name);
-      if (it == tensors.end())
-        throw RuntimeFailure("paratorch: checkpoint has no tensor '" + param.name + "' for this model");
-      if (it->second.numel() != param.numel() || it->second.sizes().vec() != param.shape)
-        throw RuntimeFailure("paratorch: checkpoint tensor '" + param.name + "' has shape " +
-                             c10::str(it->second.sizes()) + " but the model needs " + c10::str(param.shape));
+      const auto local = local_part(tensors, L.params()[piece.param]);  // checked, tp-sliced
       u->master.narrow(0, piece.shard_offset, piece.length)
-          .copy_(it->second.reshape({-1}).narrow(0, piece.param_offset, piece.length));
+          .copy_(local.reshape({-1}).narrow(0, piece.param_offset, piece.length));
     }
   }
   publish_parameters();
@@ -367,14 +371,24 @@ void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>
 
 int64_t ZeroEngine::parameter_count() {
   int64_t n = 0;
+  for (auto& u : units_)
+    for (const auto& p : u->layout->params())
+      n += p.numel() * (specs_.at(p.name).sharded() ? groups_.layout().tp : 1);
+  return n;
+}
+
+int64_t ZeroEngine::local_parameter_count() {
+  int64_t n = 0;
   for (auto& u : units_) n += u->layout->numel();
   return n;
 }
 
 std::string ZeroEngine::describe() {
-  char line[200];
-  std::snprintf(line, sizeof line, "ZeRO stage %d over %d dp rank(s), %s compute, %zu unit(s)%s", options_.stage,
-                groups_.layout().dp, options_.precision.c_str(), units_.size(),
+  char line[240];
+  std::snprintf(line, sizeof line, "ZeRO stage %d over %d dp rank(s)%s, %s compute, %zu unit(s)%s", options_.stage,
+                groups_.layout().dp,
+                tensor_parallel() ? (" of each tp=" + std::to_string(groups_.layout().tp) + " shard").c_str() : "",
+                options_.precision.c_str(), units_.size(),
                 groups_.layout().dp == 1 && options_.stage > 0 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "");
   return line;
 }

@@ -28,7 +28,12 @@
 // skips the step when a gradient is inf/NaN.
 // The trainer sees only pieces of the master shard (named_parameters) and the
 // ShardedOptimizer (build_optimizer); clipping sums shard norms over dp.
+// With tensor parallelism (tp > 1, zero_engine_tp.cpp) the model holds this
+// rank's tp shards (make_model with the tp group) and the units hold those
+// shards, sharded over the dp group only: each model-parallel shard is
+// ZeRO'd across its own dp replicas (ZeRO paper §7, with Megatron-LM).
 #pragma once
+#include "tensor_parallel/shard.h"
 #include "train/engine.h"
 #include "zero/buffer_pool.h"
 #include "zero/flat_buffer.h"
@@ -72,6 +77,7 @@ class ZeroEngine : public Engine {
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   int64_t parameter_count() override;
+  int64_t local_parameter_count() override;
   std::string describe() override;
   std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;
   std::map<std::string, double> step_metrics() override;
@@ -99,6 +105,15 @@ class ZeroEngine : public Engine {
   std::vector<int64_t> my_slice(const std::vector<int64_t>& ids) const;
   torch::Tensor loss_of_output(const torch::Tensor& output, const torch::Tensor& target) const;
   int shard_ranks() const;
+
+  // tensor parallelism (zero_engine_tp.cpp)
+  bool tensor_parallel() const { return groups_.layout().tp > 1; }
+  void sum_partial_gradients_over_tp();
+  double replicated_squares() const;
+  torch::Tensor tp_loss_of_output(const torch::Tensor& output, const torch::Tensor& target) const;
+  std::map<std::string, torch::Tensor> gather_over_tp(std::map<std::string, torch::Tensor> shards);
+  torch::Tensor local_part(const std::map<std::string, torch::Tensor>& tensors, const zero::FlatParam& param) const;
+  std::unique_ptr<Optimizer> wrap_for_tp(std::unique_ptr<Optimizer> sharded) const;
 
   // stage 3 (zero_engine_stage3.cpp)
   void plan_blocks();
@@ -128,6 +143,7 @@ class ZeroEngine : public Engine {
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive for the hooks
   const zero::ShardedOptimizer* optimizer_ = nullptr;
   zero::BufferPool pool_;                 // stages 2-3: transient unit-sized buffers, reused
+  std::map<std::string, tensor_parallel::ShardSpec> specs_;  // every parameter's tp split
   // stage 3 plan
   std::vector<models::ModelBlock> blocks_;
   std::vector<std::vector<size_t>> block_units_;  // units each block needs (own + shared)

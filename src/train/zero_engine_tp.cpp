@@ -1,0 +1,92 @@
+// src/train/zero_engine_tp.cpp — ZeroEngine's tensor-parallel half (ZeRO × tp).
+//
+// With tp > 1 the model holds this rank's tp shards (make_model with the tp
+// group) and ZeroEngine's flat units hold those shards, sharded over the dp
+// group only (ZeRO shards across the dp group of each model-parallel shard,
+// Rajbhandari et al. 2019 §7). The tp ranks of one replica have identical
+// unit layouts (same names, same shard shapes), so the piece at a given
+// shard offset is the same parameter's part on each of them. What tp adds:
+//  - loss: gpt's logits are this rank's vocabulary slice, so the loss is the
+//    vocab-parallel cross-entropy (collective over tp);
+//  - sequence parallelism: replicated parameters used on a slice of the
+//    sequence (ShardSpec::partial_grad) hold partial gradients; their pieces
+//    of the dp-reduced gradient shard are summed over tp (the dp average and
+//    the tp sum commute, both being linear);
+//  - clipping: sharded parameters' squares summed over tp, replicated ones
+//    counted once (tensor_parallel::tp_squared_norm);
+//  - whole tensors for checkpoints and verify: gather over dp (as at tp = 1),
+//    then tensor_parallel::gather_full over tp; loading slices with
+//    ShardSpec::slice; optimizer state the same way (TensorParallelOptimizer).
+#include "models/gpt.h"
+#include "report/trace.h"
+#include "tensor_parallel/full_tensors.h"
+#include "train/tensor_parallel_optimizer.h"
+#include "train/zero_engine.h"
+#include "train/zero_unit.h"
+#include <paratorch/errors.h>
+
+namespace paratorch::train {
+
+torch::Tensor ZeroEngine::tp_loss_of_output(const torch::Tensor& output, const torch::Tensor& target) const {
+  if (target.is_floating_point()) return torch::mse_loss(output, target.to(torch::kFloat));  // mf: whole outputs
+  auto* gpt = dynamic_cast<models::Gpt*>(model_.get());
+  if (gpt == nullptr) throw UsageError("paratorch: [parallel] zero with tp > 1 supports gpt and mf; set tp = 1");
+  return gpt->loss_from_logits(output, target);
+}
+
+void ZeroEngine::sum_partial_gradients_over_tp() {
+  if (!tensor_parallel()) return;
+  std::vector<torch::Tensor> partial;
+  for (const auto& [name, piece] : pieces_.tensors)
+    if (specs_.at(name).partial_grad) partial.push_back(piece.grad());
+  if (partial.empty()) return;  // the same on every tp rank: their layouts are identical
+  report::Tracer::Span span("tp.partial_grads", "tp");
+  torch::NoGradGuard no_grad;
+  auto flat = torch::cat(partial);
+  groups_.tp()->all_reduce(flat, ReduceOp::kSum);
+  int64_t offset = 0;
+  for (auto& g : partial) {
+    g.copy_(flat.narrow(0, offset, g.numel()));
+    offset += g.numel();
+  }
+}
+
+// This rank's squares of replicated parameters' gradient pieces (equal on
+// every tp rank, so tp_squared_norm counts them once).
+double ZeroEngine::replicated_squares() const {
+  torch::NoGradGuard no_grad;
+  double sum = 0;
+  for (const auto& [name, piece] : pieces_.tensors)
+    if (!specs_.at(name).sharded() && piece.grad().defined()) sum += piece.grad().pow(2).sum().item<double>();
+  return sum;
+}
+
+// Sorted map order: every tp rank gathers the same parameters in the same order.
+std::map<std::string, torch::Tensor> ZeroEngine::gather_over_tp(std::map<std::string, torch::Tensor> shards) {
+  for (auto& [name, t] : shards) t = tensor_parallel::gather_full(t, specs_.at(name), *groups_.tp());
+  return shards;
+}
+
+// `param`'s tensor from a whole-tensor map, checked and cut to this rank's tp shard.
+torch::Tensor ZeroEngine::local_part(const std::map<std::string, torch::Tensor>& tensors,
+                                     const zero::FlatParam& param) const {
+  auto it = tensors.find(param.name);
+  if (it == tensors.end())
+    throw RuntimeFailure("paratorch: checkpoint has no tensor '" + param.name + "' for this model");
+  const auto& spec = specs_.at(param.name);
+  const auto full_shape = spec.full_shape(param.shape);
+  if (it->second.sizes() != torch::IntArrayRef(full_shape))
+    throw RuntimeFailure("paratorch: checkpoint tensor '" + param.name + "' has shape " +
+                         c10::str(it->second.sizes()) + " but the model needs " + c10::str(full_shape));
+  return spec.sharded() ? spec.slice(it->second) : it->second;
+}
+
+std::unique_ptr<Optimizer> ZeroEngine::wrap_for_tp(std::unique_ptr<Optimizer> sharded) const {
+  if (!tensor_parallel()) return sharded;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& u : units_)
+    for (const auto& p : u->layout->params()) shapes[p.name] = p.shape;
+  return std::make_unique<TensorParallelOptimizer>(std::move(sharded), specs_, std::move(shapes), groups_.tp());
+}
+
+}  // namespace paratorch::train
