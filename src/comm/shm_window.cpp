@@ -6,6 +6,8 @@
 #include <new>
 #include <thread>
 
+#include <sys/statvfs.h>
+
 namespace paratorch::comm {
 namespace {
 
@@ -34,6 +36,21 @@ bool all_ranks_on_one_node(MPI_Comm comm, int size) {
   return all == 1;
 }
 
+/// The window's backing file goes to /dev/shm (OpenMPI's default
+/// osc_sm_backing_directory), a tmpfs that hands out pages lazily: in a
+/// container with a small /dev/shm (Docker's default is 64 MB) a window that
+/// does not fit turns into SIGBUS at first touch instead of an error. So
+/// every rank checks there is room for the whole window twice over, and all
+/// must agree; otherwise the caller keeps the MPI path.
+bool backing_store_fits(MPI_Comm comm, int64_t window_bytes) {
+  struct statvfs fs {};
+  const bool fits = statvfs("/dev/shm", &fs) == 0 &&
+                    static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) >= 2.0 * window_bytes;
+  int mine = fits ? 1 : 0, all = 0;
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm);
+  return all == 1;
+}
+
 std::atomic<uint64_t>& counter_at(std::atomic<uint64_t>* base, int q) {
   return *reinterpret_cast<std::atomic<uint64_t>*>(reinterpret_cast<char*>(base) + q * kWindowLine);
 }
@@ -46,6 +63,7 @@ std::unique_ptr<ShmWindow> ShmWindow::create(MPI_Comm comm, int64_t bytes_per_ra
   MPI_Comm_size(comm, &size);
   if (size < 2 || !all_ranks_on_one_node(comm, size)) return nullptr;
   const int64_t bytes = (bytes_per_rank + kWindowLine - 1) / kWindowLine * kWindowLine;
+  if (!backing_store_fits(comm, bytes * size)) return nullptr;
   // Rank 0's segment starts with the barrier counters.
   const int64_t header = kWindowLine * size;
   const MPI_Aint alloc = static_cast<MPI_Aint>(bytes + (rank == 0 ? header : 0));
