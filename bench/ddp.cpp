@@ -3,6 +3,10 @@
 //   mpirun -np 2 bench_ddp ddp      paratorch DDP, global batch split over the ranks
 //   bench_ddp single THREADS        one process, whole global batch (the limit
 //                                   data parallelism can reach on these cores)
+//   mpirun -np 2 bench_ddp local    each rank its slice, NO gradient exchange:
+//                                   the compute-only floor of DDP on these cores
+// BENCH_PHASES=1 adds the median forward / backward (DDP: with the bucket
+// all-reduces and the final wait) / optimizer split of each step.
 // Model (issue #2): mlp d_in 784, d_model 512, 4 layers, 10 classes, global
 // batch 64, AdamW. Prints the median step time over the timed steps.
 // The optimizer is the trainer's (paratorch's fused AdamW) in both modes;
@@ -23,6 +27,8 @@
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "ddp";
   const bool single = std::strcmp(mode, "single") == 0;
+  const bool local = std::strcmp(mode, "local") == 0;  // ranks, but no DDP
+  const bool phases = std::getenv("BENCH_PHASES") != nullptr;
   paratorch::WorldOptions options;
   if (single && argc > 2) options.threads_per_rank = std::atoi(argv[2]);
   paratorch::World world(argc, argv, options);
@@ -36,7 +42,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<paratorch::DistributedDataParallel> ddp;
   paratorch::DDPOptions ddp_options;
   if (const char* mb = std::getenv("BENCH_BUCKET_MB")) ddp_options.bucket_mb = std::atof(mb);
-  if (!single) ddp = std::make_unique<paratorch::DistributedDataParallel>(model, world.comm(), ddp_options);
+  if (!single && !local) ddp = std::make_unique<paratorch::DistributedDataParallel>(model, world.comm(), ddp_options);
   const char* optim_env = std::getenv("BENCH_OPTIM");
   const bool torch_optim = optim_env && std::strcmp(optim_env, "torch") == 0;
   torch::optim::AdamW torch_opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
@@ -52,29 +58,44 @@ int main(int argc, char** argv) {
   for (int s = 0; s < warmup + steps; ++s)
     batches.push_back(paratorch::data::synthetic_batch(cfg, sampler.local_indices(s), 7));
 
-  std::vector<double> ms, optim_ms;
+  std::vector<double> ms, optim_ms, forward_ms, backward_ms;
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+  };
   for (int s = 0; s < warmup + steps; ++s) {
     if (!single) world.comm()->barrier();
     auto t0 = std::chrono::steady_clock::now();
     paratorch::train::zero_gradients(named);
-    model->loss(batches[static_cast<size_t>(s)]).backward();
+    auto loss = model->loss(batches[static_cast<size_t>(s)]);
+    auto t_forward = std::chrono::steady_clock::now();
+    loss.backward();
     auto t_backward = std::chrono::steady_clock::now();
+    if (s >= warmup) {
+      forward_ms.push_back(std::chrono::duration<double, std::milli>(t_forward - t0).count());
+      backward_ms.push_back(std::chrono::duration<double, std::milli>(t_backward - t_forward).count());
+    }
     if (torch_optim) torch_opt.step();
     else paratorch_opt->step(3e-4);
-    optim_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_backward).count());
-    double local = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    auto t = torch::tensor({local}, torch::kDouble);
+    if (s >= warmup) optim_ms.push_back(since(t_backward));
+    auto t = torch::tensor({since(t0)}, torch::kDouble);
     if (!single) world.comm()->all_reduce(t, paratorch::ReduceOp::kMax);
     if (s >= warmup) ms.push_back(t.item<double>());
     if (std::getenv("BENCH_VERBOSE") && world.rank() == 0) std::printf("  step %d %.1f ms\n", s, t.item<double>());
   }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
   std::sort(ms.begin(), ms.end());
-  std::sort(optim_ms.begin(), optim_ms.end());
   if (world.rank() == 0)
     std::printf("bench_ddp: mode=%s optimizer=%s ranks=%d threads_per_rank=%d median_step_ms=%.1f min_step_ms=%.1f "
                 "median_optimizer_ms=%.1f\n",
                 mode, torch_optim ? "torch" : "paratorch", single ? 1 : world.size(), world.threads(),
                 ms[ms.size() / 2], ms.front(),
-                optim_ms[optim_ms.size() / 2]);
+                median(optim_ms));
+  // Rank 0's own phases (the step time above is the slowest rank's).
+  if (phases && world.rank() == 0)
+    std::printf("bench_ddp_phases: mode=%s forward_ms=%.1f backward_ms=%.1f optimizer_ms=%.1f\n", mode,
+                median(forward_ms), median(backward_ms), median(optim_ms));
   return 0;
 }

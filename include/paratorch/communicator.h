@@ -98,6 +98,15 @@ class Communicator {
   void send(torch::Tensor tensor, int dst, int tag = 0) { send_async(std::move(tensor), dst, tag)->wait(); }
   void recv(torch::Tensor tensor, int src, int tag = 0) { recv_async(std::move(tensor), src, tag)->wait(); }
 
+  /// A zeroed 1-D buffer of `numel` elements meant to be all-reduced in
+  /// slices (DDP's gradient buckets). Collective. Every rank must pass the
+  /// same numel and dtype, and later all-reduce the same slices of it. A
+  /// backend may place it where its collectives need no staging (MPI on one
+  /// node: a shared-memory window the peers read in place); the default is
+  /// an ordinary tensor. Valid while this communicator lives.
+  virtual torch::Tensor allocate_reduce_buffer(int64_t numel, torch::ScalarType dtype) {
+    return torch::zeros({numel}, torch::TensorOptions().dtype(dtype));
+  }
   /// Splits this group (collective over all members). Only ProcessGroups and
   /// World call this: they own every communicator of the job.
   virtual std::shared_ptr<Communicator> split(int color, int key, const std::string& name) = 0;

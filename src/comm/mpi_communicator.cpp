@@ -7,6 +7,8 @@
 #include <paratorch/errors.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 namespace paratorch::comm {
@@ -67,7 +69,8 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, CommOptions op
 
 MpiCommunicator::~MpiCommunicator() {
   queue_.reset();  // drains and joins the communication thread first
-  shm_.reset();    // the window belongs to comm_
+  shm_.reset();    // the windows belong to comm_
+  symmetric_.clear();
   if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -133,11 +136,40 @@ ShmAllReduce* MpiCommunicator::shm_for(const torch::Tensor& host) {
   return shm_.get();
 }
 
+SymmetricBuffer* MpiCommunicator::symmetric_for(const torch::Tensor& tensor) {
+  for (auto& buffer : symmetric_)
+    if (buffer->contains(tensor)) return buffer.get();
+  return nullptr;
+}
+
+torch::Tensor MpiCommunicator::allocate_reduce_buffer(int64_t numel, torch::ScalarType dtype) {
+  // PARATORCH_SHM=copy keeps the copying shared-memory path (shm_all_reduce.h)
+  // for these buffers too: the A/B switch of bench/ddp.
+  const char* shm = std::getenv("PARATORCH_SHM");
+  const bool copy_only = shm && std::string(shm) == "copy";
+  if (!options_.shm_collectives || copy_only || size_ < 2 || (dtype != torch::kFloat && dtype != torch::kDouble))
+    return Communicator::allocate_reduce_buffer(numel, dtype);
+  torch::Tensor out;
+  OpInfo info = collective_info("allocate_reduce_buffer", torch::empty({numel}, torch::TensorOptions().dtype(dtype)));
+  MPI_Comm comm = comm_;
+  run_now(PendingOp{std::move(info), [&, comm] {
+    if (auto buffer = SymmetricBuffer::create(comm, numel, dtype)) {
+      out = buffer->local();
+      symmetric_.push_back(std::move(buffer));
+    }
+  }});
+  return out.defined() ? out : Communicator::allocate_reduce_buffer(numel, dtype);
+}
+
 PendingOp MpiCommunicator::make_all_reduce(torch::Tensor tensor, ReduceOp op) {
   OpInfo info = collective_info("all_reduce", tensor);
   MPI_Comm comm = comm_;
   int size = size_;
   return with_debug_check(std::move(info), [=]() mutable {
+    if (SymmetricBuffer* symmetric = symmetric_for(tensor)) {  // peers read it in place
+      symmetric->all_reduce(tensor, op);
+      return;
+    }
     StagedBuffer b = stage(tensor, /*for_reduction=*/true, /*written=*/true);
     if (ShmAllReduce* shm = shm_for(b.host)) {  // every rank on this node: no MPI transfer
       shm->run(b.host, op);

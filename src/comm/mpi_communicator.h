@@ -7,6 +7,7 @@
 #pragma once
 #include "comm/op_queue.h"
 #include "comm/shm_all_reduce.h"
+#include "comm/symmetric_buffer.h"
 #include <paratorch/communicator.h>
 
 #include <mpi.h>
@@ -45,6 +46,9 @@ class MpiCommunicator : public Communicator {
   void all_gather(torch::Tensor output, torch::Tensor input) override;
   void reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op) override;
   void barrier() override;
+  /// In a SymmetricBuffer when the shared-memory path is on and the group
+  /// has several ranks on one node (fp32/fp64 only); else the default.
+  torch::Tensor allocate_reduce_buffer(int64_t numel, torch::ScalarType dtype) override;
   std::shared_ptr<Communicator> split(int color, int key, const std::string& name) override;
 
   MPI_Comm mpi_comm() const { return comm_; }
@@ -65,6 +69,8 @@ class MpiCommunicator : public Communicator {
   /// The shared-memory path for `host`, created on first use (collective:
   /// every rank reaches it at the same all-reduce); nullptr means MPI.
   ShmAllReduce* shm_for(const torch::Tensor& host);
+  /// The symmetric buffer `tensor` is a slice of, or nullptr.
+  SymmetricBuffer* symmetric_for(const torch::Tensor& tensor);
 
   MPI_Comm comm_;
   std::string name_;
@@ -76,6 +82,9 @@ class MpiCommunicator : public Communicator {
   enum class ShmState { kUntried, kOn, kOff };
   ShmState shm_state_ = ShmState::kUntried;  // touched only by the op being run
   std::unique_ptr<ShmAllReduce> shm_;
+  /// allocate_reduce_buffer's windows; appended and read only by ops run in
+  /// queue order (run_now / the communication thread).
+  std::vector<std::unique_ptr<SymmetricBuffer>> symmetric_;
   std::unique_ptr<OpQueue> queue_;
 };
 

@@ -10,8 +10,7 @@
 // one write), and copies the reduced chunk out (one read): about 2 + 1 + 1
 // passes over the data per rank, with no fragmenting and no busy MPI polling.
 //
-// Two barriers per chunk, on counters in the window (spin, then yield, then
-// sleep: ranks may outnumber cores). Chunks alternate between two buffers, so
+// Two barriers per chunk (ShmWindow::barrier, shm_window.h). Chunks alternate between two buffers, so
 // a chunk's copy-in cannot overwrite a buffer that a slower rank still copies
 // out of (it passed the previous chunk's first barrier, hence finished the
 // chunk before). Every element is reduced by one rank in rank order, then
@@ -20,15 +19,14 @@
 // Waits carry no deadline of their own: they run inside a collective, which
 // the communication thread already watches (watchdog.h).
 #pragma once
+#include "comm/shm_window.h"
 #include <paratorch/communicator.h>
 
 #include <mpi.h>
 #include <torch/torch.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 namespace paratorch::comm {
 
@@ -40,7 +38,6 @@ class ShmAllReduce {
   /// use small chunks to cross chunk boundaries cheaply).
   static std::unique_ptr<ShmAllReduce> create(MPI_Comm comm, int64_t max_chunk_bytes = kMaxChunkBytes);
   static constexpr int64_t kMaxChunkBytes = 16ll << 20;
-  ~ShmAllReduce();
 
   /// Smallest tensor (bytes) worth the window; below it MPI's latency wins.
   static constexpr int64_t kMinBytes = 256 * 1024;
@@ -51,23 +48,22 @@ class ShmAllReduce {
   void run(torch::Tensor& host, ReduceOp op);
 
  private:
-  ShmAllReduce(MPI_Win window, int rank, int size, int64_t chunk_bytes, std::vector<char*> slots,
-               std::atomic<uint64_t>* counters);
-  void barrier();
-  char* slot(int buffer, int rank) const;
+  ShmAllReduce(std::unique_ptr<ShmWindow> window, int64_t chunk_bytes)
+      : window_(std::move(window)), chunk_bytes_(chunk_bytes) {}
+  char* slot(int buffer, int rank) const { return window_->segment(rank) + buffer * chunk_bytes_; }
 
-  MPI_Win window_;
-  int rank_, size_;
+  std::unique_ptr<ShmWindow> window_;  // each rank's segment: [2 buffers][chunk_bytes]
   int64_t chunk_bytes_;
-  std::vector<char*> segments_;  // each rank's segment: [2 buffers][chunk_bytes]
-  std::atomic<uint64_t>* counters_;  // one per rank, cache-line apart, in rank 0's segment
-  uint64_t arrivals_ = 0;  // barriers this rank has entered
-  uint64_t chunks_ = 0;    // chunks done (buffer parity)
+  uint64_t chunks_ = 0;  // chunks done (buffer parity)
 };
 
 /// Kernels (shm_reduce_kernel.cpp): dst[i] = reduce over sources[0..n_sources)[i], in
 /// source order; kAvg divides the sum by n_sources (as the MPI path does).
 void reduce_slices(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op);
 void reduce_slices(const double* const* sources, int n_sources, double* dst, int64_t n, ReduceOp op);
+/// slices[q][i] = reduce over slices[0..n_slices)[i] for every q: the same
+/// reduction, in slice order, written back to every slice (symmetric buffers).
+void reduce_slices_to_all(float* const* slices, int n_slices, int64_t n, ReduceOp op);
+void reduce_slices_to_all(double* const* slices, int n_slices, int64_t n, ReduceOp op);
 
 }  // namespace paratorch::comm

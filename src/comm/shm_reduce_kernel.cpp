@@ -5,6 +5,7 @@
 #include "comm/shm_all_reduce.h"
 
 #include <algorithm>
+#include <vector>
 
 namespace paratorch::comm {
 namespace {
@@ -41,7 +42,34 @@ void reduce_impl(const T* const* sources, int n_sources, T* dst, int64_t n, Redu
   }
 }
 
+/// Each block is reduced once into a small local array (slice order, as
+/// reduce_impl), then written to every slice: the slices are both the
+/// sources and the destinations, so no slice may be overwritten before every
+/// source of that block was read.
+template <typename T>
+void reduce_to_all_impl(T* const* slices, int n_slices, int64_t n, ReduceOp op) {
+  constexpr int64_t kBlock = 2048;
+  alignas(64) T block[kBlock];
+  std::vector<const T*> shifted(static_cast<size_t>(n_slices));
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t len = std::min(kBlock, n - start);
+    for (int s = 0; s < n_slices; ++s) shifted[static_cast<size_t>(s)] = slices[s] + start;
+    reduce_impl(shifted.data(), n_slices, block, len, op);
+    for (int s = 0; s < n_slices; ++s) {
+      T* __restrict__ out = slices[s] + start;
+      for (int64_t i = 0; i < len; ++i) out[i] = block[i];
+    }
+  }
+}
+
 }  // namespace
+
+void reduce_slices_to_all(float* const* slices, int n_slices, int64_t n, ReduceOp op) {
+  reduce_to_all_impl(slices, n_slices, n, op);
+}
+void reduce_slices_to_all(double* const* slices, int n_slices, int64_t n, ReduceOp op) {
+  reduce_to_all_impl(slices, n_slices, n, op);
+}
 
 void reduce_slices(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op) {
   reduce_impl(sources, n_sources, dst, n, op);

@@ -85,6 +85,40 @@ TEST(Communicator, LargeAllReduceThroughTheCommunicator) {
   EXPECT_TRUE(torch::equal(t, torch::full_like(t, (N() + 1) / 2.0f)));
 }
 
+// allocate_reduce_buffer (symmetric_buffer.h): slices of the buffer are
+// reduced in place, reading the peers' copies. The result of every op must be
+// bitwise the copying shared-memory path's, on every rank, for slices at odd
+// offsets; the rest of the buffer and each rank's later writes stay its own.
+TEST(Communicator, ReduceBufferSlicesReduceInPlaceLikeTheCopyingPath) {
+  auto comm = test_world().comm();
+  auto shm = paratorch::comm::ShmAllReduce::create(MPI_COMM_WORLD, 64 * 1024);
+  ASSERT_TRUE(shm);
+  const int64_t n = 3 * 64 * 1024 / 4 + 555;
+  auto values_of = [](int rank, int64_t len, torch::ScalarType type) {
+    return (torch::arange(len, torch::kDouble).remainder(997) * 0.001 + rank * 0.25 - 0.3).to(type);
+  };
+  for (auto type : {torch::kFloat, torch::kDouble}) {
+    auto buffer = comm->allocate_reduce_buffer(n + 100, type);
+    ASSERT_EQ(buffer.numel(), n + 100);
+    EXPECT_TRUE(torch::equal(buffer, torch::zeros_like(buffer)));
+    auto slice = buffer.narrow(0, 37, n);  // an odd offset, like a bucket after another
+    for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin}) {
+      buffer.fill_(static_cast<double>(-R() - 1));
+      slice.copy_(values_of(R(), n, type));
+      auto want = values_of(R(), n, type);
+      shm->run(want, op);
+      comm->all_reduce_async(slice, op)->wait();
+      EXPECT_TRUE(torch::equal(slice, want)) << "op " << static_cast<int>(op) << " " << type;
+      EXPECT_EQ(buffer[0].item<double>(), -R() - 1.0) << "outside the slice is this rank's own";
+      EXPECT_EQ(buffer[n + 99].item<double>(), -R() - 1.0);
+    }
+    // After the reduce each copy is private again: a write here is not seen there.
+    slice.fill_(static_cast<double>(R()));
+    comm->barrier();
+    EXPECT_EQ(slice[5].item<double>(), static_cast<double>(R()));
+  }
+}
+
 TEST(Communicator, BroadcastFromLastRank) {
   auto comm = test_world().comm();
   auto t = torch::full({4, 2}, static_cast<float>(R()));

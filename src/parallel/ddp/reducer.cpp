@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <map>
 #include <sstream>
 
 namespace paratorch {
@@ -53,10 +54,13 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
   slots_.resize(params_.size());
   buckets_.resize(layouts_.size());
   torch::NoGradGuard no_grad;
+  const auto cpu_flats = allocate_cpu_buckets();
   for (size_t b = 0; b < layouts_.size(); ++b) {
     const auto& first = params_[layouts_[b].params.front()];
     Bucket& bucket = buckets_[b];
-    bucket.flat = torch::zeros({layouts_[b].numel}, first.options().requires_grad(false));
+    bucket.flat = first.device().is_cpu()
+                      ? cpu_flats[b]
+                      : torch::zeros({layouts_[b].numel}, first.options().requires_grad(false));
     int64_t offset = 0;
     for (size_t m = 0; m < layouts_[b].params.size(); ++m) {
       size_t i = layouts_[b].params[m];
@@ -70,6 +74,37 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
       const_cast<torch::Tensor&>(p).mutable_grad() = bucket.views.back();
     }
     bucket.pending = layouts_[b].params.size();
+  }
+}
+
+std::vector<torch::Tensor> Reducer::allocate_cpu_buckets() {
+  // One buffer per dtype for all CPU buckets, from the communicator, which
+  // may place it where its all-reduce needs no staging (a shared-memory
+  // window: comm/symmetric_buffer.h); each bucket is a slice of it. One
+  // allocation, not one per bucket: each is a collective and a window.
+  std::map<torch::ScalarType, int64_t> total;
+  for (size_t b = 0; b < layouts_.size(); ++b)
+    if (params_[layouts_[b].params.front()].device().is_cpu()) total[layouts_[b].dtype] += layouts_[b].numel;
+  std::map<torch::ScalarType, torch::Tensor> whole;
+  for (const auto& [dtype, numel] : total) whole[dtype] = comm_->allocate_reduce_buffer(numel, dtype);
+  std::map<torch::ScalarType, int64_t> used;
+  std::vector<torch::Tensor> flats(layouts_.size());
+  for (size_t b = 0; b < layouts_.size(); ++b) {
+    if (!params_[layouts_[b].params.front()].device().is_cpu()) continue;
+    const auto dtype = layouts_[b].dtype;
+    flats[b] = whole[dtype].narrow(0, used[dtype], layouts_[b].numel);
+    used[dtype] += layouts_[b].numel;
+  }
+  return flats;
+}
+
+Reducer::~Reducer() {
+  // The buckets may live in the communicator's memory, which can die before
+  // the model: leave each parameter a gradient of its own.
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
+    if (grad.defined() && params_[i].requires_grad()) grad = grad.clone();
   }
 }
 

@@ -2,8 +2,12 @@
 //
 // The gradient of each parameter lives inside a flat per-bucket buffer
 // (param.grad aliases its slot), so autograd accumulates straight into the
-// buffer and a bucket is sent without copies. A post-hook on each parameter's
-// gradient accumulator tells the reducer when that gradient is final.
+// buffer and a bucket is sent without copies. On CPU the buckets are slices
+// of one buffer from Communicator::allocate_reduce_buffer: on one node a
+// shared-memory window whose all-reduce reads the peers' buckets in place, so
+// the gradients are never copied at all (comm/symmetric_buffer.h).
+// A post-hook on each parameter's gradient accumulator tells the reducer
+// when that gradient is final.
 //
 // One backward pass, as a state machine:
 //   Idle --first hook--> Backward --(each bucket full, in order)--> launch
@@ -29,6 +33,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
  public:
   Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
           std::shared_ptr<Communicator> comm, DDPOptions options);
+  ~Reducer();
   /// Installs the gradient-accumulator hooks (needs shared_from_this).
   void install_hooks();
 
@@ -54,6 +59,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     bool ready = false;
   };
 
+  /// Bucket b's flat buffer when its parameters are on the CPU (else undefined).
+  std::vector<torch::Tensor> allocate_cpu_buckets();
   void on_gradient_ready(size_t param);
   void begin_backward();
   void launch_in_order();
