@@ -2,10 +2,13 @@
 #include "async/hogwild.h"
 
 #include "async/async_layout.h"
+#include "async/ps_logger.h"
 #include "async/ps_protocol.h"
+#include "async/ps_trace.h"
 #include "async/validation.h"
 #include "data/dataset.h"
 #include "report/metrics.h"
+#include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
 #include <paratorch/errors.h>
@@ -16,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -58,7 +62,7 @@ void sgd_update(const torch::Tensor& param, const torch::Tensor& grad, double lr
   p.add_(grad, -lr);
 }
 
-void log_step(Shared& sh, int64_t s, double loss, double lr, double ms) {
+void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double validation) {
   const int64_t step = s + 1;
   if (step % sh.config.train.log_every != 0 && step != sh.config.train.steps) return;
   std::lock_guard<std::mutex> lock(sh.log_mutex);
@@ -69,8 +73,13 @@ void log_step(Shared& sh, int64_t s, double loss, double lr, double ms) {
   m.step_ms = ms;
   m.throughput = static_cast<double>(sh.config.data.global_batch * sh.dataset->items_per_sample()) / (ms / 1000);
   m.throughput_unit = sh.dataset->throughput_unit();
+  std::string val;
+  if (std::isfinite(validation)) {
+    m.extra["val_loss"] = validation;
+    val = " val_loss " + std::to_string(validation);
+  }
   sh.metrics->write(m);
-  std::printf("step %lld loss %.4f (thread-local step %.1f ms)\n", static_cast<long long>(step), loss, ms);
+  std::printf("step %lld loss %.4f (thread-local step %.1f ms)%s\n", static_cast<long long>(step), loss, ms, val.c_str());
   std::fflush(stdout);
 }
 
@@ -78,10 +87,16 @@ void run_thread(Shared& sh, int64_t* steps_done) {
   try {
     for (int64_t s = sh.next++; s < sh.config.train.steps && !sh.failed; s = sh.next++, ++*steps_done) {
       const double t0 = now_s();
+      if (s == kTracedSteps) report::Tracer::instance().disable();
       auto batch = sh.dataset->train_batch(sh.batches.global_indices(s));
-      auto loss = sh.model->loss(batch);
-      auto grads = torch::autograd::grad({loss}, sh.params, /*grad_outputs=*/{}, /*retain_graph=*/false,
-                                         /*create_graph=*/false, /*allow_unused=*/true);
+      std::vector<torch::Tensor> grads;
+      torch::Tensor loss;
+      {
+        report::Tracer::Span span("forward_backward", "compute");
+        loss = sh.model->loss(batch);
+        grads = torch::autograd::grad({loss}, sh.params, /*grad_outputs=*/{}, /*retain_graph=*/false,
+                                      /*create_graph=*/false, /*allow_unused=*/true);
+      }
       const double value = loss.item<double>();
       if (!std::isfinite(value))
         throw RuntimeFailure("paratorch: hogwild loss is " + std::to_string(value) + " at step " +
@@ -96,10 +111,21 @@ void run_thread(Shared& sh, int64_t* steps_done) {
       }
       const double lr = sh.schedule.at(s);
       torch::NoGradGuard no_grad;
-      for (size_t i = 0; i < grads.size(); ++i)
-        if (grads[i].defined()) sgd_update(sh.params[i], scale == 1 ? grads[i] : grads[i] * scale, lr,
-                                           sh.config.optim.weight_decay);
-      log_step(sh, s, value, lr, (now_s() - t0) * 1000);
+      {
+        report::Tracer::Span span("hogwild_update", "compute");
+        for (size_t i = 0; i < grads.size(); ++i)
+          if (grads[i].defined()) sgd_update(sh.params[i], scale == 1 ? grads[i] : grads[i] * scale, lr,
+                                             sh.config.optim.weight_decay);
+      }
+      const double ms = (now_s() - t0) * 1000;
+      // Mid-run validation, as the synchronous trainer's: on the shared
+      // parameters as they are now (the other threads keep updating them).
+      double validation = std::numeric_limits<double>::quiet_NaN();
+      if (validates_at(s + 1, sh.config.train.log_every, sh.config.train.steps)) {
+        report::Tracer::Span span("validation", "compute");
+        validation = validation_loss(*sh.model, *sh.dataset, sh.config.data.global_batch);
+      }
+      log_step(sh, s, value, lr, ms, validation);
     }
   } catch (const std::exception& e) {
     std::lock_guard<std::mutex> lock(sh.log_mutex);
@@ -133,6 +159,8 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
               sh.dataset->describe().c_str(), threads, static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
   std::fflush(stdout);
+  report::Tracer::instance().clear();  // this run's spans only
+  report::Tracer::instance().enable(world.rank());
   const int intra = torch::get_num_threads();
   torch::set_num_threads(1);
   const double t0 = now_s();
@@ -176,6 +204,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   for (const auto& item : sh.model->named_parameters(true)) ckpt.model[item.key()] = item.value().detach();
   ckpt.optimizer["step"] = torch::tensor(static_cast<int64_t>(config.train.steps), torch::kLong);
   train::write_checkpoint(config.train.out_dir + "/checkpoints", ckpt);
+  report::write_trace(*world.comm(), config.train.out_dir + "/trace.json");  // one rank: no peers to wait for
   return result;
 }
 

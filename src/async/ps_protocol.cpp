@@ -59,9 +59,14 @@ Header Header::unpack(const torch::Tensor& words) {
 }
 
 void send_message(Communicator& comm, int dst, Header h, const torch::Tensor& payload, bool reply) {
+  for (auto& work : post_message(comm, dst, h, payload, reply)) work->wait();
+}
+
+std::vector<WorkHandle> post_message(Communicator& comm, int dst, Header h, const torch::Tensor& payload, bool reply) {
   h.numel = payload.defined() ? payload.numel() : 0;
-  comm.send(h.pack(), dst, reply ? kReplyTag : kRequestTag);
-  if (h.numel > 0) comm.send(payload.contiguous(), dst, reply ? kReplyPayloadTag : kRequestPayloadTag);
+  std::vector<WorkHandle> works = {comm.send_async(h.pack(), dst, reply ? kReplyTag : kRequestTag)};
+  if (h.numel > 0) works.push_back(comm.send_async(payload.contiguous(), dst, reply ? kReplyPayloadTag : kRequestPayloadTag));
+  return works;
 }
 
 Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what) {
@@ -94,15 +99,28 @@ int wait_for_request(Communicator& comm, double idle_s) {
   return poll_until(ready, idle_s) ? source : -1;
 }
 
-Header receive_request(Communicator& comm, int src, torch::Tensor* payload) {
+bool receive_request(Communicator& comm, int src, Header* h, torch::Tensor* payload, double timeout_s) {
   auto words = torch::empty({kHeaderWords}, torch::kLong);
-  comm.recv(words, src, kRequestTag);
-  Header h = Header::unpack(words);
-  if (h.numel > 0) {
-    *payload = torch::empty({h.numel}, torch::kFloat);
-    comm.recv(*payload, src, kRequestPayloadTag);
+  comm.recv(words, src, kRequestTag);  // probed: it is there
+  *h = Header::unpack(words);
+  if (h->numel == 0) return true;
+  *payload = torch::empty({h->numel}, torch::kFloat);
+  auto work = comm.recv_async(*payload, src, kRequestPayloadTag);
+  bool failed = false;  // MPI reports an error when the sender died mid-transfer
+  auto done = [&] {
+    try {
+      return work->is_completed();
+    } catch (const std::exception&) {
+      return failed = true;
+    }
+  };
+  if (!poll_until(done, timeout_s) || failed) {
+    // Never completes (the sender is gone); keep its buffer alive for MPI.
+    static std::vector<WorkHandle> abandoned;
+    abandoned.push_back(work);
+    return false;
   }
-  return h;
+  return true;
 }
 
 }  // namespace paratorch::async

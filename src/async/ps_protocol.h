@@ -12,6 +12,8 @@
 //                           the worker's loss, gradient payload
 //   DONE  worker -> server: the worker finished its steps
 //   REPORT worker -> server 0: steps, seconds (for steps/s), final loss
+//   LEAVE worker -> server: the worker failed and is going (best effort; a
+//                           crashed worker sends nothing and is found silent)
 // Servers learn who speaks through wait_for_request, which probes any source
 // (the Communicator has only known-source receives) under a deadline.
 #pragma once
@@ -20,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 namespace paratorch::async {
 
@@ -28,7 +31,7 @@ inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-enum class MessageType : int64_t { kPull = 1, kPush = 2, kDone = 3, kReport = 4, kShard = 5 };
+enum class MessageType : int64_t { kPull = 1, kPush = 2, kDone = 3, kReport = 4, kShard = 5, kLeave = 6 };
 
 constexpr int kRequestTag = 7100;
 constexpr int kRequestPayloadTag = 7101;
@@ -50,6 +53,12 @@ struct Header {
 /// Sends `h` (and `payload` when h.numel > 0) on the request or reply tags.
 void send_message(Communicator& comm, int dst, Header h, const torch::Tensor& payload, bool reply);
 
+/// The same without waiting: the handles keep the header and payload alive
+/// until they complete. A server replies this way, so a worker that died
+/// before receiving its reply blocks nothing (a large payload's send would
+/// wait for the receiver forever).
+std::vector<WorkHandle> post_message(Communicator& comm, int dst, Header h, const torch::Tensor& payload, bool reply);
+
 /// Receives a reply header from `src` and, when it carries one, its payload
 /// into `payload` (resized). Waits at most `timeout_s`, then throws
 /// RuntimeFailure naming `what`.
@@ -59,7 +68,9 @@ Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double
 /// rank; -1 when `idle_s` passed first (the caller checks its deadlines).
 int wait_for_request(Communicator& comm, double idle_s);
 
-/// Receives the request header from `src` (after wait_for_request) and its payload.
-Header receive_request(Communicator& comm, int src, torch::Tensor* payload);
+/// Receives the request header from `src` (after wait_for_request) into `h`
+/// and its payload. False when the payload did not follow within
+/// `timeout_s`: the sender died between the two messages.
+bool receive_request(Communicator& comm, int src, Header* h, torch::Tensor* payload, double timeout_s);
 
 }  // namespace paratorch::async

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <limits>
 
 namespace paratorch::async {
@@ -37,6 +38,7 @@ Server::Server(std::shared_ptr<Communicator> world, const ShardPlan& plan, int i
   last_heard_s_.assign(w, now_s());
   losses_.assign(w, std::numeric_limits<double>::quiet_NaN());
   reports_.assign(w, {});
+  outbox_.assign(w, {});
   round_sum_ = torch::zeros({numel_}, torch::kFloat);
 }
 
@@ -93,8 +95,17 @@ void Server::serve() {
   while (!finished()) {
     const int src = wait_for_request(*world_, 0.25);
     if (src >= 0) handle(src);
+    drain_outbox();
     check_silence();
   }
+}
+
+// Replies complete as workers receive them; MPI progresses them while this
+// server probes and receives.
+void Server::drain_outbox() {
+  for (auto& works : outbox_)
+    works.erase(std::remove_if(works.begin(), works.end(), [](const WorkHandle& w) { return w->is_completed(); }),
+                works.end());
 }
 
 void Server::serve_round(int64_t step) {
@@ -104,6 +115,7 @@ void Server::serve_round(int64_t step) {
   while (pulls_answered_ < options_.workers || pushes_seen_ < options_.workers) {
     const int src = wait_for_request(*world_, 0.25);
     if (src >= 0) handle(src);
+    drain_outbox();
     if (now_s() > deadline)
       throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " waited more than " +
                            std::to_string(options_.timeout_s) + " s ([comm] timeout_s) for step " +
@@ -113,19 +125,22 @@ void Server::serve_round(int64_t step) {
 
 void Server::handle(int src) {
   torch::Tensor payload;
-  Header h = receive_request(*world_, src, &payload);
+  Header h;
   const int worker = src - first_worker_;
   if (worker < 0)
     throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got a request from rank " +
                          std::to_string(src) + ", which is a server, not a worker");
   const auto w = static_cast<size_t>(worker);
+  const bool complete = receive_request(*world_, src, &h, &payload, options_.timeout_s);
   last_heard_s_[w] = now_s();
   if (lost_[w]) return;  // declared lost: its late messages are ignored
+  if (!complete) return lose_worker(w, "its gradient never followed the header it sent");
   switch (h.type) {
     case MessageType::kPull: handle_pull(worker, h.step, h.version); break;
-    case MessageType::kPush: handle_push(worker, h.step, h.version, h.value, payload); break;
+    case MessageType::kPush: handle_push(worker, h, payload); break;
     case MessageType::kDone: done_[w] = true; answer_ready_pulls(); break;
     case MessageType::kReport: reports_[w] = {static_cast<double>(h.step), h.value, h.value2}; break;
+    case MessageType::kLeave: lose_worker(w, "it failed and left"); break;
     default:
       throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got an unknown message type " +
                            std::to_string(static_cast<int64_t>(h.type)) + " from rank " + std::to_string(src));
@@ -173,18 +188,27 @@ void Server::reply(int worker, int64_t version) {
   Header h;
   h.version = version_;
   if (options_.assign_slots) h.step = next_slot_ < options_.steps * options_.workers ? next_slot_++ : -1;
-  send_message(*world_, worker + first_worker_, h, version == version_ ? torch::Tensor() : flat_values(), /*reply=*/true);
+  torch::Tensor payload;
+  if (version != version_) {
+    // One snapshot per version, shared by every reply in flight (they must
+    // not see the values change under them).
+    if (snapshot_version_ != version_) snapshot_ = flat_values(), snapshot_version_ = version_;
+    payload = snapshot_;
+  }
+  for (auto& work : post_message(*world_, worker + first_worker_, h, payload, /*reply=*/true))
+    outbox_[static_cast<size_t>(worker)].push_back(std::move(work));
   ++pulls_answered_;
 }
 
-void Server::handle_push(int worker, int64_t step, int64_t version, double loss, const torch::Tensor& grad) {
+void Server::handle_push(int worker, const Header& h, const torch::Tensor& grad) {
+  const int64_t step = h.step, version = h.version;
   if (grad.numel() != numel_)
     throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " expected " + std::to_string(numel_) +
                          " gradient values from worker " + std::to_string(worker) + ", got " +
                          std::to_string(grad.numel()));
   const auto w = static_cast<size_t>(worker);
   clock_[w] = step + 1;
-  losses_[w] = loss;
+  losses_[w] = h.value;
   ++stats_.pushes;
   ++pushes_seen_;
   const int64_t stale = options_.staleness == 0 ? 0 : version_ - version;
@@ -201,7 +225,7 @@ void Server::handle_push(int worker, int64_t step, int64_t version, double loss,
   } else {
     apply(grad, step);
   }
-  if (on_push) on_push(worker, step);
+  if (on_push) on_push(worker, step, h.value2);
   answer_ready_pulls();
 }
 
@@ -223,27 +247,57 @@ void Server::apply(const torch::Tensor& flat_grad, int64_t step) {
   if (stats_.applied == 1) stats_.first_apply_s = stats_.last_apply_s;
 }
 
+namespace {
+
+// True when `pid` runs on this node and is gone (or a zombie): a crashed
+// worker, found without waiting out the timeout.
+bool local_process_gone(int64_t pid) {
+  if (pid <= 0) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;
+  std::string line;
+  std::getline(stat, line);
+  const auto paren = line.rfind(')');
+  const char state = paren != std::string::npos && paren + 2 < line.size() ? line[paren + 2] : '?';
+  return state == 'Z' || state == 'X';
+}
+
+}  // namespace
+
 // A worker that owes us a message (not done, no pull waiting here) and has
-// been silent past the timeout is gone.
+// been silent past the timeout — or past a second while its process is
+// gone — is lost.
 void Server::check_silence() {
   const double now = now_s();
   for (size_t w = 0; w < clock_.size(); ++w) {
-    if (done_[w] || lost_[w] || now - last_heard_s_[w] <= options_.timeout_s) continue;
+    if (done_[w] || lost_[w]) continue;
+    const double silent = now - last_heard_s_[w];
+    const int64_t pid = w < options_.local_worker_pids.size() ? options_.local_worker_pids[w] : -1;
+    const bool gone = silent > std::min(1.0, options_.timeout_s) && local_process_gone(pid);
+    if (!gone && silent <= options_.timeout_s) continue;
     bool waiting = false;
     for (const auto& p : pending_) waiting = waiting || p.worker == static_cast<int>(w);
-    if (waiting) continue;
-    if (options_.staleness == 0)
-      throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(static_cast<int>(w) + first_worker_) + " sent nothing for " +
-                           std::to_string(options_.timeout_s) +
-                           " s ([comm] timeout_s); bulk-synchronous training (staleness = 0) cannot continue "
-                           "without it");
-    lost_[w] = true;
-    stats_.lost_workers.push_back(static_cast<int>(w) + first_worker_);
-    std::fprintf(stderr, "paratorch: ps server %d: worker rank %d lost (silent for %.1f s after step %lld); "
-                         "continuing with %d workers\n",
-                 index_, static_cast<int>(w) + first_worker_, now - last_heard_s_[w], static_cast<long long>(clock_[w]), live_workers());
-    answer_ready_pulls();
+    if (waiting && !gone) continue;
+    char why[128];
+    std::snprintf(why, sizeof why, gone ? "its process is gone (silent %.1f s)" : "silent for %.1f s", silent);
+    lose_worker(w, why);
   }
+}
+
+void Server::lose_worker(size_t w, const std::string& why) {
+  const int rank = static_cast<int>(w) + first_worker_;
+  if (options_.staleness == 0)
+    throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(rank) + " was lost (" + why +
+                         ", [comm] timeout_s = " + std::to_string(options_.timeout_s) +
+                         "); bulk-synchronous training (staleness = 0) cannot continue without it");
+  lost_[w] = true;
+  stats_.lost_workers.push_back(rank);
+  // Replies it never received complete never; their buffers stay alive for MPI.
+  for (auto& work : outbox_[w]) abandoned_.push_back(std::move(work));
+  outbox_[w].clear();
+  std::fprintf(stderr, "paratorch: ps server %d: worker rank %d lost (%s) after step %lld; continuing with %d workers\n",
+               index_, rank, why.c_str(), static_cast<long long>(clock_[w]), live_workers());
+  answer_ready_pulls();
 }
 
 }  // namespace paratorch::async

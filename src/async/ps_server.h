@@ -14,10 +14,14 @@
 // does; the staleness of each applied gradient (server updates since the
 // version the worker computed it on) goes into a histogram.
 //
-// A worker silent for longer than [comm] timeout_s is declared lost when
-// staleness != 0: the others continue without it. Under bulk-synchronous
+// A worker is declared lost when staleness != 0 and it is silent for longer
+// than [comm] timeout_s, or sooner when it says it leaves (LEAVE), when its
+// process is gone (same node: /proc), or when a payload it announced never
+// follows: the others continue without it, and nothing the server sends it
+// can block (replies are posted, not waited for). Under bulk-synchronous
 // consistency a lost worker ends the job (the step can not complete).
 #pragma once
+#include "async/ps_protocol.h"
 #include "async/shard_plan.h"
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
@@ -48,6 +52,9 @@ struct ServerOptions {
   /// and the caller's optimizer steps them, as train::take_step does for
   /// every layout — so clipping sees the global norm and lr is the caller's.
   bool defer_apply = false;
+  /// Each worker's process id when it runs on this node, else -1: a silent
+  /// worker whose process is gone is lost at once, not after timeout_s.
+  std::vector<int64_t> local_worker_pids;
 };
 
 /// Histogram buckets: staleness 0..kStalenessBuckets-2, the last bucket holds the rest.
@@ -92,19 +99,23 @@ class Server {
   const std::vector<double>& worker_losses() const { return losses_; }
   /// Worker REPORT messages (steps, seconds, loss) received by serve(), by worker.
   const std::vector<std::vector<double>>& reports() const { return reports_; }
-  /// Called after each applied update (server 0 logs metrics from it).
-  std::function<void(int64_t worker, int64_t step)> on_push;
+  /// Called after each push is handled (server 0 logs metrics from it).
+  /// `validation`: the validation loss the worker measured on the
+  /// parameters it pulled for `step` (NaN when it measured none).
+  std::function<void(int64_t worker, int64_t step, double validation)> on_push;
 
  private:
   void handle(int src);
   void handle_pull(int worker, int64_t step, int64_t version);
-  void handle_push(int worker, int64_t step, int64_t version, double loss, const torch::Tensor& grad);
+  void handle_push(int worker, const Header& h, const torch::Tensor& grad);
   void apply(const torch::Tensor& flat_grad, int64_t step);
   void set_gradients(const torch::Tensor& flat_grad);
   bool pull_allowed(int64_t step) const;
   void answer_ready_pulls();
   void reply(int worker, int64_t version);
   void check_silence();
+  void lose_worker(size_t w, const std::string& why);
+  void drain_outbox();
   torch::Tensor flat_values() const;
   int live_workers() const;
 
@@ -127,6 +138,10 @@ class Server {
   std::vector<double> last_heard_s_, losses_;
   std::vector<std::vector<double>> reports_;
   std::vector<PendingPull> pending_;
+  std::vector<std::vector<WorkHandle>> outbox_;  // replies in flight, by worker
+  std::vector<WorkHandle> abandoned_;            // to lost workers: never complete
+  torch::Tensor snapshot_;                       // flat_values() at snapshot_version_
+  int64_t snapshot_version_ = -1;
   torch::Tensor round_sum_;  // bulk-synchronous: sum of this step's pushes
   int round_count_ = 0;
   int64_t pulls_answered_ = 0, pushes_seen_ = 0;  // for serve_round

@@ -2,7 +2,9 @@
 #include "async/ps_trainer.h"
 
 #include "async/async_layout.h"
+#include "async/ps_logger.h"
 #include "async/ps_protocol.h"
+#include "async/ps_trace.h"
 #include "async/ps_server.h"
 #include "async/ps_worker.h"
 #include "async/shard_plan.h"
@@ -10,15 +12,20 @@
 #include "data/dataset.h"
 #include "report/metrics.h"
 #include "report/svg_plot.h"
+#include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/run_history.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <limits>
 
 namespace paratorch::async {
@@ -32,6 +39,8 @@ struct Injection {
   double factor = 1;
   int kill_rank = -1;
   int64_t kill_step = -1;
+  int crash_rank = -1;
+  int64_t crash_step = -1;
 };
 
 // "RANK:VALUE" from the environment; UsageError when malformed.
@@ -51,6 +60,7 @@ Injection read_injection() {
   read_pair("PARATORCH_PS_STRAGGLER", &inj.straggler_rank, &inj.factor);
   double step = -1;
   if (read_pair("PARATORCH_PS_KILL", &inj.kill_rank, &step)) inj.kill_step = static_cast<int64_t>(step);
+  if (read_pair("PARATORCH_PS_CRASH", &inj.crash_rank, &step)) inj.crash_step = static_cast<int64_t>(step);
   return inj;
 }
 
@@ -58,6 +68,7 @@ struct Job {
   World& world;
   const train::Config& config;
   int servers, workers;
+  std::vector<int64_t> local_pids;  // by world rank: its pid when on this node, else -1
   std::unique_ptr<data::Dataset> dataset;
   std::shared_ptr<models::BundledModel> model;
   std::map<std::string, torch::Tensor> full;
@@ -108,44 +119,6 @@ int64_t resume_server(const Job& job, Server& server, int k, const std::string& 
   return ckpt.step;
 }
 
-// Server 0's metrics: one line per log_every global steps (W pushes each).
-struct Logger {
-  const Job& job;
-  Server& server;
-  report::MetricsWriter writer;
-  train::RunHistory history;
-  int64_t pushes = 0, logged_step = 0;
-  double last_s = now_s();
-
-  Logger(const Job& j, Server& s, bool append) : job(j), server(s), writer(j.out("metrics.jsonl"), append) {}
-  void on_push(int64_t first_step) {
-    if (++pushes % job.workers != 0) return;
-    const int64_t step = first_step + pushes / job.workers;
-    if (step % job.config.train.log_every != 0 && step != job.config.train.steps) return;
-    double loss = 0;
-    int n = 0;
-    for (double l : server.worker_losses())
-      if (std::isfinite(l)) loss += l, ++n;
-    const double now = now_s(), span = now - last_s;
-    report::StepMetrics m;
-    m.step = step;
-    m.loss = n ? loss / n : 0;
-    m.lr = job.schedule.at(step - 1);
-    m.step_ms = span * 1000 / static_cast<double>(step - logged_step);
-    m.throughput = static_cast<double>((step - logged_step) * job.config.data.global_batch *
-                                       job.dataset->items_per_sample()) / span;
-    m.throughput_unit = job.dataset->throughput_unit();
-    m.extra["applied_updates"] = static_cast<double>(server.stats().applied);
-    writer.write(m);
-    history.add_train(step, m.loss);
-    std::printf("step %lld loss %.4f %.1f %s\n", static_cast<long long>(step), m.loss, m.throughput,
-                m.throughput_unit.c_str());
-    std::fflush(stdout);
-    logged_step = step;
-    last_s = now;
-  }
-};
-
 std::vector<float> stats_words(const ServerStats& s) {
   std::vector<float> w = {static_cast<float>(s.applied), static_cast<float>(s.apply_rate())};
   for (auto c : s.staleness_histogram) w.push_back(static_cast<float>(c));
@@ -162,6 +135,8 @@ double validation_loss(const Job& job, const std::map<std::string, torch::Tensor
 // the final parameters and writes the summary (p2p only: a lost worker must
 // not be needed to finish).
 train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64_t start, double seconds) {
+  if (static_cast<int>(server.stats().lost_workers.size()) == job.workers)
+    throw RuntimeFailure("paratorch: every ps worker was lost (see the messages above); the job has no result");
   std::map<std::string, torch::Tensor> params;
   for (auto& [name, t] : job.full) params[name] = t.clone();
   std::vector<std::vector<float>> stats = {stats_words(server.stats())};
@@ -185,7 +160,13 @@ train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64
     stats.emplace_back(head.data_ptr<float>(), head.data_ptr<float>() + kStatsWords);
     place(k, buf.narrow(0, kStatsWords, job.plan.numel_of(k)));
   }
+  std::vector<int> traced;
+  for (int r = 1; r < job.servers; ++r) traced.push_back(r);
+  for (int w = 0; w < job.workers; ++w)
+    if (!server.reports()[static_cast<size_t>(w)].empty()) traced.push_back(job.servers + w);
+  write_ps_trace(*job.world.comm(), traced, job.config.comm.timeout_s, job.out("trace.json"));
   const double val = validation_loss(job, params);
+  logger.flush();
   report::StepMetrics m;
   m.step = job.config.train.steps;
   m.loss = val;
@@ -216,10 +197,12 @@ train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64
     std::printf("paratorch ps: worker rank %d: %.0f steps, %.2f steps/s, last loss %.4f\n", rank, r[0], steps_per_s, r[2]);
   }
   m.extra["lost_workers"] = lost;
-  logger.writer.write(m);
-  logger.history.add_validation(job.config.train.steps, val);
+  logger.writer().write(m);
+  if (lost > 0)
+    std::printf("paratorch ps: lost %d of %d workers; the job finished with the survivors\n", lost, job.workers);
+  logger.history().add_validation(job.config.train.steps, val);
   report::write_text_file(job.out("loss.svg"),
-                          logger.history.loss_svg(job.config.model.name + " on " + job.config.data.source + " (ps)",
+                          logger.history().loss_svg(job.config.model.name + " on " + job.config.data.source + " (ps)",
                                                   job.config.model.name == "mf" ? "MSE" : "cross-entropy (nats)",
                                                   job.dataset->baseline_loss()));
   std::printf("paratorch ps: %d server(s) applied %lld updates; validation loss %.4f\n", job.servers,
@@ -244,6 +227,7 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
   options.schedule = job.schedule;
   options.steps = job.config.train.steps;
   options.assign_slots = k == 0 && options.staleness < 0;
+  options.local_worker_pids.assign(job.local_pids.begin() + job.servers, job.local_pids.end());
   Server server(job.world.comm(), job.plan, k, job.full, options);
   int64_t start = resume_dir.empty() ? 0 : resume_server(job, server, k, resume_dir);
   auto first = torch::tensor({start}, torch::kLong);
@@ -253,7 +237,17 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
   std::unique_ptr<Logger> logger;
   if (k == 0) {
     std::filesystem::create_directories(job.config.train.out_dir);
-    logger = std::make_unique<Logger>(job, server, /*append=*/start > 0);
+    LoggerOptions lo;
+    lo.metrics_path = job.out("metrics.jsonl");
+    lo.append = start > 0;
+    lo.workers = job.workers;
+    lo.log_every = job.config.train.log_every;
+    lo.steps = job.config.train.steps;
+    lo.first_step = start;
+    lo.samples_per_step = job.config.data.global_batch * job.dataset->items_per_sample();
+    lo.unit = job.dataset->throughput_unit();
+    lo.schedule = job.schedule;
+    logger = std::make_unique<Logger>(server, lo);
     std::printf("paratorch train: %s; ps mode: %d server(s), %d worker(s), staleness %d; shard sizes", job.dataset->describe().c_str(),
                 job.servers, job.workers, job.config.parallel.staleness);
     for (int s = 0; s < job.servers; ++s) std::printf(" %lld", static_cast<long long>(job.plan.numel_of(s)));
@@ -263,8 +257,16 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
   }
   const int every = job.config.train.checkpoint_every;
   int64_t saved = start;
-  server.on_push = [&](int64_t, int64_t) {
-    if (logger) logger->on_push(start);
+  const Injection inj = read_injection();
+  server.on_push = [&](int64_t, int64_t step, double validation) {
+    if (inj.crash_rank == k && server.stats().pushes == inj.crash_step) {
+      std::fprintf(stderr, "paratorch: PARATORCH_PS_CRASH: server rank %d kills itself (SIGKILL) after %lld pushes\n",
+                   k, static_cast<long long>(inj.crash_step));
+      std::fflush(stderr);
+      std::raise(SIGKILL);
+    }
+    if (logger) logger->on_push(step, validation);
+    if (server.min_clock() >= start + kTracedSteps) report::Tracer::instance().disable();
     const int64_t done = server.min_clock();
     if (every > 0 && done / every > saved / every) save_server(job, server, k, saved = done);
   };
@@ -278,6 +280,7 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
     std::vector<torch::Tensor> parts = {stats};
     for (const auto& piece : job.plan.pieces_of(k)) parts.push_back(server.shard().at(piece.key).reshape({-1}));
     job.world.comm()->send(torch::cat(parts), 0, kShardTag);
+    send_trace(*job.world.comm(), job.config.comm.timeout_s);
     return {};
   }
   return finish_leader(job, server, *logger, start, seconds);
@@ -307,13 +310,27 @@ train::TrainResult run_worker(Job& job) {
                    static_cast<long long>(steps));
       return {};
     }
+    if (inj.crash_rank == rank && steps == inj.crash_step) {
+      std::fprintf(stderr, "paratorch: PARATORCH_PS_CRASH: worker rank %d kills itself (SIGKILL) after %lld steps\n",
+                   rank, static_cast<long long>(steps));
+      std::fflush(stderr);
+      std::raise(SIGKILL);
+    }
+    if (steps == kTracedSteps) report::Tracer::instance().disable();
     const int64_t slot = worker.pull(t);
     if (shared && slot < 0) break;
     // Slot g is worker g % W's share of global step g / W: the samples the
     // synchronous run computes, in the same order.
     const int64_t step = shared ? slot / job.workers : t;
     const int share = shared ? static_cast<int>(slot % job.workers) : index;
-    loss = worker.compute_and_push(step, DistributedSampler(job.config.data.global_batch, share, job.workers).local_indices(step));
+    double validation = std::numeric_limits<double>::quiet_NaN();  // mid-run validation: ps_logger.h
+    if (share == 0 && validates_at(step, job.config.train.log_every, job.config.train.steps)) {
+      report::Tracer::Span span("validation", "compute");
+      torch::NoGradGuard no_grad;
+      validation = async::validation_loss(worker.model(), *job.dataset, job.config.data.global_batch);
+    }
+    loss = worker.compute_and_push(step, DistributedSampler(job.config.data.global_batch, share, job.workers).local_indices(step),
+                                   validation);
     ++steps;
     if (!std::isfinite(loss))
       throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(rank) + " has loss " + std::to_string(loss) +
@@ -321,7 +338,22 @@ train::TrainResult run_worker(Job& job) {
   }
   worker.report(steps, now_s() - t0, loss);
   worker.done();
+  send_trace(*job.world.comm(), 2 * job.config.comm.timeout_s);
   return {};
+}
+
+// Every rank's pid, and whether it shares this node (a hash of the host
+// name): a server checks a silent local worker's process (ps_server.h).
+std::vector<int64_t> local_pids(World& world) {
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  const auto mine = static_cast<int64_t>(std::hash<std::string>{}(host) & 0x7fffffffffffLL);
+  auto all = torch::empty({2 * world.size()}, torch::kLong);
+  world.comm()->all_gather(all, torch::tensor({static_cast<int64_t>(getpid()), mine}, torch::kLong));
+  std::vector<int64_t> pids;
+  for (int r = 0; r < world.size(); ++r)
+    pids.push_back(all[2 * r + 1].item<int64_t>() == mine ? all[2 * r].item<int64_t>() : -1);
+  return pids;
 }
 
 }  // namespace
@@ -329,7 +361,17 @@ train::TrainResult run_worker(Job& job) {
 train::TrainResult run_parameter_server(World& world, const train::Config& config, const std::string& resume_dir) {
   check_async_layout(config, world.size());
   Job job(world, config);
-  return world.rank() < job.servers ? run_server(job, resume_dir) : run_worker(job);
+  job.local_pids = local_pids(world);
+  report::Tracer::instance().clear();  // this run's spans only
+  report::Tracer::instance().enable(world.rank());
+  if (world.rank() < job.servers) return run_server(job, resume_dir);
+  try {
+    return run_worker(job);
+  } catch (...) {
+    // Tell the servers at once rather than leave them to find us silent.
+    leave_servers(*world.comm(), job.servers);
+    throw;
+  }
 }
 
 }  // namespace paratorch::async

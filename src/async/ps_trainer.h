@@ -24,6 +24,12 @@
 //                                       (sleeps (FACTOR-1) x its compute time per step)
 //   PARATORCH_PS_KILL=RANK:STEP         that worker stops dead before STEP
 //                                       (sends nothing more, as if it had died)
+//   PARATORCH_PS_CRASH=RANK:N           that rank's PROCESS dies (SIGKILL): a worker
+//                                       after N steps, a server after N pushes received
+//
+// Under `--nproc`, an asynchronous or SSP job survives a worker process's
+// death: cli/survivable_launch.h (mpirun --enable-recovery; the servers are
+// the required ranks).
 #pragma once
 #include "train/config.h"
 #include "train/trainer.h"

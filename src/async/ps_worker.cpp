@@ -46,10 +46,10 @@ int64_t Worker::pull(int64_t step) {
   return slot;
 }
 
-double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids) {
+double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids, double validation) {
   const double t0 = now_s();
   for (auto& p : params_)
-    if (p.grad().defined()) p.mutable_grad().zero_();
+    p.mutable_grad() = torch::Tensor();  // backward writes fresh gradients: no zeroing pass, no accumulation
   auto batch = dataset_.train_batch(ids);
   double loss = 0;
   {
@@ -66,6 +66,7 @@ double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids) {
     std::this_thread::sleep_for(std::chrono::duration<double>(spent * (options_.delay_factor - 1)));
   }
   report::Tracer::Span span("ps_push", "comm");
+  std::vector<std::pair<int, WorkHandle>> sends;
   for (int s = 0; s < plan_.servers; ++s) {
     std::vector<torch::Tensor> flat;
     for (const auto& piece : plan_.pieces_of(s)) {
@@ -78,8 +79,22 @@ double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids) {
     h.step = step;
     h.version = versions_[static_cast<size_t>(s)];
     h.value = loss;
-    send_message(*world_, server_rank(s), h, flat.empty() ? torch::Tensor() : torch::cat(flat), false);
+    h.value2 = validation;
+    for (auto& w : post_message(*world_, server_rank(s), h, flat.empty() ? torch::Tensor() : torch::cat(flat), false))
+      sends.emplace_back(s, std::move(w));
   }
+  // Every server's push in flight at once; a server that never takes its
+  // push is named (it died or is stuck), within the pull's deadline.
+  const double deadline = now_s() + 2 * options_.timeout_s;
+  for (auto& [s, work] : sends)
+    while (!work->is_completed()) {
+      if (now_s() > deadline)
+        throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(world_->rank()) +
+                             " could not push its gradient to server rank " + std::to_string(server_rank(s)) +
+                             " within " + std::to_string(2 * options_.timeout_s) +
+                             " s (2 x [comm] timeout_s); the server is gone or stuck");
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   return loss;
 }
 
@@ -98,6 +113,18 @@ void Worker::report(int64_t steps, double seconds, double loss) {
   h.value = seconds;
   h.value2 = loss;
   send_message(*world_, server_rank(0), h, torch::Tensor(), false);
+}
+
+void leave_servers(Communicator& world, int servers) {
+  std::vector<WorkHandle> works;
+  for (int s = 0; s < servers; ++s) {
+    Header h;
+    h.type = MessageType::kLeave;
+    for (auto& w : post_message(world, s, h, torch::Tensor(), false)) works.push_back(std::move(w));
+  }
+  const double deadline = now_s() + 1.0;
+  for (auto& w : works)
+    while (!w->is_completed() && now_s() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 }  // namespace paratorch::async

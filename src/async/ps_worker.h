@@ -7,6 +7,7 @@
 #include "models/model.h"
 #include <paratorch/communicator.h>
 
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -29,8 +30,10 @@ class Worker {
   /// Returns the slot server 0 handed out (ServerOptions::assign_slots;
   /// -1 when none is left), or 0 when it hands out none.
   int64_t pull(int64_t step);
-  /// Gradient of the mean loss over `ids`, pushed to every server; returns the loss.
-  double compute_and_push(int64_t step, const std::vector<int64_t>& ids);
+  /// Gradient of the mean loss over `ids`, pushed to every server; returns
+  /// the loss. `validation` rides along to the servers (NaN: none measured).
+  double compute_and_push(int64_t step, const std::vector<int64_t>& ids,
+                          double validation = std::numeric_limits<double>::quiet_NaN());
   /// Tells every server this worker is finished.
   void done();
   /// Sends (steps, seconds, final loss) to server 0 for the run summary.
@@ -47,5 +50,10 @@ class Worker {
   std::vector<torch::Tensor> params_;  // model order
   std::vector<int64_t> versions_;      // per server: version of our copy (-1: none)
 };
+
+/// Tells servers [0, servers) that this worker fails and leaves (best
+/// effort, waits at most a second): they drop it at once instead of after
+/// [comm] timeout_s of silence.
+void leave_servers(Communicator& world, int servers);
 
 }  // namespace paratorch::async

@@ -1,6 +1,8 @@
 // src/cli/launcher.cpp — see launcher.h.
 #include "cli/launcher.h"
 
+#include "cli/survivable_launch.h"
+
 #include <paratorch/errors.h>
 #include <paratorch/world.h>
 
@@ -25,36 +27,39 @@ int launcher_world_size() {
 }
 
 std::vector<std::string> mpirun_command(int nproc, const std::string& self,
-                                        const std::vector<std::string>& args) {
+                                        const std::vector<std::string>& args, const LaunchOptions& options) {
   std::vector<std::string> cmd = {"mpirun", "-np", std::to_string(nproc),
                                   // Let the OS place torch's threads; binding each
                                   // rank to one core would serialize them.
                                   "--bind-to", "none"};
   if (geteuid() == 0) cmd.push_back("--allow-run-as-root");
   if (nproc > available_cores()) cmd.push_back("--oversubscribe");
+  // Open MPI 4.x: without it, one rank's crash or non-zero exit kills the job.
+  if (options.required_ranks > 0) cmd.push_back("--enable-recovery");
   cmd.push_back(self);
   cmd.insert(cmd.end(), args.begin(), args.end());
   return cmd;
 }
 
-void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args) {
+void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args, const LaunchOptions& options) {
   char self[4096];
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) throw RuntimeFailure("paratorch: cannot find its own executable (/proc/self/exe)");
   self[n] = '\0';
-  auto cmd = mpirun_command(nproc, self, args);
+  auto cmd = mpirun_command(nproc, self, args, options);
   std::vector<char*> cargv;
   for (auto& s : cmd) cargv.push_back(s.data());
   cargv.push_back(nullptr);
   // Ranks see mpirun's pseudo-terminal, not the user's stdout: tell them
   // which it is, for the progress line (report/progress.cpp).
   setenv("PARATORCH_STDOUT_TTY", isatty(STDOUT_FILENO) == 1 ? "1" : "0", 1);
+  if (options.required_ranks > 0) std::exit(run_survivable_job(cmd, options.required_ranks));
   execvp("mpirun", cargv.data());
   throw RuntimeFailure(std::string("paratorch: could not start mpirun (") + std::strerror(errno) +
                        "); install OpenMPI (apt-get install openmpi-bin) or run under your launcher");
 }
 
-void maybe_relaunch(const std::string& command, const std::vector<std::string>& args) {
+void maybe_relaunch(const std::string& command, const std::vector<std::string>& args, const LaunchOptions& options) {
   int nproc = 0;
   std::vector<std::string> rest;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -74,7 +79,7 @@ void maybe_relaunch(const std::string& command, const std::vector<std::string>& 
     return;
   }
   rest.insert(rest.begin(), command);
-  relaunch_under_mpirun(nproc, rest);
+  relaunch_under_mpirun(nproc, rest, options);
 }
 
 }  // namespace paratorch::cli

@@ -4,6 +4,10 @@
 //   mpirun -np N --bind-to none [--allow-run-as-root] [--oversubscribe] paratorch ARGS
 // adding what root and more ranks than cores need, so users never type them.
 // Under mpirun or srun the launcher's ranks are used as they are.
+//
+// A job whose later ranks may die without ending it (asynchronous parameter
+// server workers, docs/async.md) is started with LaunchOptions::required_ranks:
+// see survivable_launch.h.
 #pragma once
 #include <string>
 #include <vector>
@@ -16,18 +20,28 @@ bool under_mpi_launcher();
 /// Ranks the launcher started (from its environment), or 1.
 int launcher_world_size();
 
+struct LaunchOptions {
+  /// 0: any rank that exits abnormally ends the job (mpirun's default).
+  /// R > 0: only ranks [0, R) are required; a later rank may crash or be
+  /// killed and the others carry on (mpirun --enable-recovery). The job's
+  /// exit code is then the required ranks' (survivable_launch.h).
+  int required_ranks = 0;
+};
+
 /// The mpirun command line that runs `args` (this program's arguments after
 /// the program name) on `nproc` ranks of this machine.
 std::vector<std::string> mpirun_command(int nproc, const std::string& self,
-                                        const std::vector<std::string>& args);
+                                        const std::vector<std::string>& args, const LaunchOptions& options = {});
 
 /// Extracts --nproc from a subcommand's args. Outside a launcher it
 /// re-executes the command under mpirun (does not return); under a launcher
 /// it checks N equals the launched ranks.
-void maybe_relaunch(const std::string& command, const std::vector<std::string>& args);
+void maybe_relaunch(const std::string& command, const std::vector<std::string>& args,
+                    const LaunchOptions& options = {});
 
-/// Replaces this process with mpirun_command(...). Returns only on failure
+/// Replaces this process with mpirun_command(...) — or, with required ranks,
+/// runs it as a child and exits with the job's code. Returns only on failure
 /// (throws RuntimeFailure naming what to install).
-void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args);
+void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args, const LaunchOptions& options = {});
 
 }  // namespace paratorch::cli

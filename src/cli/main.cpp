@@ -1,6 +1,7 @@
 // src/cli/main.cpp — the `paratorch` command: dispatch to subcommands and map
 // failures to exit codes (2 usage, 1 runtime) with a one-line message.
 #include "cli/commands.h"
+#include "cli/survivable_launch.h"
 
 #include <paratorch/errors.h>
 
@@ -49,16 +50,19 @@ int main(int argc, char** argv) {
   }
   std::string command = args[0];
   args.erase(args.begin());
+  int code = 0;
   try {
-    if (command == "train") return paratorch::cli::run_train(argc, argv, args);
-    if (command == "verify") return paratorch::cli::run_verify(argc, argv, args);
-    throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: train, verify, help");
+    if (command == "train") code = paratorch::cli::run_train(argc, argv, args);
+    else if (command == "verify") code = paratorch::cli::run_verify(argc, argv, args);
+    else throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: train, verify, help");
   } catch (const paratorch::UsageError& e) {
     // Usage errors are the same on every rank: say it once.
     if (world_rank() == 0) std::fprintf(stderr, "%s\n", e.what());
-    return 2;
+    code = 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "paratorch: rank %d: %s\n", world_rank(), e.what());
-    return 1;
+    code = 1;
   }
+  paratorch::cli::record_exit_status(code);  // for a launcher that survives lost ranks
+  return code;
 }

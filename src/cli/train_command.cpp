@@ -61,7 +61,11 @@ int run_train(int& argc, char**& argv, const std::vector<std::string>& argl) {
   world_options.validate();
   const int ranks = under_mpi_launcher() ? launcher_world_size() : static_cast<int>(args.get_int("nproc", 1));
   if (ranks >= 1) check_layout_fits(config, ranks);
-  maybe_relaunch("train", argl);
+  // Asynchronous parameter-server jobs survive a worker's death: only the
+  // servers are required ranks (docs/async.md, "Faults").
+  LaunchOptions launch;
+  if (config.parallel.mode == "ps" && config.parallel.staleness != 0) launch.required_ranks = config.parallel.servers;
+  maybe_relaunch("train", argl, launch);
 
   World world(argc, argv, world_options);
   train::Trainer trainer(world, config);

@@ -87,14 +87,24 @@ void write_trace(Communicator& world, const std::string& path) {
   auto all = torch::empty({longest * world.size()}, torch::kByte);
   world.all_gather(all, padded);
   if (world.rank() != 0) return;
-  std::string doc = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
   const char* bytes = static_cast<const char*>(all.data_ptr());
-  for (int r = 0; r < world.size(); ++r) {
-    if (r) doc += ",\n";
-    doc.append(bytes + r * longest, static_cast<size_t>(lengths[r].item<int64_t>()));
+  std::vector<std::string> texts;
+  for (int r = 0; r < world.size(); ++r)
+    texts.emplace_back(bytes + r * longest, static_cast<size_t>(lengths[r].item<int64_t>()));
+  write_text_file(path, trace_document(texts));
+}
+
+std::string trace_document(const std::vector<std::string>& rank_events) {
+  std::string doc = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
+  bool first = true;
+  for (const auto& text : rank_events) {
+    if (text.empty()) continue;
+    if (!first) doc += ",\n";
+    doc += text;
+    first = false;
   }
   doc += "\n]}\n";
-  write_text_file(path, doc);
+  return doc;
 }
 
 }  // namespace paratorch::report

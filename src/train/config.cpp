@@ -347,6 +347,25 @@ ConfigKey make_parallel_dp_key() {
   return key;
 }
 
+// [parallel] staleness: an integer >= -1, or "inf" (stored as -1: no bound,
+// the and Ho et al.'s name for fully asynchronous).
+ConfigKey make_parallel_staleness_key() {
+  ConfigKey key{"parallel", "staleness", "integer or \"inf\"",
+                "ps: 0 bulk-synchronous, k stale-synchronous, -1 or \"inf\" asynchronous", {}, {}, {}};
+  key.read = [](Config& config, const toml::node& node) {
+    int k = 0;
+    const auto number = node.value_exact<double>();  // TOML reads a bare inf (--set ...=inf) as a float
+    if (node.value_exact<std::string>() == "inf" || (number && std::isinf(*number) && *number > 0))
+      config.parallel.staleness = -1;
+    else if (read_config_value(node, k) && k >= -1) config.parallel.staleness = k;
+    else throw config_key_error("parallel", "staleness", "must be an integer >= -1 or \"inf\", got " +
+                                                             describe_toml_node(node));
+  };
+  key.write = [](const Config& config) { return std::to_string(config.parallel.staleness); };
+  key.same = [](const Config& a, const Config& b) { return a.parallel.staleness == b.parallel.staleness; };
+  return key;
+}
+
 std::vector<ConfigKey> build_config_schema() {
   std::vector<ConfigKey> keys;
   ConfigSectionKeys<ModelSection>{"model", &Config::model, keys}
@@ -382,9 +401,8 @@ std::vector<ConfigKey> build_config_schema() {
            "pipeline: recompute each stage's forward during backward (less memory)")
       .add(&ParallelSection::bucket_mb, "bucket_mb", "gradient all-reduce bucket size, MiB")
       .add(&ParallelSection::mode, "mode", join_config_words(kConfigModeNames, " | "))
-      .add(&ParallelSection::servers, "servers", "ps: parameter-server ranks")
-      .add(&ParallelSection::staleness, "staleness",
-           "ps: 0 bulk-synchronous, k stale-synchronous, -1 asynchronous");
+      .add(&ParallelSection::servers, "servers", "ps: parameter-server ranks");
+  keys.push_back(make_parallel_staleness_key());
   ConfigSectionKeys<OptimSection>{"optim", &Config::optim, keys}
       .add(&OptimSection::name, "name", join_config_words(kConfigOptimizerNames, " | "))
       .add(&OptimSection::lr, "lr", "peak learning rate")
