@@ -171,6 +171,14 @@ World::World(int& argc, char**& argv, WorldOptions options) : options_(options) 
 World::~World() {
   comm_.reset();
   comm::Watchdog::instance().shutdown();
+  // A job launched to survive lost ranks (cli/survivable_launch.h sets
+  // PARATORCH_EXIT_DIR; mpirun --enable-recovery) skips MPI_Finalize: it is
+  // collective over every rank, the dead ones included, and Open MPI 4.1's
+  // PMIx fence then waits forever (seen: survivors of a killed worker stuck in
+  // ompi_mpi_finalize after writing their results). By now every message of
+  // the run has completed, and the job's status comes from the codes each
+  // rank records, not from mpirun.
+  if (std::getenv("PARATORCH_EXIT_DIR")) return;
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (owns_mpi_ && !finalized) MPI_Finalize();
