@@ -30,6 +30,13 @@ torch::Tensor gather_full(const torch::Tensor& shard, const ShardSpec& spec, Com
 /// gradients are equal there) is counted once, not tp times.
 double tp_squared_norm(double sharded_sq, double replicated_sq, Communicator& tp);
 
+/// Sums `partial` gradients over `tp` in place, in one flat all-reduce:
+/// replicated parameters used on a slice of the sequence under sequence
+/// parallelism (ShardSpec::partial_grad) hold partial sums. Collective: every
+/// tp rank passes the same parameters in the same order. Traced as
+/// "tp.partial_grads".
+void sum_partial_gradients(const std::vector<torch::Tensor>& partial, Communicator& tp);
+
 /// The ShardSpec of the parameter an optimizer-state tensor belongs to:
 /// state tensors are named "<parameter>.<kind>" (train/optimizer.h) and have
 /// the parameter's shape. Null when `state_name` names no sharded parameter

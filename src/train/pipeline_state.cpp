@@ -113,18 +113,7 @@ void PipelineEngine::sum_partial_gradients_over_tp() {
   std::vector<torch::Tensor> partial;
   for (const auto& name : held_)
     if (specs_.at(name).partial_grad) partial.push_back(params[name].grad());
-  if (partial.empty()) return;
-  report::Tracer::Span span("tp.partial_grads", "tp");
-  std::vector<torch::Tensor> flats;
-  for (const auto& g : partial) flats.push_back(g.reshape({-1}));
-  auto flat = torch::cat(flats);
-  tensor_parallel::timed_all_reduce(flat, *groups_.tp(), ReduceOp::kSum);
-  int64_t offset = 0;
-  torch::NoGradGuard no_grad;
-  for (auto& g : partial) {
-    g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
-    offset += g.numel();
-  }
+  tensor_parallel::sum_partial_gradients(partial, *groups_.tp());
 }
 
 std::unique_ptr<Optimizer> PipelineEngine::with_tp_state(std::unique_ptr<Optimizer> inner) const {

@@ -23,19 +23,7 @@ double TensorParallelEngine::forward_backward(const std::vector<int64_t>& ids) {
   std::vector<torch::Tensor> partial;
   for (const auto& item : model().named_parameters(true))
     if (specs_.at(item.key()).partial_grad && item.value().grad().defined()) partial.push_back(item.value().grad());
-  if (!partial.empty() && groups_.layout().tp > 1) {
-    report::Tracer::Span span("tp.partial_grads", "tp");
-    std::vector<torch::Tensor> flats;
-    for (const auto& g : partial) flats.push_back(g.reshape({-1}));
-    auto flat = torch::cat(flats);
-    tensor_parallel::timed_all_reduce(flat, *groups_.tp(), ReduceOp::kSum);
-    int64_t offset = 0;
-    torch::NoGradGuard no_grad;
-    for (auto& g : partial) {
-      g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
-      offset += g.numel();
-    }
-  }
+  tensor_parallel::sum_partial_gradients(partial, *groups_.tp());
   return loss;
 }
 
