@@ -5,6 +5,12 @@
 //                                   data parallelism can reach on these cores)
 //   mpirun -np 2 bench_ddp local    each rank its slice, NO gradient exchange:
 //                                   the compute-only floor of DDP on these cores
+//   mpirun -np 2 bench_ddp zero1    the dp layout with the optimizer step
+//                                   sharded (ZeRO-1, [parallel] zero = 1): on
+//                                   one node the gradients are reduce-scattered
+//                                   in place and the ranks share one parameter
+//                                   copy, so each rank updates half and no
+//                                   all-gather is needed (docs/zero.md)
 // BENCH_PHASES=1 adds the median forward / backward (DDP: with the bucket
 // all-reduces and the final wait) / optimizer split of each step.
 // Model (issue #2): mlp d_in 784, d_model 512, 4 layers, 10 classes, global
@@ -15,14 +21,71 @@
 #include <paratorch/sampler.h>
 #include <paratorch/world.h>
 
+#include "data/dataset.h"
 #include "data/synthetic.h"
 #include "models/model.h"
+#include "train/engine.h"
 #include "train/optimizer.h"
+#include <paratorch/layout.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <map>
+
+namespace {
+
+// The batches the other modes prebuild, served to an engine, so that the
+// zero1 mode does not time data generation either.
+class PrebuiltBatches : public paratorch::data::Dataset {
+ public:
+  explicit PrebuiltBatches(paratorch::models::ModelConfig cfg) : cfg_(std::move(cfg)) {}
+  void add(const std::vector<int64_t>& ids) { cache_[ids] = paratorch::data::synthetic_batch(cfg_, ids, 7); }
+  paratorch::models::Batch train_batch(const std::vector<int64_t>& ids) const override { return cache_.at(ids); }
+  paratorch::models::Batch validation_batch(const std::vector<int64_t>& ids) const override { return cache_.at(ids); }
+  std::string describe() const override { return "prebuilt synthetic batches"; }
+
+ private:
+  paratorch::models::ModelConfig cfg_;
+  std::map<std::vector<int64_t>, paratorch::models::Batch> cache_;
+};
+
+// One timed run of the zero1 mode: the trainer's engine and sharded optimizer.
+std::vector<double> run_zero1(paratorch::World& world, const paratorch::models::ModelConfig& cfg,
+                              int64_t global_batch, int warmup, int steps) {
+  paratorch::train::Config c;
+  static_cast<paratorch::models::ModelConfig&>(c.model) = cfg;
+  c.data.source = "synthetic";
+  c.data.global_batch = global_batch;
+  c.parallel.zero = 1;
+  c.optim.name = "adamw";
+  c.optim.lr = 3e-4;
+  c.optim.weight_decay = 0.1;
+  c.validate();
+  const auto layout = paratorch::Layout{world.size(), 1, 1}.resolve(world.size());
+  paratorch::ProcessGroups groups(world.comm(), layout);
+  PrebuiltBatches data(cfg);
+  paratorch::DistributedSampler global(global_batch, 0, 1), mine(global_batch, world.rank(), world.size());
+  for (int s = 0; s < warmup + steps; ++s) data.add(mine.local_indices(s));
+  auto engine = paratorch::train::make_engine(c, groups, paratorch::models::make_model(cfg), data, world.device());
+  auto optimizer = engine->build_optimizer(c.optim);
+  std::vector<double> ms;
+  for (int s = 0; s < warmup + steps; ++s) {
+    world.comm()->barrier();
+    auto t0 = std::chrono::steady_clock::now();
+    paratorch::train::zero_gradients(engine->named_parameters());
+    engine->forward_backward(global.global_indices(s));
+    optimizer->step(3e-4);
+    auto t = torch::tensor({std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()},
+                           torch::kDouble);
+    world.comm()->all_reduce(t, paratorch::ReduceOp::kMax);
+    if (s >= warmup) ms.push_back(t.item<double>());
+  }
+  return ms;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "ddp";
@@ -37,6 +100,14 @@ int main(int argc, char** argv) {
 
   paratorch::models::ModelConfig cfg;
   cfg.name = "mlp"; cfg.d_in = 784; cfg.d_model = 512; cfg.n_layers = 4; cfg.n_classes = 10;
+  if (std::strcmp(mode, "zero1") == 0) {
+    auto ms = run_zero1(world, cfg, global_batch, warmup, steps);
+    std::sort(ms.begin(), ms.end());
+    if (world.rank() == 0)
+      std::printf("bench_ddp: mode=zero1 optimizer=paratorch-sharded ranks=%d threads_per_rank=%d median_step_ms=%.1f "
+                  "min_step_ms=%.1f\n", world.size(), world.threads(), ms[ms.size() / 2], ms.front());
+    return 0;
+  }
   auto model = paratorch::models::make_model(cfg);
   model->initialize(1234);
   std::unique_ptr<paratorch::DistributedDataParallel> ddp;

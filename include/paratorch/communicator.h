@@ -107,6 +107,17 @@ class Communicator {
   virtual torch::Tensor allocate_reduce_buffer(int64_t numel, torch::ScalarType dtype) {
     return torch::zeros({numel}, torch::TensorOptions().dtype(dtype));
   }
+  /// One zeroed 1-D buffer that every rank of the group maps: the *same*
+  /// memory, not a copy per rank (ZeRO's parameters on one node: each rank
+  /// writes its shard in place and a barrier() publishes it — no all-gather).
+  /// Collective; every rank passes the same numel and dtype. Returns an
+  /// undefined tensor where the backend has no such memory (ranks on several
+  /// nodes, one rank, shared memory turned off, the default): callers then
+  /// keep a copy per rank. Valid while this communicator lives.
+  virtual torch::Tensor allocate_shared_buffer(int64_t numel, torch::ScalarType dtype) {
+    (void)numel, (void)dtype;
+    return {};
+  }
   /// Splits this group (collective over all members). Only ProcessGroups and
   /// World call this: they own every communicator of the job.
   virtual std::shared_ptr<Communicator> split(int color, int key, const std::string& name) = 0;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -71,6 +72,7 @@ MpiCommunicator::~MpiCommunicator() {
   queue_.reset();  // drains and joins the communication thread first
   shm_.reset();    // the windows belong to comm_
   symmetric_.clear();
+  shared_.clear();
   if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -161,6 +163,23 @@ torch::Tensor MpiCommunicator::allocate_reduce_buffer(int64_t numel, torch::Scal
   return out.defined() ? out : Communicator::allocate_reduce_buffer(numel, dtype);
 }
 
+torch::Tensor MpiCommunicator::allocate_shared_buffer(int64_t numel, torch::ScalarType dtype) {
+  if (!options_.shm_collectives || size_ < 2) return {};
+  torch::Tensor out;
+  OpInfo info = collective_info("allocate_shared_buffer", torch::empty({numel}, torch::TensorOptions().dtype(dtype)));
+  MPI_Comm comm = comm_;
+  run_now(PendingOp{std::move(info), [&, comm] {
+    const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
+    if (auto window = ShmWindow::create_one_copy(comm, bytes)) {
+      if (window->rank() == 0) std::memset(window->segment(0), 0, static_cast<size_t>(bytes));
+      out = torch::from_blob(window->segment(0), {numel}, torch::TensorOptions().dtype(dtype));
+      shared_.push_back(std::move(window));
+    }
+    check_mpi(MPI_Barrier(comm), "allocate_shared_buffer");  // zeroed before anyone uses it
+  }});
+  return out;
+}
+
 PendingOp MpiCommunicator::make_all_reduce(torch::Tensor tensor, ReduceOp op) {
   OpInfo info = collective_info("all_reduce", tensor);
   MPI_Comm comm = comm_;
@@ -218,8 +237,16 @@ PendingOp MpiCommunicator::make_reduce_scatter(torch::Tensor output, torch::Tens
                      std::to_string(input.numel()));
   OpInfo info = collective_info("reduce_scatter", input);
   MPI_Comm comm = comm_;
-  int size = size_;
+  int size = size_, rank = rank_;
   return with_debug_check(std::move(info), [=]() mutable {
+    const bool in_place = output.is_contiguous() && input.is_contiguous() &&
+                          output.data_ptr() == static_cast<char*>(input.data_ptr()) + rank * output.nbytes();
+    if (SymmetricBuffer* symmetric = symmetric_for(input); symmetric && in_place) {
+      symmetric->reduce_scatter(input, op);  // peers read their chunks of my copy in place
+      return;
+    }
+    // MPI forbids aliased send and receive buffers: reduce from a copy.
+    if (in_place || output.is_alias_of(input)) input = input.clone();
     StagedBuffer in = stage(input, true, false);
     StagedBuffer out = stage(output, true, true);
     check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), out.count(), out.mpi_type(),

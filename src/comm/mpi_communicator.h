@@ -49,6 +49,9 @@ class MpiCommunicator : public Communicator {
   /// In a SymmetricBuffer when the shared-memory path is on and the group
   /// has several ranks on one node (fp32/fp64 only); else the default.
   torch::Tensor allocate_reduce_buffer(int64_t numel, torch::ScalarType dtype) override;
+  /// One ShmWindow::create_one_copy segment when the shared-memory path is
+  /// on and the group has several ranks on one node; else undefined.
+  torch::Tensor allocate_shared_buffer(int64_t numel, torch::ScalarType dtype) override;
   std::shared_ptr<Communicator> split(int color, int key, const std::string& name) override;
 
   MPI_Comm mpi_comm() const { return comm_; }
@@ -85,6 +88,7 @@ class MpiCommunicator : public Communicator {
   /// allocate_reduce_buffer's windows; appended and read only by ops run in
   /// queue order (run_now / the communication thread).
   std::vector<std::unique_ptr<SymmetricBuffer>> symmetric_;
+  std::vector<std::unique_ptr<ShmWindow>> shared_;  // allocate_shared_buffer's windows
   std::unique_ptr<OpQueue> queue_;
 };
 

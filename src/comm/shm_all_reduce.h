@@ -65,5 +65,8 @@ void reduce_slices(const double* const* sources, int n_sources, double* dst, int
 /// reduction, in slice order, written back to every slice (symmetric buffers).
 void reduce_slices_to_all(float* const* slices, int n_slices, int64_t n, ReduceOp op);
 void reduce_slices_to_all(double* const* slices, int n_slices, int64_t n, ReduceOp op);
+/// The same reduction written to slices[dest] only (a reduce-scatter in place).
+void reduce_slices_to_one(float* const* slices, int n_slices, int dest, int64_t n, ReduceOp op);
+void reduce_slices_to_one(double* const* slices, int n_slices, int dest, int64_t n, ReduceOp op);
 
 }  // namespace paratorch::comm

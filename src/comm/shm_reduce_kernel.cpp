@@ -43,11 +43,11 @@ void reduce_impl(const T* const* sources, int n_sources, T* dst, int64_t n, Redu
 }
 
 /// Each block is reduced once into a small local array (slice order, as
-/// reduce_impl), then written to every slice: the slices are both the
-/// sources and the destinations, so no slice may be overwritten before every
-/// source of that block was read.
+/// reduce_impl), then written to every slice (dest < 0) or to slices[dest]
+/// only: the slices are both the sources and the destinations, so no slice
+/// may be overwritten before every source of that block was read.
 template <typename T>
-void reduce_to_all_impl(T* const* slices, int n_slices, int64_t n, ReduceOp op) {
+void reduce_to_slices_impl(T* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
   constexpr int64_t kBlock = 2048;
   alignas(64) T block[kBlock];
   std::vector<const T*> shifted(static_cast<size_t>(n_slices));
@@ -56,6 +56,7 @@ void reduce_to_all_impl(T* const* slices, int n_slices, int64_t n, ReduceOp op) 
     for (int s = 0; s < n_slices; ++s) shifted[static_cast<size_t>(s)] = slices[s] + start;
     reduce_impl(shifted.data(), n_slices, block, len, op);
     for (int s = 0; s < n_slices; ++s) {
+      if (dest >= 0 && s != dest) continue;
       T* __restrict__ out = slices[s] + start;
       for (int64_t i = 0; i < len; ++i) out[i] = block[i];
     }
@@ -65,10 +66,16 @@ void reduce_to_all_impl(T* const* slices, int n_slices, int64_t n, ReduceOp op) 
 }  // namespace
 
 void reduce_slices_to_all(float* const* slices, int n_slices, int64_t n, ReduceOp op) {
-  reduce_to_all_impl(slices, n_slices, n, op);
+  reduce_to_slices_impl(slices, n_slices, -1, n, op);
 }
 void reduce_slices_to_all(double* const* slices, int n_slices, int64_t n, ReduceOp op) {
-  reduce_to_all_impl(slices, n_slices, n, op);
+  reduce_to_slices_impl(slices, n_slices, -1, n, op);
+}
+void reduce_slices_to_one(float* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
+  reduce_to_slices_impl(slices, n_slices, dest, n, op);
+}
+void reduce_slices_to_one(double* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
+  reduce_to_slices_impl(slices, n_slices, dest, n, op);
 }
 
 void reduce_slices(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op) {

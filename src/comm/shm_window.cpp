@@ -58,15 +58,25 @@ std::atomic<uint64_t>& counter_at(std::atomic<uint64_t>* base, int q) {
 }  // namespace
 
 std::unique_ptr<ShmWindow> ShmWindow::create(MPI_Comm comm, int64_t bytes_per_rank) {
+  return create_impl(comm, bytes_per_rank, false);
+}
+
+std::unique_ptr<ShmWindow> ShmWindow::create_one_copy(MPI_Comm comm, int64_t bytes) {
+  return create_impl(comm, bytes, true);
+}
+
+std::unique_ptr<ShmWindow> ShmWindow::create_impl(MPI_Comm comm, int64_t bytes_wanted, bool one_copy) {
   int rank = 0, size = 1;
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   if (size < 2 || !all_ranks_on_one_node(comm, size)) return nullptr;
-  const int64_t bytes = (bytes_per_rank + kWindowLine - 1) / kWindowLine * kWindowLine;
-  if (!backing_store_fits(comm, bytes * size)) return nullptr;
-  // Rank 0's segment starts with the barrier counters.
+  const int64_t bytes = (bytes_wanted + kWindowLine - 1) / kWindowLine * kWindowLine;
+  if (!backing_store_fits(comm, one_copy ? bytes : bytes * size)) return nullptr;
+  // Rank 0's segment starts with the barrier counters; with one copy it is
+  // the only segment.
   const int64_t header = kWindowLine * size;
-  const MPI_Aint alloc = static_cast<MPI_Aint>(bytes + (rank == 0 ? header : 0));
+  const int64_t mine = one_copy && rank != 0 ? 0 : bytes;
+  const MPI_Aint alloc = static_cast<MPI_Aint>(mine + (rank == 0 ? header : 0));
   char* base = nullptr;
   MPI_Win window = MPI_WIN_NULL;
   int ok = MPI_Win_allocate_shared(alloc, 1, MPI_INFO_NULL, comm, &base, &window) == MPI_SUCCESS;
@@ -81,13 +91,14 @@ std::unique_ptr<ShmWindow> ShmWindow::create(MPI_Comm comm, int64_t bytes_per_ra
     MPI_Aint seg_bytes = 0;
     int unit = 0;
     void* p = nullptr;
-    MPI_Win_shared_query(window, q, &seg_bytes, &unit, &p);
+    MPI_Win_shared_query(window, one_copy ? 0 : q, &seg_bytes, &unit, &p);
     segments[static_cast<size_t>(q)] = static_cast<char*>(p);
   }
   auto* counters = reinterpret_cast<std::atomic<uint64_t>*>(segments[0]);
   if (rank == 0)
     for (int q = 0; q < size; ++q) new (segments[0] + q * kWindowLine) std::atomic<uint64_t>(0);
-  segments[0] += header;
+  for (int q = 0; q < size; ++q)
+    if (q == 0 || one_copy) segments[static_cast<size_t>(q)] += header;
   MPI_Barrier(comm);  // counters exist before anyone uses them
   return std::unique_ptr<ShmWindow>(new ShmWindow(window, rank, size, bytes, segments, counters));
 }

@@ -21,6 +21,9 @@ class ShmWindow {
   /// bytes (64-byte aligned). nullptr when the ranks are not all on one node,
   /// the group has one rank, or the window cannot be allocated.
   static std::unique_ptr<ShmWindow> create(MPI_Comm comm, int64_t bytes_per_rank);
+  /// The same, but one segment of `bytes` in all: segment(q) is the same
+  /// memory for every q, mapped in every process (a node-shared tensor).
+  static std::unique_ptr<ShmWindow> create_one_copy(MPI_Comm comm, int64_t bytes);
   ~ShmWindow();
   ShmWindow(const ShmWindow&) = delete;
   ShmWindow& operator=(const ShmWindow&) = delete;
@@ -40,6 +43,7 @@ class ShmWindow {
  private:
   ShmWindow(MPI_Win window, int rank, int size, int64_t bytes, std::vector<char*> segments,
             std::atomic<uint64_t>* counters);
+  static std::unique_ptr<ShmWindow> create_impl(MPI_Comm comm, int64_t bytes, bool one_copy);
 
   MPI_Win window_;
   int rank_, size_;

@@ -27,22 +27,31 @@ bool SymmetricBuffer::contains(const torch::Tensor& t) const {
   return first >= begin && first + t.numel() * static_cast<int64_t>(t.element_size()) <= end;
 }
 
+/// Reduces this rank's part [n·r/P, n·(r+1)/P) of the slice at `offset_bytes`
+/// across every copy, into every copy (to_all) or into this rank's only.
 template <typename T>
-static void reduce_part(const ShmWindow& window, int64_t offset_bytes, int64_t n, ReduceOp op) {
+static void reduce_part(const ShmWindow& window, int64_t offset_bytes, int64_t n, ReduceOp op, bool to_all) {
   const int rank = window.rank(), size = window.size();
   const int64_t lo = n * rank / size, hi = n * (rank + 1) / size;
   std::vector<T*> slices(static_cast<size_t>(size));
   for (int q = 0; q < size; ++q)
     slices[static_cast<size_t>(q)] = reinterpret_cast<T*>(window.segment(q) + offset_bytes) + lo;
-  reduce_slices_to_all(slices.data(), size, hi - lo, op);
+  if (to_all) reduce_slices_to_all(slices.data(), size, hi - lo, op);
+  else reduce_slices_to_one(slices.data(), size, rank, hi - lo, op);
 }
 
-void SymmetricBuffer::all_reduce(const torch::Tensor& slice, ReduceOp op) {
+void SymmetricBuffer::reduce_in_place(const torch::Tensor& slice, ReduceOp op, bool to_all) {
   const int64_t offset = static_cast<const char*>(slice.data_ptr()) - static_cast<const char*>(local_.data_ptr());
   window_->barrier();  // every rank's copy of the slice is final
-  if (slice.scalar_type() == torch::kFloat) reduce_part<float>(*window_, offset, slice.numel(), op);
-  else reduce_part<double>(*window_, offset, slice.numel(), op);
-  window_->barrier();  // every part is in every copy
+  if (slice.scalar_type() == torch::kFloat) reduce_part<float>(*window_, offset, slice.numel(), op, to_all);
+  else reduce_part<double>(*window_, offset, slice.numel(), op, to_all);
+  window_->barrier();  // every part is written; nobody reads a peer's copy after this
+}
+
+void SymmetricBuffer::all_reduce(const torch::Tensor& slice, ReduceOp op) { reduce_in_place(slice, op, true); }
+
+void SymmetricBuffer::reduce_scatter(const torch::Tensor& slice, ReduceOp op) {
+  reduce_in_place(slice, op, false);
 }
 
 }  // namespace paratorch::comm

@@ -16,7 +16,8 @@
 // everywhere). After the second barrier no rank touches another's copy of the
 // slice again, so each rank may overwrite its own copy (next backward) at will.
 // Every element is reduced by one rank, in rank order: results are bitwise
-// identical on every rank and equal to ShmAllReduce's.
+// identical on every rank and equal to ShmAllReduce's. reduce_scatter is the
+// same with each rank writing its part into its own copy only.
 #pragma once
 #include "comm/shm_window.h"
 #include <paratorch/communicator.h>
@@ -41,10 +42,18 @@ class SymmetricBuffer {
   /// In-place all-reduce of `slice` (contains(slice)); every rank passes the
   /// slice at the same offset. Collective.
   void all_reduce(const torch::Tensor& slice, ReduceOp op);
+  /// In-place reduce-scatter of `slice` (contains(slice), numel divisible by
+  /// the group size): rank r's copy of chunk r of the slice receives the
+  /// reduction of every rank's chunk r; the rest of each copy is untouched.
+  /// One read of P chunks and one write of one chunk per rank: what ZeRO's
+  /// gradient reduction needs when each rank updates only its own shard.
+  /// Collective; the same protocol (two barriers) as all_reduce.
+  void reduce_scatter(const torch::Tensor& slice, ReduceOp op);
 
  private:
   SymmetricBuffer(std::unique_ptr<ShmWindow> window, torch::Tensor local)
       : window_(std::move(window)), local_(std::move(local)) {}
+  void reduce_in_place(const torch::Tensor& slice, ReduceOp op, bool to_all);
 
   std::unique_ptr<ShmWindow> window_;
   torch::Tensor local_;

@@ -50,7 +50,16 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
   if (options_.stage < 3) install_hooks();
 }
 
-ZeroEngine::~ZeroEngine() = default;
+ZeroEngine::~ZeroEngine() {
+  // Stages 0-2's buffers may live in the dp communicator's shared memory,
+  // which can go before the model does: leave each parameter memory of its own.
+  if (options_.stage == 3) return;
+  torch::NoGradGuard no_grad;
+  for (auto& p : params_) {
+    p.mutable_grad().reset();
+    p.set_data(p.detach().clone());
+  }
+}
 
 int ZeroEngine::shard_ranks() const { return options_.stage == 0 ? 1 : groups_.layout().dp; }
 
@@ -77,6 +86,7 @@ void ZeroEngine::build_units() {
   const int ranks = shard_ranks(), rank = options_.stage == 0 ? 0 : groups_.coords().dp;
   slots_.resize(params_.size());
   torch::NoGradGuard no_grad;
+  Arenas arenas = allocate_arenas(members, ranks);
   for (auto& list : members) {
     auto unit = std::make_unique<Unit>();
     std::vector<zero::FlatParam> flat;
@@ -107,20 +117,55 @@ void ZeroEngine::build_units() {
       zero::return_free_memory_to_os();  // this unit's initialized tensors, now sharded and freed
     } else {
       // fp32 stages 1-2: the model's own fp32 parameters are the masters.
-      unit->flat_params = dtype_ == torch::kFloat ? full : full.to(dtype_);
+      if (arenas.params.defined()) {
+        // One copy on the node: each rank writes its own shard (the initial
+        // values are the same everywhere); the barrier below publishes them.
+        unit->flat_params = arenas.params.narrow(0, arenas.used, L.padded_numel());
+        unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel()).copy_(shard);
+      } else {
+        unit->flat_params = dtype_ == torch::kFloat ? full : full.to(dtype_);
+      }
       unit->master = (dtype_ == torch::kFloat && options_.stage > 0) ? unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel())
                                                                       : shard.clone();
       auto model_views = L.views(unit->flat_params);
       for (size_t k = 0; k < list.size(); ++k) params_[list[k]].set_data(model_views[k]);
       if (options_.stage < 2) {
-        unit->full_grad = torch::zeros({L.padded_numel()}, full.options());
+        unit->full_grad = arenas.grads.narrow(0, arenas.used, L.padded_numel());
         unit->grad = unit->full_grad.narrow(0, L.shard_begin(), L.shard_numel());
+        if (dtype_ == torch::kFloat) {  // autograd accumulates straight into the buffer
+          unit->grad_views = L.views(unit->full_grad);
+          for (size_t k = 0; k < list.size(); ++k) params_[list[k]].mutable_grad() = unit->grad_views[k];
+        }
       } else {
         unit->grad = torch::zeros({L.shard_numel()}, full.options());
       }
     }
+    arenas.used += L.padded_numel();
     units_.push_back(std::move(unit));
   }
+  if (arenas.params.defined()) groups_.dp()->barrier();  // every shard written before any forward reads it
+}
+
+// Stages 0-1 keep each unit's whole fp32 gradient: one buffer for all units
+// from the dp communicator, which on one node is a symmetric shared-memory
+// window (reduced in place, comm/symmetric_buffer.h). Stages 1-2 keep whole
+// parameters: on one node a single copy that every rank maps
+// (allocate_shared_buffer), so publishing an update is a barrier instead of
+// an all-gather, and the node holds the parameters once, not once per rank.
+ZeroEngine::Arenas ZeroEngine::allocate_arenas(const std::vector<std::vector<size_t>>& members, int ranks) {
+  Arenas arenas;
+  if (options_.stage == 3) return arenas;
+  int64_t total = 0;
+  for (const auto& list : members) {
+    int64_t numel = 0;
+    for (size_t k : list) numel += params_[k].numel();
+    total += (numel + ranks - 1) / ranks * ranks;  // FlatLayout's padding
+  }
+  const auto dp = groups_.dp();
+  if (options_.stage < 2) arenas.grads = dp->allocate_reduce_buffer(total, torch::kFloat).to(device_);
+  if (options_.stage >= 1 && ranks > 1 && device_.is_cpu()) arenas.params = dp->allocate_shared_buffer(total, dtype_);
+  params_shared_ = arenas.params.defined();
+  return arenas;
 }
 
 // A post-hook on each parameter's gradient accumulator (as DDP's Reducer):
@@ -144,11 +189,15 @@ void ZeroEngine::on_gradient_ready(size_t i) {
   torch::NoGradGuard no_grad;
   Unit& u = *units_[slots_[i].unit];
   auto& p = params_[i];
-  if (p.grad().defined()) {
+  const size_t member = slots_[i].member;
+  const bool in_buffer = !u.grad_views.empty() && p.grad().defined() &&
+                         p.grad().data_ptr() == u.grad_views[member].data_ptr();
+  if (p.grad().defined() && !in_buffer) {
     if (!u.full_grad.defined()) u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
     const auto& L = *u.layout;
-    u.full_grad.narrow(0, L.offset(slots_[i].member), p.numel()).add_(p.grad().reshape({-1}));
-    p.mutable_grad().reset();
+    u.full_grad.narrow(0, L.offset(member), p.numel()).add_(p.grad().reshape({-1}));
+    if (u.grad_views.empty()) p.mutable_grad().reset();
+    else p.mutable_grad() = u.grad_views[member];
   }
   if (u.pending > 0 && --u.pending == 0 && reducing_) launch_in_order(false);
 }
@@ -173,7 +222,11 @@ void ZeroEngine::launch(size_t index) {
   Unit& u = *units_[index];
   const auto dp = groups_.dp();
   if (!u.full_grad.defined()) u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
-  if (options_.stage <= 1) {
+  if (options_.stage == 1 && dp->size() > 1) {
+    // Each rank updates only its shard: reduce just that (in place, into
+    // u.grad, which is this rank's chunk of full_grad).
+    u.work = dp->reduce_scatter_async(u.grad, u.full_grad, ReduceOp::kAvg);
+  } else if (options_.stage == 0) {
     if (dp->size() > 1) u.work = dp->all_reduce_async(u.full_grad, ReduceOp::kAvg);
   } else {
     u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
@@ -290,6 +343,9 @@ void ZeroEngine::unscale_gradients() {
 // The loss scaler's decision, the same on every rank: a non-finite gradient
 // anywhere in any shard skips the step (and halves the scale).
 bool ZeroEngine::may_step() {
+  // One parameter copy on the node: no rank may overwrite its shard while a
+  // peer still reads the parameters (its backward). Cheap: a barrier.
+  if (params_shared_) groups_.dp()->barrier();
   if (!options_.loss_scaling) return true;
   bool bad = false;
   for (auto& u : units_) bad = bad || !torch::isfinite(u->grad).all().item<bool>();
@@ -307,6 +363,14 @@ void ZeroEngine::publish_parameters() {
   report::Tracer::Span span("all_gather parameters", "comm");
   torch::NoGradGuard no_grad;
   std::vector<std::pair<WorkHandle, torch::Tensor>> works;
+  if (params_shared_) {  // one copy on the node: write this rank's shard, then everyone sees all
+    for (auto& u : units_) {
+      auto mine = u->flat_params.narrow(0, u->layout->shard_begin(), u->layout->shard_numel());
+      if (!u->master.is_same(mine)) mine.copy_(u->master);
+    }
+    groups_.dp()->barrier();
+    return;
+  }
   for (auto& u : units_) {
     if (shard_ranks() == 1) {  // stage 0, or dp = 1: the master is the whole unit
       if (!u->master.is_alias_of(u->flat_params)) u->flat_params.copy_(u->master);
@@ -385,11 +449,12 @@ int64_t ZeroEngine::local_parameter_count() {
 
 std::string ZeroEngine::describe() {
   char line[240];
-  std::snprintf(line, sizeof line, "ZeRO stage %d over %d dp rank(s)%s, %s compute, %zu unit(s)%s", options_.stage,
+  std::snprintf(line, sizeof line, "ZeRO stage %d over %d dp rank(s)%s, %s compute, %zu unit(s)%s%s", options_.stage,
                 groups_.layout().dp,
                 tensor_parallel() ? (" of each tp=" + std::to_string(groups_.layout().tp) + " shard").c_str() : "",
                 options_.precision.c_str(), units_.size(),
-                groups_.layout().dp == 1 && options_.stage > 0 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "");
+                groups_.layout().dp == 1 && options_.stage > 0 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "",
+                params_shared_ ? ", parameters: one copy shared by the node's dp ranks" : "");
   return line;
 }
 

@@ -91,7 +91,12 @@ class ZeroEngine : public Engine {
   struct Unit;
   struct Slot { size_t unit = 0, member = 0; };
 
+  struct Arenas {
+    torch::Tensor params, grads;  // every unit's flat buffer is a slice of these
+    int64_t used = 0;
+  };
   void build_units();
+  Arenas allocate_arenas(const std::vector<std::vector<size_t>>& members, int ranks);
   void install_hooks();
   void on_gradient_ready(size_t param);
   void begin_backward(bool reduce);
@@ -138,6 +143,7 @@ class ZeroEngine : public Engine {
   zero::Pieces pieces_;
   zero::LossScaler scaler_;
   bool reducing_ = false;                 // this backward launches reductions
+  bool params_shared_ = false;            // stages 1-2: one parameter copy on the node
   size_t next_launch_ = 0;
   std::vector<size_t> in_flight_;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive for the hooks

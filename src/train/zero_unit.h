@@ -3,11 +3,13 @@
 // One unit is one flat buffer (zero/flat_buffer.h): a gradient bucket for
 // stages 0-2, a model block for stage 3. Which tensors exist per stage:
 //   flat_params  stages 0-2: the whole unit in compute precision; the model's
-//                parameters are views into it. Stage 3: only while gathered.
+//                parameters are views into it (stages 1-2 on one node: one
+//                copy shared by every rank). Stage 3: only while gathered.
 //   master       this rank's fp32 shard (fp32 stages 1-2: a view of flat_params).
 //   grad         this rank's fp32 gradient shard (stages 0-1: a view of full_grad).
-//   full_grad    fp32, whole unit: persistent in stages 0-1 (all-reduced in
-//                place), transient in stages 2-3 (until reduce-scattered).
+//   full_grad    fp32, whole unit: persistent in stages 0-1 (stage 0
+//                all-reduces it, stage 1 reduce-scatters it, in place),
+//                transient in stages 2-3 (until reduce-scattered).
 #pragma once
 #include "train/zero_engine.h"
 
@@ -17,6 +19,7 @@ struct ZeroEngine::Unit {
   std::vector<size_t> members;  // indices into params_, buffer order
   std::unique_ptr<zero::FlatLayout> layout;
   torch::Tensor flat_params, master, grad, full_grad;
+  std::vector<torch::Tensor> grad_views;  // fp32 stages 0-1: the model's .grad, aliasing full_grad
   torch::Tensor reduced;        // reduce-scatter output in flight
   WorkHandle work;
   size_t pending = 0;           // members whose gradient is not final yet

@@ -119,6 +119,58 @@ TEST(Communicator, ReduceBufferSlicesReduceInPlaceLikeTheCopyingPath) {
   }
 }
 
+// reduce_scatter whose output is this rank's chunk of a reduce buffer's
+// slice: each rank reduces only its chunk, in place, from the peers' copies
+// (ZeRO-1's gradients). Chunk r must equal the all-reduce's chunk r bitwise;
+// the other chunks of each copy keep that rank's own values.
+TEST(Communicator, ReduceScatterInPlaceOnAReduceBufferKeepsOtherChunksOwn) {
+  auto comm = test_world().comm();
+  const int64_t chunk = 70001;  // odd: chunks at odd offsets
+  auto values_of = [](int rank, int64_t len) {
+    return (torch::arange(len, torch::kDouble).remainder(991) * 0.003 + rank * 0.5 - 0.7).to(torch::kFloat);
+  };
+  auto buffer = comm->allocate_reduce_buffer(chunk * N() + 3, torch::kFloat);
+  auto slice = buffer.narrow(0, 3, chunk * N());
+  auto mine = slice.narrow(0, chunk * R(), chunk);
+  for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax}) {
+    slice.copy_(values_of(R(), chunk * N()));
+    auto want = values_of(R(), chunk * N());
+    comm->all_reduce(want, op);
+    comm->reduce_scatter_async(mine, slice, op)->wait();
+    EXPECT_TRUE(torch::equal(mine, want.narrow(0, chunk * R(), chunk))) << "op " << static_cast<int>(op);
+    auto own = values_of(R(), chunk * N());
+    for (int q = 0; q < N(); ++q)
+      if (q != R()) EXPECT_TRUE(torch::equal(slice.narrow(0, chunk * q, chunk), own.narrow(0, chunk * q, chunk)));
+  }
+  // An ordinary tensor with the output inside the input takes MPI's path (from a copy).
+  auto plain = values_of(R(), chunk * N());
+  auto want = plain.clone();
+  comm->all_reduce(want, ReduceOp::kSum);
+  comm->reduce_scatter(plain.narrow(0, chunk * R(), chunk), plain, ReduceOp::kSum);
+  EXPECT_TRUE(torch::allclose(plain.narrow(0, chunk * R(), chunk), want.narrow(0, chunk * R(), chunk)));
+}
+
+// allocate_shared_buffer: one copy for the whole group on one node — what a
+// rank writes, every rank reads after a barrier.
+TEST(Communicator, SharedBufferIsOneCopySeenByEveryRank) {
+  auto comm = test_world().comm();
+  const int64_t n = 1000 * N();
+  auto shared = comm->allocate_shared_buffer(n, torch::kFloat);
+  ASSERT_TRUE(shared.defined()) << "the test ranks run on one node with shared memory on";
+  ASSERT_EQ(shared.numel(), n);
+  EXPECT_TRUE(torch::equal(shared, torch::zeros_like(shared)));
+  comm->barrier();
+  shared.narrow(0, 1000 * R(), 1000).fill_(static_cast<float>(R() + 1));
+  comm->barrier();
+  for (int q = 0; q < N(); ++q)
+    EXPECT_TRUE(torch::equal(shared.narrow(0, 1000 * q, 1000), torch::full({1000}, static_cast<float>(q + 1))));
+  auto bf16 = comm->allocate_shared_buffer(8, torch::kBFloat16);
+  ASSERT_TRUE(bf16.defined());
+  if (R() == 0) bf16.fill_(1.5);
+  comm->barrier();
+  EXPECT_EQ(bf16[7].item<float>(), 1.5f);
+}
+
 TEST(Communicator, BroadcastFromLastRank) {
   auto comm = test_world().comm();
   auto t = torch::full({4, 2}, static_cast<float>(R()));
