@@ -53,7 +53,8 @@ class PrebuiltBatches : public paratorch::data::Dataset {
 
 // One timed run of the zero1 mode: the trainer's engine and sharded optimizer.
 std::vector<double> run_zero1(paratorch::World& world, const paratorch::models::ModelConfig& cfg,
-                              int64_t global_batch, int warmup, int steps) {
+                              int64_t global_batch, int warmup, int steps,
+                              std::pair<std::vector<double>, std::vector<double>>* phases) {
   paratorch::train::Config c;
   static_cast<paratorch::models::ModelConfig&>(c.model) = cfg;
   c.data.source = "synthetic";
@@ -76,13 +77,23 @@ std::vector<double> run_zero1(paratorch::World& world, const paratorch::models::
     auto t0 = std::chrono::steady_clock::now();
     paratorch::train::zero_gradients(engine->named_parameters());
     engine->forward_backward(global.global_indices(s));
+    const auto t_backward = std::chrono::steady_clock::now();
     optimizer->step(3e-4);
-    auto t = torch::tensor({std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()},
-                           torch::kDouble);
+    const auto t_end = std::chrono::steady_clock::now();
+    if (s >= warmup && phases) {
+      phases->first.push_back(std::chrono::duration<double, std::milli>(t_backward - t0).count());
+      phases->second.push_back(std::chrono::duration<double, std::milli>(t_end - t_backward).count());
+    }
+    auto t = torch::tensor({std::chrono::duration<double, std::milli>(t_end - t0).count()}, torch::kDouble);
     world.comm()->all_reduce(t, paratorch::ReduceOp::kMax);
     if (s >= warmup) ms.push_back(t.item<double>());
   }
   return ms;
+}
+
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
 }  // namespace
@@ -101,11 +112,15 @@ int main(int argc, char** argv) {
   paratorch::models::ModelConfig cfg;
   cfg.name = "mlp"; cfg.d_in = 784; cfg.d_model = 512; cfg.n_layers = 4; cfg.n_classes = 10;
   if (std::strcmp(mode, "zero1") == 0) {
-    auto ms = run_zero1(world, cfg, global_batch, warmup, steps);
+    std::pair<std::vector<double>, std::vector<double>> split;  // forward+backward, optimizer
+    auto ms = run_zero1(world, cfg, global_batch, warmup, steps, &split);
     std::sort(ms.begin(), ms.end());
     if (world.rank() == 0)
       std::printf("bench_ddp: mode=zero1 optimizer=paratorch-sharded ranks=%d threads_per_rank=%d median_step_ms=%.1f "
                   "min_step_ms=%.1f\n", world.size(), world.threads(), ms[ms.size() / 2], ms.front());
+    if (phases && world.rank() == 0)
+      std::printf("bench_ddp_phases: mode=zero1 forward_backward_ms=%.1f optimizer_ms=%.1f\n", median_of(split.first),
+                  median_of(split.second));
     return 0;
   }
   auto model = paratorch::models::make_model(cfg);
