@@ -56,8 +56,8 @@ ZeroEngine::~ZeroEngine() {
   if (options_.stage == 3) return;
   torch::NoGradGuard no_grad;
   for (auto& p : params_) {
-    p.mutable_grad().reset();
-    p.set_data(p.detach().clone());
+    if (p.grad().defined()) p.mutable_grad().reset();
+    if (params_shared_) p.set_data(p.detach().clone());
   }
 }
 
