@@ -79,7 +79,9 @@ Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double
   work->wait();
   Header h = Header::unpack(words);
   if (h.numel > 0) {
-    *payload = torch::empty({h.numel}, torch::kFloat);
+    const bool in_place = payload->defined() && payload->numel() == h.numel &&
+                          payload->scalar_type() == torch::kFloat && payload->is_contiguous();
+    if (!in_place) *payload = torch::empty({h.numel}, torch::kFloat);
     comm.recv(*payload, src, kReplyPayloadTag);
   }
   return h;

@@ -60,7 +60,9 @@ void send_message(Communicator& comm, int dst, Header h, const torch::Tensor& pa
 std::vector<WorkHandle> post_message(Communicator& comm, int dst, Header h, const torch::Tensor& payload, bool reply);
 
 /// Receives a reply header from `src` and, when it carries one, its payload
-/// into `payload` (resized). Waits at most `timeout_s`, then throws
+/// into `payload`: straight into `*payload` when that is a contiguous float
+/// tensor of the payload's size (a worker's parameter memory: no staging
+/// copy), else into a new tensor. Waits at most `timeout_s`, then throws
 /// RuntimeFailure naming `what`.
 Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what);
 

@@ -30,6 +30,7 @@ Server::Server(std::shared_ptr<Communicator> world, const ShardPlan& plan, int i
     named.emplace_back(piece.key, value);
     numel_ += piece.numel;
   }
+  bind_values(torch::empty({numel_}, torch::kFloat));
   optimizer_ = train::make_optimizer(options_.optim, named);
   const auto w = static_cast<size_t>(options_.workers);
   clock_.assign(w, 0);
@@ -48,11 +49,36 @@ int Server::live_workers() const {
   return n;
 }
 
-torch::Tensor Server::flat_values() const {
-  if (values_.empty()) return torch::empty({0}, torch::kFloat);
-  std::vector<torch::Tensor> flat;
-  for (const auto& v : values_) flat.push_back(v.detach().reshape({-1}));
-  return torch::cat(flat);
+// Points every piece at its range of `flat`, carrying the values over.
+void Server::bind_values(torch::Tensor flat) {
+  torch::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (auto& v : values_) {
+    auto view = flat.narrow(0, offset, v.numel()).view(v.sizes());
+    view.copy_(v);
+    v.set_data(view);  // the same leaf (the optimizer's), new memory
+    offset += v.numel();
+  }
+  flat_ = std::move(flat);
+}
+
+// A reply sends flat_ itself, not a snapshot: in asynchronous mode every
+// pull finds a new version, and the copy per reply cost as much as the
+// transfer. Before the values change, replies still in flight keep the old
+// buffer (their send holds it) and the shard moves to a copy; usually they
+// are done (the worker waits for its reply) and nothing is copied.
+void Server::own_values() {
+  auto sent = [](const WorkHandle& w) {
+    try {
+      return w->is_completed();
+    } catch (const std::exception&) {
+      return false;  // a dead worker's reply: MPI may still hold the buffer
+    }
+  };
+  readers_.erase(std::remove_if(readers_.begin(), readers_.end(), sent), readers_.end());
+  if (readers_.empty()) return;
+  bind_values(torch::empty({numel_}, torch::kFloat));
+  readers_.clear();
 }
 
 std::map<std::string, torch::Tensor> Server::shard() const {
@@ -69,6 +95,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Server::named_values() const 
 
 void Server::load(const std::map<std::string, torch::Tensor>& values, const std::map<std::string, torch::Tensor>& state) {
   torch::NoGradGuard no_grad;
+  own_values();
   for (size_t i = 0; i < pieces_.size(); ++i) {
     auto it = values.find(pieces_[i].key);
     if (it == values.end() || it->second.sizes() != values_[i].sizes())
@@ -82,6 +109,7 @@ void Server::load(const std::map<std::string, torch::Tensor>& values, const std:
 
 void Server::set_values(const std::map<std::string, torch::Tensor>& full) {
   torch::NoGradGuard no_grad;
+  own_values();
   for (size_t i = 0; i < pieces_.size(); ++i) values_[i].copy_(piece_view(full.at(pieces_[i].name), pieces_[i]));
   ++version_;  // a new version: every worker's copy is out of date
 }
@@ -121,6 +149,7 @@ void Server::serve_round(int64_t step) {
                            std::to_string(options_.timeout_s) + " s ([comm] timeout_s) for step " +
                            std::to_string(step + 1) + "'s pulls and pushes");
   }
+  if (options_.defer_apply) own_values();  // the caller's optimizer steps the values next
 }
 
 void Server::handle(int src) {
@@ -189,14 +218,10 @@ void Server::reply(int worker, int64_t version) {
   h.version = version_;
   if (options_.assign_slots) h.step = next_slot_ < options_.steps * options_.workers ? next_slot_++ : -1;
   torch::Tensor payload;
-  if (version != version_) {
-    // One snapshot per version, shared by every reply in flight (they must
-    // not see the values change under them).
-    if (snapshot_version_ != version_) snapshot_ = flat_values(), snapshot_version_ = version_;
-    payload = snapshot_;
-  }
-  for (auto& work : post_message(*world_, worker + first_worker_, h, payload, /*reply=*/true))
-    outbox_[static_cast<size_t>(worker)].push_back(std::move(work));
+  if (version != version_ && numel_ > 0) payload = flat_;  // own_values() guards it until sent
+  auto works = post_message(*world_, worker + first_worker_, h, payload, /*reply=*/true);
+  if (payload.defined()) readers_.push_back(works.back());
+  for (auto& work : works) outbox_[static_cast<size_t>(worker)].push_back(std::move(work));
   ++pulls_answered_;
 }
 
@@ -239,6 +264,7 @@ void Server::set_gradients(const torch::Tensor& flat_grad) {
 
 void Server::apply(const torch::Tensor& flat_grad, int64_t step) {
   report::Tracer::Span span("ps_apply", "compute");
+  own_values();
   set_gradients(flat_grad);
   optimizer_->step(options_.schedule.at(step));
   ++version_;

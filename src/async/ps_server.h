@@ -116,7 +116,10 @@ class Server {
   void check_silence();
   void lose_worker(size_t w, const std::string& why);
   void drain_outbox();
-  torch::Tensor flat_values() const;
+  /// Called before the shard's values change: replies still reading flat_
+  /// keep it, and the shard moves to a fresh copy (copy-on-write).
+  void own_values();
+  void bind_values(torch::Tensor flat);
   int live_workers() const;
 
   struct PendingPull {
@@ -128,7 +131,9 @@ class Server {
   int first_worker_;  // world rank of worker 0 (= number of servers)
   ServerOptions options_;
   std::vector<Piece> pieces_;
-  std::vector<torch::Tensor> values_;  // one leaf per piece, in payload order
+  std::vector<torch::Tensor> values_;  // one leaf per piece, in payload order: views into flat_
+  torch::Tensor flat_;                 // the shard, as one buffer (what a reply sends)
+  std::vector<WorkHandle> readers_;    // payload sends of replies that read flat_ in flight
   std::unique_ptr<train::Optimizer> optimizer_;
   int64_t version_ = 0;
   int64_t next_slot_ = 0;
@@ -140,8 +145,6 @@ class Server {
   std::vector<PendingPull> pending_;
   std::vector<std::vector<WorkHandle>> outbox_;  // replies in flight, by worker
   std::vector<WorkHandle> abandoned_;            // to lost workers: never complete
-  torch::Tensor snapshot_;                       // flat_values() at snapshot_version_
-  int64_t snapshot_version_ = -1;
   torch::Tensor round_sum_;  // bulk-synchronous: sum of this step's pushes
   int round_count_ = 0;
   int64_t pulls_answered_ = 0, pushes_seen_ = 0;  // for serve_round

@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <optional>
 
 namespace paratorch::async {
 namespace {
@@ -301,6 +302,7 @@ train::TrainResult run_worker(Job& job) {
   job.world.comm()->all_reduce(first, ReduceOp::kMin);
   const int64_t start = first.item<int64_t>();
   const bool shared = job.config.parallel.staleness < 0;  // slots from server 0 (ServerOptions::assign_slots)
+  std::optional<ValidationSet> validation_set;  // built at this worker's first validation
   const double t0 = now_s();
   double loss = 0;
   int64_t steps = 0;
@@ -326,8 +328,8 @@ train::TrainResult run_worker(Job& job) {
     double validation = std::numeric_limits<double>::quiet_NaN();  // mid-run validation: ps_logger.h
     if (share == 0 && validates_at(step, job.config.train.log_every, job.config.train.steps)) {
       report::Tracer::Span span("validation", "compute");
-      torch::NoGradGuard no_grad;
-      validation = async::validation_loss(worker.model(), *job.dataset, job.config.data.global_batch);
+      if (!validation_set) validation_set.emplace(*job.dataset, job.config.data.global_batch);
+      validation = validation_set->loss(worker.model());
     }
     loss = worker.compute_and_push(step, DistributedSampler(job.config.data.global_batch, share, job.workers).local_indices(step),
                                    validation);

@@ -8,6 +8,7 @@
 #include <paratorch/errors.h>
 
 #include <chrono>
+#include <set>
 #include <thread>
 
 namespace paratorch::async {
@@ -17,6 +18,30 @@ Worker::Worker(std::shared_ptr<Communicator> world, const ShardPlan& plan, std::
     : world_(std::move(world)), plan_(plan), model_(std::move(model)), dataset_(dataset), options_(options) {
   for (const auto& item : model_->named_parameters(true)) params_.push_back(item.value());
   versions_.assign(static_cast<size_t>(plan_.servers), -1);
+  int64_t total = 0;
+  bool fp32 = true;
+  std::set<const void*> seen;  // a tensor listed twice (tied weights) keeps its own memory
+  for (const auto& p : params_) {
+    total += p.numel();
+    fp32 = fp32 && p.scalar_type() == torch::kFloat && p.device().is_cpu() && seen.insert(p.unsafeGetTensorImpl()).second;
+  }
+  int64_t planned = 0;
+  for (int s = 0; s < plan_.servers; ++s) {
+    flat_offset_.push_back(planned);
+    planned += plan_.numel_of(s);
+  }
+  if (fp32 && planned == total) {
+    // Model order = the servers' ranges back to back (shard_plan.h).
+    torch::NoGradGuard no_grad;
+    flat_ = torch::empty({total}, torch::kFloat);
+    int64_t offset = 0;
+    for (auto& p : params_) {
+      auto view = flat_.narrow(0, offset, p.numel()).view(p.sizes());
+      view.copy_(p);
+      p.set_data(view);
+      offset += p.numel();
+    }
+  }
 }
 
 int64_t Worker::pull(int64_t step) {
@@ -31,11 +56,13 @@ int64_t Worker::pull(int64_t step) {
   torch::NoGradGuard no_grad;
   int64_t slot = 0;
   for (int s = 0; s < plan_.servers; ++s) {
-    torch::Tensor payload;
+    torch::Tensor payload, mine;
+    if (flat_.defined()) payload = mine = flat_.narrow(0, flat_offset_[static_cast<size_t>(s)], plan_.numel_of(s));
     Header h = receive_reply(*world_, server_rank(s), &payload, 2 * options_.timeout_s, "pull");
     if (s == 0) slot = h.step;
     versions_[static_cast<size_t>(s)] = h.version;
-    if (!payload.defined()) continue;  // unchanged since our copy
+    if (h.numel == 0) continue;  // unchanged since our copy
+    if (mine.defined() && payload.data_ptr() == mine.data_ptr()) continue;  // received into the parameters
     int64_t offset = 0;
     for (const auto& piece : plan_.pieces_of(s)) {
       auto view = piece_view(params_[piece.param], piece);

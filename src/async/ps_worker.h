@@ -49,6 +49,13 @@ class Worker {
   WorkerOptions options_;
   std::vector<torch::Tensor> params_;  // model order
   std::vector<int64_t> versions_;      // per server: version of our copy (-1: none)
+  /// The parameters' memory, in model order (fp32 models): the model's
+  /// parameters are views into it, and server s's rows are the contiguous
+  /// range at flat_offset_[s] (the shard plan's key order), so a pull reply
+  /// is received straight into the parameters, with no staging copy.
+  /// Undefined when the parameters are not all fp32 (then pulls copy).
+  torch::Tensor flat_;
+  std::vector<int64_t> flat_offset_;
 };
 
 /// Tells servers [0, servers) that this worker fails and leaves (best
