@@ -37,10 +37,14 @@ namespace paratorch::train {
 // Hooks run when a parameter's gradient of this backward is computed, just
 // before AccumulateGrad adds it into the flat buffer view: the previous
 // weight's temporary has been freed by then, and its pages go back to the OS.
+// (Decided by the full shape from the unit's layout: between blocks the
+// parameters themselves are empty.)
 void ZeroEngine::install_trim_hooks() {
-  for (auto& p : params_)
-    if (p.requires_grad() && p.numel() * 4 >= (int64_t{1} << 20))
-      p.register_hook([](const torch::Tensor&) { zero::return_free_memory_to_os(); });
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& full = units_[slots_[i].unit]->layout->params()[slots_[i].member];
+    if (params_[i].requires_grad() && full.numel() * 4 >= (int64_t{1} << 20))
+      params_[i].register_hook([](const torch::Tensor&) { zero::return_free_memory_to_os(); });
+  }
 }
 
 void ZeroEngine::plan_blocks() {
