@@ -62,7 +62,7 @@ double hwm_mib() {
 void mem_report(int rank, const char* where, int step) {
   static const bool on = std::getenv("BENCH_ZERO_MEM") && std::string(std::getenv("BENCH_ZERO_MEM")) != "0";
   if (!on || rank != 0) return;
-#if defined(__GLIBC__)
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)  // mallinfo2
   const auto m = mallinfo2();
   const double mib = 1024.0 * 1024.0;
   std::printf("mem: step=%d %s rss=%.0f hwm=%.0f heap=%.0f in_use=%.0f free=%.0f mmapped=%.0f\n", step, where,
