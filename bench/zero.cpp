@@ -21,11 +21,15 @@
 #include <paratorch/world.h>
 
 #include <sys/resource.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 using namespace paratorch;
 
@@ -39,6 +43,35 @@ double current_rss_mib() {
     std::fclose(f);
   }
   return static_cast<double>(resident) * 4096.0 / (1024.0 * 1024.0);
+}
+
+// Peak resident memory so far (/proc/self/status VmHWM), in MiB.
+double hwm_mib() {
+  double kib = 0;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof(line), f))
+      if (std::sscanf(line, "VmHWM: %lf", &kib) == 1) break;
+    std::fclose(f);
+  }
+  return kib / 1024.0;
+}
+
+// BENCH_ZERO_MEM=1: rank 0 prints where its memory is after each phase
+// (resident now, peak so far, glibc heap size / in use / free, mmapped).
+void mem_report(int rank, const char* where, int step) {
+  static const bool on = std::getenv("BENCH_ZERO_MEM") && std::string(std::getenv("BENCH_ZERO_MEM")) != "0";
+  if (!on || rank != 0) return;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)  // mallinfo2
+  const auto m = mallinfo2();
+  const double mib = 1024.0 * 1024.0;
+  std::printf("mem: step=%d %s rss=%.0f hwm=%.0f heap=%.0f in_use=%.0f free=%.0f mmapped=%.0f\n", step, where,
+              current_rss_mib(), hwm_mib(), static_cast<double>(m.arena) / mib, static_cast<double>(m.uordblks) / mib,
+              static_cast<double>(m.fordblks) / mib, static_cast<double>(m.hblkhd) / mib);
+#else
+  std::printf("mem: step=%d %s rss=%.0f hwm=%.0f\n", step, where, current_rss_mib(), hwm_mib());
+#endif
+  std::fflush(stdout);
 }
 
 double peak_rss_mib() {
@@ -65,6 +98,7 @@ train::ModelStateBytes measure_ddp(train::Engine& engine, const train::Optimizer
 int main(int argc, char** argv) {
   World world(argc, argv);
   const double runtime_rss = current_rss_mib();  // libtorch + MPI, before any model state
+  mem_report(world.rank(), "start", -1);
   const int stage = argc > 1 ? std::atoi(argv[1]) : 0;
   const int tp = argc > 2 ? std::atoi(argv[2]) : 1;
   const int warmup = 1, steps = std::getenv("BENCH_STEPS") ? std::atoi(std::getenv("BENCH_STEPS")) : 3;
@@ -84,8 +118,10 @@ int main(int argc, char** argv) {
   const Layout layout = Layout{world.size() / tp, 1, tp}.resolve(world.size());
   ProcessGroups groups(world.comm(), layout);
   auto dataset = data::make_dataset(c.data.source, c.model, 1);
+  mem_report(world.rank(), "dataset", -1);
   auto engine = train::make_engine(c, groups, models::make_model(c.model), *dataset, world.device());
   auto optimizer = engine->build_optimizer(c.optim);
+  mem_report(world.rank(), "built", -1);
   DistributedSampler batches(c.data.global_batch, 0, 1);  // the global ids; engines slice them
   std::vector<double> ms;
   for (int s = 0; s < warmup + steps; ++s) {
@@ -94,7 +130,9 @@ int main(int argc, char** argv) {
     auto params = engine->named_parameters();
     train::zero_gradients(params);
     engine->forward_backward(batches.global_indices(s));
+    mem_report(world.rank(), "backward", s);
     optimizer->step(1e-4);
+    mem_report(world.rank(), "optimizer", s);
     world.comm()->barrier();
     const double t = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (s >= warmup) ms.push_back(t);

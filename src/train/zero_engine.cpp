@@ -48,6 +48,7 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
   for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
   pieces_ = zero::make_pieces(shards);
   if (options_.stage < 3) install_hooks();
+  else install_trim_hooks();
 }
 
 ZeroEngine::~ZeroEngine() {
@@ -251,7 +252,10 @@ void ZeroEngine::finish_reductions(bool wait_all) {
     u.work.reset();
     if (options_.stage >= 2) {
       u.grad.add_(u.reduced);
-      pool_.give(std::move(u.reduced));  // transient in stages 2-3: reused by the next unit
+      // Stage 2 reuses it for the next unit; stage 3 frees it, so that the
+      // trim before the next block's backward returns it (stage3.cpp).
+      if (options_.stage == 3) u.reduced = torch::Tensor();
+      else pool_.give(std::move(u.reduced));
       pool_.give(std::move(u.full_grad));
     }
   }

@@ -122,6 +122,7 @@ class ZeroEngine : public Engine {
 
   // stage 3 (zero_engine_stage3.cpp)
   void plan_blocks();
+  void install_trim_hooks();
   double forward_backward_blocks(const models::Batch& batch, int microbatches);
   torch::Tensor forward_blocks(const torch::Tensor& input, std::vector<torch::Tensor>* inputs);
   void gather_async(size_t u);

@@ -10,6 +10,21 @@
 // gradient into its owners' shards and free it. A unit used by two blocks
 // (gpt's wte, tied to the output head) keeps its gradient until both ran.
 // Peak parameter memory: the units of about two blocks, plus the shards.
+//
+// Resident memory. World keeps freed blocks in glibc's heap (no mmap, no
+// automatic trim: WorldOptions::tune_malloc), which suits a step that
+// reallocates the same tensors; stage 3's transients do not fit that
+// pattern (each block's weight-gradient temporaries and reduce-scatter
+// scratch land on different free chunks and stay resident). So stage 3 hands
+// freed heap pages back (malloc_trim) at the points where they pile up:
+// after each block's forward and backward, once the previous block's
+// reduce-scatter has finished, and just before autograd accumulates each
+// large (>= 1 MiB) gradient, so at most about one weight's temporary is
+// resident on top of the live set. Measured (bench/zero, dp=4): peak 577 ->
+// 501 MiB; docs/zero.md has the step-time cost. The previous block's
+// reduce-scatter is also waited for before this block's gradient buffer is
+// taken (it overlaps the recompute forward instead of the whole backward),
+// so two block-sized gradient buffers are never live at once.
 #include "report/trace.h"
 #include "train/zero_engine.h"
 #include "train/zero_unit.h"
@@ -18,6 +33,19 @@
 #include <set>
 
 namespace paratorch::train {
+
+// Hooks run when a parameter's gradient of this backward is computed, just
+// before AccumulateGrad adds it into the flat buffer view: the previous
+// weight's temporary has been freed by then, and its pages go back to the OS.
+// (Decided by the full shape from the unit's layout: between blocks the
+// parameters themselves are empty.)
+void ZeroEngine::install_trim_hooks() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& full = units_[slots_[i].unit]->layout->params()[slots_[i].member];
+    if (params_[i].requires_grad() && full.numel() * 4 >= (int64_t{1} << 20))
+      params_[i].register_hook([](const torch::Tensor&) { zero::return_free_memory_to_os(); });
+  }
+}
 
 void ZeroEngine::plan_blocks() {
   blocks_ = model_->blocks();
@@ -129,6 +157,7 @@ torch::Tensor ZeroEngine::forward_blocks(const torch::Tensor& input, std::vector
       // The last block's units stay for backward, which starts there.
       if (!next_needs && !(last && inputs)) release(u);
     }
+    zero::return_free_memory_to_os();
   }
   return x;
 }
@@ -144,15 +173,17 @@ double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int micro
     for (size_t u : block_units_[b]) gather_async(u);
     if (b > 0)
       for (size_t u : block_units_[b - 1]) gather_async(u);  // prefetch
-    for (size_t u : block_units_[b]) {
-      ensure_gathered(u);
-      attach_gradient_buffers(u);
-    }
+    for (size_t u : block_units_[b]) ensure_gathered(u);
     auto x = inputs[b].detach();
     if (x.is_floating_point()) x.requires_grad_(true);
     {
       report::Tracer::Span span("backward " + blocks_[b].name, "compute");
       auto y = blocks_[b].forward(x);  // recompute, with autograd
+      // The previous block's reduce-scatter overlapped the recompute; its
+      // full gradient buffer is now free for this block's (from the pool).
+      finish_reductions(true);
+      zero::return_free_memory_to_os();
+      for (size_t u : block_units_[b]) attach_gradient_buffers(u);
       if (b + 1 == blocks_.size()) {
         auto loss = loss_of_output(y, batch.target) / microbatches;
         loss_value = loss.item<double>();
@@ -169,8 +200,10 @@ double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int micro
       if (!previous_needs) release(u);
     }
     finish_reductions(false);
+    zero::return_free_memory_to_os();
   }
   finish_reductions(true);
+  zero::return_free_memory_to_os();
   return loss_value;
 }
 

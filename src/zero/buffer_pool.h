@@ -4,7 +4,7 @@
 // step: the gathered parameters, the full gradient before its
 // reduce-scatter, the shard copy the gather sends. Allocating them fresh
 // each time leaves the C allocator holding freed blocks it does not return
-// to the OS (MPI's memory hooks change glibc's trimming; measured here: the
+// to the OS (World turns glibc's mmap and trimming off; measured here: the
 // resident set grew to 2.8× live memory), so a rank's resident memory
 // would track the allocation history rather than what is live. A pool keeps
 // released buffers and hands them out again for the same size and dtype, so
@@ -39,11 +39,13 @@ class BufferPool {
 };
 
 /// Hands memory the C allocator holds freed back to the OS (glibc:
-/// malloc_trim). Under Open MPI every allocation comes from the heap
-/// (measured with mallinfo2: 1 MiB mmapped of 680 MiB, so MPI's memory hooks
-/// turn glibc's mmap off), and freed heap blocks stay resident. ZeRO-3 calls
-/// this after sharding each unit, whose initialized tensors have just been
-/// freed, so construction peaks at one unit rather than the whole model. A no-op elsewhere.
+/// malloc_trim, which also releases whole free pages inside the heap).
+/// Every paratorch process keeps freed blocks in the heap: World raises
+/// glibc's mmap and trim thresholds to 1 GiB (WorldOptions::tune_malloc; it
+/// is that setting, not Open MPI, measured with a plain MPI program: under
+/// mpirun glibc still mmaps and unmaps 8 MiB blocks). ZeRO-3 calls this after
+/// sharding each unit and at the points of its block walk where transients
+/// pile up (zero_engine_stage3.cpp). A no-op elsewhere.
 void return_free_memory_to_os();
 
 }  // namespace paratorch::zero
