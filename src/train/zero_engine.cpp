@@ -104,10 +104,15 @@ void ZeroEngine::build_units() {
       for (size_t k : list) unit_names.push_back(names_[k]);
       model_->initialize(options_.seed, unit_names);
     }
+    // fp32 with one node-shared copy: initialize straight into it (dp rank 0
+    // writes, the barrier at the end publishes), no per-rank temporary.
+    const bool into_shared = arenas.params.defined() && dtype_ == torch::kFloat;
     auto full = options_.stage == 3 ? pool_.take(L.padded_numel(), torch::kFloat, device_).zero_()
+                : into_shared       ? arenas.params.narrow(0, arenas.used, L.padded_numel())
                                     : torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
     auto views = L.views(full);
-    for (size_t k = 0; k < list.size(); ++k) views[k].copy_(params_[list[k]]);
+    if (!into_shared || groups_.coords().dp == 0)
+      for (size_t k = 0; k < list.size(); ++k) views[k].copy_(params_[list[k]]);
     auto shard = full.narrow(0, L.shard_begin(), L.shard_numel());
     if (options_.stage == 3) {
       unit->master = shard.clone();
@@ -118,9 +123,11 @@ void ZeroEngine::build_units() {
       zero::return_free_memory_to_os();  // this unit's initialized tensors, now sharded and freed
     } else {
       // fp32 stages 1-2: the model's own fp32 parameters are the masters.
-      if (arenas.params.defined()) {
-        // One copy on the node: each rank writes its own shard (the initial
-        // values are the same everywhere); the barrier below publishes them.
+      if (into_shared) {
+        unit->flat_params = full;
+      } else if (arenas.params.defined()) {
+        // bf16/fp16 in one node copy: each rank writes its own shard (the
+        // initial values are the same everywhere); the barrier publishes them.
         unit->flat_params = arenas.params.narrow(0, arenas.used, L.padded_numel());
         unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel()).copy_(shard);
       } else {
