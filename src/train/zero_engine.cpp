@@ -230,12 +230,11 @@ void ZeroEngine::launch(size_t index) {
   Unit& u = *units_[index];
   const auto dp = groups_.dp();
   if (!u.full_grad.defined()) u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
-  if (options_.stage == 1 && dp->size() > 1) {
-    // Each rank updates only its shard: reduce just that (in place, into
-    // u.grad, which is this rank's chunk of full_grad).
-    u.work = dp->reduce_scatter_async(u.grad, u.full_grad, ReduceOp::kAvg);
-  } else if (options_.stage == 0) {
-    if (dp->size() > 1) u.work = dp->all_reduce_async(u.full_grad, ReduceOp::kAvg);
+  if (options_.stage <= 1) {
+    // Stage 1: each rank updates only its shard, so reduce just that (in
+    // place, into u.grad, this rank's chunk of full_grad). Stage 0: all of it.
+    if (dp->size() > 1 && options_.stage == 1) u.work = dp->reduce_scatter_async(u.grad, u.full_grad, ReduceOp::kAvg);
+    else if (dp->size() > 1) u.work = dp->all_reduce_async(u.full_grad, ReduceOp::kAvg);
   } else {
     u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
     if (dp->size() > 1) u.work = dp->reduce_scatter_async(u.reduced, u.full_grad, ReduceOp::kAvg);
