@@ -5,9 +5,11 @@
 // composes with pp/tp later: each model-parallel shard is ZeRO'd across its
 // own dp group). Model state lives in flat buffers ("units", zero/flat_buffer.h)
 // and each rank owns 1/N of every unit:
-//   stage 1  optimizer state + fp32 master shard; gradients all-reduced
-//            (full fp32 gradient buffer), each rank updates its shard, then the
-//            parameters are all-gathered.
+//   stage 1  optimizer state + fp32 master shard; gradients reduce-scattered
+//            (full fp32 gradient buffer, only this rank's shard reduced), each
+//            rank updates its shard, then the parameters are all-gathered —
+//            on one node stages 1-2 keep one parameter copy that every rank
+//            maps, so the update lands in place and a barrier publishes it.
 //   stage 2  also gradients: units are DDP-sized buckets (bucket_mb) in
 //            backward order; as soon as a bucket's gradients are final (a hook
 //            on each parameter's gradient accumulator) it is reduce-scattered
