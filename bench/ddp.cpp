@@ -168,20 +168,16 @@ int main(int argc, char** argv) {
     if (s >= warmup) ms.push_back(t.item<double>());
     if (std::getenv("BENCH_VERBOSE") && world.rank() == 0) std::printf("  step %d %.1f ms\n", s, t.item<double>());
   }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
   std::sort(ms.begin(), ms.end());
   if (world.rank() == 0)
     std::printf("bench_ddp: mode=%s optimizer=%s ranks=%d threads_per_rank=%d median_step_ms=%.1f min_step_ms=%.1f "
                 "median_optimizer_ms=%.1f\n",
                 mode, torch_optim ? "torch" : "paratorch", single ? 1 : world.size(), world.threads(),
                 ms[ms.size() / 2], ms.front(),
-                median(optim_ms));
+                median_of(optim_ms));
   // Rank 0's own phases (the step time above is the slowest rank's).
   if (phases && world.rank() == 0)
     std::printf("bench_ddp_phases: mode=%s forward_ms=%.1f backward_ms=%.1f optimizer_ms=%.1f\n", mode,
-                median(forward_ms), median(backward_ms), median(optim_ms));
+                median_of(forward_ms), median_of(backward_ms), median_of(optim_ms));
   return 0;
 }
