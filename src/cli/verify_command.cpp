@@ -85,6 +85,12 @@ verify::VerifyOptions options_from(const Args& args) {
   verify::VerifyOptions options;
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
+  // bf16/fp16 compute against the fp32 reference: issue 6's mixed-precision
+  // bound, 2e-2 relative, instead of fp32's summation-order 1e-5.
+  if (options.config.train.precision != "fp32") {
+    options.tolerance = 2e-2;
+    options.judge_parameters = false;
+  }
   return options;
 }
 
@@ -97,7 +103,9 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
                  "                        [--schedule gpipe|1f1b|interleaved] [--microbatches M] [--virtual-stages V]\n"
                  "                        [--set section.key=value ...] [--steps K] [--nproc N]\n\n"
                  "Runs the layout and the single-process reference on the same global batches\n"
-                 "and compares losses and final parameters (1e-5 relative).\n\n"
+                 "and compares losses and final parameters (1e-5 relative). With\n"
+                 "--set train.precision=bf16|fp16 the losses must agree with the fp32\n"
+                 "reference within 2e-2 and the parameters are reported, not judged.\n\n"
               << format_flags(verify_flags());
     return 0;
   }
@@ -123,6 +131,10 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
     std::printf("paratorch: %d ranks (%d on this node), %s, %d threads/rank, device %s, libtorch %s\n",
                 world.size(), world.local_size(), world.thread_level().c_str(), world.threads(),
                 world.device().str().c_str(), compat::torch_version().c_str());
+  if (world.rank() == 0 && options.config.train.precision != "fp32")
+    std::printf("paratorch verify: %s compute against the fp32 reference, tolerance %.0e relative on the losses "
+                "(parameters reported, not judged)\n",
+                options.config.train.precision.c_str(), options.tolerance);
   auto result = verify::run_equivalence(world, options, /*progress=*/true);
   if (world.rank() == 0) {
     if (!result.pass) std::printf("worst parameter: %s\n", result.worst_param.c_str());

@@ -1,6 +1,7 @@
 // src/models/gpt.cpp — see gpt.h.
 #include "models/gpt.h"
 
+#include "models/ops.h"
 #include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
@@ -30,9 +31,9 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   // baddbmm computes mask + scale * q k^T: it replaces a separate scaling
   // and masked_fill over the [B * n_heads, T, T] scores, forward and backward.
   auto mask = torch::full({T, T}, -std::numeric_limits<float>::infinity(), x.options()).triu(1);
-  auto att = torch::softmax(
-      torch::baddbmm(mask, q, k.transpose(1, 2), /*beta=*/1, /*alpha=*/1.0 / std::sqrt(static_cast<double>(hd))), -1);
-  auto y = torch::bmm(att, v).view({B, n_heads, T, hd}).transpose(1, 2).contiguous().view({B, T, C});
+  auto att = ops::softmax(
+      ops::baddbmm(mask, q, k.transpose(1, 2), /*beta=*/1, /*alpha=*/1.0 / std::sqrt(static_cast<double>(hd))), -1);
+  auto y = ops::bmm(att, v).view({B, n_heads, T, hd}).transpose(1, 2).contiguous().view({B, T, C});
   return c_proj(y);
 }
 
@@ -42,7 +43,7 @@ GptMlpImpl::GptMlpImpl(int d, const tpl::TensorParallelContext& tp) {
 }
 
 torch::Tensor GptMlpImpl::forward(const torch::Tensor& x) {
-  return c_proj(torch::gelu(c_fc(x), "tanh"));
+  return c_proj(ops::gelu(c_fc(x), "tanh"));
 }
 
 GptBlockImpl::GptBlockImpl(int d, int heads, const tpl::TensorParallelContext& tp) {
@@ -53,8 +54,8 @@ GptBlockImpl::GptBlockImpl(int d, int heads, const tpl::TensorParallelContext& t
 }
 
 torch::Tensor GptBlockImpl::forward(const torch::Tensor& x) {
-  auto y = x + attn(ln_1(x));
-  return y + mlp(ln_2(y));
+  auto y = x + attn(ops::layer_norm(ln_1, x));
+  return y + mlp(ops::layer_norm(ln_2, y));
 }
 
 void Gpt::check_tensor_parallel(const ModelConfig& c, int tp, bool sequence_parallel) {
@@ -96,9 +97,9 @@ torch::Tensor Gpt::embed(const torch::Tensor& tokens) {
 
 // ln_f and the output projection tied to wte: this rank's vocabulary slice.
 torch::Tensor Gpt::head(const torch::Tensor& x) {
-  auto y = ln_f(x);
+  auto y = ops::layer_norm(ln_f, x);
   y = tp_.sp() ? tpl::gather_from_sequence(y, tp_) : tpl::copy_to_tp(y, tp_);
-  return torch::matmul(y, wte->weight.t());
+  return ops::matmul(y, wte->weight.t());
 }
 
 torch::Tensor Gpt::forward(const torch::Tensor& input) {

@@ -71,6 +71,7 @@ class Gpt : public BundledModel {
   torch::Tensor criterion(const torch::Tensor& output, const Batch& batch) override;
   InitSpec init_spec(const std::string& name, const torch::Tensor& param) const override;
   std::vector<ModelBlock> blocks() override;
+  bool computes_through_ops() const override { return true; }
 
  protected:
   bool partial_grad(const std::string& name) const override;

@@ -1,6 +1,8 @@
 // src/models/mlp.cpp — see mlp.h.
 #include "models/mlp.h"
 
+#include "models/ops.h"
+
 #include <cmath>
 
 namespace paratorch::models {
@@ -12,7 +14,7 @@ MlpBlockImpl::MlpBlockImpl(int d) {
 }
 
 torch::Tensor MlpBlockImpl::forward(const torch::Tensor& x) {
-  return x + fc2(torch::gelu(fc1(ln(x))));
+  return x + ops::linear(fc2, ops::gelu(ops::linear(fc1, ops::layer_norm(ln, x))));
 }
 
 Mlp::Mlp(const ModelConfig& c) {
@@ -24,21 +26,21 @@ Mlp::Mlp(const ModelConfig& c) {
 }
 
 torch::Tensor Mlp::forward(const torch::Tensor& input) {
-  auto x = inp(input);
+  auto x = ops::linear(inp, input);
   for (const auto& block : *layers) x = block->as<MlpBlock>()->forward(x);
-  return head(ln_f(x));
+  return ops::linear(head, ops::layer_norm(ln_f, x));
 }
 
 // inp, blocks.0 .. blocks.{L-1}, head (ln_f + the classifier).
 std::vector<ModelBlock> Mlp::blocks() {
   std::vector<ModelBlock> out;
-  out.push_back(make_block("inp", {"inp."}, [this](const torch::Tensor& x) { return inp(x); }));
+  out.push_back(make_block("inp", {"inp."}, [this](const torch::Tensor& x) { return ops::linear(inp, x); }));
   for (size_t i = 0; i < layers->size(); ++i) {
     auto block = layers[i]->as<MlpBlock>();
     const std::string name = "blocks." + std::to_string(i);
     out.push_back(make_block(name, {name + "."}, [block](const torch::Tensor& x) { return block->forward(x); }));
   }
-  out.push_back(make_block("head", {"ln_f.", "head."}, [this](const torch::Tensor& x) { return head(ln_f(x)); }));
+  out.push_back(make_block("head", {"ln_f.", "head."}, [this](const torch::Tensor& x) { return ops::linear(head, ops::layer_norm(ln_f, x)); }));
   return out;
 }
 

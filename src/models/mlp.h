@@ -23,6 +23,7 @@ class Mlp : public BundledModel {
   torch::Tensor loss(const Batch& batch) override;
   InitSpec init_spec(const std::string& name, const torch::Tensor& param) const override;
   std::vector<ModelBlock> blocks() override;
+  bool computes_through_ops() const override { return true; }
 
  private:
   torch::nn::Linear inp{nullptr}, head{nullptr};

@@ -1,6 +1,7 @@
 // src/tensor_parallel/layers.cpp — see layers.h.
 #include "tensor_parallel/layers.h"
 
+#include "models/ops.h"
 #include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
@@ -26,7 +27,7 @@ ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in, int64_t out, Tens
 
 torch::Tensor ColumnParallelLinearImpl::forward(const torch::Tensor& x) {
   auto in = tp_.sp() ? gather_from_sequence(x, tp_) : copy_to_tp(x, tp_);
-  auto y = torch::nn::functional::linear(in, weight, bias);
+  auto y = models::ops::linear(in, weight, bias);
   return gather_output_ ? gather_from_tp(y, tp_) : y;
 }
 
@@ -44,7 +45,7 @@ RowParallelLinearImpl::RowParallelLinearImpl(int64_t in, int64_t out, TensorPara
 
 torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
   auto in = input_is_parallel_ ? x : scatter_to_tp(x, tp_);
-  auto partial = torch::nn::functional::linear(in, weight);
+  auto partial = models::ops::linear(in, weight);
   auto y = tp_.sp() ? reduce_scatter_to_sequence(partial, tp_) : reduce_from_tp(partial, tp_);
   return bias.defined() ? y + bias : y;  // once, after the sum
 }

@@ -269,6 +269,8 @@ void TrainSection::validate() const {
   require_config_at_least("train", "checkpoint_every", checkpoint_every, 0);
   require_config_at_least("train", "threads_per_rank", threads_per_rank, 0);
   require_config_choice("train", "precision", precision, kConfigPrecisionNames);
+  require_config_positive("train", "initial_loss_scale", initial_loss_scale);
+  require_config_at_least("train", "loss_scale_window", loss_scale_window, 1);
 }
 
 void CommSection::validate() const {
@@ -416,7 +418,9 @@ std::vector<ConfigKey> build_config_schema() {
       .add(&TrainSection::out_dir, "out_dir", "folder for metrics, plots, trace, checkpoints")
       .add(&TrainSection::checkpoint_every, "checkpoint_every", "steps between checkpoints; 0 = only the final one")
       .add(&TrainSection::threads_per_rank, "threads_per_rank", "0 = this node's cores / its ranks")
-      .add(&TrainSection::precision, "precision", join_config_words(kConfigPrecisionNames, " | "));
+      .add(&TrainSection::precision, "precision", join_config_words(kConfigPrecisionNames, " | "))
+      .add(&TrainSection::initial_loss_scale, "initial_loss_scale", "fp16: the dynamic loss scale at step 0")
+      .add(&TrainSection::loss_scale_window, "loss_scale_window", "fp16: clean steps before the loss scale doubles");
   ConfigSectionKeys<CommSection>{"comm", &Config::comm, keys}
       .add(&CommSection::backend, "backend", join_config_words(kConfigBackendNames, " | "))
       .add(&CommSection::timeout_s, "timeout_s", "seconds a collective may take before the job ends");

@@ -80,6 +80,8 @@ struct TrainSection {
   int checkpoint_every = 0;       // 0 = only the final checkpoint
   int threads_per_rank = 0;       // 0 = this node's cores / its ranks
   std::string precision = "fp32";  // fp32 | bf16 | fp16
+  double initial_loss_scale = 65536.0;  // fp16's dynamic loss scale at step 0 (2^16)
+  int loss_scale_window = 2000;         // clean fp16 steps in a row before the scale doubles
   void validate() const;
 };
 

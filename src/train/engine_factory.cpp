@@ -20,7 +20,7 @@ void refuse(const std::string& key, const std::string& value, const std::string&
   throw UsageError("paratorch: " + key + " = " + value + " is not supported by this build yet; set " + instead);
 }
 
-void require_supported(const Config& config, torch::Device device) {
+void require_supported(const Config& config, torch::Device device, const models::BundledModel& model) {
   const auto& p = config.parallel;
   // ZeRO × pp: stage 1 shards each stage's optimizer state over its dp group
   // (pipeline_zero.cpp); stages 2-3 would have to reduce-scatter inside the schedule.
@@ -42,7 +42,7 @@ void require_supported(const Config& config, torch::Device device) {
   if (p.mode == "hogwild")
     throw UsageError("paratorch: [parallel] mode = \"hogwild\" runs threads in one process through `paratorch train`, "
                      "not as a step-by-step engine; set mode = \"sync\" or \"ps\"");
-  zero::require_precision_supported(config.train.precision, device);
+  zero::require_precision_supported(config.train.precision, device, model);
   if (config.comm.backend == "nccl" && !device.is_cuda())
     throw UsageError("paratorch: [comm] backend = \"nccl\" needs CUDA devices and this rank runs on " +
                      device.str() + "; set backend = \"auto\" or \"mpi\"");
@@ -67,6 +67,8 @@ ZeroOptions zero_options(const Config& config) {
   o.bucket_mb = config.parallel.bucket_mb;
   o.seed = static_cast<uint64_t>(config.train.seed);
   o.loss_scaling = config.train.precision == "fp16";
+  o.scaler.initial_scale = config.train.initial_loss_scale;
+  o.scaler.growth_interval = config.train.loss_scale_window;
   return o;
 }
 
@@ -75,7 +77,7 @@ ZeroOptions zero_options(const Config& config) {
 std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& groups,
                                     std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
                                     torch::Device device) {
-  require_supported(config, device);
+  require_supported(config, device, *model);
   // Bulk-synchronous parameter server (ps_engine.h); other staleness values it refuses.
   if (config.parallel.mode == "ps") return std::make_unique<async::PsEngine>(config, groups, std::move(model), dataset);
   // The caller's model is whole; tensor parallelism (with pp, ZeRO or dp)

@@ -32,6 +32,11 @@ struct VerifyOptions {
   train::Config config;
   int steps = 3;
   double tolerance = 1e-5;
+  /// Whether the final parameters must also agree within `tolerance`. Off
+  /// for bf16/fp16 compute (issue 6 bounds the loss trajectory, 2e-2): a
+  /// near-zero tensor such as a LayerNorm bias, built from 20 steps of
+  /// low-precision gradients, differs by a few percent of its own small norm.
+  bool judge_parameters = true;
   void validate() const;
 };
 

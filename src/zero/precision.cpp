@@ -1,6 +1,7 @@
 // src/zero/precision.cpp — see precision.h.
 #include "zero/precision.h"
 
+#include "models/ops.h"
 #include <paratorch/errors.h>
 
 namespace paratorch::zero {
@@ -12,24 +13,42 @@ torch::ScalarType precision_dtype(const std::string& precision) {
   throw UsageError("paratorch: [train] precision = \"" + precision + "\"; use \"fp32\", \"bf16\" or \"fp16\"");
 }
 
-void require_precision_supported(const std::string& precision, torch::Device device) {
-  const auto dtype = precision_dtype(precision);
-  if (dtype == torch::kFloat) return;
+namespace {
+
+// One of each operation the bundled models use, forward and backward, through
+// models/ops.h as the models call them; a c10::Error's first line otherwise.
+std::string probe_failure(torch::ScalarType dtype, torch::Device device, bool through_ops) {
   try {
-    // One of each operation the bundled models use, forward and backward.
+    namespace ops = models::ops;
     auto opts = torch::TensorOptions().dtype(dtype).device(device);
     auto x = torch::ones({2, 4}, opts).requires_grad_(true);
-    auto w = torch::ones({4, 4}, opts);
-    auto h = torch::layer_norm(torch::gelu(torch::addmm(w.narrow(0, 0, 1), x, w)), {4});
-    auto y = torch::cross_entropy_loss(torch::softmax(h, -1).to(torch::kFloat), torch::zeros({2}, torch::kLong));
-    y.backward();
+    auto w = torch::ones({4, 4}, opts), b = torch::ones({4}, opts);
+    torch::nn::LayerNorm ln(torch::nn::LayerNormOptions({4}));
+    ln->to(device, dtype);
+    auto h = through_ops ? ops::layer_norm(ln, ops::softmax(ops::gelu(ops::linear(x, w, b)), -1))
+                         : ln(torch::softmax(torch::gelu(torch::nn::functional::linear(x, w, b)), -1));
+    torch::cross_entropy_loss(h.to(torch::kFloat), torch::zeros({2}, torch::kLong)).backward();
+    return "";
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
-    throw UsageError("paratorch: [train] precision = \"" + precision + "\" is not supported on " + device.str() +
-                     " by this libtorch (" + TORCH_VERSION + "): " + what +
-                     (device.is_cpu() ? "; use \"bf16\" on CPU (or fp16 on a CUDA device)" : "; use \"bf16\" or \"fp32\""));
+    return what;
   }
+}
+
+}  // namespace
+
+void require_precision_supported(const std::string& precision, torch::Device device,
+                                 const models::BundledModel& model) {
+  const auto dtype = precision_dtype(precision);
+  if (dtype == torch::kFloat) return;
+  const std::string failure = probe_failure(dtype, device, model.computes_through_ops());
+  if (failure.empty()) return;
+  const bool cpu_half = device.is_cpu() && dtype == torch::kHalf;
+  throw UsageError("paratorch: [train] precision = \"" + precision + "\" is not supported on " + device.str() +
+                   " by this libtorch (" + TORCH_VERSION + ") for this model: " + failure +
+                   (cpu_half ? "; use \"bf16\" on CPU (fp16 on CPU runs for mlp and gpt, or on a CUDA device)"
+                             : "; use \"bf16\" or \"fp32\""));
 }
 
 }  // namespace paratorch::zero
