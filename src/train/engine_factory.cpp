@@ -27,12 +27,10 @@ void require_supported(const Config& config, torch::Device device, const models:
   if (p.zero > 1 && p.pp > 1)
     refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp),
            "zero = 1 (optimizer state sharded over dp) for pipelines, or pp = 1 for stages 2-3");
-  // Mixed precision runs on ZeroEngine (with or without tp); the pipeline
-  // and the asynchronous modes keep fp32 parameters.
-  if (config.train.precision != "fp32" && (p.pp > 1 || p.mode != "sync"))
-    refuse("[train] precision",
-           "\"" + config.train.precision + "\" with " +
-               (p.pp > 1 ? "pp = " + std::to_string(p.pp) : "mode = \"" + p.mode + "\""),
+  // Mixed precision runs on ZeroEngine (with or without tp) and on
+  // PipelineEngine; the asynchronous modes keep fp32 parameters.
+  if (config.train.precision != "fp32" && p.mode != "sync")
+    refuse("[train] precision", "\"" + config.train.precision + "\" with mode = \"" + p.mode + "\"",
            "precision = \"fp32\"");
   if (p.zero > 0 && p.mode != "sync")
     refuse("[parallel] zero", std::to_string(p.zero) + " with mode = \"" + p.mode + "\"", "zero = 0");

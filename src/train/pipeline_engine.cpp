@@ -1,6 +1,8 @@
 // src/train/pipeline_engine.cpp — see pipeline_engine.h.
 #include "train/pipeline_engine.h"
 
+#include "zero/precision.h"
+
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
@@ -16,6 +18,8 @@ void PipelineOptions::validate(const Layout& layout) const {
                      " must divide the per-replica batch " + std::to_string(check.local_batch()) +
                      " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(layout.dp) + ")");
   pipeline::validate_partition_text(partition);
+  zero::precision_dtype(precision);  // UsageError naming [train] precision
+  scaler.validate();
 }
 
 PipelineOptions pipeline_options(const Config& config) {
@@ -29,6 +33,10 @@ PipelineOptions pipeline_options(const Config& config) {
   o.zero = config.parallel.zero;
   o.seed = static_cast<uint64_t>(config.train.seed);
   o.model_name = config.model.name;
+  o.precision = config.train.precision;
+  o.loss_scaling = config.train.precision == "fp16";
+  o.scaler.initial_scale = config.train.initial_loss_scale;
+  o.scaler.growth_interval = config.train.loss_scale_window;
   return o;
 }
 
@@ -46,7 +54,8 @@ void check_pipeline_config(const Config& config, const Layout& layout) {
 
 PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                const data::Dataset& dataset, torch::Device device, PipelineOptions options)
-    : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(std::move(options)) {
+    : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(std::move(options)),
+      scaler_(options_.scaler) {
   const Layout& L = groups_.layout();
   options_.validate(L);
   model_->initialize(options_.seed);
@@ -76,6 +85,7 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
   }
   auto boundaries = boundary_specs(blocks);
   keep_own_parameters(blocks);
+  if (zero::precision_dtype(options_.precision) != torch::kFloat) use_low_precision(boundaries);
   executor_ = std::make_unique<pipeline::Executor>(groups_.pp(), pipeline::make_schedule(options_.schedule, shape),
                                                    std::move(chunks), std::move(boundaries), device_,
                                                    options_.activation_checkpointing);
@@ -158,6 +168,24 @@ void PipelineEngine::keep_own_parameters(const std::vector<models::ModelBlock>& 
   }
 }
 
+// The model was initialized (and the boundaries measured) in fp32; from here
+// on it computes in the low precision and the masters hold the fp32 values.
+void PipelineEngine::use_low_precision(std::vector<pipeline::BoundarySpec>& boundaries) {
+  dtype_ = zero::precision_dtype(options_.precision);
+  for (auto& b : boundaries)
+    if (c10::isFloatingType(b.dtype)) b.dtype = dtype_;
+  auto params = model_->named_parameters(true);
+  zero::MasterWeights::Named held;
+  for (const auto& name : held_) held.emplace_back(name, params[name]);
+  masters_ = std::make_unique<zero::MasterWeights>(std::move(held), dtype_);
+}
+
+torch::Tensor PipelineEngine::trained(const std::string& name) {
+  if (masters_)
+    if (const torch::Tensor* m = masters_->find(name)) return *m;
+  return model_->named_parameters(true)[name];
+}
+
 std::vector<int64_t> PipelineEngine::my_slice(const std::vector<int64_t>& ids) const {
   const int dp = groups_.layout().dp, r = groups_.coords().dp;
   const size_t n = ids.size() / static_cast<size_t>(dp);
@@ -167,6 +195,7 @@ std::vector<int64_t> PipelineEngine::my_slice(const std::vector<int64_t>& ids) c
 
 models::Batch PipelineEngine::to_device(models::Batch b) const {
   b.input = b.input.to(device_);
+  if (b.input.is_floating_point()) b.input = b.input.to(dtype_);
   b.target = b.target.to(device_);
   return b;
 }
@@ -179,28 +208,33 @@ double PipelineEngine::forward_backward(const std::vector<int64_t>& ids) {
   for (int k = 0; k < m; ++k)
     micro.push_back(to_device(dataset_.train_batch(std::vector<int64_t>(
         mine.begin() + static_cast<std::ptrdiff_t>(k * per), mine.begin() + static_cast<std::ptrdiff_t>((k + 1) * per)))));
-  auto criterion = [this](const torch::Tensor& out, const models::Batch& b) { return model_->criterion(out, b); };
-  const double local = executor_->run_step(micro, criterion, 1.0 / m);
-  reduce_gradients();
+  // The loss in fp32 from the last stage's output; fp16 scales it by S
+  // before backward (and the summed losses are divided by S again).
+  auto criterion = [this](const torch::Tensor& out, const models::Batch& b) {
+    return model_->criterion(out.to(torch::kFloat), b);
+  };
+  const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
+  const double local = executor_->run_step(micro, criterion, scale / m) / scale;
+  reduce_gradients(scale);
   auto loss = torch::tensor({local}, torch::kDouble);  // non-zero on the last stage only
   groups_.pp()->all_reduce(loss, ReduceOp::kSum);
   groups_.dp()->all_reduce(loss, ReduceOp::kAvg);
   return loss.item<double>();
 }
 
-void PipelineEngine::reduce_gradients() {
+void PipelineEngine::reduce_gradients(double loss_scale) {
   torch::NoGradGuard no_grad;
-  auto params = model_->named_parameters(true);
+  if (masters_) masters_->widen_gradients(loss_scale);  // every reduction below runs in fp32
   std::vector<torch::Tensor> grads;
   for (const auto& name : held_) {
-    auto& p = params[name];
+    auto p = trained(name);
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     grads.push_back(p.grad());
   }
   sum_partial_gradients_over_tp();
   // Both ends hold every tied name and walk tied_ in the same (sorted) order.
   if (groups_.embedding()->size() > 1)
-    for (const auto& name : tied_) groups_.embedding()->all_reduce(params[name].grad(), ReduceOp::kSum);
+    for (const auto& name : tied_) groups_.embedding()->all_reduce(trained(name).mutable_grad(), ReduceOp::kSum);
   if (groups_.layout().dp > 1 && !grads.empty()) {
     std::vector<torch::Tensor> flat_parts;
     for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
@@ -222,7 +256,7 @@ EvalResult PipelineEngine::evaluate(const std::vector<int64_t>& ids) {
   auto sums = torch::zeros({2}, torch::kDouble);  // loss, accuracy: set on the last stage only
   const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
   if (out.defined()) {
-    sums[0] = model_->criterion(out, batch).item<double>();
+    sums[0] = model_->criterion(out.to(torch::kFloat), batch).item<double>();
     if (classifies) sums[1] = (out.argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
   }
   groups_.pp()->all_reduce(sums, ReduceOp::kSum);
@@ -232,21 +266,33 @@ EvalResult PipelineEngine::evaluate(const std::vector<int64_t>& ids) {
 }
 
 NamedTensors PipelineEngine::named_parameters() {
-  auto params = model_->named_parameters(true);
   NamedTensors out;
-  for (const auto& name : held_) out.emplace_back(name, params[name]);
+  for (const auto& name : held_) out.emplace_back(name, trained(name));
   return out;
+}
+
+bool PipelineEngine::may_step() {
+  if (!options_.loss_scaling) return true;
+  auto flag = torch::tensor({masters_->has_non_finite_gradient() ? 1.0 : 0.0}, torch::kDouble);
+  groups_.world()->all_reduce(flag, ReduceOp::kMax);  // every stage and replica skips together
+  return scaler_.update(flag.item<double>() > 0);
+}
+
+std::map<std::string, double> PipelineEngine::step_metrics() {
+  if (!options_.loss_scaling) return {};
+  return {{"loss_scale", scaler_.scale()}, {"skipped_steps", static_cast<double>(scaler_.skipped_steps())}};
 }
 
 std::string PipelineEngine::describe() {
   const auto& s = executor_->schedule().shape;
   char line[256];
   const int tp = groups_.layout().tp;
-  std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s)%s, schedule %s, %d micro-batch(es)%s, partition by %s%s",
+  std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s)%s, schedule %s, %d micro-batch(es)%s, partition by %s%s%s",
                 s.stages, groups_.layout().dp, tp > 1 ? (", tensor parallel tp=" + std::to_string(tp)).c_str() : "",
                 options_.schedule.c_str(), s.microbatches,
                 s.virtual_stages > 1 ? (", " + std::to_string(s.virtual_stages) + " chunks/rank").c_str() : "",
-                options_.partition.c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "");
+                options_.partition.c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "",
+                masters_ ? (", " + options_.precision + " compute, fp32 masters").c_str() : "");
   return line;
 }
 

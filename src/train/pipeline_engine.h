@@ -17,6 +17,15 @@
 //      all-reduce after the last backward).
 // Naive model parallelism is the m = 1 case.
 //
+// Mixed precision ([train] precision = bf16 | fp16): each stage's model
+// computes in the low precision (activations cross stage boundaries in it)
+// while zero::MasterWeights keeps fp32 masters of the stage's parameters;
+// gradients are widened into the masters before any reduction, so steps 1-2
+// above, clipping and the optimizer run in fp32 (MixedPrecisionOptimizer
+// rounds the masters back into the model after each update). fp16 adds the
+// dynamic loss scaler; its skip verdict is agreed over the whole world, so
+// every stage and replica skips together. Losses are computed in fp32.
+//
 // With tp > 1 (pp × tp, and dp × pp × tp: Megatron-LM's 3D layout, Narayanan
 // et al. 2021) the model is built with the tp group (make_model with a
 // TensorParallelContext), so each block holds this rank's shards and runs
@@ -30,6 +39,8 @@
 #include "pipeline/executor.h"
 #include "pipeline/partition.h"
 #include "train/engine.h"
+#include "zero/loss_scaler.h"
+#include "zero/master_weights.h"
 #include <paratorch/layout.h>
 
 #include <memory>
@@ -45,6 +56,9 @@ struct PipelineOptions {
   std::string partition = "params";
   bool activation_checkpointing = false;
   int zero = 0;  // 1: ZeRO-1 optimizer per stage, sharded over dp (pipeline_zero.h)
+  std::string precision = "fp32";  // fp32 | bf16 | fp16 (compute; masters stay fp32)
+  bool loss_scaling = false;       // dynamic loss scaling; make_engine turns it on for fp16
+  zero::LossScalerOptions scaler;
   uint64_t seed = 1234;
   std::string model_name = "model";  // for messages
   /// Schedule, micro-batch and partition checks that need no model
@@ -77,6 +91,7 @@ class PipelineEngine : public Engine {
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
   int64_t parameter_count() override { return parameter_count_; }
   std::string describe() override;
+  std::map<std::string, double> step_metrics() override;
   std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;
 
   const pipeline::Partition& partition() const { return partition_; }
@@ -88,7 +103,14 @@ class PipelineEngine : public Engine {
   void choose_partition(const std::vector<models::ModelBlock>& blocks);
   std::vector<pipeline::BoundarySpec> boundary_specs(const std::vector<models::ModelBlock>& blocks);
   void keep_own_parameters(const std::vector<models::ModelBlock>& blocks);
-  void reduce_gradients();
+  void reduce_gradients(double loss_scale);
+  /// Boundaries carry the compute dtype; the held parameters get fp32 masters.
+  void use_low_precision(std::vector<pipeline::BoundarySpec>& boundaries);
+  /// What the optimizer trains for parameter `name`: its fp32 master in
+  /// mixed precision, else the model's parameter.
+  torch::Tensor trained(const std::string& name);
+  /// The loss scaler's verdict, the same on every rank of the world.
+  bool may_step();
   void sum_partial_gradients_over_tp();
   /// `inner` wrapped so its state travels as whole tensors when tp > 1 (as is otherwise).
   std::unique_ptr<Optimizer> with_tp_state(std::unique_ptr<Optimizer> inner) const;
@@ -113,6 +135,9 @@ class PipelineEngine : public Engine {
   std::set<std::string> tied_copies_;                 // held here, owned by another stage
   std::set<std::string> tied_;                        // held on both ends (owner's view too)
   int64_t parameter_count_ = 0;
+  torch::ScalarType dtype_ = torch::kFloat;  // compute dtype
+  std::unique_ptr<zero::MasterWeights> masters_;  // mixed precision only
+  zero::LossScaler scaler_;
 };
 
 }  // namespace paratorch::train

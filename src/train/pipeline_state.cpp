@@ -21,6 +21,7 @@
 #include "tensor_parallel/mappings.h"
 #include "report/trace.h"
 #include "train/pipeline_engine.h"
+#include "train/mixed_precision_optimizer.h"
 #include "train/pipeline_zero.h"
 #include "train/tensor_parallel_optimizer.h"
 
@@ -38,9 +39,8 @@ torch::Tensor PipelineEngine::gather_whole(const std::string& name, const torch:
 }
 
 std::map<std::string, torch::Tensor> PipelineEngine::full_parameters() {
-  auto params = model_->named_parameters(true);
   std::map<std::string, torch::Tensor> out;
-  for (const auto& name : order_) out[name] = gather_whole(name, params[name]);
+  for (const auto& name : order_) out[name] = gather_whole(name, trained(name));  // fp32 masters in mixed precision
   return out;
 }
 
@@ -73,24 +73,23 @@ std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
 
 void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
-  auto params = model_->named_parameters(true);
   for (const auto& name : held_) {
     auto it = tensors.find(name);
     if (it == tensors.end()) throw RuntimeFailure("paratorch: checkpoint has no tensor '" + name + "' for this model");
     if (it->second.sizes() != torch::IntArrayRef(shapes_.at(name)))
       throw RuntimeFailure("paratorch: checkpoint tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
                            " but the model needs " + c10::str(shapes_.at(name)));
-    params[name].copy_(specs_.at(name).slice(it->second));
+    trained(name).copy_(specs_.at(name).slice(it->second));
   }
+  if (masters_) masters_->copy_to_model();
 }
 
 SumAcross PipelineEngine::grad_norm_across() {
   return [this](double local) {
     torch::NoGradGuard no_grad;
-    auto params = model_->named_parameters(true);
     double replicated = 0;
     for (const auto& name : held_) {
-      const auto& g = params[name].grad();
+      const auto g = trained(name).grad();
       if (!g.defined()) continue;
       const double sq = g.pow(2).sum().item<double>();
       if (tied_copies_.count(name)) local -= sq;  // counted once, on the owner
@@ -109,10 +108,9 @@ SumAcross PipelineEngine::grad_norm_across() {
 // the same names, so the flat buffers agree.
 void PipelineEngine::sum_partial_gradients_over_tp() {
   if (groups_.layout().tp == 1) return;
-  auto params = model_->named_parameters(true);
   std::vector<torch::Tensor> partial;
   for (const auto& name : held_)
-    if (specs_.at(name).partial_grad) partial.push_back(params[name].grad());
+    if (specs_.at(name).partial_grad) partial.push_back(trained(name).grad());
   tensor_parallel::sum_partial_gradients(partial, *groups_.tp());
 }
 
@@ -124,9 +122,14 @@ std::unique_ptr<Optimizer> PipelineEngine::with_tp_state(std::unique_ptr<Optimiz
 std::unique_ptr<Optimizer> PipelineEngine::build_optimizer(const OptimSection& options) {
   // zero = 1: the stage's optimizer state sharded over its dp group (pipeline_zero.h);
   // tp > 1: state gathered over tp so checkpoints hold whole tensors.
+  // Mixed precision: the optimizer trains the fp32 masters, may skip (fp16),
+  // and rounds the masters into the model after each update.
   auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp(), groups_.coords().dp)
                                  : make_optimizer(options, named_parameters());
-  return with_tp_state(std::move(inner));
+  inner = with_tp_state(std::move(inner));
+  if (!masters_) return inner;
+  return std::make_unique<MixedPrecisionOptimizer>(
+      std::move(inner), [this] { return may_step(); }, [this] { masters_->copy_to_model(); });
 }
 
 }  // namespace paratorch::train

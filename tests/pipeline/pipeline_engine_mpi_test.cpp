@@ -142,6 +142,72 @@ TEST(PipelineEngine, GradientNormAndValidationLossMatchTheReference) {
   if (n == 4) expect_equivalent({"gpt", "gpipe", 2, 2, 2});
 }
 
+// Mixed precision in the pipeline (bf16/fp16 compute, fp32 masters per
+// stage): over 20 steps the losses stay within 2e-2 of the fp32 single-process
+// reference (issue 6's bound), through verify's own check; the low precision
+// is really in use. fp16 starts at scale 2^10 so no step of these tiny models
+// overflows (a skipped step would shift the trajectory by one step).
+TEST(PipelineEngine, LowPrecisionTrajectoryFollowsFp32) {
+  const int n = test_world().size();
+  struct LowCase {
+    std::string model, precision;
+    int dp, pp, zero;
+  };
+  std::vector<LowCase> cases = {{"mlp", "bf16", 1, n, 0}, {"gpt", "fp16", 1, n, 0}};
+  if (n == 4) cases.push_back({"mlp", "fp16", 2, 2, 1});  // dp x pp with ZeRO-1 over each stage's replicas
+  for (const auto& k : cases) {
+    SCOPED_TRACE(k.model + " " + k.precision + " dp=" + std::to_string(k.dp) + " pp=" + std::to_string(k.pp) +
+                 " zero=" + std::to_string(k.zero));
+    verify::VerifyOptions options;
+    options.config = verify::verify_config(k.model);
+    auto& p = options.config.parallel;
+    p.dp = k.dp, p.pp = k.pp, p.zero = k.zero, p.schedule = "1f1b", p.microbatches = 2;
+    options.config.train.precision = k.precision;
+    options.config.train.initial_loss_scale = 1024;
+    options.steps = 20;
+    options.tolerance = 2e-2;
+    options.judge_parameters = false;
+    const auto result = verify::run_equivalence(test_world(), options, /*progress=*/false);
+    EXPECT_TRUE(result.pass) << result.summary_line();
+    if (test_world().rank() == 0) EXPECT_GT(result.max_rel_loss_diff, 0.0) << "the low precision is in use";
+  }
+}
+
+// fp16's loss scaler in the pipeline: an inf in one gradient element on one
+// stage makes every stage skip that step (parameters and step count
+// unchanged everywhere, scale halved); the other steps update. Whole
+// parameters stay fp32 (the masters).
+TEST(PipelineEngine, Fp16InfGradientSkipsTheStepOnEveryStage) {
+  auto& world = test_world();
+  const auto model_config = verify::small_model("mlp");
+  auto dataset = data::make_dataset("synthetic", model_config, 99);
+  ProcessGroups groups(world.comm(), Layout{1, world.size(), 1});
+  PipelineOptions o;
+  o.global_batch = kGlobalBatch, o.microbatches = 2, o.model_name = "mlp";
+  o.precision = "fp16", o.loss_scaling = true, o.scaler.initial_scale = 1024;
+  PipelineEngine engine(groups, models::make_model(model_config), *dataset, torch::kCPU, o);
+  OptimSection adamw;
+  auto opt = engine.build_optimizer(adamw);
+  DistributedSampler batches(kGlobalBatch, 0, 1);
+  for (int s = 0; s < 5; ++s) {
+    auto params = engine.named_parameters();
+    zero_gradients(params);
+    engine.forward_backward(batches.global_indices(s));
+    if (s == 2 && world.rank() == 0) params.front().second.mutable_grad().view({-1})[0] = INFINITY;
+    std::vector<torch::Tensor> before;
+    for (auto& [name, p] : params) before.push_back(p.detach().clone());
+    const int64_t steps_before = opt->steps_taken();
+    opt->step(1e-3);
+    bool changed = false;
+    for (size_t i = 0; i < params.size(); ++i) changed = changed || !torch::equal(before[i], params[i].second);
+    EXPECT_EQ(changed, s != 2) << "step " << s;
+    EXPECT_EQ(opt->steps_taken(), steps_before + (s == 2 ? 0 : 1)) << "step " << s;
+    EXPECT_EQ(engine.step_metrics().at("skipped_steps"), s >= 2 ? 1.0 : 0.0) << "step " << s;
+    EXPECT_EQ(engine.step_metrics().at("loss_scale"), s >= 2 ? 512.0 : 1024.0) << "step " << s;
+  }
+  for (const auto& [name, t] : engine.full_parameters()) EXPECT_EQ(t.scalar_type(), torch::kFloat) << name;
+}
+
 TEST(PipelineEngine, BadInputIsAUsageErrorBeforeAnyWork) {
   auto& world = test_world();
   const auto model_config = verify::small_model("gpt");  // 4 blocks
