@@ -271,6 +271,7 @@ void TrainSection::validate() const {
   require_config_choice("train", "precision", precision, kConfigPrecisionNames);
   require_config_positive("train", "initial_loss_scale", initial_loss_scale);
   require_config_at_least("train", "loss_scale_window", loss_scale_window, 1);
+  require_config_choice("train", "reduce_precision", reduce_precision, kConfigPrecisionNames);
 }
 
 void CommSection::validate() const {
@@ -420,7 +421,9 @@ std::vector<ConfigKey> build_config_schema() {
       .add(&TrainSection::threads_per_rank, "threads_per_rank", "0 = this node's cores / its ranks")
       .add(&TrainSection::precision, "precision", join_config_words(kConfigPrecisionNames, " | "))
       .add(&TrainSection::initial_loss_scale, "initial_loss_scale", "fp16: the dynamic loss scale at step 0")
-      .add(&TrainSection::loss_scale_window, "loss_scale_window", "fp16: clean steps before the loss scale doubles");
+      .add(&TrainSection::loss_scale_window, "loss_scale_window", "fp16: clean steps before the loss scale doubles")
+      .add(&TrainSection::reduce_precision, "reduce_precision",
+           "dtype of the gradient reduction over dp: " + join_config_words(kConfigPrecisionNames, " | "));
   ConfigSectionKeys<CommSection>{"comm", &Config::comm, keys}
       .add(&CommSection::backend, "backend", join_config_words(kConfigBackendNames, " | "))
       .add(&CommSection::timeout_s, "timeout_s", "seconds a collective may take before the job ends");

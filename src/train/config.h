@@ -82,6 +82,7 @@ struct TrainSection {
   std::string precision = "fp32";  // fp32 | bf16 | fp16
   double initial_loss_scale = 65536.0;  // fp16's dynamic loss scale at step 0 (2^16)
   int loss_scale_window = 2000;         // clean fp16 steps in a row before the scale doubles
+  std::string reduce_precision = "fp32";  // dtype gradients are reduced in: fp32 | bf16 | fp16
   void validate() const;
 };
 

@@ -67,6 +67,7 @@ ZeroOptions zero_options(const Config& config) {
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
+  o.reduce_precision = config.train.reduce_precision;
   return o;
 }
 
@@ -85,8 +86,8 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1), × tp, × ZeRO-1
     return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
   // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group), and any stage
-  // in mixed precision (fp32 masters), run on ZeroEngine.
-  if (config.parallel.zero > 0 || config.train.precision != "fp32")
+  // in mixed precision (fp32 masters) or with 16-bit gradient reductions, run on ZeroEngine.
+  if (config.parallel.zero > 0 || config.train.precision != "fp32" || config.train.reduce_precision != "fp32")
     return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero_options(config));
   const DataParallelOptions options = data_parallel_options(config);
   if (groups.layout().tp > 1)

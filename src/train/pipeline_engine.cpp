@@ -19,6 +19,7 @@ void PipelineOptions::validate(const Layout& layout) const {
                      " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(layout.dp) + ")");
   pipeline::validate_partition_text(partition);
   zero::precision_dtype(precision);  // UsageError naming [train] precision
+  zero::precision_dtype(reduce_precision);
   scaler.validate();
 }
 
@@ -37,6 +38,7 @@ PipelineOptions pipeline_options(const Config& config) {
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
+  o.reduce_precision = config.train.reduce_precision;
   return o;
 }
 
@@ -238,7 +240,9 @@ void PipelineEngine::reduce_gradients(double loss_scale) {
   if (groups_.layout().dp > 1 && !grads.empty()) {
     std::vector<torch::Tensor> flat_parts;
     for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
-    auto flat = torch::cat(flat_parts);
+    // reduce_precision bf16/fp16: the flat gradient rounded to 16 bits and
+    // reduced as such (zero_engine.cpp's launch_low_precision says why).
+    auto flat = torch::cat(flat_parts).to(zero::precision_dtype(options_.reduce_precision));
     groups_.dp()->all_reduce(flat, ReduceOp::kAvg);
     int64_t offset = 0;
     for (auto& g : grads) {

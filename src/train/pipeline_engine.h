@@ -59,6 +59,7 @@ struct PipelineOptions {
   std::string precision = "fp32";  // fp32 | bf16 | fp16 (compute; masters stay fp32)
   bool loss_scaling = false;       // dynamic loss scaling; make_engine turns it on for fp16
   zero::LossScalerOptions scaler;
+  std::string reduce_precision = "fp32";  // dtype of the dp gradient all-reduce (fp32 | bf16 | fp16)
   uint64_t seed = 1234;
   std::string model_name = "model";  // for messages
   /// Schedule, micro-batch and partition checks that need no model

@@ -26,12 +26,16 @@ void ZeroOptions::validate(int dp) const {
     throw UsageError("paratorch: [parallel] microbatches = " + std::to_string(microbatches) +
                      " must divide the per-replica batch " + std::to_string(check.local_batch()));
   scaler.validate();
+  if (reduce_precision != "fp32" && reduce_precision != "bf16" && reduce_precision != "fp16")
+    throw UsageError("paratorch: [train] reduce_precision = \"" + reduce_precision +
+                     "\"; use \"fp32\", \"bf16\" or \"fp16\"");
 }
 
 ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                        const data::Dataset& dataset, torch::Device device, ZeroOptions options)
     : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(options),
-      dtype_(zero::precision_dtype(options.precision)), scaler_(options.scaler) {
+      dtype_(zero::precision_dtype(options.precision)), reduce_dtype_(zero::precision_dtype(options.reduce_precision)),
+      scaler_(options.scaler) {
   options_.validate(groups_.layout().dp);
   specs_ = model_->shard_specs();     // tp > 1: the model was built with the tp group
   // Stages 0-2 keep the whole model; stage 3 initializes unit by unit in
@@ -230,6 +234,7 @@ void ZeroEngine::launch(size_t index) {
   Unit& u = *units_[index];
   const auto dp = groups_.dp();
   if (!u.full_grad.defined()) u.full_grad = pool_.take(u.layout->padded_numel(), torch::kFloat, device_).zero_();
+  if (reduce_dtype_ != torch::kFloat && dp->size() > 1) return launch_low_precision(index);
   if (options_.stage <= 1) {
     // Stage 1: each rank updates only its shard, so reduce just that (in
     // place, into u.grad, this rank's chunk of full_grad). Stage 0: all of it.
@@ -241,6 +246,34 @@ void ZeroEngine::launch(size_t index) {
     else u.reduced.copy_(u.full_grad);
   }
   in_flight_.push_back(index);
+}
+
+// [train] reduce_precision = bf16 | fp16: the unit's gradient is rounded to
+// 16 bits and reduced as such (stage 0 all-reduces it, stages 1-3
+// reduce-scatter it); finish_reductions widens the result back. NCCL moves
+// 16-bit words; MPI has no 16-bit float sum, so the MPI communicator widens
+// internally: the numerics are a 16-bit reduction's, the bytes on the wire
+// are fp32's (docs/zero.md).
+void ZeroEngine::launch_low_precision(size_t index) {
+  Unit& u = *units_[index];
+  const auto dp = groups_.dp();
+  u.low_grad = u.full_grad.to(reduce_dtype_);
+  if (options_.stage == 0) {
+    u.work = dp->all_reduce_async(u.low_grad, ReduceOp::kAvg);
+  } else {
+    u.low_shard = torch::empty({u.layout->shard_numel()}, u.low_grad.options());
+    u.work = dp->reduce_scatter_async(u.low_shard, u.low_grad, ReduceOp::kAvg);
+  }
+  if (options_.stage >= 2) u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
+  in_flight_.push_back(index);
+}
+
+// Widens a finished 16-bit reduction into the unit's fp32 gradient.
+void ZeroEngine::widen_low_precision(Unit& u) {
+  if (options_.stage == 0) u.full_grad.copy_(u.low_grad);
+  else if (options_.stage == 1) u.grad.copy_(u.low_shard);
+  else u.reduced.copy_(u.low_shard);
+  u.low_grad = u.low_shard = torch::Tensor();
 }
 
 // Completes reductions: stage 2/3 add the reduced shard into the gradient
@@ -256,6 +289,7 @@ void ZeroEngine::finish_reductions(bool wait_all) {
     }
     if (u.work) u.work->wait();
     u.work.reset();
+    if (u.low_grad.defined()) widen_low_precision(u);
     if (options_.stage >= 2) {
       u.grad.add_(u.reduced);
       // Stage 2 reuses it for the next unit; stage 3 frees it, so that the

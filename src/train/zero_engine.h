@@ -57,6 +57,9 @@ struct ZeroOptions {
   /// Dynamic loss scaling; on for fp16 (make_engine), available to any precision for tests.
   bool loss_scaling = false;
   zero::LossScalerOptions scaler;
+  /// dtype the dp gradient reductions run in (fp32 | bf16 | fp16): a 16-bit
+  /// reduction rounds each rank's gradient before it and the result after it.
+  std::string reduce_precision = "fp32";
   void validate(int dp) const;
 };
 
@@ -104,6 +107,8 @@ class ZeroEngine : public Engine {
   void begin_backward(bool reduce);
   void launch_in_order(bool force);
   void launch(size_t u);
+  void launch_low_precision(size_t u);
+  void widen_low_precision(Unit& u);
   void finish_reductions(bool wait_all);
   void publish_parameters();
   bool may_step();
@@ -139,6 +144,7 @@ class ZeroEngine : public Engine {
   torch::Device device_;
   ZeroOptions options_;
   torch::ScalarType dtype_;               // model compute precision
+  torch::ScalarType reduce_dtype_;        // dp gradient reductions ([train] reduce_precision)
   std::vector<torch::Tensor> params_;     // the model's, in model order
   std::vector<std::string> names_;
   std::vector<Slot> slots_;               // param -> (unit, member)

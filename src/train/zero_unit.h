@@ -21,6 +21,7 @@ struct ZeroEngine::Unit {
   torch::Tensor flat_params, master, grad, full_grad;
   std::vector<torch::Tensor> grad_views;  // fp32 stages 0-1: the model's .grad, aliasing full_grad
   torch::Tensor reduced;        // reduce-scatter output in flight
+  torch::Tensor low_grad, low_shard;  // reduce_precision bf16/fp16: the 16-bit reduction in flight
   WorkHandle work;
   size_t pending = 0;           // members whose gradient is not final yet
   // stage 3 gathering
