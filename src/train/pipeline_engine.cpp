@@ -269,6 +269,16 @@ EvalResult PipelineEngine::evaluate(const std::vector<int64_t>& ids) {
   return {sums[0].item<double>(), classifies ? sums[1].item<double>() : -1.0};
 }
 
+int64_t PipelineEngine::local_parameter_count() {
+  int64_t n = 0;
+  for (const auto& name : held_) {
+    int64_t numel = 1;
+    for (int64_t d : shard_shapes_.at(name)) numel *= d;
+    n += numel;
+  }
+  return n;
+}
+
 NamedTensors PipelineEngine::named_parameters() {
   NamedTensors out;
   for (const auto& name : held_) out.emplace_back(name, trained(name));

@@ -91,6 +91,8 @@ class PipelineEngine : public Engine {
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
   int64_t parameter_count() override { return parameter_count_; }
+  /// This stage's parameters (tp shards, tied copies included): what the rank holds.
+  int64_t local_parameter_count() override;
   std::string describe() override;
   std::map<std::string, double> step_metrics() override;
   std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;

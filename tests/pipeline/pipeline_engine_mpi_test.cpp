@@ -206,6 +206,11 @@ TEST(PipelineEngine, Fp16InfGradientSkipsTheStepOnEveryStage) {
     EXPECT_EQ(engine.step_metrics().at("loss_scale"), s >= 2 ? 512.0 : 1024.0) << "step " << s;
   }
   for (const auto& [name, t] : engine.full_parameters()) EXPECT_EQ(t.scalar_type(), torch::kFloat) << name;
+  // The start-up memory estimate counts this stage's parameters: the stages add up to the model (mlp ties none).
+  auto held = torch::tensor({static_cast<double>(engine.local_parameter_count())}, torch::kDouble);
+  world.comm()->all_reduce(held, ReduceOp::kSum);
+  EXPECT_EQ(held.item<double>(), static_cast<double>(engine.parameter_count()));
+  EXPECT_LT(engine.local_parameter_count(), engine.parameter_count());
 }
 
 TEST(PipelineEngine, BadInputIsAUsageErrorBeforeAnyWork) {
