@@ -165,6 +165,7 @@ void PipelineEngine::keep_own_parameters(const std::vector<models::ModelBlock>& 
     }
   torch::NoGradGuard no_grad;
   for (auto& item : model_->named_parameters(true)) {
+    params_[item.key()] = item.value();  // the module's tensor itself: set_data keeps it
     if (mine.count(item.key())) held_.push_back(item.key());
     else item.value().set_data(torch::empty({0}, item.value().options()));
   }
@@ -176,16 +177,15 @@ void PipelineEngine::use_low_precision(std::vector<pipeline::BoundarySpec>& boun
   dtype_ = zero::precision_dtype(options_.precision);
   for (auto& b : boundaries)
     if (c10::isFloatingType(b.dtype)) b.dtype = dtype_;
-  auto params = model_->named_parameters(true);
   zero::MasterWeights::Named held;
-  for (const auto& name : held_) held.emplace_back(name, params[name]);
+  for (const auto& name : held_) held.emplace_back(name, params_.at(name));
   masters_ = std::make_unique<zero::MasterWeights>(std::move(held), dtype_);
 }
 
 torch::Tensor PipelineEngine::trained(const std::string& name) {
   if (masters_)
     if (const torch::Tensor* m = masters_->find(name)) return *m;
-  return model_->named_parameters(true)[name];
+  return params_.at(name);
 }
 
 std::vector<int64_t> PipelineEngine::my_slice(const std::vector<int64_t>& ids) const {

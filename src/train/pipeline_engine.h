@@ -134,6 +134,7 @@ class PipelineEngine : public Engine {
   std::map<std::string, tensor_parallel::ShardSpec> specs_;  // how each parameter splits over tp
   std::map<std::string, torch::ScalarType> dtypes_;
   std::map<std::string, int> owner_;                  // pipeline rank owning each parameter
+  std::map<std::string, torch::Tensor> params_;       // the model's parameters by full name
   std::vector<std::string> held_;                     // this rank's parameters (owned + tied copies)
   std::set<std::string> tied_copies_;                 // held here, owned by another stage
   std::set<std::string> tied_;                        // held on both ends (owner's view too)
