@@ -132,13 +132,22 @@ void MpiCommunicator::check_peer(int peer, const char* what) const {
                      " is outside group '" + name_ + "' of size " + std::to_string(size_));
 }
 
+// The window when every rank is on this node and it measured faster than
+// MPI for this size (ShmAllReduce::beats_mpi; PARATORCH_SHM=always: whenever
+// it exists). Runs inside the op, so every rank takes the same branch.
 ShmAllReduce* MpiCommunicator::shm_for(const torch::Tensor& host) {
   if (!options_.shm_collectives || !ShmAllReduce::suits(host)) return nullptr;
   if (shm_state_ == ShmState::kUntried) {
     shm_ = ShmAllReduce::create(comm_);
     shm_state_ = shm_ ? ShmState::kOn : ShmState::kOff;
   }
-  return shm_.get();
+  if (!shm_) return nullptr;
+  static const bool always = [] {
+    const char* shm = std::getenv("PARATORCH_SHM");
+    return shm && std::string(shm) == "always";
+  }();
+  const int64_t bytes = host.numel() * static_cast<int64_t>(host.element_size());
+  return always || shm_->beats_mpi(bytes) ? shm_.get() : nullptr;
 }
 
 SymmetricBuffer* MpiCommunicator::symmetric_for(const torch::Tensor& tensor) {

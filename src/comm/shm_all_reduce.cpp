@@ -2,7 +2,9 @@
 #include "comm/shm_all_reduce.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <functional>
 #include <vector>
 
 namespace paratorch::comm {
@@ -21,7 +23,7 @@ std::unique_ptr<ShmAllReduce> ShmAllReduce::create(MPI_Comm comm, int64_t max_ch
   const int64_t chunk = std::min(max_chunk_bytes, kWindowBudget / (2 * size)) / kCacheLine * kCacheLine;
   auto window = ShmWindow::create(comm, 2 * chunk);
   if (!window) return nullptr;
-  return std::unique_ptr<ShmAllReduce>(new ShmAllReduce(std::move(window), chunk));
+  return std::unique_ptr<ShmAllReduce>(new ShmAllReduce(comm, std::move(window), chunk));
 }
 
 bool ShmAllReduce::suits(const torch::Tensor& host) {
@@ -56,6 +58,31 @@ void ShmAllReduce::run(torch::Tensor& host, ReduceOp op) {
     window_->barrier();  // every slice of slot 0 is reduced
     std::memcpy(data + start * elem, slots[0], static_cast<size_t>(n * elem));
   }
+}
+
+bool ShmAllReduce::beats_mpi(int64_t bytes) {
+  int size_class = 0;
+  while ((int64_t{2} << size_class) <= bytes) ++size_class;  // 2^class <= bytes < 2^(class+1)
+  if (auto it = beats_mpi_.find(size_class); it != beats_mpi_.end()) return it->second;
+  // Plain buffers and from_blob: this runs on the communication thread,
+  // which must not start torch's thread pool (torch::ones would).
+  const int64_t n = (int64_t{1} << size_class) / static_cast<int64_t>(sizeof(float));
+  std::vector<float> a(static_cast<size_t>(n), 1.0f), b(static_cast<size_t>(n), 1.0f);
+  torch::Tensor scratch = torch::from_blob(a.data(), {n}, torch::kFloat);
+  auto best_of_three = [&](const std::function<void()>& op) {
+    double best = 1e30;
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto start = std::chrono::steady_clock::now();
+      op();
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best;
+  };
+  double seconds[2] = {best_of_three([&] { run(scratch, ReduceOp::kSum); }), best_of_three([&] {
+                         MPI_Allreduce(MPI_IN_PLACE, b.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_);
+                       })};
+  MPI_Allreduce(MPI_IN_PLACE, seconds, 2, MPI_DOUBLE, MPI_MAX, comm_);  // the slowest rank's, so all agree
+  return beats_mpi_[size_class] = seconds[0] < seconds[1];
 }
 
 }  // namespace paratorch::comm

@@ -85,6 +85,23 @@ TEST(Communicator, LargeAllReduceThroughTheCommunicator) {
   EXPECT_TRUE(torch::equal(t, torch::full_like(t, (N() + 1) / 2.0f)));
 }
 
+// The window-or-MPI choice (ShmAllReduce::beats_mpi) is measured once per
+// size class and is the same on every rank, or the ranks would run different
+// collectives and hang. Sizes of one class share the verdict.
+TEST(Communicator, SharedMemoryChoiceIsTheSameOnEveryRankAndKept) {
+  auto shm = paratorch::comm::ShmAllReduce::create(MPI_COMM_WORLD);
+  ASSERT_TRUE(shm);
+  auto comm = test_world().comm();
+  for (int64_t bytes : {int64_t{256} << 10, int64_t{1} << 20}) {
+    const bool first = shm->beats_mpi(bytes);
+    auto verdicts = torch::zeros({N()}, torch::kInt);
+    auto mine = torch::tensor({first ? 1 : 0}, torch::kInt);
+    comm->all_gather(verdicts, mine);
+    EXPECT_TRUE(torch::equal(verdicts, torch::full_like(verdicts, first ? 1 : 0))) << bytes << " bytes";
+    EXPECT_EQ(shm->beats_mpi(bytes + bytes / 2), first) << "the same size class keeps its verdict";
+  }
+}
+
 // allocate_reduce_buffer (symmetric_buffer.h): slices of the buffer are
 // reduced in place, reading the peers' copies. The result of every op must be
 // bitwise the copying shared-memory path's, on every rank, for slices at odd
