@@ -67,6 +67,10 @@ class Engine {
   }
   /// Extra numbers for metrics.jsonl at each logged step (e.g. loss_scale, skipped_steps).
   virtual std::map<std::string, double> step_metrics() { return {}; }
+  /// State a checkpoint carries besides parameters and optimizer state (the
+  /// fp16 loss scaler's: zero/loss_scaler.h), equal on every rank; and back.
+  virtual std::map<std::string, torch::Tensor> checkpoint_state() { return {}; }
+  virtual void load_checkpoint_state(const std::map<std::string, torch::Tensor>& /*state*/) {}
 };
 
 /// The engine for `config`'s layout over `groups` (collective: builds DDP and

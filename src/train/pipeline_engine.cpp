@@ -292,6 +292,14 @@ bool PipelineEngine::may_step() {
   return scaler_.update(flag.item<double>() > 0);
 }
 
+std::map<std::string, torch::Tensor> PipelineEngine::checkpoint_state() {
+  return options_.loss_scaling ? scaler_.state() : std::map<std::string, torch::Tensor>{};
+}
+
+void PipelineEngine::load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) {
+  if (options_.loss_scaling) scaler_.load_state(state);
+}
+
 std::map<std::string, double> PipelineEngine::step_metrics() {
   if (!options_.loss_scaling) return {};
   return {{"loss_scale", scaler_.scale()}, {"skipped_steps", static_cast<double>(scaler_.skipped_steps())}};

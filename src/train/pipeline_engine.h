@@ -95,6 +95,8 @@ class PipelineEngine : public Engine {
   int64_t local_parameter_count() override;
   std::string describe() override;
   std::map<std::string, double> step_metrics() override;
+  std::map<std::string, torch::Tensor> checkpoint_state() override;
+  void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override;
   std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;
 
   const pipeline::Partition& partition() const { return partition_; }

@@ -162,6 +162,7 @@ int64_t Trainer::Impl::resume(const std::string& dir) {
   require_compatible(ckpt, config);
   engine->load_full_parameters(ckpt.model);
   optimizer->load_state_tensors(ckpt.optimizer);
+  engine->load_checkpoint_state(ckpt.optimizer);  // the fp16 loss scaler
   auto rng = ckpt.optimizer.find("trainer.rng_cpu");
   if (rng != ckpt.optimizer.end()) {
     at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
@@ -253,6 +254,7 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
   ckpt.world_size = world.size();
   ckpt.model = engine->full_parameters();
   ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
+  for (auto& [key, tensor] : engine->checkpoint_state()) ckpt.optimizer[key] = tensor;
   {
     at::Generator cpu = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(cpu.mutex());

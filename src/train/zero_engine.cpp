@@ -328,6 +328,14 @@ SumAcross ZeroEngine::grad_norm_across() {
   };
 }
 
+std::map<std::string, torch::Tensor> ZeroEngine::checkpoint_state() {
+  return options_.loss_scaling ? scaler_.state() : std::map<std::string, torch::Tensor>{};
+}
+
+void ZeroEngine::load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) {
+  if (options_.loss_scaling) scaler_.load_state(state);
+}
+
 std::map<std::string, double> ZeroEngine::step_metrics() {
   if (!options_.loss_scaling) return {};
   return {{"loss_scale", scaler_.scale()}, {"skipped_steps", static_cast<double>(scaler_.skipped_steps())}};

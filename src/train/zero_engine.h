@@ -86,6 +86,8 @@ class ZeroEngine : public Engine {
   std::string describe() override;
   std::unique_ptr<Optimizer> build_optimizer(const OptimSection& options) override;
   std::map<std::string, double> step_metrics() override;
+  std::map<std::string, torch::Tensor> checkpoint_state() override;
+  void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override;
 
   /// Parameters, gradients and optimizer state this rank holds now.
   ModelStateBytes model_state_bytes() const;

@@ -33,4 +33,20 @@ bool LossScaler::update(bool found_non_finite) {
   return true;
 }
 
+std::map<std::string, torch::Tensor> LossScaler::state() const {
+  return {{"loss_scaler.scale", torch::tensor(scale_, torch::kDouble)},
+          {"loss_scaler.clean_steps", torch::tensor(static_cast<int64_t>(clean_), torch::kLong)},
+          {"loss_scaler.skipped_steps", torch::tensor(skipped_, torch::kLong)}};
+}
+
+void LossScaler::load_state(const std::map<std::string, torch::Tensor>& state) {
+  auto scale = state.find("loss_scaler.scale");
+  if (scale == state.end()) return;
+  if (!(scale->second.item<double>() > 0))
+    throw RuntimeFailure("paratorch: checkpoint's loss_scaler.scale is not > 0");
+  scale_ = scale->second.item<double>();
+  if (auto it = state.find("loss_scaler.clean_steps"); it != state.end()) clean_ = static_cast<int>(it->second.item<int64_t>());
+  if (auto it = state.find("loss_scaler.skipped_steps"); it != state.end()) skipped_ = it->second.item<int64_t>();
+}
+
 }  // namespace paratorch::zero

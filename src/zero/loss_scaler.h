@@ -7,7 +7,11 @@
 // NaN the step is skipped and S halves; after `growth_interval` clean steps
 // in a row S doubles.
 #pragma once
+#include <torch/torch.h>
+
 #include <cstdint>
+#include <map>
+#include <string>
 
 namespace paratorch::zero {
 
@@ -28,6 +32,11 @@ class LossScaler {
   /// and moves the scale.
   bool update(bool found_non_finite);
   int64_t skipped_steps() const { return skipped_; }
+  /// The scaler's state for a checkpoint ("loss_scaler.scale", ".clean_steps",
+  /// ".skipped_steps": what GradScaler's state_dict holds), and back. A map
+  /// without those keys (an fp32 run's checkpoint) leaves the scaler as it is.
+  std::map<std::string, torch::Tensor> state() const;
+  void load_state(const std::map<std::string, torch::Tensor>& state);
 
  private:
   LossScalerOptions options_;

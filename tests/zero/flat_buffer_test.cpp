@@ -87,5 +87,28 @@ TEST(LossScaler, HalvesAndSkipsOnOverflowGrowsAfterCleanSteps) {
   EXPECT_THROW(LossScaler{options}, UsageError);
 }
 
+// A checkpoint carries scale, clean-step count and skips; a resumed scaler
+// continues exactly (the next clean step doubles, as it would have).
+TEST(LossScaler, StateRoundTripsAndAnFp32CheckpointLeavesItAlone) {
+  LossScalerOptions options;
+  options.initial_scale = 1024;
+  options.growth_interval = 3;
+  LossScaler a(options), b(options);
+  a.update(true);
+  a.update(false);
+  a.update(false);
+  b.load_state(a.state());
+  EXPECT_EQ(b.scale(), 512);
+  EXPECT_EQ(b.skipped_steps(), 1);
+  EXPECT_TRUE(b.update(false));
+  EXPECT_EQ(b.scale(), 1024) << "the third clean step in a row, counting the two before the checkpoint";
+  LossScaler c(options);
+  c.load_state({{"step", torch::tensor(int64_t{7})}});
+  EXPECT_EQ(c.scale(), 1024);
+  auto bad = a.state();
+  bad["loss_scaler.scale"] = torch::tensor(0.0, torch::kDouble);
+  EXPECT_THROW(c.load_state(bad), RuntimeFailure);
+}
+
 }  // namespace
 }  // namespace paratorch::zero
