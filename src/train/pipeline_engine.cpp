@@ -301,8 +301,7 @@ void PipelineEngine::load_checkpoint_state(const std::map<std::string, torch::Te
 }
 
 std::map<std::string, double> PipelineEngine::step_metrics() {
-  if (!options_.loss_scaling) return {};
-  return {{"loss_scale", scaler_.scale()}, {"skipped_steps", static_cast<double>(scaler_.skipped_steps())}};
+  return options_.loss_scaling ? scaler_.metrics() : std::map<std::string, double>{};
 }
 
 std::string PipelineEngine::describe() {

@@ -337,8 +337,7 @@ void ZeroEngine::load_checkpoint_state(const std::map<std::string, torch::Tensor
 }
 
 std::map<std::string, double> ZeroEngine::step_metrics() {
-  if (!options_.loss_scaling) return {};
-  return {{"loss_scale", scaler_.scale()}, {"skipped_steps", static_cast<double>(scaler_.skipped_steps())}};
+  return options_.loss_scaling ? scaler_.metrics() : std::map<std::string, double>{};
 }
 
 std::map<std::string, torch::Tensor> ZeroEngine::full_parameters() {

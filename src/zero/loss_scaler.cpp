@@ -33,6 +33,10 @@ bool LossScaler::update(bool found_non_finite) {
   return true;
 }
 
+std::map<std::string, double> LossScaler::metrics() const {
+  return {{"loss_scale", scale_}, {"skipped_steps", static_cast<double>(skipped_)}};
+}
+
 std::map<std::string, torch::Tensor> LossScaler::state() const {
   return {{"loss_scaler.scale", torch::tensor(scale_, torch::kDouble)},
           {"loss_scaler.clean_steps", torch::tensor(static_cast<int64_t>(clean_), torch::kLong)},

@@ -32,6 +32,8 @@ class LossScaler {
   /// and moves the scale.
   bool update(bool found_non_finite);
   int64_t skipped_steps() const { return skipped_; }
+  /// metrics.jsonl's "loss_scale" and "skipped_steps".
+  std::map<std::string, double> metrics() const;
   /// The scaler's state for a checkpoint ("loss_scaler.scale", ".clean_steps",
   /// ".skipped_steps": what GradScaler's state_dict holds), and back. A map
   /// without those keys (an fp32 run's checkpoint) leaves the scaler as it is.
