@@ -11,6 +11,11 @@
 //                                   in place and the ranks share one parameter
 //                                   copy, so each rank updates half and no
 //                                   all-gather is needed (docs/zero.md)
+// BENCH_ALTERNATE=1 (ddp mode): every second step runs backward inside
+// no_sync(), so one run times steps with and without the gradient exchange
+// side by side. The machine's speed drifts between runs; within one run it
+// cancels, so this is the cleanest measure of what the exchange costs.
+// BENCH_STEPS=N times N steps instead of 20.
 // BENCH_PHASES=1 adds the median forward / backward (DDP: with the bucket
 // all-reduces and the final wait) / optimizer split of each step.
 // Model (issue #2): mlp d_in 784, d_model 512, 4 layers, 10 classes, global
@@ -106,8 +111,12 @@ int main(int argc, char** argv) {
   paratorch::WorldOptions options;
   if (single && argc > 2) options.threads_per_rank = std::atoi(argv[2]);
   paratorch::World world(argc, argv, options);
-  const int warmup = 3, steps = 20;
+  const int warmup = 3, steps = std::getenv("BENCH_STEPS") ? std::atoi(std::getenv("BENCH_STEPS")) : 20;
   const int64_t global_batch = 64;
+  if (steps < 2) {
+    std::fprintf(stderr, "bench_ddp: BENCH_STEPS must be an integer >= 2\n");
+    return 2;
+  }
 
   paratorch::models::ModelConfig cfg;
   cfg.name = "mlp"; cfg.d_in = 784; cfg.d_model = 512; cfg.n_layers = 4; cfg.n_classes = 10;
@@ -144,7 +153,8 @@ int main(int argc, char** argv) {
   for (int s = 0; s < warmup + steps; ++s)
     batches.push_back(paratorch::data::synthetic_batch(cfg, sampler.local_indices(s), 7));
 
-  std::vector<double> ms, optim_ms, forward_ms, backward_ms;
+  std::vector<double> ms, optim_ms, forward_ms, backward_ms, no_sync_ms;
+  const bool alternate = std::getenv("BENCH_ALTERNATE") != nullptr;
   auto since = [](std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
   };
@@ -154,7 +164,12 @@ int main(int argc, char** argv) {
     paratorch::train::zero_gradients(named);
     auto loss = model->loss(batches[static_cast<size_t>(s)]);
     auto t_forward = std::chrono::steady_clock::now();
-    loss.backward();
+    if (ddp && alternate && s % 2 == 1) {
+      auto guard = ddp->no_sync();
+      loss.backward();
+    } else {
+      loss.backward();
+    }
     auto t_backward = std::chrono::steady_clock::now();
     if (s >= warmup) {
       forward_ms.push_back(std::chrono::duration<double, std::milli>(t_forward - t0).count());
@@ -165,7 +180,7 @@ int main(int argc, char** argv) {
     if (s >= warmup) optim_ms.push_back(since(t_backward));
     auto t = torch::tensor({since(t0)}, torch::kDouble);
     if (!single) world.comm()->all_reduce(t, paratorch::ReduceOp::kMax);
-    if (s >= warmup) ms.push_back(t.item<double>());
+    if (s >= warmup) (alternate && s % 2 == 1 ? no_sync_ms : ms).push_back(t.item<double>());
     if (std::getenv("BENCH_VERBOSE") && world.rank() == 0) std::printf("  step %d %.1f ms\n", s, t.item<double>());
   }
   std::sort(ms.begin(), ms.end());
@@ -175,6 +190,9 @@ int main(int argc, char** argv) {
                 mode, torch_optim ? "torch" : "paratorch", single ? 1 : world.size(), world.threads(),
                 ms[ms.size() / 2], ms.front(),
                 median_of(optim_ms));
+  if (alternate && world.rank() == 0)
+    std::printf("bench_ddp_alternate: exchange_step_ms=%.1f no_sync_step_ms=%.1f ratio=%.3f\n", median_of(ms),
+                median_of(no_sync_ms), median_of(ms) / median_of(no_sync_ms));
   // Rank 0's own phases (the step time above is the slowest rank's).
   if (phases && world.rank() == 0)
     std::printf("bench_ddp_phases: mode=%s forward_ms=%.1f backward_ms=%.1f optimizer_ms=%.1f\n", mode,
