@@ -4,9 +4,16 @@
 #include "comm/watchdog.h"
 #include "report/trace.h"
 
+#include <algorithm>
+
 namespace paratorch::comm {
 
 void QueuedWork::wait() {
+  if (queue_ && !is_completed()) queue_->help_until(*this);
+  wait_done();
+}
+
+void QueuedWork::wait_done() {
   std::unique_lock<std::mutex> lock(mutex_);
   // No deadline here: the op itself runs under a watchdog ticket, which ends
   // the job if it overruns; an op queued behind it never waits longer.
@@ -38,7 +45,7 @@ OpQueue::~OpQueue() {
 }
 
 std::shared_ptr<QueuedWork> OpQueue::submit(OpInfo info, std::function<void()> run) {
-  auto work = std::make_shared<QueuedWork>();
+  auto work = std::make_shared<QueuedWork>(this);
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
@@ -53,14 +60,32 @@ void OpQueue::run_now(OpInfo info, std::function<void()> run) {
     std::unique_lock<std::mutex> lock(mutex_);
     if (busy_ || !ops_.empty()) {
       lock.unlock();
-      submit(std::move(info), std::move(run))->wait();
+      submit(std::move(info), std::move(run))->wait();  // helps: may run inline after all
       return;
     }
     busy_ = true;
   }
   Op op{std::move(info), std::move(run), std::make_shared<QueuedWork>()};
   execute(op);
-  op.work->wait();  // already complete: rethrows a failure
+  op.work->wait_done();  // already complete: rethrows a failure
+}
+
+void OpQueue::help_until(const QueuedWork& work) {
+  for (;;) {
+    Op op;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (busy_) return;  // the thread is running an op: perhaps ours
+      // Only ops up to our own: one queued after it may wait for a peer that
+      // first needs what our caller does next.
+      const bool queued = std::any_of(ops_.begin(), ops_.end(), [&](const Op& o) { return o.work.get() == &work; });
+      if (!queued) return;  // running or done
+      op = std::move(ops_.front());
+      ops_.pop_front();
+      busy_ = true;
+    }
+    execute(op);  // ours is the last one: after it, it is no longer queued
+  }
 }
 
 void OpQueue::execute(Op& op) {
