@@ -4,8 +4,10 @@
 // Both sides reduce the same float32 buffer in place with MPI_SUM. "pt" is
 // the blocking call, "async" is all_reduce_async()+wait() through the
 // communication thread (what DDP's overlapped buckets use). Rounds
-// alternate raw / paratorch so drift in machine load hits both equally; each
-// size reports the median over rounds of the mean time per op. Bus bandwidth
+// alternate raw / paratorch (in a rotating order) so drift in machine load hits both equally; each
+// size reports the median over rounds of the mean time per op, and the ratios
+// are the median over rounds of each round's own ratio (raw and paratorch
+// timed seconds apart, so a slow minute of the machine cancels out). Bus bandwidth
 // uses the ring all-reduce traffic factor (NCCL's definition):
 //   busbw = bytes * 2 * (n - 1) / n / time
 #include <paratorch/world.h>
@@ -15,6 +17,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <vector>
 
 namespace {
@@ -51,25 +54,36 @@ int main(int argc, char** argv) {
     auto t = torch::ones({count});
     std::vector<float> raw(static_cast<size_t>(count), 1.0f);
     const int reps = static_cast<int>(std::clamp<int64_t>((256 << 20) / bytes / 8, 2, 200));
-    const int rounds = bytes >= (16 << 20) ? 5 : 9;
+    const int rounds = bytes >= (16 << 20) ? 5 : 15;
     auto run_raw = [&] { MPI_Allreduce(MPI_IN_PLACE, raw.data(), static_cast<int>(count), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); };
     auto run_pt = [&] { comm->all_reduce(t); };
     // Through the communication thread, as DDP's overlapped buckets go.
     auto run_async = [&] { comm->all_reduce_async(t)->wait(); };
     time_ops(1, run_raw);  // warm-up (connections, pages)
     time_ops(1, run_pt);
-    std::vector<double> raw_s, pt_s, async_s;
+    std::vector<double> raw_s, pt_s, async_s, pt_ratio, async_ratio;
     for (int r = 0; r < rounds; ++r) {
-      raw_s.push_back(time_ops(reps, run_raw));
-      pt_s.push_back(time_ops(reps, run_pt));
-      async_s.push_back(time_ops(reps, run_async));
+      // The order rotates each round: timing raw MPI against itself this way
+      // showed the second slot 1-3% slower (4 ranks, 1 MiB).
+      double seconds[3];
+      for (int slot = 0; slot < 3; ++slot) {
+        const int which = (slot + r) % 3;
+        seconds[which] = time_ops(reps, which == 0 ? std::function<void()>(run_raw)
+                                        : which == 1 ? std::function<void()>(run_pt)
+                                                     : std::function<void()>(run_async));
+      }
+      raw_s.push_back(seconds[0]);
+      pt_s.push_back(seconds[1]);
+      async_s.push_back(seconds[2]);
+      pt_ratio.push_back(raw_s.back() / pt_s.back());
+      async_ratio.push_back(raw_s.back() / async_s.back());
     }
     double traw = median(raw_s), tpt = median(pt_s), tasync = median(async_s);
     double factor = 2.0 * (n - 1) / n;
     if (world.rank() == 0)
       std::printf("%10lld %10.1f %10.1f %10.1f %11.2f %11.2f %7.3f %7.3f\n", static_cast<long long>(bytes),
                   traw * 1e6, tpt * 1e6, tasync * 1e6, bytes * factor / traw / 1e9,
-                  bytes * factor / tpt / 1e9, traw / tpt, traw / tasync);
+                  bytes * factor / tpt / 1e9, median(pt_ratio), median(async_ratio));
   }
   return 0;
 }
