@@ -19,8 +19,8 @@
 // op queued before it, in order) on the waiting thread instead of sleeping
 // until the communication thread wakes up. The caller has nothing else to
 // do, and with more ranks than cores the thread's wake-up is a scheduler
-// slice away (bench/allreduce, 4 ranks on 2 cores, 1 MiB: the async path ran
-// at 0.88-0.93 of raw MPI while the blocking one ran at 0.92-1.17).
+// slice away (before this, bench/allreduce with 4 ranks on 2 cores at 1 MiB
+// had the async path at 0.88-0.93 of raw MPI, the blocking one at 0.92-1.17).
 #pragma once
 #include "comm/op_info.h"
 #include <paratorch/communicator.h>

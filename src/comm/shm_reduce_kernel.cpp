@@ -3,10 +3,11 @@
 // on the communication thread, which must not start torch's thread pool.
 // Compiled alone with -fno-math-errno (CMake's *_kernel.cpp rule).
 //
-// The build targets baseline x86-64 (SSE2), but these loops are bound by
-// memory and cache traffic that wider vectors move in fewer instructions:
+// The build targets baseline x86-64 (SSE2). On data already in cache these
+// loops are bound by load/store instructions, which wider vectors cut:
 // reducing a 12.6 MB slice pair on this machine's Xeon took 2.1 ms with SSE2
-// and 1.2 ms with AVX-512 (warm, one thread). So on x86-64 each entry point is
+// and 1.2 ms with AVX-512 (warm, one thread; cold or contended they are
+// bound by memory and gain less). So on x86-64 each entry point is
 // cloned per vector width (GCC's target_clones) and the loader picks the
 // widest the CPU has; the templates are always inlined into each clone.
 #include "comm/shm_all_reduce.h"
