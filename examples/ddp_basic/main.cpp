@@ -1,16 +1,22 @@
 // examples/ddp_basic/main.cpp — the classic PyTorch DDP example, in C++.
 //
 // PyTorch's tutorial trains a ToyModel (Linear 10->10, ReLU, Linear 10->5)
-// with DistributedDataParallel. Here is the same program with paratorch.
-// Run it on 2 ranks:  mpirun -np 2 ./ddp_basic
+// with DistributedDataParallel:
+//   model = DDP(ToyModel().to(rank), device_ids=[rank])
+//   loss_fn(model(x), y).backward(); optimizer.step()
+// Here is the same program with paratorch. Run it on 2 ranks:
+//   mpirun -np 2 ./ddp_basic            (fp32 gradients on the wire)
+//   mpirun -np 2 ./ddp_basic --bf16     (bf16_compress_hook: half the bytes)
 // Each rank takes its slice of the same global batch; after backward every
-// rank holds the averaged gradient, so all replicas stay identical. The
-// program checks exactly that at the end and exits non-zero if not.
+// rank holds the averaged gradient, so all replicas stay identical, and the
+// run equals one process training on the whole batch (paratorch/verify.h).
+// The program checks both and exits non-zero if either fails.
 #include <paratorch/ddp.h>
-#include <paratorch/sampler.h>
+#include <paratorch/verify.h>
 #include <paratorch/world.h>
 
 #include <cstdio>
+#include <cstring>
 
 struct ToyModelImpl : torch::nn::Module {
   ToyModelImpl() {
@@ -22,50 +28,80 @@ struct ToyModelImpl : torch::nn::Module {
 };
 TORCH_MODULE(ToyModel);
 
-int main(int argc, char** argv) {
-  paratorch::World world(argc, argv);
-  torch::manual_seed(world.rank());  // deliberately different: DDP broadcasts rank 0's weights
-  ToyModel model;
-  paratorch::DistributedDataParallel ddp(model.ptr(), world.comm());
-  torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.05));
-
-  // A fixed regression task: every rank can build any sample from its id.
-  const int64_t global_batch = 20;
-  paratorch::DistributedSampler sampler(global_batch, world.rank(), world.size());
+// A fixed regression task: the global batch of step s, the same on every rank.
+paratorch::Batch global_batch(int64_t step) {
   torch::manual_seed(42);
   auto teacher = torch::randn({10, 5});
-  auto sample = [&](const std::vector<int64_t>& ids) {
-    auto x = torch::empty({static_cast<int64_t>(ids.size()), 10});
-    for (size_t i = 0; i < ids.size(); ++i) {
-      torch::manual_seed(1000 + ids[i]);
-      x[static_cast<int64_t>(i)] = torch::randn({10});
-    }
-    return std::make_pair(x, torch::matmul(x, teacher));
-  };
+  torch::manual_seed(1000 + step);
+  auto x = torch::randn({20, 10});
+  return {x, torch::matmul(x, teacher)};
+}
 
-  for (int step = 0; step < 50; ++step) {
-    auto [inputs, labels] = sample(sampler.local_indices(step));
-    optimizer.zero_grad();
-    auto loss = torch::mse_loss(model->forward(inputs), labels);
-    loss.backward();  // bucketed all-reduce overlaps backward; returns with averaged grads
-    optimizer.step();
-    auto global_loss = loss.detach().clone();
-    world.comm()->all_reduce(global_loss, paratorch::ReduceOp::kAvg);
-    if (world.rank() == 0 && step % 10 == 0)
-      std::printf("step %2d loss %.4f\n", step, global_loss.item<double>());
-  }
-
-  // Every replica must hold the same parameters.
+double max_replica_difference(torch::nn::Module& model, paratorch::Communicator& comm) {
   double max_diff = 0;
-  for (auto& p : model->parameters()) {
+  for (auto& p : model.parameters()) {
     auto mine = p.detach().clone(), rank0 = p.detach().clone();
-    world.comm()->broadcast(rank0, 0);
+    comm.broadcast(rank0, 0);
     max_diff = std::max(max_diff, (mine - rank0).abs().max().item<double>());
   }
   auto worst = torch::tensor({max_diff}, torch::kDouble);
-  world.comm()->all_reduce(worst, paratorch::ReduceOp::kMax);
-  if (world.rank() == 0)
-    std::printf("ddp_basic: %d ranks, replicas differ by at most %.1e — %s\n", world.size(),
-                worst.item<double>(), worst.item<double>() == 0 ? "in sync" : "OUT OF SYNC");
-  return worst.item<double>() == 0 ? 0 : 1;
+  comm.all_reduce(worst, paratorch::ReduceOp::kMax);
+  return worst.item<double>();
+}
+
+int main(int argc, char** argv) {
+  paratorch::World world(argc, argv);
+  const bool bf16 = argc > 1 && std::strcmp(argv[1], "--bf16") == 0;
+  auto comm = world.comm();
+  auto loss_fn = [](ToyModel& m, const paratorch::Batch& b) { return torch::mse_loss(m->forward(b.input), b.target); };
+
+  auto reference = [&] {
+    torch::manual_seed(0);
+    auto model = std::make_shared<ToyModel>();
+    auto opt = std::make_shared<torch::optim::SGD>((*model)->parameters(), torch::optim::SGDOptions(0.05));
+    return paratorch::plain_trainee(model->ptr(), opt, [model, loss_fn](const paratorch::Batch& b) {
+      return loss_fn(*model, b);
+    });
+  };
+
+  std::shared_ptr<ToyModel> trained;
+  auto parallel = [&] {
+    // Rank 0 builds the reference's weights; the others deliberately differ,
+    // since DDP starts every replica from rank 0's.
+    torch::manual_seed(world.rank() == 0 ? 0 : 100 + world.rank());
+    auto model = std::make_shared<ToyModel>();
+    auto ddp = std::make_shared<paratorch::DistributedDataParallel>(model->ptr(), comm);
+    if (bf16) ddp->register_comm_hook(paratorch::comm_hooks::bf16_compress());
+    auto opt = std::make_shared<torch::optim::SGD>((*model)->parameters(), torch::optim::SGDOptions(0.05));
+    trained = model;
+    paratorch::Trainee t;
+    t.step = [=, &world](const paratorch::Batch& global) {
+      auto mine = paratorch::local_slice(global, world.rank(), world.size());
+      opt->zero_grad();
+      auto loss = loss_fn(*model, mine);
+      loss.backward();  // bucketed all-reduce overlaps backward; returns with averaged grads
+      opt->step();
+      auto global_loss = loss.detach().clone();
+      comm->all_reduce(global_loss, paratorch::ReduceOp::kAvg);
+      (void)ddp;  // keeps DDP alive as long as the trainee
+      return global_loss.item<double>();
+    };
+    t.full_parameters = [model] { return paratorch::named_parameter_copies(**model); };
+    return t;
+  };
+
+  paratorch::EquivalenceOptions options;
+  options.steps = 50;
+  // bf16 keeps 8 significant bits: each step's averaged gradient is rounded
+  // to ~4e-3 relative, and 50 steps of SGD carry that into the weights.
+  if (bf16) options.tolerance = 2e-2;
+  auto report = paratorch::check_equivalence(comm, global_batch, reference, parallel, options);
+  const double replicas = max_replica_difference(**trained, *comm);
+  if (world.rank() == 0) {
+    for (int s = 0; s < options.steps; s += 10) std::printf("step %2d loss %.4f\n", s, report.parallel_losses[s]);
+    std::printf("ddp_basic: %d ranks, replicas differ by at most %.1e — %s\n", world.size(), replicas,
+                replicas == 0 ? "in sync" : "OUT OF SYNC");
+    std::printf("%s\n", report.summary_line(bf16 ? "ddp bf16_compress" : "ddp").c_str());
+  }
+  return report.pass && replicas == 0 ? 0 : 1;
 }

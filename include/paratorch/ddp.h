@@ -21,16 +21,61 @@
 //
 // Gradient accumulation: backward passes inside `auto guard = ddp.no_sync();`
 // only accumulate locally; the next backward outside it reduces the total.
+//
+// Communication hooks (PyTorch's register_comm_hook): a hook decides how each
+// bucket is reduced. Built in: comm_hooks::allreduce() (the default) and
+// comm_hooks::bf16_compress() / fp16_compress(), which put 16-bit values on
+// the wire (half the bytes) at 16-bit precision:
+///   ddp.register_comm_hook(paratorch::comm_hooks::bf16_compress());
+//
+// Uneven inputs (PyTorch's Join): a rank that runs out of data keeps
+// answering the others' reductions, so nobody hangs; each step's gradient is
+// averaged over the ranks that contributed to it.
+///   auto join = ddp.join();                   // every rank, before its loop
+///   for (auto& batch : my_batches) { ...; loss.backward(); opt.step(); }   // any count per rank
+///   join.finish();                            // answers the others until all are done
 #pragma once
 #include <paratorch/communicator.h>
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace paratorch {
+
+/// What a communication hook gets of one bucket (PyTorch's GradBucket).
+struct GradBucket {
+  /// Bucket index; buckets are reduced in index order on every rank.
+  size_t index = 0;
+  /// The bucket's gradients, back to back: this rank's local gradients on
+  /// entry; the hook leaves their average over `divisor` ranks here.
+  torch::Tensor buffer;
+  /// Ranks whose gradients are in this reduction (the group's size, or the
+  /// ranks that have not joined yet: see DistributedDataParallel::join()).
+  int divisor = 1;
+};
+
+/// Starts the reduction of `bucket` over `comm` and returns its handle; when
+/// the handle's wait() returns, bucket.buffer holds the averaged gradients.
+/// Every rank must issue the same collectives for the same bucket.
+using CommHook = std::function<WorkHandle(Communicator& comm, GradBucket& bucket)>;
+
+/// `work`, then `after()` on the thread that waits for it (once): how a hook
+/// decompresses or rescales after its collective.
+WorkHandle then(WorkHandle work, std::function<void()> after);
+
+namespace comm_hooks {
+/// The default: one all-reduce of the bucket in its own dtype, averaged.
+CommHook allreduce();
+/// Divides by the divisor, casts the bucket to bf16 / fp16, all-reduces the
+/// 16-bit values (summed in pairs at fp32 and rounded, as GPUs do), and casts
+/// back: half the bytes on the wire, 16-bit precision in the gradients.
+CommHook bf16_compress();
+CommHook fp16_compress();
+}  // namespace comm_hooks
 
 struct DDPOptions {
   /// Bucket capacity in MiB (PyTorch's bucket_cap_mb).
@@ -71,6 +116,28 @@ class DistributedDataParallel {
   /// it returns; call it explicitly only to be sure nothing is in flight.
   void finish();
 
+  /// Replaces how buckets are reduced (before the first backward pass).
+  void register_comm_hook(CommHook hook);
+
+  /// Uneven inputs: see the header comment. Collective: every rank of the
+  /// group creates one before its loop and calls finish() after it.
+  class Join {
+   public:
+    explicit Join(DistributedDataParallel& ddp);
+    ~Join();  // finish() if it was not called (unless an exception is unwinding)
+    Join(Join&& other) noexcept;
+    Join(const Join&) = delete;
+    Join& operator=(const Join&) = delete;
+    /// This rank is out of data: shadow the others' bucket reductions with
+    /// zero gradients until every rank has finished, then copy parameters
+    /// and buffers from the rank that took the most steps, so every replica
+    /// ends equal. Returns the number of reductions this rank shadowed.
+    int64_t finish();
+   private:
+    DistributedDataParallel* ddp_;
+  };
+  Join join();
+
   /// Scope in which backward passes accumulate gradients without reducing.
   class NoSync {
    public:
@@ -93,6 +160,7 @@ class DistributedDataParallel {
   std::shared_ptr<torch::nn::Module> module_;
   std::shared_ptr<Communicator> comm_;
   std::shared_ptr<Reducer> reducer_;
+  bool broadcast_buffers_ = true;
 };
 
 }  // namespace paratorch

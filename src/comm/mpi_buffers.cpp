@@ -27,7 +27,40 @@ MPI_Datatype mpi_type_of(torch::ScalarType type) {
   }
 }
 
-MPI_Op mpi_op_of(ReduceOp op) {
+namespace {
+
+bool is_sum(ReduceOp op) { return op == ReduceOp::kSum || op == ReduceOp::kAvg; }
+
+bool is_16bit_float(torch::ScalarType type) { return type == torch::kHalf || type == torch::kBFloat16; }
+
+// MPI_User_function: inout[i] = round16(float(in[i]) + float(inout[i])).
+template <typename T>
+void sum_16bit(void* in, void* inout, int* len, MPI_Datatype* /*type*/) {
+  const auto* a = static_cast<const uint16_t*>(in);
+  auto* b = static_cast<uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float sum = static_cast<float>(T(a[i], T::from_bits())) + static_cast<float>(T(b[i], T::from_bits()));
+    b[i] = T(sum).x;
+  }
+}
+
+MPI_Op make_op(MPI_User_function* fn) {
+  MPI_Op op;
+  MPI_Op_create(fn, /*commute=*/1, &op);
+  return op;
+}
+
+}  // namespace
+
+MPI_Op mpi_op_of(ReduceOp op, torch::ScalarType type) {
+  if (is_sum(op) && type == torch::kBFloat16) {
+    static const MPI_Op bf16_sum = make_op(&sum_16bit<c10::BFloat16>);
+    return bf16_sum;
+  }
+  if (is_sum(op) && type == torch::kHalf) {
+    static const MPI_Op fp16_sum = make_op(&sum_16bit<c10::Half>);
+    return fp16_sum;
+  }
   switch (op) {
     case ReduceOp::kSum:
     case ReduceOp::kAvg: return MPI_SUM;  // kAvg divides afterwards
@@ -53,7 +86,7 @@ void StagedBuffer::copy_back() {
   original.copy_(host);
 }
 
-StagedBuffer stage(const torch::Tensor& tensor, bool for_reduction, bool written) {
+StagedBuffer stage(const torch::Tensor& tensor, bool for_reduction, bool written, ReduceOp op) {
   StagedBuffer b;
   b.original = tensor;
   b.host = tensor;
@@ -67,7 +100,7 @@ StagedBuffer stage(const torch::Tensor& tensor, bool for_reduction, bool written
     copied = true;
   }
   auto type = b.host.scalar_type();
-  if (for_reduction && (type == torch::kHalf || type == torch::kBFloat16)) {
+  if (for_reduction && is_16bit_float(type) && !is_sum(op)) {
     b.host = b.host.to(torch::kFloat);
     copied = true;
   }

@@ -2,8 +2,11 @@
 //
 // MPI wants contiguous host memory of a type it knows. A StagedBuffer is that
 // view of a tensor: the tensor itself when it already qualifies, otherwise a
-// host copy (CUDA tensors go through pinned memory; fp16/bf16 are widened to
-// fp32 for reductions, which MPI cannot do on them) written back afterwards.
+// host copy (CUDA tensors go through pinned memory) written back afterwards.
+// MPI has no 16-bit float types: fp16/bf16 travel as 16-bit words. Sums of
+// them use user-defined MPI operations that add pairs in fp32 and round back,
+// as a GPU's 16-bit reduction does, so 16 bits per value cross the wire; max
+// and min widen to fp32 first.
 #pragma once
 #include <mpi.h>
 #include <torch/torch.h>
@@ -24,12 +27,15 @@ struct StagedBuffer {
   void copy_back();
 };
 
-/// Stages `tensor` for MPI. `for_reduction` widens 16-bit floats to fp32.
+/// Stages `tensor` for MPI. `for_reduction` with `op` max/min widens 16-bit
+/// floats to fp32 (sums keep them 16-bit: mpi_op_of(op, dtype)).
 /// `written` says MPI will write into it (so a copy must be written back).
-StagedBuffer stage(const torch::Tensor& tensor, bool for_reduction, bool written);
+StagedBuffer stage(const torch::Tensor& tensor, bool for_reduction, bool written, ReduceOp op = ReduceOp::kSum);
 
 MPI_Datatype mpi_type_of(torch::ScalarType type);
-MPI_Op mpi_op_of(ReduceOp op);
+/// The MPI operation for `op` on buffers of `type` (16-bit float sums get
+/// their own operation; see above).
+MPI_Op mpi_op_of(ReduceOp op, torch::ScalarType type = torch::kFloat);
 
 /// tensor /= divisor, in place, without starting torch's thread pool on the
 /// communication thread (it would oversubscribe the cores).

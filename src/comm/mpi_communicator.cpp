@@ -201,13 +201,13 @@ PendingOp MpiCommunicator::make_all_reduce(torch::Tensor tensor, ReduceOp op) {
       symmetric->all_reduce(tensor, op);
       return;
     }
-    StagedBuffer b = stage(tensor, /*for_reduction=*/true, /*written=*/true);
+    StagedBuffer b = stage(tensor, /*for_reduction=*/true, /*written=*/true, op);
     if (ShmAllReduce* shm = shm_for(b.host)) {  // every rank on this node: no MPI transfer
       shm->run(b.host, op);
       b.copy_back();
       return;
     }
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, b.data(), b.count(), b.mpi_type(), mpi_op_of(op), comm),
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, b.data(), b.count(), b.mpi_type(), mpi_op_of(op, b.host.scalar_type()), comm),
               "all_reduce");
     if (op == ReduceOp::kAvg) divide_in_place(b.host, size);
     b.copy_back();
@@ -261,7 +261,7 @@ void reduce_scatter_in_chunks(const StagedBuffer& in, const StagedBuffer& out, R
   const int64_t element = static_cast<int64_t>(out.host.element_size());
   const int64_t chunk = std::max<int64_t>(1, kReduceScatterChunkBytes / (element * size));
   if (segment <= chunk) {
-    check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), out.count(), out.mpi_type(), mpi_op_of(op), comm),
+    check_mpi(MPI_Reduce_scatter_block(in.data(), out.data(), out.count(), out.mpi_type(), mpi_op_of(op, out.host.scalar_type()), comm),
               "reduce_scatter");
     return;
   }
@@ -273,7 +273,7 @@ void reduce_scatter_in_chunks(const StagedBuffer& in, const StagedBuffer& out, R
     for (int r = 0; r < size; ++r)
       std::memcpy(staging.data() + r * n * element, src + (r * segment + j) * element, static_cast<size_t>(n * element));
     check_mpi(MPI_Reduce_scatter_block(staging.data(), dst + j * element, static_cast<int>(n), out.mpi_type(),
-                                       mpi_op_of(op), comm),
+                                       mpi_op_of(op, out.host.scalar_type()), comm),
               "reduce_scatter");
   }
 }
@@ -297,8 +297,8 @@ PendingOp MpiCommunicator::make_reduce_scatter(torch::Tensor output, torch::Tens
     }
     // MPI forbids aliased send and receive buffers: reduce from a copy.
     if (in_place || output.is_alias_of(input)) input = input.clone();
-    StagedBuffer in = stage(input, true, false);
-    StagedBuffer out = stage(output, true, true);
+    StagedBuffer in = stage(input, true, false, op);
+    StagedBuffer out = stage(output, true, true, op);
     reduce_scatter_in_chunks(in, out, op, size, comm);
     if (op == ReduceOp::kAvg) divide_in_place(out.host, size);
     out.copy_back();

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "mpi_test_env.h"
+#include "comm/mpi_buffers.h"
 #include "comm/shm_all_reduce.h"
 #include <paratorch/errors.h>
 
@@ -258,4 +259,29 @@ TEST(Communicator, AsyncOpsCompleteInIssueOrderWhileCallerComputes) {
     EXPECT_EQ(ts[static_cast<size_t>(k)][0].item<float>(), want);
   }
   comm->barrier();
+}
+
+// Sums of fp16/bf16 cross the wire as 16-bit words, added pairwise in fp32 and
+// rounded (a widening to fp32 would send twice the bytes); max/min widen.
+TEST(Communicator, SixteenBitSumsTravelAsSixteenBitWords) {
+  using namespace paratorch::comm;
+  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    auto t = torch::full({6}, 1.5, torch::TensorOptions().dtype(dtype));
+    EXPECT_EQ(stage(t, true, true, paratorch::ReduceOp::kSum).host.scalar_type(), dtype);
+    EXPECT_EQ(stage(t, true, true, paratorch::ReduceOp::kAvg).host.scalar_type(), dtype);
+    EXPECT_EQ(stage(t, true, true, paratorch::ReduceOp::kMax).host.scalar_type(), torch::kFloat);
+    EXPECT_NE(mpi_op_of(paratorch::ReduceOp::kSum, dtype), MPI_SUM);
+    // The operation itself: inout = round(in + inout), elementwise.
+    auto a = torch::tensor({1.0, 0.1, -3.0, 1000.0}).to(dtype), b = torch::tensor({1.0, 0.2, 2.5, 0.4}).to(dtype);
+    auto out = b.clone();
+    ASSERT_EQ(MPI_Reduce_local(a.data_ptr(), out.data_ptr(), 4, MPI_UINT16_T, mpi_op_of(paratorch::ReduceOp::kSum, dtype)),
+              MPI_SUCCESS);
+    EXPECT_TRUE(torch::equal(out, (a.to(torch::kFloat) + b.to(torch::kFloat)).to(dtype))) << out;
+  }
+  // And through the communicator: the average of 16-bit values, in 16 bits.
+  auto& world = test_world();
+  auto v = torch::full({5}, static_cast<double>(world.rank() + 1), torch::TensorOptions().dtype(torch::kBFloat16));
+  world.comm()->all_reduce(v, paratorch::ReduceOp::kAvg);
+  EXPECT_EQ(v.scalar_type(), torch::kBFloat16);
+  EXPECT_NEAR(v[0].item<double>(), (world.size() + 1) / 2.0, 1e-2);
 }

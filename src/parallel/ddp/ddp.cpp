@@ -15,7 +15,7 @@ void DDPOptions::validate() const {
 DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Module> module,
                                                  std::shared_ptr<Communicator> comm,
                                                  DDPOptions options)
-    : module_(std::move(module)), comm_(std::move(comm)) {
+    : module_(std::move(module)), comm_(std::move(comm)), broadcast_buffers_(options.broadcast_buffers) {
   options.validate();
   std::vector<torch::Tensor> params;
   std::vector<std::string> names;
@@ -37,6 +37,39 @@ DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Modu
 DistributedDataParallel::~DistributedDataParallel() = default;
 
 void DistributedDataParallel::finish() { reducer_->finalize(); }
+
+void DistributedDataParallel::register_comm_hook(CommHook hook) {
+  if (!hook) throw UsageError("paratorch DDP: register_comm_hook() needs a hook; pass comm_hooks::allreduce() for the default");
+  reducer_->set_comm_hook(std::move(hook));
+}
+
+DistributedDataParallel::Join DistributedDataParallel::join() { return Join(*this); }
+
+DistributedDataParallel::Join::Join(DistributedDataParallel& ddp) : ddp_(&ddp) { ddp_->reducer_->enable_join(); }
+
+DistributedDataParallel::Join::Join(Join&& other) noexcept : ddp_(other.ddp_) { other.ddp_ = nullptr; }
+
+DistributedDataParallel::Join::~Join() {
+  if (ddp_ && std::uncaught_exceptions() == 0) finish();
+}
+
+int64_t DistributedDataParallel::Join::finish() {
+  if (!ddp_) return 0;
+  DistributedDataParallel& ddp = *ddp_;
+  ddp_ = nullptr;
+  const int64_t shadowed = ddp.reducer_->join_until_all_done();
+  // Ranks that stopped early hold older weights: every replica takes those
+  // of the rank with the most steps (the lowest such rank on ties).
+  Communicator& comm = *ddp.comm_;
+  auto key = torch::tensor({ddp.reducer_->passes() * comm.size() + (comm.size() - 1 - comm.rank())}, torch::kLong);
+  comm.all_reduce(key, ReduceOp::kMax);
+  const int source = comm.size() - 1 - static_cast<int>(key.item<int64_t>() % comm.size());
+  torch::NoGradGuard no_grad;
+  for (auto& p : ddp.module_->parameters(true)) comm.broadcast(p.data(), source);
+  if (ddp.broadcast_buffers_)
+    for (auto& b : ddp.module_->buffers(true)) comm.broadcast(b, source);
+  return shadowed;
+}
 
 DistributedDataParallel::NoSync DistributedDataParallel::no_sync() { return NoSync(*reducer_); }
 

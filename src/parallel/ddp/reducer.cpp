@@ -49,7 +49,9 @@ torch::Tensor alias_of(const torch::Tensor& flat, int64_t offset, torch::IntArra
 Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
                  std::shared_ptr<Communicator> comm, DDPOptions options)
     : params_(std::move(params)), names_(std::move(names)), comm_(std::move(comm)),
-      options_(options) {
+      options_(options),
+      hook_(comm_hooks::allreduce()),
+      divisor_(comm_->size()) {
   layouts_ = plan_buckets(params_, static_cast<int64_t>(options_.bucket_mb * 1024 * 1024));
   slots_.resize(params_.size());
   buckets_.resize(layouts_.size());
@@ -141,8 +143,48 @@ void Reducer::point_grad_at_bucket(size_t i) {
   grad = view;
 }
 
+void Reducer::set_comm_hook(CommHook hook) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (phase_ != Phase::kIdle)
+    throw UsageError("paratorch DDP: register_comm_hook() during a backward pass; register it before the first");
+  hook_ = std::move(hook);
+}
+
+void Reducer::enable_join() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  join_enabled_ = true;
+}
+
+int Reducer::active_ranks(bool me_active) {
+  auto flag = torch::tensor({me_active ? 1 : 0}, torch::kInt);
+  comm_->all_reduce(flag, ReduceOp::kSum);
+  return flag.item<int>();
+}
+
+int64_t Reducer::join_until_all_done() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!join_enabled_) return 0;
+  int64_t shadowed = 0;
+  torch::NoGradGuard no_grad;
+  for (int active = active_ranks(false); active > 0; active = active_ranks(false)) {
+    for (size_t b = 0; b < buckets_.size(); ++b) {
+      // Zeros, so this rank adds nothing; the hook may compress them like any bucket.
+      buckets_[b].flat.zero_();
+      GradBucket bucket{b, buckets_[b].flat, active};
+      hook_(*comm_, bucket)->wait();
+      ++shadowed;
+    }
+  }
+  join_enabled_ = false;
+  divisor_ = comm_->size();
+  return shadowed;
+}
+
 void Reducer::begin_backward() {
   phase_ = Phase::kBackward;
+  ++passes_;
+  // The join flags go before any bucket, so every rank agrees on the order.
+  divisor_ = join_enabled_ ? active_ranks(true) : comm_->size();
   // Finalize when the engine finishes this backward pass, so backward()
   // returns with averaged gradients, as in PyTorch.
   std::weak_ptr<Reducer> weak = shared_from_this();
@@ -170,7 +212,8 @@ void Reducer::on_gradient_ready(size_t i) {
 void Reducer::launch_in_order() {
   while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) {
     Bucket& bucket = buckets_[next_to_launch_++];
-    bucket.work = comm_->all_reduce_async(bucket.flat, ReduceOp::kAvg);
+    GradBucket view{next_to_launch_ - 1, bucket.flat, divisor_};
+    bucket.work = hook_(*comm_, view);
     bucket.state = BucketState::kLaunched;
     ++launched_total_;
   }

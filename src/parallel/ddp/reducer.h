@@ -16,6 +16,13 @@
 // Buckets themselves go Filling -> Launched -> Reduced.
 // Buckets launch strictly in index order so every rank issues the same
 // sequence of collectives even if gradients arrive in a different order.
+// A bucket is launched through the communication hook (ddp.h's CommHook).
+//
+// Join (uneven inputs): while join is on, every synchronized backward pass
+// starts with a one-integer all-reduce of "I am still training" flags: its
+// sum is the divisor of that pass. A rank that finished its data answers
+// with 0 and then shadows each bucket's reduction with zeros, in the same
+// order, until the sum is 0 (everyone is done).
 #pragma once
 #include <paratorch/communicator.h>
 #include <paratorch/ddp.h>
@@ -43,6 +50,14 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   void finalize();
   const std::vector<BucketLayout>& layouts() const { return layouts_; }
   int64_t reductions_launched() const { return launched_total_; }
+  void set_comm_hook(CommHook hook);
+  /// Turns the join protocol on (every rank at the same point).
+  void enable_join();
+  /// Shadows the others' passes until every rank is done; turns join off.
+  /// Returns the bucket reductions shadowed.
+  int64_t join_until_all_done();
+  /// Synchronized backward passes this rank took part in (for Join).
+  int64_t passes() const { return passes_; }
 
  private:
   enum class Phase { kIdle, kBackward };
@@ -66,6 +81,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   void launch_in_order();
   void point_grad_at_bucket(size_t param);
   void reset_for_next_pass();
+  int active_ranks(bool me_active);
 
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
@@ -80,6 +96,10 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   size_t next_to_launch_ = 0;
   bool sync_enabled_ = true;
   int64_t launched_total_ = 0;
+  CommHook hook_;
+  bool join_enabled_ = false;
+  int divisor_ = 1;
+  int64_t passes_ = 0;
 };
 
 }  // namespace paratorch

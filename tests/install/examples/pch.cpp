@@ -1,0 +1,1 @@
+// The precompiled header is all this target is for.
