@@ -1,0 +1,138 @@
+// src/parallel/pipeline/stage_parameters.cpp — see stage_parameters.h.
+#include "parallel/pipeline/stage_parameters.h"
+
+#include <paratorch/errors.h>
+
+#include <set>
+#include <sstream>
+
+namespace paratorch::parallel::pipeline {
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  return out.str() + "]";
+}
+
+const void* identity(const torch::Tensor& t) { return t.unsafeGetTensorImpl(); }
+
+}  // namespace
+
+StageParameters::StageParameters(BlockModel& model, const ::paratorch::pipeline::Partition& partition, int pp_size,
+                                 int rank, const std::vector<std::vector<std::string>>& tied)
+    : rank_(rank), tied_(tied) {
+  for (const auto& item : model.named_parameters(true)) {
+    order_.push_back(item.key());
+    params_[item.key()] = item.value();
+    shapes_[item.key()] = item.value().sizes().vec();
+  }
+  const auto blocks = model.blocks();
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    block_rank_.push_back(partition.stage_of_block(static_cast<int>(i)) % pp_size);
+    for (const auto& name : blocks[i].parameters) owner_[name] = block_rank_.back();
+  }
+  check_tied(tied);
+  torch::NoGradGuard no_grad;
+  for (const auto& group : tied_)  // copies start equal (a no-op where the user shares one tensor)
+    for (size_t i = 1; i < group.size(); ++i)
+      if (identity(params_[group[i]]) != identity(params_[group[0]])) params_[group[i]].copy_(params_[group[0]]);
+}
+
+void StageParameters::check_tied(const std::vector<std::vector<std::string>>& tied) const {
+  std::set<std::string> seen;
+  for (const auto& group : tied)
+    for (const auto& name : group) {
+      if (!params_.count(name)) {
+        std::string known;
+        for (const auto& n : order_) known += (known.empty() ? "" : ", ") + n;
+        throw UsageError("paratorch: PipelineOptions::tied names \"" + name +
+                         "\", which is no parameter of the model; parameters: " + known);
+      }
+      if (!seen.insert(name).second)
+        throw UsageError("paratorch: PipelineOptions::tied names \"" + name + "\" twice; each parameter may be in one group");
+      if (shapes_.at(name) != shapes_.at(group[0]))
+        throw UsageError("paratorch: PipelineOptions::tied groups \"" + group[0] + "\" " +
+                         shape_text(shapes_.at(group[0])) + " with \"" + name + "\" " +
+                         shape_text(shapes_.at(name)) + "; tied parameters must have one shape");
+    }
+}
+
+void StageParameters::keep_own(BlockModel& model, torch::Device device) {
+  std::set<const void*> kept;
+  for (const auto& name : order_)
+    if (owner_.at(name) == rank_) kept.insert(identity(params_[name]));
+  torch::NoGradGuard no_grad;
+  for (const auto& name : order_)  // a tensor shared with a name held here stays
+    if (!kept.count(identity(params_[name]))) params_[name].set_data(torch::empty({0}, params_[name].options()));
+  for (int i = 0; i < model.block_count(); ++i)  // parameters and buffers
+    if (block_rank_[static_cast<size_t>(i)] == rank_) model.block(i).module->to(device);
+}
+
+std::vector<torch::Tensor> StageParameters::distinct_local(const std::vector<std::string>& names) const {
+  std::vector<torch::Tensor> out;
+  std::set<const void*> seen;
+  for (const auto& name : names)
+    if (owner_.at(name) == rank_ && seen.insert(identity(params_.at(name))).second) out.push_back(params_.at(name));
+  return out;
+}
+
+void StageParameters::begin_step() {
+  set_aside_.clear();
+  for (const auto& group : tied_)
+    for (auto& t : distinct_local(group)) {
+      set_aside_[identity(t)] = t.grad();
+      t.mutable_grad() = torch::Tensor();
+    }
+}
+
+void StageParameters::finish_step(Communicator& pp) {
+  torch::NoGradGuard no_grad;
+  for (const auto& group : tied_) {
+    std::set<int> holders;
+    for (const auto& name : group) holders.insert(owner_.at(name));
+    auto mine = distinct_local(group);
+    // Every rank takes part in each group's sum (those without a copy add
+    // zeros): the pp group is the only communicator a Pipeline has.
+    torch::Tensor sum = torch::zeros(shapes_.at(group[0]), params_.at(group[0]).options());
+    if (!mine.empty()) sum = torch::zeros_like(mine.front());
+    for (auto& t : mine)
+      if (t.grad().defined()) sum += t.grad();
+    if (holders.size() > 1) pp.all_reduce(sum, ReduceOp::kSum);
+    for (auto& t : mine) {
+      const torch::Tensor& before = set_aside_[identity(t)];
+      t.mutable_grad() = before.defined() ? before + sum : sum.clone();
+    }
+  }
+  set_aside_.clear();
+}
+
+std::vector<torch::Tensor> StageParameters::local() const { return distinct_local(order_); }
+
+std::map<std::string, torch::Tensor> StageParameters::named_local() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& name : order_)
+    if (owner_.at(name) == rank_) out[name] = params_.at(name);
+  return out;
+}
+
+std::map<std::string, torch::Tensor> StageParameters::full(Communicator& pp) const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& name : order_) {
+    const torch::Tensor& p = params_.at(name);
+    torch::Tensor t = owner_.at(name) == rank_ ? p.detach().to(torch::kCPU).contiguous().clone()
+                                               : torch::empty(shapes_.at(name), p.options().device(torch::kCPU));
+    pp.broadcast(t, owner_.at(name));
+    out[name] = t;
+  }
+  return out;
+}
+
+int64_t StageParameters::local_numel() const {
+  int64_t n = 0;
+  for (const auto& t : local()) n += t.numel();
+  return n;
+}
+
+}  // namespace paratorch::parallel::pipeline

@@ -1,0 +1,259 @@
+// tests/parallel/pipeline/pipeline_api_mpi_test.cpp — paratorch::Pipeline
+// under mpirun: step() trains a user's Sequential exactly as one process
+// does (GPipe, 1F1B, interleaved, split points, partition by time,
+// activation checkpointing, tied weights), forward() serves every rank, and
+// each bad input is refused with a message naming the option.
+#include <gtest/gtest.h>
+#include <paratorch/errors.h>
+#include <paratorch/pipeline.h>
+#include <paratorch/verify.h>
+
+#include "mpi_test_env.h"
+
+#include <set>
+
+namespace {
+
+using paratorch::PartitionBy;
+using paratorch::PipelineOptions;
+using paratorch::PipelineSchedule;
+
+constexpr int64_t kBatch = 8;
+
+// Eight children (four Linear layers, activations between): enough for
+// interleaved v=2 on four ranks.
+torch::nn::Sequential make_mlp() {
+  torch::manual_seed(0);
+  return torch::nn::Sequential(torch::nn::Linear(6, 8), torch::nn::Tanh(), torch::nn::Linear(8, 8), torch::nn::Tanh(),
+                               torch::nn::Linear(8, 8), torch::nn::Tanh(), torch::nn::Linear(8, 8),
+                               torch::nn::Linear(8, 3));
+}
+
+paratorch::Batch batch_of(int64_t step) {
+  torch::manual_seed(100 + step);
+  return {torch::randn({kBatch, 6}), torch::randn({kBatch, 3})};
+}
+
+torch::Tensor mse(const torch::Tensor& out, const torch::Tensor& target) { return torch::mse_loss(out, target); }
+
+// One tensor once, even when the module registers it under two names (tied weights).
+std::vector<torch::Tensor> distinct(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> out;
+  std::set<const void*> seen;
+  for (const auto& p : params)
+    if (seen.insert(p.unsafeGetTensorImpl()).second) out.push_back(p);
+  return out;
+}
+
+paratorch::Trainee reference(const std::function<torch::nn::Sequential()>& make) {
+  auto net = make();
+  auto opt = std::make_shared<torch::optim::SGD>(distinct(net->parameters()), 0.1);
+  return paratorch::plain_trainee(net.ptr(), opt, [net](const paratorch::Batch& b) mutable {
+    return mse(net->forward(b.input), b.target);
+  });
+}
+
+paratorch::Trainee pipelined(const std::function<torch::nn::Sequential()>& make, PipelineOptions options,
+                             std::shared_ptr<paratorch::Pipeline>* keep = nullptr) {
+  auto pipe = std::make_shared<paratorch::Pipeline>(make(), test_world().comm(), batch_of(0).input, options);
+  if (keep) *keep = pipe;
+  auto opt = std::make_shared<torch::optim::SGD>(pipe->parameters(), 0.1);
+  paratorch::Trainee t;
+  t.step = [pipe, opt](const paratorch::Batch& b) {
+    opt->zero_grad();
+    const double loss = pipe->step(b.input, b.target, mse);
+    opt->step();
+    return loss;
+  };
+  t.full_parameters = [pipe] { return pipe->full_parameters(); };
+  return t;
+}
+
+void expect_equivalent(PipelineOptions options, const std::function<torch::nn::Sequential()>& make = make_mlp) {
+  paratorch::EquivalenceOptions eq;
+  eq.steps = 3;
+  const auto report = paratorch::check_equivalence(
+      test_world().comm(), batch_of, [&] { return reference(make); }, [&] { return pipelined(make, options); }, eq);
+  EXPECT_TRUE(report.pass) << report.summary_line("pipeline") << " worst " << report.worst_param;
+  EXPECT_GT(report.reference_losses.front(), 0.0);
+}
+
+PipelineOptions with(PipelineSchedule schedule, int microbatches, int virtual_stages = 1) {
+  PipelineOptions o;
+  o.schedule = schedule;
+  o.microbatches = microbatches;
+  o.virtual_stages = virtual_stages;
+  return o;
+}
+
+TEST(PipelineApi, GPipeMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kGPipe, 4)); }
+TEST(PipelineApi, OneFOneBMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kOneFOneB, 4)); }
+TEST(PipelineApi, NaiveModelParallelMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kOneFOneB, 1)); }
+TEST(PipelineApi, InterleavedMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kInterleaved, 4, 2)); }
+
+TEST(PipelineApi, ActivationCheckpointingMatchesOneProcess) {
+  auto o = with(PipelineSchedule::kOneFOneB, 2);
+  o.activation_checkpointing = true;
+  expect_equivalent(o);
+}
+
+// Named children cut where the user says: {"c"} puts a, b on rank 0.
+torch::nn::Sequential make_named() {
+  torch::manual_seed(0);
+  return torch::nn::Sequential({{"a", torch::nn::Linear(6, 8)}, {"b", torch::nn::Tanh()},
+                                {"c", torch::nn::Linear(8, 8)}, {"d", torch::nn::Linear(8, 3)}});
+}
+
+TEST(PipelineApi, SplitPointsNamedByChild) {
+  auto& world = test_world();
+  if (world.size() != 2) GTEST_SKIP() << "one split point is a 2-stage pipeline";
+  auto o = with(PipelineSchedule::kGPipe, 2);
+  o.partition = PartitionBy::kSplitPoints;
+  o.split_points = {"c"};
+  paratorch::Pipeline pipe(make_named(), world.comm(), batch_of(0).input, o);
+  EXPECT_EQ(pipe.stage_starts(), (std::vector<int>{0, 2, 4}));
+  EXPECT_EQ(pipe.local_block_names(), world.rank() == 0 ? (std::vector<std::string>{"a", "b"})
+                                                          : (std::vector<std::string>{"c", "d"}));
+  const std::string mine = world.rank() == 0 ? "ab" : "cd";
+  for (const auto& item : pipe.named_parameters()) EXPECT_NE(mine.find(item.first[0]), std::string::npos) << item.first;
+  EXPECT_EQ(pipe.named_parameters().size(), world.rank() == 0 ? 2u : 4u);  // a | c, d: weights and biases
+  expect_equivalent(o, make_named);
+}
+
+TEST(PipelineApi, PartitionByTimeCutsAlikeOnEveryRank) {
+  auto o = with(PipelineSchedule::kOneFOneB, 2);
+  o.partition = PartitionBy::kTime;
+  std::shared_ptr<paratorch::Pipeline> pipe;
+  pipelined(make_mlp, o, &pipe);
+  auto mine = torch::tensor(std::vector<int64_t>(pipe->stage_starts().begin(), pipe->stage_starts().end()));
+  auto rank0 = mine.clone();
+  test_world().comm()->broadcast(rank0, 0);
+  EXPECT_TRUE(torch::equal(mine, rank0));
+  expect_equivalent(o);
+}
+
+// The first Linear's weight reused, transposed, by the last child (an
+// embedding tied to the output head): one tensor under two names.
+struct TiedHeadImpl : torch::nn::Module {
+  explicit TiedHeadImpl(torch::Tensor w) { weight = register_parameter("weight", w); }
+  torch::Tensor forward(const torch::Tensor& x) { return torch::matmul(x, weight); }
+  torch::Tensor weight;
+};
+TORCH_MODULE(TiedHead);
+
+torch::nn::Sequential make_tied() {
+  torch::manual_seed(0);
+  torch::nn::Linear first(3, 8);
+  return torch::nn::Sequential({{"embed", first}, {"act", torch::nn::Tanh()}, {"mid", torch::nn::Linear(8, 8)},
+                                {"mid2", torch::nn::Linear(8, 8)}, {"head", TiedHead(first->weight)}});
+}
+
+paratorch::Batch tied_batch_of(int64_t step) {
+  torch::manual_seed(200 + step);
+  return {torch::randn({kBatch, 3}), torch::randn({kBatch, 3})};
+}
+
+TEST(PipelineApi, TiedWeightsAcrossStagesMatchOneProcess) {
+  auto o = with(PipelineSchedule::kOneFOneB, 2);
+  o.tied = {{"embed.weight", "head.weight"}};
+  paratorch::EquivalenceOptions eq;
+  eq.steps = 3;
+  const auto report = paratorch::check_equivalence(
+      test_world().comm(), tied_batch_of, [&] { return reference(make_tied); },
+      [&] {
+        auto pipe = std::make_shared<paratorch::Pipeline>(make_tied(), test_world().comm(), tied_batch_of(0).input, o);
+        auto opt = std::make_shared<torch::optim::SGD>(pipe->parameters(), 0.1);
+        return paratorch::Trainee{[pipe, opt](const paratorch::Batch& b) {
+                                    opt->zero_grad();
+                                    const double loss = pipe->step(b.input, b.target, mse);
+                                    opt->step();
+                                    return loss;
+                                  },
+                                  [pipe] { return pipe->full_parameters(); }};
+      },
+      eq);
+  EXPECT_TRUE(report.pass) << report.summary_line("tied") << " worst " << report.worst_param;
+}
+
+TEST(PipelineApi, ForwardReturnsTheOutputOnEveryRank) {
+  auto net = make_mlp();
+  const auto x = batch_of(5).input.narrow(0, 0, 5);  // any batch size
+  const auto expected = net->forward(x).detach();
+  paratorch::Pipeline pipe(make_mlp(), test_world().comm(), batch_of(0).input, with(PipelineSchedule::kGPipe, 2));
+  const auto out = pipe.forward(x);
+  ASSERT_EQ(out.sizes(), expected.sizes());
+  EXPECT_TRUE(torch::allclose(out, expected, 1e-5, 1e-6));
+}
+
+template <typename F>
+std::string usage_message(F f) {
+  try {
+    f();
+  } catch (const paratorch::UsageError& e) {
+    return e.what();
+  }
+  return "(no UsageError)";
+}
+
+std::string construct(PipelineOptions o, const std::function<torch::nn::Sequential()>& make = make_mlp) {
+  return usage_message([&] { paratorch::Pipeline(make(), test_world().comm(), batch_of(0).input, o); });
+}
+
+TEST(PipelineApi, TooFewChildrenForTheStages) {
+  const int n = test_world().size();
+  auto o = with(PipelineSchedule::kInterleaved, 2 * n, 5);  // 8 children < 5n stages
+  const std::string msg = construct(o);
+  EXPECT_NE(msg.find("the pp group of " + std::to_string(n) + " rank(s) x PipelineOptions::virtual_stages = 5 needs at least " +
+                     std::to_string(5 * n) + " blocks (one per stage) but the model has 8"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(PipelineApi, MicrobatchesThatDoNotDivideTheBatch) {
+  paratorch::Pipeline pipe(make_mlp(), test_world().comm(), batch_of(0).input, with(PipelineSchedule::kGPipe, 3));
+  const auto b = batch_of(0);
+  const std::string msg = usage_message([&] { pipe.step(b.input, b.target, mse); });
+  EXPECT_NE(msg.find("PipelineOptions::microbatches = 3 does not divide the batch of 8"), std::string::npos) << msg;
+}
+
+TEST(PipelineApi, SplitPointNamingAMissingChild) {
+  auto o = with(PipelineSchedule::kGPipe, 2);
+  o.partition = PartitionBy::kSplitPoints;
+  o.split_points = std::vector<std::string>(static_cast<size_t>(test_world().size()) - 1, "e");
+  const std::string msg = construct(o, make_named);
+  EXPECT_NE(msg.find("PipelineOptions::split_points names \"e\", which is no block of the model; blocks: a, b, c, d"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(PipelineApi, SplitPointsThatDoNotMatchTheGroupSize) {
+  auto o = with(PipelineSchedule::kGPipe, 2);
+  o.partition = PartitionBy::kSplitPoints;
+  o.split_points = {"b", "c", "d"};  // 4 stages
+  if (test_world().size() == 4) o.split_points = {"c"};
+  const std::string msg = construct(o, make_named);
+  EXPECT_NE(msg.find("PipelineOptions::split_points names"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("but the pp group of " + std::to_string(test_world().size()) + " rank(s) has " +
+                     std::to_string(test_world().size()) + " stages"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(PipelineApi, TiedNamesThatDoNotExist) {
+  auto o = with(PipelineSchedule::kGPipe, 2);
+  o.tied = {{"0.weight", "7.wieght"}};
+  const std::string msg = construct(o);
+  EXPECT_NE(msg.find("PipelineOptions::tied names \"7.wieght\", which is no parameter of the model"), std::string::npos)
+      << msg;
+}
+
+TEST(PipelineApi, InterleavedMicrobatchesInGroupsOfPp) {
+  const int n = test_world().size();
+  const std::string msg = construct(with(PipelineSchedule::kInterleaved, n + 1, 2));
+  EXPECT_NE(msg.find("PipelineOptions::microbatches = " + std::to_string(n + 1) +
+                     " must be a multiple of the pp group's size " + std::to_string(n)),
+            std::string::npos)
+      << msg;
+}
+
+}  // namespace
