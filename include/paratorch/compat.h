@@ -7,6 +7,9 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <sstream>
+#include <string>
+
 #define PARATORCH_TORCH_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||            \
    (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
@@ -22,6 +25,15 @@ inline void zero_grad_in_place(const std::vector<torch::Tensor>& params) {
     const auto& g = p.grad();
     if (g.defined()) const_cast<torch::Tensor&>(g).zero_();
   }
+}
+
+/// The key torch::optim::Optimizer::state() files parameter `p` under: its
+/// TensorImpl's address as an ostream prints it (libtorch 1.13 spells it
+/// c10::guts::to_string, 2.x c10::str; both print through an ostream).
+inline std::string optimizer_state_key(const torch::Tensor& p) {
+  std::ostringstream key;
+  key << p.unsafeGetTensorImpl();
+  return key.str();
 }
 
 /// "major.minor.patch" of the libtorch this binary was compiled against.

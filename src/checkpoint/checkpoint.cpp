@@ -1,0 +1,78 @@
+// src/checkpoint/checkpoint.cpp — the public checkpoint API
+// (paratorch/checkpoint.h) over the folder format the trainer writes
+// (train/checkpoint.h: atomic writes, manifest with sizes and checksums).
+#include <paratorch/checkpoint.h>
+#include <paratorch/errors.h>
+
+#include "train/checkpoint.h"
+
+namespace paratorch {
+
+TrainingState training_state(const torch::nn::Module& module, const torch::optim::Optimizer& optimizer, int64_t step) {
+  TrainingState state;
+  state.step = step;
+  for (const auto& item : module.named_parameters(/*recurse=*/true))
+    state.model[item.key()] = item.value().detach().to(torch::kCPU).clone();
+  state.optimizer = optimizer_state_by_name(optimizer, module);
+  state.optimizer["step"] = torch::tensor({step}, torch::kLong);
+  return state;
+}
+
+std::string save_checkpoint(const std::string& root, const TrainingState& state, Communicator* comm) {
+  if (root.empty()) throw UsageError("paratorch: save_checkpoint needs a folder (root), got an empty path");
+  std::string written;
+  // Rank 0 writes; a failure there must reach every rank, or the others
+  // would wait at the barrier until the deadline.
+  std::string failure;
+  if (!comm || comm->rank() == 0) {
+    try {
+      train::Checkpoint ckpt;
+      ckpt.step = state.step;
+      ckpt.config_toml = state.config;
+      ckpt.layout = state.layout;
+      ckpt.world_size = comm ? comm->size() : 1;
+      ckpt.model = state.model;
+      ckpt.optimizer = state.optimizer;
+      written = train::write_checkpoint(root, ckpt);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  }
+  if (comm) {
+    auto failed = torch::tensor({failure.empty() ? 0 : 1}, torch::kInt);
+    comm->all_reduce(failed, ReduceOp::kMax);
+    if (failed.item<int>() && failure.empty()) failure = "paratorch: rank 0 could not write a checkpoint under " + root;
+  }
+  if (!failure.empty()) throw RuntimeFailure(failure);
+  return written;
+}
+
+TrainingState load_checkpoint(const std::string& dir) {
+  train::Checkpoint ckpt = train::read_checkpoint(dir);
+  TrainingState state;
+  state.step = ckpt.step;
+  state.model = std::move(ckpt.model);
+  state.optimizer = std::move(ckpt.optimizer);
+  state.config = std::move(ckpt.config_toml);
+  state.layout = std::move(ckpt.layout);
+  return state;
+}
+
+void load_parameters(torch::nn::Module& module, const std::map<std::string, torch::Tensor>& tensors,
+                     const std::function<torch::Tensor(const std::string&, const torch::Tensor&)>& take) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : module.named_parameters(/*recurse=*/true)) {
+    auto it = tensors.find(item.key());
+    if (it == tensors.end())
+      throw RuntimeFailure("paratorch: the checkpoint has no parameter '" + item.key() +
+                           "'; it was written for another model (or under other names)");
+    const torch::Tensor part = take ? take(item.key(), it->second) : it->second;
+    if (!part.sizes().equals(item.value().sizes()))
+      throw RuntimeFailure("paratorch: parameter '" + item.key() + "' is " + c10::str(item.value().sizes()) +
+                           " here and " + c10::str(part.sizes()) + " from the checkpoint" +
+                           (take ? " after `take`" : "; pass load_parameters a `take` that slices this rank's part"));
+    item.value().copy_(part);
+  }
+}
+
+}  // namespace paratorch
