@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace paratorch::async {
@@ -63,8 +64,9 @@ std::vector<WorkHandle> post_message(Communicator& comm, int dst, Header h, cons
 /// into `payload`: straight into `*payload` when that is a contiguous float
 /// tensor of the payload's size (a worker's parameter memory: no staging
 /// copy), else into a new tensor. Waits at most `timeout_s`, then throws
-/// RuntimeFailure naming `what`.
-Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what);
+/// RuntimeFailure naming `what` and the option `timeout_option` that sets the wait.
+Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what,
+                     const std::string& timeout_option);
 
 /// Blocks until some rank's request header is waiting, and returns that
 /// rank; -1 when `idle_s` passed first (the caller checks its deadlines).
