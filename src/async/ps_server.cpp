@@ -166,11 +166,13 @@ void Server::drain_outbox() {
                 works.end());
 }
 
+// The round is complete when every worker pushed `step` (its update is then
+// applied or, with defer_apply, left in .grad). Pulls are not counted: a
+// worker that pushed may already ask for step + 1, and that pull belongs to
+// the next round (it is held until this round's update exists).
 void Server::serve_round(int64_t step) {
-  pulls_answered_ = 0;
-  pushes_seen_ = 0;
   const double deadline = now_s() + options_.timeout_s;
-  while (pulls_answered_ < options_.workers || pushes_seen_ < options_.workers) {
+  while (min_clock() <= step) {
     const int src = wait_for_request(*world_, 0.25);
     if (src >= 0) handle(src);
     drain_outbox();
@@ -260,7 +262,6 @@ void Server::reply(int worker, int64_t step, int64_t version) {
   auto works = post_message(*world_, worker + first_worker_, h, payload, /*reply=*/true);
   if (payload.defined()) readers_.push_back(works.back());
   for (auto& work : works) outbox_[static_cast<size_t>(worker)].push_back(std::move(work));
-  ++pulls_answered_;
 }
 
 void Server::handle_push(int worker, const Header& h, const torch::Tensor& grad) {
@@ -273,7 +274,6 @@ void Server::handle_push(int worker, const Header& h, const torch::Tensor& grad)
   clock_[w] = step + 1;
   losses_[w] = h.value;
   ++stats_.pushes;
-  ++pushes_seen_;
   const int64_t stale = options_.staleness == 0 ? 0 : version_ - version;
   ++stats_.staleness_histogram[static_cast<size_t>(std::clamp<int64_t>(stale, 0, kStalenessBuckets - 1))];
   if (options_.staleness == 0) {

@@ -107,8 +107,9 @@ class Server {
 
   /// Serves until every worker has sent DONE or is lost.
   void serve();
-  /// Bulk-synchronous lockstep (PsEngine): serves until every worker's PULL
-  /// and PUSH of step `step` are handled and the step's update applied.
+  /// Bulk-synchronous lockstep (PsEngine, ParameterServer::serve_step):
+  /// serves until every worker's PUSH of step `step` is handled and the
+  /// step's update applied.
   void serve_round(int64_t step);
 
   /// This shard as tensors by piece key; and the optimizer state by key.
@@ -180,7 +181,6 @@ class Server {
   std::vector<WorkHandle> abandoned_;            // to lost workers: never complete
   torch::Tensor round_sum_;  // bulk-synchronous: sum of this step's pushes
   int round_count_ = 0;
-  int64_t pulls_answered_ = 0, pushes_seen_ = 0;  // for serve_round
   ServerStats stats_;
 };
 
