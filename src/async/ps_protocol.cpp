@@ -43,7 +43,7 @@ bool poll_until(const std::function<bool()>& ready, double limit_s) {
 }  // namespace
 
 torch::Tensor Header::pack() const {
-  return torch::tensor({static_cast<int64_t>(type), step, version, bits(value), bits(value2), numel}, torch::kLong);
+  return torch::tensor({static_cast<int64_t>(type), step, version, bits(value), bits(value2), numel, session}, torch::kLong);
 }
 
 Header Header::unpack(const torch::Tensor& words) {
@@ -55,6 +55,7 @@ Header Header::unpack(const torch::Tensor& words) {
   h.value = from_bits(w[3]);
   h.value2 = from_bits(w[4]);
   h.numel = w[5];
+  h.session = w[6];
   return h;
 }
 

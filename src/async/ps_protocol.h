@@ -38,7 +38,7 @@ constexpr int kRequestTag = 7100;
 constexpr int kRequestPayloadTag = 7101;
 constexpr int kReplyTag = 7102;
 constexpr int kReplyPayloadTag = 7103;
-constexpr int64_t kHeaderWords = 6;
+constexpr int64_t kHeaderWords = 7;
 
 struct Header {
   MessageType type = MessageType::kPull;
@@ -47,6 +47,9 @@ struct Header {
   double value = 0;   // PUSH: loss; REPORT: seconds
   double value2 = 0;  // REPORT: final local loss
   int64_t numel = 0;  // payload floats that follow
+  /// Which parameter server the message belongs to: servers ignore requests
+  /// of another (e.g. a finished one's late DONE on the same communicator).
+  int64_t session = 0;
   torch::Tensor pack() const;
   static Header unpack(const torch::Tensor& words);
 };

@@ -193,6 +193,7 @@ void Server::handle(int src) {
                          std::to_string(src) + ", which is a server, not a worker");
   const auto w = static_cast<size_t>(worker);
   const bool complete = receive_request(*world_, src, &h, &payload, options_.timeout_s);
+  if (complete && h.session != options_.session) return;  // another (finished) server's message
   last_heard_s_[w] = now_s();
   if (lost_[w]) return;  // declared lost: its late messages are ignored
   if (!complete) return lose_worker(w, "its gradient never followed the header it sent");
@@ -255,6 +256,7 @@ void Server::reply(int worker, int64_t step, int64_t version) {
   const int64_t slowest = slowest_unfinished_clock();
   if (slowest != std::numeric_limits<int64_t>::max()) stats_.max_lead = std::max(stats_.max_lead, step - slowest);
   Header h;
+  h.session = options_.session;
   h.version = version_;
   if (options_.assign_slots) h.step = next_slot_ < options_.steps * options_.workers ? next_slot_++ : -1;
   torch::Tensor payload;

@@ -65,6 +65,7 @@ struct ServerOptions {
   int staleness = 0;
   double timeout_s = 300;
   std::string timeout_option = "[comm] timeout_s";  // what errors tell the user to change
+  int64_t session = 0;  // Header::session of this job's messages
   /// May stay empty only with defer_apply (the caller steps the shard).
   ShardOptimizerFactory make_optimizer;
   int64_t steps = 1;  // each worker's steps; a worker's DONE means it reached them

@@ -47,6 +47,7 @@ int64_t Worker::pull(int64_t step) {
   report::Tracer::Span span("ps_pull", "comm");
   for (int s = 0; s < plan_.servers; ++s) {
     Header h;
+    h.session = options_.session;
     h.type = MessageType::kPull;
     h.step = step;
     h.version = versions_[static_cast<size_t>(s)];
@@ -108,6 +109,7 @@ void Worker::push(int64_t step, double loss, double validation) {
       flat.push_back(piece_view(g, piece).reshape({-1}).to(torch::kFloat));
     }
     Header h;
+    h.session = options_.session;
     h.type = MessageType::kPush;
     h.step = step;
     h.version = versions_[static_cast<size_t>(s)];
@@ -133,6 +135,7 @@ void Worker::push(int64_t step, double loss, double validation) {
 void Worker::done() {
   for (int s = 0; s < plan_.servers; ++s) {
     Header h;
+    h.session = options_.session;
     h.type = MessageType::kDone;
     send_message(*world_, server_rank(s), h, torch::Tensor(), false);
   }
@@ -140,6 +143,7 @@ void Worker::done() {
 
 void Worker::report(int64_t steps, double seconds, double loss) {
   Header h;
+  h.session = options_.session;
   h.type = MessageType::kReport;
   h.step = steps;
   h.value = seconds;

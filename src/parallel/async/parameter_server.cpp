@@ -10,10 +10,17 @@
 #include "async/shard_plan.h"
 #include "parallel/async/torch_shard_optimizer.h"
 
+#include <atomic>
+
 namespace paratorch {
 
 namespace {
 constexpr const char* kTimeoutOption = "ParameterServerOptions::timeout_s";
+// Parameter servers built so far in this process. Construction is collective,
+// so every rank of a group numbers its servers alike; the number tags their
+// messages, so a finished one's late messages (a worker's DONE from its
+// destructor) never reach the next one on the same communicator.
+std::atomic<int64_t> sessions{0};
 }  // namespace
 
 void ParameterServerOptions::validate() const {
@@ -41,12 +48,14 @@ struct ParameterServerSetup {
     }
     ps.plan_ = std::make_shared<async::ShardPlan>(async::plan_shards(ps.params_, ps.options_.servers));
     const int rank = ps.group_->rank();
+    const int64_t session = 1 + sessions++;  // 0: the CLI's runs
     if (rank < ps.options_.servers) {
       async::ServerOptions o;
       o.workers = ps.workers_;
       o.staleness = ps.options_.staleness;
       o.timeout_s = ps.options_.timeout_s;
       o.timeout_option = kTimeoutOption;
+      o.session = session;
       o.make_optimizer = make_optimizer;
       std::map<std::string, torch::Tensor> full;
       for (const auto& [name, p] : ps.params_) full[name] = p.detach();
@@ -56,6 +65,7 @@ struct ParameterServerSetup {
       o.workers = ps.workers_;
       o.timeout_s = ps.options_.timeout_s;
       o.timeout_option = kTimeoutOption;
+      o.session = session;
       std::vector<torch::Tensor> params;
       for (const auto& item : ps.params_) params.push_back(item.second);
       ps.worker_ = std::make_unique<async::Worker>(ps.group_, *ps.plan_, std::move(params), o);
