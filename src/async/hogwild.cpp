@@ -11,17 +11,16 @@
 #include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
+#include <paratorch/async.h>
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <mutex>
-#include <thread>
 
 namespace paratorch::async {
 namespace {
@@ -31,36 +30,14 @@ struct Shared {
   const train::Config& config;
   std::unique_ptr<data::Dataset> dataset;
   std::shared_ptr<models::BundledModel> model;
-  std::vector<torch::Tensor> params;
-  train::LrSchedule schedule;
   DistributedSampler batches;
-  std::atomic<int64_t> next{0};
-  std::atomic<bool> failed{false};
   std::mutex log_mutex;  // metrics only; never held during an update
   std::unique_ptr<report::MetricsWriter> metrics;
-  std::string error;
-  double started = 0;
 
   explicit Shared(const train::Config& c) : config(c), batches(c.data.global_batch, 0, 1) {}
 };
 
-// p -= lr * (g + wd * p), writing only the rows g touches when that is a
-// minority of a matrix's rows (the sparse case Hogwild is made for).
-void sgd_update(const torch::Tensor& param, const torch::Tensor& grad, double lr, double wd) {
-  auto p = param.data();  // own version counter: other threads' saved tensors stay valid
-  const bool decays = p.dim() >= 2 && wd != 0;
-  if (p.dim() >= 2) {
-    auto touched = grad.reshape({grad.size(0), -1}).abs().sum(1).nonzero().reshape({-1});
-    if (touched.numel() * 2 < p.size(0)) {
-      auto g = grad.index_select(0, touched);
-      if (decays) g = g.add(p.index_select(0, touched), wd);
-      p.index_add_(0, touched, g, -lr);
-      return;
-    }
-  }
-  if (decays) p.add_(p, -lr * wd);
-  p.add_(grad, -lr);
-}
+thread_local double step_started_s = 0;  // this thread's current step (for step_ms)
 
 void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double validation) {
   const int64_t step = s + 1;
@@ -83,54 +60,23 @@ void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double v
   std::fflush(stdout);
 }
 
-void run_thread(Shared& sh, int64_t* steps_done) {
-  try {
-    for (int64_t s = sh.next++; s < sh.config.train.steps && !sh.failed; s = sh.next++, ++*steps_done) {
-      const double t0 = now_s();
-      if (s == kTracedSteps) report::Tracer::instance().disable();
-      auto batch = sh.dataset->train_batch(sh.batches.global_indices(s));
-      std::vector<torch::Tensor> grads;
-      torch::Tensor loss;
-      {
-        report::Tracer::Span span("forward_backward", "compute");
-        loss = sh.model->loss(batch);
-        grads = torch::autograd::grad({loss}, sh.params, /*grad_outputs=*/{}, /*retain_graph=*/false,
-                                      /*create_graph=*/false, /*allow_unused=*/true);
-      }
-      const double value = loss.item<double>();
-      if (!std::isfinite(value))
-        throw RuntimeFailure("paratorch: hogwild loss is " + std::to_string(value) + " at step " +
-                             std::to_string(s + 1) + "; lower [optim] lr or set [optim] grad_clip");
-      double scale = 1;
-      if (sh.config.optim.grad_clip > 0) {
-        double sq = 0;
-        for (const auto& g : grads)
-          if (g.defined()) sq += g.pow(2).sum().item<double>();
-        const double norm = std::sqrt(sq);
-        if (norm > sh.config.optim.grad_clip) scale = sh.config.optim.grad_clip / (norm + 1e-6);
-      }
-      const double lr = sh.schedule.at(s);
-      torch::NoGradGuard no_grad;
-      {
-        report::Tracer::Span span("hogwild_update", "compute");
-        for (size_t i = 0; i < grads.size(); ++i)
-          if (grads[i].defined()) sgd_update(sh.params[i], scale == 1 ? grads[i] : grads[i] * scale, lr,
-                                             sh.config.optim.weight_decay);
-      }
-      const double ms = (now_s() - t0) * 1000;
-      // Mid-run validation, as the synchronous trainer's: on the shared
-      // parameters as they are now (the other threads keep updating them).
-      double validation = std::numeric_limits<double>::quiet_NaN();
-      if (validates_at(s + 1, sh.config.train.log_every, sh.config.train.steps)) {
-        report::Tracer::Span span("validation", "compute");
-        validation = validation_loss(*sh.model, *sh.dataset, sh.config.data.global_batch);
-      }
-      log_step(sh, s, value, lr, ms, validation);
-    }
-  } catch (const std::exception& e) {
-    std::lock_guard<std::mutex> lock(sh.log_mutex);
-    if (!sh.failed.exchange(true)) sh.error = e.what();
+// The bundled model's loss on global batch s (what each Hogwild thread differentiates).
+torch::Tensor batch_loss(Shared& sh, int64_t s) {
+  step_started_s = now_s();
+  if (s == kTracedSteps) report::Tracer::instance().disable();
+  return sh.model->loss(sh.dataset->train_batch(sh.batches.global_indices(s)));
+}
+
+// After each update: mid-run validation, as the synchronous trainer's, on the
+// shared parameters as they are now (the other threads keep updating them).
+void after_step(Shared& sh, int64_t s, double loss, double lr) {
+  const double ms = (now_s() - step_started_s) * 1000;
+  double validation = std::numeric_limits<double>::quiet_NaN();
+  if (validates_at(s + 1, sh.config.train.log_every, sh.config.train.steps)) {
+    report::Tracer::Span span("validation", "compute");
+    validation = validation_loss(*sh.model, *sh.dataset, sh.config.data.global_batch);
   }
+  log_step(sh, s, loss, lr, ms, validation);
 }
 
 }  // namespace
@@ -141,8 +87,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   sh.dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
   sh.model = models::make_model(config.model);
   sh.model->initialize(static_cast<uint64_t>(config.train.seed));
-  for (const auto& item : sh.model->named_parameters(true)) sh.params.push_back(item.value());
-  sh.schedule = train::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+  const train::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   int64_t start = 0;
   if (!resume_dir.empty()) {
     train::Checkpoint ckpt = train::read_checkpoint(resume_dir);
@@ -151,7 +96,6 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
     for (auto& item : sh.model->named_parameters(true)) item.value().copy_(ckpt.model.at(item.key()));
     start = ckpt.step;
   }
-  sh.next = start;
   std::filesystem::create_directories(config.train.out_dir);
   sh.metrics = std::make_unique<report::MetricsWriter>(config.train.out_dir + "/metrics.jsonl", start > 0);
   const int threads = hogwild_threads(config);
@@ -161,16 +105,21 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   std::fflush(stdout);
   report::Tracer::instance().clear();  // this run's spans only
   report::Tracer::instance().enable(world.rank());
-  const int intra = torch::get_num_threads();
-  torch::set_num_threads(1);
-  const double t0 = now_s();
-  std::vector<std::thread> pool;
-  std::vector<int64_t> steps_done(static_cast<size_t>(threads), 0);
-  for (int i = 0; i < threads; ++i) pool.emplace_back(run_thread, std::ref(sh), &steps_done[static_cast<size_t>(i)]);
-  for (auto& t : pool) t.join();
-  const double seconds = now_s() - t0;
-  torch::set_num_threads(intra);
-  if (sh.failed) throw RuntimeFailure(sh.error);
+  HogwildOptions options;
+  options.steps = config.train.steps;
+  options.first_step = start;
+  options.lr_at = [schedule](int64_t step) { return schedule.at(step); };
+  options.weight_decay = config.optim.weight_decay;
+  options.grad_clip = config.optim.grad_clip;
+  options.on_step = [&sh](int64_t s, double loss, double lr) { after_step(sh, s, loss, lr); };
+  HogwildReport run;
+  try {
+    run = hogwild(sh.model, threads, [&sh](int64_t s) { return batch_loss(sh, s); }, options);
+  } catch (const RuntimeFailure& e) {
+    throw RuntimeFailure(std::string(e.what()) + " (in the config: [optim] lr, [optim] grad_clip)");
+  }
+  const double seconds = run.seconds;
+  const auto& steps_done = run.steps_per_thread;
 
   train::TrainResult result;
   result.steps = config.train.steps;

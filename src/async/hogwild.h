@@ -13,7 +13,9 @@
 // which is why only the rows a gradient touches are written. Dense models
 // (mlp, gpt) run too, but there every update writes every coordinate, so
 // collisions are the rule and the benefit is only the parallel gradient
-// computation. Details and measurements: docs/async.md.
+// computation. Details and measurements: docs/async.md. The threads and the
+// lock-free update are paratorch::hogwild (<paratorch/async.h>); this runner
+// adds the config, dataset, metrics, validation and checkpoint around it.
 //
 // The update is plain SGD, p -= lr * (g + wd * p) (weight decay on dim >= 2),
 // so [optim] name must be "sgd" (momentum is not used: a shared momentum

@@ -30,8 +30,6 @@ PsEngine::PsEngine(const train::Config& config, const ProcessGroups& groups,
     options.workers = workers_;
     options.staleness = 0;
     options.timeout_s = config.comm.timeout_s;
-    options.optim = config.optim;
-    options.schedule = train::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
     options.steps = config.train.steps;
     options.defer_apply = true;
     server_ = std::make_unique<Server>(world_, plan_, world_->rank(), full, options);
@@ -40,7 +38,9 @@ PsEngine::PsEngine(const train::Config& config, const ProcessGroups& groups,
     options.workers = workers_;
     options.timeout_s = config.comm.timeout_s;
     options.grad_clip = 0;  // the caller clips the global norm on the servers
-    worker_ = std::make_unique<Worker>(world_, plan_, model_, dataset_, options);
+    std::vector<torch::Tensor> params;
+    for (const auto& item : model_->named_parameters(true)) params.push_back(item.value());
+    worker_ = std::make_unique<Worker>(world_, plan_, std::move(params), options);
   }
 }
 
@@ -69,7 +69,7 @@ double PsEngine::forward_backward(const std::vector<int64_t>& ids) {
     worker_->pull(step_);
     const std::vector<int64_t> mine(ids.begin() + static_cast<std::ptrdiff_t>(w * n),
                                     ids.begin() + static_cast<std::ptrdiff_t>((w + 1) * n));
-    share = worker_->compute_and_push(step_, mine) / workers_;
+    share = compute_and_push(*worker_, *model_, dataset_, step_, mine) / workers_;
   }
   ++step_;
   auto loss = torch::tensor({share}, torch::kDouble);
@@ -91,19 +91,10 @@ train::EvalResult PsEngine::evaluate(const std::vector<int64_t>& ids) {
   return r;
 }
 
-// The servers' pieces summed into zeros over the world: every rank gets them all.
 std::map<std::string, torch::Tensor> PsEngine::full_parameters() {
-  std::map<std::string, torch::Tensor> out;
-  std::vector<torch::Tensor> flat;
-  for (const auto& item : model_->named_parameters(true)) {
-    out[item.key()] = torch::zeros_like(item.value().detach(), torch::MemoryFormat::Contiguous).to(torch::kFloat);
-  }
-  if (server_) {
-    const auto shard = server_->shard();
-    for (const auto& piece : plan_.pieces_of(world_->rank())) piece_view(out[piece.name], piece).copy_(shard.at(piece.key));
-  }
-  for (auto& [name, t] : out) world_->all_reduce(t, ReduceOp::kSum);
-  return out;
+  std::vector<std::pair<std::string, torch::Tensor>> params;
+  for (const auto& item : model_->named_parameters(true)) params.emplace_back(item.key(), item.value());
+  return gather_full(*world_, plan_, server_.get(), params);
 }
 
 void PsEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {

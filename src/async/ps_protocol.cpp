@@ -43,7 +43,7 @@ bool poll_until(const std::function<bool()>& ready, double limit_s) {
 }  // namespace
 
 torch::Tensor Header::pack() const {
-  return torch::tensor({static_cast<int64_t>(type), step, version, bits(value), bits(value2), numel}, torch::kLong);
+  return torch::tensor({static_cast<int64_t>(type), step, version, bits(value), bits(value2), numel, session}, torch::kLong);
 }
 
 Header Header::unpack(const torch::Tensor& words) {
@@ -55,6 +55,7 @@ Header Header::unpack(const torch::Tensor& words) {
   h.value = from_bits(w[3]);
   h.value2 = from_bits(w[4]);
   h.numel = w[5];
+  h.session = w[6];
   return h;
 }
 
@@ -69,13 +70,14 @@ std::vector<WorkHandle> post_message(Communicator& comm, int dst, Header h, cons
   return works;
 }
 
-Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what) {
+Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what,
+                     const std::string& timeout_option) {
   auto words = torch::empty({kHeaderWords}, torch::kLong);
   auto work = comm.recv_async(words, src, kReplyTag);
   if (!poll_until([&] { return work->is_completed(); }, timeout_s))
     throw RuntimeFailure(std::string("paratorch: ps worker rank ") + std::to_string(comm.rank()) + " got no " + what +
                          " reply from server rank " + std::to_string(src) + " within " + std::to_string(timeout_s) +
-                         " s ([comm] timeout_s); the server is gone or stuck");
+                         " s (" + timeout_option + "); the server is gone or stuck");
   work->wait();
   Header h = Header::unpack(words);
   if (h.numel > 0) {

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace paratorch::async {
@@ -37,7 +38,7 @@ constexpr int kRequestTag = 7100;
 constexpr int kRequestPayloadTag = 7101;
 constexpr int kReplyTag = 7102;
 constexpr int kReplyPayloadTag = 7103;
-constexpr int64_t kHeaderWords = 6;
+constexpr int64_t kHeaderWords = 7;
 
 struct Header {
   MessageType type = MessageType::kPull;
@@ -46,6 +47,9 @@ struct Header {
   double value = 0;   // PUSH: loss; REPORT: seconds
   double value2 = 0;  // REPORT: final local loss
   int64_t numel = 0;  // payload floats that follow
+  /// Which parameter server the message belongs to: servers ignore requests
+  /// of another (e.g. a finished one's late DONE on the same communicator).
+  int64_t session = 0;
   torch::Tensor pack() const;
   static Header unpack(const torch::Tensor& words);
 };
@@ -63,8 +67,9 @@ std::vector<WorkHandle> post_message(Communicator& comm, int dst, Header h, cons
 /// into `payload`: straight into `*payload` when that is a contiguous float
 /// tensor of the payload's size (a worker's parameter memory: no staging
 /// copy), else into a new tensor. Waits at most `timeout_s`, then throws
-/// RuntimeFailure naming `what`.
-Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what);
+/// RuntimeFailure naming `what` and the option `timeout_option` that sets the wait.
+Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double timeout_s, const char* what,
+                     const std::string& timeout_option);
 
 /// Blocks until some rank's request header is waiting, and returns that
 /// rank; -1 when `idle_s` passed first (the caller checks its deadlines).

@@ -14,6 +14,34 @@
 
 namespace paratorch::async {
 
+namespace {
+
+// The project's own optimizer (train/optimizer.h): state by parameter name,
+// so server checkpoints resume in any layout.
+class ConfigOptimizer : public ShardOptimizer {
+ public:
+  ConfigOptimizer(const train::OptimSection& optim, train::LrSchedule schedule, const train::NamedTensors& shard)
+      : optimizer_(train::make_optimizer(optim, shard)), schedule_(schedule) {}
+  void step(int64_t step) override { optimizer_->step(schedule_.at(step)); }
+  int64_t steps_taken() const override { return optimizer_->steps_taken(); }
+  std::map<std::string, torch::Tensor> state_tensors() const override { return optimizer_->state_tensors(); }
+  void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
+    optimizer_->load_state_tensors(state);
+  }
+
+ private:
+  std::unique_ptr<train::Optimizer> optimizer_;
+  train::LrSchedule schedule_;
+};
+
+}  // namespace
+
+ShardOptimizerFactory config_optimizer(train::OptimSection optim, train::LrSchedule schedule) {
+  return [optim, schedule](const train::NamedTensors& shard, const std::vector<Piece>&) {
+    return std::unique_ptr<ShardOptimizer>(new ConfigOptimizer(optim, schedule, shard));
+  };
+}
+
 double ServerStats::apply_rate() const {
   const double span = last_apply_s - first_apply_s;
   return span > 0 && applied > 1 ? static_cast<double>(applied - 1) / span : 0;
@@ -31,7 +59,7 @@ Server::Server(std::shared_ptr<Communicator> world, const ShardPlan& plan, int i
     numel_ += piece.numel;
   }
   bind_values(torch::empty({numel_}, torch::kFloat));
-  optimizer_ = train::make_optimizer(options_.optim, named);
+  if (options_.make_optimizer) optimizer_ = options_.make_optimizer(named, pieces_);
   const auto w = static_cast<size_t>(options_.workers);
   clock_.assign(w, 0);
   done_.assign(w, false);
@@ -103,8 +131,10 @@ void Server::load(const std::map<std::string, torch::Tensor>& values, const std:
                            c10::str(values_[i].sizes()) + " (was it written with other [parallel] servers?)");
     values_[i].copy_(it->second);
   }
-  optimizer_->load_state_tensors(state);
-  version_ = optimizer_->steps_taken();
+  if (optimizer_) {
+    optimizer_->load_state_tensors(state);
+    version_ = optimizer_->steps_taken();
+  }
 }
 
 void Server::set_values(const std::map<std::string, torch::Tensor>& full) {
@@ -136,17 +166,19 @@ void Server::drain_outbox() {
                 works.end());
 }
 
+// The round is complete when every worker pushed `step` (its update is then
+// applied or, with defer_apply, left in .grad). Pulls are not counted: a
+// worker that pushed may already ask for step + 1, and that pull belongs to
+// the next round (it is held until this round's update exists).
 void Server::serve_round(int64_t step) {
-  pulls_answered_ = 0;
-  pushes_seen_ = 0;
   const double deadline = now_s() + options_.timeout_s;
-  while (pulls_answered_ < options_.workers || pushes_seen_ < options_.workers) {
+  while (min_clock() <= step) {
     const int src = wait_for_request(*world_, 0.25);
     if (src >= 0) handle(src);
     drain_outbox();
     if (now_s() > deadline)
       throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " waited more than " +
-                           std::to_string(options_.timeout_s) + " s ([comm] timeout_s) for step " +
+                           std::to_string(options_.timeout_s) + " s (" + options_.timeout_option + ") for step " +
                            std::to_string(step + 1) + "'s pulls and pushes");
   }
   if (options_.defer_apply) own_values();  // the caller's optimizer steps the values next
@@ -161,6 +193,7 @@ void Server::handle(int src) {
                          std::to_string(src) + ", which is a server, not a worker");
   const auto w = static_cast<size_t>(worker);
   const bool complete = receive_request(*world_, src, &h, &payload, options_.timeout_s);
+  if (complete && h.session != options_.session) return;  // another (finished) server's message
   last_heard_s_[w] = now_s();
   if (lost_[w]) return;  // declared lost: its late messages are ignored
   if (!complete) return lose_worker(w, "its gradient never followed the header it sent");
@@ -188,16 +221,22 @@ int64_t Server::min_clock() const {
   return slowest == std::numeric_limits<int64_t>::max() ? 0 : slowest;
 }
 
-bool Server::pull_allowed(int64_t step) const {
-  if (options_.staleness < 0) return true;
+// max() when every worker is done or lost.
+int64_t Server::slowest_unfinished_clock() const {
   int64_t slowest = std::numeric_limits<int64_t>::max();
   for (size_t w = 0; w < clock_.size(); ++w)
     if (!lost_[w] && !done_[w]) slowest = std::min(slowest, clock_[w]);
+  return slowest;
+}
+
+bool Server::pull_allowed(int64_t step) const {
+  if (options_.staleness < 0) return true;
+  const int64_t slowest = slowest_unfinished_clock();
   return slowest == std::numeric_limits<int64_t>::max() || step - slowest <= options_.staleness;
 }
 
 void Server::handle_pull(int worker, int64_t step, int64_t version) {
-  if (pull_allowed(step)) return reply(worker, version);
+  if (pull_allowed(step)) return reply(worker, step, version);
   pending_.push_back({worker, step, version});
 }
 
@@ -205,16 +244,19 @@ void Server::answer_ready_pulls() {
   std::vector<PendingPull> still;
   for (const auto& p : pending_) {
     if (lost_[static_cast<size_t>(p.worker)]) continue;
-    if (pull_allowed(p.step)) reply(p.worker, p.version);
+    if (pull_allowed(p.step)) reply(p.worker, p.step, p.version);
     else still.push_back(p);
   }
   pending_ = std::move(still);
 }
 
 // Only a shard that changed since the worker's copy travels.
-void Server::reply(int worker, int64_t version) {
+void Server::reply(int worker, int64_t step, int64_t version) {
   report::Tracer::Span span("ps_reply", "comm");
+  const int64_t slowest = slowest_unfinished_clock();
+  if (slowest != std::numeric_limits<int64_t>::max()) stats_.max_lead = std::max(stats_.max_lead, step - slowest);
   Header h;
+  h.session = options_.session;
   h.version = version_;
   if (options_.assign_slots) h.step = next_slot_ < options_.steps * options_.workers ? next_slot_++ : -1;
   torch::Tensor payload;
@@ -222,7 +264,6 @@ void Server::reply(int worker, int64_t version) {
   auto works = post_message(*world_, worker + first_worker_, h, payload, /*reply=*/true);
   if (payload.defined()) readers_.push_back(works.back());
   for (auto& work : works) outbox_[static_cast<size_t>(worker)].push_back(std::move(work));
-  ++pulls_answered_;
 }
 
 void Server::handle_push(int worker, const Header& h, const torch::Tensor& grad) {
@@ -235,7 +276,6 @@ void Server::handle_push(int worker, const Header& h, const torch::Tensor& grad)
   clock_[w] = step + 1;
   losses_[w] = h.value;
   ++stats_.pushes;
-  ++pushes_seen_;
   const int64_t stale = options_.staleness == 0 ? 0 : version_ - version;
   ++stats_.staleness_histogram[static_cast<size_t>(std::clamp<int64_t>(stale, 0, kStalenessBuckets - 1))];
   if (options_.staleness == 0) {
@@ -266,7 +306,10 @@ void Server::apply(const torch::Tensor& flat_grad, int64_t step) {
   report::Tracer::Span span("ps_apply", "compute");
   own_values();
   set_gradients(flat_grad);
-  optimizer_->step(options_.schedule.at(step));
+  if (!optimizer_)
+    throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) +
+                         " has no optimizer to apply a gradient with (ServerOptions::make_optimizer is empty)");
+  optimizer_->step(step);
   ++version_;
   ++stats_.applied;
   stats_.last_apply_s = now_s();
@@ -314,7 +357,7 @@ void Server::lose_worker(size_t w, const std::string& why) {
   const int rank = static_cast<int>(w) + first_worker_;
   if (options_.staleness == 0)
     throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(rank) + " was lost (" + why +
-                         ", [comm] timeout_s = " + std::to_string(options_.timeout_s) +
+                         ", " + options_.timeout_option + " = " + std::to_string(options_.timeout_s) +
                          "); bulk-synchronous training (staleness = 0) cannot continue without it");
   lost_[w] = true;
   stats_.lost_workers.push_back(rank);
@@ -324,6 +367,20 @@ void Server::lose_worker(size_t w, const std::string& why) {
   std::fprintf(stderr, "paratorch: ps server %d: worker rank %d lost (%s) after step %lld; continuing with %d workers\n",
                index_, rank, why.c_str(), static_cast<long long>(clock_[w]), live_workers());
   answer_ready_pulls();
+}
+
+// Summing zeros and one owner's rows is exact: every element is one value plus zeros.
+std::map<std::string, torch::Tensor> gather_full(Communicator& group, const ShardPlan& plan, const Server* server,
+                                                 const std::vector<std::pair<std::string, torch::Tensor>>& params) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, value] : params)
+    out[name] = torch::zeros(value.sizes(), torch::TensorOptions().dtype(torch::kFloat));
+  if (server) {
+    const auto shard = server->shard();
+    for (const auto& piece : plan.pieces_of(group.rank())) piece_view(out[piece.name], piece).copy_(shard.at(piece.key));
+  }
+  for (auto& [name, t] : out) group.all_reduce(t, ReduceOp::kSum);
+  return out;
 }
 
 }  // namespace paratorch::async

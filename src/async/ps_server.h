@@ -27,6 +27,7 @@
 #include "train/optimizer.h"
 #include <paratorch/communicator.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,12 +35,39 @@
 
 namespace paratorch::async {
 
+/// What a server updates its shard with: built over the shard's leaf
+/// tensors, stepped once their .grad holds the gradient to apply. The CLI
+/// plugs in the [optim] optimizer (config_optimizer); the public
+/// ParameterServer plugs in the user's torch::optim optimizer.
+class ShardOptimizer {
+ public:
+  virtual ~ShardOptimizer() = default;
+  /// One update of every piece for the pusher's global step `step` (so a
+  /// schedule can pick that step's learning rate).
+  virtual void step(int64_t step) = 0;
+  /// Steps taken so far (a restored shard's version).
+  virtual int64_t steps_taken() const = 0;
+  /// State by key for checkpoints; empty where the optimizer keeps none by name.
+  virtual std::map<std::string, torch::Tensor> state_tensors() const { return {}; }
+  virtual void load_state_tensors(const std::map<std::string, torch::Tensor>& state) { (void)state; }
+};
+
+/// Builds a server's optimizer over its shard: leaf tensors by piece key,
+/// and the pieces they hold (Piece::param says whose rows).
+using ShardOptimizerFactory = std::function<std::unique_ptr<ShardOptimizer>(
+    const std::vector<std::pair<std::string, torch::Tensor>>& shard, const std::vector<Piece>& pieces)>;
+
+/// The [optim] optimizer, at `schedule`'s learning rate for each step.
+ShardOptimizerFactory config_optimizer(train::OptimSection optim, train::LrSchedule schedule);
+
 struct ServerOptions {
   int workers = 1;
   int staleness = 0;
   double timeout_s = 300;
-  train::OptimSection optim;
-  train::LrSchedule schedule;
+  std::string timeout_option = "[comm] timeout_s";  // what errors tell the user to change
+  int64_t session = 0;  // Header::session of this job's messages
+  /// May stay empty only with defer_apply (the caller steps the shard).
+  ShardOptimizerFactory make_optimizer;
   int64_t steps = 1;  // each worker's steps; a worker's DONE means it reached them
   /// Asynchronous work sharing (server 0 with staleness < 0): each pull
   /// reply hands out the next slot of the run, slot g = samples of worker
@@ -66,6 +94,9 @@ struct ServerStats {
   double first_apply_s = 0, last_apply_s = 0;
   std::vector<int64_t> staleness_histogram = std::vector<int64_t>(kStalenessBuckets, 0);
   std::vector<int> lost_workers;  // world ranks
+  /// Largest lead of an answered pull: its step minus the slowest unfinished
+  /// worker's clock then (at most the staleness bound when it is >= 0).
+  int64_t max_lead = 0;
   double apply_rate() const;    // applied steps per second between first and last
 };
 
@@ -77,15 +108,18 @@ class Server {
 
   /// Serves until every worker has sent DONE or is lost.
   void serve();
-  /// Bulk-synchronous lockstep (PsEngine): serves until every worker's PULL
-  /// and PUSH of step `step` are handled and the step's update applied.
+  /// Bulk-synchronous lockstep (PsEngine, ParameterServer::serve_step):
+  /// serves until every worker's PUSH of step `step` is handled and the
+  /// step's update applied.
   void serve_round(int64_t step);
 
   /// This shard as tensors by piece key; and the optimizer state by key.
   std::map<std::string, torch::Tensor> shard() const;
   /// The shard's leaf tensors by piece key (what an optimizer steps).
   std::vector<std::pair<std::string, torch::Tensor>> named_values() const;
-  std::map<std::string, torch::Tensor> optimizer_state() const { return optimizer_->state_tensors(); }
+  std::map<std::string, torch::Tensor> optimizer_state() const {
+    return optimizer_ ? optimizer_->state_tensors() : std::map<std::string, torch::Tensor>{};
+  }
   void load(const std::map<std::string, torch::Tensor>& values, const std::map<std::string, torch::Tensor>& state);
   /// Overwrites this shard from full tensors by parameter name (workers re-pull it).
   void set_values(const std::map<std::string, torch::Tensor>& full);
@@ -112,7 +146,8 @@ class Server {
   void set_gradients(const torch::Tensor& flat_grad);
   bool pull_allowed(int64_t step) const;
   void answer_ready_pulls();
-  void reply(int worker, int64_t version);
+  void reply(int worker, int64_t step, int64_t version);
+  int64_t slowest_unfinished_clock() const;
   void check_silence();
   void lose_worker(size_t w, const std::string& why);
   void drain_outbox();
@@ -134,7 +169,7 @@ class Server {
   std::vector<torch::Tensor> values_;  // one leaf per piece, in payload order: views into flat_
   torch::Tensor flat_;                 // the shard, as one buffer (what a reply sends)
   std::vector<WorkHandle> readers_;    // payload sends of replies that read flat_ in flight
-  std::unique_ptr<train::Optimizer> optimizer_;
+  std::unique_ptr<ShardOptimizer> optimizer_;
   int64_t version_ = 0;
   int64_t next_slot_ = 0;
   int64_t numel_ = 0;
@@ -147,9 +182,14 @@ class Server {
   std::vector<WorkHandle> abandoned_;            // to lost workers: never complete
   torch::Tensor round_sum_;  // bulk-synchronous: sum of this step's pushes
   int round_count_ = 0;
-  int64_t pulls_answered_ = 0, pushes_seen_ = 0;  // for serve_round
   ServerStats stats_;
 };
 
+/// Every parameter as a full fp32 tensor by name, on every rank of `group`
+/// (collective): each server (`server` non-null, its group rank its index)
+/// writes its pieces into zeros shaped like `params` and a sum over the
+/// group assembles them.
+std::map<std::string, torch::Tensor> gather_full(Communicator& group, const ShardPlan& plan, const Server* server,
+                                                 const std::vector<std::pair<std::string, torch::Tensor>>& params);
 
 }  // namespace paratorch::async

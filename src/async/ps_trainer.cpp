@@ -224,8 +224,7 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
   options.workers = job.workers;
   options.staleness = job.config.parallel.staleness;
   options.timeout_s = job.config.comm.timeout_s;
-  options.optim = job.config.optim;
-  options.schedule = job.schedule;
+  options.make_optimizer = config_optimizer(job.config.optim, job.schedule);
   options.steps = job.config.train.steps;
   options.assign_slots = k == 0 && options.staleness < 0;
   options.local_worker_pids.assign(job.local_pids.begin() + job.servers, job.local_pids.end());
@@ -297,7 +296,9 @@ train::TrainResult run_worker(Job& job) {
   options.timeout_s = job.config.comm.timeout_s;
   options.grad_clip = job.config.optim.grad_clip;
   if (inj.straggler_rank == rank) options.delay_factor = inj.factor;
-  Worker worker(job.world.comm(), job.plan, job.model, *job.dataset, options);
+  std::vector<torch::Tensor> params;
+  for (const auto& item : job.model->named_parameters(true)) params.push_back(item.value());
+  Worker worker(job.world.comm(), job.plan, std::move(params), options);
   auto first = torch::tensor({std::numeric_limits<int64_t>::max()}, torch::kLong);
   job.world.comm()->all_reduce(first, ReduceOp::kMin);
   const int64_t start = first.item<int64_t>();
@@ -329,9 +330,9 @@ train::TrainResult run_worker(Job& job) {
     if (share == 0 && validates_at(step, job.config.train.log_every, job.config.train.steps)) {
       report::Tracer::Span span("validation", "compute");
       if (!validation_set) validation_set.emplace(*job.dataset, job.config.data.global_batch);
-      validation = validation_set->loss(worker.model());
+      validation = validation_set->loss(*job.model);
     }
-    loss = worker.compute_and_push(step, DistributedSampler(job.config.data.global_batch, share, job.workers).local_indices(step),
+    loss = compute_and_push(worker, *job.model, *job.dataset, step, DistributedSampler(job.config.data.global_batch, share, job.workers).local_indices(step),
                                    validation);
     ++steps;
     if (!std::isfinite(loss))

@@ -13,10 +13,9 @@
 
 namespace paratorch::async {
 
-Worker::Worker(std::shared_ptr<Communicator> world, const ShardPlan& plan, std::shared_ptr<models::BundledModel> model,
-               const data::Dataset& dataset, WorkerOptions options)
-    : world_(std::move(world)), plan_(plan), model_(std::move(model)), dataset_(dataset), options_(options) {
-  for (const auto& item : model_->named_parameters(true)) params_.push_back(item.value());
+Worker::Worker(std::shared_ptr<Communicator> world, const ShardPlan& plan, std::vector<torch::Tensor> params,
+               WorkerOptions options)
+    : world_(std::move(world)), plan_(plan), options_(options), params_(std::move(params)) {
   versions_.assign(static_cast<size_t>(plan_.servers), -1);
   int64_t total = 0;
   bool fp32 = true;
@@ -48,6 +47,7 @@ int64_t Worker::pull(int64_t step) {
   report::Tracer::Span span("ps_pull", "comm");
   for (int s = 0; s < plan_.servers; ++s) {
     Header h;
+    h.session = options_.session;
     h.type = MessageType::kPull;
     h.step = step;
     h.version = versions_[static_cast<size_t>(s)];
@@ -58,7 +58,7 @@ int64_t Worker::pull(int64_t step) {
   for (int s = 0; s < plan_.servers; ++s) {
     torch::Tensor payload, mine;
     if (flat_.defined()) payload = mine = flat_.narrow(0, flat_offset_[static_cast<size_t>(s)], plan_.numel_of(s));
-    Header h = receive_reply(*world_, server_rank(s), &payload, 2 * options_.timeout_s, "pull");
+    Header h = receive_reply(*world_, server_rank(s), &payload, 2 * options_.timeout_s, "pull", options_.timeout_option);
     if (s == 0) slot = h.step;
     versions_[static_cast<size_t>(s)] = h.version;
     if (h.numel == 0) continue;  // unchanged since our copy
@@ -73,25 +73,32 @@ int64_t Worker::pull(int64_t step) {
   return slot;
 }
 
-double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids, double validation) {
+double compute_and_push(Worker& worker, models::BundledModel& model, const data::Dataset& dataset, int64_t step,
+                        const std::vector<int64_t>& ids, double validation) {
   const double t0 = now_s();
-  for (auto& p : params_)
+  const auto& options = worker.options();
+  for (auto p : worker.params())
     p.mutable_grad() = torch::Tensor();  // backward writes fresh gradients: no zeroing pass, no accumulation
-  auto batch = dataset_.train_batch(ids);
+  auto batch = dataset.train_batch(ids);
   double loss = 0;
   {
     report::Tracer::Span span("forward_backward", "compute");
-    auto l = model_->loss(batch);
+    auto l = model.loss(batch);
     l.backward();
     loss = l.item<double>();
   }
-  if (options_.grad_clip > 0) train::clip_grad_norm(params_, options_.grad_clip);
-  if (options_.delay_factor > 1) {
+  if (options.grad_clip > 0) train::clip_grad_norm(worker.params(), options.grad_clip);
+  if (options.delay_factor > 1) {
     // The documented straggler injection (bench/async): this worker computes
     // `delay_factor` times slower.
     const double spent = now_s() - t0;
-    std::this_thread::sleep_for(std::chrono::duration<double>(spent * (options_.delay_factor - 1)));
+    std::this_thread::sleep_for(std::chrono::duration<double>(spent * (options.delay_factor - 1)));
   }
+  worker.push(step, loss, validation);
+  return loss;
+}
+
+void Worker::push(int64_t step, double loss, double validation) {
   report::Tracer::Span span("ps_push", "comm");
   std::vector<std::pair<int, WorkHandle>> sends;
   for (int s = 0; s < plan_.servers; ++s) {
@@ -102,6 +109,7 @@ double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids, d
       flat.push_back(piece_view(g, piece).reshape({-1}).to(torch::kFloat));
     }
     Header h;
+    h.session = options_.session;
     h.type = MessageType::kPush;
     h.step = step;
     h.version = versions_[static_cast<size_t>(s)];
@@ -119,15 +127,15 @@ double Worker::compute_and_push(int64_t step, const std::vector<int64_t>& ids, d
         throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(world_->rank()) +
                              " could not push its gradient to server rank " + std::to_string(server_rank(s)) +
                              " within " + std::to_string(2 * options_.timeout_s) +
-                             " s (2 x [comm] timeout_s); the server is gone or stuck");
+                             " s (2 x " + options_.timeout_option + "); the server is gone or stuck");
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-  return loss;
 }
 
 void Worker::done() {
   for (int s = 0; s < plan_.servers; ++s) {
     Header h;
+    h.session = options_.session;
     h.type = MessageType::kDone;
     send_message(*world_, server_rank(s), h, torch::Tensor(), false);
   }
@@ -135,6 +143,7 @@ void Worker::done() {
 
 void Worker::report(int64_t steps, double seconds, double loss) {
   Header h;
+  h.session = options_.session;
   h.type = MessageType::kReport;
   h.step = steps;
   h.value = seconds;

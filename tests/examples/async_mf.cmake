@@ -1,0 +1,1 @@
+paratorch_example(async_mf 3 "verify: .* PASS")

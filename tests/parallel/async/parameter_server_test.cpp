@@ -1,0 +1,214 @@
+// tests/parallel/async/parameter_server_test.cpp — the public ParameterServer
+// on a user's module: bulk-synchronous training equals one process, the
+// stale-synchronous bound holds, asynchronous training converges, and bad
+// input is refused with the option's name.
+#include <gtest/gtest.h>
+
+#include "mf_fixture.h"
+#include "mpi_test_env.h"
+#include <paratorch/async.h>
+#include <paratorch/errors.h>
+
+#include <chrono>
+#include <thread>
+
+using paratorch::ParameterServer;
+using paratorch::ParameterServerOptions;
+using namespace mf_fixture;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Adam with two groups (decay on the tables, none on the biases): a server
+// re-points each group at its rows and must keep the groups' options.
+std::shared_ptr<torch::optim::Adam> make_adam(Mf& model) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{model->users->weight, model->items->weight},
+                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(0.05).weight_decay(0.01)));
+  groups.emplace_back(std::vector<torch::Tensor>{model->user_bias, model->item_bias},
+                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(0.05)));
+  return std::make_shared<torch::optim::Adam>(std::move(groups));
+}
+
+// The worker's contiguous share of the global batch (equal shares: the mean
+// of the workers' means is the global mean).
+std::pair<torch::Tensor, torch::Tensor> share(const std::pair<torch::Tensor, torch::Tensor>& b, int index, int workers) {
+  const int64_t n = b.first.size(0) / workers;
+  return {b.first.narrow(0, index * n, n), b.second.narrow(0, index * n, n)};
+}
+
+// Trains `steps` steps through a parameter server; servers serve(), workers
+// call `on_step(step)` around each step. Returns the RMSE of the result.
+double train_ps(ParameterServerOptions options, int64_t steps, const std::function<void(ParameterServer&, int64_t)>& before_push = {}) {
+  auto ratings = true_ratings();
+  Mf model;
+  auto opt = std::make_shared<torch::optim::Adam>(model->parameters(), torch::optim::AdamOptions(0.05));
+  ParameterServer ps(model.ptr(), opt, test_world().comm(), options);
+  if (ps.is_server()) {
+    ps.serve();
+  } else {
+    for (int64_t s = 0; s < steps; ++s) {
+      ps.pull();
+      auto [ids, y] = share(batch(s, ratings), ps.worker_index(), ps.workers());
+      auto loss = torch::mse_loss(model->forward(ids), y);
+      loss.backward();
+      if (before_push) before_push(ps, s);
+      ps.push(loss.item<double>());
+    }
+    ps.finish();
+  }
+  ps.load_into_module();
+  return rmse(model, ratings);
+}
+
+}  // namespace
+
+TEST(AsyncApi, BulkSynchronousEqualsOneProcess) {
+  const int size = test_world().size();
+  ParameterServerOptions options;
+  options.servers = size - 2;  // np3: 1 server; np4: 2 servers, the tables split by rows
+  auto ratings = true_ratings();
+
+  Mf reference;
+  auto ref_opt = make_adam(reference);
+  Mf model;
+  ParameterServer ps(model.ptr(), make_adam(model), test_world().comm(), options);
+  const int64_t steps = 6;
+  for (int64_t s = 0; s < steps; ++s) {
+    auto global = batch(s, ratings);
+    ref_opt->zero_grad();
+    torch::mse_loss(reference->forward(global.first), global.second).backward();
+    ref_opt->step();
+    if (ps.is_server()) {
+      ps.serve_step();
+    } else {
+      ps.pull();
+      auto [ids, y] = share(global, ps.worker_index(), ps.workers());
+      auto loss = torch::mse_loss(model->forward(ids), y);
+      loss.backward();
+      ps.push(loss.item<double>());
+    }
+  }
+  if (ps.is_worker()) ps.finish();
+  const auto full = ps.full_parameters();
+  for (const auto& item : reference->named_parameters()) {
+    SCOPED_TRACE(item.key());
+    const auto& got = full.at(item.key());
+    const auto& want = item.value();
+    EXPECT_LT((got - want).norm().item<double>(), 1e-5 * want.norm().item<double>());
+    EXPECT_GT((want - Mf()->named_parameters()[item.key()]).abs().max().item<double>(), 1e-3) << "it must have moved";
+  }
+  if (ps.is_server()) EXPECT_EQ(ps.stats().updates, steps);
+}
+
+// Staleness k: a worker's pull for step t returns only after every worker
+// pushed step t - k - 1. Worker 1 straggles, so worker 0 runs into the bound;
+// timestamps of both (one node: one steady clock) show it is never crossed,
+// and that worker 0 did run ahead (the bound, not lockstep, held it).
+TEST(AsyncApi, StaleSynchronousRespectsTheBound) {
+  const int size = test_world().size();
+  ParameterServerOptions options;
+  options.staleness = 2;
+  const int64_t steps = 12, k = options.staleness;
+  auto ratings = true_ratings();
+  Mf model;
+  auto opt = std::make_shared<torch::optim::SGD>(model->parameters(), 0.5);
+  ParameterServer ps(model.ptr(), opt, test_world().comm(), options);
+  // Per rank: pull-return times, then push-start times.
+  auto times = torch::zeros({2 * steps}, torch::kDouble);
+  if (ps.is_server()) {
+    ps.serve();
+    EXPECT_LE(ps.stats().max_lead, k);
+    EXPECT_EQ(ps.stats().max_lead, k) << "the straggler should have let the other worker reach the bound";
+  } else {
+    for (int64_t s = 0; s < steps; ++s) {
+      ps.pull();
+      times[s] = now_s();
+      auto [ids, y] = share(batch(s, ratings), ps.worker_index(), ps.workers());
+      torch::mse_loss(model->forward(ids), y).backward();
+      if (ps.worker_index() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      times[steps + s] = now_s();
+      ps.push();
+    }
+    ps.finish();
+  }
+  auto all = torch::zeros({size * 2 * steps}, torch::kDouble);
+  test_world().comm()->all_gather(all, times);
+  auto fast = all.narrow(0, options.servers * 2 * steps, 2 * steps);
+  auto slow = all.narrow(0, (options.servers + 1) * 2 * steps, 2 * steps);
+  bool ahead = false;
+  for (int64_t t = k + 1; t < steps; ++t) {
+    const double pulled = fast[t].item<double>(), slow_pushed = slow[steps + t - k - 1].item<double>();
+    EXPECT_GE(pulled, slow_pushed) << "worker 0's pull for step " << t << " returned before worker 1 pushed step "
+                                   << t - k - 1;
+    ahead = ahead || pulled < slow[steps + t - 1].item<double>();
+  }
+  EXPECT_TRUE(ahead) << "worker 0 never ran ahead of the straggler";
+}
+
+// Fully asynchronous: no waiting, stale gradients; it still converges to
+// near the noise floor (0.05) and close to the bulk-synchronous result.
+TEST(AsyncApi, AsynchronousConverges) {
+  ParameterServerOptions bsp, async;
+  async.staleness = -1;
+  const double start = [] { Mf m; return rmse(m, true_ratings()); }();
+  const double sync = train_ps(bsp, 150);
+  const double free = train_ps(async, 150, [](ParameterServer& ps, int64_t) {
+    if (ps.worker_index() == 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  EXPECT_GT(start, 0.5);
+  EXPECT_LT(sync, 0.15);
+  EXPECT_LT(free, 0.15);
+  EXPECT_LT(std::abs(free - sync), 0.05);
+}
+
+TEST(AsyncApi, BadInputNamesTheOption) {
+  const int size = test_world().size();
+  auto expect_usage = [](const std::function<void()>& f, const std::string& needle) {
+    try {
+      f();
+      ADD_FAILURE() << "no UsageError; wanted one saying: " << needle;
+    } catch (const paratorch::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  auto build = [&](ParameterServerOptions o, Mf model) {
+    ParameterServer ps(model.ptr(), std::make_shared<torch::optim::SGD>(model->parameters(), 0.1),
+                       test_world().comm(), o);
+  };
+  ParameterServerOptions o;
+  o.staleness = -2;
+  expect_usage([&] { build(o, Mf()); }, "ParameterServerOptions::staleness = -2");
+  o = {};
+  o.servers = size;  // no worker left
+  expect_usage([&] { build(o, Mf()); }, "ParameterServerOptions::servers = " + std::to_string(size) + " leaves no worker");
+  o.servers = size + 1;
+  expect_usage([&] { build(o, Mf()); }, "leaves no worker");
+  o.servers = 0;
+  expect_usage([&] { build(o, Mf()); }, "ParameterServerOptions::servers = 0");
+  Mf frozen;
+  for (auto& p : frozen->parameters()) p.requires_grad_(false);
+  expect_usage([&] { build({}, frozen); }, "no parameter that requires a gradient");
+
+  // A loss that never reaches item_bias: the push names it, and the job
+  // still ends (the worker finishes, the server's serve() returns).
+  auto ratings = true_ratings();
+  Mf model;
+  ParameterServer ps(model.ptr(), std::make_shared<torch::optim::SGD>(model->parameters(), 0.1), test_world().comm());
+  if (ps.is_server()) {
+    expect_usage([&] { ps.pull(); }, "is for worker ranks");
+    ps.serve();
+  } else {
+    expect_usage([&] { ps.serve(); }, "is for server ranks");
+    ps.pull();
+    auto [ids, y] = batch(0, ratings);
+    auto u = ids.select(1, 0), i = ids.select(1, 1);
+    auto partial = (model->users(u) * model->items(i)).sum(1) + model->user_bias.index_select(0, u);
+    torch::mse_loss(partial, y).backward();
+    expect_usage([&] { ps.push(); }, "parameter 'item_bias' received no gradient");
+    ps.finish();
+  }
+}
