@@ -146,13 +146,15 @@ Swap prepare(const std::shared_ptr<nn::Module>& root, const std::string& name, c
   // References: the parent's registry, `child`, and a container's own list.
   // Any more is a holder elsewhere (a member such as `torch::nn::Linear
   // c_fc`) that would keep calling the unsplit layer after the swap.
-  const long expected = 2 + (is_container(*parent) ? 1 : 0);
-  if (child.use_count() > expected)
+  const bool held_elsewhere = child.use_count() > 2 + (is_container(*parent) ? 1 : 0);
+  // A child of the wrong type or size is reported as such first.
+  auto install = build(name, parent, key, child, style, tp);
+  if (held_elsewhere)
     throw UsageError("paratorch: parallelize: child \"" + name + "\" is also held outside its parent's registry "
                      "(e.g. by a member holder, which would keep calling the unsplit layer); register it without "
                      "keeping a member and call it with forward_child(*this, \"" + key + "\", x), or hold it in a "
                      "torch::nn::Sequential, ModuleList or ModuleDict");
-  return {parent, key, build(name, parent, key, child, style, tp)};
+  return {parent, key, std::move(install)};
 }
 
 }  // namespace

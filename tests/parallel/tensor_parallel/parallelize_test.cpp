@@ -124,7 +124,8 @@ struct ContainersImpl : nn::Module {
   ContainersImpl() {
     torch::manual_seed(5);
     list = register_module("list", nn::ModuleList(nn::Linear(4, 6)));
-    dict = register_module("dict", nn::ModuleDict({{"proj", std::make_shared<nn::LinearImpl>(4, 6)}}));
+    dict = register_module("dict", nn::ModuleDict(std::vector<std::pair<std::string, std::shared_ptr<nn::Module>>>{
+                                               {"proj", std::make_shared<nn::LinearImpl>(4, 6)}}));
   }
   nn::ModuleList list{nullptr};
   nn::ModuleDict dict{nullptr};

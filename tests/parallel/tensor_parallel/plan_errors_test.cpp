@@ -26,7 +26,7 @@ void expect_usage_error(const std::function<void()>& f, const std::vector<std::s
   }
 }
 
-void apply(Net& net, const tp::TensorParallelPlan& plan) { tp::parallelize(net.ptr(), errors_group(), plan); }
+void apply_plan(Net& net, const tp::TensorParallelPlan& plan) { tp::parallelize(net.ptr(), errors_group(), plan); }
 
 // A layer sized so that tp = 2 does not divide it.
 struct OddImpl : nn::Module {
@@ -48,19 +48,19 @@ TORCH_MODULE(Member);
 
 TEST(TensorParallelApiErrors, PatternMatchingNothingListsNearbyNames) {
   auto net = make_net();
-  expect_usage_error([&] { apply(net, {{"h.*.mlp.fc", tp::ParallelStyle::colwise()}}); },
+  expect_usage_error([&] { apply_plan(net, {{"h.*.mlp.fc", tp::ParallelStyle::colwise()}}); },
                      {"plan pattern \"h.*.mlp.fc\" matches no child", "nearby child names: h.0.mlp.c_fc"});
-  expect_usage_error([&] { apply(net, {{"", tp::ParallelStyle::colwise()}}); }, {"plan entry 0 has an empty pattern"});
+  expect_usage_error([&] { apply_plan(net, {{"", tp::ParallelStyle::colwise()}}); }, {"plan entry 0 has an empty pattern"});
 }
 
 TEST(TensorParallelApiErrors, MatchedChildOfTheWrongType) {
   auto net = make_net();
-  expect_usage_error([&] { apply(net, {{"h.*.ln_1", tp::ParallelStyle::colwise()}}); },
+  expect_usage_error([&] { apply_plan(net, {{"h.*.ln_1", tp::ParallelStyle::colwise()}}); },
                      {"\"h.0.ln_1\" (colwise) is a torch::nn::LayerNormImpl",
                       "colwise style applies to torch::nn::Linear"});
-  expect_usage_error([&] { apply(net, {{"h.0.mlp.c_fc", tp::ParallelStyle::vocab()}}); },
+  expect_usage_error([&] { apply_plan(net, {{"h.0.mlp.c_fc", tp::ParallelStyle::vocab()}}); },
                      {"\"h.0.mlp.c_fc\" (vocab) is a torch::nn::LinearImpl", "applies to torch::nn::Embedding"});
-  expect_usage_error([&] { apply(net, {{"wte", tp::ParallelStyle::rowwise()}}); },
+  expect_usage_error([&] { apply_plan(net, {{"wte", tp::ParallelStyle::rowwise()}}); },
                      {"\"wte\" (rowwise) is a torch::nn::EmbeddingImpl"});
 }
 
@@ -68,7 +68,7 @@ TEST(TensorParallelApiErrors, ChildMatchedTwice) {
   auto net = make_net();
   expect_usage_error(
       [&] {
-        apply(net, {{"h.*.mlp.c_fc", tp::ParallelStyle::colwise()}, {"h.0.mlp.*", tp::ParallelStyle::rowwise()}});
+        apply_plan(net, {{"h.*.mlp.c_fc", tp::ParallelStyle::colwise()}, {"h.0.mlp.*", tp::ParallelStyle::rowwise()}});
       },
       {"child \"h.0.mlp.c_fc\" matches both plan patterns \"h.*.mlp.c_fc\" and \"h.0.mlp.*\""});
 }
@@ -91,7 +91,7 @@ TEST(TensorParallelApiErrors, RefusedPlanLeavesTheModuleUntouched) {
   for (const auto& m : net->named_modules("", false)) before[m.key()] = m.value().get();
   auto plan = megatron_plan();
   plan.push_back({"h.*.ln_2", tp::ParallelStyle::rowwise()});  // last entry is bad
-  expect_usage_error([&] { apply(net, plan); }, {"\"h.0.ln_2\" (rowwise)"});
+  expect_usage_error([&] { apply_plan(net, plan); }, {"\"h.0.ln_2\" (rowwise)"});
   for (const auto& m : net->named_modules("", false)) EXPECT_EQ(m.value().get(), before.at(m.key())) << m.key();
 }
 
