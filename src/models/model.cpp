@@ -6,6 +6,7 @@
 #include "models/mf.h"
 #include "models/mlp.h"
 #include <paratorch/errors.h>
+#include <paratorch/tensor_parallel.h>
 
 namespace paratorch::models {
 namespace {
@@ -87,19 +88,8 @@ void BundledModel::initialize(uint64_t seed, const std::vector<std::string>& nam
 }
 
 std::map<std::string, tensor_parallel::ShardSpec> BundledModel::shard_specs() const {
-  std::map<std::string, tensor_parallel::ShardSpec> out;
-  auto add = [&](const std::string& prefix, const torch::nn::Module& m) {
-    const auto* sharded = dynamic_cast<const tensor_parallel::ShardedModule*>(&m);
-    for (const auto& p : m.named_parameters(/*recurse=*/false)) {
-      const std::string name = prefix.empty() ? p.key() : prefix + "." + p.key();
-      tensor_parallel::ShardSpec spec;
-      if (sharded) spec = sharded->shard_spec(p.key());
-      spec.partial_grad = spec.partial_grad || partial_grad(name);
-      out[name] = spec;
-    }
-  };
-  add("", *this);  // include_self would need shared_from_this
-  for (const auto& m : named_modules("", /*include_self=*/false)) add(m.key(), *m.value());
+  auto out = tensor_parallel::shard_specs(*this);
+  for (auto& [name, spec] : out) spec.partial_grad = spec.partial_grad || partial_grad(name);
   return out;
 }
 

@@ -1,4 +1,5 @@
-// src/tensor_parallel/layers.cpp — see layers.h.
+// src/tensor_parallel/layers.cpp — the tp layers, their options' checks and the
+// vocabulary-parallel cross-entropy (declared in <paratorch/tensor_parallel_layers.h>).
 #include "tensor_parallel/layers.h"
 
 #include "models/ops.h"
@@ -16,35 +17,64 @@ void require_divisible(const std::string& what, int64_t value, int tp) {
                    std::to_string(tp) + "; valid tp for it: " + valid);
 }
 
+void ColumnParallelLinearOptions::validate(int tp_size) const {
+  if (fused_parts_ < 1 || out_features_ % fused_parts_ != 0)
+    throw UsageError("paratorch: ColumnParallelLinearOptions::fused_parts = " + std::to_string(fused_parts_) +
+                     " must be >= 1 and divide out_features = " + std::to_string(out_features_));
+  // Each fused block is split separately, so the block size must divide.
+  require_divisible(fused_parts_ == 1 ? "ColumnParallelLinearOptions::out_features"
+                                      : "ColumnParallelLinearOptions::out_features / fused_parts",
+                    out_features_ / fused_parts_, tp_size);
+}
+
+void RowParallelLinearOptions::validate(int tp_size) const {
+  require_divisible("RowParallelLinearOptions::in_features", in_features_, tp_size);
+}
+
+void VocabParallelEmbeddingOptions::validate(int tp_size) const {
+  require_divisible("VocabParallelEmbeddingOptions::num_embeddings", num_embeddings_, tp_size);
+}
+
+ColumnParallelLinearImpl::ColumnParallelLinearImpl(const ColumnParallelLinearOptions& options,
+                                                   std::shared_ptr<Communicator> tp_group, bool sequence_parallel)
+    : options_(options), tp_{std::move(tp_group), sequence_parallel} {
+  options_.validate(tp_.size());
+  const int64_t out = options_.out_features() / tp_.size();
+  weight = register_parameter("weight", torch::empty({out, options_.in_features()}));
+  if (options_.bias()) bias = register_parameter("bias", torch::empty({out}));
+}
+
 ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in, int64_t out, TensorParallelContext tp,
                                                    bool with_bias, bool gather_output, int parts)
-    : tp_(std::move(tp)), gather_output_(gather_output), parts_(parts) {
-  TORCH_CHECK(out % (parts * tp_.size()) == 0, "ColumnParallelLinear: ", out, " outputs do not split into ",
-              parts, " parts over tp = ", tp_.size());
-  weight = register_parameter("weight", torch::empty({out / tp_.size(), in}));
-  if (with_bias) bias = register_parameter("bias", torch::empty({out / tp_.size()}));
-}
+    : ColumnParallelLinearImpl(
+          ColumnParallelLinearOptions(in, out).bias(with_bias).gather_output(gather_output).fused_parts(parts),
+          std::move(tp.comm), tp.sequence_parallel) {}
 
 torch::Tensor ColumnParallelLinearImpl::forward(const torch::Tensor& x) {
   auto in = tp_.sp() ? gather_from_sequence(x, tp_) : copy_to_tp(x, tp_);
   auto y = models::ops::linear(in, weight, bias);
-  return gather_output_ ? gather_from_tp(y, tp_) : y;
+  return options_.gather_output() ? gather_from_tp(y, tp_) : y;
 }
 
 ShardSpec ColumnParallelLinearImpl::shard_spec(const std::string&) const {
-  return {0, parts_, tp_.rank(), tp_.size(), false};  // weight rows and bias both split
+  return {0, options_.fused_parts(), tp_.rank(), tp_.size(), false};  // weight rows and bias both split
+}
+
+RowParallelLinearImpl::RowParallelLinearImpl(const RowParallelLinearOptions& options,
+                                             std::shared_ptr<Communicator> tp_group, bool sequence_parallel)
+    : options_(options), tp_{std::move(tp_group), sequence_parallel} {
+  options_.validate(tp_.size());
+  weight = register_parameter("weight", torch::empty({options_.out_features(), options_.in_features() / tp_.size()}));
+  if (options_.bias()) bias = register_parameter("bias", torch::empty({options_.out_features()}));
 }
 
 RowParallelLinearImpl::RowParallelLinearImpl(int64_t in, int64_t out, TensorParallelContext tp, bool with_bias,
                                              bool input_is_parallel)
-    : tp_(std::move(tp)), input_is_parallel_(input_is_parallel) {
-  TORCH_CHECK(in % tp_.size() == 0, "RowParallelLinear: ", in, " inputs do not split over tp = ", tp_.size());
-  weight = register_parameter("weight", torch::empty({out, in / tp_.size()}));
-  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
-}
+    : RowParallelLinearImpl(RowParallelLinearOptions(in, out).bias(with_bias).input_is_parallel(input_is_parallel),
+                            std::move(tp.comm), tp.sequence_parallel) {}
 
 torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
-  auto in = input_is_parallel_ ? x : scatter_to_tp(x, tp_);
+  auto in = options_.input_is_parallel() ? x : scatter_to_tp(x, tp_);
   auto partial = models::ops::linear(in, weight);
   auto y = tp_.sp() ? reduce_scatter_to_sequence(partial, tp_) : reduce_from_tp(partial, tp_);
   return bias.defined() ? y + bias : y;  // once, after the sum
@@ -57,12 +87,17 @@ ShardSpec RowParallelLinearImpl::shard_spec(const std::string& local_name) const
   return {-1, 1, tp_.rank(), tp_.size(), tp_.sp()};
 }
 
-VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t num, int64_t dim, TensorParallelContext tp)
-    : tp_(std::move(tp)) {
-  TORCH_CHECK(num % tp_.size() == 0, "VocabParallelEmbedding: ", num, " rows do not split over tp = ", tp_.size());
-  first_ = tp_.rank() * (num / tp_.size());
-  weight = register_parameter("weight", torch::empty({num / tp_.size(), dim}));
+VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(const VocabParallelEmbeddingOptions& options,
+                                                       std::shared_ptr<Communicator> tp_group)
+    : options_(options), tp_{std::move(tp_group), false} {
+  options_.validate(tp_.size());
+  const int64_t rows = options_.num_embeddings() / tp_.size();
+  first_ = tp_.rank() * rows;
+  weight = register_parameter("weight", torch::empty({rows, options_.embedding_dim()}));
 }
+
+VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t num, int64_t dim, TensorParallelContext tp)
+    : VocabParallelEmbeddingImpl(VocabParallelEmbeddingOptions(num, dim), std::move(tp.comm)) {}
 
 torch::Tensor VocabParallelEmbeddingImpl::forward_partial(const torch::Tensor& ids) {
   if (!tp_.active()) return torch::embedding(weight, ids);

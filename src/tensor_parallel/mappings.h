@@ -14,19 +14,14 @@
 // returns its input. Time spent in these collectives is traced under the
 // category "tp" and summed in tp_comm_seconds() (for bench/tensor_parallel).
 #pragma once
-#include "tensor_parallel/context.h"
+#include <paratorch/tensor_parallel_layers.h>
 
 #include <torch/torch.h>
 
+// The mappings themselves (copy_to_tp ... reduce_scatter_to_sequence) are
+// declared in <paratorch/tensor_parallel_layers.h>; below is what only the
+// library and its benchmarks use.
 namespace paratorch::tensor_parallel {
-
-torch::Tensor copy_to_tp(const torch::Tensor& x, const TensorParallelContext& tp);
-torch::Tensor reduce_from_tp(const torch::Tensor& x, const TensorParallelContext& tp);
-torch::Tensor scatter_to_tp(const torch::Tensor& x, const TensorParallelContext& tp);
-torch::Tensor gather_from_tp(const torch::Tensor& x, const TensorParallelContext& tp);
-torch::Tensor scatter_to_sequence(const torch::Tensor& x, const TensorParallelContext& tp, int64_t dim = 1);
-torch::Tensor gather_from_sequence(const torch::Tensor& x, const TensorParallelContext& tp, int64_t dim = 1);
-torch::Tensor reduce_scatter_to_sequence(const torch::Tensor& x, const TensorParallelContext& tp, int64_t dim = 1);
 
 /// Seconds this process spent in tp collectives since start (or the last reset).
 double tp_comm_seconds();
