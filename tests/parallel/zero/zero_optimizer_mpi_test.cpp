@@ -180,28 +180,37 @@ TEST(ZeroOptimizer, StateDictFromOneProcessLoadsIntoTheGroup) {
   }
 }
 
-// An inf on one rank only: every rank skips the step (parameters and
-// optimizer state unchanged) and the scale backs off.
+// An inf in one gradient element on one rank only: under stage 2 only the
+// rank whose shard holds that element sees it, yet every rank skips the
+// step (parameters and optimizer state unchanged) and the scale backs off.
 TEST(ZeroOptimizer, LossScalerSkipsOnEveryRankWhenOneOverflows) {
   auto world = test_world().comm();
   auto net = zero_test::make_mlp();
-  ZeroRedundancyOptimizer opt(net.ptr(), world, factory(Kind::kAdamW), options(1));
+  auto bias = net->layers[4]->named_parameters()["bias"];
+  ZeroRedundancyOptimizer opt(net.ptr(), world, factory(Kind::kAdamW), options(2));
   LossScaler scaler;
   const auto before = named_parameter_copies(*net);
+  bool poison = true;
+  bias.register_hook([&poison, rank = world->rank()](torch::Tensor g) {
+    if (!poison || rank != 0) return g;
+    g = g.clone();
+    g[0] = std::numeric_limits<float>::infinity();
+    return g;
+  });
   opt.zero_grad();
-  auto loss = zero_test::loss_of(net, local_slice(zero_test::batch(0), world->rank(), world->size()));
-  if (world->rank() == world->size() - 1) loss = loss * std::numeric_limits<float>::infinity();
-  scaler.scale(loss).backward();
+  scaler.scale(zero_test::loss_of(net, local_slice(zero_test::batch(0), world->rank(), world->size()))).backward();
   EXPECT_FALSE(opt.step(&scaler));
   scaler.update();
   EXPECT_EQ(scaler.scale(), 32768.0);
   for (const auto& [name, p] : named_parameter_copies(*net)) EXPECT_TRUE(torch::equal(p, before.at(name))) << name;
   EXPECT_EQ(opt.state_dict().at("step").item<int64_t>(), 0);
   // A clean step goes through.
+  poison = false;
   opt.zero_grad();
   scaler.scale(zero_test::loss_of(net, local_slice(zero_test::batch(0), world->rank(), world->size()))).backward();
   EXPECT_TRUE(opt.step(&scaler));
   scaler.update();
+  EXPECT_EQ(opt.state_dict().at("step").item<int64_t>(), 1);
 }
 
 TEST(ZeroOptimizer, BadOptionsNameTheField) {
