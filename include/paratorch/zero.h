@@ -1,0 +1,181 @@
+// paratorch/zero.h — ZeRO (Rajbhandari et al., 2019, "ZeRO: Memory
+// Optimizations Toward Training Trillion Parameter Models") for any
+// torch::nn::Module and any torch::optim optimizer: the C++ counterparts of
+// torch.distributed.optim.ZeroRedundancyOptimizer (stages 1-2) and
+// torch.distributed.fsdp.fully_shard (stage 3).
+//
+// Stages 1-2, ZeroRedundancyOptimizer. PyTorch:
+//   opt = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=torch.optim.AdamW, lr=1e-3)
+// paratorch:
+///   paratorch::ZeroRedundancyOptimizerOptions zero;
+///   zero.stage = 2;
+///   paratorch::ZeroRedundancyOptimizer opt(model.ptr(), world.comm(),
+///       [](std::vector<torch::Tensor> shards) {
+///         return std::make_unique<torch::optim::AdamW>(shards, torch::optim::AdamWOptions(1e-3));
+///       }, zero);
+///   for (...) {
+///     opt.zero_grad();
+///     loss_of(model->forward(my_slice.input)).backward();  // stage 2: reduce-scatter overlaps backward
+///     opt.step();                                           // updates this rank's shard, all-gathers
+///   }
+///   auto state = opt.state_dict();   // by parameter name, full shapes; loads at any dp size
+//
+// Stage 3, fully_shard. PyTorch:
+//   for block in model.blocks: fully_shard(block); fully_shard(model)
+// paratorch (units are children of a torch::nn::Sequential, replaced in place):
+///   paratorch::FullyShardOptions fsdp;
+///   fsdp.units = {"layers.0", "layers.1", "layers.2", "layers.3"};  // model->layers: a Sequential
+///   auto sharded = paratorch::fully_shard(model.ptr(), world.comm(), fsdp);
+///   torch::optim::AdamW opt(sharded.parameters(), 1e-3);  // the fp32 shards
+///   ... model->forward(x) as before; loss.backward(); opt.step(); ...
+///   auto full = sharded.full_parameters();                // collective: every name, full shape
+#pragma once
+#include <paratorch/communicator.h>
+#include <paratorch/mixed_precision.h>
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace paratorch {
+
+/// Builds the user's optimizer over this rank's flat fp32 shards (one 1-D
+/// tensor per flat buffer).
+using OptimizerFactory =
+    std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor> flat_shards)>;
+
+struct ZeroRedundancyOptimizerOptions {
+  /// 1: optimizer state and fp32 masters sharded; gradients all-reduced in
+  /// step() (each .grad then holds the dp average, as with DDP).
+  /// 2: also gradients: each flat buffer is reduce-scattered during backward
+  /// as soon as its gradients are final, and a rank keeps only its shard.
+  int stage = 1;
+  /// Size of one flat buffer in MiB (parameters grouped in reverse order, as
+  /// DDP's buckets: backward produces the last layers' gradients first).
+  double bucket_mb = 25.0;
+  /// Stage 1 only: false when the gradients arrive already averaged (the
+  /// module is wrapped in DistributedDataParallel).
+  bool reduce_gradients = true;
+  /// Compute and reduction dtypes; the masters and optimizer state are fp32.
+  MixedPrecisionPolicy mixed_precision;
+  /// Throws UsageError naming the field when a value is out of range.
+  void validate() const;
+};
+
+/// Shards the state of any torch::optim optimizer over a data-parallel group
+/// (ZeRO stages 1-2). The module's parameters become views of flat buffers
+/// (padded to a multiple of the group size); each rank builds the user's
+/// optimizer over its shard of every buffer and, after each step,
+/// all-gathers the updated parameters. Every rank must start from the same
+/// parameter values (as DDP's broadcast leaves them).
+class ZeroRedundancyOptimizer {
+ public:
+  /// UsageError when `module` or `dp_group` is null, the module has no
+  /// trainable parameter, or the factory returns no optimizer.
+  ZeroRedundancyOptimizer(std::shared_ptr<torch::nn::Module> module, std::shared_ptr<Communicator> dp_group,
+                          OptimizerFactory factory, ZeroRedundancyOptimizerOptions options = {});
+  ~ZeroRedundancyOptimizer();
+  ZeroRedundancyOptimizer(const ZeroRedundancyOptimizer&) = delete;
+  ZeroRedundancyOptimizer& operator=(const ZeroRedundancyOptimizer&) = delete;
+
+  /// Zeroes the module's gradients and this rank's gradient shards.
+  void zero_grad();
+  /// Completes the gradient reduction, steps the inner optimizer on this
+  /// rank's shards and all-gathers the parameters. With a `scaler`, the
+  /// shards' gradients are unscaled first and the step is skipped (returns
+  /// false, the same on every rank) when one is inf/NaN; call
+  /// scaler->update() afterwards, as with GradScaler. Collective.
+  bool step(LossScaler* scaler = nullptr);
+
+  /// The user's optimizer (e.g. to change its learning rate).
+  torch::optim::Optimizer& optimizer();
+  /// This rank's fp32 shards (what the optimizer steps).
+  std::vector<torch::Tensor> flat_shards() const;
+
+  /// The optimizer's state as an unsharded optimizer of the same type would
+  /// hold it: "<parameter name>.<state>" at the parameter's shape (AdamW/Adam:
+  /// exp_avg, exp_avg_sq[, max_exp_avg_sq]; SGD: momentum_buffer; Adagrad:
+  /// sum) plus "step". Collective (all-gathers the shards).
+  std::map<std::string, torch::Tensor> state_dict() const;
+  /// Loads a state_dict() written at any dp size. RuntimeFailure naming the
+  /// missing or mis-sized tensor.
+  void load_state_dict(const std::map<std::string, torch::Tensor>& state);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+struct FullyShardOptions {
+  /// The units, as dotted names of descendants of the module (e.g.
+  /// "blocks.0"); empty = the module's direct children. Each must be a child
+  /// of a torch::nn::Sequential (it is replaced there by its FsdpUnit), and
+  /// together they must hold every parameter of the module exactly once.
+  std::vector<std::string> units;
+  /// Issue the next unit's all-gather before this unit computes (the
+  /// previous unit's in backward), so it overlaps the compute.
+  bool prefetch = true;
+  /// Free a unit's gathered parameters after its forward and gather them
+  /// again in backward (ZeRO-3); false keeps them until the backward.
+  bool reshard_after_forward = true;
+  /// Broadcast rank 0's parameters before sharding (PyTorch FSDP's
+  /// sync_module_states).
+  bool sync_module_states = true;
+  /// param_dtype: dtype the units are gathered and compute in (their inputs
+  /// are cast to it); reduce_dtype: dtype of the gradient reduce-scatter.
+  MixedPrecisionPolicy mixed_precision;
+  void validate() const;
+};
+
+struct FsdpState;
+
+/// One fully sharded unit: holds this rank's fp32 shard of the unit's
+/// parameters ("flat_param", what the optimizer steps). forward(x) gathers
+/// the parameters, runs the wrapped module and frees them; its backward
+/// gathers them again, recomputes the unit (activation checkpointing,
+/// Chen et al. 2016), and reduce-scatters the gradients into the shard.
+class FsdpUnitImpl : public torch::nn::Module {
+ public:
+  FsdpUnitImpl(std::shared_ptr<FsdpState> state, size_t index);
+  torch::Tensor forward(const torch::Tensor& input);
+  /// The unit's name (as given in FullyShardOptions::units).
+  const std::string& name() const;
+
+ private:
+  std::shared_ptr<FsdpState> state_;
+  size_t index_;
+};
+TORCH_MODULE(FsdpUnit);
+
+/// What fully_shard returns: the units and the way back to full parameters.
+class FullyShardedModule {
+ public:
+  explicit FullyShardedModule(std::shared_ptr<FsdpState> state);
+  /// Every unit's shard, for the optimizer (also module->parameters() now).
+  std::vector<torch::Tensor> parameters() const;
+  std::vector<FsdpUnit> units() const;
+  /// The unit named `name`; UsageError when there is none.
+  FsdpUnit unit(const std::string& name) const;
+  /// Every parameter under its name in the unsharded module, at its full
+  /// shape, fp32 (collective: all-gathers the shards).
+  std::map<std::string, torch::Tensor> full_parameters() const;
+
+ private:
+  std::shared_ptr<FsdpState> state_;
+};
+
+/// ZeRO stage 3 over `module`'s units (FullyShardOptions::units). Each unit
+/// keeps 1/N of its parameters (padded flat fp32 shard) on each rank of
+/// `dp_group` and is replaced in its Sequential by an FsdpUnit, so the
+/// module's own forward runs the units unchanged. The units' inputs and
+/// outputs are single tensors. Collective. UsageError when a unit name is
+/// unknown or not in a Sequential, when two units overlap or one is named
+/// twice, or when a parameter is in no unit.
+FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
+                               std::shared_ptr<Communicator> dp_group, FullyShardOptions options = {});
+
+}  // namespace paratorch

@@ -1,0 +1,48 @@
+// src/parallel/zero/fsdp_state.h — what fully_shard keeps per unit (internal
+// to src/parallel/zero/fsdp_*.cpp and fully_shard.cpp).
+//
+// Per unit, between uses, a rank holds only `shard`: its fp32 slice of the
+// unit's padded flat buffer (zero/flat_buffer.h), which is the FsdpUnit's
+// "flat_param" and what the optimizer steps. While the unit runs, `flat`
+// holds the whole buffer in param_dtype (all-gathered, from a pool) and the
+// wrapped module's parameters are views of it; released, they are empty.
+#pragma once
+#include <paratorch/zero.h>
+
+#include "zero/buffer_pool.h"
+#include "zero/flat_buffer.h"
+
+namespace paratorch {
+
+struct FsdpState {
+  struct Unit {
+    std::string name;                         // dotted path from the root module
+    torch::nn::AnyModule module;              // the wrapped module (its forward)
+    std::vector<torch::Tensor> params;        // its parameters, layout order
+    std::unique_ptr<zero::FlatLayout> layout;
+    torch::Tensor shard;                      // fp32 master shard ("flat_param")
+    torch::Tensor flat, gather_src;           // gathered buffer; the shard in param_dtype while sent
+    WorkHandle gather_work;
+    int64_t gathered_version = -1;            // shard's version the gather was made from
+    bool gathered = false;
+  };
+
+  std::shared_ptr<Communicator> group;
+  FullyShardOptions options;
+  std::vector<Unit> units;
+  std::vector<std::weak_ptr<FsdpUnitImpl>> wrappers;
+  std::vector<size_t> order;  // units in the order their forward first ran
+  zero::BufferPool pool;
+
+  // fsdp_unit.cpp
+  void gather_async(size_t u);
+  void ensure_gathered(size_t u);
+  void release(size_t u);
+  /// The unit `offset` places after u in forward order (negative: before), if known.
+  void prefetch(size_t u, int offset);
+  /// The unit's full gradients (null where none), reduce-scattered and
+  /// averaged over the group: this rank's fp32 shard of the gradient.
+  torch::Tensor reduce_scatter(size_t u, const std::vector<torch::Tensor>& grads);
+};
+
+}  // namespace paratorch

@@ -1,0 +1,161 @@
+// src/parallel/zero/fsdp_unit.cpp — one fully sharded unit at run time:
+// gather, compute, free; in backward gather, recompute, reduce-scatter.
+//
+// ZeRO stage 3 (Rajbhandari et al., 2019, §5.3) without module hooks: the
+// unit runs inside a custom autograd function whose inputs are the unit's
+// input and its flat shard. Forward (autograd off) all-gathers the unit,
+// runs it, and frees it (reshard_after_forward), keeping only its input.
+// Backward gathers it again, recomputes the unit with autograd from the
+// saved input (activation checkpointing, Chen et al. 2016), differentiates
+// it, frees it, and returns as the shard's gradient the reduce-scatter of
+// the unit's full gradient: autograd accumulates that into flat_param.grad,
+// where the user's optimizer reads it. With `prefetch` the next unit's
+// all-gather (previous unit's, in backward) is issued before this unit
+// computes, so the two overlap on the communication thread (the order of
+// the first forward is used, as PyTorch FSDP records it).
+#include "parallel/zero/fsdp_state.h"
+
+#include <paratorch/errors.h>
+
+#include <algorithm>
+
+namespace paratorch {
+
+void FsdpState::gather_async(size_t index) {
+  Unit& u = units[index];
+  if (u.gathered && u.gathered_version == u.shard._version()) return;
+  if (u.gather_work) return;
+  release(index);  // stale: the optimizer stepped since this gather
+  torch::NoGradGuard no_grad;
+  const auto dtype = options.mixed_precision.param_dtype;
+  u.gather_src = u.shard.detach().to(dtype, /*non_blocking=*/false, /*copy=*/true);
+  u.gathered_version = u.shard._version();
+  u.flat = pool.take(u.layout->padded_numel(), dtype, u.shard.device());
+  if (group->size() > 1 && u.flat.numel() > 0) u.gather_work = group->all_gather_async(u.flat, u.gather_src);
+  else u.flat.copy_(u.gather_src);
+}
+
+void FsdpState::ensure_gathered(size_t index) {
+  gather_async(index);
+  Unit& u = units[index];
+  if (u.gathered) return;
+  if (u.gather_work) u.gather_work->wait();
+  u.gather_work.reset();
+  u.gather_src = torch::Tensor();
+  const auto views = u.layout->views(u.flat);
+  for (size_t k = 0; k < u.params.size(); ++k) u.params[k].set_data(views[k]);
+  u.gathered = true;
+}
+
+void FsdpState::release(size_t index) {
+  Unit& u = units[index];
+  if (!u.gathered) return;
+  for (auto& p : u.params) p.set_data(torch::empty({0}, u.flat.options()));
+  pool.give(std::move(u.flat));
+  u.gathered = false;
+}
+
+void FsdpState::prefetch(size_t index, int offset) {
+  if (!options.prefetch) return;
+  auto it = std::find(order.begin(), order.end(), index);
+  if (it == order.end()) return;
+  const auto pos = static_cast<int64_t>(it - order.begin()) + offset;
+  if (pos >= 0 && pos < static_cast<int64_t>(order.size())) gather_async(order[static_cast<size_t>(pos)]);
+}
+
+torch::Tensor FsdpState::reduce_scatter(size_t index, const std::vector<torch::Tensor>& grads) {
+  torch::NoGradGuard no_grad;
+  Unit& u = units[index];
+  const auto dtype = options.mixed_precision.reduce_dtype;
+  auto full = pool.take(u.layout->padded_numel(), dtype, u.shard.device()).zero_();
+  const auto views = u.layout->views(full);
+  for (size_t k = 0; k < grads.size(); ++k)
+    if (grads[k].defined()) views[k].copy_(grads[k]);
+  auto reduced = pool.take(u.layout->shard_numel(), dtype, u.shard.device());
+  if (group->size() > 1 && full.numel() > 0) group->reduce_scatter(reduced, full, ReduceOp::kAvg);
+  else reduced.copy_(full);
+  auto out = reduced.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  pool.give(std::move(full));
+  pool.give(std::move(reduced));
+  return out;
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+FsdpState* state_of(AutogradContext* ctx) {
+  return reinterpret_cast<FsdpState*>(static_cast<intptr_t>(ctx->saved_data["state"].toInt()));
+}
+
+torch::Tensor to_compute(const torch::Tensor& x, torch::ScalarType dtype) {
+  return x.is_floating_point() && x.scalar_type() != dtype ? x.to(dtype) : x;
+}
+
+struct UnitFunction : torch::autograd::Function<UnitFunction> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, const torch::Tensor& shard,
+                               int64_t state_address, int64_t index) {
+    (void)shard;  // an input only so that backward can hand it its gradient
+    auto* state = reinterpret_cast<FsdpState*>(static_cast<intptr_t>(state_address));
+    const auto u = static_cast<size_t>(index);
+    ctx->saved_data["state"] = state_address;
+    ctx->saved_data["index"] = index;
+    ctx->save_for_backward({input});
+    state->ensure_gathered(u);
+    state->prefetch(u, +1);
+    auto output = state->units[u].module.forward(to_compute(input, state->options.mixed_precision.param_dtype));
+    if (state->options.reshard_after_forward) state->release(u);
+    return output;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    auto* state = state_of(ctx);
+    const auto u = static_cast<size_t>(ctx->saved_data["index"].toInt());
+    auto& unit = state->units[u];
+    const auto input = ctx->get_saved_variables()[0];
+    state->ensure_gathered(u);
+    state->prefetch(u, -1);
+    variable_list grads;
+    torch::Tensor x = input.detach();
+    {
+      torch::AutoGradMode enable(true);
+      const bool input_grad = x.is_floating_point() && input.requires_grad();
+      if (input_grad) x.requires_grad_(true);
+      auto y = unit.module.forward(to_compute(x, state->options.mixed_precision.param_dtype));
+      variable_list wrt;
+      if (input_grad) wrt.push_back(x);
+      for (const auto& p : unit.params)
+        if (p.requires_grad()) wrt.push_back(p);
+      auto computed = torch::autograd::grad({y}, wrt, {grad_outputs[0]}, /*retain_graph=*/false,
+                                            /*create_graph=*/false, /*allow_unused=*/true);
+      size_t next = 0;
+      torch::Tensor input_gradient = input_grad ? computed[next++] : torch::Tensor();
+      std::vector<torch::Tensor> param_grads;
+      for (const auto& p : unit.params) param_grads.push_back(p.requires_grad() ? computed[next++] : torch::Tensor());
+      grads = {input_gradient, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+      state->release(u);
+      grads[1] = state->reduce_scatter(u, param_grads);
+    }
+    return grads;
+  }
+};
+
+}  // namespace
+
+FsdpUnitImpl::FsdpUnitImpl(std::shared_ptr<FsdpState> state, size_t index)
+    : state_(std::move(state)), index_(index) {
+  register_parameter("flat_param", state_->units[index_].shard);
+}
+
+torch::Tensor FsdpUnitImpl::forward(const torch::Tensor& input) {
+  auto& order = state_->order;
+  if (std::find(order.begin(), order.end(), index_) == order.end()) order.push_back(index_);
+  return UnitFunction::apply(input, state_->units[index_].shard,
+                             static_cast<int64_t>(reinterpret_cast<intptr_t>(state_.get())),
+                             static_cast<int64_t>(index_));
+}
+
+const std::string& FsdpUnitImpl::name() const { return state_->units[index_].name; }
+
+}  // namespace paratorch

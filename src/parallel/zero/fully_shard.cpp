@@ -1,0 +1,186 @@
+// src/parallel/zero/fully_shard.cpp — fully_shard (paratorch/zero.h): finding
+// the units, sharding their parameters, putting FsdpUnits in their place,
+// and the way back to full named parameters.
+//
+// libtorch modules have no forward hooks and forward is not virtual, so a
+// unit can only be intercepted where its caller dispatches dynamically: a
+// torch::nn::Sequential calls its children through AnyModule slots. Each
+// unit's slot (and its registered child entry) is replaced by an FsdpUnit
+// that wraps the original AnyModule; the module's own forward then runs the
+// sharded units unchanged. The unit list must cover every parameter exactly
+// once: a parameter outside every unit would be neither sharded nor reduced.
+#include "parallel/zero/fsdp_state.h"
+
+#include "zero/sharded_optimizer.h"
+#include <paratorch/errors.h>
+
+#include <set>
+#include <sstream>
+
+namespace paratorch {
+
+void FullyShardOptions::validate() const { mixed_precision.validate(); }
+
+namespace {
+
+using ModulePtr = std::shared_ptr<torch::nn::Module>;
+
+std::string list_of(const std::vector<std::string>& names, size_t limit = 8) {
+  std::ostringstream out;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) out << (i ? ", " : "") << "'" << names[i] << "'";
+  if (names.size() > limit) out << ", ... (" << names.size() << " in all)";
+  return out.str();
+}
+
+// The child `name` (dotted) of `root`, or null.
+ModulePtr find_descendant(const ModulePtr& root, const std::string& name) {
+  for (const auto& item : root->named_modules("", /*include_self=*/false))
+    if (item.key() == name) return item.value();
+  return nullptr;
+}
+
+std::vector<std::string> unit_names(const ModulePtr& module, const FullyShardOptions& options) {
+  if (!options.units.empty()) return options.units;
+  std::vector<std::string> out;
+  for (const auto& item : module->named_children()) out.push_back(item.key());
+  return out;
+}
+
+// UsageError for a name that is unknown, repeated or inside another unit.
+void check_unit_names(const ModulePtr& module, const std::vector<std::string>& names) {
+  std::set<std::string> seen;
+  for (const auto& name : names) {
+    if (!seen.insert(name).second)
+      throw UsageError("paratorch: FullyShardOptions::units names '" + name + "' twice; name each unit once");
+    if (!find_descendant(module, name)) {
+      std::vector<std::string> children;
+      for (const auto& item : module->named_children()) children.push_back(item.key());
+      throw UsageError("paratorch: FullyShardOptions::units names '" + name +
+                       "', which is not a submodule of the module (its children: " + list_of(children) + ")");
+    }
+  }
+  for (const auto& a : names)
+    for (const auto& b : names)
+      if (a != b && b.rfind(a + ".", 0) == 0)
+        throw UsageError("paratorch: FullyShardOptions::units names '" + b + "' inside unit '" + a +
+                         "'; units must not overlap");
+}
+
+// UsageError listing the parameters no unit holds.
+void check_coverage(const ModulePtr& module, const std::vector<std::string>& names) {
+  std::vector<std::string> missed;
+  for (const auto& item : module->named_parameters()) {
+    bool covered = false;
+    for (const auto& unit : names) covered = covered || item.key().rfind(unit + ".", 0) == 0;
+    if (!covered) missed.push_back(item.key());
+  }
+  if (!missed.empty())
+    throw UsageError("paratorch: FullyShardOptions::units misses parameter(s) " + list_of(missed) +
+                     "; add the submodules that hold them to the units (a parameter of the root module itself "
+                     "must move into a child)");
+}
+
+// The Sequential holding unit `name`, and the unit's slot in it.
+std::pair<torch::nn::SequentialImpl*, size_t> sequential_slot(const ModulePtr& root, const std::string& name) {
+  const auto dot = name.rfind('.');
+  const auto parent = dot == std::string::npos ? root : find_descendant(root, name.substr(0, dot));
+  const auto child = name.substr(dot == std::string::npos ? 0 : dot + 1);
+  auto* seq = dynamic_cast<torch::nn::SequentialImpl*>(parent.get());
+  const auto target = find_descendant(root, name);
+  if (seq != nullptr)
+    for (size_t i = 0; i < seq->size(); ++i)
+      if (seq->ptr(i) == target) return {seq, i};
+  throw UsageError("paratorch: FullyShardOptions::units names '" + name +
+                   "', which is not a child of a torch::nn::Sequential; fully_shard replaces each unit in its "
+                   "Sequential (modules have no forward hooks), so keep the units in one");
+}
+
+// Unit `name`'s fp32 shard (rank 0's values with sync_module_states); its
+// module's parameters are left empty until gathered.
+void shard_unit(FsdpState& state, FsdpState::Unit& unit, const ModulePtr& module) {
+  torch::NoGradGuard no_grad;
+  std::vector<zero::FlatParam> flat_params;
+  for (const auto& item : module->named_parameters()) {
+    unit.params.push_back(item.value());
+    flat_params.push_back({unit.name + "." + item.key(), item.value().sizes().vec(), false});
+  }
+  unit.layout = std::make_unique<zero::FlatLayout>(std::move(flat_params), state.group->size(), state.group->rank());
+  auto full = torch::zeros({unit.layout->padded_numel()},
+                           torch::TensorOptions().dtype(torch::kFloat).device(unit.params.empty()
+                                                                                  ? torch::Device(torch::kCPU)
+                                                                                  : unit.params[0].device()));
+  const auto views = unit.layout->views(full);
+  for (size_t k = 0; k < unit.params.size(); ++k) views[k].copy_(unit.params[k]);
+  if (state.options.sync_module_states && state.group->size() > 1) state.group->broadcast(full, 0);
+  unit.shard = full.narrow(0, unit.layout->shard_begin(), unit.layout->shard_numel()).clone().requires_grad_(true);
+  const auto dtype = state.options.mixed_precision.param_dtype;
+  for (auto& p : unit.params) p.set_data(torch::empty({0}, full.options().dtype(dtype)));
+  zero::return_free_memory_to_os();
+}
+
+}  // namespace
+
+FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
+                               std::shared_ptr<Communicator> dp_group, FullyShardOptions options) {
+  options.validate();
+  if (!module) throw UsageError("paratorch: fully_shard's module is null");
+  if (!dp_group) throw UsageError("paratorch: fully_shard's dp_group is null");
+  const auto names = unit_names(module, options);
+  if (names.empty()) throw UsageError("paratorch: fully_shard: the module has no children and FullyShardOptions::units is empty");
+  check_unit_names(module, names);
+  check_coverage(module, names);
+  std::vector<std::pair<torch::nn::SequentialImpl*, size_t>> slots;
+  for (const auto& name : names) slots.push_back(sequential_slot(module, name));
+
+  auto state = std::make_shared<FsdpState>();
+  state->group = std::move(dp_group);
+  state->options = options;
+  state->units.resize(names.size());
+  for (size_t u = 0; u < names.size(); ++u) {
+    auto& unit = state->units[u];
+    unit.name = names[u];
+    auto [seq, index] = slots[u];
+    unit.module = *(seq->begin() + static_cast<std::ptrdiff_t>(index));
+    shard_unit(*state, unit, unit.module.ptr());
+  }
+  for (size_t u = 0; u < names.size(); ++u) {
+    FsdpUnit wrapper(state, u);
+    state->wrappers.push_back(wrapper.ptr());
+    auto [seq, index] = slots[u];
+    *(seq->begin() + static_cast<std::ptrdiff_t>(index)) = torch::nn::AnyModule(wrapper);
+    const auto dot = names[u].rfind('.');
+    seq->replace_module(dot == std::string::npos ? names[u] : names[u].substr(dot + 1), wrapper.ptr());
+  }
+  return FullyShardedModule(state);
+}
+
+FullyShardedModule::FullyShardedModule(std::shared_ptr<FsdpState> state) : state_(std::move(state)) {}
+
+std::vector<torch::Tensor> FullyShardedModule::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& unit : state_->units) out.push_back(unit.shard);
+  return out;
+}
+
+std::vector<FsdpUnit> FullyShardedModule::units() const {
+  std::vector<FsdpUnit> out;
+  for (const auto& weak : state_->wrappers)
+    if (auto wrapper = weak.lock()) out.emplace_back(wrapper);
+  return out;
+}
+
+FsdpUnit FullyShardedModule::unit(const std::string& name) const {
+  for (const auto& wrapper : units())
+    if (wrapper->name() == name) return wrapper;
+  throw UsageError("paratorch: FullyShardedModule::unit: no unit named '" + name + "'");
+}
+
+std::map<std::string, torch::Tensor> FullyShardedModule::full_parameters() const {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& unit : state_->units)
+    for (auto& [name, full] : zero::gather_full(*unit.layout, unit.shard.detach(), state_->group.get()))
+      out[name] = full;
+  return out;
+}
+
+}  // namespace paratorch

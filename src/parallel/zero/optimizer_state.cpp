@@ -1,0 +1,116 @@
+// src/parallel/zero/optimizer_state.cpp — see optimizer_state.h. One small
+// adapter per libtorch optimizer: its ParamState's tensors by kind.
+#include "parallel/zero/optimizer_state.h"
+
+#include <paratorch/errors.h>
+
+#include <memory>
+
+namespace paratorch::zero {
+
+namespace {
+
+namespace optim = torch::optim;
+
+std::string key_of(const torch::Tensor& tensor) { return c10::guts::to_string(tensor.unsafeGetTensorImpl()); }
+
+// Adam and AdamW share their state's layout (Kingma & Ba, 2015;
+// Loshchilov & Hutter, 2019), not a class.
+template <class State, class Options>
+std::vector<std::string> adam_kinds(const optim::Optimizer& o) {
+  const auto& options = static_cast<const Options&>(o.param_groups().at(0).options());
+  std::vector<std::string> kinds{"exp_avg", "exp_avg_sq"};
+  if (options.amsgrad()) kinds.push_back("max_exp_avg_sq");
+  return kinds;
+}
+
+template <class State>
+std::map<std::string, torch::Tensor> adam_read(const State& s) {
+  std::map<std::string, torch::Tensor> out{{"exp_avg", s.exp_avg()}, {"exp_avg_sq", s.exp_avg_sq()}};
+  if (s.max_exp_avg_sq().defined()) out["max_exp_avg_sq"] = s.max_exp_avg_sq();
+  return out;
+}
+
+template <class State>
+std::unique_ptr<optim::OptimizerParamState> adam_write(const std::map<std::string, torch::Tensor>& k, int64_t step) {
+  auto s = std::make_unique<State>();
+  s->step(step);
+  s->exp_avg(k.at("exp_avg"));
+  s->exp_avg_sq(k.at("exp_avg_sq"));
+  if (k.count("max_exp_avg_sq")) s->max_exp_avg_sq(k.at("max_exp_avg_sq"));
+  return s;
+}
+
+std::string type_error(const optim::Optimizer& o) {
+  return std::string("paratorch: ZeroRedundancyOptimizer cannot save or load the state of optimizer type ") +
+         typeid(o).name() + "; the factory may build torch::optim::AdamW, Adam, SGD, Adagrad or RMSprop";
+}
+
+}  // namespace
+
+std::vector<std::string> state_kinds(const optim::Optimizer& o) {
+  if (dynamic_cast<const optim::AdamW*>(&o)) return adam_kinds<optim::AdamWParamState, optim::AdamWOptions>(o);
+  if (dynamic_cast<const optim::Adam*>(&o)) return adam_kinds<optim::AdamParamState, optim::AdamOptions>(o);
+  if (dynamic_cast<const optim::SGD*>(&o)) {
+    const auto& options = static_cast<const optim::SGDOptions&>(o.param_groups().at(0).options());
+    return options.momentum() != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
+  }
+  if (dynamic_cast<const optim::Adagrad*>(&o)) return {"sum"};
+  if (dynamic_cast<const optim::RMSprop*>(&o)) {
+    const auto& options = static_cast<const optim::RMSpropOptions&>(o.param_groups().at(0).options());
+    std::vector<std::string> kinds{"square_avg"};
+    if (options.momentum() > 0) kinds.push_back("momentum_buffer");
+    if (options.centered()) kinds.push_back("grad_avg");
+    return kinds;
+  }
+  throw UsageError(type_error(o));
+}
+
+std::map<std::string, torch::Tensor> read_state(const optim::Optimizer& o, const torch::Tensor& tensor) {
+  auto it = o.state().find(key_of(tensor));
+  if (it == o.state().end()) return {};
+  const auto* state = it->second.get();
+  if (auto* s = dynamic_cast<const optim::AdamWParamState*>(state)) return adam_read(*s);
+  if (auto* s = dynamic_cast<const optim::AdamParamState*>(state)) return adam_read(*s);
+  if (auto* s = dynamic_cast<const optim::SGDParamState*>(state)) return {{"momentum_buffer", s->momentum_buffer()}};
+  if (auto* s = dynamic_cast<const optim::AdagradParamState*>(state)) return {{"sum", s->sum()}};
+  if (auto* s = dynamic_cast<const optim::RMSpropParamState*>(state)) {
+    std::map<std::string, torch::Tensor> out{{"square_avg", s->square_avg()}};
+    if (s->momentum_buffer().defined()) out["momentum_buffer"] = s->momentum_buffer();
+    if (s->grad_avg().defined()) out["grad_avg"] = s->grad_avg();
+    return out;
+  }
+  throw UsageError(type_error(o));
+}
+
+void write_state(optim::Optimizer& o, const torch::Tensor& tensor, const std::map<std::string, torch::Tensor>& k,
+                 int64_t step) {
+  std::unique_ptr<optim::OptimizerParamState> state;
+  if (dynamic_cast<optim::AdamW*>(&o)) {
+    state = adam_write<optim::AdamWParamState>(k, step);
+  } else if (dynamic_cast<optim::Adam*>(&o)) {
+    state = adam_write<optim::AdamParamState>(k, step);
+  } else if (dynamic_cast<optim::SGD*>(&o)) {
+    if (!k.count("momentum_buffer")) return;  // plain SGD keeps no state
+    auto s = std::make_unique<optim::SGDParamState>();
+    s->momentum_buffer(k.at("momentum_buffer"));
+    state = std::move(s);
+  } else if (dynamic_cast<optim::Adagrad*>(&o)) {
+    auto s = std::make_unique<optim::AdagradParamState>();
+    s->sum(k.at("sum"));
+    s->step(step);
+    state = std::move(s);
+  } else if (dynamic_cast<optim::RMSprop*>(&o)) {
+    auto s = std::make_unique<optim::RMSpropParamState>();
+    s->square_avg(k.at("square_avg"));
+    s->step(step);
+    if (k.count("momentum_buffer")) s->momentum_buffer(k.at("momentum_buffer"));
+    if (k.count("grad_avg")) s->grad_avg(k.at("grad_avg"));
+    state = std::move(s);
+  } else {
+    throw UsageError(type_error(o));
+  }
+  o.state()[key_of(tensor)] = std::move(state);
+}
+
+}  // namespace paratorch::zero

@@ -1,0 +1,131 @@
+// tests/parallel/zero/fully_shard_mpi_test.cpp — fully_shard trains exactly
+// as one process (with and without prefetch and resharding, and units
+// named inside a nested Sequential); each rank holds only its shards; bad
+// unit lists are refused naming FullyShardOptions::units.
+#include <gtest/gtest.h>
+
+#include "mpi_test_env.h"
+#include "zero_test_models.h"
+#include <paratorch/errors.h>
+#include <paratorch/zero.h>
+
+using namespace paratorch;
+using zero_test::Mlp;
+
+namespace {
+
+// AdamW alone would hide a gradient off by a constant factor (its update
+// is scale-invariant): the SGD runs catch those.
+using MakeOptimizer = std::function<std::shared_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>;
+
+std::shared_ptr<torch::optim::Optimizer> adamw(std::vector<torch::Tensor> params) {
+  return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(0.05).weight_decay(0.1));
+}
+
+std::shared_ptr<torch::optim::Optimizer> sgd(std::vector<torch::Tensor> params) {
+  return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(0.1).momentum(0.9));
+}
+
+Trainee fsdp_trainee(FullyShardOptions options, const MakeOptimizer& make_optimizer) {
+  auto net = zero_test::make_mlp();
+  auto comm = test_world().comm();
+  auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), comm, options));
+  auto opt = make_optimizer(sharded->parameters());
+  return {[net, opt, comm](const Batch& b) mutable {
+            opt->zero_grad();
+            auto loss = zero_test::loss_of(net, local_slice(b, comm->rank(), comm->size()));
+            loss.backward();
+            opt->step();
+            auto mean = loss.detach().clone();
+            comm->all_reduce(mean, ReduceOp::kAvg);
+            return mean.item<double>();
+          },
+          [sharded] { return sharded->full_parameters(); }};
+}
+
+void expect_equivalent(FullyShardOptions options, const std::string& what, MakeOptimizer make_optimizer = adamw) {
+  EquivalenceOptions eq;
+  eq.steps = 4;
+  auto reference = [make_optimizer] {
+    auto net = zero_test::make_mlp();
+    return plain_trainee(net.ptr(), make_optimizer(net->parameters()),
+                         [net](const Batch& b) mutable { return zero_test::loss_of(net, b); });
+  };
+  auto report = check_equivalence(test_world().comm(), zero_test::batch, reference,
+                                  [options, make_optimizer] { return fsdp_trainee(options, make_optimizer); }, eq);
+  if (test_world().rank() == 0) std::printf("%s\n", report.summary_line(what).c_str());
+  EXPECT_TRUE(report.pass) << report.summary_line(what);
+}
+
+FullyShardOptions layer_units() {
+  FullyShardOptions o;
+  o.units = {"layers.0", "layers.1", "layers.2", "layers.3", "layers.4"};
+  return o;
+}
+
+std::string usage_error_of(const std::vector<std::string>& units) {
+  auto net = zero_test::make_mlp();
+  FullyShardOptions o;
+  o.units = units;
+  try {
+    fully_shard(net.ptr(), test_world().comm(), o);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(FullyShard, EqualsOneProcess) {
+  expect_equivalent(layer_units(), "fsdp-adamw");
+  expect_equivalent(layer_units(), "fsdp-sgd", sgd);
+}
+
+TEST(FullyShard, WithoutPrefetchOrResharding) {
+  auto o = layer_units();
+  o.prefetch = false;
+  o.reshard_after_forward = false;
+  expect_equivalent(o, "fsdp-no-prefetch-no-reshard");
+}
+
+// The module itself a Sequential: the default units are its children.
+TEST(FullyShard, DefaultUnitsAreTheChildren) {
+  auto net = zero_test::make_mlp();
+  auto seq = net->layers;
+  auto sharded = fully_shard(seq.ptr(), test_world().comm());
+  EXPECT_EQ(sharded.units().size(), 5u);
+  EXPECT_EQ(sharded.unit("2")->name(), "2");
+  // Only shards are left: 1/N of each unit (padded), nothing else.
+  int64_t held = 0;
+  for (const auto& p : seq->parameters()) held += p.numel();
+  const int n = test_world().size();
+  EXPECT_EQ(held, (6 * 7 + 7 + n - 1) / n + (7 * 5 + 5 + n - 1) / n + (5 * 3 + 3 + n - 1) / n);
+  auto y = seq->forward(torch::ones({2, 6}));
+  EXPECT_EQ(y.sizes(), torch::IntArrayRef({2, 3}));
+  auto full = sharded.full_parameters();
+  EXPECT_EQ(full.at("0.weight").sizes(), torch::IntArrayRef({7, 6}));
+  EXPECT_TRUE(torch::equal(full.at("4.bias"), zero_test::make_mlp()->layers[4]->named_parameters()["bias"]));
+}
+
+TEST(FullyShard, UnitListThatMissesAParameterIsRefused) {
+  const auto what = usage_error_of({"layers.0", "layers.2"});
+  EXPECT_NE(what.find("FullyShardOptions::units misses parameter(s) 'layers.4.weight', 'layers.4.bias'"),
+            std::string::npos)
+      << what;
+}
+
+TEST(FullyShard, UnitNamedTwiceIsRefused) {
+  const auto what = usage_error_of({"layers.0", "layers.2", "layers.0", "layers.4"});
+  EXPECT_NE(what.find("FullyShardOptions::units names 'layers.0' twice"), std::string::npos) << what;
+}
+
+TEST(FullyShard, UnknownOrOverlappingOrUnreplaceableUnitsAreRefused) {
+  auto what = usage_error_of({"layers.9"});
+  EXPECT_NE(what.find("FullyShardOptions::units names 'layers.9', which is not a submodule"), std::string::npos)
+      << what;
+  what = usage_error_of({"layers", "layers.0"});
+  EXPECT_NE(what.find("'layers.0' inside unit 'layers'"), std::string::npos) << what;
+  what = usage_error_of({"layers"});  // the Sequential itself: its parent is not a Sequential
+  EXPECT_NE(what.find("'layers', which is not a child of a torch::nn::Sequential"), std::string::npos) << what;
+}

@@ -1,0 +1,225 @@
+// tests/parallel/zero/zero_optimizer_mpi_test.cpp — ZeroRedundancyOptimizer:
+// stages 1 and 2 with AdamW and SGD train exactly as one process (and as
+// DDP + stage 1); the state_dict is the unsharded optimizer's, by name, and
+// a run resumed from it at another dp size continues exactly; a loss scaler
+// skips the step on every rank when one rank overflows.
+#include <gtest/gtest.h>
+
+#include "mpi_test_env.h"
+#include "parallel/zero/optimizer_state.h"
+#include "zero_test_models.h"
+#include <paratorch/ddp.h>
+#include <paratorch/errors.h>
+#include <paratorch/zero.h>
+
+using namespace paratorch;
+using zero_test::Mlp;
+
+namespace {
+
+enum class Kind { kAdamW, kSgd };
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(Kind kind, std::vector<torch::Tensor> params) {
+  if (kind == Kind::kAdamW)
+    return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(0.05).weight_decay(0.1));
+  return std::make_unique<torch::optim::SGD>(params, torch::optim::SGDOptions(0.1).momentum(0.9));
+}
+
+Trainee reference_trainee(Kind kind) {
+  auto net = zero_test::make_mlp();
+  std::shared_ptr<torch::optim::Optimizer> opt = make_optimizer(kind, net->parameters());
+  return plain_trainee(net.ptr(), opt, [net](const Batch& b) mutable { return zero_test::loss_of(net, b); });
+}
+
+// One ZeRO step on this rank's slice of the global batch; the mean loss.
+double zero_step(Mlp& net, ZeroRedundancyOptimizer& opt, Communicator& group, const Batch& global) {
+  opt.zero_grad();
+  auto loss = zero_test::loss_of(net, local_slice(global, group.rank(), group.size()));
+  loss.backward();
+  opt.step();
+  auto mean = loss.detach().clone();
+  group.all_reduce(mean, ReduceOp::kAvg);
+  return mean.item<double>();
+}
+
+ZeroRedundancyOptimizerOptions options(int stage) {
+  ZeroRedundancyOptimizerOptions o;
+  o.stage = stage;
+  o.bucket_mb = 100.0 / (1024 * 1024);  // ~25 floats: several flat buffers, parameters split across them
+  return o;
+}
+
+OptimizerFactory factory(Kind kind) {
+  return [kind](std::vector<torch::Tensor> shards) { return make_optimizer(kind, std::move(shards)); };
+}
+
+Trainee zero_trainee(Kind kind, int stage) {
+  auto net = zero_test::make_mlp();
+  auto comm = test_world().comm();
+  auto opt = std::make_shared<ZeroRedundancyOptimizer>(net.ptr(), comm, factory(kind), options(stage));
+  return {[net, opt, comm](const Batch& b) mutable { return zero_step(net, *opt, *comm, b); },
+          [net] { return named_parameter_copies(*net); }};
+}
+
+void expect_equivalent(const std::function<Trainee()>& parallel, Kind kind, const std::string& what) {
+  EquivalenceOptions eq;
+  eq.steps = 4;
+  auto report = check_equivalence(test_world().comm(), zero_test::batch, [kind] { return reference_trainee(kind); },
+                                  parallel, eq);
+  if (test_world().rank() == 0) std::printf("%s\n", report.summary_line(what).c_str());
+  EXPECT_TRUE(report.pass) << report.summary_line(what);
+}
+
+}  // namespace
+
+TEST(ZeroOptimizer, Stage1AdamWEqualsOneProcess) {
+  expect_equivalent([] { return zero_trainee(Kind::kAdamW, 1); }, Kind::kAdamW, "zero1-adamw");
+}
+TEST(ZeroOptimizer, Stage2AdamWEqualsOneProcess) {
+  expect_equivalent([] { return zero_trainee(Kind::kAdamW, 2); }, Kind::kAdamW, "zero2-adamw");
+}
+TEST(ZeroOptimizer, Stage1SgdEqualsOneProcess) {
+  expect_equivalent([] { return zero_trainee(Kind::kSgd, 1); }, Kind::kSgd, "zero1-sgd");
+}
+TEST(ZeroOptimizer, Stage2SgdEqualsOneProcess) {
+  expect_equivalent([] { return zero_trainee(Kind::kSgd, 2); }, Kind::kSgd, "zero2-sgd");
+}
+
+// Stage 1 behind DDP: DDP averages, the optimizer only shards.
+TEST(ZeroOptimizer, Stage1UnderDdpEqualsOneProcess) {
+  expect_equivalent(
+      [] {
+        auto net = zero_test::make_mlp();
+        auto comm = test_world().comm();
+        auto ddp = std::make_shared<DistributedDataParallel>(net.ptr(), comm);
+        auto o = options(1);
+        o.reduce_gradients = false;
+        auto opt = std::make_shared<ZeroRedundancyOptimizer>(net.ptr(), comm, factory(Kind::kAdamW), o);
+        return Trainee{[net, opt, ddp, comm](const Batch& b) mutable { return zero_step(net, *opt, *comm, b); },
+                       [net] { return named_parameter_copies(*net); }};
+      },
+      Kind::kAdamW, "ddp+zero1-adamw");
+}
+
+// The saved state is exactly the unsharded optimizer's (by name), and a
+// run resumed from it with dp = 1 (each rank alone) continues exactly as
+// the uninterrupted one-process run.
+TEST(ZeroOptimizer, StateDictByNameRoundTripsAcrossDpSizes) {
+  for (Kind kind : {Kind::kAdamW, Kind::kSgd}) {
+    auto world = test_world().comm();
+    auto ref = zero_test::make_mlp();
+    auto ref_opt = make_optimizer(kind, ref->parameters());
+    auto net = zero_test::make_mlp();
+    ZeroRedundancyOptimizer opt(net.ptr(), world, factory(kind), options(2));
+    for (int64_t s = 0; s < 3; ++s) {
+      ref_opt->zero_grad();
+      zero_test::loss_of(ref, zero_test::batch(s)).backward();
+      ref_opt->step();
+      zero_step(net, opt, *world, zero_test::batch(s));
+    }
+    const auto saved = opt.state_dict();
+    EXPECT_EQ(saved.at("step").item<int64_t>(), 3);
+    for (const auto& item : ref->named_parameters())
+      for (const auto& [kind_name, want] : zero::read_state(*ref_opt, item.value())) {
+        SCOPED_TRACE(item.key() + "." + kind_name);
+        const auto& got = saved.at(item.key() + "." + kind_name);
+        ASSERT_EQ(got.sizes(), want.sizes());
+        EXPECT_TRUE(torch::allclose(got, want, 1e-5, 1e-7));
+      }
+    // Resume alone (dp = 1) from the parameters and the saved state.
+    auto alone = world->split(world->rank(), 0, "alone");
+    auto resumed = zero_test::make_mlp();
+    {
+      torch::NoGradGuard no_grad;
+      auto full = named_parameter_copies(*net);
+      for (auto& item : resumed->named_parameters()) item.value().copy_(full.at(item.key()));
+    }
+    ZeroRedundancyOptimizer again(resumed.ptr(), alone, factory(kind), options(1));
+    again.load_state_dict(saved);
+    for (int64_t s = 3; s < 5; ++s) {
+      ref_opt->zero_grad();
+      zero_test::loss_of(ref, zero_test::batch(s)).backward();
+      ref_opt->step();
+      zero_step(resumed, again, *alone, zero_test::batch(s));
+    }
+    auto want = named_parameter_copies(*ref);
+    for (const auto& [name, got] : named_parameter_copies(*resumed)) {
+      SCOPED_TRACE(name);
+      EXPECT_LT((got - want.at(name)).norm().item<double>() / want.at(name).norm().item<double>(), 1e-5);
+    }
+  }
+}
+
+// And the other way: state saved by one process loads into the dp group.
+TEST(ZeroOptimizer, StateDictFromOneProcessLoadsIntoTheGroup) {
+  auto world = test_world().comm();
+  auto alone = world->split(world->rank(), 0, "alone");
+  auto net = zero_test::make_mlp();
+  ZeroRedundancyOptimizer single(net.ptr(), alone, factory(Kind::kAdamW), options(1));
+  zero_step(net, single, *alone, zero_test::batch(0));
+  auto copy = zero_test::make_mlp();
+  {
+    torch::NoGradGuard no_grad;
+    auto full = named_parameter_copies(*net);
+    for (auto& item : copy->named_parameters()) item.value().copy_(full.at(item.key()));
+  }
+  ZeroRedundancyOptimizer sharded(copy.ptr(), world, factory(Kind::kAdamW), options(2));
+  sharded.load_state_dict(single.state_dict());
+  zero_step(net, single, *alone, zero_test::batch(1));
+  zero_step(copy, sharded, *world, zero_test::batch(1));
+  auto want = named_parameter_copies(*net);
+  for (const auto& [name, got] : named_parameter_copies(*copy))
+    EXPECT_TRUE(torch::allclose(got, want.at(name), 1e-5, 1e-6)) << name;
+  auto missing = single.state_dict();
+  missing.erase("layers.0.weight.exp_avg");
+  try {
+    sharded.load_state_dict(missing);
+    ADD_FAILURE() << "no error for a missing tensor";
+  } catch (const RuntimeFailure& e) {
+    EXPECT_NE(std::string(e.what()).find("no tensor 'layers.0.weight.exp_avg'"), std::string::npos) << e.what();
+  }
+}
+
+// An inf in one gradient element on one rank only: under stage 2 only the
+// rank whose shard holds that element sees it, yet every rank skips the
+// step (parameters and optimizer state unchanged) and the scale backs off.
+TEST(ZeroOptimizer, LossScalerSkipsOnEveryRankWhenOneOverflows) {
+  auto world = test_world().comm();
+  auto net = zero_test::make_mlp();
+  auto bias = net->layers[4]->named_parameters()["bias"];
+  ZeroRedundancyOptimizer opt(net.ptr(), world, factory(Kind::kAdamW), options(2));
+  LossScaler scaler;
+  const auto before = named_parameter_copies(*net);
+  bool poison = true;
+  bias.register_hook([&poison, rank = world->rank()](torch::Tensor g) {
+    if (!poison || rank != 0) return g;
+    g = g.clone();
+    g[0] = std::numeric_limits<float>::infinity();
+    return g;
+  });
+  opt.zero_grad();
+  scaler.scale(zero_test::loss_of(net, local_slice(zero_test::batch(0), world->rank(), world->size()))).backward();
+  EXPECT_FALSE(opt.step(&scaler));
+  scaler.update();
+  EXPECT_EQ(scaler.scale(), 32768.0);
+  for (const auto& [name, p] : named_parameter_copies(*net)) EXPECT_TRUE(torch::equal(p, before.at(name))) << name;
+  EXPECT_EQ(opt.state_dict().at("step").item<int64_t>(), 0);
+  // A clean step goes through.
+  poison = false;
+  opt.zero_grad();
+  scaler.scale(zero_test::loss_of(net, local_slice(zero_test::batch(0), world->rank(), world->size()))).backward();
+  EXPECT_TRUE(opt.step(&scaler));
+  scaler.update();
+  EXPECT_EQ(opt.state_dict().at("step").item<int64_t>(), 1);
+}
+
+TEST(ZeroOptimizer, BadOptionsNameTheField) {
+  auto net = zero_test::make_mlp();
+  auto o = options(3);
+  try {
+    ZeroRedundancyOptimizer opt(net.ptr(), test_world().comm(), factory(Kind::kSgd), o);
+    ADD_FAILURE() << "stage 3 accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("ZeroRedundancyOptimizerOptions::stage = 3"), std::string::npos);
+  }
+}
