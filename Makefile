@@ -1,7 +1,7 @@
 # paratorch — top-level entry points.
 #   make build   configure + compile (library, CLI, tests, benches)
 #   make test    bootstrap + build + every test (unit and multi-rank)
-#   make demo    bootstrap + build + the demo job
+#   make demo    bootstrap + build the paratorch binary + the demo job
 #   make bench   benchmarks (installs the PyTorch peer on first use)
 #   make fuzz    libFuzzer runs of the file-format parsers (clang; FUZZ_SECONDS=60 each)
 BUILD_DIR ?= build
@@ -23,8 +23,11 @@ test: bootstrap
 	$(MAKE) build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 1 --timeout 600
 
+# Only the paratorch binary that scripts/demo runs: tests, benches and
+# examples are not needed to start training.
 demo: bootstrap
-	$(MAKE) build
+	$(MAKE) $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target paratorch_cli
 	bash scripts/demo
 
 bench: bootstrap

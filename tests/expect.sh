@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# expect.sh --rc N|nonzero [--match REGEX]... [--max-seconds S] -- COMMAND...
+# expect.sh --rc N|nonzero [--match REGEX]... [--absent REGEX]... [--max-seconds S] -- COMMAND...
 # Runs COMMAND and checks its exit code, that its combined output matches
-# every REGEX (extended, over the whole output joined into one line), and
-# that it ended within S seconds. CTest's PASS_REGULAR_EXPRESSION would
+# every --match REGEX and none of the --absent ones (extended, over the whole
+# output joined into one line), and that it ended within S seconds. CTest's PASS_REGULAR_EXPRESSION would
 # ignore the exit code; this checks both.
 set -u
-rc_want="" ; max_s="" ; matches=()
+rc_want="" ; max_s="" ; matches=() ; absents=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rc) rc_want="$2"; shift 2 ;;
     --match) matches+=("$2"); shift 2 ;;
+    --absent) absents+=("$2"); shift 2 ;;
     --max-seconds) max_s="$2"; shift 2 ;;
     --) shift; break ;;
     *) echo "expect.sh: unknown option $1"; exit 99 ;;
@@ -30,6 +31,9 @@ fi
 flat=$(echo "$out" | tr '\n' ' ')
 for m in "${matches[@]}"; do
   echo "$flat" | grep -Eq -- "$m" || { echo "FAIL: output does not match /$m/"; fail=1; }
+done
+for m in "${absents[@]}"; do
+  echo "$flat" | grep -Eq -- "$m" && { echo "FAIL: output matches /$m/, which it must not"; fail=1; }
 done
 if [ -n "$max_s" ] && [ "$elapsed_ms" -gt $((max_s * 1000)) ]; then
   echo "FAIL: took ${elapsed}s, more than ${max_s}s"; fail=1

@@ -1,9 +1,8 @@
 // paratorch/communicator.h — collective and point-to-point communication over
 // torch tensors, with asynchronous Work handles and deadlines.
 //
-// One interface, several backends: the MPI backend (CPU tensors; CUDA tensors
-// are staged through pinned host memory) ships now; an NCCL backend implements
-// the same virtuals. Callers never see the backend.
+// MPI is the backend: CPU tensors go to MPI as they are, CUDA tensors are
+// staged through pinned host memory. Callers never see the backend.
 //
 // Example:
 ///   auto comm = world.comm();                   // every rank

@@ -1,7 +1,7 @@
 // src/cli/launcher.cpp — see launcher.h.
 #include "cli/launcher.h"
 
-#include "cli/survivable_launch.h"
+#include "cli/job_supervisor.h"
 
 #include <paratorch/errors.h>
 #include <paratorch/world.h>
@@ -36,6 +36,9 @@ std::vector<std::string> mpirun_command(int nproc, const std::string& self,
   if (nproc > available_cores()) cmd.push_back("--oversubscribe");
   // Open MPI 4.x: without it, one rank's crash or non-zero exit kills the job.
   if (options.required_ranks > 0) cmd.push_back("--enable-recovery");
+  // No banner after a rank fails: the supervising launcher prints the ranks'
+  // own messages once (job_supervisor.h); the exit code is unchanged.
+  cmd.push_back("-q");
   cmd.push_back(self);
   cmd.insert(cmd.end(), args.begin(), args.end());
   return cmd;
@@ -46,17 +49,11 @@ void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args, cons
   ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
   if (n <= 0) throw RuntimeFailure("paratorch: cannot find its own executable (/proc/self/exe)");
   self[n] = '\0';
-  auto cmd = mpirun_command(nproc, self, args, options);
-  std::vector<char*> cargv;
-  for (auto& s : cmd) cargv.push_back(s.data());
-  cargv.push_back(nullptr);
+  const auto cmd = mpirun_command(nproc, self, args, options);
   // Ranks see mpirun's pseudo-terminal, not the user's stdout: tell them
   // which it is, for the progress line (report/progress.cpp).
   setenv("PARATORCH_STDOUT_TTY", isatty(STDOUT_FILENO) == 1 ? "1" : "0", 1);
-  if (options.required_ranks > 0) std::exit(run_survivable_job(cmd, options.required_ranks));
-  execvp("mpirun", cargv.data());
-  throw RuntimeFailure(std::string("paratorch: could not start mpirun (") + std::strerror(errno) +
-                       "); install OpenMPI (apt-get install openmpi-bin) or run under your launcher");
+  std::exit(run_supervised_job(cmd, options.required_ranks));
 }
 
 void maybe_relaunch(const std::string& command, const std::vector<std::string>& args, const LaunchOptions& options) {

@@ -1,8 +1,10 @@
 // src/cli/launcher.h — `--nproc N`: start this same command under mpirun.
 //
-// Outside an MPI launcher, paratorch re-executes itself as
-//   mpirun -np N --bind-to none [--allow-run-as-root] [--oversubscribe] paratorch ARGS
-// adding what root and more ranks than cores need, so users never type them.
+// Outside an MPI launcher, paratorch runs itself as
+//   mpirun -np N --bind-to none [--allow-run-as-root] [--oversubscribe] -q paratorch ARGS
+// adding what root and more ranks than cores need, so users never type them,
+// and stays as the job's supervisor: it prints each rank failure once and
+// returns the job's exit code (job_supervisor.h).
 // Under mpirun or srun the launcher's ranks are used as they are.
 //
 // A job whose later ranks may die without ending it (asynchronous parameter
@@ -39,9 +41,8 @@ std::vector<std::string> mpirun_command(int nproc, const std::string& self,
 void maybe_relaunch(const std::string& command, const std::vector<std::string>& args,
                     const LaunchOptions& options = {});
 
-/// Replaces this process with mpirun_command(...) — or, with required ranks,
-/// runs it as a child and exits with the job's code. Returns only on failure
-/// (throws RuntimeFailure naming what to install).
+/// Runs mpirun_command(...) as a supervised child and exits with the job's
+/// code (job_supervisor.h). Throws RuntimeFailure when it cannot start.
 void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args, const LaunchOptions& options = {});
 
 }  // namespace paratorch::cli

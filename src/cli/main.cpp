@@ -1,6 +1,7 @@
 // src/cli/main.cpp — the `paratorch` command: dispatch to subcommands and map
 // failures to exit codes (2 usage, 1 runtime) with a one-line message.
 #include "cli/commands.h"
+#include "cli/job_supervisor.h"
 #include "cli/survivable_launch.h"
 
 #include <paratorch/errors.h>
@@ -56,12 +57,11 @@ int main(int argc, char** argv) {
     else if (command == "verify") code = paratorch::cli::run_verify(argc, argv, args);
     else throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: train, verify, help");
   } catch (const paratorch::UsageError& e) {
-    // Usage errors are the same on every rank: say it once.
-    if (world_rank() == 0) std::fprintf(stderr, "%s\n", e.what());
     code = 2;
+    paratorch::cli::report_failure(world_rank(), code, e.what());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "paratorch: rank %d: %s\n", world_rank(), e.what());
     code = 1;
+    paratorch::cli::report_failure(world_rank(), code, e.what());
   }
   paratorch::cli::record_exit_status(code);  // for a launcher that survives lost ranks
   return code;

@@ -70,15 +70,10 @@ std::string fnv1a64_hex(const std::string& bytes) {
   return hex;
 }
 
-std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt) {
-  const fs::path root_path(root), final_dir = root_path / step_folder_name(ckpt.step);
-  const fs::path tmp_dir = root_path / (step_folder_name(ckpt.step) + ".tmp-" + std::to_string(::getpid()));
-  std::error_code ec;
-  fs::create_directories(root_path, ec);
-  fs::remove_all(tmp_dir, ec);
-  if (!fs::create_directories(tmp_dir, ec) && ec)
-    throw RuntimeFailure("paratorch: cannot create checkpoint folder " + tmp_dir.string() + ": " + ec.message());
+namespace {
 
+// The step's files, manifest last: a folder without one was never finished.
+void write_step_files(const fs::path& dir, const Checkpoint& ckpt) {
   const std::map<std::string, std::string> contents = {
       {"model.safetensors", formats::safetensors_bytes(ckpt.model, {{"format", "pt"}})},
       {"optimizer.safetensors", formats::safetensors_bytes(ckpt.optimizer)},
@@ -87,17 +82,47 @@ std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt) {
                              {"step", ckpt.step},          {"layout", ckpt.layout},
                              {"world_size", ckpt.world_size}, {"libtorch", compat::torch_version()}};
   for (const auto& [name, bytes] : contents) {
-    formats::write_file_atomic((tmp_dir / name).string(), bytes);
+    formats::write_file_atomic((dir / name).string(), bytes);
     manifest["files"][name] = {{"bytes", bytes.size()}, {"fnv1a64", fnv1a64_hex(bytes)}};
   }
-  // The manifest last: a folder without one was never finished.
-  formats::write_file_atomic((tmp_dir / "manifest.json").string(), manifest.dump(2) + "\n");
-  formats::sync_directory(tmp_dir.string());
+  formats::write_file_atomic((dir / "manifest.json").string(), manifest.dump(2) + "\n");
+  formats::sync_directory(dir.string());
+}
 
-  // Swap the finished folder into place (a re-run may be replacing this step).
+// Renames the finished `tmp_dir` to `final_dir`; a folder already there (a
+// re-run replacing this step) is moved aside first and put back if the
+// rename fails.
+void swap_into_place(const fs::path& tmp_dir, const fs::path& final_dir, const fs::path& old_dir) {
+  std::error_code ec;
+  if (fs::exists(final_dir)) fs::rename(final_dir, old_dir, ec);
+  if (!ec) fs::rename(tmp_dir, final_dir, ec);
+  if (ec) {
+    if (fs::exists(old_dir) && !fs::exists(final_dir)) fs::rename(old_dir, final_dir, ec);
+    throw RuntimeFailure("paratorch: cannot rename checkpoint folder " + tmp_dir.string() + " to " +
+                         final_dir.string() + ": " + ec.message());
+  }
+}
+
+}  // namespace
+
+std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt) {
+  const fs::path root_path(root), final_dir = root_path / step_folder_name(ckpt.step);
+  const fs::path tmp_dir = root_path / (step_folder_name(ckpt.step) + ".tmp-" + std::to_string(::getpid()));
   const fs::path old_dir = root_path / (step_folder_name(ckpt.step) + ".tmp-old-" + std::to_string(::getpid()));
-  if (fs::exists(final_dir)) fs::rename(final_dir, old_dir);
-  fs::rename(tmp_dir, final_dir);
+  std::error_code ec;
+  fs::create_directories(root_path, ec);
+  fs::remove_all(tmp_dir, ec);
+  if (!fs::create_directories(tmp_dir, ec) && ec)
+    throw RuntimeFailure("paratorch: cannot create checkpoint folder " + tmp_dir.string() + ": " + ec.message());
+  try {
+    write_step_files(tmp_dir, ckpt);
+    swap_into_place(tmp_dir, final_dir, old_dir);
+  } catch (...) {
+    // A failed write (a full disk) leaves nothing behind: a half folder
+    // would hold the space the next checkpoint needs, and never be pruned.
+    fs::remove_all(tmp_dir, ec);
+    throw;
+  }
   formats::sync_directory(root_path.string());
   formats::write_file_atomic((root_path / "latest").string(), final_dir.filename().string() + "\n");
   fs::remove_all(old_dir, ec);

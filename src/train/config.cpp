@@ -32,7 +32,9 @@ const std::vector<std::string> kConfigScheduleNames = {"gpipe", "1f1b", "interle
 const std::vector<std::string> kConfigModeNames = {"sync", "ps", "hogwild"};
 const std::vector<std::string> kConfigOptimizerNames = {"adamw", "sgd"};
 const std::vector<std::string> kConfigPrecisionNames = {"fp32", "bf16", "fp16"};
-const std::vector<std::string> kConfigBackendNames = {"auto", "mpi", "nccl"};
+// MPI is the only backend: CUDA tensors are staged through host memory
+// (docs/concepts.md). "auto" picks it.
+const std::vector<std::string> kConfigBackendNames = {"auto", "mpi"};
 
 bool config_list_has(const std::vector<std::string>& list, const std::string& word) {
   return std::find(list.begin(), list.end(), word) != list.end();
@@ -275,6 +277,13 @@ void TrainSection::validate() const {
 }
 
 void CommSection::validate() const {
+  // Refused by name rather than by the list of choices: configs written for
+  // PyTorch's torch.distributed often say "nccl", and silently running MPI
+  // instead would hide what the job actually uses.
+  if (backend == "nccl")
+    throw config_key_error("comm", "backend",
+                           "= \"nccl\" is not available in this build (MPI is the backend; CUDA tensors are "
+                           "staged through host memory); set backend = \"auto\" or \"mpi\"");
   require_config_choice("comm", "backend", backend, kConfigBackendNames);
   require_config_positive("comm", "timeout_s", timeout_s);
 }

@@ -88,7 +88,7 @@ struct TrainSection {
 
 /// [comm]
 struct CommSection {
-  std::string backend = "auto";  // auto | mpi | nccl
+  std::string backend = "auto";  // auto | mpi (both MPI; "nccl" is refused)
   double timeout_s = 300.0;
   void validate() const;
 };

@@ -41,9 +41,6 @@ void require_supported(const Config& config, torch::Device device, const models:
     throw UsageError("paratorch: [parallel] mode = \"hogwild\" runs threads in one process through `paratorch train`, "
                      "not as a step-by-step engine; set mode = \"sync\" or \"ps\"");
   zero::require_precision_supported(config.train.precision, device, model);
-  if (config.comm.backend == "nccl" && !device.is_cuda())
-    throw UsageError("paratorch: [comm] backend = \"nccl\" needs CUDA devices and this rank runs on " +
-                     device.str() + "; set backend = \"auto\" or \"mpi\"");
 }
 
 /// [data], [parallel] and [train] keys as each engine's typed options.

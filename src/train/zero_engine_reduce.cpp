@@ -83,8 +83,8 @@ void ZeroEngine::launch(size_t index) {
 
 // [train] reduce_precision = bf16 | fp16: the unit's gradient is rounded to
 // 16 bits and reduced as such (stage 0 all-reduces it, stages 1-3
-// reduce-scatter it); finish_reductions widens the result back. NCCL moves
-// 16-bit words; MPI has no 16-bit float sum, so the MPI communicator widens
+// reduce-scatter it); finish_reductions widens the result back. PyTorch over
+// NCCL moves 16-bit words; MPI has no 16-bit float sum, so the communicator widens
 // internally: the numerics are a 16-bit reduction's, the bytes on the wire
 // are fp32's (docs/zero.md).
 void ZeroEngine::launch_low_precision(size_t index) {

@@ -59,7 +59,7 @@ Config config_with_every_key_changed() {
   c.parallel.staleness = -1;
   c.optim = {"sgd", 0.0123, 0.0, 0, 0.1 + 0.2};
   c.train = {7, 9876543210123LL, 3, "runs/a \"quoted\" \\ dir", 5, 2, "bf16", 512.0, 100, "fp16"};
-  c.comm = {"nccl", 12.25};
+  c.comm = {"mpi", 12.25};
   return c;
 }
 
@@ -323,7 +323,10 @@ TEST(Config, OutOfRangeValuesSayWhatIsValid) {
       {"[train]\ninitial_loss_scale = 0\n", "[train] initial_loss_scale must be a finite number > 0, got 0.0"},
       {"[train]\nloss_scale_window = 0\n", "[train] loss_scale_window must be >= 1, got 0"},
       {"[train]\nreduce_precision = \"int8\"\n", "[train] reduce_precision must be one of fp32, bf16, fp16"},
-      {"[comm]\nbackend = \"gloo\"\n", "[comm] backend must be one of auto, mpi, nccl, got \"gloo\""},
+      {"[comm]\nbackend = \"gloo\"\n", "[comm] backend must be one of auto, mpi, got \"gloo\""},
+      {"[comm]\nbackend = \"nccl\"\n",
+       "[comm] backend = \"nccl\" is not available in this build (MPI is the backend; CUDA tensors are staged "
+       "through host memory); set backend = \"auto\" or \"mpi\""},
       {"[comm]\ntimeout_s = -1\n", "[comm] timeout_s must be a finite number > 0"},
       {"[data]\nglobal_batch = 0\n", "[data] global_batch must be >= 1, got 0"},
       {"[data]\nsource = \"\"\n", "[data] source must be one of kjv, fashion_mnist, synthetic, mf_synthetic"},
