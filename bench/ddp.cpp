@@ -18,7 +18,7 @@
 // BENCH_STEPS=N times N steps instead of 20.
 // BENCH_PHASES=1 adds the median forward / backward (DDP: with the bucket
 // all-reduces and the final wait) / optimizer split of each step.
-// Model (issue #2): mlp d_in 784, d_model 512, 4 layers, 10 classes, global
+// Model (docs/benchmarks.md): mlp d_in 784, d_model 512, 4 layers, 10 classes, global
 // batch 64, AdamW. Prints the median step time over the timed steps.
 // The optimizer is the trainer's (paratorch's fused AdamW) in both modes;
 // BENCH_OPTIM=torch uses torch::optim::AdamW instead, for comparison.

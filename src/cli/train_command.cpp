@@ -1,6 +1,6 @@
 // src/cli/train_command.cpp — `paratorch train --config F.toml [--set k=v ...]
 // [--nproc N] [--resume DIR]`: load and check the config, start the ranks,
-// run the Trainer, print the summary line of DESIGN.md last.
+// run the Trainer, print the summary line (docs/training.md) last.
 #include "async/async_layout.h"
 #include "cli/args.h"
 #include "cli/commands.h"

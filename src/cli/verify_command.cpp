@@ -85,7 +85,7 @@ verify::VerifyOptions options_from(const Args& args) {
   verify::VerifyOptions options;
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
-  // bf16/fp16 compute against the fp32 reference: issue 6's mixed-precision
+  // bf16/fp16 compute against the fp32 reference: the mixed-precision
   // bound, 2e-2 relative, instead of fp32's summation-order 1e-5.
   const auto& train = options.config.train;
   if (train.precision != "fp32" || train.reduce_precision != "fp32") {

@@ -1,4 +1,4 @@
-// src/models/gpt.h — the `gpt` model of DESIGN.md: GPT-2 as in nanoGPT.
+// src/models/gpt.h — the `gpt` model (docs/concepts.md): GPT-2 as in nanoGPT.
 //
 // Token + learned position embeddings, n_layers pre-LayerNorm blocks of
 // causal self-attention (fused qkv projection with bias) and MLP (4x, tanh

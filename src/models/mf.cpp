@@ -41,7 +41,7 @@ torch::Tensor MatrixFactorization::forward(const torch::Tensor& input) {
 }
 
 // One block: the two lookups and the dot product do not split into a chain
-// (the sharded-embedding issue splits the tables themselves instead).
+// (tensor parallelism splits the tables themselves instead).
 std::vector<ModelBlock> MatrixFactorization::blocks() {
   return {make_block("mf", {""}, [this](const torch::Tensor& x) { return forward(x); })};
 }

@@ -1,4 +1,4 @@
-// src/models/mlp.h — the `mlp` model of DESIGN.md:
+// src/models/mlp.h — the `mlp` model (docs/concepts.md):
 //   Linear(d_in -> d), n_layers pre-LayerNorm residual blocks
 //   x + Linear(4d -> d)(GELU(Linear(d -> 4d)(LN(x)))), final LayerNorm,
 //   Linear(d -> n_classes), cross-entropy.

@@ -1,7 +1,7 @@
 // src/report/metrics.h — metrics.jsonl: one JSON object per logged step.
 //
 // Each line is flushed when written, so a run that dies still leaves every
-// step it logged. Keys (DESIGN.md): step, loss, lr, step_ms, tokens_per_s or
+// step it logged. Keys (docs/verify.md): step, loss, lr, step_ms, tokens_per_s or
 // samples_per_s, grad_norm, plus any extra numbers a caller adds (val_loss,
 // skipped steps, ...).
 #pragma once

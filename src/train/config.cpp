@@ -360,7 +360,7 @@ ConfigKey make_parallel_dp_key() {
 }
 
 // [parallel] staleness: an integer >= -1, or "inf" (stored as -1: no bound,
-// the and Ho et al.'s name for fully asynchronous).
+// Ho et al.'s name for fully asynchronous).
 ConfigKey make_parallel_staleness_key() {
   ConfigKey key{"parallel", "staleness", "integer or \"inf\"",
                 "ps: 0 bulk-synchronous, k stale-synchronous, -1 or \"inf\" asynchronous", {}, {}, {}};

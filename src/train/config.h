@@ -3,7 +3,7 @@
 //
 // Owns the config schema (every section and key, its type, default and valid
 // values), reading it from TOML, writing it back (to_toml, stored beside
-// checkpoints) and validating it. The defaults are DESIGN.md's "Config
+// checkpoints) and validating it. The defaults are the documented "Config
 // contract"; docs/config.md is the user reference. Every mistake is a
 // UsageError (exit code 2) naming the key and what is valid.
 //

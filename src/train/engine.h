@@ -53,12 +53,12 @@ class Engine {
   virtual int64_t parameter_count() = 0;
   /// Parameters of this rank's model-parallel shard before ZeRO sharding
   /// (tp shards count 1/tp): what the start-up memory estimate divides over
-  /// dp. Added for ZeRO × tp (issue 6); default: the whole model.
+  /// dp. ZeRO × tp needs it; default: the whole model.
   virtual int64_t local_parameter_count() { return parameter_count(); }
   /// One line for the start-up report.
   virtual std::string describe() = 0;
 
-  // Defaulted hooks (added for ZeRO, issue 6) so other engines compile unchanged.
+  // Defaulted hooks (ZeRO's needs) so other engines compile unchanged.
   /// The optimizer over named_parameters(). Engines that shard the optimizer
   /// state (ZeRO) return their own: it updates shards, publishes the updated
   /// parameters after each step, and still saves and loads full tensors.

@@ -1,8 +1,8 @@
 // src/train/engine_factory.cpp — which Engine runs a config's layout.
 //
 // The trainer asks for "an engine" and never branches on the layout itself.
-// Layout features that later issues bring (pipeline, tensor parallelism,
-// ZeRO, mixed precision, asynchronous modes) are refused here with a
+// Combinations of layout features this build does not run are refused
+// here with a
 // message saying what to set instead, never silently ignored.
 #include "async/ps_engine.h"
 #include "train/data_parallel_engine.h"

@@ -4,8 +4,8 @@
 // paratorch owns its optimizers (instead of torch::optim) for two reasons:
 // the state must be saved and restored by parameter *name* (a checkpoint
 // written by one layout resumes in another; libtorch keys state by tensor
-// address, differently across versions), and the ZeRO issue shards exactly
-// this state. The update rules are PyTorch's, to the operation:
+// address, differently across versions), and ZeRO (zero/sharded_optimizer.h) shards
+// exactly this state. The update rules are PyTorch's, to the operation:
 //   AdamW (Loshchilov & Hutter, 2019):  p -= lr·wd·p;  m = β1·m + (1-β1)·g;
 //     v = β2·v + (1-β2)·g²;  p -= lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + ε)
 //   SGD:  d = g + wd·p;  b = μ·b + d (b = d at the first step);  p -= lr·b

@@ -8,7 +8,7 @@
 //   optimizer.step()                              (AdamW or SGD+momentum)
 // then metrics.jsonl / progress / validation / checkpoints on schedule.
 // At the end: loss.svg, trace.json, the final checkpoint, a text sample for
-// gpt, and the summary line of DESIGN.md on stdout.
+// gpt, and the summary line (docs/training.md) on stdout.
 #pragma once
 #include "train/config.h"
 #include "train/engine.h"

@@ -5,7 +5,7 @@
 // train::take_step, exactly as `paratorch train` steps — and once as the
 // single-process reference on rank 0 (plain model, whole global batch, no
 // paratorch parallel code at all). Compares the loss of every step and every
-// parameter at the end. DESIGN.md's central test: equal up to float
+// parameter at the end. the central test (docs/verify.md): equal up to float
 // summation order (1e-5 relative in fp32).
 #pragma once
 #include "train/config.h"
@@ -33,7 +33,7 @@ struct VerifyOptions {
   int steps = 3;
   double tolerance = 1e-5;
   /// Whether the final parameters must also agree within `tolerance`. Off
-  /// for bf16/fp16 compute (issue 6 bounds the loss trajectory, 2e-2): a
+  /// for bf16/fp16 compute (docs/zero.md bounds the loss trajectory, 2e-2): a
   /// near-zero tensor such as a LayerNorm bias, built from 20 steps of
   /// low-precision gradients, differs by a few percent of its own small norm.
   bool judge_parameters = true;

@@ -1,6 +1,6 @@
 // tests/async/ps_convergence_test.cpp — asynchronous and stale-synchronous
 // training reach synchronous training's loss for the same number of samples
-// (issue 7's convergence check), a dead worker does not stop an asynchronous
+// (docs/async.md's convergence check), a dead worker does not stop an asynchronous
 // job, and Hogwild threads converge like one thread. Runs whole `paratorch
 // train` jobs in process (Trainer), on 3 ranks: 1 server + 2 workers.
 #include "train/trainer.h"

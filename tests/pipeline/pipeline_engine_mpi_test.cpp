@@ -1,6 +1,6 @@
 // tests/pipeline/pipeline_engine_mpi_test.cpp — the pipeline engine
-// reproduces the single-process run (DESIGN.md's layout invariance). Every
-// configuration of issue 4's definition of done goes through exactly what
+// reproduces the single-process run (layout invariance, docs/verify.md). Every
+// pipeline configuration docs/pipeline.md lists goes through exactly what
 // `paratorch verify` runs (verify::run_equivalence: make_engine, take_step
 // with clipping at norm 1, 1e-5 relative), many per mpirun launch. A second
 // test checks what verify does not: the gradient norm (tied embedding counted
@@ -144,7 +144,7 @@ TEST(PipelineEngine, GradientNormAndValidationLossMatchTheReference) {
 
 // Mixed precision in the pipeline (bf16/fp16 compute, fp32 masters per
 // stage): over 20 steps the losses stay within 2e-2 of the fp32 single-process
-// reference (issue 6's bound), through verify's own check; the low precision
+// reference (docs/zero.md's bound), through verify's own check; the low precision
 // is really in use. fp16 starts at scale 2^10 so no step of these tiny models
 // overflows (a skipped step would shift the trajectory by one step).
 TEST(PipelineEngine, LowPrecisionTrajectoryFollowsFp32) {

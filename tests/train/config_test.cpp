@@ -204,7 +204,7 @@ TEST(Config, DpIsAutoOrAPositiveInteger) {
   EXPECT_NE(config_error_of("[parallel]\ndp = \"all\"\n").find("got string \"all\""), std::string::npos);
 }
 
-// The issue and DESIGN.md spell "fully asynchronous" as -1 or "inf".
+// docs/config.md spells "fully asynchronous" as -1 or "inf".
 TEST(Config, StalenessIsAnIntegerOrInf) {
   EXPECT_EQ(config_from_string("[parallel]\nstaleness = \"inf\"\n").parallel.staleness, -1);
   EXPECT_EQ(config_from_string("", {"parallel.staleness=inf"}).parallel.staleness, -1);

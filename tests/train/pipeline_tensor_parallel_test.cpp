@@ -4,7 +4,7 @@
 // losses, the clipped global gradient norm (clipping active, so counting a
 // tp shard, a replicated LayerNorm or the tied embedding copy twice would
 // fail), the reassembled full parameters, the validation loss, and the
-// optimizer state as whole tensors — 1e-5 relative (DESIGN.md).
+// optimizer state as whole tensors — 1e-5 relative (docs/verify.md).
 #include <gtest/gtest.h>
 
 #include "data/dataset.h"

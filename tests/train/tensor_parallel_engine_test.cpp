@@ -2,7 +2,7 @@
 // whole model trained on the whole global batch (computed on every rank):
 // per-step losses, clipped global gradient norms (clipping active, so the
 // norm must count tp shards once and replicated parameters once) and the
-// reassembled full parameters at the end, 1e-5 relative (DESIGN.md).
+// reassembled full parameters at the end, 1e-5 relative (docs/verify.md).
 // Runs every case whose layout fits the world (np 2 and np 4).
 #include <gtest/gtest.h>
 
@@ -131,7 +131,7 @@ TEST(TensorParallelEngine, MatchesWholeModelInEveryFittingLayout) {
 
 // Mixed precision composes with tp (ZeroEngine with the tp-built model):
 // bf16 or fp16 compute, fp32 masters, stays within 2e-2 of the fp32 tp run over 20
-// steps (issue 6's bound), at ZeRO stages 0 and 3, and with sequence
+// steps (docs/zero.md's bound), at ZeRO stages 0 and 3, and with sequence
 // parallelism at stage 3; and the low precision is really in use. (gpt on
 // synthetic tokens has nothing to learn, so "it trains" is mlp's test, in
 // zero_engine_mpi_test.cpp.)

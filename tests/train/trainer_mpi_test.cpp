@@ -1,5 +1,5 @@
 // tests/train/trainer_mpi_test.cpp — the training loop on 2 ranks: the loss
-// falls, the outputs of DESIGN.md appear, and a resumed run ends bit-for-bit
+// falls, the outputs docs/training.md lists appear, and a resumed run ends bit-for-bit
 // where an uninterrupted one does. Run under mpirun by CTest.
 #include "train/checkpoint.h"
 #include "train/trainer.h"

@@ -104,7 +104,7 @@ TEST(Zero, EveryStageMatchesDataParallel) {
   }
 }
 
-// The definition of done, through `paratorch verify`'s own check
+// The ZeRO layouts docs/zero.md lists, through `paratorch verify`'s own check
 // (verify/equivalence.h: the layout via make_engine and take_step against a
 // one-process reference, 1e-5 relative): gpt and mlp at zero = 1, 2, 3 on
 // every rank of this launch (CTest runs it at 2 and 4). One launch for all six.
