@@ -1,10 +1,10 @@
 // src/parallel/ddp/reducer.cpp — see reducer.h for the state machine.
 #include "parallel/ddp/reducer.h"
 
+#include "parallel/gradient_hooks.h"
+
 #include <paratorch/errors.h>
 
-#include <torch/csrc/autograd/engine.h>
-#include <torch/csrc/autograd/utils/lambda_post_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
 #include <map>
@@ -114,14 +114,9 @@ void Reducer::install_hooks() {
   std::weak_ptr<Reducer> weak = shared_from_this();
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!params_[i].requires_grad()) continue;
-    auto accumulator = torch::autograd::impl::grad_accumulator(params_[i]);
-    accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [weak, i](const torch::autograd::variable_list& outputs,
-                  const torch::autograd::variable_list& /*inputs*/) {
-          if (auto self = weak.lock()) self->on_gradient_ready(i);
-          return outputs;
-        }));
-    accumulators_.push_back(std::move(accumulator));
+    accumulators_.push_back(paratorch::on_gradient_ready(params_[i], [weak, i] {
+      if (auto self = weak.lock()) self->on_gradient_ready(i);
+    }));
   }
 }
 
@@ -188,7 +183,7 @@ void Reducer::begin_backward() {
   // Finalize when the engine finishes this backward pass, so backward()
   // returns with averaged gradients, as in PyTorch.
   std::weak_ptr<Reducer> weak = shared_from_this();
-  torch::autograd::Engine::get_default_engine().queue_callback([weak] {
+  at_end_of_backward([weak] {
     if (auto self = weak.lock()) self->finalize();
   });
 }
