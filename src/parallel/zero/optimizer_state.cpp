@@ -2,6 +2,7 @@
 // adapter per libtorch optimizer: its ParamState's tensors by kind.
 #include "parallel/zero/optimizer_state.h"
 
+#include <paratorch/compat.h>
 #include <paratorch/errors.h>
 
 #include <memory>
@@ -12,7 +13,7 @@ namespace {
 
 namespace optim = torch::optim;
 
-std::string key_of(const torch::Tensor& tensor) { return c10::guts::to_string(tensor.unsafeGetTensorImpl()); }
+std::string key_of(const torch::Tensor& tensor) { return compat::optimizer_state_key(tensor); }
 
 // Adam and AdamW share their state's layout (Kingma & Ba, 2015;
 // Loshchilov & Hutter, 2019), not a class.
@@ -42,8 +43,8 @@ std::unique_ptr<optim::OptimizerParamState> adam_write(const std::map<std::strin
 }
 
 std::string type_error(const optim::Optimizer& o) {
-  return std::string("paratorch: ZeroRedundancyOptimizer cannot save or load the state of optimizer type ") +
-         typeid(o).name() + "; the factory may build torch::optim::AdamW, Adam, SGD, Adagrad or RMSprop";
+  return std::string("paratorch: cannot save or load the state of optimizer type ") + typeid(o).name() +
+         " by parameter name; use torch::optim::AdamW, Adam, SGD, Adagrad or RMSprop (or save its state yourself)";
 }
 
 }  // namespace
@@ -81,6 +82,17 @@ std::map<std::string, torch::Tensor> read_state(const optim::Optimizer& o, const
     return out;
   }
   throw UsageError(type_error(o));
+}
+
+int64_t read_step(const optim::Optimizer& o, const torch::Tensor& tensor) {
+  auto it = o.state().find(key_of(tensor));
+  if (it == o.state().end()) return 0;
+  const auto* state = it->second.get();
+  if (auto* s = dynamic_cast<const optim::AdamWParamState*>(state)) return s->step();
+  if (auto* s = dynamic_cast<const optim::AdamParamState*>(state)) return s->step();
+  if (auto* s = dynamic_cast<const optim::AdagradParamState*>(state)) return s->step();
+  if (auto* s = dynamic_cast<const optim::RMSpropParamState*>(state)) return s->step();
+  return 0;
 }
 
 void write_state(optim::Optimizer& o, const torch::Tensor& tensor, const std::map<std::string, torch::Tensor>& k,

@@ -3,7 +3,8 @@
 //
 // ZeroRedundancyOptimizer saves the user's optimizer state by parameter name
 // (full tensors, as an unsharded optimizer would hold them) although the
-// optimizer itself only ever sees flat shards. libtorch keeps per-tensor
+// optimizer itself only ever sees flat shards; checkpoint.h saves any
+// module's optimizer state by parameter name. libtorch keeps per-tensor
 // state in Optimizer::state(), keyed by the tensor's TensorImpl address,
 // as one ParamState class per optimizer; this file is the one place that
 // knows those classes: which tensors each holds ("kinds": exp_avg, ...),
@@ -26,6 +27,10 @@ std::vector<std::string> state_kinds(const torch::optim::Optimizer& optimizer);
 /// The state of `tensor` by kind (an empty map while it has none yet).
 std::map<std::string, torch::Tensor> read_state(const torch::optim::Optimizer& optimizer,
                                                 const torch::Tensor& tensor);
+
+/// The step count `optimizer` keeps for `tensor` (0 for SGD, which keeps
+/// none, and while the tensor has no state yet).
+int64_t read_step(const torch::optim::Optimizer& optimizer, const torch::Tensor& tensor);
 
 /// Sets the state of `tensor`: `kinds` (every state_kinds() entry) and the
 /// step count, for optimizers that keep one.
