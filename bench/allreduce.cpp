@@ -40,6 +40,9 @@ double time_ops(int reps, Op op) {
 
 }  // namespace
 
+// Measured as `paratorch` runs: idle compute threads nap (world.h).
+PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+
 int main(int argc, char** argv) {
   paratorch::World world(argc, argv);
   auto comm = world.comm();

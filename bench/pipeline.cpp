@@ -121,6 +121,9 @@ Figures gpt_run(World& world, const std::string& schedule, int m, int steps) {
 
 }  // namespace
 
+// Measured as `paratorch` runs: idle compute threads nap (world.h).
+PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+
 int main(int argc, char** argv) {
   paratorch::World world(argc, argv);
   const int steps = argc > 1 ? std::atoi(argv[1]) : 5;

@@ -39,6 +39,9 @@ double median(std::vector<double> v) {
 
 }  // namespace
 
+// Measured as `paratorch` runs: idle compute threads nap (world.h).
+PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+
 int main(int argc, char** argv) {
   namespace tpl = paratorch::tensor_parallel;
   paratorch::WorldOptions options;

@@ -52,6 +52,9 @@ struct Timings {
 
 }  // namespace
 
+// Measured as `paratorch` runs: idle compute threads nap (world.h).
+PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+
 int main(int argc, char** argv) {
   paratorch::WorldOptions options;
   options.threads_per_rank = env_int("BENCH_THREADS", 0);

@@ -95,6 +95,9 @@ train::ModelStateBytes measure_ddp(train::Engine& engine, const train::Optimizer
 
 }  // namespace
 
+// Measured as `paratorch` runs: idle compute threads nap (world.h).
+PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+
 int main(int argc, char** argv) {
   World world(argc, argv);
   const double runtime_rss = current_rss_mib();  // libtorch + MPI, before any model state

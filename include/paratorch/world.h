@@ -72,4 +72,26 @@ void set_compute_threads(int threads);
 /// Cores this process may run on (its CPU affinity mask).
 int available_cores();
 
+/// Opt-in, once per program: idle compute threads nap instead of spinning.
+/// libtorch's OpenMP pool and OpenBLAS's own pool take turns on the same
+/// cores, and by default each idle worker spins long enough to hold a core
+/// the other pool needs next (on 2 cores, a gpt step took 755 ms with the
+/// defaults and 330 ms with napping workers). Both libraries read their
+/// settings (OMP_WAIT_POLICY, OPENBLAS_THREAD_TIMEOUT) once, before main, so
+/// this cannot be a WorldOptions field: a program that wants it writes, at
+/// namespace scope in its own main.cpp,
+///   PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+/// and, when either variable is missing from its environment, the program
+/// re-executes itself once before any constructor runs (~20 ms) with
+/// OMP_WAIT_POLICY=passive and OPENBLAS_THREAD_TIMEOUT=16 added. Values the
+/// user set (or GOMP_SPINCOUNT) are kept. Linking paratorch alone never
+/// re-executes a program; the `paratorch` command opts in.
+void start_with_napping_compute_threads(int argc, char** argv, char** envp);
+
 }  // namespace paratorch
+
+/// See paratorch::start_with_napping_compute_threads. An ELF .preinit_array
+/// entry: it runs before every shared library's constructors.
+#define PARATORCH_NAP_IDLE_COMPUTE_THREADS()                                                       \
+  __attribute__((section(".preinit_array"), used)) static void (*const paratorch_nap_idle_threads_)( \
+      int, char**, char**) = &::paratorch::start_with_napping_compute_threads

@@ -15,6 +15,12 @@
 #include <vector>
 
 
+#include <paratorch/world.h>
+
+// The command (and the ranks it starts, which inherit the environment) runs
+// with napping idle compute threads: see world.h.
+PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+
 namespace {
 
 void print_usage() {
