@@ -69,7 +69,6 @@ void ZeroRedundancyOptimizer::Impl::build_buffers(const OptimizerFactory& factor
 // from, for the error.
 void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group, const OptimizerFactory& factory,
                                          const ZeroRedundancyOptimizerOptions& opts, const std::string& source) {
-  opts.validate();
   if (!dp_group) throw UsageError("paratorch: ZeroRedundancyOptimizer's dp_group is null");
   if (!factory) throw UsageError("paratorch: ZeroRedundancyOptimizer's factory is empty");
   if (params.empty())
@@ -99,6 +98,7 @@ ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(const std::map<std::string, tor
                                                  std::shared_ptr<Communicator> dp_group, OptimizerFactory factory,
                                                  ZeroRedundancyOptimizerOptions options)
     : impl_(std::make_unique<Impl>()) {
+  options.validate();
   // A std::map's order (by name) is the same on every dp rank; it decides
   // the flat buffers' layout, so the shards line up across the group.
   for (const auto& [name, tensor] : named_parameters) {
