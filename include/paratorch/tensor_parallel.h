@@ -89,6 +89,16 @@ std::map<std::string, ShardSpec> shard_specs(const torch::nn::Module& module);
 /// check_equivalence. Collective over `tp_group`: every rank calls it.
 std::map<std::string, torch::Tensor> full_parameters(const torch::nn::Module& module, Communicator& tp_group);
 
+/// The same for shards already collected by name, e.g. a pipeline stage's
+/// or a whole pipelined model's (Pipeline::full_parameters() returns this tp
+/// rank's shard of every parameter): `specs` is shard_specs() of the
+/// parallelized module. Collective over `tp_group`. UsageError naming the
+/// parameter when `specs` has no entry for a name of `shards`.
+///   auto full = tp::full_parameters(pipe.full_parameters(), tp::shard_specs(*net), *groups.tp());
+std::map<std::string, torch::Tensor> full_parameters(const std::map<std::string, torch::Tensor>& shards,
+                                                     const std::map<std::string, ShardSpec>& specs,
+                                                     Communicator& tp_group);
+
 /// Loads whole tensors by full name (as full_parameters() returns them) into
 /// `module`, each parameter taking this rank's slice. UsageError naming the
 /// parameter when one is missing from `full` or has another shape.

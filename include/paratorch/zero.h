@@ -78,6 +78,15 @@ class ZeroRedundancyOptimizer {
   /// trainable parameter, or the factory returns no optimizer.
   ZeroRedundancyOptimizer(std::shared_ptr<torch::nn::Module> module, std::shared_ptr<Communicator> dp_group,
                           OptimizerFactory factory, ZeroRedundancyOptimizerOptions options = {});
+  /// The same over named parameters rather than a whole module: the part of
+  /// a model this rank holds, e.g. a pipeline stage's
+  /// (Pipeline::named_parameters()) when ZeRO runs inside each stage of a
+  /// dp × pp layout. Every rank of `dp_group` passes the same names and
+  /// shapes. UsageError when `named_parameters` holds no trainable tensor.
+  ///   paratorch::ZeroRedundancyOptimizer opt(pipe.named_parameters(), groups.dp(), factory);
+  ZeroRedundancyOptimizer(const std::map<std::string, torch::Tensor>& named_parameters,
+                          std::shared_ptr<Communicator> dp_group, OptimizerFactory factory,
+                          ZeroRedundancyOptimizerOptions options = {});
   ~ZeroRedundancyOptimizer();
   ZeroRedundancyOptimizer(const ZeroRedundancyOptimizer&) = delete;
   ZeroRedundancyOptimizer& operator=(const ZeroRedundancyOptimizer&) = delete;

@@ -34,11 +34,24 @@ std::map<std::string, ShardSpec> shard_specs(const torch::nn::Module& module) {
 }
 
 std::map<std::string, torch::Tensor> full_parameters(const torch::nn::Module& module, Communicator& tp_group) {
-  const auto specs = shard_specs(module);
+  std::map<std::string, torch::Tensor> shards;
+  for (const auto& p : module.named_parameters()) shards[p.key()] = p.value();
+  return full_parameters(shards, shard_specs(module), tp_group);
+}
+
+std::map<std::string, torch::Tensor> full_parameters(const std::map<std::string, torch::Tensor>& shards,
+                                                     const std::map<std::string, ShardSpec>& specs,
+                                                     Communicator& tp_group) {
   std::map<std::string, torch::Tensor> out;
-  // named_parameters' order is the module's, the same on every rank, so the
-  // gathers line up across the group.
-  for (const auto& p : module.named_parameters()) out[p.key()] = gather_full(p.value(), specs.at(p.key()), tp_group);
+  // A std::map's order is the names', the same on every rank of the group,
+  // so the gathers line up across it.
+  for (const auto& [name, shard] : shards) {
+    const auto spec = specs.find(name);
+    if (spec == specs.end())
+      throw UsageError("paratorch: tensor_parallel::full_parameters: argument 'specs' has no ShardSpec for \"" +
+                       name + "\"; pass shard_specs() of the parallelized module");
+    out[name] = gather_full(shard, spec->second, tp_group);
+  }
   return out;
 }
 

@@ -33,7 +33,7 @@ struct ZeroRedundancyOptimizer::Impl {
     size_t pending = 0;  // stage 2: members whose gradient of this backward is not in yet
   };
 
-  std::shared_ptr<torch::nn::Module> module;
+  std::shared_ptr<torch::nn::Module> module;  // null when built over named parameters
   std::shared_ptr<Communicator> group;
   ZeroRedundancyOptimizerOptions options;
   std::vector<torch::Tensor> params;  // trainable, registration order
@@ -51,6 +51,8 @@ struct ZeroRedundancyOptimizer::Impl {
   bool in_backward = false;
   size_t next_launch = 0;
 
+  void init(std::shared_ptr<Communicator> dp_group, const OptimizerFactory& factory,
+            const ZeroRedundancyOptimizerOptions& opts, const std::string& source);
   void build_buffers(const OptimizerFactory& factory);
   void install_hooks();
   void on_gradient_ready(size_t param);

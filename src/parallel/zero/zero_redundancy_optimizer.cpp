@@ -64,27 +64,49 @@ void ZeroRedundancyOptimizer::Impl::build_buffers(const OptimizerFactory& factor
   kinds = zero::state_kinds(*optimizer);
 }
 
+// Both constructors end here once params/names (the trainable tensors, in
+// the order every dp rank shares) are filled; `source` names what they came
+// from, for the error.
+void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group, const OptimizerFactory& factory,
+                                         const ZeroRedundancyOptimizerOptions& opts, const std::string& source) {
+  if (!dp_group) throw UsageError("paratorch: ZeroRedundancyOptimizer's dp_group is null");
+  if (!factory) throw UsageError("paratorch: ZeroRedundancyOptimizer's factory is empty");
+  if (params.empty())
+    throw UsageError("paratorch: ZeroRedundancyOptimizer's " + source + " has no parameter that requires grad");
+  group = std::move(dp_group);
+  options = opts;
+  build_buffers(factory);
+  if (options.stage == 2) install_hooks();
+}
+
 ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(std::shared_ptr<torch::nn::Module> module,
                                                  std::shared_ptr<Communicator> dp_group, OptimizerFactory factory,
                                                  ZeroRedundancyOptimizerOptions options)
     : impl_(std::make_unique<Impl>()) {
   options.validate();
   if (!module) throw UsageError("paratorch: ZeroRedundancyOptimizer's module is null");
-  if (!dp_group) throw UsageError("paratorch: ZeroRedundancyOptimizer's dp_group is null");
-  if (!factory) throw UsageError("paratorch: ZeroRedundancyOptimizer's factory is empty");
-  Impl& s = *impl_;
-  s.module = std::move(module);
-  s.group = std::move(dp_group);
-  s.options = options;
-  for (const auto& item : s.module->named_parameters()) {
+  for (const auto& item : module->named_parameters()) {
     if (!item.value().requires_grad()) continue;
-    s.params.push_back(item.value());
-    s.names.push_back(item.key());
+    impl_->params.push_back(item.value());
+    impl_->names.push_back(item.key());
   }
-  if (s.params.empty())
-    throw UsageError("paratorch: ZeroRedundancyOptimizer's module has no parameter that requires grad");
-  s.build_buffers(factory);
-  if (options.stage == 2) s.install_hooks();
+  impl_->module = std::move(module);
+  impl_->init(std::move(dp_group), factory, options, "module");
+}
+
+ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(const std::map<std::string, torch::Tensor>& named_parameters,
+                                                 std::shared_ptr<Communicator> dp_group, OptimizerFactory factory,
+                                                 ZeroRedundancyOptimizerOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  options.validate();
+  // A std::map's order (by name) is the same on every dp rank; it decides
+  // the flat buffers' layout, so the shards line up across the group.
+  for (const auto& [name, tensor] : named_parameters) {
+    if (!tensor.defined() || !tensor.requires_grad()) continue;
+    impl_->params.push_back(tensor);
+    impl_->names.push_back(name);
+  }
+  impl_->init(std::move(dp_group), factory, options, "named_parameters");
 }
 
 ZeroRedundancyOptimizer::~ZeroRedundancyOptimizer() = default;

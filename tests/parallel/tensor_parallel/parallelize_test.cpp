@@ -8,6 +8,7 @@
 
 #include "mpi_test_env.h"
 #include "parallel/tensor_parallel/tiny_transformer.h"
+#include <paratorch/errors.h>
 #include <paratorch/init.h>
 
 #include <algorithm>
@@ -146,4 +147,30 @@ TEST(TensorParallelApi, ContainersSeeTheSwap) {
   EXPECT_TRUE(torch::allclose(in_list->forward(x), reference->list->ptr<nn::LinearImpl>(0)->forward(x), 1e-5, 1e-6));
   EXPECT_TRUE(torch::allclose(in_dict->forward(x), reference->dict["proj"]->as<nn::LinearImpl>()->forward(x), 1e-5,
                               1e-6));
+}
+
+// Shards collected by name elsewhere (a pipeline stage holds only some of
+// them) gather to exactly those whole tensors, given the module's specs.
+TEST(TensorParallelApi, FullParametersOfNamedShardsAreTheOriginalWeights) {
+  auto reference = make_net(), net = make_net();
+  tp::parallelize(net.ptr(), tp_group(), megatron_plan());
+  const auto specs = tp::shard_specs(*net);
+  std::map<std::string, torch::Tensor> stage;  // every other parameter, as one stage of two would hold
+  bool take = true;
+  for (const auto& p : net->named_parameters()) {
+    if (take) stage[p.key()] = p.value();
+    take = !take;
+  }
+  const auto full = tp::full_parameters(stage, specs, *tp_group());
+  const auto want = plain_copies(*reference);
+  ASSERT_EQ(full.size(), stage.size());
+  for (const auto& [name, t] : full) EXPECT_TRUE(torch::equal(t, want.at(name))) << name;
+
+  stage["no.such.weight"] = torch::zeros({2});
+  try {
+    tp::full_parameters(stage, specs, *tp_group());
+    FAIL() << "a name without a ShardSpec was accepted";
+  } catch (const paratorch::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("no.such.weight"), std::string::npos) << e.what();
+  }
 }

@@ -85,6 +85,53 @@ TEST(ZeroOptimizer, Stage2SgdEqualsOneProcess) {
   expect_equivalent([] { return zero_trainee(Kind::kSgd, 2); }, Kind::kSgd, "zero2-sgd");
 }
 
+namespace {
+
+// Over named parameters: a part of the model, as a pipeline stage holds it.
+// The first Linear is left out (its gradients are never stepped); the
+// reference freezes it, so the rest must train exactly as one process.
+Trainee reference_without_first_layer(Kind kind) {
+  auto net = zero_test::make_mlp();
+  for (auto& p : net->layers[0]->parameters()) p.requires_grad_(false);
+  std::shared_ptr<torch::optim::Optimizer> opt = make_optimizer(kind, net->parameters());
+  return plain_trainee(net.ptr(), opt, [net](const Batch& b) mutable { return zero_test::loss_of(net, b); });
+}
+
+void expect_named_equivalent(int stage) {
+  EquivalenceOptions eq;
+  eq.steps = 4;
+  const std::string what = "zero" + std::to_string(stage) + "-named-adamw";
+  auto report = check_equivalence(
+      test_world().comm(), zero_test::batch, [] { return reference_without_first_layer(Kind::kAdamW); },
+      [stage] {
+        auto net = zero_test::make_mlp();
+        auto comm = test_world().comm();
+        std::map<std::string, torch::Tensor> part;
+        for (const auto& p : net->named_parameters())
+          if (p.key().rfind("layers.0.", 0) != 0) part[p.key()] = p.value();
+        auto opt = std::make_shared<ZeroRedundancyOptimizer>(part, comm, factory(Kind::kAdamW), options(stage));
+        return Trainee{[net, opt, comm](const Batch& b) mutable { return zero_step(net, *opt, *comm, b); },
+                       [net] { return named_parameter_copies(*net); }};
+      },
+      eq);
+  if (test_world().rank() == 0) std::printf("%s\n", report.summary_line(what).c_str());
+  EXPECT_TRUE(report.pass) << report.summary_line(what);
+}
+
+}  // namespace
+
+TEST(ZeroOptimizer, Stage1OverNamedParametersEqualsOneProcess) { expect_named_equivalent(1); }
+TEST(ZeroOptimizer, Stage2OverNamedParametersEqualsOneProcess) { expect_named_equivalent(2); }
+
+TEST(ZeroOptimizer, EmptyNamedParametersNameTheArgument) {
+  try {
+    ZeroRedundancyOptimizer opt(std::map<std::string, torch::Tensor>{}, test_world().comm(), factory(Kind::kSgd));
+    FAIL() << "an empty named_parameters was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("named_parameters"), std::string::npos) << e.what();
+  }
+}
+
 // Stage 1 behind DDP: DDP averages, the optimizer only shards.
 TEST(ZeroOptimizer, Stage1UnderDdpEqualsOneProcess) {
   expect_equivalent(
