@@ -3,12 +3,13 @@
 #   make test    bootstrap + build + every test (unit and multi-rank)
 #   make demo    bootstrap + build the paratorch binary + the demo job
 #   make bench   benchmarks (installs the PyTorch peer on first use)
+#   make mutants every bug in tests/mutants/ must fail a test (slow; not in make test)
 #   make fuzz    libFuzzer runs of the file-format parsers (clang; FUZZ_SECONDS=60 each)
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: bootstrap build test demo bench fuzz install clean
+.PHONY: bootstrap build test demo bench fuzz mutants install clean
 
 bootstrap:
 	@bash scripts/bootstrap
@@ -33,6 +34,9 @@ demo: bootstrap
 bench: bootstrap
 	$(MAKE) build
 	bash bench/run_all
+
+mutants: bootstrap
+	bash scripts/mutants
 
 fuzz:
 	bash scripts/fuzz
