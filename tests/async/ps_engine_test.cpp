@@ -9,8 +9,9 @@
 // longer sees the gradient's scale: a server that SUMMED the W pushes
 // instead of averaging them would be clipped back to the same step. So every
 // case also compares the pre-clip norm per step, and the scale-sensitive
-// cases train with plain SGD, no clip and no weight decay, where a wrong
-// scale changes the norm at step 1 and every update after it.
+// cases train with SGD (momentum: the update is linear in the gradient), no
+// clip and no weight decay, where a wrong scale changes the norm at step 1
+// and every update after it.
 #include "async/ps_engine.h"
 #include "data/dataset.h"
 #include "train/engine.h"
