@@ -1,8 +1,17 @@
 // tests/async/ps_engine_test.cpp — the bulk-synchronous parameter server
-// (staleness 0) is synchronous SGD: through make_engine, its per-step losses
-// and final parameters equal a single-process run on the same global batches
-// (what `paratorch verify --mode ps` checks; here without the CLI), stepped
-// by train::take_step with a global-norm clip that binds.
+// (staleness 0) is synchronous SGD: through make_engine, its per-step losses,
+// pre-clip global gradient norms and final parameters equal a single-process
+// run on the same global batches (what `paratorch verify --mode ps` checks;
+// here without the CLI), stepped by train::take_step.
+//
+// Two kinds of case. With a clip that binds (pre-clip norm ~2 vs clip 0.5)
+// the servers' global norm must be the whole model's, but the update no
+// longer sees the gradient's scale: a server that SUMMED the W pushes
+// instead of averaging them would be clipped back to the same step. So every
+// case also compares the pre-clip norm per step, and the scale-sensitive
+// cases train with SGD (momentum: the update is linear in the gradient), no
+// clip and no weight decay, where a wrong scale changes the norm at step 1
+// and every update after it.
 #include "async/ps_engine.h"
 #include "data/dataset.h"
 #include "train/engine.h"
@@ -45,46 +54,89 @@ double max_rel(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a - b).abs().max() / (b.abs().max() + 1e-12)).item<double>();
 }
 
-void expect_bsp_equals_reference(const std::string& model_name, const std::string& optimizer_name, int servers) {
+struct Case {
+  std::string model, optimizer;
+  int servers = 1;
+  bool scale_sensitive = false;  // SGD, no clip, no weight decay: the update is linear in the gradient
+};
+
+void expect_bsp_equals_reference(const Case& c) {
   auto& world = test_world();
-  auto config = small_config(model_name, optimizer_name);
-  config.parallel.servers = servers;
+  auto config = small_config(c.model, c.optimizer);
+  config.parallel.servers = c.servers;
+  if (c.scale_sensitive) {
+    ASSERT_EQ(c.optimizer, "sgd");
+    config.optim.grad_clip = 0;  // 0: take_step only measures the norm
+    config.optim.weight_decay = 0;
+    config.optim.lr = 0.2;  // large enough that a wrong scale moves the losses after step 1 by far more than 1e-5
+  }
+  const int workers = world.size() - c.servers;
   ProcessGroups groups(world.comm(), Layout{0, 1, 1}.resolve(world.size()));
   auto dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
   auto engine = train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device());
   const auto shard = engine->named_parameters();
-  EXPECT_EQ(shard.empty(), world.rank() >= servers) << "servers own the parameters the optimizer steps";
+  EXPECT_EQ(shard.empty(), world.rank() >= c.servers) << "servers own the parameters the optimizer steps";
   auto optimizer = train::make_optimizer(config.optim, shard);
 
   auto reference = models::make_model(config.model);
   reference->initialize(static_cast<uint64_t>(config.train.seed));
   train::NamedTensors named;
-  for (const auto& item : reference->named_parameters(true)) named.emplace_back(item.key(), item.value());
+  std::map<std::string, torch::Tensor> initial;
+  for (const auto& item : reference->named_parameters(true)) {
+    named.emplace_back(item.key(), item.value());
+    initial[item.key()] = item.value().detach().clone();
+  }
   auto optimizer_ref = train::make_optimizer(config.optim, named);
   train::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   DistributedSampler batches(config.data.global_batch, 0, 1);
+  int clipped = 0;
   for (int s = 0; s < config.train.steps; ++s) {
-    const double loss =
-        train::take_step(*engine, *optimizer, batches.global_indices(s), schedule.at(s), config.optim.grad_clip, s + 1)
-            .loss;
+    const auto got =
+        train::take_step(*engine, *optimizer, batches.global_indices(s), schedule.at(s), config.optim.grad_clip, s + 1);
     train::zero_gradients(named);
     auto l = reference->loss(dataset->train_batch(batches.global_indices(s)));
     l.backward();
     std::vector<torch::Tensor> tensors;
     for (auto& [name, p] : named) tensors.push_back(p);
-    train::clip_grad_norm(tensors, config.optim.grad_clip);
+    const double norm = train::clip_grad_norm(tensors, config.optim.grad_clip);
     optimizer_ref->step(schedule.at(s));
-    EXPECT_NEAR(loss, l.item<double>(), 1e-5 * std::abs(l.item<double>())) << "step " << s;
+    clipped += config.optim.grad_clip > 0 && norm > config.optim.grad_clip ? 1 : 0;
+    EXPECT_NEAR(got.loss, l.item<double>(), 1e-5 * std::abs(l.item<double>())) << "step " << s;
+    EXPECT_NEAR(got.grad_norm, norm, 1e-5 * norm) << "pre-clip global gradient norm, step " << s << " ("
+                                                  << workers << " workers: a sum of the pushes would be "
+                                                  << workers << "x the mean)";
   }
+  // The binding-clip cases test the servers' global clip; say so if it stopped binding.
+  if (!c.scale_sensitive) EXPECT_EQ(clipped, config.train.steps) << "the clip of " << config.optim.grad_clip << " should bind";
   auto full = engine->full_parameters();
-  for (const auto& [name, p] : named) EXPECT_LT(max_rel(full.at(name), p.detach()), 1e-5) << name;
+  for (const auto& [name, p] : named) {
+    EXPECT_LT(max_rel(full.at(name), p.detach()), 1e-5) << name;
+    // A run that does not train (or trains far too little) must not pass: the
+    // parameters moved by much more than the tolerance.
+    if (c.scale_sensitive) EXPECT_GT(max_rel(p.detach(), initial.at(name)), 1e-3) << name << " barely moved";
+  }
 }
 
-TEST(PsEngine, BulkSynchronousMlpSgdEqualsSingleProcess) { expect_bsp_equals_reference("mlp", "sgd", 1); }
-TEST(PsEngine, BulkSynchronousMfAdamwEqualsSingleProcess) { expect_bsp_equals_reference("mf", "adamw", 1); }
+TEST(PsEngine, BulkSynchronousMlpSgdEqualsSingleProcess) { expect_bsp_equals_reference({"mlp", "sgd", 1}); }
+TEST(PsEngine, BulkSynchronousMfAdamwEqualsSingleProcess) { expect_bsp_equals_reference({"mf", "adamw", 1}); }
 TEST(PsEngine, TwoServersSplitTheModel) {
   if (test_world().size() < 3) GTEST_SKIP() << "needs 2 servers + a worker";
-  expect_bsp_equals_reference("mlp", "adamw", 2);
+  expect_bsp_equals_reference({"mlp", "adamw", 2});
+}
+
+// Scale-sensitive: plain (momentum) SGD, no clip, no weight decay, so the
+// update is linear in the averaged gradient and a server that sums the W
+// pushes (or a worker that pushes a scaled gradient) fails at 1e-5.
+TEST(PsEngine, OneServerUnclippedSgdKeepsTheGradientScale) {
+  expect_bsp_equals_reference({"mlp", "sgd", 1, true});
+  expect_bsp_equals_reference({"mf", "sgd", 1, true});
+}
+TEST(PsEngine, TwoServersUnclippedSgdKeepTheGradientScale) {
+  if (test_world().size() < 3) GTEST_SKIP() << "needs 2 servers + a worker";
+  // With one worker (np3) a sum equals the mean; np4 (2 workers) is the
+  // scale-sensitive launch.
+  expect_bsp_equals_reference({"mlp", "sgd", 2, true});
+  expect_bsp_equals_reference({"mf", "sgd", 2, true});
 }
 
 TEST(PsEngine, StaleStepsAreRefusedAsAnEngine) {

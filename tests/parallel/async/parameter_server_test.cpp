@@ -1,5 +1,6 @@
 // tests/parallel/async/parameter_server_test.cpp — the public ParameterServer
-// on a user's module: bulk-synchronous training equals one process, the
+// on a user's module: bulk-synchronous training equals one process (with
+// Adam, and with plain SGD, which sees the gradient's scale), the
 // stale-synchronous bound holds, asynchronous training converges, and bad
 // input is refused with the option's name.
 #include <gtest/gtest.h>
@@ -66,34 +67,56 @@ double train_ps(ParameterServerOptions options, int64_t steps, const std::functi
 
 }  // namespace
 
-TEST(AsyncApi, BulkSynchronousEqualsOneProcess) {
+// Bulk-synchronous training through the parameter server against the same
+// model trained in one process on the global batches: per-step losses (the
+// mean of the workers' shares) and final parameters at 1e-5. Each worker
+// splits its share into `micro` micro-batches and accumulates their
+// gradients (loss / micro each) before one push, as a user short of memory
+// would.
+namespace {
+using MakeOptimizer = std::function<std::shared_ptr<torch::optim::Optimizer>(Mf&)>;
+void expect_bsp_equals_one_process(const MakeOptimizer& make_optimizer, int micro = 1) {
   const int size = test_world().size();
   ParameterServerOptions options;
   options.servers = size - 2;  // np3: 1 server; np4: 2 servers, the tables split by rows
   auto ratings = true_ratings();
 
   Mf reference;
-  auto ref_opt = make_adam(reference);
+  auto ref_opt = make_optimizer(reference);
   Mf model;
-  ParameterServer ps(model.ptr(), make_adam(model), test_world().comm(), options);
+  ParameterServer ps(model.ptr(), make_optimizer(model), test_world().comm(), options);
+  ASSERT_EQ(ps.workers(), 2);
   const int64_t steps = 6;
   for (int64_t s = 0; s < steps; ++s) {
     auto global = batch(s, ratings);
     ref_opt->zero_grad();
-    torch::mse_loss(reference->forward(global.first), global.second).backward();
+    auto ref_loss = torch::mse_loss(reference->forward(global.first), global.second);
+    ref_loss.backward();
     ref_opt->step();
+    double mine = 0;  // this worker's share of the global mean loss
     if (ps.is_server()) {
       ps.serve_step();
     } else {
       ps.pull();
       auto [ids, y] = share(global, ps.worker_index(), ps.workers());
-      auto loss = torch::mse_loss(model->forward(ids), y);
-      loss.backward();
-      ps.push(loss.item<double>());
+      for (int m = 0; m < micro; ++m) {
+        auto [mids, my] = share({ids, y}, m, micro);
+        auto loss = torch::mse_loss(model->forward(mids), my) / micro;
+        loss.backward();
+        mine += loss.item<double>();
+      }
+      ps.push(mine);
+      mine /= ps.workers();
     }
+    // Every rank is past step s here (servers applied it, workers pushed it),
+    // so a collective cannot cross the protocol's messages.
+    auto loss = torch::tensor({mine}, torch::kDouble);
+    test_world().comm()->all_reduce(loss, paratorch::ReduceOp::kSum);
+    EXPECT_NEAR(loss.item<double>(), ref_loss.item<double>(), 1e-5 * ref_loss.item<double>()) << "step " << s;
   }
   if (ps.is_worker()) ps.finish();
   const auto full = ps.full_parameters();
+  ASSERT_EQ(full.size(), reference->named_parameters().size());
   for (const auto& item : reference->named_parameters()) {
     SCOPED_TRACE(item.key());
     const auto& got = full.at(item.key());
@@ -102,6 +125,23 @@ TEST(AsyncApi, BulkSynchronousEqualsOneProcess) {
     EXPECT_GT((want - Mf()->named_parameters()[item.key()]).abs().max().item<double>(), 1e-3) << "it must have moved";
   }
   if (ps.is_server()) EXPECT_EQ(ps.stats().updates, steps);
+}
+}  // namespace
+
+TEST(AsyncApi, BulkSynchronousEqualsOneProcess) { expect_bsp_equals_one_process(make_adam); }
+
+// Adam hardly sees the gradient's scale; plain SGD (no momentum, no weight
+// decay, no clip) updates by lr x the averaged gradient, so a server that
+// summed the W pushes, or a worker that pushed a scaled gradient, moves the
+// parameters W times (or k times) too far and fails at 1e-5.
+namespace {
+MakeOptimizer plain_sgd() {
+  return [](Mf& m) { return std::make_shared<torch::optim::SGD>(m->parameters(), torch::optim::SGDOptions(0.5)); };
+}
+}  // namespace
+TEST(AsyncApi, BulkSynchronousSgdKeepsTheGradientScale) { expect_bsp_equals_one_process(plain_sgd()); }
+TEST(AsyncApi, BulkSynchronousSgdWithMicroBatchesKeepsTheGradientScale) {
+  expect_bsp_equals_one_process(plain_sgd(), 2);
 }
 
 // Staleness k: a worker's pull for step t returns only after every worker
