@@ -10,6 +10,10 @@
 // timed seconds apart, so a slow minute of the machine cancels out). Bus bandwidth
 // uses the ring all-reduce traffic factor (NCCL's definition):
 //   busbw = bytes * 2 * (n - 1) / n / time
+// After each size's rounds, every path (raw, pt, async) reduces a buffer of
+// small per-rank, per-element integers once more and the result is checked
+// exactly (integers below 2^24 are exact in float32, in any summation
+// order); a wrong sum on any rank ends the benchmark with exit code 1.
 #include <paratorch/world.h>
 
 #include <mpi.h>
@@ -38,6 +42,28 @@ double time_ops(int reps, Op op) {
   return slowest;
 }
 
+/// Rank r's element i: small integers, different per element and per rank,
+/// so a skipped element, a wrong slot or a missing rank changes the sum.
+float pattern(int rank, int64_t i) { return static_cast<float>(rank + 1 + i % 13); }
+
+/// The exact sum over n ranks of pattern(r, i).
+float expected_sum(int n, int64_t i) { return static_cast<float>(n * (n + 1) / 2 + n * (i % 13)); }
+
+/// Fills `data` with this rank's pattern, runs `reduce`, and returns the
+/// number of elements whose sum is wrong (printing the first one).
+int64_t check_sums(const char* path, int rank, int n, float* data, int64_t count, const std::function<void()>& reduce) {
+  for (int64_t i = 0; i < count; ++i) data[i] = pattern(rank, i);
+  reduce();
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    if (data[i] == expected_sum(n, i)) continue;
+    if (wrong++ == 0)
+      std::fprintf(stderr, "allreduce: rank %d: WRONG SUM (%s, %lld floats) at element %lld: got %g, want %g\n",
+                   rank, path, static_cast<long long>(count), static_cast<long long>(i), data[i], expected_sum(n, i));
+  }
+  return wrong;
+}
+
 }  // namespace
 
 // Measured as `paratorch` runs: idle compute threads nap (world.h).
@@ -52,6 +78,7 @@ int main(int argc, char** argv) {
     std::printf("%10s %10s %10s %10s %11s %11s %7s %7s\n", "bytes", "raw_us", "pt_us", "async_us",
                 "raw_busGB/s", "pt_busGB/s", "ratio", "async");
   }
+  int64_t wrong = 0;
   for (int64_t bytes = 4 << 10; bytes <= (64 << 20); bytes *= 4) {
     const int64_t count = bytes / 4;
     auto t = torch::ones({count});
@@ -81,6 +108,9 @@ int main(int argc, char** argv) {
       pt_ratio.push_back(raw_s.back() / pt_s.back());
       async_ratio.push_back(raw_s.back() / async_s.back());
     }
+    wrong += check_sums("raw", world.rank(), n, raw.data(), count, run_raw);
+    wrong += check_sums("pt", world.rank(), n, t.data_ptr<float>(), count, run_pt);
+    wrong += check_sums("async", world.rank(), n, t.data_ptr<float>(), count, run_async);
     double traw = median(raw_s), tpt = median(pt_s), tasync = median(async_s);
     double factor = 2.0 * (n - 1) / n;
     if (world.rank() == 0)
@@ -88,5 +118,11 @@ int main(int argc, char** argv) {
                   traw * 1e6, tpt * 1e6, tasync * 1e6, bytes * factor / traw / 1e9,
                   bytes * factor / tpt / 1e9, median(pt_ratio), median(async_ratio));
   }
-  return 0;
+  // Every rank exits with the same code: a wrong sum anywhere fails the run.
+  int64_t wrong_anywhere = 0;
+  MPI_Allreduce(&wrong, &wrong_anywhere, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  if (world.rank() == 0)
+    std::printf("allreduce: sums checked exactly after every size: %s\n",
+                wrong_anywhere == 0 ? "all correct" : "WRONG (see above)");
+  return wrong_anywhere == 0 ? 0 : 1;
 }

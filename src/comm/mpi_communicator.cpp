@@ -68,6 +68,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, CommOptions op
   world_ranks_.resize(static_cast<size_t>(size_));
   check_mpi(MPI_Allgather(&world_rank_, 1, MPI_INT, world_ranks_.data(), 1, MPI_INT, comm_),
             "communicator set-up");
+  group_key_ = group_key_of(name_, world_ranks_);
   queue_ = std::make_unique<OpQueue>(options_.timeout_s);
 }
 
@@ -92,10 +93,10 @@ OpInfo MpiCommunicator::collective_info(const std::string& op, const torch::Tens
   info.group_size = size_;
   info.group_world_ranks = world_ranks_;
   info.peer = peer;
+  info.group_key = group_key_;
   // Point-to-point ops are numbered apart: only collectives must line up
-  // across the whole group (the debug check compares these numbers).
-  bool p2p = op == "send" || op == "recv";
-  info.sequence = p2p ? p2p_sequence_++ : sequence_++;
+  // across the whole group (the debug check and the peer probe compare them).
+  info.sequence = info.is_p2p() ? p2p_sequence_++ : sequence_++;
   return info;
 }
 

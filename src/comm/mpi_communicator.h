@@ -80,6 +80,7 @@ class MpiCommunicator : public Communicator {
   CommOptions options_;
   int rank_ = 0, size_ = 1, world_rank_ = 0;
   std::vector<int> world_ranks_;
+  uint64_t group_key_ = 0;
   std::atomic<uint64_t> sequence_{0};
   std::atomic<uint64_t> p2p_sequence_{0};
   enum class ShmState { kUntried, kOn, kOff };

@@ -35,6 +35,16 @@ std::string dtype_name(torch::ScalarType type) {
   }
 }
 
+uint64_t group_key_of(const std::string& group, const std::vector<int>& world_ranks) {
+  uint64_t h = 14695981039346656037ull;  // FNV-1a
+  auto mix = [&h](uint64_t byte) { h = (h ^ byte) * 1099511628211ull; };
+  for (unsigned char c : group) mix(c);
+  mix(0xff);
+  for (int r : world_ranks)
+    for (int shift = 0; shift < 32; shift += 8) mix((static_cast<uint32_t>(r) >> shift) & 0xff);
+  return h;
+}
+
 OpInfo make_op_info(const std::string& op, const torch::Tensor& tensor) {
   OpInfo info;
   info.op = op;

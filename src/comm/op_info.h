@@ -22,6 +22,10 @@ struct OpInfo {
   int64_t bytes = 0;
   int peer = -1;             // root / src / dst in group ranks, -1 if none
   uint64_t sequence = 0;     // n-th collective on this communicator
+  uint64_t group_key = 0;    // group_key_of(group, group_world_ranks): same on every member
+
+  /// Point-to-point ops are numbered apart from the group's collectives.
+  bool is_p2p() const { return op == "send" || op == "recv"; }
 
   /// "all_reduce on group 'dp' [world ranks 0,1] (group rank 1 of 2), float32[1024] (4096 bytes)"
   std::string describe() const;
@@ -29,6 +33,10 @@ struct OpInfo {
 
 /// "float32", "bfloat16", ... (PyTorch's Python names).
 std::string dtype_name(torch::ScalarType type);
+
+/// Names one group the same way on all of its members (the name alone is
+/// not unique: every dp replica group may be called 'dp').
+uint64_t group_key_of(const std::string& group, const std::vector<int>& world_ranks);
 
 OpInfo make_op_info(const std::string& op, const torch::Tensor& tensor);
 

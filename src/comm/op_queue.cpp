@@ -97,6 +97,9 @@ void OpQueue::execute(Op& op) {
   } catch (...) {
     failure = std::current_exception();
   }
+  // Complete before the next op may start: ops complete in issue order, so
+  // a caller that waited for op k may rely on every op before k being done.
+  op.work->complete(failure);
   bool more;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -104,7 +107,6 @@ void OpQueue::execute(Op& op) {
     more = !ops_.empty();
   }
   if (more) ready_.notify_one();  // ops queued behind an inline one may run now
-  op.work->complete(failure);
 }
 
 void OpQueue::loop() {

@@ -7,7 +7,8 @@
 // while the caller keeps computing. This is how PyTorch's ProcessGroupMPI
 // overlaps as well. Each op runs under a watchdog ticket (its deadline).
 //
-// State machine of one op: Queued -> Running -> Done (or Failed).
+// State machine of one op: Queued -> Running -> Done (or Failed). An op is
+// Done before the next one starts: ops complete in issue order.
 //
 // Blocking calls skip the thread: run_now() executes on the caller when the
 // queue is empty and nothing runs (order is unchanged), so a blocking

@@ -1,9 +1,12 @@
 // src/comm/watchdog.cpp — the deadline thread (see watchdog.h).
 #include "comm/watchdog.h"
 
+#include "comm/peer_probe.h"
+
 #include <mpi.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 namespace paratorch::comm {
 
@@ -21,12 +24,31 @@ uint64_t Watchdog::watch(const OpInfo& info, double timeout_s) {
                                      std::chrono::duration<double>(timeout_s));
   uint64_t ticket = next_ticket_++;
   entries_.emplace(ticket, Entry{info, timeout_s, deadline});
+  if (!info.is_p2p()) progress_[info.group_key] = Progress{static_cast<int64_t>(info.sequence), info.op, true};
   return ticket;
 }
 
 void Watchdog::unwatch(uint64_t ticket) {
   std::lock_guard<std::mutex> lock(mutex_);
-  entries_.erase(ticket);
+  auto it = entries_.find(ticket);
+  if (it == entries_.end()) return;
+  const OpInfo& info = it->second.info;
+  if (!info.is_p2p()) {
+    Progress& p = progress_[info.group_key];
+    if (p.sequence == static_cast<int64_t>(info.sequence)) p.in_flight = false;
+  }
+  entries_.erase(it);
+}
+
+Watchdog::Progress Watchdog::progress_of(uint64_t group_key) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = progress_.find(group_key);
+  return it == progress_.end() ? Progress{} : it->second;
+}
+
+std::string Watchdog::waiting_in() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return entries_.empty() ? std::string() : entries_.begin()->second.info.describe();
 }
 
 void Watchdog::set_expiry_handler(ExpiryHandler handler) {
@@ -68,11 +90,18 @@ void Watchdog::run() {
 }
 
 void abort_job_on_deadline(const OpInfo& info, double timeout_s) {
+  // Whatever MPI does from here (a probe or MPI_Abort stuck on a broken
+  // peer), this process ends: the deadline must end the job.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::duration<double>(kProbeDeadlineS + 10.0));
+    std::fprintf(stderr, "paratorch: MPI_Abort did not end this rank; exiting.\n");
+    std::_Exit(1);
+  }).detach();
+  const std::string peers = PeerProbe::instance().diagnose(info, kProbeDeadlineS);
   std::fprintf(stderr,
                "paratorch: rank %d: deadline passed: %s did not complete within %g s "
-               "([comm] timeout_s). A peer skipped or mismatched this operation, or died. "
-               "Ending the job.\n",
-               info.world_rank, info.describe().c_str(), timeout_s);
+               "(CommOptions::timeout_s). %s Ending the job.\n",
+               info.world_rank, info.describe().c_str(), timeout_s, peers.c_str());
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::_Exit(1);

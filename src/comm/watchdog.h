@@ -2,9 +2,14 @@
 //
 // Any code about to block on communication registers a ticket (what it waits
 // for, and until when). One process-wide thread checks the earliest deadline;
-// when it passes, the expiry handler prints the operation (rank, group, op,
-// sizes) and ends the job with MPI_Abort, so a skipped collective or a dead
-// peer never hangs the job. Tests may swap the handler.
+// when it passes, the expiry handler asks the op's peers where they are
+// (peer_probe.h), prints the operation (rank, group, op, sizes) with the
+// peers found dead or silent, and ends the job with MPI_Abort, so a skipped
+// collective or a dead peer never hangs the job. Tests may swap the handler.
+//
+// The tickets also say how far this rank got: the last collective it entered
+// on each group, and what it waits in now. The peer probe answers other
+// ranks' questions from that.
 #pragma once
 #include "comm/op_info.h"
 
@@ -34,6 +39,16 @@ class Watchdog {
   /// Stops the thread (at MPI finalize).
   void shutdown();
 
+  /// The last collective this rank entered on one group (OpInfo::group_key).
+  struct Progress {
+    int64_t sequence = -1;  // -1: none yet
+    std::string op;
+    bool in_flight = false;  // entered and not yet completed
+  };
+  Progress progress_of(uint64_t group_key);
+  /// The oldest wait in progress, described; empty when none.
+  std::string waiting_in();
+
   /// RAII ticket.
   class Scope {
    public:
@@ -58,13 +73,15 @@ class Watchdog {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::map<uint64_t, Entry> entries_;
+  std::map<uint64_t, Progress> progress_;  // by group key
   uint64_t next_ticket_ = 1;
   bool stopping_ = false;
   std::thread thread_;
   ExpiryHandler handler_;
 };
 
-/// The default expiry handler: prints the report and calls MPI_Abort.
+/// The default expiry handler: probes the op's peers (a few seconds at most),
+/// prints the report naming the dead or silent ones, and calls MPI_Abort.
 [[noreturn]] void abort_job_on_deadline(const OpInfo& info, double timeout_s);
 
 }  // namespace paratorch::comm

@@ -5,6 +5,7 @@
 #include <paratorch/world.h>
 
 #include "comm/mpi_communicator.h"
+#include "comm/peer_probe.h"
 #include "comm/watchdog.h"
 
 #include <dlfcn.h>
@@ -109,6 +110,8 @@ World::World(int& argc, char**& argv, WorldOptions options) : options_(options) 
     device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank_ % count));
   }
 
+  // Answers other ranks asking, after a deadline, how far this rank got.
+  comm::PeerProbe::instance().start();
   MPI_Comm world_dup;
   MPI_Comm_dup(MPI_COMM_WORLD, &world_dup);
   comm_ = std::make_shared<comm::MpiCommunicator>(world_dup, "world", options_.comm);
@@ -117,6 +120,7 @@ World::World(int& argc, char**& argv, WorldOptions options) : options_(options) 
 World::~World() {
   comm_.reset();
   comm::Watchdog::instance().shutdown();
+  comm::PeerProbe::instance().stop();
   // A job launched to survive lost ranks (cli/survivable_launch.h sets
   // PARATORCH_EXIT_DIR; mpirun --enable-recovery) skips MPI_Finalize: it is
   // collective over every rank, the dead ones included, and Open MPI 4.1's

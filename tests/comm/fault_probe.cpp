@@ -1,8 +1,9 @@
-// tests/comm/fault_probe.cpp — a 2-rank program that misbehaves on purpose.
-//   fault_probe skip TIMEOUT      rank 1 skips the second all_reduce
+// tests/comm/fault_probe.cpp — a 2- or 3-rank program that misbehaves on purpose.
+//   fault_probe skip TIMEOUT      rank 1 stays alive but skips the second all_reduce (silent)
 //   fault_probe mismatch TIMEOUT  ranks pass different shapes (run with PARATORCH_DEBUG=1)
-//   fault_probe die TIMEOUT       rank 1 exits abruptly before a collective
-// The tests around it check the job ends fast, non-zero, with a clear message.
+//   fault_probe die TIMEOUT       rank 1 exits abruptly before the second all_reduce (dead)
+// The tests around it check the job ends fast, non-zero, with a message that
+// names the op and the rank to blame.
 #include <paratorch/world.h>
 
 #include <chrono>
