@@ -1,12 +1,19 @@
 // tests/train/trainer_mpi_test.cpp — the training loop on 2 ranks: the loss
-// falls, the outputs docs/training.md lists appear, and a resumed run ends bit-for-bit
-// where an uninterrupted one does. Run under mpirun by CTest.
+// falls, the outputs docs/training.md lists appear, gradient accumulation
+// trains as one process does, and a resumed run ends bit-for-bit where an
+// uninterrupted one does. Run under mpirun by CTest.
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
+#include "data/dataset.h"
 #include "formats/atomic_file.h"
+#include "models/model.h"
+#include "train/grad_clip.h"
+#include "train/lr_schedule.h"
+#include "train/optimizer.h"
 #include "mpi_test_env.h"
 #include <paratorch/errors.h>
+#include <paratorch/sampler.h>
 
 #include <gtest/gtest.h>
 
@@ -115,25 +122,97 @@ TEST(Trainer, ResumeContinuesBitForBit) {
   ASSERT_EQ(whole.model.size(), resumed.model.size());
   EXPECT_TRUE(whole.model.count("transformer.h.0.attn.c_attn.weight")) << "nanoGPT names in model.safetensors";
   for (const auto& [name, t] : whole.model) EXPECT_TRUE(torch::equal(t, resumed.model.at(name))) << name;
-  for (const auto& [name, t] : whole.optimizer) EXPECT_TRUE(torch::equal(t, resumed.optimizer.at(name))) << name;
+  // AdamW: exp_avg and exp_avg_sq of every parameter (and the step count).
+  ASSERT_GE(whole.optimizer.size(), 2 * whole.model.size());
+  ASSERT_EQ(whole.optimizer.size(), resumed.optimizer.size());
+  for (const auto& [name, t] : whole.optimizer) {
+    ASSERT_TRUE(resumed.optimizer.count(name)) << name;
+    EXPECT_TRUE(torch::equal(t, resumed.optimizer.at(name))) << name;
+  }
 }
 
-// Gradient accumulation over micro-batches (DDP no_sync, one reduction per
-// step) computes the same step as the whole per-replica batch at once.
-TEST(Trainer, MicrobatchesAccumulateToTheSameStep) {
+// One process's training under `c`: the bundled model, the whole global
+// batch per step, the trainer's learning-rate schedule, no paratorch
+// parallel code. Losses and pre-clip gradient norms per step, parameters.
+struct OneProcess {
+  std::vector<double> losses, grad_norms;
+  std::map<std::string, torch::Tensor> params;
+};
+
+OneProcess one_process(const Config& c) {
+  const auto seed = static_cast<uint64_t>(c.train.seed);
+  auto dataset = data::make_dataset(c.data.source, c.model, seed);
+  auto model = models::make_model(c.model);
+  model->initialize(seed);
+  NamedTensors params;
+  for (const auto& item : model->named_parameters(true)) params.emplace_back(item.key(), item.value());
+  auto optimizer = make_optimizer(c.optim, params);
+  const LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps};
+  DistributedSampler batches(c.data.global_batch, 0, 1);
+  OneProcess run;
+  for (int s = 0; s < c.train.steps; ++s) {
+    zero_gradients(params);
+    auto loss = model->loss(dataset->train_batch(batches.global_indices(s)));
+    loss.backward();
+    std::vector<torch::Tensor> tensors;
+    for (auto& item : params) tensors.push_back(item.second);
+    run.grad_norms.push_back(clip_grad_norm(tensors, c.optim.grad_clip));
+    optimizer->step(schedule.at(s));
+    run.losses.push_back(loss.item<double>());
+  }
+  for (auto& [name, p] : params) run.params[name] = p.detach().clone();
+  return run;
+}
+
+// The value of "key" on every line of metrics.jsonl.
+std::vector<double> logged(const std::string& out_dir, const std::string& key) {
+  std::ifstream metrics(out_dir + "/metrics.jsonl");
+  std::vector<double> values;
+  const std::string field = "\"" + key + "\":";
+  for (std::string line; std::getline(metrics, line);) {
+    const auto at = line.find(field);
+    if (at != std::string::npos) values.push_back(std::stod(line.substr(at + field.size())));
+  }
+  return values;
+}
+
+// Gradient accumulation over m micro-batches (DDP no_sync, one reduction per
+// step) trains as one process does on the whole global batch: the logged
+// losses and pre-clip gradient norms of every step and the final parameters
+// within 1e-5. Plain SGD (momentum, linear in the gradient), no weight
+// decay, no clip: a gradient off by a constant factor (1/m lost, a dp sum
+// instead of a mean) changes the update, which a binding clip would hide.
+TEST(Trainer, MicrobatchesAccumulateAsOneProcessFullBatch) {
   const std::string dir = shared_scratch("microbatches");
-  std::map<int, Checkpoint> finals;
   for (int m : {1, 4}) {
     Config c = small_mlp(1, 16, 8, 16, dir + "/m" + std::to_string(m));
     c.parallel.microbatches = m;
     c.optim.name = "sgd";
     c.optim.lr = 0.05;
+    c.optim.weight_decay = 0;
+    c.optim.grad_clip = 0;
     c.train.steps = 3;
+    c.train.log_every = 1;
     Trainer(test_world(), c).run();
-    finals[m] = read_checkpoint(c.train.out_dir);
+    const OneProcess ref = one_process(c);
+    const std::string what = "microbatches=" + std::to_string(m);
+    const Checkpoint got = read_checkpoint(c.train.out_dir);
+    ASSERT_EQ(got.step, 3) << what;
+    ASSERT_FALSE(ref.params.empty());
+    ASSERT_EQ(got.model.size(), ref.params.size()) << what;
+    for (const auto& [name, t] : ref.params) {
+      ASSERT_TRUE(got.model.count(name)) << what << " " << name;
+      EXPECT_TRUE(torch::allclose(got.model.at(name), t, 1e-5, 1e-7)) << what << " " << name;
+    }
+    if (test_world().rank() != 0) continue;  // rank 0 writes the metrics
+    const auto losses = logged(c.train.out_dir, "loss"), norms = logged(c.train.out_dir, "grad_norm");
+    ASSERT_EQ(losses.size(), 3u) << what;
+    ASSERT_EQ(norms.size(), 3u) << what;
+    for (size_t s = 0; s < 3; ++s) {
+      EXPECT_NEAR(losses[s], ref.losses[s], 1e-5 * ref.losses[s]) << what << " loss, step " << s;
+      EXPECT_NEAR(norms[s], ref.grad_norms[s], 1e-5 * ref.grad_norms[s]) << what << " grad norm, step " << s;
+    }
   }
-  for (const auto& [name, t] : finals[1].model)
-    EXPECT_TRUE(torch::allclose(t, finals[4].model.at(name), 1e-5, 1e-6)) << name;
 }
 
 TEST(Trainer, ResumeRefusesAnotherModel) {
