@@ -8,7 +8,7 @@
 // validation loss, all at 1e-5 relative.
 //
 // The matrix runs plain SGD without clipping or weight decay, so the update
-// is proportional to the gradient: a replica reduction that sums instead of
+// is linear in the gradients: a replica reduction that sums instead of
 // averaging, a micro-batch 1/m missing from the gradients, or a micro-batch
 // left out all change the norm and the parameters. One case clips with a
 // bound below the norm, to test the clip itself (every stage scales by the

@@ -6,7 +6,7 @@
 // reassembled full parameters, the validation loss, and the optimizer state
 // as whole tensors — 1e-5 relative (docs/verify.md). Plain SGD without weight
 // decay, unclipped except in the case that tests the clip itself, so the
-// update is proportional to the gradient and a wrong gradient scale (a
+// update is linear in the gradients and a wrong gradient scale (a
 // micro-batch 1/m, partial sequence-parallel gradients, the tied embedding's
 // two halves) cannot hide behind a clip.
 #include <gtest/gtest.h>

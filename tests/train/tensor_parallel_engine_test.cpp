@@ -5,7 +5,7 @@
 // end, 1e-5 relative (docs/verify.md).
 //
 // The cases run plain SGD without clipping or weight decay, so the update is
-// proportional to the gradient: sequence-parallel partial gradients left
+// linear in the gradients: sequence-parallel partial gradients left
 // unsummed, a dp reduction that sums, or a micro-batch 1/m missing all change
 // the norm and the parameters. One case clips below the norm, to test the
 // clip itself. np 2 runs tp = 2; np 4 runs tp = 4 and dp = 2 × tp = 2.
@@ -58,7 +58,7 @@ Config tp_engine_config(const TpCase& k, int world) {
   c.parallel.dp = world / k.tp;
   c.parallel.microbatches = k.microbatches;
   c.parallel.sequence_parallel = k.sequence_parallel;
-  c.optim.name = "sgd";  // plain SGD: the update is lr x the gradient (see verify/equivalence.h)
+  c.optim.name = "sgd";  // momentum SGD: the update is linear in the gradients (see verify/equivalence.h)
   c.optim.lr = 0.05;
   c.optim.weight_decay = 0.0;
   c.optim.grad_clip = k.grad_clip;
