@@ -15,6 +15,9 @@ void require_plain_layout(const train::Config& config) {
   const std::string mode = "mode = \"" + p.mode + "\"";
   if (p.pp > 1) refuse("[parallel] pp = " + std::to_string(p.pp) + " cannot be combined with " + mode + "; set pp = 1");
   if (p.tp > 1) refuse("[parallel] tp = " + std::to_string(p.tp) + " cannot be combined with " + mode + "; set tp = 1");
+  if (p.microbatches > 1)
+    refuse("[parallel] microbatches = " + std::to_string(p.microbatches) + " cannot be combined with " + mode +
+           " (workers push one gradient per step); set microbatches = 1");
   if (p.zero > 0)
     refuse("[parallel] zero = " + std::to_string(p.zero) + " cannot be combined with " + mode + "; set zero = 0");
   if (config.train.precision != "fp32")
