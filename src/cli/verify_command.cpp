@@ -139,7 +139,8 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
                 train.precision.c_str(), train.reduce_precision.c_str(), options.tolerance);
   auto result = verify::run_equivalence(world, options, /*progress=*/true);
   if (world.rank() == 0) {
-    if (!result.pass) std::printf("worst parameter: %s\n", result.worst_param.c_str());
+    std::printf("%s\n", result.checks_line().c_str());
+    for (const auto& why : result.failures) std::printf("verify failed: %s\n", why.c_str());
     std::printf("%s\n", result.summary_line().c_str());
     std::fflush(stdout);
   }
