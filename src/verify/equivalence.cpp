@@ -16,11 +16,17 @@
 namespace paratorch::verify {
 namespace {
 
-double rel_diff(double a, double ref) { return std::abs(a - ref) / std::max(std::abs(ref), 1e-12); }
+/// Relative difference; a NaN on either side counts as infinitely far, so
+/// that no max() or comparison below can drop it.
+double rel_diff(double a, double ref) {
+  const double d = std::abs(a - ref) / std::max(std::abs(ref), 1e-12);
+  return std::isnan(d) ? HUGE_VAL : d;
+}
 
 double rel_tensor_diff(const torch::Tensor& a, const torch::Tensor& ref) {
   auto denom = std::max(ref.norm().item<double>(), 1e-12);
-  return (a - ref).norm().item<double>() / denom;
+  const double d = (a - ref).norm().item<double>() / denom;
+  return std::isnan(d) ? HUGE_VAL : d;
 }
 
 /// The single-process reference: the bundled model as a user would train it
@@ -127,16 +133,16 @@ void judge(const VerifyOptions& options, VerifyResult& result) {
   const double tol = options.tolerance;
   if (result.losses.size() != static_cast<size_t>(options.steps))
     f.push_back(fmt("%.0f of %.0f steps were compared", static_cast<double>(result.losses.size()), options.steps));
-  if (result.max_rel_loss_diff > tol)
+  if (!(result.max_rel_loss_diff <= tol))
     f.push_back(fmt("a step's loss differs from the reference's by %.3e relative (tolerance %.0e)",
                     result.max_rel_loss_diff, tol));
-  if (result.max_rel_grad_norm_diff > tol)
+  if (!(result.max_rel_grad_norm_diff <= tol))
     f.push_back(fmt("a step's pre-clip gradient norm differs from the reference's by %.3e relative (tolerance %.0e)",
                     result.max_rel_grad_norm_diff, tol));
-  if (options.judge_parameters && result.max_rel_param_diff > tol)
+  if (options.judge_parameters && !(result.max_rel_param_diff <= tol))
     f.push_back("parameter " + result.worst_param + fmt(" differs from the reference's by %.3e relative (tolerance %.0e)",
                                                         result.max_rel_param_diff, tol));
-  if (result.max_rel_replica_diff > kReplicaTolerance)
+  if (!(result.max_rel_replica_diff <= kReplicaTolerance))
     f.push_back("rank " + std::to_string(result.replica_rank) + "'s " + result.replica_param +
                 fmt(" differs from rank 0's by %.3e relative (replicas must agree within %.0e)",
                     result.max_rel_replica_diff, kReplicaTolerance));
