@@ -86,11 +86,22 @@ verify::VerifyOptions options_from(const Args& args) {
   options.config = train::config_from_string(train::to_toml(base), args.all("set"));
   options.steps = static_cast<int>(args.get_int("steps", 3));
   // bf16/fp16 compute against the fp32 reference: the mixed-precision
-  // bound, 2e-2 relative, instead of fp32's summation-order 1e-5.
+  // bound, 2e-2 relative on losses and gradient norms, instead of fp32's
+  // summation-order 1e-5; and the run must train, because a frozen model's
+  // losses stay within that bound (measured: gpt frozen vs trained 0.4-0.7%).
   const auto& train = options.config.train;
   if (train.precision != "fp32" || train.reduce_precision != "fp32") {
     options.tolerance = 2e-2;
     options.judge_parameters = false;
+    // 10x the tolerance. Measured 2026-12-03 (2-core VM), mlp, 20 steps at
+    // --lr 0.1: the loss falls 48.5-48.6% in bf16 (ZeRO-1), fp16 (ZeRO-3,
+    // pp=2) and with bf16 gradient reduction (ZeRO-2).
+    options.min_loss_fall = 0.2;
+    // Measured at the same settings: ||p - p_ref|| / ||p_ref - p_init|| =
+    // 6.6e-4 (fp16 ZeRO-3), 6.9e-4 (fp16 pp=2), 2.1e-3 (bf16 reduction),
+    // 9.2e-3 (bf16 compute); 0.1 leaves 10x room over the worst, and a run
+    // that does not train sits at 1.
+    options.max_param_drift = 0.1;
   }
   return options;
 }
@@ -104,9 +115,11 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
                  "                        [--schedule gpipe|1f1b|interleaved] [--microbatches M] [--virtual-stages V]\n"
                  "                        [--set section.key=value ...] [--steps K] [--nproc N]\n\n"
                  "Runs the layout and the single-process reference on the same global batches\n"
-                 "and compares losses and final parameters (1e-5 relative). With\n"
-                 "--set train.precision=bf16|fp16 the losses must agree with the fp32\n"
-                 "reference within 2e-2 and the parameters are reported, not judged.\n\n"
+                 "and compares every step's loss and pre-clip gradient norm, the final\n"
+                 "parameters (1e-5 relative), and every rank's parameters with rank 0's.\n"
+                 "With --set train.precision=bf16|fp16 losses and norms must agree with\n"
+                 "the fp32 reference within 2e-2, the loss must fall by 20% and the\n"
+                 "parameters stay within 0.1 x ||p_ref - p_init|| of the reference's.\n\n"
               << format_flags(verify_flags());
     return 0;
   }
@@ -135,11 +148,14 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   const auto& train = options.config.train;
   if (world.rank() == 0 && !options.judge_parameters)
     std::printf("paratorch verify: %s compute, %s gradient reduction against the fp32 reference, tolerance %.0e "
-                "relative on the losses (parameters reported, not judged)\n",
-                train.precision.c_str(), train.reduce_precision.c_str(), options.tolerance);
+                "relative on the losses and gradient norms; the loss must fall by %.0f%% and the parameters stay "
+                "within %.2f x ||p_ref - p_init|| of the reference's\n",
+                train.precision.c_str(), train.reduce_precision.c_str(), options.tolerance,
+                100 * options.min_loss_fall, options.max_param_drift);
   auto result = verify::run_equivalence(world, options, /*progress=*/true);
   if (world.rank() == 0) {
-    if (!result.pass) std::printf("worst parameter: %s\n", result.worst_param.c_str());
+    std::printf("%s\n", result.checks_line().c_str());
+    for (const auto& why : result.failures) std::printf("verify failed: %s\n", why.c_str());
     std::printf("%s\n", result.summary_line().c_str());
     std::fflush(stdout);
   }
