@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 
 namespace paratorch::report {
@@ -17,7 +18,8 @@ std::string to_json_line(const StepMetrics& m) {
   j["lr"] = m.lr;
   j["step_ms"] = m.step_ms;
   j[m.throughput_unit == "tokens/s" ? "tokens_per_s" : "samples_per_s"] = m.throughput;
-  j["grad_norm"] = m.grad_norm;
+  if (std::isnan(m.grad_norm)) j["grad_norm"] = nullptr;  // not measured, see StepMetrics
+  else j["grad_norm"] = m.grad_norm;
   for (const auto& [key, value] : m.extra) j[key] = value;
   return j.dump();
 }

@@ -7,13 +7,18 @@
 #pragma once
 #include <cstdio>
 #include <map>
+#include <limits>
 #include <string>
 
 namespace paratorch::report {
 
 struct StepMetrics {
   int64_t step = 0;
-  double loss = 0, lr = 0, step_ms = 0, throughput = 0, grad_norm = 0;
+  double loss = 0, lr = 0, step_ms = 0, throughput = 0;
+  // The global pre-clip gradient norm; NaN where the run does not measure one
+  // (asynchronous modes: no rank sees the whole step's gradient), written as
+  // null rather than as a made-up 0.
+  double grad_norm = std::numeric_limits<double>::quiet_NaN();
   std::string throughput_unit = "samples/s";  // or "tokens/s"
   std::map<std::string, double> extra;
 };

@@ -27,6 +27,17 @@ TEST(Metrics, LineHasTheDesignKeys) {
   for (const char* key : {"loss", "lr", "step_ms", "grad_norm"}) EXPECT_TRUE(j.contains(key)) << key;
 }
 
+// A run that measures no gradient norm (ps, hogwild) writes null, not 0.
+TEST(Metrics, UnmeasuredGradNormIsNull) {
+  StepMetrics m;
+  m.step = 1; m.loss = 2.5;
+  auto j = nlohmann::json::parse(to_json_line(m));
+  ASSERT_TRUE(j.contains("grad_norm"));
+  EXPECT_TRUE(j["grad_norm"].is_null());
+  m.grad_norm = 0.0;  // a measured zero stays a number
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(to_json_line(m))["grad_norm"].get<double>(), 0.0);
+}
+
 TEST(Metrics, WriterAppendsOneLinePerStep) {
   std::string path = ::testing::TempDir() + "metrics_test.jsonl";
   {
