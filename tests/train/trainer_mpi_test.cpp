@@ -12,6 +12,7 @@
 #include "train/lr_schedule.h"
 #include "train/optimizer.h"
 #include "mpi_test_env.h"
+#include "one_process.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
@@ -131,39 +132,6 @@ TEST(Trainer, ResumeContinuesBitForBit) {
   }
 }
 
-// One process's training under `c`: the bundled model, the whole global
-// batch per step, the trainer's learning-rate schedule, no paratorch
-// parallel code. Losses and pre-clip gradient norms per step, parameters.
-struct OneProcess {
-  std::vector<double> losses, grad_norms;
-  std::map<std::string, torch::Tensor> params;
-};
-
-OneProcess one_process(const Config& c) {
-  const auto seed = static_cast<uint64_t>(c.train.seed);
-  auto dataset = data::make_dataset(c.data.source, c.model, seed);
-  auto model = models::make_model(c.model);
-  model->initialize(seed);
-  NamedTensors params;
-  for (const auto& item : model->named_parameters(true)) params.emplace_back(item.key(), item.value());
-  auto optimizer = make_optimizer(c.optim, params);
-  const LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps};
-  DistributedSampler batches(c.data.global_batch, 0, 1);
-  OneProcess run;
-  for (int s = 0; s < c.train.steps; ++s) {
-    zero_gradients(params);
-    auto loss = model->loss(dataset->train_batch(batches.global_indices(s)));
-    loss.backward();
-    std::vector<torch::Tensor> tensors;
-    for (auto& item : params) tensors.push_back(item.second);
-    run.grad_norms.push_back(clip_grad_norm(tensors, c.optim.grad_clip));
-    optimizer->step(schedule.at(s));
-    run.losses.push_back(loss.item<double>());
-  }
-  for (auto& [name, p] : params) run.params[name] = p.detach().clone();
-  return run;
-}
-
 // The value of "key" on every line of metrics.jsonl.
 std::vector<double> logged(const std::string& out_dir, const std::string& key) {
   std::ifstream metrics(out_dir + "/metrics.jsonl");
@@ -194,7 +162,8 @@ TEST(Trainer, MicrobatchesAccumulateAsOneProcessFullBatch) {
     c.train.steps = 3;
     c.train.log_every = 1;
     Trainer(test_world(), c).run();
-    const OneProcess ref = one_process(c);
+    const LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps};  // as the trainer
+    const auto ref = reference::one_process(c, c.train.steps, [&](int s) { return schedule.at(s); });
     const std::string what = "microbatches=" + std::to_string(m);
     const Checkpoint got = read_checkpoint(c.train.out_dir);
     ASSERT_EQ(got.step, 3) << what;

@@ -13,6 +13,7 @@
 #include "verify/equivalence.h"
 #include "zero/precision.h"
 #include "mpi_test_env.h"
+#include "one_process.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
@@ -56,10 +57,8 @@ Config scale_sensitive(const std::string& model, int stage) {
   return c;
 }
 
-struct Trajectory {
-  std::vector<double> losses, grad_norms;  // per step; the norm before clipping
-  std::map<std::string, torch::Tensor> params, state;
-};
+using reference::one_process;
+using reference::Trajectory;
 
 Trajectory run_steps(const Config& c, int steps, const std::function<void(int, Engine&)>& before_step = nullptr,
                      bool one_batch = false) {
@@ -81,34 +80,6 @@ Trajectory run_steps(const Config& c, int steps, const std::function<void(int, E
     optimizer->step(c.optim.lr);
   }
   run.params = engine->full_parameters();
-  run.state = optimizer->state_tensors();
-  return run;
-}
-
-// The same training in one process with no paratorch parallel code: the
-// bundled model, the whole global batch per step, one backward. Every rank
-// computes it (tiny), so every rank can compare.
-Trajectory one_process(const Config& c, int steps) {
-  const auto seed = static_cast<uint64_t>(c.train.seed);
-  auto dataset = data::make_dataset(c.data.source, c.model, seed);
-  auto model = models::make_model(c.model);
-  model->initialize(seed);
-  NamedTensors params;
-  for (const auto& item : model->named_parameters(true)) params.emplace_back(item.key(), item.value());
-  auto optimizer = make_optimizer(c.optim, params);
-  DistributedSampler batches(c.data.global_batch, 0, 1);
-  Trajectory run;
-  for (int s = 0; s < steps; ++s) {
-    zero_gradients(params);
-    auto loss = model->loss(dataset->train_batch(batches.global_indices(s)));
-    loss.backward();
-    std::vector<torch::Tensor> tensors;
-    for (auto& item : params) tensors.push_back(item.second);
-    run.grad_norms.push_back(clip_grad_norm(tensors, c.optim.grad_clip));
-    optimizer->step(c.optim.lr);
-    run.losses.push_back(loss.item<double>());
-  }
-  for (auto& [name, p] : params) run.params[name] = p.detach().clone();
   run.state = optimizer->state_tensors();
   return run;
 }
