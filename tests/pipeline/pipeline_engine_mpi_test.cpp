@@ -235,9 +235,12 @@ TEST(PipelineEngine, LowPrecisionGptFp16TrainsLikeFp32) {
 }
 
 // Mixed precision in the pipeline (bf16/fp16 compute, fp32 masters per
-// stage) for mlp: over 20 steps the losses stay within 2e-2 of the fp32
-// single-process reference (docs/zero.md's bound), through verify's own
-// check; the low precision is really in use.
+// stage) for mlp: over 20 steps the losses and pre-clip norms stay within
+// 2e-2 of the fp32 single-process reference (docs/zero.md's bound), and the
+// run must train, judged as `paratorch verify` judges low precision: at
+// lr 0.1 the loss falls by 20% (fp32 falls ~48%) and the parameters lie
+// within 0.1 of fp32's movement from the initial ones (measured below 1e-2;
+// a frozen run sits at 1). The low precision is really in use.
 TEST(PipelineEngine, LowPrecisionTrajectoryFollowsFp32) {
   const int n = test_world().size();
   struct LowCase {
@@ -258,6 +261,9 @@ TEST(PipelineEngine, LowPrecisionTrajectoryFollowsFp32) {
     options.steps = 20;
     options.tolerance = 2e-2;
     options.judge_parameters = false;
+    options.config.optim.lr = 0.1;
+    options.min_loss_fall = 0.2;
+    options.max_param_drift = 0.1;
     const auto result = verify::run_equivalence(test_world(), options, /*progress=*/false);
     EXPECT_TRUE(result.pass) << result.summary_line();
     if (test_world().rank() == 0) EXPECT_GT(result.max_rel_loss_diff, 0.0) << "the low precision is in use";
