@@ -1,7 +1,8 @@
 // src/train/config.cpp — see config.h. Owns the key table that drives TOML
-// reading, --set overrides, to_toml, equality and the help text, plus the
-// validation rules of every section.
+// reading, --set overrides, to_toml, equality and the help text. The
+// validation rules are in config_validate.cpp.
 #include "train/config.h"
+#include "train/config_words.h"
 
 #include <paratorch/errors.h>
 
@@ -21,68 +22,8 @@
 #include <utility>
 
 namespace paratorch::train {
+using namespace config_words;
 namespace {
-
-const std::vector<std::string> kConfigSectionNames = {"model", "data",  "parallel",
-                                                      "optim", "train", "comm"};
-const std::vector<std::string> kConfigModelNames = {"gpt", "mlp", "cnn", "mf"};
-const std::vector<std::string> kConfigBundledSources = {"kjv", "fashion_mnist", "synthetic",
-                                                        "mf_synthetic"};
-const std::vector<std::string> kConfigScheduleNames = {"gpipe", "1f1b", "interleaved"};
-const std::vector<std::string> kConfigModeNames = {"sync", "ps", "hogwild"};
-const std::vector<std::string> kConfigOptimizerNames = {"adamw", "sgd"};
-const std::vector<std::string> kConfigPrecisionNames = {"fp32", "bf16", "fp16"};
-// MPI is the only backend: CUDA tensors are staged through host memory
-// (docs/concepts.md). "auto" picks it.
-const std::vector<std::string> kConfigBackendNames = {"auto", "mpi"};
-
-bool config_list_has(const std::vector<std::string>& list, const std::string& word) {
-  return std::find(list.begin(), list.end(), word) != list.end();
-}
-
-std::string join_config_words(const std::vector<std::string>& words, const std::string& sep) {
-  std::string out;
-  for (const auto& w : words) out += (out.empty() ? "" : sep) + w;
-  return out;
-}
-
-// ---- values as TOML text -----------------------------------------------------
-
-std::string quote_toml_string(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-// The shortest text that reads back as exactly `value`, always a TOML float.
-std::string format_toml_float(double value) {
-  if (std::isnan(value)) return "nan";
-  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
-  char text[40];
-  // Whole numbers as such ("300.0", not "3e+02"): config files are read by people.
-  if (value == std::floor(value) && std::fabs(value) < 1e15) {
-    std::snprintf(text, sizeof text, "%.1f", value);
-    return text;
-  }
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(text, sizeof text, "%.*g", digits, value);
-    if (std::strtod(text, nullptr) == value) break;
-  }
-  std::string out = text;
-  if (out.find_first_of(".e") == std::string::npos) out += ".0";
-  return out;
-}
 
 std::string write_config_value(int value) { return std::to_string(value); }
 std::string write_config_value(int64_t value) { return std::to_string(value); }
@@ -140,165 +81,6 @@ const char* config_type_name() {
   else if constexpr (std::is_same_v<T, bool>) return "boolean";
   else return "integer";
 }
-
-// ---- validation rules ----------------------------------------------------------
-
-UsageError config_key_error(const std::string& section, const std::string& key,
-                            const std::string& problem) {
-  return UsageError("paratorch: [" + section + "] " + key + " " + problem);
-}
-
-void require_config_at_least(const char* section, const char* key, int64_t value, int64_t min) {
-  if (value < min)
-    throw config_key_error(section, key, "must be >= " + std::to_string(min) + ", got " +
-                                             std::to_string(value));
-}
-
-void require_config_between(const char* section, const char* key, int value, int lo, int hi) {
-  if (value < lo || value > hi)
-    throw config_key_error(section, key, "must be " + std::to_string(lo) + ".." +
-                                             std::to_string(hi) + ", got " + std::to_string(value));
-}
-
-void require_config_positive(const char* section, const char* key, double value) {
-  if (!(std::isfinite(value) && value > 0))
-    throw config_key_error(section, key, "must be a finite number > 0, got " + format_toml_float(value));
-}
-
-void require_config_non_negative(const char* section, const char* key, double value) {
-  if (!(std::isfinite(value) && value >= 0))
-    throw config_key_error(section, key, "must be a finite number >= 0, got " + format_toml_float(value));
-}
-
-void require_config_choice(const char* section, const char* key, const std::string& value,
-                           const std::vector<std::string>& choices) {
-  if (!config_list_has(choices, value))
-    throw config_key_error(section, key, "must be one of " + join_config_words(choices, ", ") +
-                                             ", got " + quote_toml_string(value));
-}
-
-// Which models a data source can feed.
-std::vector<std::string> config_models_fed_by(const DataSection& data) {
-  if (data.source == "mf_synthetic") return {"mf"};
-  if (data.source == "fashion_mnist") return {"mlp", "cnn"};
-  if (data.source == "synthetic") return {"gpt", "mlp"};
-  return {"gpt"};  // kjv and text files: byte-level text
-}
-
-void require_config_model_suits_data(const ModelSection& model, const DataSection& data) {
-  const auto fed = config_models_fed_by(data);
-  if (!config_list_has(fed, model.name))
-    throw UsageError("paratorch: [data] source " + quote_toml_string(data.source) +
-                     " cannot feed model " + quote_toml_string(model.name) + "; it feeds " +
-                     join_config_words(fed, ", ") + " (change [model] name or [data] source)");
-  const bool byte_text = data.source == "kjv" || data.is_text_file();
-  if (byte_text && model.vocab_size < 256)
-    throw config_key_error("model", "vocab_size", "must be >= 256 for byte-level text (source " +
-                                                      quote_toml_string(data.source) + "), got " +
-                                                      std::to_string(model.vocab_size));
-  if (data.source != "fashion_mnist") return;
-  if (model.n_classes != 10)
-    throw config_key_error("model", "n_classes", "must be 10 for fashion_mnist, got " +
-                                                     std::to_string(model.n_classes));
-  if (model.name == "mlp" && model.d_in != 784)
-    throw config_key_error("model", "d_in", "must be 784 (28x28 pixels) for fashion_mnist, got " +
-                                                std::to_string(model.d_in));
-}
-
-}  // namespace
-
-void ModelSection::validate() const {
-  require_config_choice("model", "name", name, kConfigModelNames);
-  const std::pair<const char*, int> sizes[] = {
-      {"n_layers", n_layers},     {"d_model", d_model},     {"n_heads", n_heads},
-      {"seq_len", seq_len},       {"vocab_size", vocab_size}, {"d_in", d_in},
-      {"n_classes", n_classes},   {"n_users", n_users},     {"n_items", n_items},
-      {"n_factors", n_factors}};
-  for (const auto& [key, value] : sizes) require_config_at_least("model", key, value, 1);
-  models::ModelConfig::validate();
-}
-
-bool DataSection::is_text_file() const { return !config_list_has(kConfigBundledSources, source); }
-
-void DataSection::validate() const {
-  if (source.empty())
-    throw config_key_error("data", "source", "must be one of " +
-                                                 join_config_words(kConfigBundledSources, ", ") +
-                                                 " or a text file's path, got \"\"");
-  require_config_at_least("data", "global_batch", global_batch, 1);
-}
-
-void ParallelSection::validate() const {
-  if (dp < 0)
-    throw config_key_error("parallel", "dp", "must be \"auto\" or >= 1, got " + std::to_string(dp));
-  require_config_at_least("parallel", "pp", pp, 1);
-  require_config_at_least("parallel", "tp", tp, 1);
-  require_config_between("parallel", "zero", zero, 0, 3);
-  require_config_choice("parallel", "schedule", schedule, kConfigScheduleNames);
-  require_config_at_least("parallel", "microbatches", microbatches, 1);
-  require_config_at_least("parallel", "virtual_stages", virtual_stages, 1);
-  if (virtual_stages > 1 && schedule != "interleaved")
-    throw config_key_error("parallel", "virtual_stages",
-                           "= " + std::to_string(virtual_stages) +
-                               " needs schedule \"interleaved\", got " + quote_toml_string(schedule) +
-                               "; set virtual_stages = 1 or schedule = \"interleaved\"");
-  if (partition != "params" && partition != "time") {  // else a list of block indices
-    for (char c : partition + (partition.empty() ? "?" : ""))
-      if (!(std::isdigit(static_cast<unsigned char>(c)) || c == ','))
-        throw config_key_error("parallel", "partition",
-                               "must be \"params\", \"time\" or a list of block indices like \"3,5\", got " +
-                                   quote_toml_string(partition));
-  }
-  require_config_positive("parallel", "bucket_mb", bucket_mb);
-  require_config_choice("parallel", "mode", mode, kConfigModeNames);
-  require_config_at_least("parallel", "servers", servers, 1);
-  require_config_at_least("parallel", "staleness", staleness, -1);
-}
-
-void OptimSection::validate() const {
-  require_config_choice("optim", "name", name, kConfigOptimizerNames);
-  require_config_positive("optim", "lr", lr);
-  require_config_non_negative("optim", "weight_decay", weight_decay);
-  require_config_at_least("optim", "warmup_steps", warmup_steps, 0);
-  require_config_non_negative("optim", "grad_clip", grad_clip);
-}
-
-void TrainSection::validate() const {
-  require_config_at_least("train", "steps", steps, 1);
-  require_config_at_least("train", "seed", seed, 0);
-  require_config_at_least("train", "log_every", log_every, 1);
-  if (out_dir.empty()) throw config_key_error("train", "out_dir", "must name a folder, got \"\"");
-  require_config_at_least("train", "checkpoint_every", checkpoint_every, 0);
-  require_config_at_least("train", "threads_per_rank", threads_per_rank, 0);
-  require_config_choice("train", "precision", precision, kConfigPrecisionNames);
-  require_config_positive("train", "initial_loss_scale", initial_loss_scale);
-  require_config_at_least("train", "loss_scale_window", loss_scale_window, 1);
-  require_config_choice("train", "reduce_precision", reduce_precision, kConfigPrecisionNames);
-}
-
-void CommSection::validate() const {
-  // Refused by name rather than by the list of choices: configs written for
-  // PyTorch's torch.distributed often say "nccl", and silently running MPI
-  // instead would hide what the job actually uses.
-  if (backend == "nccl")
-    throw config_key_error("comm", "backend",
-                           "= \"nccl\" is not available in this build (MPI is the backend; CUDA tensors are "
-                           "staged through host memory); set backend = \"auto\" or \"mpi\"");
-  require_config_choice("comm", "backend", backend, kConfigBackendNames);
-  require_config_positive("comm", "timeout_s", timeout_s);
-}
-
-void Config::validate() const {
-  model.validate();
-  data.validate();
-  parallel.validate();
-  optim.validate();
-  train.validate();
-  comm.validate();
-  require_config_model_suits_data(model, data);
-}
-
-namespace {
 
 // ---- the key table ---------------------------------------------------------------
 
