@@ -1,7 +1,8 @@
 // src/train/zero_engine.cpp — see zero_engine.h. Construction, the step,
 // publishing, the Engine interface. The gradient path (hooks, bucketed
 // reductions) is in zero_engine_reduce.cpp; stage 3's block walk in
-// zero_engine_stage3.cpp; tensor parallelism in zero_engine_tp.cpp.
+// zero_engine_stage3.cpp; tensor parallelism in zero_engine_tp.cpp; whole
+// parameters in and out of the shards in zero_engine_parameters.cpp.
 #include "train/zero_engine.h"
 
 #include "report/trace.h"
@@ -338,41 +339,6 @@ void ZeroEngine::load_checkpoint_state(const std::map<std::string, torch::Tensor
 
 std::map<std::string, double> ZeroEngine::step_metrics() {
   return options_.loss_scaling ? scaler_.metrics() : std::map<std::string, double>{};
-}
-
-std::map<std::string, torch::Tensor> ZeroEngine::full_parameters() {
-  std::map<std::string, torch::Tensor> out;
-  auto group = shard_ranks() > 1 ? groups_.dp() : nullptr;
-  for (auto& u : units_)
-    for (auto& [name, t] : zero::gather_full(*u->layout, u->master, group.get())) out[name] = t.cpu();
-  return tensor_parallel() ? gather_over_tp(std::move(out)) : out;
-}
-
-void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
-  torch::NoGradGuard no_grad;
-  for (auto& u : units_) {
-    const auto& L = *u->layout;
-    for (const auto& piece : L.pieces()) {
-      const auto local = local_part(tensors, L.params()[piece.param]);  // checked, tp-sliced
-      u->master.narrow(0, piece.shard_offset, piece.length)
-          .copy_(local.reshape({-1}).narrow(0, piece.param_offset, piece.length));
-    }
-  }
-  publish_parameters();
-}
-
-int64_t ZeroEngine::parameter_count() {
-  int64_t n = 0;
-  for (auto& u : units_)
-    for (const auto& p : u->layout->params())
-      n += p.numel() * (specs_.at(p.name).sharded() ? groups_.layout().tp : 1);
-  return n;
-}
-
-int64_t ZeroEngine::local_parameter_count() {
-  int64_t n = 0;
-  for (auto& u : units_) n += u->layout->numel();
-  return n;
 }
 
 std::string ZeroEngine::describe() {
