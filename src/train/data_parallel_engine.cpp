@@ -47,7 +47,11 @@ double DataParallelEngine::forward_backward(const std::vector<int64_t>& ids) {
   for (int k = 0; k < m; ++k) {
     std::vector<int64_t> part(mine.begin() + static_cast<std::ptrdiff_t>(k * per),
                               mine.begin() + static_cast<std::ptrdiff_t>((k + 1) * per));
-    auto batch = to_device(dataset_.train_batch(part));
+    models::Batch batch;
+    {
+      report::Tracer::Span span("data", "data");
+      batch = to_device(dataset_.train_batch(part));
+    }
     torch::Tensor loss;
     {
       report::Tracer::Span span("forward", "compute");

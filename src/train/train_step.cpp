@@ -11,7 +11,10 @@ namespace paratorch::train {
 StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<int64_t>& ids, double lr,
                      double grad_clip, int64_t step_number) {
   auto params = engine.named_parameters();
-  zero_gradients(params);
+  {
+    report::Tracer::Span span("zero_grad", "compute");
+    zero_gradients(params);
+  }
   StepResult result;
   result.loss = engine.forward_backward(ids);
   if (!std::isfinite(result.loss))
@@ -20,7 +23,10 @@ StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<int
   std::vector<torch::Tensor> tensors;
   tensors.reserve(params.size());
   for (auto& [name, p] : params) tensors.push_back(p);
-  result.grad_norm = clip_grad_norm(tensors, grad_clip, engine.grad_norm_across());
+  {
+    report::Tracer::Span span("grad_norm", "compute");
+    result.grad_norm = clip_grad_norm(tensors, grad_clip, engine.grad_norm_across());
+  }
   report::Tracer::Span span("optimizer", "compute");
   optimizer.step(lr);
   return result;
