@@ -1,0 +1,54 @@
+// src/parallel/grad_norm.h — the whole model's squared gradient norm from
+// the pieces the ranks hold, whatever the layout.
+//
+// Clipping by the global norm (torch.nn.utils.clip_grad_norm_) must see the
+// norm of the whole model's gradient in every layout, so that a parallel run
+// clips exactly as one process would. Each rank sums its own gradients'
+// squares; this adds the other ranks' share, counting every element of the
+// model exactly once (Megatron-LM's get_grad_norm rules, Shoeybi et al. 2019):
+//  - a tp shard (ShardSpec::sharded()) is a distinct slice on each tp rank:
+//    summed over tp;
+//  - a parameter replicated over tp (LayerNorms, row-parallel biases, wpe)
+//    holds the same gradient on every tp rank: counted once;
+//  - pipeline stages hold distinct parameters: summed over pp;
+//  - a tied copy (the output head's copy of the token embedding on the last
+//    stage) repeats its owner's gradient after finalize_gradients: not
+//    counted here, its owner counts it;
+//  - gradients sharded over dp (ZeRO, Rajbhandari et al. 2019; parameter
+//    server shards) are disjoint pieces: summed over that group. Gradients
+//    replicated over dp (after an all-reduce) are equal on every replica and
+//    need no dp traffic.
+//
+// Example (an engine's clipping hook):
+//   return [this](double local) {
+//     return parallel::sum_squares_across(local, norm_entries(), {nullptr, groups_.tp().get(), groups_.pp().get()});
+//   };
+#pragma once
+#include <paratorch/communicator.h>
+#include <paratorch/tensor_parallel_layers.h>
+
+#include <vector>
+
+namespace paratorch::parallel {
+
+/// One gradient this rank holds, with the facts that decide how it counts.
+struct NormEntry {
+  torch::Tensor grad;  ///< undefined: no gradient (counts nothing)
+  tensor_parallel::ShardSpec spec;
+  bool tied_copy = false;  ///< a copy of a weight whose owner (another stage) counts it
+};
+
+/// The groups the model's gradient is spread over; null (or size 1) for none.
+struct NormGroups {
+  Communicator* shards = nullptr;  ///< gradients are disjoint pieces over it (ZeRO's dp group)
+  Communicator* tp = nullptr;
+  Communicator* pp = nullptr;
+};
+
+/// The whole model's squared gradient norm, on every rank, given `local`:
+/// the sum of the squares of every gradient this rank holds (all of
+/// `entries`, tied copies included). Collective over the groups given, in the
+/// order shards, tp, pp; `entries` must be listed alike on every tp rank.
+double sum_squares_across(double local, const std::vector<NormEntry>& entries, const NormGroups& groups);
+
+}  // namespace paratorch::parallel
