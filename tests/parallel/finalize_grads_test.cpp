@@ -1,0 +1,112 @@
+// tests/parallel/finalize_grads_test.cpp — the finalize step's sums and the
+// global gradient norm's counting rules (src/parallel/finalize_grads.h,
+// grad_norm.h) on small tensors whose every rank's values are known, with
+// the world standing for the tp, pp or dp group under test. Each rule has
+// its own case, so a broken rule names itself.
+#include <gtest/gtest.h>
+
+#include "mpi_test_env.h"
+#include "parallel/finalize_grads.h"
+#include "parallel/grad_norm.h"
+
+using namespace paratorch;
+using parallel::NormEntry;
+
+namespace {
+
+Communicator& world() { return *test_world().comm(); }
+
+double squares(const torch::Tensor& t) { return t.to(torch::kDouble).pow(2).sum().item<double>(); }
+
+double local_squares(const std::vector<NormEntry>& entries) {
+  double s = 0;
+  for (const auto& e : entries) s += squares(e.grad);
+  return s;
+}
+
+tensor_parallel::ShardSpec shard_of_world() {
+  tensor_parallel::ShardSpec spec;
+  spec.dim = 0;
+  spec.rank = world().rank();
+  spec.size = world().size();
+  return spec;
+}
+
+// Rank r's gradient: `numel` elements, all r + 1 + offset.
+torch::Tensor grad_of(int r, int64_t numel, double offset = 0) { return torch::full({numel}, r + 1 + offset); }
+
+}  // namespace
+
+// A parameter whole on every tp rank has the same gradient there: counted once, not tp times.
+TEST(GradNorm, ReplicatedOverTpCountedOnce) {
+  const std::vector<NormEntry> entries{{torch::full({3}, 2.0), {}}};
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {nullptr, &world()}), 12.0);
+}
+
+// tp shards are distinct slices: their squares are summed over tp, beside a replicated parameter counted once.
+TEST(GradNorm, TpShardsSummedOverTp) {
+  const int n = world().size();
+  const std::vector<NormEntry> entries{{grad_of(world().rank(), 2), shard_of_world()}, {torch::ones({5}), {}}};
+  double expected = 5;
+  for (int r = 0; r < n; ++r) expected += squares(grad_of(r, 2));
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {nullptr, &world()}), expected);
+}
+
+// Pipeline stages hold distinct parameters (summed over pp); the last stage's
+// tied copy of the first stage's weight repeats its owner's gradient (after
+// finalize_gradients): its owner counts it, the copy does not.
+TEST(GradNorm, StagesSummedOverPpTiedCopyCountedOnce) {
+  const int n = world().size(), r = world().rank();
+  std::vector<NormEntry> entries{{grad_of(r, 4), {}}};
+  if (r == n - 1 && n > 1) entries.push_back({grad_of(0, 4), {}, /*tied_copy=*/true});
+  double expected = 0;
+  for (int s = 0; s < n; ++s) expected += squares(grad_of(s, 4));
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {nullptr, nullptr, &world()}),
+                   expected);
+}
+
+// Gradients sharded over dp (ZeRO pieces) are disjoint: every kind is summed
+// over the shard group, replicated-over-tp pieces included.
+TEST(GradNorm, PiecesSummedOverDpShards) {
+  const int n = world().size(), r = world().rank();
+  auto self = test_world().comm()->split(r, 0, "self");  // tp of one rank: nothing to count once
+  const std::vector<NormEntry> entries{{grad_of(r, 3), {}}, {grad_of(r, 2, 1), shard_of_world()}};
+  double expected = 0;
+  for (int s = 0; s < n; ++s) expected += squares(grad_of(s, 3)) + squares(grad_of(s, 2, 1));
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {&world(), self.get()}), expected);
+}
+
+// Sequence-parallel partial gradients end as their sum over tp, shapes kept.
+TEST(FinalizeGradients, PartialGradientsSummedOverTp) {
+  const int n = world().size(), r = world().rank();
+  auto a = grad_of(r, 6).reshape({2, 3}), b = grad_of(r, 2, 10);
+  parallel::FinalizeGradients f;
+  f.partial_over_tp = {a, b};
+  f.tp = &world();
+  parallel::finalize_gradients(f);
+  auto want_a = torch::zeros({2, 3}), want_b = torch::zeros({2});
+  for (int s = 0; s < n; ++s) want_a += grad_of(s, 6).reshape({2, 3}), want_b += grad_of(s, 2, 10);
+  EXPECT_TRUE(torch::equal(a, want_a)) << a;
+  EXPECT_TRUE(torch::equal(b, want_b)) << b;
+}
+
+// Every copy of a tied weight ends with the sum of all copies' gradients:
+// one copy on each end (a pipeline's embedding group), and several copies on
+// one rank with another rank holding none (a Pipeline's tied groups).
+TEST(FinalizeGradients, TiedCopiesEndWithTheirSum) {
+  const int n = world().size(), r = world().rank();
+  auto mine = grad_of(r, 4);
+  parallel::FinalizeGradients f;
+  f.tied = {{{mine}, {}}};
+  f.tied_ranks = &world();
+  parallel::finalize_gradients(f);
+  auto want = torch::zeros({4});
+  for (int s = 0; s < n; ++s) want += grad_of(s, 4);
+  EXPECT_TRUE(torch::equal(mine, want)) << mine;
+
+  parallel::TiedGradients two;
+  if (r == 0) two.copies = {torch::full({3}, 1.0), torch::full({3}, 2.0)};
+  else two.zero = torch::zeros({3});
+  parallel::sum_tied_gradients(two, &world());
+  for (const auto& c : two.copies) EXPECT_TRUE(torch::equal(c, torch::full({3}, 3.0))) << c;
+}
