@@ -25,11 +25,7 @@ void sum_partial_gradients(const std::vector<torch::Tensor>& partial, Communicat
 void sum_tied_gradients(const TiedGradients& tied, Communicator* ranks) {
   torch::NoGradGuard no_grad;
   const bool across = ranks != nullptr && ranks->size() > 1;
-  if (tied.copies.empty() && !across) return;
-  if (tied.copies.size() == 1 && across) {  // the common case (one copy per end): reduce in place
-    ranks->all_reduce(tied.copies.front(), ReduceOp::kSum);
-    return;
-  }
+  if (!across && tied.copies.size() <= 1) return;  // nothing to add
   torch::Tensor sum = tied.copies.empty() ? tied.zero.clone() : tied.copies.front().clone();
   for (size_t i = 1; i < tied.copies.size(); ++i) sum += tied.copies[i];
   if (across) ranks->all_reduce(sum, ReduceOp::kSum);

@@ -233,10 +233,7 @@ void PipelineEngine::reduce_gradients(double loss_scale) {
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
     grads.push_back(p.grad());
   }
-  sum_partial_gradients_over_tp();
-  // Both ends hold every tied name and walk tied_ in the same (sorted) order.
-  if (groups_.embedding()->size() > 1)
-    for (const auto& name : tied_) groups_.embedding()->all_reduce(trained(name).mutable_grad(), ReduceOp::kSum);
+  finalize_gradients();  // sequence-parallel partial sums over tp, then tied copies
   if (groups_.layout().dp > 1 && !grads.empty()) {
     std::vector<torch::Tensor> flat_parts;
     for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));

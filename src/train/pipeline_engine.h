@@ -116,9 +116,8 @@ class PipelineEngine : public Engine {
   torch::Tensor trained(const std::string& name);
   /// The loss scaler's verdict, the same on every rank of the world.
   bool may_step();
-  void sum_partial_gradients_over_tp();
-  /// `inner` wrapped so its state travels as whole tensors when tp > 1 (as is otherwise).
-  std::unique_ptr<Optimizer> with_tp_state(std::unique_ptr<Optimizer> inner) const;
+  /// Sequence-parallel partial sums over tp and tied copies' sums (parallel/finalize_grads.h).
+  void finalize_gradients();
   /// Parameter `name` as a whole CPU tensor on every rank (collective: tp
   /// gather on the owner's stage, then pp broadcast from the owner).
   torch::Tensor gather_whole(const std::string& name, const torch::Tensor& on_owner);

@@ -1,6 +1,7 @@
 // src/train/pipeline_state.cpp — PipelineEngine's whole-model views: full
 // parameters and optimizer state for checkpoints and verify, loading them
-// back, the global gradient norm, and the tp-aware optimizer.
+// back, the facts the finalize step and the global gradient norm need
+// (parallel/finalize_grads.h, parallel/grad_norm.h), and the optimizer.
 //
 // A parameter lives on one pipeline stage (its owner; tied weights have a
 // copy on the last stage too) and, with tp > 1, as tp shards across that
@@ -17,9 +18,9 @@
 // (LayerNorms, biases of row-parallel layers, wpe) counted once since they are
 // equal on every tp rank, the tied copy on the last stage not at all (its
 // owner counts it), and the stages' sums added over pp.
+#include "parallel/finalize_grads.h"
+#include "parallel/grad_norm.h"
 #include "tensor_parallel/full_tensors.h"
-#include "tensor_parallel/mappings.h"
-#include "report/trace.h"
 #include "train/pipeline_engine.h"
 #include "train/mixed_precision_optimizer.h"
 #include "train/pipeline_zero.h"
@@ -86,37 +87,27 @@ void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Ten
 
 SumAcross PipelineEngine::grad_norm_across() {
   return [this](double local) {
-    torch::NoGradGuard no_grad;
-    double replicated = 0;
-    for (const auto& name : held_) {
-      const auto g = trained(name).grad();
-      if (!g.defined()) continue;
-      const double sq = g.pow(2).sum().item<double>();
-      if (tied_copies_.count(name)) local -= sq;  // counted once, on the owner
-      else if (!specs_.at(name).sharded()) replicated += sq;
-    }
-    auto total = torch::tensor({tensor_parallel::tp_squared_norm(local - replicated, replicated, *groups_.tp())},
-                               torch::kDouble);
-    groups_.pp()->all_reduce(total, ReduceOp::kSum);
-    return total.item<double>();
+    std::vector<parallel::NormEntry> entries;
+    for (const auto& name : held_) entries.push_back({trained(name).grad(), specs_.at(name), tied_copies_.count(name) > 0});
+    return parallel::sum_squares_across(local, entries, {nullptr, groups_.tp().get(), groups_.pp().get()});
   };
 }
 
 // Sequence parallelism: whole parameters applied to this rank's slice of the
-// sequence (LayerNorms, wpe) hold partial gradients; one flat all-reduce over
-// tp sums them, as TensorParallelEngine does. Every tp rank of a stage holds
-// the same names, so the flat buffers agree.
-void PipelineEngine::sum_partial_gradients_over_tp() {
-  if (groups_.layout().tp == 1) return;
-  std::vector<torch::Tensor> partial;
+// sequence (LayerNorms, wpe) hold partial gradients, summed over tp (every
+// tp rank of a stage holds the same names, in the same order). Tied weights:
+// the first and last stage each hold a copy with their own share of the
+// gradient, summed over the embedding group (both ends walk tied_, sorted).
+// A middle stage holds no copy and its embedding group is itself alone.
+void PipelineEngine::finalize_gradients() {
+  parallel::FinalizeGradients f;
   for (const auto& name : held_)
-    if (specs_.at(name).partial_grad) partial.push_back(trained(name).grad());
-  tensor_parallel::sum_partial_gradients(partial, *groups_.tp());
-}
-
-std::unique_ptr<Optimizer> PipelineEngine::with_tp_state(std::unique_ptr<Optimizer> inner) const {
-  if (groups_.layout().tp == 1) return inner;
-  return std::make_unique<TensorParallelOptimizer>(std::move(inner), specs_, shard_shapes_, groups_.tp());
+    if (specs_.at(name).partial_grad) f.partial_over_tp.push_back(trained(name).grad());
+  f.tp = groups_.tp().get();
+  if (groups_.embedding()->size() > 1)
+    for (const auto& name : tied_) f.tied.push_back({{trained(name).grad()}, {}});
+  f.tied_ranks = groups_.embedding().get();
+  parallel::finalize_gradients(f);
 }
 
 std::unique_ptr<Optimizer> PipelineEngine::build_optimizer(const OptimSection& options) {
@@ -126,7 +117,7 @@ std::unique_ptr<Optimizer> PipelineEngine::build_optimizer(const OptimSection& o
   // and rounds the masters into the model after each update.
   auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp(), groups_.coords().dp)
                                  : make_optimizer(options, named_parameters());
-  inner = with_tp_state(std::move(inner));
+  inner = with_whole_tp_state(std::move(inner), specs_, shard_shapes_, groups_.tp());
   if (!masters_) return inner;
   return std::make_unique<MixedPrecisionOptimizer>(
       std::move(inner), [this] { return may_step(); }, [this] { masters_->copy_to_model(); });

@@ -1,9 +1,9 @@
 // src/train/tensor_parallel_engine.cpp — see tensor_parallel_engine.h.
 #include "train/tensor_parallel_engine.h"
 
-#include "report/trace.h"
+#include "parallel/finalize_grads.h"
+#include "parallel/grad_norm.h"
 #include "tensor_parallel/full_tensors.h"
-#include "tensor_parallel/mappings.h"
 #include "train/tensor_parallel_optimizer.h"
 #include <paratorch/errors.h>
 
@@ -19,23 +19,21 @@ TensorParallelEngine::TensorParallelEngine(const ProcessGroups& groups, std::sha
 
 double TensorParallelEngine::forward_backward(const std::vector<int64_t>& ids) {
   const double loss = DataParallelEngine::forward_backward(ids);
-  // Partial gradients (sequence parallelism) travel in one flat all-reduce.
-  std::vector<torch::Tensor> partial;
+  parallel::FinalizeGradients f;  // dp was DDP's; what is left is the sequence-parallel partial sums
   for (const auto& item : model().named_parameters(true))
-    if (specs_.at(item.key()).partial_grad && item.value().grad().defined()) partial.push_back(item.value().grad());
-  tensor_parallel::sum_partial_gradients(partial, *groups_.tp());
+    if (specs_.at(item.key()).partial_grad && item.value().grad().defined()) f.partial_over_tp.push_back(item.value().grad());
+  f.tp = groups_.tp().get();
+  parallel::finalize_gradients(f);
   return loss;
 }
 
 SumAcross TensorParallelEngine::grad_norm_across() {
   if (groups_.layout().tp == 1) return nullptr;
   return [this](double local) {
-    // local = sharded squares + replicated squares (equal on every tp rank).
-    double replicated = 0;
+    std::vector<parallel::NormEntry> entries;
     for (const auto& item : model().named_parameters(true))
-      if (!specs_.at(item.key()).sharded() && item.value().grad().defined())
-        replicated += item.value().grad().pow(2).sum().item<double>();
-    return tensor_parallel::tp_squared_norm(local - replicated, replicated, *groups_.tp());
+      entries.push_back({item.value().grad(), specs_.at(item.key())});
+    return parallel::sum_squares_across(local, entries, {nullptr, groups_.tp().get()});
   };
 }
 
@@ -72,8 +70,7 @@ std::unique_ptr<Optimizer> TensorParallelEngine::build_optimizer(const OptimSect
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& item : model().named_parameters(true))
     shapes[item.key()] = item.value().sizes().vec();
-  return std::make_unique<TensorParallelOptimizer>(make_optimizer(options, named_parameters()), specs_,
-                                                   std::move(shapes), groups_.tp());
+  return with_whole_tp_state(make_optimizer(options, named_parameters()), specs_, std::move(shapes), groups_.tp());
 }
 
 std::string TensorParallelEngine::describe() {

@@ -7,9 +7,9 @@
 // micro-batching: this engine extends it). What tp adds:
 //  - sequence parallelism: whole parameters used on a slice of the sequence
 //    (LayerNorms, wpe, row-parallel biases) hold partial gradients, summed
-//    over tp after backward;
+//    over tp after backward (parallel/finalize_grads.h);
 //  - clipping: the global norm sums sharded gradients' squares over tp and
-//    counts replicated ones once (they are equal on every tp rank);
+//    counts replicated ones once (parallel/grad_norm.h);
 //  - full_parameters / load_full_parameters / parameter_count reassemble or
 //    slice shards by each parameter's ShardSpec, and so does the optimizer
 //    build_optimizer returns for its state, so checkpoints hold whole tensors

@@ -8,8 +8,7 @@
 // same sorted names) and sliced back by load_state_tensors().
 //
 // Example:
-//   auto opt = std::make_unique<TensorParallelOptimizer>(make_optimizer(o, params), model->shard_specs(),
-//                                                        shard_shapes, groups.tp());
+//   auto opt = with_whole_tp_state(make_optimizer(o, params), model->shard_specs(), shard_shapes, groups.tp());
 #pragma once
 #include "tensor_parallel/shard.h"
 #include "train/optimizer.h"
@@ -36,5 +35,13 @@ class TensorParallelOptimizer : public Optimizer {
   std::map<std::string, std::vector<int64_t>> shapes_;
   std::shared_ptr<Communicator> tp_;
 };
+
+/// `inner` wrapped in a TensorParallelOptimizer when `tp` has more than one
+/// rank, else `inner` itself: the one way engines make their optimizer's
+/// state layout-independent.
+std::unique_ptr<Optimizer> with_whole_tp_state(std::unique_ptr<Optimizer> inner,
+                                               std::map<std::string, tensor_parallel::ShardSpec> specs,
+                                               std::map<std::string, std::vector<int64_t>> shard_shapes,
+                                               std::shared_ptr<Communicator> tp);
 
 }  // namespace paratorch::train

@@ -5,8 +5,8 @@
 // parameters in and out of the shards in zero_engine_parameters.cpp.
 #include "train/zero_engine.h"
 
+#include "parallel/grad_norm.h"
 #include "report/trace.h"
-#include "tensor_parallel/full_tensors.h"
 #include "train/zero_unit.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
@@ -236,7 +236,7 @@ double ZeroEngine::forward_backward(const std::vector<int64_t>& ids) {
     finish_reductions(true);
     local += loss.item<double>();
   }
-  sum_partial_gradients_over_tp();
+  finalize_gradients();
   if (scale != 1.0) unscale_gradients();
   auto global = torch::tensor({local}, torch::kDouble);
   groups_.dp()->all_reduce(global, ReduceOp::kAvg);
@@ -314,18 +314,15 @@ std::unique_ptr<Optimizer> ZeroEngine::build_optimizer(const OptimSection& optio
   return wrap_for_tp(std::move(optimizer));
 }
 
-// Squares of the dp shards summed over dp; under tp, sharded parameters'
-// squares are then summed over tp and replicated ones counted once
-// (tensor_parallel::tp_squared_norm).
+// The dp shards' squares summed over dp; under tp, shards summed over tp and
+// replicated parameters counted once (parallel/grad_norm.h).
 SumAcross ZeroEngine::grad_norm_across() {
   const bool over_dp = shard_ranks() > 1;
   if (!over_dp && !tensor_parallel()) return nullptr;  // every rank holds every piece
   return [this, over_dp](double squares) {
-    auto t = torch::tensor({squares, tensor_parallel() ? replicated_squares() : 0.0}, torch::kDouble);
-    if (over_dp) groups_.dp()->all_reduce(t, ReduceOp::kSum);
-    if (!tensor_parallel()) return t[0].item<double>();
-    const double replicated = t[1].item<double>();
-    return tensor_parallel::tp_squared_norm(t[0].item<double>() - replicated, replicated, *groups_.tp());
+    std::vector<parallel::NormEntry> entries;
+    for (const auto& [name, piece] : pieces_.tensors) entries.push_back({piece.grad(), specs_.at(name)});
+    return parallel::sum_squares_across(squares, entries, {over_dp ? groups_.dp().get() : nullptr, groups_.tp().get()});
   };
 }
 

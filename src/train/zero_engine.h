@@ -122,8 +122,7 @@ class ZeroEngine : public Engine {
 
   // tensor parallelism (zero_engine_tp.cpp)
   bool tensor_parallel() const { return groups_.layout().tp > 1; }
-  void sum_partial_gradients_over_tp();
-  double replicated_squares() const;
+  void finalize_gradients();
   torch::Tensor tp_loss_of_output(const torch::Tensor& output, const torch::Tensor& target) const;
   std::map<std::string, torch::Tensor> gather_over_tp(std::map<std::string, torch::Tensor> shards);
   torch::Tensor local_part(const std::map<std::string, torch::Tensor>& tensors, const zero::FlatParam& param) const;

@@ -13,12 +13,12 @@
 //    of the dp-reduced gradient shard are summed over tp (the dp average and
 //    the tp sum commute, both being linear);
 //  - clipping: sharded parameters' squares summed over tp, replicated ones
-//    counted once (tensor_parallel::tp_squared_norm);
+//    counted once (parallel/grad_norm.h, from zero_engine.cpp);
 //  - whole tensors for checkpoints and verify: gather over dp (as at tp = 1),
 //    then tensor_parallel::gather_full over tp; loading slices with
 //    ShardSpec::slice; optimizer state the same way (TensorParallelOptimizer).
 #include "models/gpt.h"
-#include "report/trace.h"
+#include "parallel/finalize_grads.h"
 #include "tensor_parallel/full_tensors.h"
 #include "train/tensor_parallel_optimizer.h"
 #include "train/zero_engine.h"
@@ -34,31 +34,16 @@ torch::Tensor ZeroEngine::tp_loss_of_output(const torch::Tensor& output, const t
   return gpt->loss_from_logits(output, target);
 }
 
-void ZeroEngine::sum_partial_gradients_over_tp() {
+// ZeRO has no tied copies across ranks (every replica holds the whole
+// model); what is left after the dp reduce-scatter is the sequence-parallel
+// partial sum of this rank's dp-shard pieces.
+void ZeroEngine::finalize_gradients() {
   if (!tensor_parallel()) return;
-  std::vector<torch::Tensor> partial;
+  parallel::FinalizeGradients f;
   for (const auto& [name, piece] : pieces_.tensors)
-    if (specs_.at(name).partial_grad) partial.push_back(piece.grad());
-  if (partial.empty()) return;  // the same on every tp rank: their layouts are identical
-  report::Tracer::Span span("tp.partial_grads", "tp");
-  torch::NoGradGuard no_grad;
-  auto flat = torch::cat(partial);
-  groups_.tp()->all_reduce(flat, ReduceOp::kSum);
-  int64_t offset = 0;
-  for (auto& g : partial) {
-    g.copy_(flat.narrow(0, offset, g.numel()));
-    offset += g.numel();
-  }
-}
-
-// This rank's squares of replicated parameters' gradient pieces (equal on
-// every tp rank, so tp_squared_norm counts them once).
-double ZeroEngine::replicated_squares() const {
-  torch::NoGradGuard no_grad;
-  double sum = 0;
-  for (const auto& [name, piece] : pieces_.tensors)
-    if (!specs_.at(name).sharded() && piece.grad().defined()) sum += piece.grad().pow(2).sum().item<double>();
-  return sum;
+    if (specs_.at(name).partial_grad) f.partial_over_tp.push_back(piece.grad());
+  f.tp = groups_.tp().get();
+  parallel::finalize_gradients(f);  // the same names on every tp rank: their layouts are identical
 }
 
 // Sorted map order: every tp rank gathers the same parameters in the same order.
@@ -82,11 +67,10 @@ torch::Tensor ZeroEngine::local_part(const std::map<std::string, torch::Tensor>&
 }
 
 std::unique_ptr<Optimizer> ZeroEngine::wrap_for_tp(std::unique_ptr<Optimizer> sharded) const {
-  if (!tensor_parallel()) return sharded;
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& u : units_)
     for (const auto& p : u->layout->params()) shapes[p.name] = p.shape;
-  return std::make_unique<TensorParallelOptimizer>(std::move(sharded), specs_, std::move(shapes), groups_.tp());
+  return with_whole_tp_state(std::move(sharded), specs_, std::move(shapes), groups_.tp());
 }
 
 }  // namespace paratorch::train

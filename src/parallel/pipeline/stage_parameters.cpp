@@ -1,6 +1,8 @@
 // src/parallel/pipeline/stage_parameters.cpp — see stage_parameters.h.
 #include "parallel/pipeline/stage_parameters.h"
 
+#include "parallel/finalize_grads.h"
+
 #include <paratorch/errors.h>
 
 #include <set>
@@ -87,22 +89,25 @@ void StageParameters::begin_step() {
     }
 }
 
+// Every rank takes part in each group's sum that spans ranks (those without
+// a copy add zeros): the pp group is the only communicator a Pipeline has.
+// The sum itself is the finalize step's (parallel/finalize_grads.h).
 void StageParameters::finish_step(Communicator& pp) {
   torch::NoGradGuard no_grad;
   for (const auto& group : tied_) {
     std::set<int> holders;
     for (const auto& name : group) holders.insert(owner_.at(name));
     auto mine = distinct_local(group);
-    // Every rank takes part in each group's sum (those without a copy add
-    // zeros): the pp group is the only communicator a Pipeline has.
-    torch::Tensor sum = torch::zeros(shapes_.at(group[0]), params_.at(group[0]).options());
-    if (!mine.empty()) sum = torch::zeros_like(mine.front());
-    for (auto& t : mine)
-      if (t.grad().defined()) sum += t.grad();
-    if (holders.size() > 1) pp.all_reduce(sum, ReduceOp::kSum);
+    parallel::TiedGradients tied;
+    for (auto& t : mine) {
+      if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
+      tied.copies.push_back(t.grad());
+    }
+    if (mine.empty()) tied.zero = torch::zeros(shapes_.at(group[0]), params_.at(group[0]).options());
+    parallel::sum_tied_gradients(tied, holders.size() > 1 ? &pp : nullptr);
     for (auto& t : mine) {
       const torch::Tensor& before = set_aside_[identity(t)];
-      t.mutable_grad() = before.defined() ? before + sum : sum.clone();
+      if (before.defined()) t.mutable_grad().add_(before);
     }
   }
   set_aside_.clear();
