@@ -2,6 +2,7 @@
 #include "async/ps_engine.h"
 
 #include "async/async_layout.h"
+#include "parallel/grad_norm.h"
 #include "train/lr_schedule.h"
 #include <paratorch/errors.h>
 
@@ -49,12 +50,8 @@ train::NamedTensors PsEngine::named_parameters() {
 }
 
 train::SumAcross PsEngine::grad_norm_across() {
-  auto world = world_;
-  return [world](double local) {
-    auto sum = torch::tensor({local}, torch::kDouble);
-    world->all_reduce(sum, ReduceOp::kSum);
-    return sum.item<double>();
-  };
+  auto world = world_;  // the servers' shards are disjoint pieces; workers hold none
+  return [world](double local) { return parallel::sum_squares_across(local, {}, {world.get()}); };
 }
 
 double PsEngine::forward_backward(const std::vector<int64_t>& ids) {
