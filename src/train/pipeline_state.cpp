@@ -48,7 +48,7 @@ std::map<std::string, torch::Tensor> PipelineEngine::full_parameters() {
 // State tensors are named "<parameter>.<kind>" with the parameter's shape
 // (optimizer.h); every stage runs the same optimizer, so the kinds found
 // for this rank's parameters are everyone's. `local` holds whole tensors
-// already (with_tp_state's optimizer gathered them over tp), so each one is
+// already (with_whole_tp_state's optimizer gathered them over tp), so each one is
 // only broadcast from its owning stage.
 std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
     const std::map<std::string, torch::Tensor>& local) {
