@@ -79,6 +79,37 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
   }
 }
 
+int64_t padded_bucket_numel(int64_t numel, int ranks) { return (numel + ranks - 1) / ranks * ranks; }
+
+Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
+                 std::shared_ptr<Communicator> comm, ReduceScatterOptions options)
+    : params_(std::move(params)), names_(std::move(names)), comm_(std::move(comm)),
+      mode_(ReduceMode::kReduceScatter), scatter_(std::move(options)),
+      hook_(comm_hooks::allreduce()),
+      divisor_(comm_->size()) {
+  // Every parameter belongs to a bucket, and unused ones are reduced as
+  // zeros (ZeRO needs the whole shard every step).
+  options_.find_unused_parameters = true;
+  layouts_ = std::move(scatter_.buckets);
+  slots_.resize(params_.size());
+  buckets_.resize(layouts_.size());
+  std::vector<bool> placed(params_.size(), false);
+  for (size_t b = 0; b < layouts_.size(); ++b) {
+    for (size_t m = 0; m < layouts_[b].params.size(); ++m) {
+      const size_t i = layouts_[b].params[m];
+      if (i >= params_.size() || placed[i] || !params_[i].requires_grad())
+        throw UsageError("paratorch: ReduceScatterOptions::buckets names parameter " + std::to_string(i) +
+                         " twice, out of range or not requiring grad");
+      placed[i] = true;
+      slots_[i] = Slot{b, m, false};
+    }
+    buckets_[b].pending = layouts_[b].params.size();
+  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].requires_grad() && !placed[i])
+      throw UsageError("paratorch: ReduceScatterOptions::buckets misses parameter '" + names_[i] + "'");
+}
+
 std::vector<torch::Tensor> Reducer::allocate_cpu_buckets() {
   // One buffer per dtype for all CPU buckets, from the communicator, which
   // may place it where its all-reduce needs no staging (a shared-memory
@@ -103,6 +134,7 @@ std::vector<torch::Tensor> Reducer::allocate_cpu_buckets() {
 Reducer::~Reducer() {
   // The buckets may live in the communicator's memory, which can die before
   // the model: leave each parameter a gradient of its own.
+  if (mode_ == ReduceMode::kReduceScatter) return;  // .grad never aliases a bucket there
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
@@ -138,6 +170,31 @@ void Reducer::point_grad_at_bucket(size_t i) {
   grad = view;
 }
 
+// Reduce-scatter mode: bucket b's padded buffer for this pass, zeroed (so
+// padding and parameters without a gradient add nothing).
+torch::Tensor& Reducer::scatter_buffer(size_t b) {
+  Bucket& bucket = buckets_[b];
+  if (!bucket.flat.defined()) {
+    const auto device = params_[layouts_[b].params.front()].device();
+    bucket.flat = pool_.take(padded_bucket_numel(layouts_[b].numel, comm_->size()), scatter_.buffer_dtype, device)
+                      .zero_();
+  }
+  return bucket.flat;
+}
+
+// Reduce-scatter mode: the gradient joins its bucket and leaves .grad, so
+// only the buckets of this pass hold full gradients.
+void Reducer::move_grad_into_bucket(size_t i) {
+  auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
+  if (!grad.defined()) return;
+  torch::NoGradGuard no_grad;
+  const Slot& s = slots_[i];
+  int64_t offset = 0;
+  for (size_t m = 0; m < s.member; ++m) offset += params_[layouts_[s.bucket].params[m]].numel();
+  scatter_buffer(s.bucket).narrow(0, offset, grad.numel()).copy_(grad.reshape({-1}));
+  grad.reset();
+}
+
 void Reducer::set_comm_hook(CommHook hook) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (phase_ != Phase::kIdle)
@@ -147,6 +204,8 @@ void Reducer::set_comm_hook(CommHook hook) {
 
 void Reducer::enable_join() {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (mode_ == ReduceMode::kReduceScatter)
+    throw UsageError("paratorch: join (uneven inputs) needs the all-reduce mode of the gradient reducer");
   join_enabled_ = true;
 }
 
@@ -198,7 +257,8 @@ void Reducer::on_gradient_ready(size_t i) {
                      "' received a second gradient in one backward pass; DDP reduces each "
                      "gradient once per backward (reuse inside one graph is fine, a second "
                      "backward before the first finished is not)");
-  point_grad_at_bucket(i);
+  if (mode_ == ReduceMode::kReduceScatter) move_grad_into_bucket(i);
+  else point_grad_at_bucket(i);
   slot.ready = true;
   --buckets_[slot.bucket].pending;
   launch_in_order();
@@ -206,8 +266,14 @@ void Reducer::on_gradient_ready(size_t i) {
 
 void Reducer::launch_in_order() {
   while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) {
-    Bucket& bucket = buckets_[next_to_launch_++];
-    GradBucket view{next_to_launch_ - 1, bucket.flat, divisor_};
+    const size_t b = next_to_launch_++;
+    Bucket& bucket = buckets_[b];
+    GradBucket view{b, bucket.flat, divisor_};
+    if (mode_ == ReduceMode::kReduceScatter) {
+      view.buffer = scatter_buffer(b);
+      bucket.shard = pool_.take(view.buffer.numel() / comm_->size(), scatter_.buffer_dtype, view.buffer.device());
+      view.shard = bucket.shard;
+    }
     bucket.work = hook_(*comm_, view);
     bucket.state = BucketState::kLaunched;
     ++launched_total_;
@@ -235,7 +301,8 @@ void Reducer::finalize() {
     throw UsageError(msg.str());
   }
   for (size_t i : unused) {
-    point_grad_at_bucket(i);
+    if (mode_ == ReduceMode::kReduceScatter) move_grad_into_bucket(i);
+    else point_grad_at_bucket(i);
     slots_[i].ready = true;
     --buckets_[slots_[i].bucket].pending;
   }
@@ -244,7 +311,19 @@ void Reducer::finalize() {
     b.work->wait();
     b.state = BucketState::kReduced;
   }
+  if (mode_ == ReduceMode::kReduceScatter) hand_over_shards();
   reset_for_next_pass();
+}
+
+// Reduce-scatter mode: each averaged shard to its owner's sink, then every
+// pooled buffer back, so the next pass (or bucket) reuses the memory.
+void Reducer::hand_over_shards() {
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    if (scatter_.on_shard) scatter_.on_shard(b, buckets_[b].shard);
+    pool_.give(std::move(buckets_[b].shard));
+    pool_.give(std::move(buckets_[b].flat));
+    buckets_[b].shard = buckets_[b].flat = torch::Tensor();
+  }
 }
 
 void Reducer::reset_for_next_pass() {
