@@ -69,13 +69,13 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
       const auto& p = params_[i];
       bucket.views.push_back(alias_of(bucket.flat, offset, p.sizes()));
       offset += p.numel();
-      slots_[i] = Slot{b, m, false};
+      slots_[i] = Slot{b, m, 0, false};
       // Keep what was accumulated so far, then let autograd accumulate into
       // the bucket directly ("gradient as bucket view").
       if (p.grad().defined()) bucket.views.back().copy_(p.grad());
       const_cast<torch::Tensor&>(p).mutable_grad() = bucket.views.back();
     }
-    bucket.pending = layouts_[b].params.size();
+    bucket.pending = bucket.expected = layouts_[b].params.size();
   }
 }
 
@@ -95,15 +95,18 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
   buckets_.resize(layouts_.size());
   std::vector<bool> placed(params_.size(), false);
   for (size_t b = 0; b < layouts_.size(); ++b) {
+    int64_t offset = 0;
     for (size_t m = 0; m < layouts_[b].params.size(); ++m) {
       const size_t i = layouts_[b].params[m];
-      if (i >= params_.size() || placed[i] || !params_[i].requires_grad())
+      if (i >= params_.size() || placed[i])
         throw UsageError("paratorch: ReduceScatterOptions::buckets names parameter " + std::to_string(i) +
-                         " twice, out of range or not requiring grad");
+                         " twice or out of range");
       placed[i] = true;
-      slots_[i] = Slot{b, m, false};
+      slots_[i] = Slot{b, m, offset, false};
+      offset += params_[i].numel();
+      buckets_[b].expected += params_[i].requires_grad() ? 1 : 0;
     }
-    buckets_[b].pending = layouts_[b].params.size();
+    buckets_[b].pending = buckets_[b].expected;
   }
   for (size_t i = 0; i < params_.size(); ++i)
     if (params_[i].requires_grad() && !placed[i])
@@ -189,9 +192,7 @@ void Reducer::move_grad_into_bucket(size_t i) {
   if (!grad.defined()) return;
   torch::NoGradGuard no_grad;
   const Slot& s = slots_[i];
-  int64_t offset = 0;
-  for (size_t m = 0; m < s.member; ++m) offset += params_[layouts_[s.bucket].params[m]].numel();
-  scatter_buffer(s.bucket).narrow(0, offset, grad.numel()).copy_(grad.reshape({-1}));
+  scatter_buffer(s.bucket).narrow(0, s.offset, grad.numel()).copy_(grad.reshape({-1}));
   grad.reset();
 }
 
@@ -328,7 +329,7 @@ void Reducer::hand_over_shards() {
 
 void Reducer::reset_for_next_pass() {
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    buckets_[b].pending = layouts_[b].params.size();
+    buckets_[b].pending = buckets_[b].expected;
     buckets_[b].state = BucketState::kFilling;
     buckets_[b].work.reset();
   }

@@ -57,7 +57,8 @@ enum class ReduceMode { kAllReduce, kReduceScatter };
 /// What the reduce-scatter mode needs beyond DDPOptions.
 struct ReduceScatterOptions {
   /// The buckets, in launch order: the caller's flat buffers, so that the
-  /// shards line up with its own layout. Each is padded to a multiple of the
+  /// shards line up with its own layout (members that need no gradient
+  /// keep their place and count as zeros). Each is padded to a multiple of the
   /// group's size; rank r's shard is [r·S, (r+1)·S), S = padded / size.
   std::vector<BucketLayout> buckets;
   /// dtype the full buckets collect the gradients in (gradients of another
@@ -108,11 +109,13 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     torch::Tensor shard;                // reduce-scatter: this rank's averaged slice (pooled)
     std::vector<torch::Tensor> views;   // views[k] aliases member k's slot (from_blob, not a view)
     size_t pending = 0;                 // members whose gradient is not final yet
+    size_t expected = 0;                // members that get a gradient each pass
     BucketState state = BucketState::kFilling;
     WorkHandle work;
   };
   struct Slot {
     size_t bucket = 0, member = 0;
+    int64_t offset = 0;  // reduce-scatter: where the gradient starts in its bucket
     bool ready = false;
   };
 
