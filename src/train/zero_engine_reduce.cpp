@@ -1,10 +1,11 @@
 // src/train/zero_engine_reduce.cpp — ZeroEngine's gradient path (see
-// zero_engine.h): a hook per parameter moves each final gradient into its
-// unit's fp32 buffer; a unit whose gradients are all in launches its dp
-// reduction (stage 0 all-reduce, stage 1 reduce-scatter in place, stages 2-3
-// reduce-scatter into a shard; optionally in 16 bits), strictly in unit
-// order; finish_reductions completes them. Stage 3 launches per block from
-// zero_engine_stage3.cpp.
+// zero_engine.h). Stage 2 is DDP's gradient reducer in its reduce-scatter
+// mode over the units (install_reducer). Stages 0-1: a hook per parameter
+// moves each final gradient into its unit's fp32 buffer; a unit whose
+// gradients are all in launches its dp reduction (stage 0 all-reduce, stage 1
+// reduce-scatter in place; optionally in 16 bits), strictly in unit order;
+// finish_reductions completes them. Stage 3 reduce-scatters into a shard per
+// block, launched from zero_engine_stage3.cpp.
 #include "train/zero_engine.h"
 
 #include "train/zero_unit.h"
@@ -13,7 +14,25 @@
 
 namespace paratorch::train {
 
-// A post-hook on each parameter's gradient accumulator (as DDP's Reducer):
+// Stage 2: the units are the reducer's buckets, so its shards are the
+// masters' slices; each micro-batch's averaged shard is added into u->grad.
+// [train] reduce_precision is the comm hook's (16 bits on the wire).
+void ZeroEngine::install_reducer() {
+  ReduceScatterOptions scatter;
+  for (const auto& u : units_) scatter.buckets.push_back(BucketLayout{u->members, u->layout->numel(), dtype_});
+  scatter.buffer_dtype = torch::kFloat;
+  scatter.on_shard = [this](size_t u, const torch::Tensor& shard) {
+    torch::NoGradGuard no_grad;
+    units_[u]->grad.add_(shard);
+  };
+  reducer_ = std::make_shared<Reducer>(params_, names_, groups_.dp(), std::move(scatter));
+  const bool one_rank = groups_.dp()->size() == 1;  // nothing to reduce: no rounding either
+  if (reduce_dtype_ == torch::kBFloat16 && !one_rank) reducer_->set_comm_hook(comm_hooks::bf16_compress());
+  if (reduce_dtype_ == torch::kHalf && !one_rank) reducer_->set_comm_hook(comm_hooks::fp16_compress());
+  reducer_->install_hooks();
+}
+
+// Stages 0-1: a post-hook on each parameter's gradient accumulator (as DDP's Reducer):
 // it runs once the parameter's gradient of this backward is final.
 void ZeroEngine::install_hooks() {
   for (size_t i = 0; i < params_.size(); ++i) {
