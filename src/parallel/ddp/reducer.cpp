@@ -279,6 +279,7 @@ void Reducer::launch_in_order() {
     bucket.state = BucketState::kLaunched;
     ++launched_total_;
   }
+  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(false);
 }
 
 void Reducer::finalize() {
@@ -308,22 +309,29 @@ void Reducer::finalize() {
     --buckets_[slots_[i].bucket].pending;
   }
   launch_in_order();
+  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(true);
   for (auto& b : buckets_) {
-    b.work->wait();
+    if (b.work) b.work->wait();
     b.state = BucketState::kReduced;
   }
-  if (mode_ == ReduceMode::kReduceScatter) hand_over_shards();
   reset_for_next_pass();
 }
 
-// Reduce-scatter mode: each averaged shard to its owner's sink, then every
-// pooled buffer back, so the next pass (or bucket) reuses the memory.
-void Reducer::hand_over_shards() {
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    if (scatter_.on_shard) scatter_.on_shard(b, buckets_[b].shard);
-    pool_.give(std::move(buckets_[b].shard));
-    pool_.give(std::move(buckets_[b].flat));
-    buckets_[b].shard = buckets_[b].flat = torch::Tensor();
+// Reduce-scatter mode: in launch order, each finished bucket hands its
+// averaged shard to the owner and its buffers back to the pool, so the next
+// bucket (or pass) reuses the memory: ZeRO's constant-size buffers (§5.3).
+void Reducer::retire_reduced(bool wait_all) {
+  while (next_to_retire_ < next_to_launch_) {
+    Bucket& bucket = buckets_[next_to_retire_];
+    if (!wait_all && !bucket.work->is_completed()) return;
+    bucket.work->wait();
+    bucket.work.reset();
+    bucket.state = BucketState::kReduced;
+    if (scatter_.on_shard) scatter_.on_shard(next_to_retire_, bucket.shard);
+    pool_.give(std::move(bucket.shard));
+    pool_.give(std::move(bucket.flat));
+    bucket.shard = bucket.flat = torch::Tensor();
+    ++next_to_retire_;
   }
 }
 
@@ -334,7 +342,7 @@ void Reducer::reset_for_next_pass() {
     buckets_[b].work.reset();
   }
   for (auto& s : slots_) s.ready = false;
-  next_to_launch_ = 0;
+  next_to_launch_ = next_to_retire_ = 0;
   phase_ = Phase::kIdle;
 }
 

@@ -127,7 +127,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   void point_grad_at_bucket(size_t param);
   void move_grad_into_bucket(size_t param);
   torch::Tensor& scatter_buffer(size_t bucket);
-  void hand_over_shards();
+  void retire_reduced(bool wait_all);
   void reset_for_next_pass();
   int active_ranks(bool me_active);
 
@@ -145,6 +145,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   std::mutex mutex_;
   Phase phase_ = Phase::kIdle;
   size_t next_to_launch_ = 0;
+  size_t next_to_retire_ = 0;  // reduce-scatter: first bucket whose shard is not handed over yet
   bool sync_enabled_ = true;
   int64_t launched_total_ = 0;
   CommHook hook_;
