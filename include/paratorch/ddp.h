@@ -56,10 +56,17 @@ struct GradBucket {
   /// Ranks whose gradients are in this reduction (the group's size, or the
   /// ranks that have not joined yet: see DistributedDataParallel::join()).
   int divisor = 1;
+  /// Reduce-scatter (ZeRO stage 2: zero.h): when defined, `buffer`'s length
+  /// is a multiple of the group's size and the hook leaves the average of
+  /// this rank's slice (rank r: elements [r·n, (r+1)·n), n = shard.numel())
+  /// here instead; `buffer` may then be left with anything. The built-in
+  /// hooks handle both forms.
+  torch::Tensor shard;
 };
 
 /// Starts the reduction of `bucket` over `comm` and returns its handle; when
-/// the handle's wait() returns, bucket.buffer holds the averaged gradients.
+/// the handle's wait() returns, bucket.buffer (bucket.shard, when defined)
+/// holds the averaged gradients.
 /// Every rank must issue the same collectives for the same bucket.
 using CommHook = std::function<WorkHandle(Communicator& comm, GradBucket& bucket)>;
 
@@ -68,7 +75,8 @@ using CommHook = std::function<WorkHandle(Communicator& comm, GradBucket& bucket
 WorkHandle then(WorkHandle work, std::function<void()> after);
 
 namespace comm_hooks {
-/// The default: one all-reduce of the bucket in its own dtype, averaged.
+/// The default: one all-reduce of the bucket in its own dtype, averaged
+/// (a reduce-scatter when the bucket has a shard).
 CommHook allreduce();
 /// Divides by the divisor, casts the bucket to bf16 / fp16, all-reduces the
 /// 16-bit values (summed in pairs at fp32 and rounded, as GPUs do), and casts

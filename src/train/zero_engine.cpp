@@ -51,7 +51,8 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
   std::vector<zero::ShardUnit> shards;
   for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
   pieces_ = zero::make_pieces(shards);
-  if (options_.stage < 3) install_hooks();
+  if (options_.stage == 2) install_reducer();
+  else if (options_.stage < 2) install_hooks();
   else install_trim_hooks();
 }
 
@@ -229,10 +230,12 @@ double ZeroEngine::forward_backward(const std::vector<int64_t>& ids) {
     }
     report::Tracer::Span span("backward", "compute");
     // Stages 0-1 accumulate micro-batches locally and all-reduce once;
-    // stage 2 keeps no full gradient, so every micro-batch reduce-scatters.
-    begin_backward(options_.stage == 2 || k + 1 == m);
+    // stage 2 keeps no full gradient, so every micro-batch reduce-scatters
+    // (the reducer's hooks; it finishes as backward returns).
+    if (!reducer_) begin_backward(k + 1 == m);
     (loss * scale).backward();
-    if (reducing_) launch_in_order(true);
+    if (reducer_) reducer_->finalize();
+    else if (reducing_) launch_in_order(true);
     finish_reductions(true);
     local += loss.item<double>();
   }

@@ -11,10 +11,10 @@
 //            on one node stages 1-2 keep one parameter copy that every rank
 //            maps, so the update lands in place and a barrier publishes it.
 //   stage 2  also gradients: units are DDP-sized buckets (bucket_mb) in
-//            backward order; as soon as a bucket's gradients are final (a hook
-//            on each parameter's gradient accumulator) it is reduce-scattered
-//            on the communication thread while backward goes on, and only this
-//            rank's shard of the gradient is kept.
+//            backward order; DDP's gradient reducer in its reduce-scatter mode
+//            (parallel/ddp/reducer.h) reduce-scatters each as soon as its
+//            gradients are final, on the communication thread while backward
+//            goes on, and only this rank's shard of the gradient is kept.
 //   stage 3  also parameters: units are the model's blocks (BundledModel::blocks).
 //            A block's parameters are all-gathered just before its forward and
 //            freed after; the forward keeps only the blocks' inputs. Backward
@@ -35,6 +35,7 @@
 // shards, sharded over the dp group only: each model-parallel shard is
 // ZeRO'd across its own dp replicas (ZeRO paper §7, with Megatron-LM).
 #pragma once
+#include "parallel/ddp/reducer.h"
 #include "tensor_parallel/shard.h"
 #include "train/engine.h"
 #include "zero/buffer_pool.h"
@@ -105,6 +106,7 @@ class ZeroEngine : public Engine {
   void build_units();
   Arenas allocate_arenas(const std::vector<std::vector<size_t>>& members, int ranks);
   void install_hooks();
+  void install_reducer();
   void on_gradient_ready(size_t param);
   void begin_backward(bool reduce);
   void launch_in_order(bool force);
@@ -160,6 +162,9 @@ class ZeroEngine : public Engine {
   const zero::ShardedOptimizer* optimizer_ = nullptr;
   zero::BufferPool pool_;                 // stages 2-3: transient unit-sized buffers, reused
   std::map<std::string, tensor_parallel::ShardSpec> specs_;  // every parameter's tp split
+  // stage 2: DDP's gradient reducer in reduce-scatter mode over the units
+  // (declared after them, so it goes first: its hand-over writes u->grad)
+  std::shared_ptr<Reducer> reducer_;
   // stage 3 plan
   std::vector<models::ModelBlock> blocks_;
   std::vector<std::vector<size_t>> block_units_;  // units each block needs (own + shared)

@@ -1,10 +1,11 @@
 // src/train/zero_engine_reduce.cpp — ZeroEngine's gradient path (see
-// zero_engine.h): a hook per parameter moves each final gradient into its
-// unit's fp32 buffer; a unit whose gradients are all in launches its dp
-// reduction (stage 0 all-reduce, stage 1 reduce-scatter in place, stages 2-3
-// reduce-scatter into a shard; optionally in 16 bits), strictly in unit
-// order; finish_reductions completes them. Stage 3 launches per block from
-// zero_engine_stage3.cpp.
+// zero_engine.h). Stage 2 is DDP's gradient reducer in its reduce-scatter
+// mode over the units (install_reducer). Stages 0-1: a hook per parameter
+// moves each final gradient into its unit's fp32 buffer; a unit whose
+// gradients are all in launches its dp reduction (stage 0 all-reduce, stage 1
+// reduce-scatter in place; optionally in 16 bits), strictly in unit order;
+// finish_reductions completes them. Stage 3 reduce-scatters into a shard per
+// block, launched from zero_engine_stage3.cpp.
 #include "train/zero_engine.h"
 
 #include "train/zero_unit.h"
@@ -13,7 +14,25 @@
 
 namespace paratorch::train {
 
-// A post-hook on each parameter's gradient accumulator (as DDP's Reducer):
+// Stage 2: the units are the reducer's buckets, so its shards are the
+// masters' slices; each micro-batch's averaged shard is added into u->grad.
+// [train] reduce_precision is the comm hook's (16 bits on the wire).
+void ZeroEngine::install_reducer() {
+  ReduceScatterOptions scatter;
+  for (const auto& u : units_) scatter.buckets.push_back(BucketLayout{u->members, u->layout->numel(), dtype_});
+  scatter.buffer_dtype = torch::kFloat;
+  scatter.on_shard = [this](size_t u, const torch::Tensor& shard) {
+    torch::NoGradGuard no_grad;
+    units_[u]->grad.add_(shard);
+  };
+  reducer_ = std::make_shared<Reducer>(params_, names_, groups_.dp(), std::move(scatter));
+  const bool one_rank = groups_.dp()->size() == 1;  // nothing to reduce: no rounding either
+  if (reduce_dtype_ == torch::kBFloat16 && !one_rank) reducer_->set_comm_hook(comm_hooks::bf16_compress());
+  if (reduce_dtype_ == torch::kHalf && !one_rank) reducer_->set_comm_hook(comm_hooks::fp16_compress());
+  reducer_->install_hooks();
+}
+
+// Stages 0-1: a post-hook on each parameter's gradient accumulator (as DDP's Reducer):
 // it runs once the parameter's gradient of this backward is final.
 void ZeroEngine::install_hooks() {
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -73,7 +92,7 @@ void ZeroEngine::launch(size_t index) {
     // place, into u.grad, this rank's chunk of full_grad). Stage 0: all of it.
     if (dp->size() > 1 && options_.stage == 1) u.work = dp->reduce_scatter_async(u.grad, u.full_grad, ReduceOp::kAvg);
     else if (dp->size() > 1) u.work = dp->all_reduce_async(u.full_grad, ReduceOp::kAvg);
-  } else {
+  } else {  // stage 3 (stage 2 is the reducer's)
     u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
     if (dp->size() > 1) u.work = dp->reduce_scatter_async(u.reduced, u.full_grad, ReduceOp::kAvg);
     else u.reduced.copy_(u.full_grad);
@@ -82,8 +101,8 @@ void ZeroEngine::launch(size_t index) {
 }
 
 // [train] reduce_precision = bf16 | fp16: the unit's gradient is rounded to
-// 16 bits and reduced as such (stage 0 all-reduces it, stages 1-3
-// reduce-scatter it); finish_reductions widens the result back. PyTorch over
+// 16 bits and reduced as such (stage 0 all-reduces it, stages 1 and 3
+// reduce-scatter it; stage 2 is the reducer's bf16/fp16 comm hook); finish_reductions widens the result back. PyTorch over
 // NCCL moves 16-bit words; MPI has no 16-bit float sum, so the communicator widens
 // internally: the numerics are a 16-bit reduction's, the bytes on the wire
 // are fp32's (docs/zero.md).
@@ -97,7 +116,7 @@ void ZeroEngine::launch_low_precision(size_t index) {
     u.low_shard = torch::empty({u.layout->shard_numel()}, u.low_grad.options());
     u.work = dp->reduce_scatter_async(u.low_shard, u.low_grad, ReduceOp::kAvg);
   }
-  if (options_.stage >= 2) u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
+  if (options_.stage == 3) u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
   in_flight_.push_back(index);
 }
 
@@ -109,8 +128,8 @@ void ZeroEngine::widen_low_precision(Unit& u) {
   u.low_grad = u.low_shard = torch::Tensor();
 }
 
-// Completes reductions: stage 2/3 add the reduced shard into the gradient
-// shard (micro-batches accumulate there) and free the full buffer.
+// Completes reductions: stage 3 adds the reduced shard into the gradient
+// shard (micro-batches accumulate there) and frees the full buffer.
 void ZeroEngine::finish_reductions(bool wait_all) {
   torch::NoGradGuard no_grad;
   std::vector<size_t> still;
@@ -123,12 +142,11 @@ void ZeroEngine::finish_reductions(bool wait_all) {
     if (u.work) u.work->wait();
     u.work.reset();
     if (u.low_grad.defined()) widen_low_precision(u);
-    if (options_.stage >= 2) {
+    if (options_.stage == 3) {
       u.grad.add_(u.reduced);
-      // Stage 2 reuses it for the next unit; stage 3 frees it, so that the
-      // trim before the next block's backward returns it (stage3.cpp).
-      if (options_.stage == 3) u.reduced = torch::Tensor();
-      else pool_.give(std::move(u.reduced));
+      // Freed, not pooled, so that the trim before the next block's
+      // backward returns it (stage3.cpp).
+      u.reduced = torch::Tensor();
       pool_.give(std::move(u.full_grad));
     }
   }

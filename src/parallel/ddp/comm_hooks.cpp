@@ -23,18 +23,26 @@ class ThenWork final : public Work {
   std::once_flag done_;
 };
 
-/// Sum-reduces `wire` (the bucket, or a 16-bit copy of it pre-divided) and
-/// writes the average into bucket.buffer.
+/// Sums `wire` over the group: all of it, or (when the bucket has a shard)
+/// this rank's slice into `wire_out`, a tensor shaped like that slice.
+WorkHandle sum_over_group(Communicator& comm, const GradBucket& bucket, torch::Tensor wire, torch::Tensor wire_out) {
+  if (bucket.shard.defined()) return comm.reduce_scatter_async(wire_out, wire, ReduceOp::kSum);
+  return comm.all_reduce_async(wire, ReduceOp::kSum);
+}
+
+/// Sum-reduces a 16-bit copy of the bucket, pre-divided, and writes the
+/// average into bucket.buffer (or bucket.shard).
 CommHook compress(torch::ScalarType wire_dtype) {
   return [wire_dtype](Communicator& comm, GradBucket& bucket) -> WorkHandle {
     torch::NoGradGuard no_grad;
     // Divide first, as PyTorch's fp16_compress_hook does: the sum of
     // averages stays in range where a sum of 16-bit gradients could overflow.
     torch::Tensor wire = bucket.buffer.div(bucket.divisor).to(wire_dtype);
-    torch::Tensor buffer = bucket.buffer;
-    return then(comm.all_reduce_async(wire, ReduceOp::kSum), [wire, buffer]() mutable {
+    torch::Tensor out = bucket.shard.defined() ? bucket.shard : bucket.buffer;
+    torch::Tensor wire_out = bucket.shard.defined() ? torch::empty({out.numel()}, wire.options()) : wire;
+    return then(sum_over_group(comm, bucket, wire, wire_out), [wire_out, out]() mutable {
       torch::NoGradGuard guard;
-      buffer.copy_(wire);
+      out.copy_(wire_out);
     });
   };
 }
@@ -49,13 +57,16 @@ namespace comm_hooks {
 
 CommHook allreduce() {
   return [](Communicator& comm, GradBucket& bucket) -> WorkHandle {
-    if (bucket.divisor == comm.size()) return comm.all_reduce_async(bucket.buffer, ReduceOp::kAvg);
+    const bool scatter = bucket.shard.defined();
+    if (bucket.divisor == comm.size())
+      return scatter ? comm.reduce_scatter_async(bucket.shard, bucket.buffer, ReduceOp::kAvg)
+                     : comm.all_reduce_async(bucket.buffer, ReduceOp::kAvg);
     // Some ranks joined: they add zeros, and the average is over the others.
-    torch::Tensor buffer = bucket.buffer;
+    torch::Tensor out = scatter ? bucket.shard : bucket.buffer;
     const int divisor = bucket.divisor;
-    return then(comm.all_reduce_async(buffer, ReduceOp::kSum), [buffer, divisor]() mutable {
+    return then(sum_over_group(comm, bucket, bucket.buffer, out), [out, divisor]() mutable {
       torch::NoGradGuard no_grad;
-      buffer.div_(divisor);
+      out.div_(divisor);
     });
   };
 }

@@ -69,14 +69,48 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
       const auto& p = params_[i];
       bucket.views.push_back(alias_of(bucket.flat, offset, p.sizes()));
       offset += p.numel();
-      slots_[i] = Slot{b, m, false};
+      slots_[i] = Slot{b, m, 0, false};
       // Keep what was accumulated so far, then let autograd accumulate into
       // the bucket directly ("gradient as bucket view").
       if (p.grad().defined()) bucket.views.back().copy_(p.grad());
       const_cast<torch::Tensor&>(p).mutable_grad() = bucket.views.back();
     }
-    bucket.pending = layouts_[b].params.size();
+    bucket.pending = bucket.expected = layouts_[b].params.size();
   }
+}
+
+int64_t padded_bucket_numel(int64_t numel, int ranks) { return (numel + ranks - 1) / ranks * ranks; }
+
+Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
+                 std::shared_ptr<Communicator> comm, ReduceScatterOptions options)
+    : params_(std::move(params)), names_(std::move(names)), comm_(std::move(comm)),
+      mode_(ReduceMode::kReduceScatter), scatter_(std::move(options)),
+      hook_(comm_hooks::allreduce()),
+      divisor_(comm_->size()) {
+  // Every parameter belongs to a bucket, and unused ones are reduced as
+  // zeros (ZeRO needs the whole shard every step).
+  options_.find_unused_parameters = true;
+  layouts_ = std::move(scatter_.buckets);
+  slots_.resize(params_.size());
+  buckets_.resize(layouts_.size());
+  std::vector<bool> placed(params_.size(), false);
+  for (size_t b = 0; b < layouts_.size(); ++b) {
+    int64_t offset = 0;
+    for (size_t m = 0; m < layouts_[b].params.size(); ++m) {
+      const size_t i = layouts_[b].params[m];
+      if (i >= params_.size() || placed[i])
+        throw UsageError("paratorch: ReduceScatterOptions::buckets names parameter " + std::to_string(i) +
+                         " twice or out of range");
+      placed[i] = true;
+      slots_[i] = Slot{b, m, offset, false};
+      offset += params_[i].numel();
+      buckets_[b].expected += params_[i].requires_grad() ? 1 : 0;
+    }
+    buckets_[b].pending = buckets_[b].expected;
+  }
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].requires_grad() && !placed[i])
+      throw UsageError("paratorch: ReduceScatterOptions::buckets misses parameter '" + names_[i] + "'");
 }
 
 std::vector<torch::Tensor> Reducer::allocate_cpu_buckets() {
@@ -103,6 +137,7 @@ std::vector<torch::Tensor> Reducer::allocate_cpu_buckets() {
 Reducer::~Reducer() {
   // The buckets may live in the communicator's memory, which can die before
   // the model: leave each parameter a gradient of its own.
+  if (mode_ == ReduceMode::kReduceScatter) return;  // .grad never aliases a bucket there
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
@@ -138,6 +173,29 @@ void Reducer::point_grad_at_bucket(size_t i) {
   grad = view;
 }
 
+// Reduce-scatter mode: bucket b's padded buffer for this pass, zeroed (so
+// padding and parameters without a gradient add nothing).
+torch::Tensor& Reducer::scatter_buffer(size_t b) {
+  Bucket& bucket = buckets_[b];
+  if (!bucket.flat.defined()) {
+    const auto device = params_[layouts_[b].params.front()].device();
+    bucket.flat = pool_.take(padded_bucket_numel(layouts_[b].numel, comm_->size()), scatter_.buffer_dtype, device)
+                      .zero_();
+  }
+  return bucket.flat;
+}
+
+// Reduce-scatter mode: the gradient joins its bucket and leaves .grad, so
+// only the buckets of this pass hold full gradients.
+void Reducer::move_grad_into_bucket(size_t i) {
+  auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
+  if (!grad.defined()) return;
+  torch::NoGradGuard no_grad;
+  const Slot& s = slots_[i];
+  scatter_buffer(s.bucket).narrow(0, s.offset, grad.numel()).copy_(grad.reshape({-1}));
+  grad.reset();
+}
+
 void Reducer::set_comm_hook(CommHook hook) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (phase_ != Phase::kIdle)
@@ -147,6 +205,8 @@ void Reducer::set_comm_hook(CommHook hook) {
 
 void Reducer::enable_join() {
   std::lock_guard<std::mutex> lock(mutex_);
+  if (mode_ == ReduceMode::kReduceScatter)
+    throw UsageError("paratorch: join (uneven inputs) needs the all-reduce mode of the gradient reducer");
   join_enabled_ = true;
 }
 
@@ -198,7 +258,8 @@ void Reducer::on_gradient_ready(size_t i) {
                      "' received a second gradient in one backward pass; DDP reduces each "
                      "gradient once per backward (reuse inside one graph is fine, a second "
                      "backward before the first finished is not)");
-  point_grad_at_bucket(i);
+  if (mode_ == ReduceMode::kReduceScatter) move_grad_into_bucket(i);
+  else point_grad_at_bucket(i);
   slot.ready = true;
   --buckets_[slot.bucket].pending;
   launch_in_order();
@@ -206,12 +267,19 @@ void Reducer::on_gradient_ready(size_t i) {
 
 void Reducer::launch_in_order() {
   while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) {
-    Bucket& bucket = buckets_[next_to_launch_++];
-    GradBucket view{next_to_launch_ - 1, bucket.flat, divisor_};
+    const size_t b = next_to_launch_++;
+    Bucket& bucket = buckets_[b];
+    GradBucket view{b, bucket.flat, divisor_};
+    if (mode_ == ReduceMode::kReduceScatter) {
+      view.buffer = scatter_buffer(b);
+      bucket.shard = pool_.take(view.buffer.numel() / comm_->size(), scatter_.buffer_dtype, view.buffer.device());
+      view.shard = bucket.shard;
+    }
     bucket.work = hook_(*comm_, view);
     bucket.state = BucketState::kLaunched;
     ++launched_total_;
   }
+  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(false);
 }
 
 void Reducer::finalize() {
@@ -235,26 +303,46 @@ void Reducer::finalize() {
     throw UsageError(msg.str());
   }
   for (size_t i : unused) {
-    point_grad_at_bucket(i);
+    if (mode_ == ReduceMode::kReduceScatter) move_grad_into_bucket(i);
+    else point_grad_at_bucket(i);
     slots_[i].ready = true;
     --buckets_[slots_[i].bucket].pending;
   }
   launch_in_order();
+  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(true);
   for (auto& b : buckets_) {
-    b.work->wait();
+    if (b.work) b.work->wait();
     b.state = BucketState::kReduced;
   }
   reset_for_next_pass();
 }
 
+// Reduce-scatter mode: in launch order, each finished bucket hands its
+// averaged shard to the owner and its buffers back to the pool, so the next
+// bucket (or pass) reuses the memory: ZeRO's constant-size buffers (§5.3).
+void Reducer::retire_reduced(bool wait_all) {
+  while (next_to_retire_ < next_to_launch_) {
+    Bucket& bucket = buckets_[next_to_retire_];
+    if (!wait_all && !bucket.work->is_completed()) return;
+    bucket.work->wait();
+    bucket.work.reset();
+    bucket.state = BucketState::kReduced;
+    if (scatter_.on_shard) scatter_.on_shard(next_to_retire_, bucket.shard);
+    pool_.give(std::move(bucket.shard));
+    pool_.give(std::move(bucket.flat));
+    bucket.shard = bucket.flat = torch::Tensor();
+    ++next_to_retire_;
+  }
+}
+
 void Reducer::reset_for_next_pass() {
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    buckets_[b].pending = layouts_[b].params.size();
+    buckets_[b].pending = buckets_[b].expected;
     buckets_[b].state = BucketState::kFilling;
     buckets_[b].work.reset();
   }
   for (auto& s : slots_) s.ready = false;
-  next_to_launch_ = 0;
+  next_to_launch_ = next_to_retire_ = 0;
   phase_ = Phase::kIdle;
 }
 

@@ -23,11 +23,25 @@
 // sum is the divisor of that pass. A rank that finished its data answers
 // with 0 and then shadows each bucket's reduction with zeros, in the same
 // order, until the sum is 0 (everyone is done).
+//
+// Reduce-scatter mode (ZeRO stage 2, Rajbhandari et al., 2019, §5.2): the
+// same hooks and in-order launches, but each bucket is a padded flat buffer
+// (zero/flat_buffer.h's arithmetic: length a multiple of the group size, rank
+// r's shard is the r-th equal slice) taken from a pool for one backward pass.
+// A final gradient is moved into its bucket and dropped from .grad; a full
+// bucket is reduce-scattered by the same comm hook (GradBucket::shard set),
+// and when backward ends each bucket's averaged shard is handed to
+// ReduceScatterOptions::on_shard and the full buckets go back to the pool:
+// between passes a rank holds only gradient shards.
 #pragma once
 #include <paratorch/communicator.h>
 #include <paratorch/ddp.h>
 
+#include "zero/buffer_pool.h"
+
 #include <torch/torch.h>
+
+#include <functional>
 
 #include <memory>
 #include <mutex>
@@ -36,10 +50,37 @@
 
 namespace paratorch {
 
+/// All-reduce (DDP: every rank ends with the averaged gradients in .grad) or
+/// reduce-scatter (ZeRO stage 2: every rank ends with its averaged shard).
+enum class ReduceMode { kAllReduce, kReduceScatter };
+
+/// What the reduce-scatter mode needs beyond DDPOptions.
+struct ReduceScatterOptions {
+  /// The buckets, in launch order: the caller's flat buffers, so that the
+  /// shards line up with its own layout (members that need no gradient
+  /// keep their place and count as zeros). Each is padded to a multiple of the
+  /// group's size; rank r's shard is [r·S, (r+1)·S), S = padded / size.
+  std::vector<BucketLayout> buckets;
+  /// dtype the full buckets collect the gradients in (gradients of another
+  /// dtype are converted on the way in); the shard has it too.
+  torch::ScalarType buffer_dtype = torch::kFloat;
+  /// Gets each bucket's averaged shard when backward ends (or finalize()),
+  /// on the thread that ends it; the tensor goes back to a pool afterwards.
+  std::function<void(size_t bucket, const torch::Tensor& shard)> on_shard;
+};
+
+/// Elements of a bucket of `numel` padded to a multiple of `ranks`.
+int64_t padded_bucket_numel(int64_t numel, int ranks);
+
 class Reducer : public std::enable_shared_from_this<Reducer> {
  public:
+  /// All-reduce mode: buckets from plan_buckets(bucket_mb), .grad aliases them.
   Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
           std::shared_ptr<Communicator> comm, DDPOptions options);
+  /// Reduce-scatter mode (see the header comment). Gradients are reduced
+  /// every synchronized pass; unused parameters count as zero gradients.
+  Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
+          std::shared_ptr<Communicator> comm, ReduceScatterOptions options);
   ~Reducer();
   /// Installs the gradient-accumulator hooks (needs shared_from_this).
   void install_hooks();
@@ -58,19 +99,23 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   int64_t join_until_all_done();
   /// Synchronized backward passes this rank took part in (for Join).
   int64_t passes() const { return passes_; }
+  ReduceMode mode() const { return mode_; }
 
  private:
   enum class Phase { kIdle, kBackward };
   enum class BucketState { kFilling, kLaunched, kReduced };
   struct Bucket {
-    torch::Tensor flat;                 // every member's gradient, back to back
+    torch::Tensor flat;                 // every member's gradient, back to back (reduce-scatter: padded, pooled)
+    torch::Tensor shard;                // reduce-scatter: this rank's averaged slice (pooled)
     std::vector<torch::Tensor> views;   // views[k] aliases member k's slot (from_blob, not a view)
     size_t pending = 0;                 // members whose gradient is not final yet
+    size_t expected = 0;                // members that get a gradient each pass
     BucketState state = BucketState::kFilling;
     WorkHandle work;
   };
   struct Slot {
     size_t bucket = 0, member = 0;
+    int64_t offset = 0;  // reduce-scatter: where the gradient starts in its bucket
     bool ready = false;
   };
 
@@ -80,6 +125,9 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   void begin_backward();
   void launch_in_order();
   void point_grad_at_bucket(size_t param);
+  void move_grad_into_bucket(size_t param);
+  torch::Tensor& scatter_buffer(size_t bucket);
+  void retire_reduced(bool wait_all);
   void reset_for_next_pass();
   int active_ranks(bool me_active);
 
@@ -87,6 +135,9 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   std::vector<std::string> names_;
   std::shared_ptr<Communicator> comm_;
   DDPOptions options_;
+  ReduceMode mode_ = ReduceMode::kAllReduce;
+  ReduceScatterOptions scatter_;
+  zero::BufferPool pool_;  // reduce-scatter: full buckets and shards of the pass in flight
   std::vector<BucketLayout> layouts_;
   std::vector<Bucket> buckets_;
   std::vector<Slot> slots_;
@@ -94,6 +145,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   std::mutex mutex_;
   Phase phase_ = Phase::kIdle;
   size_t next_to_launch_ = 0;
+  size_t next_to_retire_ = 0;  // reduce-scatter: first bucket whose shard is not handed over yet
   bool sync_enabled_ = true;
   int64_t launched_total_ = 0;
   CommHook hook_;

@@ -9,17 +9,17 @@
 //   shard      this rank's fp32 master shard (zero/flat_buffer.h's
 //              arithmetic); the user's optimizer steps it; shard.grad is the
 //              averaged gradient shard.
-//   full_grad  the whole gradient in reduce_dtype: stage 1 keeps it (the
+//   full_grad  stage 1: the whole gradient in reduce_dtype, kept (the
 //              module's .grad aliases it when the dtypes match) and
-//              all-reduces it; stage 2 takes it from a pool for one backward
-//              and gives it back once reduce-scattered.
+//              all-reduced. Stage 2 has none: DDP's gradient reducer in its
+//              reduce-scatter mode (parallel/ddp/reducer.h) collects each
+//              buffer's gradients for one backward and hands over the
+//              averaged shard, which is added into shard.grad.
 #pragma once
 #include <paratorch/zero.h>
 
-#include "zero/buffer_pool.h"
+#include "parallel/ddp/reducer.h"
 #include "zero/flat_buffer.h"
-
-#include <mutex>
 
 namespace paratorch {
 
@@ -27,10 +27,8 @@ struct ZeroRedundancyOptimizer::Impl {
   struct FlatBuffer {
     std::vector<size_t> members;  // indices into params, buffer order
     std::unique_ptr<zero::FlatLayout> layout;
-    torch::Tensor flat, shard, full_grad, reduced;
+    torch::Tensor flat, shard, full_grad;
     std::vector<torch::Tensor> grad_views;  // stage 1, matching dtypes: the module's .grad
-    WorkHandle work;
-    size_t pending = 0;  // stage 2: members whose gradient of this backward is not in yet
   };
 
   std::shared_ptr<torch::nn::Module> module;  // null when built over named parameters
@@ -44,21 +42,15 @@ struct ZeroRedundancyOptimizer::Impl {
   std::vector<std::string> kinds;  // the optimizer's state tensors
   int64_t steps = 0;
 
-  // stage 2 gradient path (zero_gradient_path.cpp)
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;
-  zero::BufferPool pool;
-  std::mutex mutex;
-  bool in_backward = false;
-  size_t next_launch = 0;
+  // stage 2 gradient path (zero_gradient_path.cpp); declared last, so it
+  // goes first, before the buffers its hand-over writes
+  std::shared_ptr<Reducer> reducer;
 
   void init(std::shared_ptr<Communicator> dp_group, const OptimizerFactory& factory,
             const ZeroRedundancyOptimizerOptions& opts, const std::string& source);
   void build_buffers(const OptimizerFactory& factory);
-  void install_hooks();
-  void on_gradient_ready(size_t param);
-  void move_gradient_into_buffer(size_t param);
-  void launch_in_order(bool force);
-  void end_backward();
+  void install_reducer();
+  void add_reduced_shard(size_t buffer, const torch::Tensor& shard);
   void reduce_stage1();
   void all_gather_parameters();
 };

@@ -76,7 +76,7 @@ void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group,
   group = std::move(dp_group);
   options = opts;
   build_buffers(factory);
-  if (options.stage == 2) install_hooks();
+  if (options.stage == 2) install_reducer();
 }
 
 ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(std::shared_ptr<torch::nn::Module> module,
@@ -128,7 +128,7 @@ void ZeroRedundancyOptimizer::zero_grad() {
 bool ZeroRedundancyOptimizer::step(LossScaler* scaler) {
   Impl& s = *impl_;
   if (s.options.stage == 1) s.reduce_stage1();
-  else s.end_backward();  // normally done when backward returned; a no-op then
+  else s.reducer->finalize();  // normally done when backward returned; a no-op then
   if (scaler != nullptr && scaler->unscale(flat_shards(), s.group.get())) return false;
   s.optimizer->step();
   ++s.steps;
