@@ -53,6 +53,10 @@ Executor::Executor(std::shared_ptr<Communicator> pp, Schedule schedule, std::vec
                          std::to_string(chunks_.size()) + " chunks and " + std::to_string(boundaries_.size()) +
                          " boundaries do not fit schedule with p=" + std::to_string(s.stages) +
                          ", v=" + std::to_string(s.virtual_stages));
+  last_backward_.assign(chunks_.size(), -1);
+  const auto& mine = schedule_.ranks[static_cast<size_t>(rank_)];
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (mine[i].type == ActionType::kBackward) last_backward_[static_cast<size_t>(mine[i].chunk)] = static_cast<int>(i);
 }
 
 Executor::~Executor() = default;
@@ -98,7 +102,11 @@ double Executor::run_step(const std::vector<models::Batch>& micro, const Criteri
   if (measure_memory_) heap_at_start_ = heap_in_use_bytes();
   double loss_sum = 0;
   int in_flight = 0;
-  for (const auto& a : schedule_.ranks[static_cast<size_t>(rank_)]) {
+  const auto& actions = schedule_.ranks[static_cast<size_t>(rank_)];
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const Action& a = actions[i];
+    if (a.type == ActionType::kBackward && observer_)
+      observer_(a.chunk, last_backward_[static_cast<size_t>(a.chunk)] == static_cast<int>(i));
     run_action(a, micro, criterion, loss_scale, loss_sum);
     if (a.type == ActionType::kForward) stats_.peak_in_flight = std::max(stats_.peak_in_flight, ++in_flight);
     if (a.type == ActionType::kBackward) --in_flight;
