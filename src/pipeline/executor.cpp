@@ -35,6 +35,7 @@ struct Executor::Slot {
   torch::Tensor grad_out;  // gradient received for `output`
   WorkHandle grad_recv;
   torch::Tensor grad_in;   // input.grad, sent to the previous stage
+  bool grad_sent = false;
 };
 
 Executor::Executor(std::shared_ptr<Communicator> pp, Schedule schedule, std::vector<StageChunk> chunks,
@@ -159,24 +160,37 @@ void Executor::run_action(const Action& a, const std::vector<models::Batch>& mic
     case ActionType::kBackward: {
       if (!last) slot.grad_recv->wait();
       report::Tracer::Span span(to_string(a), "pipeline");
+      // The input's gradient leaves the moment autograd has computed it, not
+      // when backward() returns: end-of-backward callbacks (a dp Reducer's
+      // finalize, waiting for its buckets) must not hold the previous stage.
+      if (stage > 0)
+        slot.input.register_hook([this, &slot, stage, mb = a.microbatch](const torch::Tensor& g) {
+          slot.grad_in = g;
+          send_grad(slot, stage, mb);
+        });
       if (checkpointing_) {  // recompute this chunk's forward, now with autograd
         torch::Tensor out = chunk.forward(slot.input);
         slot.output = last ? criterion(out, batch) * loss_scale : out;
       }
       if (last) slot.output.backward();
       else slot.output.backward(slot.grad_out);
-      if (stage > 0) slot.grad_in = slot.input.grad();
+      if (stage > 0 && !slot.grad_sent) slot.grad_in = slot.input.grad();
       slot.input = slot.output = slot.grad_out = torch::Tensor();  // this micro-batch's activations are freed
       break;
     }
     case ActionType::kSendGrad:
-      sends_.emplace_back(pp_->send_async(slot.grad_in.contiguous(), peer_rank(stage - 1),
-                                          transfer_tag(shape, a.microbatch, stage - 1, true)),
-                          slot.grad_in);
-      slot.grad_in = torch::Tensor();
+      if (!slot.grad_sent) send_grad(slot, stage, a.microbatch);  // else posted inside the backward
       break;
   }
   note_storage();
+}
+
+void Executor::send_grad(Slot& slot, int stage, int microbatch) {
+  sends_.emplace_back(pp_->send_async(slot.grad_in.contiguous(), peer_rank(stage - 1),
+                                      transfer_tag(schedule_.shape, microbatch, stage - 1, true)),
+                      slot.grad_in);
+  slot.grad_in = torch::Tensor();
+  slot.grad_sent = true;
 }
 
 torch::Tensor Executor::forward_only(const models::Batch& batch) {

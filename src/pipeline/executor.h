@@ -94,6 +94,8 @@ class Executor {
   struct Slot;  // the state of one (micro-batch, chunk) during a step
   void run_action(const Action& a, const std::vector<models::Batch>& micro, const Criterion& criterion,
                   double loss_scale, double& loss_sum);
+  /// Posts slot.grad_in to the stage before `stage` (non-blocking).
+  void send_grad(Slot& slot, int stage, int microbatch);
   torch::Tensor boundary_buffer(int boundary, int64_t batch) const;
   int peer_rank(int model_stage) const;
   void drain_sends(bool wait);
