@@ -35,6 +35,7 @@ struct Executor::Slot {
   torch::Tensor grad_out;  // gradient received for `output`
   WorkHandle grad_recv;
   torch::Tensor grad_in;   // input.grad, sent to the previous stage
+  bool grad_sent = false;
 };
 
 Executor::Executor(std::shared_ptr<Communicator> pp, Schedule schedule, std::vector<StageChunk> chunks,
@@ -53,6 +54,10 @@ Executor::Executor(std::shared_ptr<Communicator> pp, Schedule schedule, std::vec
                          std::to_string(chunks_.size()) + " chunks and " + std::to_string(boundaries_.size()) +
                          " boundaries do not fit schedule with p=" + std::to_string(s.stages) +
                          ", v=" + std::to_string(s.virtual_stages));
+  last_backward_.assign(chunks_.size(), -1);
+  const auto& mine = schedule_.ranks[static_cast<size_t>(rank_)];
+  for (size_t i = 0; i < mine.size(); ++i)
+    if (mine[i].type == ActionType::kBackward) last_backward_[static_cast<size_t>(mine[i].chunk)] = static_cast<int>(i);
 }
 
 Executor::~Executor() = default;
@@ -98,7 +103,11 @@ double Executor::run_step(const std::vector<models::Batch>& micro, const Criteri
   if (measure_memory_) heap_at_start_ = heap_in_use_bytes();
   double loss_sum = 0;
   int in_flight = 0;
-  for (const auto& a : schedule_.ranks[static_cast<size_t>(rank_)]) {
+  const auto& actions = schedule_.ranks[static_cast<size_t>(rank_)];
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const Action& a = actions[i];
+    if (a.type == ActionType::kBackward && observer_)
+      observer_(a.chunk, last_backward_[static_cast<size_t>(a.chunk)] == static_cast<int>(i));
     run_action(a, micro, criterion, loss_scale, loss_sum);
     if (a.type == ActionType::kForward) stats_.peak_in_flight = std::max(stats_.peak_in_flight, ++in_flight);
     if (a.type == ActionType::kBackward) --in_flight;
@@ -151,24 +160,37 @@ void Executor::run_action(const Action& a, const std::vector<models::Batch>& mic
     case ActionType::kBackward: {
       if (!last) slot.grad_recv->wait();
       report::Tracer::Span span(to_string(a), "pipeline");
+      // The input's gradient leaves the moment autograd has computed it, not
+      // when backward() returns: end-of-backward callbacks (a dp Reducer's
+      // finalize, waiting for its buckets) must not hold the previous stage.
+      if (stage > 0)
+        slot.input.register_hook([this, &slot, stage, mb = a.microbatch](const torch::Tensor& g) {
+          slot.grad_in = g;
+          send_grad(slot, stage, mb);
+        });
       if (checkpointing_) {  // recompute this chunk's forward, now with autograd
         torch::Tensor out = chunk.forward(slot.input);
         slot.output = last ? criterion(out, batch) * loss_scale : out;
       }
       if (last) slot.output.backward();
       else slot.output.backward(slot.grad_out);
-      if (stage > 0) slot.grad_in = slot.input.grad();
+      if (stage > 0 && !slot.grad_sent) slot.grad_in = slot.input.grad();
       slot.input = slot.output = slot.grad_out = torch::Tensor();  // this micro-batch's activations are freed
       break;
     }
     case ActionType::kSendGrad:
-      sends_.emplace_back(pp_->send_async(slot.grad_in.contiguous(), peer_rank(stage - 1),
-                                          transfer_tag(shape, a.microbatch, stage - 1, true)),
-                          slot.grad_in);
-      slot.grad_in = torch::Tensor();
+      if (!slot.grad_sent) send_grad(slot, stage, a.microbatch);  // else posted inside the backward
       break;
   }
   note_storage();
+}
+
+void Executor::send_grad(Slot& slot, int stage, int microbatch) {
+  sends_.emplace_back(pp_->send_async(slot.grad_in.contiguous(), peer_rank(stage - 1),
+                                      transfer_tag(schedule_.shape, microbatch, stage - 1, true)),
+                      slot.grad_in);
+  slot.grad_in = torch::Tensor();
+  slot.grad_sent = true;
 }
 
 torch::Tensor Executor::forward_only(const models::Batch& batch) {

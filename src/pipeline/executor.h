@@ -9,6 +9,12 @@
 // leaf that requires grad, so its .grad after the backward is exactly the
 // gradient to send back (the classic GPipe/Megatron p2p formulation).
 //
+// Before each backward the executor tells its owner which chunk it is for and
+// whether it is that chunk's last backward of the step: after it the chunk's
+// gradients are final, so a data-parallel reducer can all-reduce them while
+// the rest of the schedule runs (PipelineEngine turns DDP's no_sync off for
+// that backward only).
+//
 // Activation checkpointing (Chen et al., 2016; GPipe §2.2): the forward runs
 // without autograd and keeps only the stage's input; the backward recomputes
 // the forward with autograd, then backpropagates. Memory per micro-batch in
@@ -38,6 +44,10 @@ struct BoundarySpec {
   std::vector<int64_t> shape;
   torch::Dtype dtype = torch::kFloat;
 };
+
+/// Called right before a backward of `chunk`; `last_of_chunk`: no later
+/// backward of that chunk follows in this step.
+using BackwardObserver = std::function<void(int chunk, bool last_of_chunk)>;
 
 /// Loss of a model's output on a micro-batch (the model's criterion).
 using Criterion = std::function<torch::Tensor(const torch::Tensor& output, const models::Batch& batch)>;
@@ -70,6 +80,10 @@ class Executor {
   torch::Tensor forward_only(const models::Batch& batch);
 
   const Schedule& schedule() const { return schedule_; }
+  /// Installs the observer of every backward (replaces the previous one).
+  void observe_backwards(BackwardObserver observer) { observer_ = std::move(observer); }
+  /// Position in this rank's action list of each chunk's last backward (-1: none).
+  const std::vector<int>& last_backwards() const { return last_backward_; }
   const ExecutorStats& stats() const { return stats_; }
   /// Samples the heap after every action (glibc's mallinfo2; benchmarks only).
   void measure_memory(bool on) { measure_memory_ = on; }
@@ -80,6 +94,8 @@ class Executor {
   struct Slot;  // the state of one (micro-batch, chunk) during a step
   void run_action(const Action& a, const std::vector<models::Batch>& micro, const Criterion& criterion,
                   double loss_scale, double& loss_sum);
+  /// Posts slot.grad_in to the stage before `stage` (non-blocking).
+  void send_grad(Slot& slot, int stage, int microbatch);
   torch::Tensor boundary_buffer(int boundary, int64_t batch) const;
   int peer_rank(int model_stage) const;
   void drain_sends(bool wait);
@@ -92,6 +108,8 @@ class Executor {
   torch::Device device_;
   bool checkpointing_;
   int rank_;
+  std::vector<int> last_backward_;  // per chunk: index of its last backward in this rank's list
+  BackwardObserver observer_;
   std::map<std::pair<int, int>, std::unique_ptr<Slot>> slots_;
   std::vector<std::pair<WorkHandle, torch::Tensor>> sends_;  // tensors live until sent
   ExecutorStats stats_;

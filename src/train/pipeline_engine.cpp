@@ -20,6 +20,7 @@ void PipelineOptions::validate(const Layout& layout) const {
   pipeline::validate_partition_text(partition);
   zero::precision_dtype(precision);  // UsageError naming [train] precision
   zero::precision_dtype(reduce_precision);
+  if (!(bucket_mb > 0)) throw UsageError("paratorch: [parallel] bucket_mb must be > 0");
   scaler.validate();
 }
 
@@ -39,6 +40,7 @@ PipelineOptions pipeline_options(const Config& config) {
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
   o.reduce_precision = config.train.reduce_precision;
+  o.bucket_mb = config.parallel.bucket_mb;
   return o;
 }
 
@@ -89,8 +91,9 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
   keep_own_parameters(blocks);
   if (zero::precision_dtype(options_.precision) != torch::kFloat) use_low_precision(boundaries);
   executor_ = std::make_unique<pipeline::Executor>(groups_.pp(), pipeline::make_schedule(options_.schedule, shape),
-                                                   std::move(chunks), std::move(boundaries), device_,
+                                                   chunks, std::move(boundaries), device_,
                                                    options_.activation_checkpointing);
+  if (L.dp > 1 && !masters_) overlap_dp_reduction(chunks);
   if (groups_.world()->rank() == 0) {
     std::printf("paratorch: pipeline %s\n", partition_.report(blocks).c_str());
     std::fflush(stdout);
@@ -216,6 +219,7 @@ double PipelineEngine::forward_backward(const std::vector<int64_t>& ids) {
     return model_->criterion(out.to(torch::kFloat), b);
   };
   const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
+  begin_dp_reduction();
   const double local = executor_->run_step(micro, criterion, scale / m) / scale;
   reduce_gradients(scale);
   auto loss = torch::tensor({local}, torch::kDouble);  // non-zero on the last stage only
@@ -224,28 +228,41 @@ double PipelineEngine::forward_backward(const std::vector<int64_t>& ids) {
   return loss.item<double>();
 }
 
+// Low precision keeps the flat all-reduce after the schedule: the model's
+// bf16/fp16 gradients are first widened (and unscaled) into the fp32
+// masters, and the dp average runs on those fp32 values (or on them rounded
+// to reduce_precision). A Reducer reduces the model's own .grad buckets, in
+// the compute dtype, before any widening: 16-bit averages stored back in 16
+// bits, not today's numerics; the masters get no autograd hooks to reduce
+// them in backward instead.
 void PipelineEngine::reduce_gradients(double loss_scale) {
   torch::NoGradGuard no_grad;
   if (masters_) masters_->widen_gradients(loss_scale);  // every reduction below runs in fp32
-  std::vector<torch::Tensor> grads;
   for (const auto& name : held_) {
     auto p = trained(name);
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-    grads.push_back(p.grad());
   }
+  if (groups_.layout().dp > 1) {
+    std::vector<torch::Tensor> grads;
+    for (const auto& name : not_reduced_by_reducers()) grads.push_back(trained(name).grad());
+    average_over_dp(grads);
+  }
+  // Linear in the gradients, so after the dp average as before it.
   finalize_gradients();  // sequence-parallel partial sums over tp, then tied copies
-  if (groups_.layout().dp > 1 && !grads.empty()) {
-    std::vector<torch::Tensor> flat_parts;
-    for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
-    // reduce_precision bf16/fp16: the flat gradient rounded to 16 bits and
-    // reduced as such (zero_engine.cpp's launch_low_precision says why).
-    auto flat = torch::cat(flat_parts).to(zero::precision_dtype(options_.reduce_precision));
-    groups_.dp()->all_reduce(flat, ReduceOp::kAvg);
-    int64_t offset = 0;
-    for (auto& g : grads) {
-      g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
-      offset += g.numel();
-    }
+}
+
+void PipelineEngine::average_over_dp(const std::vector<torch::Tensor>& grads) {
+  if (grads.empty()) return;
+  std::vector<torch::Tensor> flat_parts;
+  for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
+  // reduce_precision bf16/fp16: the flat gradient rounded to 16 bits and
+  // reduced as such (zero_engine.cpp's launch_low_precision says why).
+  auto flat = torch::cat(flat_parts).to(zero::precision_dtype(options_.reduce_precision));
+  groups_.dp()->all_reduce(flat, ReduceOp::kAvg);
+  int64_t offset = 0;
+  for (auto g : grads) {
+    g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
+    offset += g.numel();
   }
 }
 

@@ -13,15 +13,23 @@
 //      the first stage and by the head on the last) have a copy on both
 //      ends; their gradients are summed over the embedding group (Megatron-LM,
 //      Shoeybi et al. 2019), so both copies take identical steps;
-//   2. every gradient is averaged over the stage's dp replicas (one flat
-//      all-reduce after the last backward).
+//   2. every gradient is averaged over the stage's dp replicas. In fp32
+//      compute each model chunk has a DDP Reducer over the dp group
+//      (pipeline_dp_overlap.cpp): no_sync for every backward of the chunk
+//      but its last in the schedule, during which its buckets are
+//      all-reduced as their gradients become final, overlapping the rest of
+//      the backward (PyTorch DDP's bucketing, Li et al. 2020; as
+//      Megatron-LM's overlapped gradient reduction). Low precision keeps
+//      one flat all-reduce after the schedule (see reduce_gradients).
+// The dp average runs first: the sums of 1. and of the tp partial gradients
+// below are linear, so they commute with it.
 // Naive model parallelism is the m = 1 case.
 //
 // Mixed precision ([train] precision = bf16 | fp16): each stage's model
 // computes in the low precision (activations cross stage boundaries in it)
 // while zero::MasterWeights keeps fp32 masters of the stage's parameters;
 // gradients are widened into the masters before any reduction, so steps 1-2
-// above, clipping and the optimizer run in fp32 (MixedPrecisionOptimizer
+// above (2. as one flat all-reduce), clipping and the optimizer run in fp32 (MixedPrecisionOptimizer
 // rounds the masters back into the model after each update). fp16 adds the
 // dynamic loss scaler; its skip verdict is agreed over the whole world, so
 // every stage and replica skips together. Losses are computed in fp32.
@@ -46,6 +54,10 @@
 #include <memory>
 #include <set>
 
+namespace paratorch {
+class Reducer;  // parallel/ddp/reducer.h
+}
+
 namespace paratorch::train {
 
 struct PipelineOptions {
@@ -60,6 +72,7 @@ struct PipelineOptions {
   bool loss_scaling = false;       // dynamic loss scaling; make_engine turns it on for fp16
   zero::LossScalerOptions scaler;
   std::string reduce_precision = "fp32";  // dtype of the dp gradient all-reduce (fp32 | bf16 | fp16)
+  double bucket_mb = 25.0;                // dp gradient bucket size (fp32 compute, dp > 1)
   uint64_t seed = 1234;
   std::string model_name = "model";  // for messages
   /// Schedule, micro-batch and partition checks that need no model
@@ -101,6 +114,10 @@ class PipelineEngine : public Engine {
 
   const pipeline::Partition& partition() const { return partition_; }
   const pipeline::Executor& executor() const { return *executor_; }
+  /// dp gradient buckets over this rank's chunks (0: no overlapped reduction,
+  /// i.e. dp = 1 or low precision) and the bucket all-reduces launched so far.
+  size_t dp_buckets() const;
+  int64_t dp_reductions_launched() const;
 
  private:
   std::vector<int64_t> my_slice(const std::vector<int64_t>& ids) const;
@@ -109,6 +126,15 @@ class PipelineEngine : public Engine {
   std::vector<pipeline::BoundarySpec> boundary_specs(const std::vector<models::ModelBlock>& blocks);
   void keep_own_parameters(const std::vector<models::ModelBlock>& blocks);
   void reduce_gradients(double loss_scale);
+  /// One flat all-reduce averaging `grads` over dp (the post-schedule path).
+  void average_over_dp(const std::vector<torch::Tensor>& grads);
+  /// fp32 compute with dp > 1: a Reducer per chunk, driven by the executor's
+  /// backwards (pipeline_dp_overlap.cpp).
+  void overlap_dp_reduction(const std::vector<pipeline::StageChunk>& chunks);
+  /// Before a step: every chunk's reducer out of sync, launches counted.
+  void begin_dp_reduction();
+  /// Held parameters whose dp average the reducers did not take this step.
+  std::vector<std::string> not_reduced_by_reducers() const;
   /// Boundaries carry the compute dtype; the held parameters get fp32 masters.
   void use_low_precision(std::vector<pipeline::BoundarySpec>& boundaries);
   /// What the optimizer trains for parameter `name`: its fp32 master in
@@ -143,6 +169,12 @@ class PipelineEngine : public Engine {
   torch::ScalarType dtype_ = torch::kFloat;  // compute dtype
   std::unique_ptr<zero::MasterWeights> masters_;  // mixed precision only
   zero::LossScaler scaler_;
+  struct ChunkReducer {
+    std::shared_ptr<Reducer> reducer;  // null where the chunk trains no parameter
+    std::vector<std::string> names;    // the held parameters it reduces
+    int64_t launched_before_step = 0;
+  };
+  std::vector<ChunkReducer> reducers_;  // index = chunk; empty: post-schedule path
 };
 
 }  // namespace paratorch::train

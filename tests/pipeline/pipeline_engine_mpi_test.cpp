@@ -26,6 +26,7 @@
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -161,6 +162,50 @@ TEST(PipelineEngine, BindingClipScalesEveryStageAlike) {
   const auto norms = expect_matches_one_process({"gpt", "1f1b", n / 2, 2, 4}, clip);
   ASSERT_EQ(norms.size(), static_cast<size_t>(kSteps));
   for (double norm : norms) EXPECT_GT(norm, clip) << "the clip must bind for this case to test it";
+}
+
+// dp x pp in fp32: each stage's dp all-reduce overlaps its backward. Every
+// stage parameter's gradient hook (it fires inside backward, before the
+// gradient is accumulated) reads how many bucket all-reduces were launched so
+// far this step: none during the chunk's first m-1 backwards (no_sync: each
+// bucket is reduced once, after its gradients are final), some during its
+// last (before that backward ends: the overlap), and every bucket exactly
+// once by the step's end. A path that reduces after the schedule launches
+// nothing inside any backward.
+TEST(PipelineEngine, DpBucketsAllReduceDuringTheLastBackward) {
+  auto& world = test_world();
+  if (world.size() != 4) GTEST_SKIP() << "dp=2 x pp=2 needs 4 ranks";
+  const int m = 4;
+  Config config = pipeline_config({"gpt", "1f1b", 2, 2, m}, 0);
+  config.parallel.bucket_mb = 1.0 / 1024;  // 1 KiB: several buckets per stage
+  auto dataset = data::make_dataset(config.data.source, config.model, 99);
+  ProcessGroups groups(world.comm(), Layout{2, 2, 1});
+  auto engine = make_engine(config, groups, models::make_model(config.model), *dataset, torch::kCPU);
+  auto* pipe = dynamic_cast<PipelineEngine*>(engine.get());
+  ASSERT_NE(pipe, nullptr);
+  ASSERT_GT(pipe->dp_buckets(), 2u) << "the stage's gradients must span several buckets";
+  auto opt = engine->build_optimizer(config.optim);
+  int64_t at_start = 0;
+  std::map<std::string, int> calls;      // backwards seen per parameter this step
+  std::vector<int64_t> early, in_last;   // launches seen in earlier / the last backward
+  for (auto& [name, p] : engine->named_parameters())
+    p.register_hook([&, name = name](const torch::Tensor&) {
+      (++calls[name] < m ? early : in_last).push_back(pipe->dp_reductions_launched() - at_start);
+    });
+  DistributedSampler batches(config.data.global_batch, 0, 1);
+  for (int step = 0; step < 2; ++step) {
+    calls.clear(), early.clear(), in_last.clear();
+    at_start = pipe->dp_reductions_launched();
+    take_step(*engine, *opt, batches.global_indices(step), config.optim.lr, 0, step + 1);
+    ASSERT_FALSE(early.empty());
+    ASSERT_FALSE(in_last.empty());
+    EXPECT_EQ(*std::max_element(early.begin(), early.end()), 0)
+        << "step " << step << ": a bucket was all-reduced before the chunk's last backward";
+    EXPECT_GT(*std::max_element(in_last.begin(), in_last.end()), 0)
+        << "step " << step << ": no bucket all-reduce started before the last backward ended";
+    EXPECT_EQ(pipe->dp_reductions_launched() - at_start, static_cast<int64_t>(pipe->dp_buckets()))
+        << "step " << step << ": each bucket is all-reduced once per step";
+  }
 }
 
 // Low precision must TRAIN like fp32: gpt in fp16 (fp32 masters per stage)
