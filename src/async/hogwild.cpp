@@ -7,6 +7,7 @@
 #include "async/ps_trace.h"
 #include "async/validation.h"
 #include "data/dataset.h"
+#include "models/registry.h"
 #include "report/metrics.h"
 #include "report/trace.h"
 #include "train/checkpoint.h"
@@ -136,7 +137,9 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   m.throughput = result.throughput;
   m.throughput_unit = result.unit;
   m.extra["val_loss"] = result.final_loss;
-  if (config.model.name == "mf") m.extra["val_rmse"] = std::sqrt(result.final_loss);
+  const models::ModelFamily& family = models::model_family(config.model.name);
+  const double metric = family.metric(result.final_loss, /*accuracy: not measured*/ -1);
+  if (!std::isnan(metric)) m.extra[family.metric_key] = metric;
   m.extra["hogwild_threads"] = threads;
   std::printf("paratorch hogwild: steps per thread:");
   for (int i = 0; i < threads; ++i) {

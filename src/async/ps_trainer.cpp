@@ -10,6 +10,7 @@
 #include "async/shard_plan.h"
 #include "async/validation.h"
 #include "data/dataset.h"
+#include "models/registry.h"
 #include "report/metrics.h"
 #include "report/svg_plot.h"
 #include "report/trace.h"
@@ -204,7 +205,7 @@ train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64
   logger.history().add_validation(job.config.train.steps, val);
   report::write_text_file(job.out("loss.svg"),
                           logger.history().loss_svg(job.config.model.name + " on " + job.config.data.source + " (ps)",
-                                                  job.config.model.name == "mf" ? "MSE" : "cross-entropy (nats)",
+                                                  models::model_family(job.config.model.name).loss_name,
                                                   job.dataset->baseline_loss()));
   std::printf("paratorch ps: %d server(s) applied %lld updates; validation loss %.4f\n", job.servers,
               static_cast<long long>(server.stats().applied), val);

@@ -54,11 +54,7 @@ verify::VerifyOptions options_from(const Args& args) {
   if (args.has("config")) {
     base = train::load_config(*args.get("config"), {});
   } else {
-    const std::string name = *args.get("model");
-    if (name != "gpt" && name != "mlp" && name != "mf")
-      throw UsageError("paratorch verify: unknown model '" + name + "'; valid models: gpt, mlp, mf " +
-                       "(or --config F.toml for any bundled model on its own data)");
-    base = verify::verify_config(name);
+    base = verify::verify_config(*args.get("model"));  // UsageError naming the models it offers
   }
   // The optimizer is verify's own (see VerifyOptions), whatever the config trains with.
   base.optim.name = args.get_or("optim", "sgd");

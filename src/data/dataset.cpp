@@ -5,6 +5,7 @@
 #include "data/mf_synthetic.h"
 #include "data/synthetic.h"
 #include "data/text_corpus.h"
+#include "models/registry.h"
 #include <paratorch/errors.h>
 
 namespace paratorch::data {
@@ -22,7 +23,8 @@ namespace {
 /// Random features/tokens for benchmarks and equivalence runs (synthetic.h).
 class SyntheticDataset : public Dataset {
  public:
-  SyntheticDataset(models::ModelConfig model, uint64_t seed) : model_(std::move(model)), seed_(seed) {}
+  SyntheticDataset(models::ModelConfig model, uint64_t seed)
+      : model_(std::move(model)), family_(models::model_family(model_.name)), seed_(seed) {}
   models::Batch train_batch(const std::vector<int64_t>& ids) const override {
     return synthetic_batch(model_, ids, seed_);
   }
@@ -31,16 +33,18 @@ class SyntheticDataset : public Dataset {
     for (auto& id : held_out) id += kValidationOffset;  // never drawn in training
     return synthetic_batch(model_, held_out, seed_);
   }
-  int64_t items_per_sample() const override { return model_.name == "gpt" ? model_.seq_len : 1; }
-  std::string throughput_unit() const override { return model_.name == "gpt" ? "tokens/s" : "samples/s"; }
+  int64_t items_per_sample() const override { return family_.items_per_sample(model_); }
+  std::string throughput_unit() const override { return family_.throughput_unit; }
   std::string describe() const override {
-    return model_.name == "gpt" ? "synthetic: random token windows whose second half repeats the first"
-                                : "synthetic: Gaussian features labelled by a fixed random linear teacher";
+    return family_.input == models::ModelInput::kTokens
+               ? "synthetic: random token windows whose second half repeats the first"
+               : "synthetic: Gaussian features labelled by a fixed random linear teacher";
   }
 
  private:
   static constexpr int64_t kValidationOffset = int64_t{1} << 40;
   models::ModelConfig model_;
+  const models::ModelFamily& family_;
   uint64_t seed_;
 };
 

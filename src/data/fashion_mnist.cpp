@@ -2,6 +2,7 @@
 #include "data/fashion_mnist.h"
 
 #include "formats/idx.h"
+#include "models/registry.h"
 #include <paratorch/errors.h>
 
 #include <unistd.h>
@@ -10,11 +11,16 @@ namespace paratorch::data {
 
 namespace {
 
+// A model of feature vectors (mlp) reads each image flattened to 784 features.
+bool reads_features(const models::ModelConfig& model) {
+  return models::model_family(model.name).input == models::ModelInput::kFeatures;
+}
+
 void require_image_model(const models::ModelConfig& model) {
   const std::string source = "paratorch: [data] source = \"fashion_mnist\"";
   if (model.name != "cnn" && model.name != "mlp")
     throw UsageError(source + " does not fit [model] name = \"" + model.name + "\"; it feeds: cnn, mlp");
-  if (model.name == "mlp" && model.d_in != 784)
+  if (reads_features(model) && model.d_in != 784)
     throw UsageError(source + " feeds 28x28 = 784 features; set [model] d_in = 784 (it is " +
                      std::to_string(model.d_in) + ")");
   if (model.n_classes != 10)
@@ -52,8 +58,9 @@ void load_split(const std::string& dir, const std::string& prefix, torch::Tensor
 }  // namespace
 
 FashionMnist::FashionMnist(const models::ModelConfig& model, uint64_t seed, const std::string& dir)
-    : flatten_(model.name == "mlp"), seed_(seed) {
+    : seed_(seed) {
   require_image_model(model);
+  flatten_ = reads_features(model);
   load_split(dir, "train", &train_images_, &train_labels_);
   load_split(dir, "t10k", &test_images_, &test_labels_);
 }

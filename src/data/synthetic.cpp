@@ -1,6 +1,7 @@
 // src/data/synthetic.cpp — see synthetic.h.
 #include "data/synthetic.h"
 
+#include "models/registry.h"
 #include <paratorch/init.h>
 
 namespace paratorch::data {
@@ -38,7 +39,7 @@ models::Batch token_batch(const models::ModelConfig& c, const std::vector<int64_
 models::Batch synthetic_batch(const models::ModelConfig& config, const std::vector<int64_t>& ids,
                               uint64_t seed) {
   torch::NoGradGuard no_grad;
-  if (config.name == "gpt") return token_batch(config, ids, seed);
+  if (models::model_family(config.name).input == models::ModelInput::kTokens) return token_batch(config, ids, seed);
   return classification_batch(config, ids, seed);
 }
 

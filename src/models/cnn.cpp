@@ -1,6 +1,8 @@
 // src/models/cnn.cpp — see cnn.h.
 #include "models/cnn.h"
 
+#include "models/registry.h"
+
 #include <cmath>
 
 namespace paratorch::models {
@@ -92,6 +94,30 @@ InitSpec Cnn::init_spec(const std::string& name, const torch::Tensor& p) const {
   double fan_in = static_cast<double>(p.numel() / p.size(0));
   if (name.rfind("head.", 0) == 0) return InitSpec::uniform(-1.0 / std::sqrt(fan_in), 1.0 / std::sqrt(fan_in));
   return InitSpec::normal(0.0, std::sqrt(2.0 / fan_in));
+}
+
+
+namespace {
+
+ModelFamily make_cnn_family() {
+  ModelFamily f;
+  f.name = "cnn";
+  f.input = ModelInput::kImages;
+  f.metric_key = "val_accuracy";
+  f.metric = [](double, double accuracy) { return accuracy >= 0 ? accuracy : std::nan(""); };
+  f.validate = [](const ModelConfig& c) { require_model_size("n_classes", c.n_classes); };
+  f.make = [](const ModelConfig& c, const tensor_parallel::TensorParallelContext&) { return std::make_shared<Cnn>(c); };
+  f.activation_bytes = dense_activation_bytes;
+  // verify offers no cnn (its only data is fashion_mnist); the tests' small sizes.
+  f.small_sizes = [](ModelConfig& c) { c.n_layers = 2; c.d_model = 64; c.d_in = 32; c.n_classes = 10; };
+  return f;
+}
+
+}  // namespace
+
+const ModelFamily& cnn_family() {
+  static const ModelFamily family = make_cnn_family();
+  return family;
 }
 
 }  // namespace paratorch::models

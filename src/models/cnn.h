@@ -39,4 +39,8 @@ class Cnn : public BundledModel {
   torch::nn::Linear head{nullptr};
 };
 
+struct ModelFamily;
+/// The `cnn` family (registry.h): 28x28 images, judged by accuracy.
+const ModelFamily& cnn_family();
+
 }  // namespace paratorch::models

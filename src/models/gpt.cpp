@@ -2,6 +2,7 @@
 #include "models/gpt.h"
 
 #include "models/ops.h"
+#include "models/registry.h"
 #include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
@@ -152,6 +153,60 @@ InitSpec Gpt::init_spec(const std::string& name, const torch::Tensor& /*param*/)
   if (ends_with("c_proj.weight"))
     return InitSpec::normal(0.0, 0.02 / std::sqrt(2.0 * config_.n_layers));
   return InitSpec::normal(0.0, 0.02);
+}
+
+
+namespace {
+
+void validate_gpt(const ModelConfig& c) {
+  require_model_size("n_heads", c.n_heads);
+  require_model_size("seq_len", c.seq_len);
+  require_model_size("vocab_size", c.vocab_size);
+  if (c.d_model % c.n_heads != 0)
+    throw UsageError("paratorch: [model] d_model = " + std::to_string(c.d_model) +
+                     " must be divisible by n_heads = " + std::to_string(c.n_heads));
+}
+
+// Activations of a transformer layer kept for backward, s*b*h*(34 + 5*a*s/h)
+// bytes in 16 bit (Korthikanti et al. 2022, "Reducing Activation
+// Recomputation in Large Transformer Models", §4.1), scaled to the element
+// size. Under ZeRO-3 only each layer's input stays, plus one layer at a time
+// in backward; the logits and their softmax come on top.
+double gpt_activation_bytes(const ModelConfig& m, const ActivationShape& shape) {
+  const double b = shape.micro_batch, c = shape.element_bytes;
+  const double h = m.d_model, layers = m.n_layers;
+  const double s = m.seq_len, a = m.n_heads;
+  const double per_layer = s * b * h * (34 + 5 * a * s / h) * c / 2;
+  double bytes = shape.zero_stage == 3 ? layers * s * b * h * c + per_layer : layers * per_layer;
+  bytes += s * b * m.vocab_size * c * 2;  // logits and their softmax
+  return bytes;
+}
+
+ModelFamily make_gpt_family() {
+  ModelFamily f;
+  f.name = "gpt";
+  f.input = ModelInput::kTokens;
+  f.throughput_unit = "tokens/s";
+  f.metric_key = "val_perplexity";
+  f.text_sample = true;
+  f.verify_source = "synthetic";
+  f.items_per_sample = [](const ModelConfig& c) { return static_cast<int64_t>(c.seq_len); };
+  f.metric = [](double loss, double) { return std::exp(loss); };
+  f.validate = validate_gpt;
+  f.check_tensor_parallel = Gpt::check_tensor_parallel;
+  f.make = [](const ModelConfig& c, const tpl::TensorParallelContext& tp) { return std::make_shared<Gpt>(c, tp); };
+  f.activation_bytes = gpt_activation_bytes;
+  f.small_sizes = [](ModelConfig& c) {
+    c.n_layers = 2; c.d_model = 64; c.n_heads = 4; c.seq_len = 32; c.vocab_size = 256;
+  };
+  return f;
+}
+
+}  // namespace
+
+const ModelFamily& gpt_family() {
+  static const ModelFamily family = make_gpt_family();
+  return family;
 }
 
 }  // namespace paratorch::models

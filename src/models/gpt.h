@@ -89,4 +89,8 @@ class Gpt : public BundledModel {
   torch::nn::LayerNorm ln_f{nullptr};
 };
 
+struct ModelFamily;
+/// The `gpt` family (registry.h): text in tokens, judged by perplexity.
+const ModelFamily& gpt_family();
+
 }  // namespace paratorch::models

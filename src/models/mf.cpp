@@ -1,6 +1,7 @@
 // src/models/mf.cpp — see mf.h.
 #include "models/mf.h"
 
+#include "models/registry.h"
 #include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
@@ -58,6 +59,40 @@ InitSpec MatrixFactorization::init_spec(const std::string& name, const torch::Te
   if (name.find("factors") != std::string::npos)
     return InitSpec::normal(0.0, 1.0 / std::sqrt(static_cast<double>(config_.n_factors)));
   return InitSpec::constant(0.0);  // biases
+}
+
+
+namespace {
+
+ModelFamily make_mf_family() {
+  ModelFamily f;
+  f.name = "mf";
+  f.input = ModelInput::kPairs;
+  f.loss_name = "MSE";
+  f.metric_key = "val_rmse";
+  f.verify_source = "mf_synthetic";
+  f.metric = [](double loss, double) { return std::sqrt(loss); };
+  f.validate = [](const ModelConfig& c) {
+    require_model_size("n_users", c.n_users);
+    require_model_size("n_items", c.n_items);
+    require_model_size("n_factors", c.n_factors);
+  };
+  f.check_tensor_parallel = [](const ModelConfig& c, int tp, bool) {
+    MatrixFactorization::check_tensor_parallel(c, tp);
+  };
+  f.make = [](const ModelConfig& c, const tpl::TensorParallelContext& tp) {
+    return std::make_shared<MatrixFactorization>(c, tp);
+  };
+  f.activation_bytes = dense_activation_bytes;
+  f.small_sizes = [](ModelConfig& c) { c.n_users = 64; c.n_items = 48; c.n_factors = 8; };
+  return f;
+}
+
+}  // namespace
+
+const ModelFamily& mf_family() {
+  static const ModelFamily family = make_mf_family();
+  return family;
 }
 
 }  // namespace paratorch::models

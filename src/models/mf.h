@@ -37,4 +37,8 @@ class MatrixFactorization : public BundledModel {
   torch::Tensor global_bias;
 };
 
+struct ModelFamily;
+/// The `mf` family (registry.h): (user, item) ratings, judged by RMSE.
+const ModelFamily& mf_family();
+
 }  // namespace paratorch::models

@@ -2,6 +2,7 @@
 #include "models/mlp.h"
 
 #include "models/ops.h"
+#include "models/registry.h"
 
 #include <cmath>
 
@@ -56,6 +57,33 @@ InitSpec Mlp::init_spec(const std::string& name, const torch::Tensor& p) const {
   // Linear weights as PyTorch's kaiming-uniform default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
   double bound = 1.0 / std::sqrt(static_cast<double>(p.size(1)));
   return InitSpec::uniform(-bound, bound);
+}
+
+
+namespace {
+
+ModelFamily make_mlp_family() {
+  ModelFamily f;
+  f.name = "mlp";
+  f.input = ModelInput::kFeatures;
+  f.metric_key = "val_accuracy";
+  f.verify_source = "synthetic";
+  f.metric = [](double, double accuracy) { return accuracy >= 0 ? accuracy : std::nan(""); };
+  f.validate = [](const ModelConfig& c) {
+    require_model_size("d_in", c.d_in);
+    require_model_size("n_classes", c.n_classes);
+  };
+  f.make = [](const ModelConfig& c, const tensor_parallel::TensorParallelContext&) { return std::make_shared<Mlp>(c); };
+  f.activation_bytes = dense_activation_bytes;
+  f.small_sizes = [](ModelConfig& c) { c.n_layers = 2; c.d_model = 64; c.d_in = 32; c.n_classes = 10; };
+  return f;
+}
+
+}  // namespace
+
+const ModelFamily& mlp_family() {
+  static const ModelFamily family = make_mlp_family();
+  return family;
 }
 
 }  // namespace paratorch::models

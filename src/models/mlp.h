@@ -31,4 +31,8 @@ class Mlp : public BundledModel {
   torch::nn::LayerNorm ln_f{nullptr};
 };
 
+struct ModelFamily;
+/// The `mlp` family (registry.h): feature vectors, judged by accuracy.
+const ModelFamily& mlp_family();
+
 }  // namespace paratorch::models

@@ -1,56 +1,19 @@
-// src/models/model.cpp — config validation and the model factory.
+// src/models/model.cpp — what every bundled model shares (blocks, the
+// default criterion, layout-independent initialization), config validation
+// and the model factory, both through the registry (registry.h).
 #include "models/model.h"
 
-#include "models/cnn.h"
-#include "models/gpt.h"
-#include "models/mf.h"
-#include "models/mlp.h"
+#include "models/registry.h"
 #include <paratorch/errors.h>
 #include <paratorch/tensor_parallel.h>
 
 namespace paratorch::models {
-namespace {
-
-void require_positive(const char* key, int value) {
-  if (value < 1)
-    throw UsageError(std::string("paratorch: [model] ") + key + " must be >= 1, got " +
-                     std::to_string(value));
-}
-
-}  // namespace
-
-const std::vector<std::string>& model_names() {
-  static const std::vector<std::string> names = {"gpt", "mlp", "cnn", "mf"};
-  return names;
-}
 
 void ModelConfig::validate() const {
-  bool known = false;
-  for (const auto& n : model_names()) known = known || n == name;
-  if (!known) {
-    std::string valid;
-    for (const auto& n : model_names()) valid += (valid.empty() ? "" : ", ") + n;
-    throw UsageError("paratorch: unknown model '" + name + "'; valid models: " + valid);
-  }
-  require_positive("n_layers", n_layers);
-  require_positive("d_model", d_model);
-  if (name == "gpt") {
-    require_positive("n_heads", n_heads);
-    require_positive("seq_len", seq_len);
-    require_positive("vocab_size", vocab_size);
-    if (d_model % n_heads != 0)
-      throw UsageError("paratorch: [model] d_model = " + std::to_string(d_model) +
-                       " must be divisible by n_heads = " + std::to_string(n_heads));
-  } else if (name == "mlp") {
-    require_positive("d_in", d_in);
-    require_positive("n_classes", n_classes);
-  } else if (name == "cnn") {
-    require_positive("n_classes", n_classes);
-  } else {
-    require_positive("n_users", n_users);
-    require_positive("n_items", n_items);
-    require_positive("n_factors", n_factors);
-  }
+  const ModelFamily& family = model_family(name);  // UsageError naming the registered models
+  require_model_size("n_layers", n_layers);
+  require_model_size("d_model", d_model);
+  if (family.validate) family.validate(*this);
 }
 
 ModelBlock BundledModel::make_block(std::string name, const std::vector<std::string>& prefixes,
@@ -96,18 +59,19 @@ std::map<std::string, tensor_parallel::ShardSpec> BundledModel::shard_specs() co
 void check_tensor_parallel(const ModelConfig& config, int tp, bool sequence_parallel) {
   config.validate();
   if (tp <= 1) return;
-  if (config.name == "gpt") return Gpt::check_tensor_parallel(config, tp, sequence_parallel);
-  if (config.name == "mf") return MatrixFactorization::check_tensor_parallel(config, tp);
+  const ModelFamily& family = model_family(config.name);
+  if (family.check_tensor_parallel) return family.check_tensor_parallel(config, tp, sequence_parallel);
+  const auto with_tp = model_family_names([](const ModelFamily& f) { return bool(f.check_tensor_parallel); });
+  std::string list;
+  for (size_t i = 0; i < with_tp.size(); ++i)
+    list += (i == 0 ? "" : i + 1 == with_tp.size() ? " and " : ", ") + with_tp[i];
   throw UsageError("paratorch: [parallel] tp = " + std::to_string(tp) + " needs a model with tensor-parallel "
-                   "layers; model '" + config.name + "' has none (tp > 1 works with gpt and mf); set tp = 1");
+                   "layers; model '" + config.name + "' has none (tp > 1 works with " + list + "); set tp = 1");
 }
 
 std::shared_ptr<BundledModel> make_model(const ModelConfig& config, const tensor_parallel::TensorParallelContext& tp) {
   check_tensor_parallel(config, tp.size(), tp.sp());
-  if (config.name == "gpt") return std::make_shared<Gpt>(config, tp);
-  if (config.name == "mf") return std::make_shared<MatrixFactorization>(config, tp);
-  if (config.name == "cnn") return std::make_shared<Cnn>(config);
-  return std::make_shared<Mlp>(config);
+  return model_family(config.name).make(config, tp);
 }
 
 }  // namespace paratorch::models

@@ -22,7 +22,7 @@ namespace paratorch::models {
 
 /// The [model] section of the config.
 struct ModelConfig {
-  std::string name = "gpt";  // gpt | mlp | cnn | mf
+  std::string name = "gpt";  // a registered family (registry.h): gpt | mlp | cnn | mf
   int n_layers = 4;
   int d_model = 256;
   int n_heads = 4;           // gpt
@@ -33,12 +33,9 @@ struct ModelConfig {
   int n_users = 2000;        // mf: rows of the user table
   int n_items = 1000;        // mf: rows of the item table
   int n_factors = 16;        // mf: embedding width
-  /// Throws UsageError naming the bad key.
+  /// Throws UsageError naming the bad key (the family's own checks: registry.h).
   void validate() const;
 };
-
-/// The valid model names, for messages.
-const std::vector<std::string>& model_names();
 
 /// Inputs and targets of some samples (for gpt: token windows and the next tokens).
 struct Batch {

@@ -2,6 +2,8 @@
 // section (config.h): each error names the key to change and its allowed
 // values.
 #include "train/config.h"
+
+#include "models/registry.h"
 #include "train/config_words.h"
 
 #include <paratorch/errors.h>
@@ -67,7 +69,8 @@ void require_config_model_suits_data(const ModelSection& model, const DataSectio
   if (model.n_classes != 10)
     throw config_key_error("model", "n_classes", "must be 10 for fashion_mnist, got " +
                                                      std::to_string(model.n_classes));
-  if (model.name == "mlp" && model.d_in != 784)
+  // A model of feature vectors (mlp) reads each image flattened to 28x28 features.
+  if (models::model_family(model.name).input == models::ModelInput::kFeatures && model.d_in != 784)
     throw config_key_error("model", "d_in", "must be 784 (28x28 pixels) for fashion_mnist, got " +
                                                 std::to_string(model.d_in));
 }
@@ -75,7 +78,7 @@ void require_config_model_suits_data(const ModelSection& model, const DataSectio
 }  // namespace
 
 void ModelSection::validate() const {
-  require_config_choice("model", "name", name, kConfigModelNames);
+  require_config_choice("model", "name", name, models::model_family_names());
   const std::pair<const char*, int> sizes[] = {
       {"n_layers", n_layers},     {"d_model", d_model},     {"n_heads", n_heads},
       {"seq_len", seq_len},       {"vocab_size", vocab_size}, {"d_in", d_in},

@@ -6,6 +6,7 @@
 #include "async/async_runner.h"
 
 #include "data/dataset.h"
+#include "models/registry.h"
 #include "report/metrics.h"
 #include "report/progress.h"
 #include "report/svg_plot.h"
@@ -229,9 +230,9 @@ void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double gra
     m.extra["val_loss"] = eval->loss;
     history.add_validation(s, eval->loss);
     // The metric each model family is judged by (docs/config.md).
-    if (config.model.name == "gpt") m.extra["val_perplexity"] = std::exp(eval->loss);
-    else if (config.model.name == "mf") m.extra["val_rmse"] = std::sqrt(eval->loss);
-    else if (eval->accuracy >= 0) m.extra["val_accuracy"] = eval->accuracy;
+    const models::ModelFamily& family = models::model_family(config.model.name);
+    const double metric = family.metric(eval->loss, eval->accuracy);
+    if (!std::isnan(metric)) m.extra[family.metric_key] = metric;
   }
   metrics->write(m);
   progress->update(s, loss, m.throughput, elapsed_s);
@@ -274,11 +275,11 @@ void Trainer::Impl::finish_outputs() {
   }
   if (leader()) {
     progress->finish();
-    const std::string loss_name = config.model.name == "mf" ? "MSE" : "cross-entropy (nats)";
+    const std::string& loss_name = models::model_family(config.model.name).loss_name;
     report::write_text_file(out("loss.svg"), history.loss_svg(config.model.name + " on " + config.data.source,
                                                               loss_name, dataset->baseline_loss()));
   }
-  if (config.model.name == "gpt") print_sample();
+  if (models::model_family(config.model.name).text_sample) print_sample();
 }
 
 // A text sample from the trained weights. Layout-independent: rank 0 loads

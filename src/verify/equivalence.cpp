@@ -2,12 +2,14 @@
 #include "verify/equivalence.h"
 
 #include "data/dataset.h"
+#include "models/registry.h"
 #include "train/engine.h"
 #include "train/train_step.h"
 #include <paratorch/compat.h>
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iterator>
@@ -173,20 +175,30 @@ void VerifyOptions::validate() const {
 models::ModelConfig small_model(const std::string& name) {
   models::ModelConfig c;
   c.name = name;
-  if (name == "gpt") {
-    c.n_layers = 2; c.d_model = 64; c.n_heads = 4; c.seq_len = 32; c.vocab_size = 256;
-  } else if (name == "mf") {
-    c.n_users = 64; c.n_items = 48; c.n_factors = 8;
-  } else {
-    c.n_layers = 2; c.d_model = 64; c.d_in = 32; c.n_classes = 10;
-  }
+  models::model_family(name).small_sizes(c);
   return c;
 }
 
+namespace {
+
+/// The family of `verify --model NAME`: one with synthetic data of its own
+/// (cnn has only fashion_mnist; `verify --config` reaches it).
+const models::ModelFamily& verify_family(const std::string& name) {
+  const auto offered = models::model_family_names([](const models::ModelFamily& f) { return !f.verify_source.empty(); });
+  if (std::find(offered.begin(), offered.end(), name) != offered.end()) return models::model_family(name);
+  std::string list;
+  for (const auto& n : offered) list += (list.empty() ? "" : ", ") + n;
+  throw UsageError("paratorch verify: unknown model '" + name + "'; valid models: " + list +
+                   " (or --config F.toml for any bundled model on its own data)");
+}
+
+}  // namespace
+
 train::Config verify_config(const std::string& name) {
+  const models::ModelFamily& family = verify_family(name);
   train::Config config;
   static_cast<models::ModelConfig&>(config.model) = small_model(name);
-  config.data.source = name == "mf" ? "mf_synthetic" : "synthetic";
+  config.data.source = family.verify_source;
   config.data.global_batch = 16;
   config.optim.name = "sgd";
   config.optim.lr = 0.01;

@@ -61,6 +61,8 @@ constexpr double kReplicaTolerance = 1e-5;
 /// verify's defaults for bundled model `name`: small shapes (quick on two
 /// cores), its synthetic data, SGD lr 0.01 without weight decay or warm-up,
 /// gradient clipping at norm 1 (so the layout's global norm is exercised).
+/// UsageError listing the models it offers (those with synthetic data) for
+/// any other `name`.
 train::Config verify_config(const std::string& name);
 
 /// Small model shapes for `verify --model NAME`.

@@ -1,6 +1,8 @@
 // src/zero/memory_estimate.cpp — see memory_estimate.h.
 #include "zero/memory_estimate.h"
 
+#include "models/registry.h"
+
 #include <cstdio>
 
 namespace paratorch::zero {
@@ -28,17 +30,8 @@ MemoryEstimate estimate_memory(const train::Config& config, int64_t parameters, 
   e.parameters = c * psi / (stage >= 3 ? n : 1);
   e.gradients = c * psi / (stage >= 2 ? n : 1);
   e.optimizer = k * psi / (stage >= 1 ? n : 1);
-  const auto& m = config.model;
   const double b = static_cast<double>(config.data.global_batch) / n / config.parallel.microbatches;
-  const double h = m.d_model, layers = m.n_layers;
-  if (m.name == "gpt") {
-    const double s = m.seq_len, a = m.n_heads;
-    const double per_layer = s * b * h * (34 + 5 * a * s / h) * c / 2;
-    e.activations = stage == 3 ? layers * s * b * h * c + per_layer : layers * per_layer;
-    e.activations += s * b * m.vocab_size * c * 2;  // logits and their softmax
-  } else {
-    e.activations = layers * 4 * b * h * c;
-  }
+  e.activations = models::model_family(config.model.name).activation_bytes(config.model, {b, c, stage});
   return e;
 }
 

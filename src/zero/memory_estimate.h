@@ -8,7 +8,8 @@
 // (Adam: K = 8, so 4 + 4 + 8 bytes per parameter).
 //   stage 0: (c + c + K)Ψ     stage 1: (c + c)Ψ + KΨ/N_d
 //   stage 2: cΨ + (c + K)Ψ/N_d     stage 3: (c + c + K)Ψ/N_d
-// Activations are a rough figure for planning: gpt after Korthikanti et al.
+// Activations are a rough figure for planning, each model family's own
+// (ModelFamily::activation_bytes, src/models/registry.h): gpt after Korthikanti et al.
 // (2022) §4.1, s·b·h·(34 + 5·a·s/h) bytes per layer at 2-byte precision
 // (scaled by c/2), with stage 3 keeping only each block's input (it
 // recomputes blocks in backward); mlp about 4·b·h·c per layer.

@@ -5,9 +5,11 @@
 #include "data/synthetic.h"
 #include "models/gpt.h"
 #include "models/model.h"
+#include "models/registry.h"
 #include "verify/equivalence.h"
 #include <paratorch/errors.h>
 
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -195,4 +197,73 @@ TEST(Models, CriterionOfTheForwardIsTheLoss) {
     auto batch = data->train_batch({0, 1, 2, 3});
     EXPECT_TRUE(torch::allclose(m->criterion(m->forward(batch.input), batch), m->loss(batch)));
   }
+}
+
+// The registry: one family per bundled model, in the order messages list them,
+// each with the facts the trainer, the data and verify read from it.
+TEST(ModelRegistry, FamiliesAndTheirFacts) {
+  using paratorch::models::model_family;
+  EXPECT_EQ(paratorch::models::model_family_names(), (std::vector<std::string>{"gpt", "mlp", "cnn", "mf"}));
+  auto gpt = paratorch::verify::small_model("gpt");
+  EXPECT_EQ(model_family("gpt").items_per_sample(gpt), gpt.seq_len);
+  EXPECT_EQ(model_family("gpt").throughput_unit, "tokens/s");
+  EXPECT_EQ(model_family("gpt").input, paratorch::models::ModelInput::kTokens);
+  EXPECT_TRUE(model_family("gpt").text_sample);
+  for (const char* name : {"mlp", "cnn", "mf"}) {
+    SCOPED_TRACE(name);
+    const auto& f = model_family(name);
+    EXPECT_EQ(f.items_per_sample(paratorch::verify::small_model(name)), 1);
+    EXPECT_EQ(f.throughput_unit, "samples/s");
+    EXPECT_FALSE(f.text_sample);
+  }
+  // The validation metric each family is judged by (docs/config.md), from loss 2 and accuracy 0.75.
+  EXPECT_EQ(model_family("gpt").metric_key, "val_perplexity");
+  EXPECT_DOUBLE_EQ(model_family("gpt").metric(2.0, -1), std::exp(2.0));
+  EXPECT_EQ(model_family("mf").metric_key, "val_rmse");
+  EXPECT_DOUBLE_EQ(model_family("mf").metric(2.0, -1), std::sqrt(2.0));
+  for (const char* name : {"mlp", "cnn"}) {
+    EXPECT_EQ(model_family(name).metric_key, "val_accuracy");
+    EXPECT_DOUBLE_EQ(model_family(name).metric(2.0, 0.75), 0.75);
+    EXPECT_TRUE(std::isnan(model_family(name).metric(2.0, -1))) << "no accuracy measured: nothing to log";
+  }
+  EXPECT_EQ(model_family("mf").loss_name, "MSE");
+  EXPECT_EQ(model_family("mlp").loss_name, "cross-entropy (nats)");
+  EXPECT_EQ(model_family("mf").verify_source, "mf_synthetic");
+  EXPECT_EQ(model_family("mlp").verify_source, "synthetic");
+  EXPECT_EQ(model_family("cnn").verify_source, "") << "cnn's only data is fashion_mnist";
+  // Each family builds its own model.
+  for (const char* name : {"gpt", "mlp", "cnn", "mf"})
+    EXPECT_EQ(paratorch::models::model_family(name).make(paratorch::verify::small_model(name), {})->name().empty(),
+              false);
+}
+
+TEST(ModelRegistry, UnknownNameListsTheRegisteredOnes) {
+  try {
+    paratorch::models::model_family("resnet");
+    FAIL() << "no throw";
+  } catch (const paratorch::UsageError& e) {
+    EXPECT_STREQ(e.what(), "paratorch: unknown model 'resnet'; valid models: gpt, mlp, cnn, mf");
+  }
+  try {
+    paratorch::verify::verify_config("cnn");
+    FAIL() << "no throw";
+  } catch (const paratorch::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown model 'cnn'; valid models: gpt, mlp, mf (or --config"),
+              std::string::npos) << e.what();
+  }
+}
+
+// The activation estimate of each family, against the formulas it replaced
+// (gpt: Korthikanti et al. 2022 per layer plus the logits; others: 4 vectors
+// of d_model per layer and sample).
+TEST(ModelRegistry, ActivationEstimate) {
+  auto gpt = paratorch::verify::small_model("gpt");  // 2 layers, d 64, 4 heads, seq 32, vocab 256
+  const double s = 32, b = 3, h = 64, a = 4, c = 2;
+  const double per_layer = s * b * h * (34 + 5 * a * s / h) * c / 2;
+  EXPECT_DOUBLE_EQ(paratorch::models::model_family("gpt").activation_bytes(gpt, {b, c, 0}),
+                   2 * per_layer + s * b * 256 * c * 2);
+  EXPECT_DOUBLE_EQ(paratorch::models::model_family("gpt").activation_bytes(gpt, {b, c, 3}),
+                   2 * s * b * h * c + per_layer + s * b * 256 * c * 2);
+  auto mlp = paratorch::verify::small_model("mlp");
+  EXPECT_DOUBLE_EQ(paratorch::models::model_family("mlp").activation_bytes(mlp, {b, 4, 0}), 2 * 4 * b * 64 * 4);
 }
