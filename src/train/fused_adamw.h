@@ -16,6 +16,7 @@ namespace paratorch::train {
 struct AdamWStepScalars {
   float lr = 0, weight_decay = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
   float bias_correction1 = 1, bias_correction2 = 1;  // 1 - beta^t
+  float grad_scale = 1;  // g is read as g·grad_scale (the clip coefficient)
 };
 
 /// Updates n elements in place: param, exp_avg, exp_avg_sq given grad.

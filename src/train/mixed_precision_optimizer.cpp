@@ -9,9 +9,9 @@ MixedPrecisionOptimizer::MixedPrecisionOptimizer(std::unique_ptr<Optimizer> inne
   steps_ = inner_->steps_taken();
 }
 
-void MixedPrecisionOptimizer::step(double lr) {
+void MixedPrecisionOptimizer::step(double lr, double grad_scale) {
   if (may_step_ && !may_step_()) return;  // skipped: parameters, state and step count unchanged
-  inner_->step(lr);
+  inner_->step(lr, grad_scale);
   steps_ = inner_->steps_taken();
   if (after_step_) after_step_();
 }

@@ -22,7 +22,7 @@ class MixedPrecisionOptimizer final : public Optimizer {
   MixedPrecisionOptimizer(std::unique_ptr<Optimizer> inner, std::function<bool()> may_step,
                           std::function<void()> after_step);
 
-  void step(double lr) override;
+  void step(double lr, double grad_scale = 1.0) override;
   std::map<std::string, torch::Tensor> state_tensors() const override { return inner_->state_tensors(); }
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override;
 

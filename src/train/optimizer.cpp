@@ -31,6 +31,9 @@ torch::Tensor find_state(const std::map<std::string, torch::Tensor>& state, cons
   return it->second.to(like.device(), like.scalar_type()).clone();
 }
 
+// g·s as one fp32 multiply, exactly what an in-place g.mul_(s) would leave.
+torch::Tensor scaled(const torch::Tensor& g, double s) { return s == 1.0 ? g : g * s; }
+
 int64_t find_step(const std::map<std::string, torch::Tensor>& state) {
   auto it = state.find("step");
   if (it == state.end() || it->second.numel() != 1)
@@ -48,24 +51,24 @@ class AdamW final : public Optimizer {
     }
   }
 
-  void step(double lr) override {
+  void step(double lr, double grad_scale = 1.0) override {
     torch::NoGradGuard no_grad;
     ++steps_;
     const double bias1 = 1 - std::pow(kBeta1, static_cast<double>(steps_));
     const double bias2 = 1 - std::pow(kBeta2, static_cast<double>(steps_));
     for (size_t i = 0; i < params_.size(); ++i) {
       auto& p = params_[i].second;
-      const auto& g = p.grad();
-      if (!g.defined()) continue;
+      if (!p.grad().defined()) continue;
       const double wd = decay_[i] ? options_.weight_decay : 0.0;
-      if (fusable(p, g, i)) {
-        fused_adamw_step(p.data_ptr<float>(), g.data_ptr<float>(), exp_avg_[i].data_ptr<float>(),
+      if (fusable(p, p.grad(), i)) {
+        fused_adamw_step(p.data_ptr<float>(), p.grad().data_ptr<float>(), exp_avg_[i].data_ptr<float>(),
                          exp_avg_sq_[i].data_ptr<float>(), p.numel(),
                          {static_cast<float>(lr), static_cast<float>(wd), static_cast<float>(kBeta1),
                           static_cast<float>(kBeta2), static_cast<float>(kEps), static_cast<float>(bias1),
-                          static_cast<float>(bias2)});
+                          static_cast<float>(bias2), static_cast<float>(grad_scale)});
         continue;
       }
+      const auto g = scaled(p.grad(), grad_scale);
       if (wd != 0) p.mul_(1 - lr * wd);
       exp_avg_[i].mul_(kBeta1).add_(g, 1 - kBeta1);
       exp_avg_sq_[i].mul_(kBeta2).addcmul_(g, g, 1 - kBeta2);
@@ -115,13 +118,13 @@ class MomentumSgd final : public Optimizer {
     for (auto& [name, p] : params_) buffer_.push_back(torch::zeros_like(p, torch::MemoryFormat::Contiguous));
   }
 
-  void step(double lr) override {
+  void step(double lr, double grad_scale = 1.0) override {
     torch::NoGradGuard no_grad;
     ++steps_;
     for (size_t i = 0; i < params_.size(); ++i) {
       auto& p = params_[i].second;
-      const auto& g = p.grad();
-      if (!g.defined()) continue;
+      if (!p.grad().defined()) continue;
+      const auto g = scaled(p.grad(), grad_scale);
       auto d = (decay_[i] && options_.weight_decay != 0) ? g.add(p, options_.weight_decay) : g;
       if (steps_ == 1) buffer_[i].copy_(d);
       else buffer_[i].mul_(kMomentum).add_(d);

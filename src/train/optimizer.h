@@ -30,8 +30,11 @@ using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  /// One update of every parameter that has a gradient, at learning rate `lr`.
-  virtual void step(double lr) = 0;
+  /// One update of every parameter that has a gradient, at learning rate
+  /// `lr`, as if each gradient were first multiplied by `grad_scale` (the
+  /// clip coefficient, grad_clip.h): the factor is folded into the update's
+  /// own pass over the gradient, and .grad is left as it was.
+  virtual void step(double lr, double grad_scale = 1.0) = 0;
   /// Every state tensor under "<parameter>.<state>", plus "step".
   virtual std::map<std::string, torch::Tensor> state_tensors() const = 0;
   /// The inverse; throws RuntimeFailure naming a missing or mis-shaped tensor.

@@ -26,8 +26,8 @@ class Zero1Optimizer final : public Optimizer {
         [this] { return take_shards(); }, [this] { publish(); });
   }
 
-  void step(double lr) override {
-    inner_->step(lr);
+  void step(double lr, double grad_scale = 1.0) override {
+    inner_->step(lr, grad_scale);
     steps_ = inner_->steps_taken();
   }
   std::map<std::string, torch::Tensor> state_tensors() const override { return inner_->state_tensors(); }

@@ -11,8 +11,8 @@ TensorParallelOptimizer::TensorParallelOptimizer(std::unique_ptr<Optimizer> inne
                                                  std::shared_ptr<Communicator> tp)
     : inner_(std::move(inner)), specs_(std::move(specs)), shapes_(std::move(shard_shapes)), tp_(std::move(tp)) {}
 
-void TensorParallelOptimizer::step(double lr) {
-  inner_->step(lr);
+void TensorParallelOptimizer::step(double lr, double grad_scale) {
+  inner_->step(lr, grad_scale);
   steps_ = inner_->steps_taken();
 }
 

@@ -25,7 +25,7 @@ class TensorParallelOptimizer : public Optimizer {
   TensorParallelOptimizer(std::unique_ptr<Optimizer> inner, std::map<std::string, tensor_parallel::ShardSpec> specs,
                           std::map<std::string, std::vector<int64_t>> shard_shapes, std::shared_ptr<Communicator> tp);
 
-  void step(double lr) override;
+  void step(double lr, double grad_scale = 1.0) override;
   std::map<std::string, torch::Tensor> state_tensors() const override;
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override;
 

@@ -25,10 +25,10 @@ StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<int
   for (auto& [name, p] : params) tensors.push_back(p);
   {
     report::Tracer::Span span("grad_norm", "compute");
-    result.grad_norm = clip_grad_norm(tensors, grad_clip, engine.grad_norm_across());
+    result.grad_norm = global_grad_norm(tensors, engine.grad_norm_across());
   }
   report::Tracer::Span span("optimizer", "compute");
-  optimizer.step(lr);
+  optimizer.step(lr, clip_coefficient(result.grad_norm, grad_clip));  // the clip, folded into the update
   return result;
 }
 

@@ -4,7 +4,8 @@
 // layout that verify checks is exactly the one that trains. The order is
 // llm.c's: zero the gradients, forward and backward over the global batch
 // (the engine's reductions overlap backward), clip to the global norm (the
-// engine adds the other shards' squares), update.
+// engine adds the other shards' squares), update — the clip coefficient
+// folded into the optimizer's pass over the gradients (grad_clip.h).
 #pragma once
 #include "train/engine.h"
 #include "train/optimizer.h"

@@ -51,9 +51,9 @@ ShardedOptimizer::ShardedOptimizer(const train::OptimSection& options, std::vect
                                    : std::vector<std::string>{"momentum_buffer"};
 }
 
-void ShardedOptimizer::step(double lr) {
+void ShardedOptimizer::step(double lr, double grad_scale) {
   if (may_step_ && !may_step_()) return;  // skipped: neither state nor step count moves
-  inner_->step(lr);
+  inner_->step(lr, grad_scale);
   steps_ = inner_->steps_taken();
   if (after_step_) after_step_();
 }

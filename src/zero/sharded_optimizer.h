@@ -47,7 +47,7 @@ class ShardedOptimizer final : public train::Optimizer {
                    std::shared_ptr<Communicator> group, std::function<bool()> may_step,
                    std::function<void()> after_step);
 
-  void step(double lr) override;
+  void step(double lr, double grad_scale = 1.0) override;
   std::map<std::string, torch::Tensor> state_tensors() const override;
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override;
   /// This rank's state tensors (its pieces only): what it holds in memory.

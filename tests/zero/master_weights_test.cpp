@@ -41,7 +41,7 @@ TEST(MasterWeights, GradientsWidenUnscaledAndNonFiniteIsSeen) {
 class AddOne final : public train::Optimizer {
  public:
   explicit AddOne(torch::Tensor t) : t_(std::move(t)) {}
-  void step(double) override {
+  void step(double, double) override {
     torch::NoGradGuard no_grad;
     t_.add_(1.0 / 1024);
     ++steps_;
