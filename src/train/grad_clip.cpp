@@ -1,14 +1,14 @@
 // src/train/grad_clip.cpp — see grad_clip.h.
 #include "train/grad_clip.h"
 
-#include "train/grad_norm.h"
+#include "parallel/grad_norm.h"
 
 #include <cmath>
 
 namespace paratorch::train {
 
 double global_grad_norm(const std::vector<torch::Tensor>& params, const SumAcross& sum_squares_across) {
-  double squares = local_grad_sum_of_squares(params);
+  double squares = parallel::local_grad_sum_of_squares(params);
   if (sum_squares_across) squares = sum_squares_across(squares);
   return std::sqrt(squares);
 }

@@ -1,6 +1,7 @@
 // tests/train/lr_schedule_test.cpp — warm-up + cosine schedule and global-norm clipping.
 #include <gtest/gtest.h>
 
+#include "parallel/grad_norm.h"
 #include "train/grad_clip.h"
 #include "train/lr_schedule.h"
 
@@ -28,4 +29,45 @@ TEST(GradClip, ScalesToMaxNormAndCountsOtherShards) {
   // Another shard holding squares of 24: norm sqrt(1 + 24) = 5.
   double n = paratorch::train::clip_grad_norm({a, b}, 0.0, [](double local) { return local + 24.0; });
   EXPECT_NEAR(n, 5.0, 1e-5);
+}
+
+TEST(GradClip, CoefficientOnlyWhenTheNormExceedsTheMax) {
+  using paratorch::train::clip_coefficient;
+  EXPECT_EQ(clip_coefficient(0.5, 1.0), 1.0);
+  EXPECT_EQ(clip_coefficient(1.0, 1.0), 1.0);
+  EXPECT_EQ(clip_coefficient(5.0, 0.0), 1.0);  // max_norm 0: measure only
+  EXPECT_DOUBLE_EQ(clip_coefficient(4.0, 1.0), 1.0 / (4.0 + 1e-6));
+}
+
+// The fused squared norm against torch in fp64, on sizes around its block
+// (1024) and chunk (65536) edges, and on tensors it must hand to torch.
+TEST(GradNorm, FusedSumOfSquaresMatchesDoublePrecision) {
+  torch::manual_seed(7);
+  for (int64_t n : {1, 7, 1023, 1024, 1025, 65536, 65536 * 3 + 5}) {
+    auto t = torch::randn({n});
+    const double want = t.to(torch::kDouble).pow(2).sum().item<double>();
+    EXPECT_NEAR(paratorch::parallel::sum_of_squares(t), want, 1e-6 * want) << n;
+  }
+  auto m = torch::randn({300, 500});
+  const double want = m.to(torch::kDouble).pow(2).sum().item<double>();
+  EXPECT_NEAR(paratorch::parallel::sum_of_squares(m.t()), want, 1e-6 * want);  // not contiguous
+  auto half = m.to(torch::kBFloat16);
+  EXPECT_NEAR(paratorch::parallel::sum_of_squares(half), half.to(torch::kDouble).pow(2).sum().item<double>(), 1e-9 * want);
+  EXPECT_EQ(paratorch::parallel::sum_of_squares(torch::Tensor()), 0.0);
+}
+
+TEST(GradNorm, SameBitsWhateverTheThreadCount) {
+  torch::manual_seed(8);
+  auto a = torch::zeros({65536 * 5 + 17}, torch::requires_grad()), b = torch::zeros({3}, torch::requires_grad());
+  a.mutable_grad() = torch::randn_like(a);
+  b.mutable_grad() = torch::randn_like(b);
+  const int before = at::get_num_threads();
+  at::set_num_threads(1);
+  const double one = paratorch::parallel::local_grad_sum_of_squares({a, b});
+  at::set_num_threads(2);
+  const double two = paratorch::parallel::local_grad_sum_of_squares({a, b});
+  at::set_num_threads(before);
+  EXPECT_EQ(one, two);
+  const double want = a.grad().to(torch::kDouble).pow(2).sum().item<double>() + b.grad().to(torch::kDouble).pow(2).sum().item<double>();
+  EXPECT_NEAR(one, want, 1e-6 * want);
 }

@@ -95,6 +95,39 @@ TEST(Optimizer, StateRoundTripContinuesIdentically) {
   }
 }
 
+// The clip is folded into the update (train_step.cpp): step(lr, s) must be
+// bit-identical to scaling every gradient by s first, for the fused fp32
+// AdamW kernel, AdamW's torch path (a non-contiguous parameter) and SGD.
+TEST(Optimizer, GradScaleEqualsScalingTheGradientsFirst) {
+  for (const std::string name : {"adamw", "sgd"}) {
+    for (const bool strided : {false, true}) {
+      SCOPED_TRACE(name + (strided ? " strided" : " contiguous"));
+      OptimSection o;
+      o.name = name;
+      auto make = [&] {
+        auto params = fresh_params(6);
+        if (strided) params[0].second = params[0].second.detach().t().requires_grad_();  // not contiguous
+        return params;
+      };
+      auto folded = make(), scaled_first = make();
+      auto opt_folded = make_optimizer(o, folded), opt_first = make_optimizer(o, scaled_first);
+      for (int s = 0; s < 3; ++s) {
+        set_grads(folded, s);
+        set_grads(scaled_first, s);
+        const double scale = 0.37 + 0.1 * s;
+        for (const auto& [n, p] : scaled_first) p.mutable_grad().mul_(scale);
+        opt_folded->step(1e-2, scale);
+        opt_first->step(1e-2);
+      }
+      for (size_t i = 0; i < folded.size(); ++i) {
+        EXPECT_TRUE(torch::equal(folded[i].second, scaled_first[i].second)) << folded[i].first;
+        // and the step moved them: a scale of 0 or an ignored step would not
+        EXPECT_FALSE(torch::equal(folded[i].second, make()[i].second)) << folded[i].first;
+      }
+    }
+  }
+}
+
 TEST(Optimizer, LoadRefusesMissingOrMisshapenState) {
   OptimSection o;
   auto params = fresh_params(5);

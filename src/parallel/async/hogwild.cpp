@@ -6,6 +6,7 @@
 #include <paratorch/async.h>
 #include <paratorch/errors.h>
 
+#include "parallel/grad_norm.h"
 #include "report/trace.h"
 
 #include <atomic>
@@ -46,7 +47,7 @@ double clip_scale(const std::vector<torch::Tensor>& grads, double clip) {
   if (clip <= 0) return 1;
   double sq = 0;
   for (const auto& g : grads)
-    if (g.defined()) sq += g.pow(2).sum().item<double>();
+    sq += parallel::sum_of_squares(g);
   const double norm = std::sqrt(sq);
   return norm > clip ? clip / (norm + 1e-6) : 1;
 }

@@ -1,15 +1,15 @@
-// src/train/grad_norm_kernel.cpp — the element loop of the squared gradient norm.
+// src/parallel/grad_norm_kernel.cpp — the element loop of the squared gradient norm.
 //
 // Torch-free, compiled alone (CMakeLists.txt, *_kernel.cpp). Blocks of
 // kBlock elements are summed in fp32 with eight independent accumulators
 // (independent lanes, so gcc vectorizes without reassociating anything);
 // the block sums are added in fp64. One read of the gradient, no temporary:
 // `g.pow(2).sum()` writes and rereads a copy of it.
-#include "train/grad_norm.h"
+#include "parallel/grad_norm_kernel.h"
 
 #include <algorithm>
 
-namespace paratorch::train {
+namespace paratorch::parallel {
 
 double sum_of_squares_range(const float* __restrict x, int64_t n) {
   constexpr int64_t kBlock = 1024;
@@ -27,4 +27,4 @@ double sum_of_squares_range(const float* __restrict x, int64_t n) {
   return total;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::parallel
