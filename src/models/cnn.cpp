@@ -104,7 +104,7 @@ ModelFamily make_cnn_family() {
   f.name = "cnn";
   f.input = ModelInput::kImages;
   f.metric_key = "val_accuracy";
-  f.metric = [](double, double accuracy) { return accuracy >= 0 ? accuracy : std::nan(""); };
+  f.metric = accuracy_metric;
   f.validate = [](const ModelConfig& c) { require_model_size("n_classes", c.n_classes); };
   f.make = [](const ModelConfig& c, const tensor_parallel::TensorParallelContext&) { return std::make_shared<Cnn>(c); };
   f.activation_bytes = dense_activation_bytes;

@@ -68,7 +68,7 @@ ModelFamily make_mlp_family() {
   f.input = ModelInput::kFeatures;
   f.metric_key = "val_accuracy";
   f.verify_source = "synthetic";
-  f.metric = [](double, double accuracy) { return accuracy >= 0 ? accuracy : std::nan(""); };
+  f.metric = accuracy_metric;
   f.validate = [](const ModelConfig& c) {
     require_model_size("d_in", c.d_in);
     require_model_size("n_classes", c.n_classes);

@@ -12,6 +12,8 @@
 #include "models/mlp.h"
 #include <paratorch/errors.h>
 
+#include <cmath>
+
 namespace paratorch::models {
 
 const std::vector<const ModelFamily*>& model_families() {
@@ -39,6 +41,8 @@ void require_model_size(const char* key, int value) {
   if (value < 1)
     throw UsageError(std::string("paratorch: [model] ") + key + " must be >= 1, got " + std::to_string(value));
 }
+
+double accuracy_metric(double /*loss*/, double accuracy) { return accuracy >= 0 ? accuracy : std::nan(""); }
 
 double dense_activation_bytes(const ModelConfig& m, const ActivationShape& a) {
   return m.n_layers * 4 * a.micro_batch * m.d_model * a.element_bytes;

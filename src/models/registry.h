@@ -76,6 +76,10 @@ std::vector<std::string> model_family_names(const std::function<bool(const Model
 /// every family's validate uses.
 void require_model_size(const char* key, int value);
 
+/// The metric of classifiers (mlp, cnn): the validation accuracy; NaN when
+/// the run measured none.
+double accuracy_metric(double loss, double accuracy);
+
 /// Activations of models whose layers keep a few d_model-wide vectors per
 /// sample for backward (mlp, cnn, mf): n_layers x 4 x batch x d_model elements.
 double dense_activation_bytes(const ModelConfig& config, const ActivationShape& shape);
