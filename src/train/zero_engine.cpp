@@ -1,6 +1,6 @@
 // src/train/zero_engine.cpp — see zero_engine.h. Construction, the step,
-// publishing, the Engine interface. The gradient path (hooks, bucketed
-// reductions) is in zero_engine_reduce.cpp; stage 3's block walk in
+// publishing, the Engine interface. The gradient path (DDP's reducer over
+// the units) is in zero_engine_reduce.cpp; stage 3's block walk in
 // zero_engine_stage3.cpp; tensor parallelism in zero_engine_tp.cpp; whole
 // parameters in and out of the shards in zero_engine_parameters.cpp.
 #include "train/zero_engine.h"
