@@ -154,7 +154,7 @@ class ZeroEngine : public Engine {
   bool params_shared_ = false;            // stages 1-2: one parameter copy on the node
   std::vector<size_t> in_flight_;         // stage 3: units whose reduce-scatter is in flight
   const zero::ShardedOptimizer* optimizer_ = nullptr;
-  zero::BufferPool pool_;                 // stages 2-3: transient unit-sized buffers, reused
+  zero::BufferPool pool_;                 // stage 3: transient unit-sized buffers, reused
   std::map<std::string, tensor_parallel::ShardSpec> specs_;  // every parameter's tp split
   // stages 0-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
   // (declared after them, so it goes first: its hand-over writes u->grad)
