@@ -1,6 +1,6 @@
 // src/train/zero_engine.cpp — see zero_engine.h. Construction, the step,
-// publishing, the Engine interface. The gradient path (hooks, bucketed
-// reductions) is in zero_engine_reduce.cpp; stage 3's block walk in
+// publishing, the Engine interface. The gradient path (DDP's reducer over
+// the units) is in zero_engine_reduce.cpp; stage 3's block walk in
 // zero_engine_stage3.cpp; tensor parallelism in zero_engine_tp.cpp; whole
 // parameters in and out of the shards in zero_engine_parameters.cpp.
 #include "train/zero_engine.h"
@@ -51,8 +51,7 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
   std::vector<zero::ShardUnit> shards;
   for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
   pieces_ = zero::make_pieces(shards);
-  if (options_.stage == 2) install_reducer();
-  else if (options_.stage < 2) install_hooks();
+  if (options_.stage < 3) install_reducer();
   else install_trim_hooks();
 }
 
@@ -142,13 +141,9 @@ void ZeroEngine::build_units() {
                                                                       : shard.clone();
       auto model_views = L.views(unit->flat_params);
       for (size_t k = 0; k < list.size(); ++k) params_[list[k]].set_data(model_views[k]);
-      if (options_.stage < 2) {
+      if (options_.stage < 2) {  // the reducer's bucket (fp32: .grad aliases it, install_reducer)
         unit->full_grad = arenas.grads.narrow(0, arenas.used, L.padded_numel());
         unit->grad = unit->full_grad.narrow(0, L.shard_begin(), L.shard_numel());
-        if (dtype_ == torch::kFloat) {  // autograd accumulates straight into the buffer
-          unit->grad_views = L.views(unit->full_grad);
-          for (size_t k = 0; k < list.size(); ++k) params_[list[k]].mutable_grad() = unit->grad_views[k];
-        }
       } else {
         unit->grad = torch::zeros({L.shard_numel()}, full.options());
       }
@@ -229,14 +224,12 @@ double ZeroEngine::forward_backward(const std::vector<int64_t>& ids) {
       loss = loss_of_output(model_->forward(batch.input), batch.target) / m;
     }
     report::Tracer::Span span("backward", "compute");
-    // Stages 0-1 accumulate micro-batches locally and all-reduce once;
-    // stage 2 keeps no full gradient, so every micro-batch reduce-scatters
-    // (the reducer's hooks; it finishes as backward returns).
-    if (!reducer_) begin_backward(k + 1 == m);
+    // Stages 0-1 accumulate micro-batches in their full buffers and reduce
+    // with the last one's backward; stage 2 keeps no full gradient, so every
+    // micro-batch reduce-scatters. The reducer finishes as backward returns.
+    reducer_->set_sync(options_.stage == 2 || k + 1 == m);
     (loss * scale).backward();
-    if (reducer_) reducer_->finalize();
-    else if (reducing_) launch_in_order(true);
-    finish_reductions(true);
+    reducer_->finalize();
     local += loss.item<double>();
   }
   finalize_gradients();

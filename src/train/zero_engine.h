@@ -6,7 +6,9 @@
 // own dp group). Model state lives in flat buffers ("units", zero/flat_buffer.h)
 // and each rank owns 1/N of every unit:
 //   stage 1  optimizer state + fp32 master shard; gradients reduce-scattered
-//            (full fp32 gradient buffer, only this rank's shard reduced), each
+//            (full fp32 gradient buffer kept, micro-batches accumulated in
+//            it, only this rank's shard reduced, in place, by the reducer
+//            with the last micro-batch's backward), each
 //            rank updates its shard, then the parameters are all-gathered —
 //            on one node stages 1-2 keep one parameter copy that every rank
 //            maps, so the update lands in place and a barrier publishes it.
@@ -23,7 +25,8 @@
 //            reduce-scatter its gradients into the owner's shard, free. The
 //            next block's gather is issued before the current block computes.
 //   stage 0  (mixed precision only; fp32 stage 0 is DataParallelEngine):
-//            one shard holding everything, gradients all-reduced.
+//            one shard holding everything, gradients all-reduced (the
+//            reducer's all-reduce of the units' fp32 buffers).
 // Mixed precision ([train] precision = bf16 | fp16): the model computes in
 // the low precision; masters, optimizer state and gradient reduction are
 // fp32; fp16 multiplies the loss by a dynamic scale (zero/loss_scaler.h) and
@@ -105,15 +108,8 @@ class ZeroEngine : public Engine {
   };
   void build_units();
   Arenas allocate_arenas(const std::vector<std::vector<size_t>>& members, int ranks);
-  void install_hooks();
   void install_reducer();
-  void on_gradient_ready(size_t param);
-  void begin_backward(bool reduce);
-  void launch_in_order(bool force);
-  void launch(size_t u);
-  void launch_low_precision(size_t u);
-  void widen_low_precision(Unit& u);
-  void finish_reductions(bool wait_all);
+  CommHook gradient_hook() const;
   void publish_parameters();
   bool may_step();
   void unscale_gradients();
@@ -140,6 +136,7 @@ class ZeroEngine : public Engine {
   void release(size_t u);
   void attach_gradient_buffers(size_t u);
   void reduce_unit_gradients(size_t u);
+  void finish_reductions(bool wait_all);
 
   const ProcessGroups& groups_;
   std::shared_ptr<models::BundledModel> model_;
@@ -154,15 +151,12 @@ class ZeroEngine : public Engine {
   std::vector<std::unique_ptr<Unit>> units_;
   zero::Pieces pieces_;
   zero::LossScaler scaler_;
-  bool reducing_ = false;                 // this backward launches reductions
   bool params_shared_ = false;            // stages 1-2: one parameter copy on the node
-  size_t next_launch_ = 0;
-  std::vector<size_t> in_flight_;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive for the hooks
+  std::vector<size_t> in_flight_;         // stage 3: units whose reduce-scatter is in flight
   const zero::ShardedOptimizer* optimizer_ = nullptr;
-  zero::BufferPool pool_;                 // stages 2-3: transient unit-sized buffers, reused
+  zero::BufferPool pool_;                 // stage 3: transient unit-sized buffers, reused
   std::map<std::string, tensor_parallel::ShardSpec> specs_;  // every parameter's tp split
-  // stage 2: DDP's gradient reducer in reduce-scatter mode over the units
+  // stages 0-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
   // (declared after them, so it goes first: its hand-over writes u->grad)
   std::shared_ptr<Reducer> reducer_;
   // stage 3 plan

@@ -135,7 +135,32 @@ void ZeroEngine::reduce_unit_gradients(size_t index) {
     if (!attached && p.grad().defined()) views[k].copy_(p.grad());
     p.mutable_grad().reset();
   }
-  launch(index);
+  // Through the same comm hook as stages 0-2 ([train] reduce_precision).
+  u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
+  GradBucket bucket{index, u.full_grad, groups_.dp()->size(), u.reduced};
+  u.work = gradient_hook()(*groups_.dp(), bucket);
+  in_flight_.push_back(index);
+}
+
+// Completes reductions: adds the reduced shard into the gradient shard
+// (micro-batches accumulate there) and frees the full buffer.
+void ZeroEngine::finish_reductions(bool wait_all) {
+  torch::NoGradGuard no_grad;
+  std::vector<size_t> still;
+  for (size_t index : in_flight_) {
+    Unit& u = *units_[index];
+    if (!wait_all && !u.work->is_completed()) {
+      still.push_back(index);
+      continue;
+    }
+    u.work->wait();
+    u.work.reset();
+    u.grad.add_(u.reduced);
+    // Freed, not pooled, so that the trim before the next block's backward returns it.
+    u.reduced = torch::Tensor();
+    pool_.give(std::move(u.full_grad));
+  }
+  in_flight_ = std::move(still);
 }
 
 torch::Tensor ZeroEngine::forward_blocks(const torch::Tensor& input, std::vector<torch::Tensor>* inputs) {
@@ -168,7 +193,6 @@ double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int micro
   const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
   double loss_value = 0;
   torch::Tensor grad_out;
-  next_launch_ = 0;
   for (size_t b = blocks_.size(); b-- > 0;) {
     for (size_t u : block_units_[b]) gather_async(u);
     if (b > 0)

@@ -7,9 +7,9 @@
 //                copy shared by every rank). Stage 3: only while gathered.
 //   master       this rank's fp32 shard (fp32 stages 1-2: a view of flat_params).
 //   grad         this rank's fp32 gradient shard (stages 0-1: a view of full_grad).
-//   full_grad    fp32, whole unit: persistent in stages 0-1 (stage 0
-//                all-reduces it, stage 1 reduce-scatters it, in place),
-//                transient in stages 2-3 (until reduce-scattered).
+//   full_grad    fp32, whole unit: stages 0-1 the reducer's bucket, kept
+//                (stage 0 all-reduces it, stage 1 reduce-scatters it, in
+//                place); stage 3 transient (until reduce-scattered).
 #pragma once
 #include "train/zero_engine.h"
 
@@ -19,11 +19,8 @@ struct ZeroEngine::Unit {
   std::vector<size_t> members;  // indices into params_, buffer order
   std::unique_ptr<zero::FlatLayout> layout;
   torch::Tensor flat_params, master, grad, full_grad;
-  std::vector<torch::Tensor> grad_views;  // fp32 stages 0-1: the model's .grad, aliasing full_grad
-  torch::Tensor reduced;        // reduce-scatter output in flight
-  torch::Tensor low_grad, low_shard;  // reduce_precision bf16/fp16: the 16-bit reduction in flight
+  torch::Tensor reduced;        // stage 3: reduce-scatter output in flight
   WorkHandle work;
-  size_t pending = 0;           // members whose gradient is not final yet
   // stage 3 gathering
   torch::Tensor gather_src;
   WorkHandle gather_work;

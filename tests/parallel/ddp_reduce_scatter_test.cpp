@@ -1,7 +1,9 @@
 // tests/parallel/ddp_reduce_scatter_test.cpp — the gradient reducer's
 // reduce-scatter mode (ZeRO stage 2's gradient path): each rank ends a
 // backward pass with its slice of every padded bucket, averaged over the
-// group, through the same comm hooks as DDP (bf16 on the wire included).
+// group, through the same comm hooks as DDP (bf16 on the wire included);
+// with the caller's own kept buckets (ZeRO stages 0-1) gradients accumulate
+// in them over no_sync passes and are reduced in place, scattered or whole.
 #include <gtest/gtest.h>
 
 #include "mpi_test_env.h"
@@ -28,7 +30,9 @@ torch::Tensor loss_on(torch::nn::Sequential& seq, int rank, int step) {
   auto gen = [&](const char* what) {
     return paratorch::generator_for(17, std::string(what) + std::to_string(rank) + "." + std::to_string(step));
   };
-  return torch::mse_loss(seq->forward(torch::randn({4, 5}, gen("x"))), torch::randn({4, 2}, gen("y")));
+  const auto dtype = seq->parameters().front().scalar_type();  // the model's (bf16 in one case)
+  auto out = seq->forward(torch::randn({4, 5}, gen("x")).to(dtype)).to(torch::kFloat);
+  return torch::mse_loss(out, torch::randn({4, 2}, gen("y")));
 }
 
 struct ScatterRun {
@@ -105,6 +109,63 @@ TEST(DDPReduceScatter, Bf16HookReduceScattersIn16Bits) {
     any = std::max(any, (got - want).abs().max().item<double>());
   }
   if (comm->size() > 1) EXPECT_GT(any, 0.0) << "bf16 hook left the fp32 average untouched";
+}
+
+// The caller's buckets (ReduceScatterOptions::buffers): two passes, the
+// first under no_sync, accumulate in the kept buffers and the second reduces
+// them in place: the shard (scattered) or the whole buffer (all_reduce) holds
+// the group's average of both passes' gradients. fp32 members alias the
+// buffer through .grad; bf16 members are widened into it and leave .grad.
+void check_caller_buffers(bool all_reduce, torch::ScalarType dtype) {
+  auto comm = test_world().comm();
+  auto seq = make_odd_seq(), ref = make_odd_seq();
+  (*seq)->to(dtype);
+  (*ref)->to(dtype);
+  auto params = (*seq)->parameters();
+  const auto layouts = paratorch::plan_buckets(params, 40);
+  const int ranks = all_reduce ? 1 : comm->size();
+  ReduceScatterOptions options;
+  options.buckets = layouts;
+  options.all_reduce = all_reduce;
+  for (const auto& l : layouts) options.buffers.push_back(torch::zeros({paratorch::padded_bucket_numel(l.numel, ranks)}));
+  std::vector<std::string> names(params.size(), "p");
+  auto reducer = std::make_shared<Reducer>(params, names, comm, options);
+  reducer->install_hooks();
+  std::vector<torch::Tensor> want(params.size());  // fp32 sums of the widened per-pass gradients
+  for (int pass = 0; pass < 2; ++pass) {
+    reducer->set_sync(pass == 1);
+    loss_on(*seq, comm->rank(), pass).backward();
+    (*ref)->zero_grad();
+    loss_on(*ref, comm->rank(), pass).backward();
+    auto ref_params = (*ref)->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto g = ref_params[i].grad().to(torch::kFloat, false, /*copy=*/true);  // zero_grad() zeroes .grad in place
+      want[i] = pass == 0 ? g : want[i] + g;
+    }
+    if (dtype != torch::kFloat)
+      for (const auto& p : params) EXPECT_FALSE(p.grad().defined()) << "pass " << pass << ": not moved into the bucket";
+  }
+  for (size_t b = 0; b < layouts.size(); ++b) {
+    std::vector<torch::Tensor> grads;
+    for (size_t i : layouts[b].params) grads.push_back(want[i].reshape({-1}));
+    auto flat = torch::cat(grads);
+    comm->all_reduce(flat, paratorch::ReduceOp::kAvg);
+    const auto& buffer = options.buffers[b];
+    flat = torch::cat({flat, torch::zeros({buffer.numel() - flat.numel()})});
+    const int64_t n = buffer.numel() / (all_reduce ? 1 : comm->size());
+    const int64_t begin = all_reduce ? 0 : n * comm->rank();
+    EXPECT_TRUE(torch::allclose(buffer.narrow(0, begin, n), flat.narrow(0, begin, n), 1e-5, 1e-7))
+        << "bucket " << b << (all_reduce ? " (all_reduce)" : "") << ": got " << buffer.narrow(0, begin, n)
+        << " want " << flat.narrow(0, begin, n);
+  }
+}
+
+TEST(DDPReduceScatter, CallerBuffersAccumulateOverNoSyncAndReduceTheShardInPlace) {
+  check_caller_buffers(false, torch::kFloat);
+}
+
+TEST(DDPReduceScatter, CallerBuffersAllReduceWholeWidenedBf16Gradients) {
+  check_caller_buffers(true, torch::kBFloat16);
 }
 
 }  // namespace

@@ -69,7 +69,7 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
       const auto& p = params_[i];
       bucket.views.push_back(alias_of(bucket.flat, offset, p.sizes()));
       offset += p.numel();
-      slots_[i] = Slot{b, m, 0, false};
+      slots_[i] = Slot{b, m, 0, false, true};
       // Keep what was accumulated so far, then let autograd accumulate into
       // the bucket directly ("gradient as bucket view").
       if (p.grad().defined()) bucket.views.back().copy_(p.grad());
@@ -90,6 +90,8 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
   // Every parameter belongs to a bucket, and unused ones are reduced as
   // zeros (ZeRO needs the whole shard every step).
   options_.find_unused_parameters = true;
+  caller_buckets_ = true;
+  if (scatter_.all_reduce) mode_ = ReduceMode::kAllReduce;
   layouts_ = std::move(scatter_.buckets);
   slots_.resize(params_.size());
   buckets_.resize(layouts_.size());
@@ -102,7 +104,7 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
         throw UsageError("paratorch: ReduceScatterOptions::buckets names parameter " + std::to_string(i) +
                          " twice or out of range");
       placed[i] = true;
-      slots_[i] = Slot{b, m, offset, false};
+      slots_[i] = Slot{b, m, offset, false, false};
       offset += params_[i].numel();
       buckets_[b].expected += params_[i].requires_grad() ? 1 : 0;
     }
@@ -111,6 +113,37 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
   for (size_t i = 0; i < params_.size(); ++i)
     if (params_[i].requires_grad() && !placed[i])
       throw UsageError("paratorch: ReduceScatterOptions::buckets misses parameter '" + names_[i] + "'");
+  if (!scatter_.buffers.empty() || scatter_.all_reduce) adopt_caller_buffers();
+}
+
+// ReduceScatterOptions::buffers: checked, kept as the buckets for good; a
+// member of the buffer's dtype gets .grad as a view of its slot, so autograd
+// accumulates in place (what it held so far is kept).
+void Reducer::adopt_caller_buffers() {
+  const int ranks = scatter_.all_reduce ? 1 : comm_->size();
+  if (scatter_.buffers.size() != layouts_.size())
+    throw UsageError("paratorch: ReduceScatterOptions::buffers has " + std::to_string(scatter_.buffers.size()) +
+                     " tensors for " + std::to_string(layouts_.size()) + " buckets (all_reduce needs them too)");
+  torch::NoGradGuard no_grad;
+  for (size_t b = 0; b < layouts_.size(); ++b) {
+    const auto& flat = scatter_.buffers[b];
+    const int64_t want = padded_bucket_numel(layouts_[b].numel, ranks);
+    if (flat.numel() != want || flat.scalar_type() != scatter_.buffer_dtype || !flat.is_contiguous())
+      throw UsageError("paratorch: ReduceScatterOptions::buffers[" + std::to_string(b) + "] must be a contiguous " +
+                       std::string(c10::toString(scatter_.buffer_dtype)) + " tensor of " + std::to_string(want) +
+                       " elements");
+    buckets_[b].flat = flat;
+    for (size_t i : layouts_[b].params) {
+      auto& p = params_[i];
+      if (!p.requires_grad() || p.scalar_type() != flat.scalar_type() || p.device() != flat.device()) continue;
+      auto view = alias_of(flat, slots_[i].offset, p.sizes());
+      if (p.grad().defined()) view.add_(p.grad());
+      const_cast<torch::Tensor&>(p).mutable_grad() = view;
+      slots_[i].aliased = true;
+      buckets_[b].views.resize(layouts_[b].params.size());
+      buckets_[b].views[slots_[i].member] = view;
+    }
+  }
 }
 
 std::vector<torch::Tensor> Reducer::allocate_cpu_buckets() {
@@ -137,11 +170,10 @@ std::vector<torch::Tensor> Reducer::allocate_cpu_buckets() {
 Reducer::~Reducer() {
   // The buckets may live in the communicator's memory, which can die before
   // the model: leave each parameter a gradient of its own.
-  if (mode_ == ReduceMode::kReduceScatter) return;  // .grad never aliases a bucket there
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) {
     auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
-    if (grad.defined() && params_[i].requires_grad()) grad = grad.clone();
+    if (slots_[i].aliased && grad.defined() && params_[i].requires_grad()) grad = grad.clone();
   }
 }
 
@@ -186,14 +218,20 @@ torch::Tensor& Reducer::scatter_buffer(size_t b) {
 }
 
 // Reduce-scatter mode: the gradient joins its bucket and leaves .grad, so
-// only the buckets of this pass hold full gradients.
+// only the buckets of this pass hold full gradients. Added, not copied: the
+// caller's buckets accumulate over passes (a pooled one starts at zero).
 void Reducer::move_grad_into_bucket(size_t i) {
   auto& grad = const_cast<torch::Tensor&>(params_[i]).mutable_grad();
   if (!grad.defined()) return;
   torch::NoGradGuard no_grad;
   const Slot& s = slots_[i];
-  scatter_buffer(s.bucket).narrow(0, s.offset, grad.numel()).copy_(grad.reshape({-1}));
+  scatter_buffer(s.bucket).narrow(0, s.offset, grad.numel()).add_(grad.reshape({-1}));
   grad.reset();
+}
+
+void Reducer::take_gradient(size_t i) {
+  if (slots_[i].aliased) point_grad_at_bucket(i);
+  else move_grad_into_bucket(i);
 }
 
 void Reducer::set_comm_hook(CommHook hook) {
@@ -205,7 +243,7 @@ void Reducer::set_comm_hook(CommHook hook) {
 
 void Reducer::enable_join() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (mode_ == ReduceMode::kReduceScatter)
+  if (caller_buckets_)
     throw UsageError("paratorch: join (uneven inputs) needs the all-reduce mode of the gradient reducer");
   join_enabled_ = true;
 }
@@ -250,7 +288,10 @@ void Reducer::begin_backward() {
 
 void Reducer::on_gradient_ready(size_t i) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!sync_enabled_) return;  // no_sync(): accumulate locally only
+  if (!sync_enabled_) {  // no_sync(): accumulate locally only (in the caller's buckets, if any)
+    if (!scatter_.buffers.empty() && !slots_[i].aliased) move_grad_into_bucket(i);
+    return;
+  }
   if (phase_ == Phase::kIdle) begin_backward();
   Slot& slot = slots_[i];
   if (slot.ready)
@@ -258,8 +299,7 @@ void Reducer::on_gradient_ready(size_t i) {
                      "' received a second gradient in one backward pass; DDP reduces each "
                      "gradient once per backward (reuse inside one graph is fine, a second "
                      "backward before the first finished is not)");
-  if (mode_ == ReduceMode::kReduceScatter) move_grad_into_bucket(i);
-  else point_grad_at_bucket(i);
+  take_gradient(i);
   slot.ready = true;
   --buckets_[slot.bucket].pending;
   launch_in_order();
@@ -272,7 +312,9 @@ void Reducer::launch_in_order() {
     GradBucket view{b, bucket.flat, divisor_};
     if (mode_ == ReduceMode::kReduceScatter) {
       view.buffer = scatter_buffer(b);
-      bucket.shard = pool_.take(view.buffer.numel() / comm_->size(), scatter_.buffer_dtype, view.buffer.device());
+      const int64_t n = view.buffer.numel() / comm_->size();
+      bucket.shard = scatter_.buffers.empty() ? pool_.take(n, scatter_.buffer_dtype, view.buffer.device())
+                                              : view.buffer.narrow(0, comm_->rank() * n, n);  // in place
       view.shard = bucket.shard;
     }
     bucket.work = hook_(*comm_, view);
@@ -303,8 +345,7 @@ void Reducer::finalize() {
     throw UsageError(msg.str());
   }
   for (size_t i : unused) {
-    if (mode_ == ReduceMode::kReduceScatter) move_grad_into_bucket(i);
-    else point_grad_at_bucket(i);
+    take_gradient(i);
     slots_[i].ready = true;
     --buckets_[slots_[i].bucket].pending;
   }
@@ -328,9 +369,12 @@ void Reducer::retire_reduced(bool wait_all) {
     bucket.work.reset();
     bucket.state = BucketState::kReduced;
     if (scatter_.on_shard) scatter_.on_shard(next_to_retire_, bucket.shard);
-    pool_.give(std::move(bucket.shard));
-    pool_.give(std::move(bucket.flat));
-    bucket.shard = bucket.flat = torch::Tensor();
+    if (scatter_.buffers.empty()) {
+      pool_.give(std::move(bucket.shard));
+      pool_.give(std::move(bucket.flat));
+      bucket.flat = torch::Tensor();
+    }
+    bucket.shard = torch::Tensor();
     ++next_to_retire_;
   }
 }

@@ -33,6 +33,10 @@
 // and when backward ends each bucket's averaged shard is handed to
 // ReduceScatterOptions::on_shard and the full buckets go back to the pool:
 // between passes a rank holds only gradient shards.
+// With the caller's own full buckets (ReduceScatterOptions::buffers: ZeRO
+// stage 1, or stage 0 with ::all_reduce) the buckets persist, gradients
+// accumulate in them over micro-batches (no_sync) and each is reduced in
+// place: one gradient path for ZeRO stages 0-2.
 #pragma once
 #include <paratorch/communicator.h>
 #include <paratorch/ddp.h>
@@ -67,6 +71,16 @@ struct ReduceScatterOptions {
   /// Gets each bucket's averaged shard when backward ends (or finalize()),
   /// on the thread that ends it; the tensor goes back to a pool afterwards.
   std::function<void(size_t bucket, const torch::Tensor& shard)> on_shard;
+  /// The caller's full buckets, one per entry of `buckets` (padded length,
+  /// buffer_dtype), instead of pooled ones: ZeRO stages 0-1 keep the whole
+  /// gradient. Gradients accumulate in them over passes, no_sync() passes
+  /// included (members of buffer_dtype alias them through .grad, others are
+  /// added in); the caller zeroes them. Each is reduced in place: the shard
+  /// is its own slice, on_shard is optional.
+  std::vector<torch::Tensor> buffers;
+  /// With `buffers`: all-reduce each bucket whole instead of scattering it,
+  /// so every rank gets the whole average (ZeRO stage 0; pad to 1 rank).
+  bool all_reduce = false;
 };
 
 /// Elements of a bucket of `numel` padded to a multiple of `ranks`.
@@ -117,6 +131,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     size_t bucket = 0, member = 0;
     int64_t offset = 0;  // reduce-scatter: where the gradient starts in its bucket
     bool ready = false;
+    bool aliased = false;  // .grad is a view of the bucket (else moved into it when final)
   };
 
   /// Bucket b's flat buffer when its parameters are on the CPU (else undefined).
@@ -127,6 +142,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   void point_grad_at_bucket(size_t param);
   void move_grad_into_bucket(size_t param);
   torch::Tensor& scatter_buffer(size_t bucket);
+  void adopt_caller_buffers();
+  void take_gradient(size_t param);
   void retire_reduced(bool wait_all);
   void reset_for_next_pass();
   int active_ranks(bool me_active);
@@ -136,6 +153,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   std::shared_ptr<Communicator> comm_;
   DDPOptions options_;
   ReduceMode mode_ = ReduceMode::kAllReduce;
+  bool caller_buckets_ = false;  // built from ReduceScatterOptions (ZeRO's own bucket layout)
   ReduceScatterOptions scatter_;
   zero::BufferPool pool_;  // reduce-scatter: full buckets and shards of the pass in flight
   std::vector<BucketLayout> layouts_;
