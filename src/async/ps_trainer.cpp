@@ -2,6 +2,7 @@
 #include "async/ps_trainer.h"
 
 #include "async/async_layout.h"
+#include "async/ps_faults.h"
 #include "async/ps_logger.h"
 #include "async/ps_protocol.h"
 #include "async/ps_trace.h"
@@ -35,36 +36,6 @@ namespace {
 
 constexpr int kShardTag = 7104;
 constexpr int64_t kStatsWords = 2 + kStalenessBuckets;
-
-struct Injection {
-  int straggler_rank = -1;
-  double factor = 1;
-  int kill_rank = -1;
-  int64_t kill_step = -1;
-  int crash_rank = -1;
-  int64_t crash_step = -1;
-};
-
-// "RANK:VALUE" from the environment; UsageError when malformed.
-bool read_pair(const char* name, int* rank, double* value) {
-  const char* text = std::getenv(name);
-  if (!text || !*text) return false;
-  char* end = nullptr;
-  *rank = static_cast<int>(std::strtol(text, &end, 10));
-  if (*end != ':') throw UsageError(std::string("paratorch: ") + name + "=" + text + " must be RANK:VALUE");
-  *value = std::strtod(end + 1, &end);
-  if (*end) throw UsageError(std::string("paratorch: ") + name + "=" + text + " must be RANK:VALUE");
-  return true;
-}
-
-Injection read_injection() {
-  Injection inj;
-  read_pair("PARATORCH_PS_STRAGGLER", &inj.straggler_rank, &inj.factor);
-  double step = -1;
-  if (read_pair("PARATORCH_PS_KILL", &inj.kill_rank, &step)) inj.kill_step = static_cast<int64_t>(step);
-  if (read_pair("PARATORCH_PS_CRASH", &inj.crash_rank, &step)) inj.crash_step = static_cast<int64_t>(step);
-  return inj;
-}
 
 struct Job {
   World& world;

@@ -42,6 +42,18 @@ constexpr int64_t kTracedSteps = 20;
 // Validation uses the first kValidationBatches global batches of held-out samples.
 constexpr int kValidationBatches = 4;
 
+// The layout's groups. In ps mode [parallel] dp is ignored (docs/async.md:
+// the workers are the replicas), so it resolves to the whole world.
+Layout run_layout(const ParallelSection& p, int world_size) {
+  return Layout{p.mode == "ps" ? 0 : p.dp, p.pp, p.tp}.resolve(world_size);
+}
+
+// The layout as the start-up line and checkpoints name it.
+std::string layout_text(const ParallelSection& p, const Layout& layout, int world_size) {
+  if (p.mode != "ps") return layout.to_string();
+  return "ps servers=" + std::to_string(p.servers) + " workers=" + std::to_string(world_size - p.servers);
+}
+
 }  // namespace
 
 double peak_rss_mb() {
@@ -75,7 +87,7 @@ struct Trainer::Impl {
   Impl(World& w, Config c)
       : world(w),
         config(std::move(c)),
-        groups(w.comm(), Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp}.resolve(w.size())),
+        groups(w.comm(), run_layout(config.parallel, w.size())),
         batches(config.data.global_batch, 0, 1) {
     dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
     engine = make_engine(config, groups, models::make_model(config.model), *dataset, w.device());
@@ -102,8 +114,21 @@ struct Trainer::Impl {
   void announce(int64_t start);
 };
 
+// Which loop runs a config. Every mode whose ranks step together runs this
+// one over an engine (make_engine): sync layouts, and the bulk-synchronous
+// parameter server (ps, staleness 0: async/ps_engine.h), so `train` is the
+// path `verify` checks — clipping the global gradient norm once per step,
+// checkpointing whole tensors. Only ranks that do not step together (ps with
+// staleness != 0, hogwild's threads) run their own loops (async_runner.h).
+namespace {
+bool steps_together(const Config& config) {
+  const auto& p = config.parallel;
+  return p.mode == "sync" || (p.mode == "ps" && p.staleness == 0);
+}
+}  // namespace
+
 Trainer::Trainer(World& world, Config config) : world_(world) {
-  if (config.parallel.mode == "sync") impl_ = std::make_unique<Impl>(world, std::move(config));
+  if (steps_together(config)) impl_ = std::make_unique<Impl>(world, std::move(config));
   else async_config_ = std::make_unique<Config>(std::move(config));
 }
 Trainer::~Trainer() = default;
@@ -181,7 +206,8 @@ void Trainer::Impl::announce(int64_t start) {
   std::printf("paratorch train: %s with %lld parameters; data %s\n", config.model.name.c_str(),
               static_cast<long long>(engine->parameter_count()), dataset->describe().c_str());
   std::printf("paratorch train: %d ranks, layout %s, %s; %d threads/rank on %s; steps %lld..%d -> %s\n",
-              world.size(), groups.layout().to_string().c_str(), engine->describe().c_str(), world.threads(),
+              world.size(), layout_text(config.parallel, groups.layout(), world.size()).c_str(),
+              engine->describe().c_str(), world.threads(),
               world.device().str().c_str(), static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
   std::printf("paratorch train: estimated memory per rank: %s\n",
@@ -251,7 +277,7 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
   Checkpoint ckpt;
   ckpt.step = steps_done;
   ckpt.config_toml = to_toml(config);
-  ckpt.layout = groups.layout().to_string();
+  ckpt.layout = layout_text(config.parallel, groups.layout(), world.size());
   ckpt.world_size = world.size();
   ckpt.model = engine->full_parameters();
   ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
