@@ -12,6 +12,7 @@
 #include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
+#include "train/run_history.h"
 #include <paratorch/async.h>
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
@@ -136,10 +137,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   m.step_ms = result.mean_step_ms;
   m.throughput = result.throughput;
   m.throughput_unit = result.unit;
-  m.extra["val_loss"] = result.final_loss;
-  const models::ModelFamily& family = models::model_family(config.model.name);
-  const double metric = family.metric(result.final_loss, /*accuracy: not measured*/ -1);
-  if (!std::isnan(metric)) m.extra[family.metric_key] = metric;
+  train::add_validation_fields(m, config.model.name, result.final_loss, /*accuracy: not measured*/ -1);
   m.extra["hogwild_threads"] = threads;
   std::printf("paratorch hogwild: steps per thread:");
   for (int i = 0; i < threads; ++i) {

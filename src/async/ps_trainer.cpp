@@ -13,7 +13,6 @@
 #include "data/dataset.h"
 #include "models/registry.h"
 #include "report/metrics.h"
-#include "report/svg_plot.h"
 #include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/run_history.h"
@@ -174,10 +173,7 @@ train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64
   if (lost > 0)
     std::printf("paratorch ps: lost %d of %d workers; the job finished with the survivors\n", lost, job.workers);
   logger.history().add_validation(job.config.train.steps, val);
-  report::write_text_file(job.out("loss.svg"),
-                          logger.history().loss_svg(job.config.model.name + " on " + job.config.data.source + " (ps)",
-                                                  models::model_family(job.config.model.name).loss_name,
-                                                  job.dataset->baseline_loss()));
+  logger.history().write_loss_svg(job.config, job.dataset->baseline_loss(), " (ps)");
   std::printf("paratorch ps: %d server(s) applied %lld updates; validation loss %.4f\n", job.servers,
               static_cast<long long>(server.stats().applied), val);
   train::TrainResult result;

@@ -9,7 +9,6 @@
 #include "models/registry.h"
 #include "report/metrics.h"
 #include "report/progress.h"
-#include "report/svg_plot.h"
 #include "report/trace.h"
 #include "pipeline/schedule.h"
 #include "pipeline/timeline.h"
@@ -253,12 +252,8 @@ void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double gra
   for (const auto& [key, value] : engine->step_metrics()) m.extra[key] = value;
   history.add_train(s, loss);
   if (eval) {
-    m.extra["val_loss"] = eval->loss;
+    add_validation_fields(m, config.model.name, eval->loss, eval->accuracy);
     history.add_validation(s, eval->loss);
-    // The metric each model family is judged by (docs/config.md).
-    const models::ModelFamily& family = models::model_family(config.model.name);
-    const double metric = family.metric(eval->loss, eval->accuracy);
-    if (!std::isnan(metric)) m.extra[family.metric_key] = metric;
   }
   metrics->write(m);
   progress->update(s, loss, m.throughput, elapsed_s);
@@ -301,9 +296,7 @@ void Trainer::Impl::finish_outputs() {
   }
   if (leader()) {
     progress->finish();
-    const std::string& loss_name = models::model_family(config.model.name).loss_name;
-    report::write_text_file(out("loss.svg"), history.loss_svg(config.model.name + " on " + config.data.source,
-                                                              loss_name, dataset->baseline_loss()));
+    history.write_loss_svg(config, dataset->baseline_loss());
   }
   if (models::model_family(config.model.name).text_sample) print_sample();
 }
