@@ -41,6 +41,17 @@ constexpr int64_t kTracedSteps = 20;
 // Validation uses the first kValidationBatches global batches of held-out samples.
 constexpr int kValidationBatches = 4;
 
+// Which loop runs a config. Every mode whose ranks step together runs this
+// one over an engine (make_engine): sync layouts, and the bulk-synchronous
+// parameter server (ps, staleness 0: async/ps_engine.h), so `train` is the
+// path `verify` checks — clipping the global gradient norm once per step,
+// checkpointing whole tensors. Only ranks that do not step together (ps with
+// staleness != 0, hogwild's threads) run their own loops (async_runner.h).
+bool steps_together(const Config& config) {
+  const auto& p = config.parallel;
+  return p.mode == "sync" || (p.mode == "ps" && p.staleness == 0);
+}
+
 // The layout's groups. In ps mode [parallel] dp is ignored (docs/async.md:
 // the workers are the replicas), so it resolves to the whole world.
 Layout run_layout(const ParallelSection& p, int world_size) {
@@ -112,19 +123,6 @@ struct Trainer::Impl {
   void print_sample();
   void announce(int64_t start);
 };
-
-// Which loop runs a config. Every mode whose ranks step together runs this
-// one over an engine (make_engine): sync layouts, and the bulk-synchronous
-// parameter server (ps, staleness 0: async/ps_engine.h), so `train` is the
-// path `verify` checks — clipping the global gradient norm once per step,
-// checkpointing whole tensors. Only ranks that do not step together (ps with
-// staleness != 0, hogwild's threads) run their own loops (async_runner.h).
-namespace {
-bool steps_together(const Config& config) {
-  const auto& p = config.parallel;
-  return p.mode == "sync" || (p.mode == "ps" && p.staleness == 0);
-}
-}  // namespace
 
 Trainer::Trainer(World& world, Config config) : world_(world) {
   if (steps_together(config)) impl_ = std::make_unique<Impl>(world, std::move(config));
