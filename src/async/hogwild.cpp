@@ -99,7 +99,9 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
     start = ckpt.step;
   }
   std::filesystem::create_directories(config.train.out_dir);
-  sh.metrics = std::make_unique<report::MetricsWriter>(config.train.out_dir + "/metrics.jsonl", start > 0);
+  const std::string metrics = config.train.out_dir + "/metrics.jsonl";
+  if (start > 0) train::RunHistory().resume_from(metrics, start);  // drops lines past the checkpoint, as the Trainer
+  sh.metrics = std::make_unique<report::MetricsWriter>(metrics, start > 0);
   const int threads = hogwild_threads(config);
   std::printf("paratorch train: %s; hogwild: %d threads share one parameter copy, lock-free SGD; steps %lld..%d -> %s\n",
               sh.dataset->describe().c_str(), threads, static_cast<long long>(start), config.train.steps,

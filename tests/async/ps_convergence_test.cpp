@@ -280,6 +280,32 @@ TEST(Hogwild, TwoThreadsConvergeLikeOne) {
   EXPECT_NEAR(loss[2], loss[1], 0.25 * loss[1]);
 }
 
+// A resumed Hogwild run continues metrics.jsonl as the Trainer does
+// (RunHistory::resume_from): the lines an earlier run logged past the
+// checkpoint's step are dropped, not logged twice.
+TEST(Hogwild, ResumeLogsEachStepOnce) {
+  auto& world = test_world();
+  if (world.size() != 1) GTEST_SKIP() << "hogwild runs in one process";
+  const auto dir = scratch("hogwild_resume");
+  auto config = [&](int steps, const std::string& out) {
+    auto c = job("mf", "hogwild", 0, dir + "/" + out);
+    c.optim.name = "sgd";
+    c.optim.lr = 0.5;
+    c.train.threads_per_rank = 1;
+    c.train.steps = steps;
+    c.train.log_every = 2;
+    return c;
+  };
+  train::Trainer(world, config(6, "first")).run();    // its final checkpoint: step 6
+  train::Trainer(world, config(12, "run")).run();     // logged steps 2..12
+  train::Trainer(world, config(12, "run")).run(dir + "/first/checkpoints");  // again from step 6
+  std::ifstream in(dir + "/run/metrics.jsonl");
+  std::map<int64_t, int> lines;
+  for (std::string line; std::getline(in, line);) ++lines[std::atoll(line.c_str() + line.find("\"step\":") + 7)];
+  const std::map<int64_t, int> want = {{2, 1}, {4, 1}, {6, 1}, {8, 1}, {10, 1}, {12, 2}};  // 12: its line and the final one
+  EXPECT_EQ(lines, want);
+}
+
 TEST(Hogwild, RefusesAdamw) {
   auto& world = test_world();
   if (world.size() != 1) GTEST_SKIP() << "hogwild runs in one process";
