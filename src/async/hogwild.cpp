@@ -12,6 +12,7 @@
 #include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/lr_schedule.h"
+#include "train/run_history.h"
 #include <paratorch/async.h>
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
@@ -98,7 +99,9 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
     start = ckpt.step;
   }
   std::filesystem::create_directories(config.train.out_dir);
-  sh.metrics = std::make_unique<report::MetricsWriter>(config.train.out_dir + "/metrics.jsonl", start > 0);
+  const std::string metrics = config.train.out_dir + "/metrics.jsonl";
+  if (start > 0) train::RunHistory().resume_from(metrics, start);  // drops lines past the checkpoint, as the Trainer
+  sh.metrics = std::make_unique<report::MetricsWriter>(metrics, start > 0);
   const int threads = hogwild_threads(config);
   std::printf("paratorch train: %s; hogwild: %d threads share one parameter copy, lock-free SGD; steps %lld..%d -> %s\n",
               sh.dataset->describe().c_str(), threads, static_cast<long long>(start), config.train.steps,
@@ -136,10 +139,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   m.step_ms = result.mean_step_ms;
   m.throughput = result.throughput;
   m.throughput_unit = result.unit;
-  m.extra["val_loss"] = result.final_loss;
-  const models::ModelFamily& family = models::model_family(config.model.name);
-  const double metric = family.metric(result.final_loss, /*accuracy: not measured*/ -1);
-  if (!std::isnan(metric)) m.extra[family.metric_key] = metric;
+  train::add_validation_fields(m, config.model.name, result.final_loss, /*accuracy: not measured*/ -1);
   m.extra["hogwild_threads"] = threads;
   std::printf("paratorch hogwild: steps per thread:");
   for (int i = 0; i < threads; ++i) {

@@ -2,11 +2,56 @@
 #include "async/ps_engine.h"
 
 #include "async/async_layout.h"
+#include "async/ps_faults.h"
 #include "parallel/grad_norm.h"
 #include "train/lr_schedule.h"
 #include <paratorch/errors.h>
 
 namespace paratorch::async {
+namespace {
+
+// A server's optimizer keeps its state by piece key ("name" or
+// "name@rowsA-B"); a checkpoint keeps it by parameter name, whole (any
+// layout's). Loading takes this server's rows of each whole tensor.
+class PieceStateOptimizer final : public train::Optimizer {
+ public:
+  PieceStateOptimizer(std::unique_ptr<train::Optimizer> inner, std::vector<Piece> pieces,
+                      std::vector<std::string> kinds)
+      : inner_(std::move(inner)), pieces_(std::move(pieces)), kinds_(std::move(kinds)) {}
+  void step(double lr, double grad_scale) override {
+    inner_->step(lr, grad_scale);
+    steps_ = inner_->steps_taken();
+  }
+  std::map<std::string, torch::Tensor> state_tensors() const override { return inner_->state_tensors(); }
+  void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
+    std::map<std::string, torch::Tensor> mine;
+    if (auto step = state.find("step"); step != state.end()) mine["step"] = step->second;
+    for (const auto& piece : pieces_)
+      for (const auto& kind : kinds_)
+        if (auto it = state.find(piece.name + "." + kind); it != state.end())
+          mine[piece.key + "." + kind] = piece_view(it->second, piece);
+    inner_->load_state_tensors(mine);  // names what is missing or mis-shaped
+    steps_ = inner_->steps_taken();
+  }
+
+ private:
+  std::unique_ptr<train::Optimizer> inner_;
+  std::vector<Piece> pieces_;
+  std::vector<std::string> kinds_;
+};
+
+// The per-parameter state kinds of `options`' optimizer ("<parameter>.<kind>",
+// optimizer.h), read off one built over a probe tensor: workers hold no
+// state of their own to read them from.
+std::vector<std::string> state_kinds(const train::OptimSection& options) {
+  const std::string probe = "probe.";
+  std::vector<std::string> kinds;
+  for (const auto& [key, t] : train::make_optimizer(options, {{"probe", torch::zeros({1})}})->state_tensors())
+    if (key.compare(0, probe.size(), probe) == 0) kinds.push_back(key.substr(probe.size()));
+  return kinds;
+}
+
+}  // namespace
 
 PsEngine::PsEngine(const train::Config& config, const ProcessGroups& groups,
                    std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset)
@@ -39,6 +84,8 @@ PsEngine::PsEngine(const train::Config& config, const ProcessGroups& groups,
     options.workers = workers_;
     options.timeout_s = config.comm.timeout_s;
     options.grad_clip = 0;  // the caller clips the global norm on the servers
+    const Injection inj = read_injection();  // bench/async_compare's straggler
+    if (inj.straggler_rank == world_->rank()) options.delay_factor = inj.factor;
     std::vector<torch::Tensor> params;
     for (const auto& item : model_->named_parameters(true)) params.push_back(item.value());
     worker_ = std::make_unique<Worker>(world_, plan_, std::move(params), options);
@@ -86,6 +133,30 @@ train::EvalResult PsEngine::evaluate(const std::vector<int64_t>& ids) {
     r.accuracy = (model_->forward(batch.input).argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
   model_->train();
   return r;
+}
+
+std::unique_ptr<train::Optimizer> PsEngine::build_optimizer(const train::OptimSection& options) {
+  state_kinds_ = state_kinds(options);
+  return std::make_unique<PieceStateOptimizer>(train::make_optimizer(options, named_parameters()),
+                                               server_ ? server_->pieces() : std::vector<Piece>{}, state_kinds_);
+}
+
+// Each kind assembled from the servers' pieces as full_parameters() is; the
+// step count is server 0's (rank 0's: workers' optimizers never step).
+std::map<std::string, torch::Tensor> PsEngine::full_optimizer_state(const std::map<std::string, torch::Tensor>& local) {
+  auto step = torch::zeros({1}, torch::kLong);
+  if (auto it = local.find("step"); it != local.end()) step.copy_(it->second.reshape({1}));
+  world_->broadcast(step, 0);
+  std::map<std::string, torch::Tensor> out{{"step", step.reshape({})}};
+  std::vector<std::pair<std::string, torch::Tensor>> params;
+  for (const auto& item : model_->named_parameters(true)) params.emplace_back(item.key(), item.value());
+  for (const auto& kind : state_kinds_) {
+    std::map<std::string, torch::Tensor> mine;
+    if (server_)
+      for (const auto& piece : server_->pieces()) mine[piece.key] = local.at(piece.key + "." + kind);
+    for (auto& [name, full] : assemble_full(*world_, plan_, mine, params)) out[name + "." + kind] = full;
+  }
+  return out;
 }
 
 std::map<std::string, torch::Tensor> PsEngine::full_parameters() {

@@ -11,6 +11,13 @@
 // world. So train::take_step clips the global norm and steps the servers'
 // shards at the caller's lr, as for every other layout, and
 // full_parameters() is the shards after the last update.
+//
+// `paratorch train` with staleness 0 runs this engine too, through the
+// Trainer's loop (the same path verify checks): its checkpoints hold whole
+// tensors by parameter name — full_optimizer_state() assembles the servers'
+// optimizer state, and the optimizer build_optimizer() returns loads such a
+// state back into each server's pieces — so a bulk-synchronous run resumes
+// in any layout, and any layout's checkpoint resumes here.
 #pragma once
 #include "async/ps_server.h"
 #include "async/ps_worker.h"
@@ -31,6 +38,8 @@ class PsEngine : public train::Engine {
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   int64_t parameter_count() override;
   std::string describe() override;
+  std::unique_ptr<train::Optimizer> build_optimizer(const train::OptimSection& options) override;
+  std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
 
  private:
   std::shared_ptr<Communicator> world_;
@@ -41,6 +50,7 @@ class PsEngine : public train::Engine {
   std::unique_ptr<Server> server_;  // on ranks [0, servers)
   std::unique_ptr<Worker> worker_;  // on the others
   int64_t step_ = 0;
+  std::vector<std::string> state_kinds_;  // the optimizer's per-parameter state ("exp_avg", ...)
 };
 
 }  // namespace paratorch::async

@@ -13,8 +13,21 @@ bool validates_at(int64_t step, int log_every, int64_t steps) {
   return step > 0 && step < steps && step % (5 * static_cast<int64_t>(log_every)) == 0;
 }
 
+namespace {
+
+// A resumed run's history and metrics.jsonl, as the Trainer's: the lines up
+// to its first step, those after it dropped (they are logged again).
+train::RunHistory resumed_history(const LoggerOptions& options) {
+  train::RunHistory history;
+  if (options.append) history.resume_from(options.metrics_path, options.first_step);
+  return history;
+}
+
+}  // namespace
+
 Logger::Logger(const Server& server, LoggerOptions options)
-    : server_(server), options_(std::move(options)), writer_(options_.metrics_path, options_.append),
+    : server_(server), options_(std::move(options)), history_(resumed_history(options_)),
+      writer_(options_.metrics_path, options_.append),
       logged_step_(options_.first_step), last_s_(now_s()) {}
 
 void Logger::on_push(int64_t step, double validation) {

@@ -26,7 +26,7 @@ namespace paratorch::async {
 
 struct LoggerOptions {
   std::string metrics_path;
-  bool append = false;           // a resumed run
+  bool append = false;           // a resumed run: lines past first_step are dropped (RunHistory::resume_from)
   int workers = 1;
   int log_every = 1;
   int64_t steps = 1;
@@ -54,8 +54,8 @@ class Logger {
   void write(report::StepMetrics m);
   const Server& server_;
   LoggerOptions options_;
+  train::RunHistory history_;  // before writer_: a resumed run trims the file first
   report::MetricsWriter writer_;
-  train::RunHistory history_;
   int64_t pushes_ = 0, logged_step_ = 0;
   double last_s_;
   std::optional<report::StepMetrics> held_;  // a validating step's line

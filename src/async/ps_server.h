@@ -185,6 +185,13 @@ class Server {
   ServerStats stats_;
 };
 
+/// Full fp32 tensors shaped like `params`, by parameter name, on every rank
+/// of `group` (collective): rank s < plan.servers gives the rows of its
+/// pieces in `mine` (by piece key), the others give nothing.
+std::map<std::string, torch::Tensor> assemble_full(Communicator& group, const ShardPlan& plan,
+                                                   const std::map<std::string, torch::Tensor>& mine,
+                                                   const std::vector<std::pair<std::string, torch::Tensor>>& params);
+
 /// Every parameter as a full fp32 tensor by name, on every rank of `group`
 /// (collective): each server (`server` non-null, its group rank its index)
 /// writes its pieces into zeros shaped like `params` and a sum over the

@@ -2,6 +2,7 @@
 #include "async/ps_trainer.h"
 
 #include "async/async_layout.h"
+#include "async/ps_faults.h"
 #include "async/ps_logger.h"
 #include "async/ps_protocol.h"
 #include "async/ps_trace.h"
@@ -12,7 +13,6 @@
 #include "data/dataset.h"
 #include "models/registry.h"
 #include "report/metrics.h"
-#include "report/svg_plot.h"
 #include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/run_history.h"
@@ -35,36 +35,6 @@ namespace {
 
 constexpr int kShardTag = 7104;
 constexpr int64_t kStatsWords = 2 + kStalenessBuckets;
-
-struct Injection {
-  int straggler_rank = -1;
-  double factor = 1;
-  int kill_rank = -1;
-  int64_t kill_step = -1;
-  int crash_rank = -1;
-  int64_t crash_step = -1;
-};
-
-// "RANK:VALUE" from the environment; UsageError when malformed.
-bool read_pair(const char* name, int* rank, double* value) {
-  const char* text = std::getenv(name);
-  if (!text || !*text) return false;
-  char* end = nullptr;
-  *rank = static_cast<int>(std::strtol(text, &end, 10));
-  if (*end != ':') throw UsageError(std::string("paratorch: ") + name + "=" + text + " must be RANK:VALUE");
-  *value = std::strtod(end + 1, &end);
-  if (*end) throw UsageError(std::string("paratorch: ") + name + "=" + text + " must be RANK:VALUE");
-  return true;
-}
-
-Injection read_injection() {
-  Injection inj;
-  read_pair("PARATORCH_PS_STRAGGLER", &inj.straggler_rank, &inj.factor);
-  double step = -1;
-  if (read_pair("PARATORCH_PS_KILL", &inj.kill_rank, &step)) inj.kill_step = static_cast<int64_t>(step);
-  if (read_pair("PARATORCH_PS_CRASH", &inj.crash_rank, &step)) inj.crash_step = static_cast<int64_t>(step);
-  return inj;
-}
 
 struct Job {
   World& world;
@@ -203,10 +173,7 @@ train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64
   if (lost > 0)
     std::printf("paratorch ps: lost %d of %d workers; the job finished with the survivors\n", lost, job.workers);
   logger.history().add_validation(job.config.train.steps, val);
-  report::write_text_file(job.out("loss.svg"),
-                          logger.history().loss_svg(job.config.model.name + " on " + job.config.data.source + " (ps)",
-                                                  models::model_family(job.config.model.name).loss_name,
-                                                  job.dataset->baseline_loss()));
+  logger.history().write_loss_svg(job.config, job.dataset->baseline_loss(), " (ps)");
   std::printf("paratorch ps: %d server(s) applied %lld updates; validation loss %.4f\n", job.servers,
               static_cast<long long>(server.stats().applied), val);
   train::TrainResult result;

@@ -1,13 +1,16 @@
-// src/async/ps_trainer.h — `paratorch train` with [parallel] mode = "ps".
+// src/async/ps_trainer.h — `paratorch train` with [parallel] mode = "ps"
+// and staleness != 0 (stale-synchronous or asynchronous). Staleness 0 steps
+// every rank together and runs the Trainer's own loop over PsEngine
+// (ps_engine.h), the path `verify` checks.
 //
-// The synchronous Trainer steps every rank together; a parameter-server job
-// does not: servers (ranks [0, S)) run a serve loop and workers (ranks
+// The synchronous Trainer steps every rank together; an SSP or asynchronous
+// parameter-server job does not: servers (ranks [0, S)) run a serve loop and workers (ranks
 // [S, N)) run their own step loop, each at its own pace within the
 // staleness bound (ps_server.h). This runner reuses the trainer's pieces
 // (dataset, sampler, lr schedule, optimizer, metrics writer, checkpoints,
 // summary line) around that split.
 //
-// With staleness >= 0 worker w computes, at its step t, the w-th of W slices
+// With staleness > 0 worker w computes, at its step t, the w-th of W slices
 // of global batch t (DistributedSampler). With staleness -1 server 0 hands
 // out those slices one pull at a time (ServerOptions::assign_slots), so fast
 // workers take more of them than a straggler. Either way the job processes
@@ -19,7 +22,7 @@
 // checkpoints in <out_dir>/checkpoints/server-K/. final_loss in the summary
 // line is the validation loss of the final parameters.
 //
-// Injected faults, for tests and bench/async (environment variables):
+// Injected faults (ps_faults.h), for tests and bench/async_compare:
 //   PARATORCH_PS_STRAGGLER=RANK:FACTOR  that worker computes FACTOR x slower
 //                                       (sleeps (FACTOR-1) x its compute time per step)
 //   PARATORCH_PS_KILL=RANK:STEP         that worker stops dead before STEP

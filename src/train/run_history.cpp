@@ -2,10 +2,12 @@
 #include "train/run_history.h"
 
 #include "formats/atomic_file.h"
+#include "models/registry.h"
 #include "report/svg_plot.h"
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -38,6 +40,19 @@ std::string RunHistory::loss_svg(const std::string& title, const std::string& lo
     chart.series.push_back({"unigram baseline", "#7f7f7f",
                             {{train_.front().first, baseline}, {train_.back().first, baseline}}});
   return chart.to_svg();
+}
+
+void RunHistory::write_loss_svg(const Config& config, double baseline, const std::string& suffix) const {
+  const std::string& loss_name = models::model_family(config.model.name).loss_name;
+  report::write_text_file(config.train.out_dir + "/loss.svg",
+                          loss_svg(config.model.name + " on " + config.data.source + suffix, loss_name, baseline));
+}
+
+void add_validation_fields(report::StepMetrics& m, const std::string& model, double loss, double accuracy) {
+  m.extra["val_loss"] = loss;
+  const models::ModelFamily& family = models::model_family(model);
+  const double metric = family.metric(loss, accuracy);
+  if (!std::isnan(metric)) m.extra[family.metric_key] = metric;
 }
 
 }  // namespace paratorch::train

@@ -9,7 +9,6 @@
 #include "models/registry.h"
 #include "report/metrics.h"
 #include "report/progress.h"
-#include "report/svg_plot.h"
 #include "report/trace.h"
 #include "pipeline/schedule.h"
 #include "pipeline/timeline.h"
@@ -41,6 +40,29 @@ constexpr int64_t kTracedSteps = 20;
 
 // Validation uses the first kValidationBatches global batches of held-out samples.
 constexpr int kValidationBatches = 4;
+
+// Which loop runs a config. Every mode whose ranks step together runs this
+// one over an engine (make_engine): sync layouts, and the bulk-synchronous
+// parameter server (ps, staleness 0: async/ps_engine.h), so `train` is the
+// path `verify` checks — clipping the global gradient norm once per step,
+// checkpointing whole tensors. Only ranks that do not step together (ps with
+// staleness != 0, hogwild's threads) run their own loops (async_runner.h).
+bool steps_together(const Config& config) {
+  const auto& p = config.parallel;
+  return p.mode == "sync" || (p.mode == "ps" && p.staleness == 0);
+}
+
+// The layout's groups. In ps mode [parallel] dp is ignored (docs/async.md:
+// the workers are the replicas), so it resolves to the whole world.
+Layout run_layout(const ParallelSection& p, int world_size) {
+  return Layout{p.mode == "ps" ? 0 : p.dp, p.pp, p.tp}.resolve(world_size);
+}
+
+// The layout as the start-up line and checkpoints name it.
+std::string layout_text(const ParallelSection& p, const Layout& layout, int world_size) {
+  if (p.mode != "ps") return layout.to_string();
+  return "ps servers=" + std::to_string(p.servers) + " workers=" + std::to_string(world_size - p.servers);
+}
 
 }  // namespace
 
@@ -75,7 +97,7 @@ struct Trainer::Impl {
   Impl(World& w, Config c)
       : world(w),
         config(std::move(c)),
-        groups(w.comm(), Layout{config.parallel.dp, config.parallel.pp, config.parallel.tp}.resolve(w.size())),
+        groups(w.comm(), run_layout(config.parallel, w.size())),
         batches(config.data.global_batch, 0, 1) {
     dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
     engine = make_engine(config, groups, models::make_model(config.model), *dataset, w.device());
@@ -103,7 +125,7 @@ struct Trainer::Impl {
 };
 
 Trainer::Trainer(World& world, Config config) : world_(world) {
-  if (config.parallel.mode == "sync") impl_ = std::make_unique<Impl>(world, std::move(config));
+  if (steps_together(config)) impl_ = std::make_unique<Impl>(world, std::move(config));
   else async_config_ = std::make_unique<Config>(std::move(config));
 }
 Trainer::~Trainer() = default;
@@ -181,7 +203,8 @@ void Trainer::Impl::announce(int64_t start) {
   std::printf("paratorch train: %s with %lld parameters; data %s\n", config.model.name.c_str(),
               static_cast<long long>(engine->parameter_count()), dataset->describe().c_str());
   std::printf("paratorch train: %d ranks, layout %s, %s; %d threads/rank on %s; steps %lld..%d -> %s\n",
-              world.size(), groups.layout().to_string().c_str(), engine->describe().c_str(), world.threads(),
+              world.size(), layout_text(config.parallel, groups.layout(), world.size()).c_str(),
+              engine->describe().c_str(), world.threads(),
               world.device().str().c_str(), static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
   std::printf("paratorch train: estimated memory per rank: %s\n",
@@ -227,12 +250,8 @@ void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double gra
   for (const auto& [key, value] : engine->step_metrics()) m.extra[key] = value;
   history.add_train(s, loss);
   if (eval) {
-    m.extra["val_loss"] = eval->loss;
+    add_validation_fields(m, config.model.name, eval->loss, eval->accuracy);
     history.add_validation(s, eval->loss);
-    // The metric each model family is judged by (docs/config.md).
-    const models::ModelFamily& family = models::model_family(config.model.name);
-    const double metric = family.metric(eval->loss, eval->accuracy);
-    if (!std::isnan(metric)) m.extra[family.metric_key] = metric;
   }
   metrics->write(m);
   progress->update(s, loss, m.throughput, elapsed_s);
@@ -251,7 +270,7 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
   Checkpoint ckpt;
   ckpt.step = steps_done;
   ckpt.config_toml = to_toml(config);
-  ckpt.layout = groups.layout().to_string();
+  ckpt.layout = layout_text(config.parallel, groups.layout(), world.size());
   ckpt.world_size = world.size();
   ckpt.model = engine->full_parameters();
   ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
@@ -275,9 +294,7 @@ void Trainer::Impl::finish_outputs() {
   }
   if (leader()) {
     progress->finish();
-    const std::string& loss_name = models::model_family(config.model.name).loss_name;
-    report::write_text_file(out("loss.svg"), history.loss_svg(config.model.name + " on " + config.data.source,
-                                                              loss_name, dataset->baseline_loss()));
+    history.write_loss_svg(config, dataset->baseline_loss());
   }
   if (models::model_family(config.model.name).text_sample) print_sample();
 }

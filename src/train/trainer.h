@@ -33,8 +33,10 @@ struct TrainResult {
 
 class Trainer {
  public:
-  /// [parallel] mode "ps" and "hogwild" do not step every rank together:
-  /// run() hands them to their own runners (src/async/async_runner.h).
+  /// [parallel] mode "ps" with staleness != 0 and "hogwild" do not step
+  /// every rank together: run() hands them to their own runners
+  /// (src/async/async_runner.h). Sync layouts and ps with staleness 0 run
+  /// this loop over their engine (make_engine).
   Trainer(World& world, Config config);
   ~Trainer();
   /// Runs to config.train.steps (from `resume_dir`'s step when given).
@@ -42,7 +44,7 @@ class Trainer {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;  // mode = "sync"
+  std::unique_ptr<Impl> impl_;  // ranks that step together
   World& world_;
   std::unique_ptr<Config> async_config_;  // the other modes
 };
