@@ -48,6 +48,11 @@ void check_async_layout(const train::Config& config, int world_size) {
     refuse("[parallel] servers = " + std::to_string(p.servers) + " must be below the world size " +
            std::to_string(world_size) + " (at least one rank must be a worker); lower servers or add ranks");
   const int workers = world_size - p.servers;
+  // The workers are the replicas: dp is theirs to set, never accepted and ignored.
+  if (p.dp != 0 && p.dp != workers)
+    refuse("[parallel] dp = " + std::to_string(p.dp) + " but mode = \"ps\" has " + std::to_string(workers) +
+           " workers (world " + std::to_string(world_size) + " - servers " + std::to_string(p.servers) +
+           "), which are its data-parallel replicas; set dp = \"auto\" or dp = " + std::to_string(workers));
   if (config.data.global_batch % workers != 0)
     refuse("[data] global_batch = " + std::to_string(config.data.global_batch) + " must divide over the " +
            std::to_string(workers) + " ps workers (world " + std::to_string(world_size) + " - servers " +

@@ -52,8 +52,8 @@ bool steps_together(const Config& config) {
   return p.mode == "sync" || (p.mode == "ps" && p.staleness == 0);
 }
 
-// The layout's groups. In ps mode [parallel] dp is ignored (docs/async.md:
-// the workers are the replicas), so it resolves to the whole world.
+// The layout's groups. In ps mode the workers are the replicas (docs/async.md;
+// check_async_layout refuses a dp that is not theirs), so it resolves to the whole world.
 Layout run_layout(const ParallelSection& p, int world_size) {
   return Layout{p.mode == "ps" ? 0 : p.dp, p.pp, p.tp}.resolve(world_size);
 }
