@@ -1,7 +1,7 @@
 // src/models/gpt.cpp — see gpt.h.
 #include "models/gpt.h"
 
-#include "models/ops.h"
+#include "ops/ops.h"
 #include "models/registry.h"
 #include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>

@@ -1,7 +1,7 @@
 // src/models/mlp.cpp — see mlp.h.
 #include "models/mlp.h"
 
-#include "models/ops.h"
+#include "ops/ops.h"
 #include "models/registry.h"
 
 #include <cmath>

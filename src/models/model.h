@@ -79,7 +79,7 @@ class BundledModel : public torch::nn::Module {
   std::map<std::string, tensor_parallel::ShardSpec> shard_specs() const;
   /// The model as an ordered list of blocks (see ModelBlock).
   virtual std::vector<ModelBlock> blocks() = 0;
-  /// True when all of forward's arithmetic goes through models/ops.h, so fp16
+  /// True when all of forward's arithmetic goes through ops/ops.h, so fp16
   /// runs even on a CPU libtorch without Half kernels (mlp, gpt).
   virtual bool computes_through_ops() const { return false; }
 

@@ -2,7 +2,7 @@
 // vocabulary-parallel cross-entropy (declared in <paratorch/tensor_parallel_layers.h>).
 #include "tensor_parallel/layers.h"
 
-#include "models/ops.h"
+#include "ops/ops.h"
 #include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
@@ -52,7 +52,7 @@ ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in, int64_t out, Tens
 
 torch::Tensor ColumnParallelLinearImpl::forward(const torch::Tensor& x) {
   auto in = tp_.sp() ? gather_from_sequence(x, tp_) : copy_to_tp(x, tp_);
-  auto y = models::ops::linear(in, weight, bias);
+  auto y = ops::linear(in, weight, bias);
   return options_.gather_output() ? gather_from_tp(y, tp_) : y;
 }
 
@@ -75,7 +75,7 @@ RowParallelLinearImpl::RowParallelLinearImpl(int64_t in, int64_t out, TensorPara
 
 torch::Tensor RowParallelLinearImpl::forward(const torch::Tensor& x) {
   auto in = options_.input_is_parallel() ? x : scatter_to_tp(x, tp_);
-  auto partial = models::ops::linear(in, weight);
+  auto partial = ops::linear(in, weight);
   auto y = tp_.sp() ? reduce_scatter_to_sequence(partial, tp_) : reduce_from_tp(partial, tp_);
   return bias.defined() ? y + bias : y;  // once, after the sum
 }

@@ -1,7 +1,7 @@
 // src/zero/precision.cpp — see precision.h.
 #include "zero/precision.h"
 
-#include "models/ops.h"
+#include "ops/ops.h"
 #include <paratorch/errors.h>
 
 namespace paratorch::zero {
@@ -16,10 +16,9 @@ torch::ScalarType precision_dtype(const std::string& precision) {
 namespace {
 
 // One of each operation the bundled models use, forward and backward, through
-// models/ops.h as the models call them; a c10::Error's first line otherwise.
+// ops/ops.h as the models call them; a c10::Error's first line otherwise.
 std::string probe_failure(torch::ScalarType dtype, torch::Device device, bool through_ops) {
   try {
-    namespace ops = models::ops;
     auto opts = torch::TensorOptions().dtype(dtype).device(device);
     auto x = torch::ones({2, 4}, opts).requires_grad_(true);
     auto w = torch::ones({4, 4}, opts), b = torch::ones({4}, opts);

@@ -2,7 +2,7 @@
 //
 // Mixed precision keeps fp32 master weights and computes in bf16 or fp16.
 // libtorch 1.13's CPU kernels lack fp16 (Half) for matrix products, layer
-// norm, GELU and softmax. mlp and gpt compute through models/ops.h, which
+// norm, GELU and softmax. mlp and gpt compute through ops/ops.h, which
 // then runs each of those operations in fp32 between fp16 tensors; any other
 // model in fp16 on such a build is refused up front with a clear message
 // (probed, not guessed from the version). bf16 works on CPU.

@@ -9,7 +9,7 @@
 
 #include "data/dataset.h"
 #include "models/model.h"
-#include "models/ops.h"
+#include "ops/ops.h"
 #include "verify/equivalence.h"
 #include "zero/precision.h"
 #include "mpi_test_env.h"
@@ -303,7 +303,7 @@ Trajectory run_fp16(Config c, int steps, ScalerReadings& r) {
 
 // fp16 compute with fp32 masters and the dynamic loss scaler trains as fp32
 // does. On a CPU libtorch without Half kernels mlp and gpt run
-// fp16 through models/ops.h (fp32 arithmetic between fp16 tensors). The
+// fp16 through ops/ops.h (fp32 arithmetic between fp16 tensors). The
 // initial scale 2^10 keeps these tiny models' scaled gradients inside fp16's
 // range, so no step is skipped and the runs compare step for step.
 TEST(Zero, Fp16TrainsAsFp32) {
@@ -361,7 +361,7 @@ TEST(Zero, Fp16IsRefusedClearlyWhereAModelLacksKernels) {
   cnn.d_model = 4;
   models::ModelConfig mlp = small("mlp", 0, "sgd").model;
   EXPECT_NO_THROW(zero::require_precision_supported("fp16", torch::kCPU, *models::make_model(mlp)));
-  if (!models::ops::fp16_is_emulated(torch::kCPU)) GTEST_SKIP() << "this libtorch has CPU Half kernels";
+  if (!ops::fp16_is_emulated(torch::kCPU)) GTEST_SKIP() << "this libtorch has CPU Half kernels";
   try {
     zero::require_precision_supported("fp16", torch::kCPU, *models::make_model(cnn));
     ADD_FAILURE() << "cnn in fp16 on CPU was accepted";

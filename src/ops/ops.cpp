@@ -1,7 +1,7 @@
-// src/models/ops.cpp — see ops.h.
-#include "models/ops.h"
+// src/ops/ops.cpp — see ops.h.
+#include "ops/ops.h"
 
-namespace paratorch::models::ops {
+namespace paratorch::ops {
 namespace {
 
 // Whether this libtorch's CPU kernels lack Half for any operation below.
@@ -74,4 +74,4 @@ torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b) {
   return rounded(torch::matmul(widen(a), widen(b)));
 }
 
-}  // namespace paratorch::models::ops
+}  // namespace paratorch::ops

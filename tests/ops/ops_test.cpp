@@ -1,13 +1,13 @@
-// tests/models/ops_test.cpp — models/ops.h: fp32 and bf16 call libtorch
+// tests/ops/ops_test.cpp — ops/ops.h: fp32 and bf16 call libtorch
 // unchanged; fp16 on a CPU without Half kernels computes in fp32 between fp16
 // tensors, rounds outputs and gradients to fp16, and keeps fp16's range.
-#include "models/ops.h"
+#include "ops/ops.h"
 
 #include <gtest/gtest.h>
 
 #include <limits>
 
-namespace paratorch::models {
+namespace paratorch::ops {
 namespace {
 
 TEST(Ops, Fp32CallsLibtorchUnchanged) {
@@ -79,4 +79,4 @@ TEST(Ops, Fp16IsEmulatedOnlyOnCpu) {
 }
 
 }  // namespace
-}  // namespace paratorch::models
+}  // namespace paratorch::ops

@@ -1,5 +1,7 @@
-// src/models/ops.h — the arithmetic the bundled models compute, with an fp16
-// path for CPU builds of libtorch that have no Half kernels.
+// src/ops/ops.h — the arithmetic the bundled models and the tensor-parallel
+// layers compute, with an fp16 path for CPU builds of libtorch that have no
+// Half kernels. Below both of them, so neither folder depends on the other
+// for it.
 //
 // libtorch 1.13's CPU kernels lack Half for matrix products, layer norm, GELU
 // and softmax ("addmm_impl_cpu_" not implemented for 'Half'). Where they are
@@ -20,7 +22,7 @@
 
 #include <string>
 
-namespace paratorch::models::ops {
+namespace paratorch::ops {
 
 /// True when fp16 on `device` runs through the fp32 path above (CPU without Half kernels).
 bool fp16_is_emulated(torch::Device device);
@@ -36,4 +38,4 @@ torch::Tensor baddbmm(const torch::Tensor& self, const torch::Tensor& a, const t
 torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
 
-}  // namespace paratorch::models::ops
+}  // namespace paratorch::ops
