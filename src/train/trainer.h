@@ -1,11 +1,12 @@
 // src/train/trainer.h — the training loop behind `paratorch train`.
 //
-// One step, top to bottom (trainer.cpp, Trainer::step):
+// One step, top to bottom (train_step.cpp, take_step):
 //   lr = warm-up/cosine(step)                    (lr_schedule.h)
 //   ids = the global batch of this step           (DistributedSampler)
 //   loss = engine.forward_backward(ids)           (layout-specific: engine.h)
-//   norm = clip_grad_norm(params, grad_clip)      (grad_clip.h)
-//   optimizer.step()                              (AdamW or SGD+momentum)
+//   norm = global_grad_norm(params)               (grad_clip.h)
+//   optimizer.step(lr, clip_coefficient(norm, grad_clip))  (AdamW or SGD+momentum;
+//                                                 the clip folded into the update)
 // then metrics.jsonl / progress / validation / checkpoints on schedule.
 // At the end: loss.svg, trace.json, the final checkpoint, a text sample for
 // gpt, and the summary line (docs/training.md) on stdout.
