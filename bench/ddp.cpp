@@ -29,8 +29,8 @@
 #include "data/dataset.h"
 #include "data/synthetic.h"
 #include "models/model.h"
-#include "train/engine.h"
-#include "train/optimizer.h"
+#include "train/engine_factory.h"
+#include "optim/optimizer.h"
 #include <paratorch/layout.h>
 
 #include <algorithm>
@@ -81,7 +81,7 @@ std::vector<double> run_zero1(paratorch::World& world, const paratorch::models::
     world.comm()->barrier();
     auto t0 = std::chrono::steady_clock::now();
     paratorch::train::zero_gradients(engine->named_parameters());
-    engine->forward_backward(global.global_indices(s));
+    engine->forward_backward(paratorch::train::local_microbatches(*engine, data, global.global_indices(s)));
     const auto t_backward = std::chrono::steady_clock::now();
     optimizer->step(3e-4);
     const auto t_end = std::chrono::steady_clock::now();
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
   const char* optim_env = std::getenv("BENCH_OPTIM");
   const bool torch_optim = optim_env && std::strcmp(optim_env, "torch") == 0;
   torch::optim::AdamW torch_opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
-  paratorch::train::OptimSection optim;  // adamw, lr 3e-4, weight decay 0.1
+  paratorch::train::OptimizerOptions optim;  // adamw, weight decay 0.1 (lr 3e-4 at each step)
   paratorch::train::NamedTensors named;
   for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
   auto paratorch_opt = paratorch::train::make_optimizer(optim, named);

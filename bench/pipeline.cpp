@@ -6,7 +6,7 @@
 //    each stage's compute replaced by a fixed wait (forward 20 ms, backward
 //    40 ms per stage by default, split over chunks), so four ranks on a few
 //    cores do not compete for them. The measured bubble (median over steps of the mean
-//    over stages of idle / step window, pipeline/timeline.h) is set against
+//    over stages of idle / step window, parallel/pipeline/timeline.h) is set against
 //    (p-1)/(m+p-1) for gpipe and 1f1b and (p-1)/(v*m+p-1) for interleaved.
 // 2. gpt (8 layers of width 128, seq 64; stages cut at blocks 3,5,7: two
 //    layers each, the embedding and head riding along at the ends), m = 4, 8,
@@ -15,10 +15,11 @@
 //    activations autograd keeps: GPipe holds m micro-batches, 1F1B at most
 //    p - r on stage r.
 #include "data/dataset.h"
-#include "pipeline/timeline.h"
+#include "parallel/pipeline/timeline.h"
 #include "report/trace.h"
-#include "train/optimizer.h"
-#include "train/pipeline_engine.h"
+#include "optim/optimizer.h"
+#include "parallel/pipeline/options.h"
+#include "parallel/pipeline/pipeline_engine.h"
 #include <paratorch/sampler.h>
 #include <paratorch/world.h>
 
@@ -99,8 +100,8 @@ Figures gpt_run(World& world, const std::string& schedule, int m, int steps) {
   mc.name = "gpt", mc.n_layers = 8, mc.d_model = 128, mc.n_heads = 4, mc.seq_len = 64;
   auto dataset = data::make_dataset("synthetic", mc, 7);
   ProcessGroups groups(world.comm(), Layout{1, world.size(), 1});
-  train::PipelineOptions o;
-  o.global_batch = 2 * m, o.microbatches = m, o.schedule = schedule, o.partition = "3,5,7", o.model_name = "gpt";
+  train::PipelineEngineOptions o;
+  o.global_batch = 2 * m, o.microbatches = m, o.schedule = paratorch::parallel::pipeline::schedule_from_name(schedule), o.partition = "3,5,7", o.model_name = "gpt";
   train::PipelineEngine engine(groups, models::make_model(mc), *dataset, world.device(), o);
   auto& executor = const_cast<pipeline::Executor&>(engine.executor());
   DistributedSampler batches(o.global_batch, 0, 1);
@@ -109,7 +110,7 @@ Figures gpt_run(World& world, const std::string& schedule, int m, int steps) {
   Figures f;
   f.bubble = traced_bubble(world, groups.layout(), [&] {
     train::zero_gradients(engine.named_parameters());
-    engine.forward_backward(batches.global_indices(s++));
+    engine.forward_backward(train::local_microbatches(engine, *dataset, batches.global_indices(s++)));
   }, steps);
   auto peak = torch::zeros({world.size()}, torch::kDouble);
   peak[world.rank()] = static_cast<double>(executor.stats().peak_heap_growth_bytes) / (1 << 20);

@@ -18,7 +18,7 @@
 #include "data/dataset.h"
 #include "models/model.h"
 #include "tensor_parallel/mappings.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
   auto data = paratorch::data::make_dataset("synthetic", cfg, 1234);
   paratorch::train::NamedTensors named;
   for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
-  auto opt = paratorch::train::make_optimizer(paratorch::train::OptimSection{}, named);
+  auto opt = paratorch::train::make_optimizer(paratorch::train::OptimizerOptions{}, named);
 
   std::vector<double> step_ms, comm_fraction;
   for (int s = 0; s < warmup + steps; ++s) {

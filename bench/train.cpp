@@ -16,7 +16,7 @@
 
 #include "data/dataset.h"
 #include "models/model.h"
-#include "train/optimizer.h"
+#include "optim/optimizer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -66,11 +66,11 @@ int main(int argc, char** argv) {
   auto model = paratorch::models::make_model(cfg);
   model->initialize(1234);
   auto data = paratorch::data::make_dataset("kjv", cfg, 1234);
-  // The trainer's optimizer (src/train/optimizer.h: fused AdamW, lr 3e-4,
+  // The trainer's optimizer (src/optim/optimizer.h: fused AdamW, lr 3e-4,
   // weight decay 0.1 on matrices) — what `paratorch train` runs.
   paratorch::train::NamedTensors named;
   for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
-  auto opt = paratorch::train::make_optimizer(paratorch::train::OptimSection{}, named);
+  auto opt = paratorch::train::make_optimizer(paratorch::train::OptimizerOptions{}, named);
   paratorch::DistributedSampler sampler(batch, /*dp_rank=*/0, /*dp_size=*/1);
 
   Timings t;

@@ -14,9 +14,10 @@
 // the runtime's own resident memory before the model exists (libtorch + MPI),
 // and the median step time over the timed steps.
 #include "data/dataset.h"
-#include "train/engine.h"
-#include "train/zero_engine.h"
-#include "zero/memory_estimate.h"
+#include "parallel/engine.h"
+#include "parallel/zero/zero_engine.h"
+#include "train/engine_factory.h"
+#include "train/engine_options.h"
 #include <paratorch/sampler.h>
 #include <paratorch/world.h>
 
@@ -132,7 +133,7 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     auto params = engine->named_parameters();
     train::zero_gradients(params);
-    engine->forward_backward(batches.global_indices(s));
+    engine->forward_backward(train::local_microbatches(*engine, *dataset, batches.global_indices(s)));
     mem_report(world.rank(), "backward", s);
     optimizer->step(1e-4);
     mem_report(world.rank(), "optimizer", s);
@@ -144,7 +145,7 @@ int main(int argc, char** argv) {
 
   auto* zero = dynamic_cast<train::ZeroEngine*>(engine.get());
   const train::ModelStateBytes held = zero ? zero->model_state_bytes() : measure_ddp(*engine, *optimizer);
-  const auto formula = zero::estimate_memory(c, engine->local_parameter_count(), layout.dp);
+  const auto formula = zero::estimate_memory(train::memory_estimate_options(c), engine->local_parameter_count(), layout.dp);
   auto stats = torch::tensor({static_cast<double>(held.total()), peak_rss_mib(), runtime_rss}, torch::kDouble);
   world.comm()->all_reduce(stats, ReduceOp::kMax);
   if (world.rank() == 0) {

@@ -3,6 +3,7 @@
 #include "cli/commands.h"
 #include "cli/job_supervisor.h"
 #include "cli/survivable_launch.h"
+#include "train/engine_options.h"
 
 #include <paratorch/errors.h>
 
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
     else throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: train, verify, help");
   } catch (const paratorch::UsageError& e) {
     code = 2;
-    paratorch::cli::report_failure(world_rank(), code, e.what());
+    // The library names option fields; the user of this command edits config keys.
+    paratorch::cli::report_failure(world_rank(), code, paratorch::train::in_config_keys(e.what()));
   } catch (const std::exception& e) {
     code = 1;
     paratorch::cli::report_failure(world_rank(), code, e.what());

@@ -1,12 +1,12 @@
 // src/cli/train_command.cpp — `paratorch train --config F.toml [--set k=v ...]
 // [--nproc N] [--resume DIR]`: load and check the config, start the ranks,
 // run the Trainer, print the summary line (docs/training.md) last.
-#include "async/async_layout.h"
+#include "train/async_layout.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/launcher.h"
 #include "train/config.h"
-#include "train/pipeline_engine.h"
+#include "train/engine_options.h"
 #include "train/trainer.h"
 
 #include <paratorch/errors.h>

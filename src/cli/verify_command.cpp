@@ -1,11 +1,11 @@
 // src/cli/verify_command.cpp — `paratorch verify`: does a layout reproduce the
 // single-process run?
-#include "async/async_layout.h"
+#include "train/async_layout.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/launcher.h"
 #include "train/config.h"
-#include "train/pipeline_engine.h"
+#include "train/engine_options.h"
 #include "verify/equivalence.h"
 
 #include <paratorch/compat.h>

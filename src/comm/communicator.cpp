@@ -16,7 +16,7 @@ const char* to_string(ReduceOp op) {
 
 void CommOptions::validate() const {
   if (!(timeout_s > 0))
-    throw UsageError("paratorch: [comm] timeout_s must be > 0 seconds, got " +
+    throw UsageError("paratorch: CommOptions::timeout_s must be > 0 seconds, got " +
                      std::to_string(timeout_s));
 }
 

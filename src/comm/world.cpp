@@ -65,7 +65,7 @@ void keep_large_blocks_in_heap() {
 
 void WorldOptions::validate() const {
   if (threads_per_rank < 0)
-    throw UsageError("paratorch: [train] threads_per_rank must be >= 0 (0 = automatic), got " +
+    throw UsageError("paratorch: WorldOptions::threads_per_rank must be >= 0 (0 = automatic), got " +
                      std::to_string(threads_per_rank));
   comm.validate();
 }

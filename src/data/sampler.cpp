@@ -17,8 +17,8 @@ DistributedSampler::DistributedSampler(int64_t global_batch, int dp_rank, int dp
       int64_t lower = global_batch / dp_size * dp_size, upper = lower + dp_size;
       hint = " (for example " + (lower > 0 ? std::to_string(lower) + " or " : "") + std::to_string(upper) + ")";
     }
-    throw UsageError("paratorch: [data] global_batch = " + std::to_string(global_batch) +
-                     " must be a positive multiple of dp = " + std::to_string(dp_size) + hint);
+    throw UsageError("paratorch: DistributedSampler::global_batch = " + std::to_string(global_batch) +
+                     " must be a positive multiple of DistributedSampler::dp_size = " + std::to_string(dp_size) + hint);
   }
 }
 

@@ -57,7 +57,7 @@ struct ModelFamily {
   /// The model; `tp` is active only for families with check_tensor_parallel.
   std::function<std::shared_ptr<BundledModel>(const ModelConfig&, const tensor_parallel::TensorParallelContext&)> make;
   /// Bytes of activations one rank keeps for backward, for the start-up
-  /// memory estimate (zero/memory_estimate.h).
+  /// memory estimate (parallel/zero/memory_estimate.h).
   std::function<double(const ModelConfig&, const ActivationShape&)> activation_bytes;
   /// The small sizes `paratorch verify` and the tests train (name already set).
   std::function<void(ModelConfig&)> small_sizes;

@@ -12,7 +12,7 @@
 // fp32), the result rounded back to fp16. Autograd's casts round every
 // gradient back to fp16 at the same boundaries, so parameters, activations
 // and gradients are fp16 tensors with fp16's range — an overflow past 65504
-// is inf, which is what the dynamic loss scaler (zero/loss_scaler.h) guards.
+// is inf, which is what the dynamic loss scaler (parallel/zero/loss_scaler.h) guards.
 // Every other dtype or device, and fp16 where the kernels exist, calls the
 // libtorch operation directly.
 //

@@ -63,7 +63,7 @@ class Tracer {
 void write_trace(Communicator& world, const std::string& path);
 
 /// The trace.json document from ranks' events_json() texts (empty ones are
-/// skipped): for writers that gather them otherwise (src/async/ps_trace.h).
+/// skipped): for writers that gather them otherwise (src/parallel/async/ps_trace.h).
 std::string trace_document(const std::vector<std::string>& rank_events);
 
 }  // namespace paratorch::report

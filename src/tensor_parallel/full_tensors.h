@@ -26,7 +26,7 @@ namespace paratorch::tensor_parallel {
 torch::Tensor gather_full(const torch::Tensor& shard, const ShardSpec& spec, Communicator& tp);
 
 /// The ShardSpec of the parameter an optimizer-state tensor belongs to:
-/// state tensors are named "<parameter>.<kind>" (train/optimizer.h) and have
+/// state tensors are named "<parameter>.<kind>" (optim/optimizer.h) and have
 /// the parameter's shape. Null when `state_name` names no sharded parameter
 /// or `sizes` are not the shard's (`whole` = false) / whole tensor's (`whole`
 /// = true) shape — scalars such as "step" pass through unchanged.

@@ -13,6 +13,7 @@
 ///   auto model = paratorch::models::make_model(config.model);  // ModelSection is a ModelConfig
 #pragma once
 #include "models/model.h"
+#include "optim/optimizer.h"
 
 #include <cstdint>
 #include <string>
@@ -69,6 +70,9 @@ struct OptimSection {
   int warmup_steps = 10;
   double grad_clip = 1.0;  // max global gradient norm; 0 = no clipping
   void validate() const;
+  /// The optimizer's own options (name and weight_decay): an [optim] section
+  /// is accepted wherever the library takes OptimizerOptions.
+  operator OptimizerOptions() const;
 };
 
 /// [train]

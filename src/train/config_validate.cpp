@@ -133,6 +133,14 @@ void OptimSection::validate() const {
   require_config_non_negative("optim", "grad_clip", grad_clip);
 }
 
+OptimSection::operator OptimizerOptions() const {
+  require_config_choice("optim", "name", name, kConfigOptimizerNames);
+  OptimizerOptions o;
+  o.kind = name == "sgd" ? OptimizerKind::kSgd : OptimizerKind::kAdamW;
+  o.weight_decay = weight_decay;
+  return o;
+}
+
 void TrainSection::validate() const {
   require_config_at_least("train", "steps", steps, 1);
   require_config_at_least("train", "seed", seed, 0);

@@ -4,12 +4,12 @@
 // Combinations of layout features this build does not run are refused
 // here with a
 // message saying what to set instead, never silently ignored.
-#include "async/ps_engine.h"
-#include "train/data_parallel_engine.h"
-#include "train/pipeline_engine.h"
-#include "train/engine.h"
-#include "train/tensor_parallel_engine.h"
-#include "train/zero_engine.h"
+#include "train/engine_factory.h"
+
+#include "parallel/tensor_parallel/tensor_parallel_engine.h"
+#include "parallel/zero/precision.h"
+#include "train/async_layout.h"
+#include "train/engine_options.h"
 
 #include <paratorch/errors.h>
 
@@ -43,39 +43,18 @@ void require_supported(const Config& config, torch::Device device, const models:
   zero::require_precision_supported(config.train.precision, device, model);
 }
 
-/// [data], [parallel] and [train] keys as each engine's typed options.
-DataParallelOptions data_parallel_options(const Config& config) {
-  DataParallelOptions o;
-  o.global_batch = config.data.global_batch;
-  o.microbatches = config.parallel.microbatches;
-  o.bucket_mb = config.parallel.bucket_mb;
-  o.seed = static_cast<uint64_t>(config.train.seed);
-  return o;
-}
-
-ZeroOptions zero_options(const Config& config) {
-  ZeroOptions o;
-  o.stage = config.parallel.zero;
-  o.precision = config.train.precision;
-  o.global_batch = config.data.global_batch;
-  o.microbatches = config.parallel.microbatches;
-  o.bucket_mb = config.parallel.bucket_mb;
-  o.seed = static_cast<uint64_t>(config.train.seed);
-  o.loss_scaling = config.train.precision == "fp16";
-  o.scaler.initial_scale = config.train.initial_loss_scale;
-  o.scaler.growth_interval = config.train.loss_scale_window;
-  o.reduce_precision = config.train.reduce_precision;
-  return o;
-}
-
-}  // namespace
-
-std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& groups,
-                                    std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
-                                    torch::Device device) {
-  require_supported(config, device, *model);
+std::unique_ptr<Engine> build_engine(const Config& config, const ProcessGroups& groups,
+                                     std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
+                                     torch::Device device) {
   // Bulk-synchronous parameter server (ps_engine.h); other staleness values it refuses.
-  if (config.parallel.mode == "ps") return std::make_unique<async::PsEngine>(config, groups, std::move(model), dataset);
+  if (config.parallel.mode == "ps") {
+    async::check_async_layout(config, groups.world()->size());
+    if (config.parallel.staleness != 0)
+      throw UsageError("paratorch: [parallel] staleness = " + std::to_string(config.parallel.staleness) +
+                       " runs through `paratorch train` only; the step-by-step engine (verify) is bulk-synchronous: "
+                       "set staleness = 0");
+    return std::make_unique<async::PsEngine>(ps_engine_options(config), groups, std::move(model));
+  }
   // The caller's model is whole; tensor parallelism (with pp, ZeRO or dp)
   // needs one built with the tp group, whose layers hold this rank's shards.
   if (groups.layout().tp > 1)
@@ -85,12 +64,21 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
   // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group), and any stage
   // in mixed precision (fp32 masters) or with 16-bit gradient reductions, run on ZeroEngine.
   if (config.parallel.zero > 0 || config.train.precision != "fp32" || config.train.reduce_precision != "fp32")
-    return std::make_unique<ZeroEngine>(groups, std::move(model), dataset, device, zero_options(config));
-  const DataParallelOptions options = data_parallel_options(config);
+    return std::make_unique<ZeroEngine>(groups, std::move(model), device, zero_options(config));
+  const DataParallelEngineOptions options = data_parallel_options(config);
   if (groups.layout().tp > 1)
-    return std::make_unique<TensorParallelEngine>(groups, std::move(model), dataset, device, options,
+    return std::make_unique<TensorParallelEngine>(groups, std::move(model), device, options,
                                                   config.parallel.sequence_parallel);
-  return std::make_unique<DataParallelEngine>(groups, std::move(model), dataset, device, options);
+  return std::make_unique<DataParallelEngine>(groups, std::move(model), device, options);
+}
+
+}  // namespace
+
+std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& groups,
+                                    std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
+                                    torch::Device device) {
+  require_supported(config, device, *model);
+  return build_engine(config, groups, std::move(model), dataset, device);
 }
 
 }  // namespace paratorch::train

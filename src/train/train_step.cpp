@@ -8,7 +8,7 @@
 
 namespace paratorch::train {
 
-StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<int64_t>& ids, double lr,
+StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<models::Batch>& microbatches, double lr,
                      double grad_clip, int64_t step_number) {
   auto params = engine.named_parameters();
   {
@@ -16,7 +16,7 @@ StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<int
     zero_gradients(params);
   }
   StepResult result;
-  result.loss = engine.forward_backward(ids);
+  result.loss = engine.forward_backward(microbatches);
   if (!std::isfinite(result.loss))
     throw RuntimeFailure("paratorch: the loss is " + std::to_string(result.loss) + " at step " +
                          std::to_string(step_number) + "; lower [optim] lr or set [optim] grad_clip");

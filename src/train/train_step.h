@@ -7,8 +7,8 @@
 // engine adds the other shards' squares), update — the clip coefficient
 // folded into the optimizer's pass over the gradients (grad_clip.h).
 #pragma once
-#include "train/engine.h"
-#include "train/optimizer.h"
+#include "parallel/engine.h"
+#include "optim/optimizer.h"
 
 #include <cstdint>
 #include <vector>
@@ -20,10 +20,11 @@ struct StepResult {
   double grad_norm = 0;  // global gradient norm before clipping
 };
 
-/// One step of `engine` + `optimizer` on global batch `ids` at learning rate
+/// One step of `engine` + `optimizer` on this rank's micro-batches of one
+/// global batch (local_microbatches, parallel/engine.h) at learning rate
 /// `lr`, clipping the global gradient norm to `grad_clip` (0 = only measure).
 /// Throws RuntimeFailure on a non-finite loss, naming `step_number`.
-StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<int64_t>& ids, double lr,
+StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<models::Batch>& microbatches, double lr,
                      double grad_clip, int64_t step_number);
 
 }  // namespace paratorch::train

@@ -3,20 +3,21 @@
 #include "train/trainer.h"
 #include "train/train_step.h"
 
-#include "async/async_runner.h"
+#include "train/async_runner.h"
 
 #include "data/dataset.h"
 #include "models/registry.h"
 #include "report/metrics.h"
 #include "report/progress.h"
 #include "report/trace.h"
-#include "pipeline/schedule.h"
-#include "pipeline/timeline.h"
+#include "parallel/pipeline/schedule.h"
+#include "parallel/pipeline/timeline.h"
 #include "train/checkpoint.h"
 #include "train/generate.h"
-#include "train/lr_schedule.h"
+#include "optim/lr_schedule.h"
 #include "train/run_history.h"
-#include "zero/memory_estimate.h"
+#include "train/engine_factory.h"
+#include "train/engine_options.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
@@ -43,7 +44,7 @@ constexpr int kValidationBatches = 4;
 
 // Which loop runs a config. Every mode whose ranks step together runs this
 // one over an engine (make_engine): sync layouts, and the bulk-synchronous
-// parameter server (ps, staleness 0: async/ps_engine.h), so `train` is the
+// parameter server (ps, staleness 0: parallel/async/ps_engine.h), so `train` is the
 // path `verify` checks — clipping the global gradient norm once per step,
 // checkpointing whole tensors. Only ranks that do not step together (ps with
 // staleness != 0, hogwild's threads) run their own loops (async_runner.h).
@@ -208,14 +209,16 @@ void Trainer::Impl::announce(int64_t start) {
               world.device().str().c_str(), static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
   std::printf("paratorch train: estimated memory per rank: %s\n",
-              zero::estimate_memory(config, engine->local_parameter_count(), groups.layout().dp).line().c_str());
+              zero::estimate_memory(memory_estimate_options(config), engine->local_parameter_count(), groups.layout().dp).line().c_str());
   std::fflush(stdout);
 }
 
 // ---- one step -------------------------------------------------------------------
 
 double Trainer::Impl::step(int64_t s, double* grad_norm) {
-  StepResult r = take_step(*engine, *optimizer, batches.global_indices(s), schedule.at(s), config.optim.grad_clip, s + 1);
+  // The trainer slices the global batch; the engine computes what it is given.
+  const auto microbatches = local_microbatches(*engine, *dataset, batches.global_indices(s));
+  StepResult r = take_step(*engine, *optimizer, microbatches, schedule.at(s), config.optim.grad_clip, s + 1);
   *grad_norm = r.grad_norm;
   return r.loss;
 }
@@ -227,7 +230,8 @@ EvalResult Trainer::Impl::validate() {
   EvalResult sum;
   for (int b = 0; b < kValidationBatches; ++b) {
     const auto first = ids.begin() + b * config.data.global_batch;
-    EvalResult r = engine->evaluate(std::vector<int64_t>(first, first + config.data.global_batch));
+    EvalResult r = engine->evaluate(
+        local_validation_batch(*engine, *dataset, std::vector<int64_t>(first, first + config.data.global_batch)));
     sum.loss += r.loss / kValidationBatches;
     sum.accuracy = r.accuracy < 0 ? -1 : std::max(0.0, sum.accuracy) + r.accuracy / kValidationBatches;
   }

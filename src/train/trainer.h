@@ -12,7 +12,7 @@
 // gpt, and the summary line (docs/training.md) on stdout.
 #pragma once
 #include "train/config.h"
-#include "train/engine.h"
+#include "parallel/engine.h"
 #include <paratorch/world.h>
 
 #include <memory>
@@ -36,7 +36,7 @@ class Trainer {
  public:
   /// [parallel] mode "ps" with staleness != 0 and "hogwild" do not step
   /// every rank together: run() hands them to their own runners
-  /// (src/async/async_runner.h). Sync layouts and ps with staleness 0 run
+  /// (src/train/async_runner.h). Sync layouts and ps with staleness 0 run
   /// this loop over their engine (make_engine).
   Trainer(World& world, Config config);
   ~Trainer();

@@ -3,7 +3,7 @@
 
 #include "data/dataset.h"
 #include "models/registry.h"
-#include "train/engine.h"
+#include "train/engine_factory.h"
 #include "train/train_step.h"
 #include <paratorch/compat.h>
 #include <paratorch/errors.h>
@@ -235,7 +235,7 @@ VerifyResult run_equivalence(World& world, const VerifyOptions& options, bool pr
   const bool is_root = world.rank() == 0;
   const auto seed = static_cast<uint64_t>(config.train.seed);
   auto dataset = data::make_dataset(config.data.source, config.model, seed);  // as the trainer
-  DistributedSampler batches(config.data.global_batch, 0, 1);  // global view; engines take their slice
+  DistributedSampler batches(config.data.global_batch, 0, 1);  // global view; each rank reads its slice
 
   // The layout run, built and stepped as the trainer does.
   auto engine = train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device());
@@ -248,7 +248,8 @@ VerifyResult run_equivalence(World& world, const VerifyOptions& options, bool pr
                 "layout_norm", "ref_norm", "rel_diff");
   for (int step = 0; step < options.steps; ++step) {
     const auto ids = batches.global_indices(step);
-    const auto taken = train::take_step(*engine, *optimizer, ids, config.optim.lr, config.optim.grad_clip, step + 1);
+    const auto taken = train::take_step(*engine, *optimizer, train::local_microbatches(*engine, *dataset, ids),
+                                        config.optim.lr, config.optim.grad_clip, step + 1);
     if (!is_root) continue;
     const auto [ref_loss, ref_norm] = reference->step(dataset->train_batch(ids), world.device(), config.optim);
     StepLosses s{taken.loss, ref_loss, taken.grad_norm, ref_norm};

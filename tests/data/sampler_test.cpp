@@ -23,7 +23,7 @@ TEST(Sampler, BatchNotDivisibleByDpIsAUsageError) {
     DistributedSampler(15, 0, 2);
     FAIL();
   } catch (const paratorch::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("global_batch = 15 must be a positive multiple of dp = 2"),
+    EXPECT_NE(std::string(e.what()).find("DistributedSampler::global_batch = 15 must be a positive multiple of DistributedSampler::dp_size = 2"),
               std::string::npos) << e.what();
   }
 }

@@ -8,9 +8,9 @@
 #include "data/dataset.h"
 #include "formats/atomic_file.h"
 #include "models/model.h"
-#include "train/grad_clip.h"
-#include "train/lr_schedule.h"
-#include "train/optimizer.h"
+#include "parallel/grad_clip.h"
+#include "optim/lr_schedule.h"
+#include "optim/optimizer.h"
 #include "mpi_test_env.h"
 #include "one_process.h"
 #include <paratorch/errors.h>

@@ -1,7 +1,7 @@
 // src/parallel/async/hogwild.cpp — paratorch::hogwild: lock-free parallel
 // SGD over the threads of one process sharing one module (Niu, Recht, Ré &
 // Wright, 2011, "Hogwild!: A lock-free approach to parallelizing stochastic
-// gradient descent"). `paratorch train` mode "hogwild" (src/async/hogwild.cpp)
+// gradient descent"). `paratorch train` mode "hogwild" (src/train/hogwild_runner.cpp)
 // runs the bundled models through it.
 #include <paratorch/async.h>
 #include <paratorch/errors.h>

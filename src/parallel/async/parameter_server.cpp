@@ -5,9 +5,9 @@
 #include <paratorch/async.h>
 #include <paratorch/errors.h>
 
-#include "async/ps_server.h"
-#include "async/ps_worker.h"
-#include "async/shard_plan.h"
+#include "parallel/async/ps_server.h"
+#include "parallel/async/ps_worker.h"
+#include "parallel/async/shard_plan.h"
 #include "parallel/async/torch_shard_optimizer.h"
 
 #include <atomic>

@@ -4,7 +4,7 @@
 // carry over), or one the user's factory builds over them.
 #include "parallel/async/torch_shard_optimizer.h"
 
-#include "train/lr_schedule.h"
+#include "optim/lr_schedule.h"
 #include <paratorch/errors.h>
 
 #include <map>

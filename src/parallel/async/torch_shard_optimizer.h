@@ -2,7 +2,7 @@
 // optimizer as the update rule of a parameter-server shard
 // (async::ShardOptimizer).
 #pragma once
-#include "async/ps_server.h"
+#include "parallel/async/ps_server.h"
 #include <paratorch/async.h>
 
 #include <memory>

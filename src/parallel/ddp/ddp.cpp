@@ -9,7 +9,7 @@ namespace paratorch {
 
 void DDPOptions::validate() const {
   if (!(bucket_mb > 0))
-    throw UsageError("paratorch: [parallel] bucket_mb must be > 0, got " + std::to_string(bucket_mb));
+    throw UsageError("paratorch: DDPOptions::bucket_mb must be > 0, got " + std::to_string(bucket_mb));
 }
 
 DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Module> module,

@@ -26,7 +26,7 @@
 //
 // Reduce-scatter mode (ZeRO stage 2, Rajbhandari et al., 2019, §5.2): the
 // same hooks and in-order launches, but each bucket is a padded flat buffer
-// (zero/flat_buffer.h's arithmetic: length a multiple of the group size, rank
+// (parallel/zero/flat_buffer.h's arithmetic: length a multiple of the group size, rank
 // r's shard is the r-th equal slice) taken from a pool for one backward pass.
 // A final gradient is moved into its bucket and dropped from .grad; a full
 // bucket is reduce-scattered by the same comm hook (GradBucket::shard set),
@@ -41,7 +41,7 @@
 #include <paratorch/communicator.h>
 #include <paratorch/ddp.h>
 
-#include "zero/buffer_pool.h"
+#include "parallel/ddp/buffer_pool.h"
 
 #include <torch/torch.h>
 

@@ -4,7 +4,7 @@
 #include <paratorch/errors.h>
 #include <paratorch/mixed_precision.h>
 
-#include "zero/master_weights.h"
+#include "parallel/zero/master_weights.h"
 
 namespace paratorch {
 

@@ -49,6 +49,12 @@ std::string schedule_name(PipelineSchedule schedule) {
   return "1f1b";
 }
 
+PipelineSchedule schedule_from_name(const std::string& name) {
+  for (auto s : {PipelineSchedule::kGPipe, PipelineSchedule::kOneFOneB, PipelineSchedule::kInterleaved})
+    if (schedule_name(s) == name) return s;
+  throw UsageError("paratorch: schedule \"" + name + "\" is unknown; valid schedules: gpipe, 1f1b, interleaved");
+}
+
 std::string schedule_field(PipelineSchedule schedule) {
   switch (schedule) {
     case PipelineSchedule::kGPipe: return "PipelineSchedule::kGPipe";

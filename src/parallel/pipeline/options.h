@@ -2,15 +2,17 @@
 // the pp group and the model, and the names the schedule library uses.
 // Every message names the option field (or argument) to change.
 #pragma once
-#include "pipeline/schedule.h"
+#include "parallel/pipeline/schedule.h"
 #include <paratorch/pipeline.h>
 
 #include <string>
 
 namespace paratorch::parallel::pipeline {
 
-/// "gpipe" | "1f1b" | "interleaved" (pipeline/schedule.h's names).
+/// "gpipe" | "1f1b" | "interleaved" (parallel/pipeline/schedule.h's names).
 std::string schedule_name(PipelineSchedule schedule);
+/// The inverse of schedule_name; UsageError listing the names otherwise.
+PipelineSchedule schedule_from_name(const std::string& name);
 /// "PipelineSchedule::kOneFOneB" — for messages.
 std::string schedule_field(PipelineSchedule schedule);
 

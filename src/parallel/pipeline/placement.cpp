@@ -1,12 +1,12 @@
 // src/parallel/pipeline/placement.cpp — paratorch::PlacedModel: a user's
 // blocks on several devices of one process, through the project's
-// pipeline::DevicePlacement (src/pipeline/device_placement.h), which places
+// pipeline::DevicePlacement (src/parallel/pipeline/device_placement.h), which places
 // a bundled model's blocks; BlockModel makes the user's blocks one.
 #include <paratorch/errors.h>
 #include <paratorch/pipeline.h>
 
 #include "parallel/pipeline/block_model.h"
-#include "pipeline/device_placement.h"
+#include "parallel/pipeline/device_placement.h"
 
 namespace paratorch {
 

@@ -1,12 +1,12 @@
 // src/parallel/pipeline/runner.h — what a paratorch::Pipeline is made of:
 // the user's blocks as a BlockModel, the partition into stages, this rank's
-// parameters, and the schedule executor (src/pipeline/executor.h) that runs
-// the action lists of src/pipeline/schedule.h.
+// parameters, and the schedule executor (src/parallel/pipeline/executor.h) that runs
+// the action lists of src/parallel/pipeline/schedule.h.
 #pragma once
 #include "parallel/pipeline/block_model.h"
 #include "parallel/pipeline/stage_parameters.h"
-#include "pipeline/executor.h"
-#include "pipeline/partition.h"
+#include "parallel/pipeline/executor.h"
+#include "parallel/pipeline/partition.h"
 #include <paratorch/pipeline.h>
 
 #include <memory>

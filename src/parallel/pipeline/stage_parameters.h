@@ -11,7 +11,7 @@
 // the same optimizer step and stay equal.
 #pragma once
 #include "parallel/pipeline/block_model.h"
-#include "pipeline/partition.h"
+#include "parallel/pipeline/partition.h"
 #include <paratorch/communicator.h>
 
 #include <map>

@@ -2,15 +2,15 @@
 // to src/parallel/zero/fsdp_*.cpp and fully_shard.cpp).
 //
 // Per unit, between uses, a rank holds only `shard`: its fp32 slice of the
-// unit's padded flat buffer (zero/flat_buffer.h), which is the FsdpUnit's
+// unit's padded flat buffer (parallel/zero/flat_buffer.h), which is the FsdpUnit's
 // "flat_param" and what the optimizer steps. While the unit runs, `flat`
 // holds the whole buffer in param_dtype (all-gathered, from a pool) and the
 // wrapped module's parameters are views of it; released, they are empty.
 #pragma once
 #include <paratorch/zero.h>
 
-#include "zero/buffer_pool.h"
-#include "zero/flat_buffer.h"
+#include "parallel/ddp/buffer_pool.h"
+#include "parallel/zero/flat_buffer.h"
 
 namespace paratorch {
 

@@ -11,7 +11,7 @@
 // once: a parameter outside every unit would be neither sharded nor reduced.
 #include "parallel/zero/fsdp_state.h"
 
-#include "zero/sharded_optimizer.h"
+#include "parallel/zero/sharded_optimizer.h"
 #include <paratorch/errors.h>
 
 #include <set>

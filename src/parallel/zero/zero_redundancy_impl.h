@@ -6,7 +6,7 @@
 //   flat       the whole buffer in MixedPrecisionPolicy::param_dtype; the
 //              module's parameters are views into it, and the all-gather
 //              after each step writes it.
-//   shard      this rank's fp32 master shard (zero/flat_buffer.h's
+//   shard      this rank's fp32 master shard (parallel/zero/flat_buffer.h's
 //              arithmetic); the user's optimizer steps it; shard.grad is the
 //              averaged gradient shard.
 //   full_grad  stage 1: the whole gradient in reduce_dtype, kept (the
@@ -19,7 +19,7 @@
 #include <paratorch/zero.h>
 
 #include "parallel/ddp/reducer.h"
-#include "zero/flat_buffer.h"
+#include "parallel/zero/flat_buffer.h"
 
 namespace paratorch {
 

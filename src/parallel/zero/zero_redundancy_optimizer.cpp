@@ -5,7 +5,7 @@
 // ZeRO stage 1 (Rajbhandari et al., 2019, §5.1): each of the N dp ranks
 // keeps optimizer state and fp32 masters for 1/N of every flat buffer and
 // updates only that; the new parameters are then all-gathered. The flat
-// arithmetic (padding, shard ranges) is zero/flat_buffer.h's; the gradient
+// arithmetic (padding, shard ranges) is parallel/zero/flat_buffer.h's; the gradient
 // path (stage 1 all-reduce, stage 2 reduce-scatter during backward) is in
 // zero_gradient_path.cpp, the state_dict by name in zero_state_dict.cpp.
 #include "parallel/zero/zero_redundancy_impl.h"

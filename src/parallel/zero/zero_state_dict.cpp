@@ -10,7 +10,7 @@
 #include "parallel/zero/zero_redundancy_impl.h"
 
 #include "parallel/zero/optimizer_state.h"
-#include "zero/sharded_optimizer.h"
+#include "parallel/zero/sharded_optimizer.h"
 #include <paratorch/errors.h>
 
 namespace paratorch {

@@ -1,0 +1,114 @@
+// src/parallel/ddp/data_parallel_engine.cpp — see data_parallel_engine.h.
+#include "parallel/ddp/data_parallel_engine.h"
+
+#include "report/trace.h"
+#include <paratorch/errors.h>
+
+namespace paratorch::train {
+
+void DataParallelEngineOptions::validate(int dp) const {
+  DistributedSampler check(global_batch, 0, dp);
+  if (microbatches < 1 || check.local_batch() % microbatches != 0)
+    throw UsageError("paratorch: DataParallelEngineOptions::microbatches = " + std::to_string(microbatches) +
+                     " must divide the per-replica batch " + std::to_string(check.local_batch()) +
+                     " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(dp) + ")");
+}
+
+DataParallelEngine::DataParallelEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
+                                       torch::Device device, DataParallelEngineOptions options)
+    : groups_(groups), model_(std::move(model)), device_(device), options_(options) {
+  options_.validate(groups_.layout().dp);
+  model_->initialize(options_.seed);
+  model_->to(device_);
+  DDPOptions ddp_options;
+  ddp_options.bucket_mb = options_.bucket_mb;
+  ddp_ = std::make_unique<DistributedDataParallel>(model_, groups_.dp(), ddp_options);
+}
+
+BatchShare DataParallelEngine::batch_share() const {
+  return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
+}
+
+models::Batch DataParallelEngine::to_device(models::Batch b) const {
+  b.input = b.input.to(device_);
+  b.target = b.target.to(device_);
+  return b;
+}
+
+double DataParallelEngine::forward_backward(const std::vector<models::Batch>& microbatches) {
+  const int m = static_cast<int>(microbatches.size());
+  double local = 0;
+  for (int k = 0; k < m; ++k) {
+    const models::Batch batch = to_device(microbatches[static_cast<size_t>(k)]);
+    torch::Tensor loss;
+    {
+      report::Tracer::Span span("forward", "compute");
+      loss = model_->loss(batch) / m;
+    }
+    report::Tracer::Span span("backward", "compute");
+    if (k + 1 < m) {
+      auto no_sync = ddp_->no_sync();  // accumulate; reduce with the last piece
+      loss.backward();
+    } else {
+      loss.backward();  // returns with gradients averaged over replicas
+    }
+    local += loss.item<double>();
+  }
+  auto global = torch::tensor({local}, torch::kDouble);
+  groups_.dp()->all_reduce(global, ReduceOp::kAvg);
+  return global.item<double>();
+}
+
+EvalResult DataParallelEngine::evaluate(const models::Batch& piece) {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto batch = to_device(piece);
+  auto sums = torch::zeros({2}, torch::kDouble);  // loss, correct predictions
+  sums[0] = model_->loss(batch).item<double>();
+  const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
+  if (classifies)
+    sums[1] = (model_->forward(batch.input).argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
+  model_->train();
+  return {sums[0].item<double>(), classifies ? sums[1].item<double>() : -1.0};
+}
+
+NamedTensors DataParallelEngine::named_parameters() {
+  NamedTensors out;
+  for (const auto& item : model_->named_parameters(true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+std::map<std::string, torch::Tensor> DataParallelEngine::full_parameters() {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& item : model_->named_parameters(true)) out[item.key()] = item.value().detach().cpu();
+  return out;
+}
+
+void DataParallelEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (auto& item : model_->named_parameters(true)) {
+    auto it = tensors.find(item.key());
+    if (it == tensors.end())
+      throw RuntimeFailure("paratorch: checkpoint has no tensor '" + item.key() + "' for this model");
+    if (it->second.sizes() != item.value().sizes())
+      throw RuntimeFailure("paratorch: checkpoint tensor '" + item.key() + "' has shape " +
+                           c10::str(it->second.sizes()) + " but the model needs " + c10::str(item.value().sizes()));
+    item.value().copy_(it->second);
+  }
+}
+
+int64_t DataParallelEngine::parameter_count() {
+  int64_t n = 0;
+  for (const auto& p : model_->parameters()) n += p.numel();
+  return n;
+}
+
+std::string DataParallelEngine::describe() {
+  char line[160];
+  std::snprintf(line, sizeof line, "data parallel: %d replicas x %d micro-batch(es), %zu DDP bucket(s) of <= %g MiB",
+                groups_.layout().dp, options_.microbatches, ddp_->buckets().size(), options_.bucket_mb);
+  return line;
+}
+
+}  // namespace paratorch::train

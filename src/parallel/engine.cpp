@@ -1,0 +1,47 @@
+// src/parallel/engine.cpp — see engine.h: the batch slicing every engine shares.
+#include "parallel/engine.h"
+
+#include "report/trace.h"
+#include <paratorch/errors.h>
+
+namespace paratorch::train {
+namespace {
+
+// The replica-th contiguous slice of `ids`, as DistributedSampler cuts a
+// global batch (sampler.h); empty for replica < 0.
+std::vector<int64_t> replica_slice(const std::vector<int64_t>& ids, const BatchShare& s, const char* what) {
+  if (s.replica < 0) return {};
+  const auto replicas = static_cast<size_t>(s.replicas), pieces = replicas * static_cast<size_t>(s.microbatches);
+  if (s.replicas < 1 || s.microbatches < 1 || ids.empty() || ids.size() % pieces != 0)
+    throw UsageError("paratorch: a " + std::string(what) + " batch of " + std::to_string(ids.size()) +
+                     " samples does not divide into " + std::to_string(s.replicas) + " replica(s) x " +
+                     std::to_string(s.microbatches) + " micro-batch(es); use a batch size divisible by " +
+                     std::to_string(pieces));
+  const size_t n = ids.size() / replicas, r = static_cast<size_t>(s.replica);
+  return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(r * n),
+                              ids.begin() + static_cast<std::ptrdiff_t>((r + 1) * n));
+}
+
+}  // namespace
+
+std::vector<models::Batch> local_microbatches(const Engine& engine, const data::Dataset& dataset,
+                                              const std::vector<int64_t>& global_ids) {
+  const BatchShare share = engine.batch_share();
+  const auto mine = replica_slice(global_ids, share, "global");
+  std::vector<models::Batch> out;
+  if (mine.empty()) return out;
+  report::Tracer::Span span("data", "data");
+  const size_t per = mine.size() / static_cast<size_t>(share.microbatches);
+  for (size_t k = 0; k < static_cast<size_t>(share.microbatches); ++k)
+    out.push_back(dataset.train_batch(std::vector<int64_t>(mine.begin() + static_cast<std::ptrdiff_t>(k * per),
+                                                           mine.begin() + static_cast<std::ptrdiff_t>((k + 1) * per))));
+  return out;
+}
+
+models::Batch local_validation_batch(const Engine& engine, const data::Dataset& dataset,
+                                     const std::vector<int64_t>& global_ids) {
+  const auto mine = replica_slice(global_ids, engine.validation_share(), "validation");
+  return mine.empty() ? models::Batch{} : dataset.validation_batch(mine);
+}
+
+}  // namespace paratorch::train

@@ -1,0 +1,114 @@
+// src/parallel/pipeline/pipeline_dp_overlap.cpp — PipelineEngine's dp gradient average
+// overlapped with backward (fp32 compute, dp > 1).
+//
+// Each model chunk of this rank gets a DDP Reducer (parallel/ddp/reducer.h)
+// over the stage's dp group: its gradients live in buckets, and a hook on
+// each parameter's gradient accumulator launches a bucket's all-reduce on
+// the communication thread the moment its last gradient is final. A chunk
+// runs m backwards per step; the executor says which is the chunk's last
+// (parallel/pipeline/executor.h), and only that one runs with sync on (DDP's
+// no_sync for the others, as gradient accumulation does), so each bucket is
+// averaged once per step, while the rest of that backward and the other
+// chunks' backwards still run. The reducer finalizes at the end of that
+// backward (launches what is left, waits, leaves averages in .grad).
+// Megatron-LM overlaps its pipeline's data-parallel reduction the same way
+// (Narayanan et al. 2021, §4.1; PyTorch DDP: Li et al., VLDB 2020).
+//
+// A parameter used by several of this rank's chunks is final only after the
+// last of their backwards: it goes to the reducer of the chunk whose last
+// backward comes latest, which stays out of sync until then. Parameters that
+// get no gradient in the synced backward are reduced with what they
+// accumulated (find_unused_parameters), so none leaves a bucket pending; a
+// chunk whose synced backward reached none of its parameters launched
+// nothing, and reduce_gradients averages it after the schedule instead.
+#include "parallel/ddp/reducer.h"
+#include "parallel/pipeline/pipeline_engine.h"
+#include "parallel/zero/precision.h"
+
+#include <map>
+#include <set>
+
+namespace paratorch::train {
+namespace {
+
+// Averages a bucket over dp in `dtype`, exactly as the post-schedule path
+// does (average_over_dp): bf16/fp16 round the bucket to 16 bits, reduce it
+// as such and widen the average back.
+CommHook average_in(torch::ScalarType dtype) {
+  return [dtype](Communicator& comm, GradBucket& bucket) -> WorkHandle {
+    if (bucket.buffer.scalar_type() == dtype) return comm.all_reduce_async(bucket.buffer, ReduceOp::kAvg);
+    torch::NoGradGuard no_grad;
+    torch::Tensor wire = bucket.buffer.to(dtype), buffer = bucket.buffer;
+    return then(comm.all_reduce_async(wire, ReduceOp::kAvg), [wire, buffer]() mutable {
+      torch::NoGradGuard guard;
+      buffer.copy_(wire);
+    });
+  };
+}
+
+}  // namespace
+
+void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk>& chunks) {
+  const auto& last = executor_->last_backwards();
+  std::map<std::string, int> reducer_of;  // held parameter -> chunk whose reducer takes it
+  for (size_t c = 0; c < chunks.size(); ++c)
+    for (const auto& block : chunks[c].blocks)
+      for (const auto* names : {&block.parameters, &block.shared})
+        for (const auto& name : *names) {
+          auto it = reducer_of.find(name);
+          if (it == reducer_of.end() || last[static_cast<size_t>(it->second)] < last[c])
+            reducer_of[name] = static_cast<int>(c);
+        }
+  reducers_.assign(chunks.size(), {});
+  for (const auto& name : held_)  // model order: buckets fill in reverse, as backward produces them
+    if (reducer_of.count(name) && trained(name).requires_grad())
+      reducers_[static_cast<size_t>(reducer_of.at(name))].names.push_back(name);
+  DDPOptions ddp;
+  ddp.bucket_mb = options_.bucket_mb;
+  ddp.find_unused_parameters = true;
+  for (auto& r : reducers_) {
+    if (r.names.empty()) continue;
+    std::vector<torch::Tensor> params;
+    for (const auto& name : r.names) params.push_back(trained(name));
+    r.reducer = std::make_shared<Reducer>(std::move(params), r.names, groups_.dp(), ddp);  // collective over dp
+    r.reducer->install_hooks();
+    r.reducer->set_comm_hook(average_in(options_.reduce_dtype));
+  }
+  executor_->observe_backwards([this](int chunk, bool last_of_chunk) {
+    if (auto& reducer = reducers_[static_cast<size_t>(chunk)].reducer) reducer->set_sync(last_of_chunk);
+  });
+}
+
+void PipelineEngine::begin_dp_reduction() {
+  for (auto& r : reducers_)
+    if (r.reducer) {
+      r.reducer->set_sync(false);
+      r.launched_before_step = r.reducer->reductions_launched();
+    }
+}
+
+std::vector<std::string> PipelineEngine::not_reduced_by_reducers() const {
+  std::set<std::string> done;
+  for (const auto& r : reducers_)
+    if (r.reducer && r.reducer->reductions_launched() > r.launched_before_step) done.insert(r.names.begin(), r.names.end());
+  std::vector<std::string> out;
+  for (const auto& name : held_)
+    if (!done.count(name)) out.push_back(name);
+  return out;
+}
+
+size_t PipelineEngine::dp_buckets() const {
+  size_t n = 0;
+  for (const auto& r : reducers_)
+    if (r.reducer) n += r.reducer->layouts().size();
+  return n;
+}
+
+int64_t PipelineEngine::dp_reductions_launched() const {
+  int64_t n = 0;
+  for (const auto& r : reducers_)
+    if (r.reducer) n += r.reducer->reductions_launched();
+  return n;
+}
+
+}  // namespace paratorch::train

@@ -1,0 +1,297 @@
+// src/parallel/pipeline/pipeline_engine.cpp — see pipeline_engine.h.
+#include "parallel/pipeline/pipeline_engine.h"
+
+#include "parallel/pipeline/options.h"
+#include "parallel/zero/precision.h"
+
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+#include <cstdio>
+
+namespace paratorch::train {
+
+void PipelineEngineOptions::validate(const Layout& layout) const {
+  pipeline::validate_schedule(parallel::pipeline::schedule_name(schedule), {layout.pp, microbatches, virtual_stages});
+  DistributedSampler check(global_batch, 0, layout.dp);  // UsageError when dp does not divide the batch
+  if (check.local_batch() % microbatches != 0)
+    throw UsageError("paratorch: PipelineEngineOptions::microbatches = " + std::to_string(microbatches) +
+                     " must divide the per-replica batch " + std::to_string(check.local_batch()) +
+                     " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(layout.dp) + ")");
+  pipeline::validate_partition_text(partition);
+  zero::require_training_dtype(compute_dtype, "PipelineEngineOptions::compute_dtype");
+  zero::require_training_dtype(reduce_dtype, "PipelineEngineOptions::reduce_dtype");
+  if (!(bucket_mb > 0)) throw UsageError("paratorch: PipelineEngineOptions::bucket_mb must be > 0");
+  scaler.validate();
+}
+
+PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
+                               const data::Dataset& dataset, torch::Device device, PipelineEngineOptions options)
+    : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(std::move(options)),
+      scaler_(options_.scaler) {
+  const Layout& L = groups_.layout();
+  options_.validate(L);
+  model_->initialize(options_.seed);
+  model_->to(device_);
+  auto blocks = model_->blocks();
+  pipeline::check_block_count(static_cast<int>(blocks.size()), L.pp, options_.virtual_stages,
+                              parallel::pipeline::schedule_name(options_.schedule),
+                              options_.model_name);
+  specs_ = model_->shard_specs();
+  for (const auto& item : model_->named_parameters(true)) {
+    order_.push_back(item.key());
+    shard_shapes_[item.key()] = item.value().sizes().vec();
+    shapes_[item.key()] = specs_.at(item.key()).full_shape(item.value().sizes());
+    dtypes_[item.key()] = item.value().scalar_type();
+    int64_t numel = 1;
+    for (int64_t d : shapes_[item.key()]) numel *= d;
+    parameter_count_ += numel;
+  }
+  choose_partition(blocks);
+  const pipeline::PipelineShape shape{L.pp, options_.microbatches, options_.virtual_stages};
+  std::vector<pipeline::StageChunk> chunks;
+  for (int c = 0; c < shape.virtual_stages; ++c) {
+    const int s = shape.model_stage(groups_.coords().pp, c);
+    pipeline::StageChunk chunk{s, {}};
+    for (int i = partition_.first[static_cast<size_t>(s)]; i < partition_.first[static_cast<size_t>(s) + 1]; ++i)
+      chunk.blocks.push_back(blocks[static_cast<size_t>(i)]);
+    chunks.push_back(std::move(chunk));
+  }
+  auto boundaries = boundary_specs(blocks);
+  keep_own_parameters(blocks);
+  if (options_.compute_dtype != torch::kFloat) use_low_precision(boundaries);
+  executor_ = std::make_unique<pipeline::Executor>(groups_.pp(), pipeline::make_schedule(parallel::pipeline::schedule_name(options_.schedule), shape),
+                                                   chunks, std::move(boundaries), device_,
+                                                   options_.activation_checkpointing);
+  if (L.dp > 1 && !masters_) overlap_dp_reduction(chunks);
+  if (groups_.world()->rank() == 0) {
+    std::printf("paratorch: pipeline %s\n", partition_.report(blocks).c_str());
+    std::fflush(stdout);
+  }
+}
+
+// "time" measures on world rank 0 and broadcasts, so every rank cuts the
+// model at the same blocks. With tp > 1 the blocks' forward and backward are
+// collective over tp, so rank 0's whole tp group (dp = pp = 0) measures
+// together; the other ranks wait in the broadcast.
+void PipelineEngine::choose_partition(const std::vector<models::ModelBlock>& blocks) {
+  const int stages = groups_.layout().pp * options_.virtual_stages;
+  std::vector<double> block_ms;
+  if (options_.partition == "time") {
+    auto ms = torch::zeros({static_cast<int64_t>(blocks.size())}, torch::kDouble);
+    if (groups_.coords().dp == 0 && groups_.coords().pp == 0) {
+      DistributedSampler sampler(options_.global_batch, 0, groups_.layout().dp);
+      std::vector<int64_t> ids;
+      for (int64_t i = 0; i < sampler.local_batch() / options_.microbatches; ++i) ids.push_back(i);
+      auto measure_blocks = blocks;
+      auto measured = pipeline::measure_block_ms(measure_blocks, to_device(dataset_.train_batch(ids)).input);
+      for (size_t i = 0; i < measured.size(); ++i) ms[static_cast<int64_t>(i)] = measured[i];
+      for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();  // measuring left gradients
+    }
+    groups_.world()->broadcast(ms, 0);
+    for (int64_t i = 0; i < ms.numel(); ++i) block_ms.push_back(ms[i].item<double>());
+  }
+  partition_ = pipeline::make_partition(options_.partition, *model_, blocks, stages, block_ms);
+}
+
+// The activation leaving each stage, from one sample through the whole model
+// (identical on every rank: same model, same sample). Dim 0 is the batch.
+// With tp > 1 every rank runs it, so the blocks' tp collectives pair up; under
+// sequence parallelism the activation is this tp rank's sequence slice,
+// which is what crosses the stage boundary.
+std::vector<pipeline::BoundarySpec> PipelineEngine::boundary_specs(const std::vector<models::ModelBlock>& blocks) {
+  torch::NoGradGuard no_grad;
+  std::vector<pipeline::BoundarySpec> out;
+  torch::Tensor x = to_device(dataset_.train_batch({0})).input;
+  for (int s = 0; s + 1 < partition_.stages(); ++s) {
+    for (int i = partition_.first[static_cast<size_t>(s)]; i < partition_.first[static_cast<size_t>(s) + 1]; ++i)
+      x = blocks[static_cast<size_t>(i)].forward(x);
+    auto shape = x.sizes().vec();
+    shape[0] = -1;
+    out.push_back({shape, x.scalar_type()});
+  }
+  return out;
+}
+
+// Records which pipeline rank owns each parameter, which this rank holds
+// (its chunks' own parameters plus the tied weights they use), and frees
+// the others' storage.
+void PipelineEngine::keep_own_parameters(const std::vector<models::ModelBlock>& blocks) {
+  const int pp = groups_.layout().pp, me = groups_.coords().pp;
+  auto rank_of_block = [&](size_t i) { return partition_.stage_of_block(static_cast<int>(i)) % pp; };
+  std::set<std::string> mine;
+  for (size_t i = 0; i < blocks.size(); ++i)
+    for (const auto& name : blocks[i].parameters) {
+      owner_[name] = rank_of_block(i);
+      if (owner_[name] == me) mine.insert(name);
+    }
+  for (size_t i = 0; i < blocks.size(); ++i)
+    for (const auto& name : blocks[i].shared) {
+      const int user = rank_of_block(i);
+      if (user == owner_.at(name)) continue;  // one copy suffices
+      if (owner_.at(name) != 0 || user != pp - 1)
+        throw RuntimeFailure("paratorch: tied parameter " + name + " spans pipeline ranks " +
+                             std::to_string(owner_.at(name)) + " and " + std::to_string(user) +
+                             "; only the first and last stage may share weights");
+      tied_.insert(name);
+      if (user == me) mine.insert(name), tied_copies_.insert(name);
+    }
+  torch::NoGradGuard no_grad;
+  for (auto& item : model_->named_parameters(true)) {
+    params_[item.key()] = item.value();  // the module's tensor itself: set_data keeps it
+    if (mine.count(item.key())) held_.push_back(item.key());
+    else item.value().set_data(torch::empty({0}, item.value().options()));
+  }
+}
+
+// The model was initialized (and the boundaries measured) in fp32; from here
+// on it computes in the low precision and the masters hold the fp32 values.
+void PipelineEngine::use_low_precision(std::vector<pipeline::BoundarySpec>& boundaries) {
+  dtype_ = options_.compute_dtype;
+  for (auto& b : boundaries)
+    if (c10::isFloatingType(b.dtype)) b.dtype = dtype_;
+  zero::MasterWeights::Named held;
+  for (const auto& name : held_) held.emplace_back(name, params_.at(name));
+  masters_ = std::make_unique<zero::MasterWeights>(std::move(held), dtype_);
+}
+
+torch::Tensor PipelineEngine::trained(const std::string& name) {
+  if (masters_)
+    if (const torch::Tensor* m = masters_->find(name)) return *m;
+  return params_.at(name);
+}
+
+BatchShare PipelineEngine::batch_share() const {
+  return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
+}
+
+models::Batch PipelineEngine::to_device(models::Batch b) const {
+  b.input = b.input.to(device_);
+  if (b.input.is_floating_point()) b.input = b.input.to(dtype_);
+  b.target = b.target.to(device_);
+  return b;
+}
+
+double PipelineEngine::forward_backward(const std::vector<models::Batch>& microbatches) {
+  const int m = static_cast<int>(microbatches.size());
+  std::vector<models::Batch> micro;
+  for (const auto& b : microbatches) micro.push_back(to_device(b));
+  // The loss in fp32 from the last stage's output; fp16 scales it by S
+  // before backward (and the summed losses are divided by S again).
+  auto criterion = [this](const torch::Tensor& out, const models::Batch& b) {
+    return model_->criterion(out.to(torch::kFloat), b);
+  };
+  const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
+  begin_dp_reduction();
+  const double local = executor_->run_step(micro, criterion, scale / m) / scale;
+  reduce_gradients(scale);
+  auto loss = torch::tensor({local}, torch::kDouble);  // non-zero on the last stage only
+  groups_.pp()->all_reduce(loss, ReduceOp::kSum);
+  groups_.dp()->all_reduce(loss, ReduceOp::kAvg);
+  return loss.item<double>();
+}
+
+// Low precision keeps the flat all-reduce after the schedule: the model's
+// bf16/fp16 gradients are first widened (and unscaled) into the fp32
+// masters, and the dp average runs on those fp32 values (or on them rounded
+// to reduce_precision). A Reducer reduces the model's own .grad buckets, in
+// the compute dtype, before any widening: 16-bit averages stored back in 16
+// bits, not today's numerics; the masters get no autograd hooks to reduce
+// them in backward instead.
+void PipelineEngine::reduce_gradients(double loss_scale) {
+  torch::NoGradGuard no_grad;
+  if (masters_) masters_->widen_gradients(loss_scale);  // every reduction below runs in fp32
+  for (const auto& name : held_) {
+    auto p = trained(name);
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+  }
+  if (groups_.layout().dp > 1) {
+    std::vector<torch::Tensor> grads;
+    for (const auto& name : not_reduced_by_reducers()) grads.push_back(trained(name).grad());
+    average_over_dp(grads);
+  }
+  // Linear in the gradients, so after the dp average as before it.
+  finalize_gradients();  // sequence-parallel partial sums over tp, then tied copies
+}
+
+void PipelineEngine::average_over_dp(const std::vector<torch::Tensor>& grads) {
+  if (grads.empty()) return;
+  std::vector<torch::Tensor> flat_parts;
+  for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
+  // reduce_precision bf16/fp16: the flat gradient rounded to 16 bits and
+  // reduced as such (zero_engine.cpp's launch_low_precision says why).
+  auto flat = torch::cat(flat_parts).to(options_.reduce_dtype);
+  groups_.dp()->all_reduce(flat, ReduceOp::kAvg);
+  int64_t offset = 0;
+  for (auto g : grads) {
+    g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));
+    offset += g.numel();
+  }
+}
+
+EvalResult PipelineEngine::evaluate(const models::Batch& piece) {
+  torch::NoGradGuard no_grad;
+  model_->eval();
+  auto batch = to_device(piece);
+  auto out = executor_->forward_only(batch);
+  auto sums = torch::zeros({2}, torch::kDouble);  // loss, accuracy: set on the last stage only
+  const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
+  if (out.defined()) {
+    sums[0] = model_->criterion(out.to(torch::kFloat), batch).item<double>();
+    if (classifies) sums[1] = (out.argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  }
+  groups_.pp()->all_reduce(sums, ReduceOp::kSum);
+  groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
+  model_->train();
+  return {sums[0].item<double>(), classifies ? sums[1].item<double>() : -1.0};
+}
+
+int64_t PipelineEngine::local_parameter_count() {
+  int64_t n = 0;
+  for (const auto& name : held_) {
+    int64_t numel = 1;
+    for (int64_t d : shard_shapes_.at(name)) numel *= d;
+    n += numel;
+  }
+  return n;
+}
+
+NamedTensors PipelineEngine::named_parameters() {
+  NamedTensors out;
+  for (const auto& name : held_) out.emplace_back(name, trained(name));
+  return out;
+}
+
+bool PipelineEngine::may_step() {
+  if (!options_.loss_scaling) return true;
+  auto flag = torch::tensor({masters_->has_non_finite_gradient() ? 1.0 : 0.0}, torch::kDouble);
+  groups_.world()->all_reduce(flag, ReduceOp::kMax);  // every stage and replica skips together
+  return scaler_.update(flag.item<double>() > 0);
+}
+
+std::map<std::string, torch::Tensor> PipelineEngine::checkpoint_state() {
+  return options_.loss_scaling ? scaler_.state() : std::map<std::string, torch::Tensor>{};
+}
+
+void PipelineEngine::load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) {
+  if (options_.loss_scaling) scaler_.load_state(state);
+}
+
+std::map<std::string, double> PipelineEngine::step_metrics() {
+  return options_.loss_scaling ? scaler_.metrics() : std::map<std::string, double>{};
+}
+
+std::string PipelineEngine::describe() {
+  const auto& s = executor_->schedule().shape;
+  char line[256];
+  const int tp = groups_.layout().tp;
+  std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s)%s, schedule %s, %d micro-batch(es)%s, partition by %s%s%s",
+                s.stages, groups_.layout().dp, tp > 1 ? (", tensor parallel tp=" + std::to_string(tp)).c_str() : "",
+                parallel::pipeline::schedule_name(options_.schedule).c_str(), s.microbatches,
+                s.virtual_stages > 1 ? (", " + std::to_string(s.virtual_stages) + " chunks/rank").c_str() : "",
+                options_.partition.c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "",
+                masters_ ? (", " + zero::precision_name(options_.compute_dtype) + " compute, fp32 masters").c_str() : "");
+  return line;
+}
+
+}  // namespace paratorch::train

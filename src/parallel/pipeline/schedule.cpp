@@ -1,0 +1,142 @@
+// src/parallel/pipeline/schedule.cpp — see schedule.h. Each schedule is first an order
+// of compute steps (forward/backward, micro-batch, chunk) per rank; the
+// communication actions are then placed around them by one rule.
+#include "parallel/pipeline/schedule.h"
+
+#include <paratorch/errors.h>
+
+#include <algorithm>
+
+namespace paratorch::pipeline {
+namespace {
+
+struct ComputeStep {
+  bool forward;
+  int microbatch, chunk;
+};
+using ComputeOrder = std::vector<ComputeStep>;
+
+// GPipe: F0..F(m-1), then B(m-1)..B0 (the last forward's backward first:
+// its activations are the freshest, and the last stage can start at once).
+ComputeOrder gpipe_order(const PipelineShape& s) {
+  ComputeOrder out;
+  for (int i = 0; i < s.microbatches; ++i) out.push_back({true, i, 0});
+  for (int i = s.microbatches - 1; i >= 0; --i) out.push_back({false, i, 0});
+  return out;
+}
+
+// PipeDream-Flush: p-r-1 warm-up forwards, then alternate F/B, then drain.
+ComputeOrder one_f_one_b_order(const PipelineShape& s, int rank) {
+  const int m = s.microbatches;
+  const int warmup = std::min(s.stages - rank - 1, m);
+  ComputeOrder out;
+  for (int i = 0; i < warmup; ++i) out.push_back({true, i, 0});
+  for (int i = 0; i < m - warmup; ++i) {
+    out.push_back({true, warmup + i, 0});
+    out.push_back({false, i, 0});
+  }
+  for (int i = m - warmup; i < m; ++i) out.push_back({false, i, 0});
+  return out;
+}
+
+// Megatron-LM's interleaved schedule (schedules.py,
+// forward_backward_pipelining_with_interleaving): virtual micro-batch k runs
+// micro-batches in groups of p, chunk by chunk; backward visits the chunks
+// in reverse. Warm-up: 2(p-r-1) + (v-1)p virtual micro-batches.
+ComputeOrder interleaved_order(const PipelineShape& s, int rank) {
+  const int p = s.stages, v = s.virtual_stages, total = s.microbatches * v;
+  auto step = [&](int k, bool forward) {
+    const int in_group = k % (p * v);
+    int chunk = in_group / p;
+    if (!forward) chunk = v - 1 - chunk;
+    return ComputeStep{forward, (k / (p * v)) * p + in_group % p, chunk};
+  };
+  const int warmup = std::min(2 * (p - rank - 1) + (v - 1) * p, total);
+  ComputeOrder out;
+  for (int k = 0; k < warmup; ++k) out.push_back(step(k, true));
+  for (int k = 0; k < total - warmup; ++k) {
+    out.push_back(step(warmup + k, true));
+    out.push_back(step(k, false));
+  }
+  for (int k = total - warmup; k < total; ++k) out.push_back(step(k, false));
+  return out;
+}
+
+// The one placement rule for communication (see schedule.h).
+std::vector<Action> with_transfers(const ComputeOrder& order, const PipelineShape& s, int rank) {
+  const int last = s.model_stages() - 1;
+  std::vector<Action> out;
+  for (const auto& c : order) {
+    const int stage = s.model_stage(rank, c.chunk);
+    if (c.forward) {
+      if (stage > 0) out.push_back({ActionType::kRecvActivation, c.microbatch, c.chunk});
+      out.push_back({ActionType::kForward, c.microbatch, c.chunk});
+      if (stage < last) out.push_back({ActionType::kSendActivation, c.microbatch, c.chunk});
+    } else {
+      if (stage < last) out.push_back({ActionType::kRecvGrad, c.microbatch, c.chunk});
+      out.push_back({ActionType::kBackward, c.microbatch, c.chunk});
+      if (stage > 0) out.push_back({ActionType::kSendGrad, c.microbatch, c.chunk});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string to_string(const Action& a) {
+  static const char* names[] = {"F", "B", "sendA", "recvA", "sendG", "recvG"};
+  return names[static_cast<int>(a.type)] + std::to_string(a.microbatch) + "." + std::to_string(a.chunk);
+}
+
+bool is_compute(ActionType type) { return type == ActionType::kForward || type == ActionType::kBackward; }
+
+const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved"};
+  return names;
+}
+
+void validate_schedule(const std::string& name, const PipelineShape& s) {
+  const auto& names = schedule_names();
+  if (std::find(names.begin(), names.end(), name) == names.end())
+    throw UsageError("paratorch: [parallel] schedule \"" + name + "\" is unknown; valid schedules: gpipe, 1f1b, interleaved");
+  if (s.stages < 1) throw UsageError("paratorch: [parallel] pp must be >= 1, got " + std::to_string(s.stages));
+  if (s.microbatches < 1)
+    throw UsageError("paratorch: [parallel] microbatches must be >= 1, got " + std::to_string(s.microbatches));
+  if (s.virtual_stages < 1)
+    throw UsageError("paratorch: [parallel] virtual_stages must be >= 1, got " + std::to_string(s.virtual_stages));
+  if (s.virtual_stages > 1 && name != "interleaved")
+    throw UsageError("paratorch: [parallel] virtual_stages = " + std::to_string(s.virtual_stages) +
+                     " needs schedule \"interleaved\", got \"" + name + "\"");
+  if (name == "interleaved" && s.microbatches % s.stages != 0)
+    throw UsageError("paratorch: [parallel] microbatches = " + std::to_string(s.microbatches) +
+                     " must be a multiple of pp = " + std::to_string(s.stages) +
+                     " for schedule \"interleaved\" (micro-batches run in groups of pp)");
+  // Tags must stay below MPI's guaranteed MPI_TAG_UB (32767).
+  if (static_cast<long long>(s.microbatches) * s.model_stages() * 2 > 32767)
+    throw UsageError("paratorch: [parallel] microbatches = " + std::to_string(s.microbatches) +
+                     " is too many for " + std::to_string(s.model_stages()) + " model stages (at most " +
+                     std::to_string(32767 / (2 * s.model_stages())) + ")");
+}
+
+Schedule make_schedule(const std::string& name, const PipelineShape& shape) {
+  validate_schedule(name, shape);
+  Schedule out{name, shape, {}};
+  for (int r = 0; r < shape.stages; ++r) {
+    ComputeOrder order = name == "gpipe"  ? gpipe_order(shape)
+                         : name == "1f1b" ? one_f_one_b_order(shape, r)
+                                          : interleaved_order(shape, r);
+    out.ranks.push_back(with_transfers(order, shape, r));
+  }
+  return out;
+}
+
+double theoretical_bubble(const std::string& name, const PipelineShape& s) {
+  const double p = s.stages, m = s.microbatches, v = name == "interleaved" ? s.virtual_stages : 1;
+  return (p - 1) / (v * m + p - 1);
+}
+
+int transfer_tag(const PipelineShape& s, int microbatch, int boundary, bool gradient) {
+  return (microbatch * s.model_stages() + boundary) * 2 + (gradient ? 1 : 0);
+}
+
+}  // namespace paratorch::pipeline

@@ -1,0 +1,168 @@
+// src/parallel/zero/zero_engine.h — Engine for ZeRO stages 0–3 and mixed precision.
+//
+// ZeRO (Rajbhandari et al., 2019) removes the redundancy of data parallelism
+// by sharding model state over the dp group (ProcessGroups::dp(), so it
+// composes with pp/tp later: each model-parallel shard is ZeRO'd across its
+// own dp group). Model state lives in flat buffers ("units", parallel/zero/flat_buffer.h)
+// and each rank owns 1/N of every unit:
+//   stage 1  optimizer state + fp32 master shard; gradients reduce-scattered
+//            (full fp32 gradient buffer kept, micro-batches accumulated in
+//            it, only this rank's shard reduced, in place, by the reducer
+//            with the last micro-batch's backward), each
+//            rank updates its shard, then the parameters are all-gathered —
+//            on one node stages 1-2 keep one parameter copy that every rank
+//            maps, so the update lands in place and a barrier publishes it.
+//   stage 2  also gradients: units are DDP-sized buckets (bucket_mb) in
+//            backward order; DDP's gradient reducer in its reduce-scatter mode
+//            (parallel/ddp/reducer.h) reduce-scatters each as soon as its
+//            gradients are final, on the communication thread while backward
+//            goes on, and only this rank's shard of the gradient is kept.
+//   stage 3  also parameters: units are the model's blocks (BundledModel::blocks).
+//            A block's parameters are all-gathered just before its forward and
+//            freed after; the forward keeps only the blocks' inputs. Backward
+//            walks the blocks in reverse: all-gather again, recompute the block
+//            with autograd (activation checkpointing), backward through it,
+//            reduce-scatter its gradients into the owner's shard, free. The
+//            next block's gather is issued before the current block computes.
+//   stage 0  (mixed precision only; fp32 stage 0 is DataParallelEngine):
+//            one shard holding everything, gradients all-reduced (the
+//            reducer's all-reduce of the units' fp32 buffers).
+// Mixed precision ([train] precision = bf16 | fp16): the model computes in
+// the low precision; masters, optimizer state and gradient reduction are
+// fp32; fp16 multiplies the loss by a dynamic scale (parallel/zero/loss_scaler.h) and
+// skips the step when a gradient is inf/NaN.
+// The trainer sees only pieces of the master shard (named_parameters) and the
+// ShardedOptimizer (build_optimizer); clipping sums shard norms over dp.
+// With tensor parallelism (tp > 1, zero_engine_tp.cpp) the model holds this
+// rank's tp shards (make_model with the tp group) and the units hold those
+// shards, sharded over the dp group only: each model-parallel shard is
+// ZeRO'd across its own dp replicas (ZeRO paper §7, with Megatron-LM).
+#pragma once
+#include "parallel/ddp/reducer.h"
+#include "tensor_parallel/shard.h"
+#include "parallel/engine.h"
+#include "parallel/ddp/buffer_pool.h"
+#include "parallel/zero/flat_buffer.h"
+#include "parallel/zero/loss_scaler.h"
+#include "parallel/zero/precision.h"
+#include "parallel/zero/sharded_optimizer.h"
+
+#include <memory>
+
+namespace paratorch::train {
+
+struct ZeroEngineOptions {
+  int stage = 1;                                 // 0..3
+  torch::ScalarType compute_dtype = torch::kFloat;  // kFloat | kBFloat16 | kHalf (masters stay fp32)
+  int64_t global_batch = 32;
+  int microbatches = 1;
+  double bucket_mb = 25.0;        // stages 0-2: gradient unit size
+  uint64_t seed = 1234;
+  /// Dynamic loss scaling; on for fp16 (make_engine), available to any precision for tests.
+  bool loss_scaling = false;
+  zero::LossScalerOptions scaler;
+  /// dtype the dp gradient reductions run in (kFloat | kBFloat16 | kHalf): a
+  /// 16-bit reduction rounds each rank's gradient before it and the result after it.
+  torch::ScalarType reduce_dtype = torch::kFloat;
+  /// UsageError naming the field (ZeroEngineOptions::...) and what to change.
+  void validate(int dp) const;
+};
+
+/// Bytes this rank holds for each kind of model state (the bench's measure).
+struct ModelStateBytes {
+  int64_t parameters = 0, gradients = 0, optimizer = 0;
+  int64_t total() const { return parameters + gradients + optimizer; }
+};
+
+class ZeroEngine : public Engine {
+ public:
+  ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model, torch::Device device,
+             ZeroEngineOptions options);
+  ~ZeroEngine() override;
+
+  NamedTensors named_parameters() override { return pieces_.tensors; }
+  BatchShare batch_share() const override;
+  double forward_backward(const std::vector<models::Batch>& microbatches) override;
+  EvalResult evaluate(const models::Batch& batch) override;
+  SumAcross grad_norm_across() override;
+  std::map<std::string, torch::Tensor> full_parameters() override;
+  void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
+  int64_t parameter_count() override;
+  int64_t local_parameter_count() override;
+  std::string describe() override;
+  std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) override;
+  std::map<std::string, double> step_metrics() override;
+  std::map<std::string, torch::Tensor> checkpoint_state() override;
+  void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override;
+
+  /// Parameters, gradients and optimizer state this rank holds now.
+  ModelStateBytes model_state_bytes() const;
+  double loss_scale() const { return scaler_.scale(); }
+  int64_t skipped_steps() const { return scaler_.skipped_steps(); }
+
+ private:
+  struct Unit;
+  struct Slot { size_t unit = 0, member = 0; };
+
+  struct Arenas {
+    torch::Tensor params, grads;  // every unit's flat buffer is a slice of these
+    int64_t used = 0;
+  };
+  void build_units();
+  Arenas allocate_arenas(const std::vector<std::vector<size_t>>& members, int ranks);
+  void install_reducer();
+  CommHook gradient_hook() const;
+  void publish_parameters();
+  bool may_step();
+  void unscale_gradients();
+  models::Batch to_device(models::Batch b) const;
+  /// The model's criterion of `output` widened to fp32 (losses are computed in fp32).
+  torch::Tensor fp32_loss(const torch::Tensor& output, const models::Batch& batch) const;
+  int shard_ranks() const;
+
+  // tensor parallelism (zero_engine_tp.cpp)
+  bool tensor_parallel() const { return groups_.layout().tp > 1; }
+  void finalize_gradients();
+  std::map<std::string, torch::Tensor> gather_over_tp(std::map<std::string, torch::Tensor> shards);
+  torch::Tensor local_part(const std::map<std::string, torch::Tensor>& tensors, const zero::FlatParam& param) const;
+  std::unique_ptr<Optimizer> wrap_for_tp(std::unique_ptr<Optimizer> sharded) const;
+
+  // stage 3 (zero_engine_stage3.cpp)
+  void plan_blocks();
+  void install_trim_hooks();
+  double forward_backward_blocks(const models::Batch& batch, int microbatches);
+  torch::Tensor forward_blocks(const torch::Tensor& input, std::vector<torch::Tensor>* inputs);
+  void gather_async(size_t u);
+  void ensure_gathered(size_t u);
+  void release(size_t u);
+  void attach_gradient_buffers(size_t u);
+  void reduce_unit_gradients(size_t u);
+  void finish_reductions(bool wait_all);
+
+  const ProcessGroups& groups_;
+  std::shared_ptr<models::BundledModel> model_;
+  torch::Device device_;
+  ZeroEngineOptions options_;
+  torch::ScalarType dtype_;               // model compute precision
+  torch::ScalarType reduce_dtype_;        // dp gradient reductions ([train] reduce_precision)
+  std::vector<torch::Tensor> params_;     // the model's, in model order
+  std::vector<std::string> names_;
+  std::vector<Slot> slots_;               // param -> (unit, member)
+  std::vector<std::unique_ptr<Unit>> units_;
+  zero::Pieces pieces_;
+  zero::LossScaler scaler_;
+  bool params_shared_ = false;            // stages 1-2: one parameter copy on the node
+  std::vector<size_t> in_flight_;         // stage 3: units whose reduce-scatter is in flight
+  const zero::ShardedOptimizer* optimizer_ = nullptr;
+  zero::BufferPool pool_;                 // stage 3: transient unit-sized buffers, reused
+  std::map<std::string, tensor_parallel::ShardSpec> specs_;  // every parameter's tp split
+  // stages 0-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
+  // (declared after them, so it goes first: its hand-over writes u->grad)
+  std::shared_ptr<Reducer> reducer_;
+  // stage 3 plan
+  std::vector<models::ModelBlock> blocks_;
+  std::vector<std::vector<size_t>> block_units_;  // units each block needs (own + shared)
+  std::vector<size_t> last_user_;                 // per unit: the lowest block index using it
+};
+
+}  // namespace paratorch::train

@@ -1,0 +1,45 @@
+// src/parallel/zero/zero_engine_parameters.cpp — ZeroEngine's whole parameters in
+// and out of its flat shards: gathered by name for verify and checkpoints,
+// loaded back into each rank's shard (tp-sliced), and counted.
+#include "parallel/zero/zero_engine.h"
+
+#include "parallel/zero/zero_unit.h"
+
+namespace paratorch::train {
+
+std::map<std::string, torch::Tensor> ZeroEngine::full_parameters() {
+  std::map<std::string, torch::Tensor> out;
+  auto group = shard_ranks() > 1 ? groups_.dp() : nullptr;
+  for (auto& u : units_)
+    for (auto& [name, t] : zero::gather_full(*u->layout, u->master, group.get())) out[name] = t.cpu();
+  return tensor_parallel() ? gather_over_tp(std::move(out)) : out;
+}
+
+void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
+  torch::NoGradGuard no_grad;
+  for (auto& u : units_) {
+    const auto& L = *u->layout;
+    for (const auto& piece : L.pieces()) {
+      const auto local = local_part(tensors, L.params()[piece.param]);  // checked, tp-sliced
+      u->master.narrow(0, piece.shard_offset, piece.length)
+          .copy_(local.reshape({-1}).narrow(0, piece.param_offset, piece.length));
+    }
+  }
+  publish_parameters();
+}
+
+int64_t ZeroEngine::parameter_count() {
+  int64_t n = 0;
+  for (auto& u : units_)
+    for (const auto& p : u->layout->params())
+      n += p.numel() * (specs_.at(p.name).sharded() ? groups_.layout().tp : 1);
+  return n;
+}
+
+int64_t ZeroEngine::local_parameter_count() {
+  int64_t n = 0;
+  for (auto& u : units_) n += u->layout->numel();
+  return n;
+}
+
+}  // namespace paratorch::train

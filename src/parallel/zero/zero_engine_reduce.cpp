@@ -1,0 +1,54 @@
+// src/parallel/zero/zero_engine_reduce.cpp — ZeroEngine's gradient path (see
+// zero_engine.h): DDP's gradient reducer (parallel/ddp/reducer.h) over the
+// units, one bucket per unit, for stages 0-2, and the comm hook every
+// stage's dp reduction goes through (stage 3's per-block reduce-scatter in
+// zero_engine_stage3.cpp included).
+//   stage 2  reduce-scatter mode with pooled buckets: each micro-batch's
+//            averaged shard is added into u->grad (on_shard).
+//   stage 1  reduce-scatter mode over the units' kept fp32 buffers
+//            (u->full_grad, a slice of the communicator's reduce buffer):
+//            micro-batches accumulate in them (no_sync until the last), and
+//            the last one's backward reduces each rank's shard in place, so
+//            u->grad, a view of that slice, holds the average.
+//   stage 0  the same buffers all-reduced whole (ReduceScatterOptions::all_reduce).
+// fp32 models' .grad alias the buffers, so autograd accumulates in place;
+// bf16/fp16 gradients are widened into them as each becomes final.
+#include "parallel/zero/zero_engine.h"
+
+#include "parallel/zero/zero_unit.h"
+
+namespace paratorch::train {
+
+void ZeroEngine::install_reducer() {
+  ReduceScatterOptions scatter;
+  for (const auto& u : units_) scatter.buckets.push_back(BucketLayout{u->members, u->layout->numel(), dtype_});
+  scatter.buffer_dtype = torch::kFloat;
+  if (options_.stage < 2) {
+    for (const auto& u : units_) scatter.buffers.push_back(u->full_grad);
+    scatter.all_reduce = options_.stage == 0;
+  } else {
+    // The units are the reducer's buckets, so its shards are the masters' slices.
+    scatter.on_shard = [this](size_t u, const torch::Tensor& shard) {
+      torch::NoGradGuard no_grad;
+      units_[u]->grad.add_(shard);
+    };
+  }
+  reducer_ = std::make_shared<Reducer>(params_, names_, groups_.dp(), std::move(scatter));
+  reducer_->set_comm_hook(gradient_hook());
+  reducer_->install_hooks();
+}
+
+// [train] reduce_precision = bf16 | fp16: DDP's compression hooks round each
+// rank's (pre-divided) gradient to 16 bits and the result after the sum.
+// PyTorch over NCCL moves 16-bit words; MPI has no 16-bit float sum, so the
+// communicator widens internally: the numerics are a 16-bit reduction's, the
+// bytes on the wire are fp32's (docs/zero.md). One rank reduces nothing, so
+// it rounds nothing either.
+CommHook ZeroEngine::gradient_hook() const {
+  const bool one_rank = groups_.dp()->size() == 1;
+  if (reduce_dtype_ == torch::kBFloat16 && !one_rank) return comm_hooks::bf16_compress();
+  if (reduce_dtype_ == torch::kHalf && !one_rank) return comm_hooks::fp16_compress();
+  return comm_hooks::allreduce();
+}
+
+}  // namespace paratorch::train

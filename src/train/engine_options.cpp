@@ -1,0 +1,139 @@
+// src/train/engine_options.cpp — see engine_options.h.
+#include "train/engine_options.h"
+
+#include "parallel/pipeline/options.h"
+#include "parallel/pipeline/partition.h"
+#include "parallel/pipeline/schedule.h"
+
+#include <paratorch/errors.h>
+
+#include <utility>
+#include <vector>
+
+namespace paratorch::train {
+namespace {
+
+// Each library option field a config key feeds (the functions below, and
+// the CLI's World and sampler), so a message about a field reaches the CLI
+// user as the key to edit.
+const std::vector<std::pair<std::string, std::string>>& field_keys() {
+  static const std::vector<std::pair<std::string, std::string>> table = {
+      {"DataParallelEngineOptions::microbatches", "[parallel] microbatches"},
+      {"DataParallelEngineOptions::bucket_mb", "[parallel] bucket_mb"},
+      {"DataParallelEngineOptions::global_batch", "[data] global_batch"},
+      {"ZeroEngineOptions::stage", "[parallel] zero"},
+      {"ZeroEngineOptions::compute_dtype", "[train] precision"},
+      {"ZeroEngineOptions::reduce_dtype", "[train] reduce_precision"},
+      {"ZeroEngineOptions::microbatches", "[parallel] microbatches"},
+      {"ZeroEngineOptions::bucket_mb", "[parallel] bucket_mb"},
+      {"ZeroEngineOptions::global_batch", "[data] global_batch"},
+      {"PipelineEngineOptions::microbatches", "[parallel] microbatches"},
+      {"PipelineEngineOptions::virtual_stages", "[parallel] virtual_stages"},
+      {"PipelineEngineOptions::schedule", "[parallel] schedule"},
+      {"PipelineEngineOptions::partition", "[parallel] partition"},
+      {"PipelineEngineOptions::compute_dtype", "[train] precision"},
+      {"PipelineEngineOptions::reduce_dtype", "[train] reduce_precision"},
+      {"PipelineEngineOptions::bucket_mb", "[parallel] bucket_mb"},
+      {"PipelineEngineOptions::global_batch", "[data] global_batch"},
+      {"PsEngineOptions::servers", "[parallel] servers"},
+      {"PsEngineOptions::steps", "[train] steps"},
+      {"PsEngineOptions::timeout_s", "[comm] timeout_s"},
+      {"OptimizerOptions::weight_decay", "[optim] weight_decay"},
+      {"LossScalerOptions::initial_scale", "[train] initial_loss_scale"},
+      {"LossScalerOptions::growth_interval", "[train] loss_scale_window"},
+      {"DDPOptions::bucket_mb", "[parallel] bucket_mb"},
+      {"CommOptions::timeout_s", "[comm] timeout_s"},
+      {"WorldOptions::threads_per_rank", "[train] threads_per_rank"},
+      {"DistributedSampler::global_batch", "[data] global_batch"},
+      {"DistributedSampler::dp_size", "dp"},
+  };
+  return table;
+}
+
+}  // namespace
+
+std::string in_config_keys(std::string message) {
+  for (const auto& [field, key] : field_keys())
+    for (auto at = message.find(field); at != std::string::npos; at = message.find(field, at + key.size()))
+      message.replace(at, field.size(), key);
+  return message;
+}
+
+DataParallelEngineOptions data_parallel_options(const Config& config) {
+  DataParallelEngineOptions o;
+  o.global_batch = config.data.global_batch;
+  o.microbatches = config.parallel.microbatches;
+  o.bucket_mb = config.parallel.bucket_mb;
+  o.seed = static_cast<uint64_t>(config.train.seed);
+  return o;
+}
+
+ZeroEngineOptions zero_options(const Config& config) {
+  ZeroEngineOptions o;
+  o.stage = config.parallel.zero;
+  o.compute_dtype = zero::precision_dtype(config.train.precision);
+  o.global_batch = config.data.global_batch;
+  o.microbatches = config.parallel.microbatches;
+  o.bucket_mb = config.parallel.bucket_mb;
+  o.seed = static_cast<uint64_t>(config.train.seed);
+  o.loss_scaling = config.train.precision == "fp16";
+  o.scaler.initial_scale = config.train.initial_loss_scale;
+  o.scaler.growth_interval = config.train.loss_scale_window;
+  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision);
+  return o;
+}
+
+PipelineEngineOptions pipeline_options(const Config& config) {
+  PipelineEngineOptions o;
+  o.global_batch = config.data.global_batch;
+  o.microbatches = config.parallel.microbatches;
+  o.schedule = parallel::pipeline::schedule_from_name(config.parallel.schedule);
+  o.virtual_stages = config.parallel.virtual_stages;
+  o.partition = config.parallel.partition;
+  o.activation_checkpointing = config.parallel.activation_checkpointing;
+  o.zero = config.parallel.zero;
+  o.seed = static_cast<uint64_t>(config.train.seed);
+  o.model_name = config.model.name;
+  o.compute_dtype = zero::precision_dtype(config.train.precision);
+  o.loss_scaling = config.train.precision == "fp16";
+  o.scaler.initial_scale = config.train.initial_loss_scale;
+  o.scaler.growth_interval = config.train.loss_scale_window;
+  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision);
+  o.bucket_mb = config.parallel.bucket_mb;
+  return o;
+}
+
+void check_pipeline_config(const Config& config, const Layout& layout) {
+  if (layout.pp == 1) return;
+  // pp x tp: the model's tp errors first (they name the model's sizes), then the pipeline's.
+  models::check_tensor_parallel(config.model, layout.tp, config.parallel.sequence_parallel);
+  const PipelineEngineOptions o = pipeline_options(config);
+  o.validate(layout);
+  const auto blocks = models::make_model(config.model)->blocks();
+  pipeline::check_block_count(static_cast<int>(blocks.size()), layout.pp, o.virtual_stages,
+                              parallel::pipeline::schedule_name(o.schedule), o.model_name);
+  if (!pipeline::is_balanced_partition(o.partition))
+    pipeline::parse_cuts(o.partition, static_cast<int>(blocks.size()), layout.pp * o.virtual_stages);
+}
+
+async::PsEngineOptions ps_engine_options(const Config& config) {
+  async::PsEngineOptions o;
+  o.servers = config.parallel.servers;
+  o.seed = static_cast<uint64_t>(config.train.seed);
+  o.steps = config.train.steps;
+  o.timeout_s = config.comm.timeout_s;
+  return o;
+}
+
+zero::MemoryEstimateOptions memory_estimate_options(const Config& config) {
+  zero::MemoryEstimateOptions o;
+  o.model = config.model;
+  o.global_batch = config.data.global_batch;
+  o.microbatches = config.parallel.microbatches;
+  o.stage = config.parallel.zero;
+  o.optimizer = config.optim.name;
+  o.precision = config.train.precision;
+  return o;
+}
+
+}  // namespace paratorch::train

@@ -1,0 +1,163 @@
+// src/train/hogwild_runner.cpp — see hogwild.h.
+#include "train/hogwild_runner.h"
+
+#include "train/async_layout.h"
+#include "train/ps_logger.h"
+#include "parallel/async/ps_protocol.h"
+#include "parallel/async/ps_trace.h"
+#include "parallel/async/validation.h"
+#include "data/dataset.h"
+#include "models/registry.h"
+#include "report/metrics.h"
+#include "report/trace.h"
+#include "train/checkpoint.h"
+#include "optim/lr_schedule.h"
+#include "train/run_history.h"
+#include <paratorch/async.h>
+#include <paratorch/errors.h>
+#include <paratorch/sampler.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <mutex>
+
+namespace paratorch::async {
+namespace {
+
+
+struct Shared {
+  const train::Config& config;
+  std::unique_ptr<data::Dataset> dataset;
+  std::shared_ptr<models::BundledModel> model;
+  DistributedSampler batches;
+  std::mutex log_mutex;  // metrics only; never held during an update
+  std::unique_ptr<report::MetricsWriter> metrics;
+
+  explicit Shared(const train::Config& c) : config(c), batches(c.data.global_batch, 0, 1) {}
+};
+
+thread_local double step_started_s = 0;  // this thread's current step (for step_ms)
+
+void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double validation) {
+  const int64_t step = s + 1;
+  if (step % sh.config.train.log_every != 0 && step != sh.config.train.steps) return;
+  std::lock_guard<std::mutex> lock(sh.log_mutex);
+  report::StepMetrics m;
+  m.step = step;
+  m.loss = loss;
+  m.lr = lr;
+  m.step_ms = ms;
+  m.throughput = static_cast<double>(sh.config.data.global_batch * sh.dataset->items_per_sample()) / (ms / 1000);
+  m.throughput_unit = sh.dataset->throughput_unit();
+  std::string val;
+  if (std::isfinite(validation)) {
+    m.extra["val_loss"] = validation;
+    val = " val_loss " + std::to_string(validation);
+  }
+  sh.metrics->write(m);
+  std::printf("step %lld loss %.4f (thread-local step %.1f ms)%s\n", static_cast<long long>(step), loss, ms, val.c_str());
+  std::fflush(stdout);
+}
+
+// The bundled model's loss on global batch s (what each Hogwild thread differentiates).
+torch::Tensor batch_loss(Shared& sh, int64_t s) {
+  step_started_s = now_s();
+  if (s == kTracedSteps) report::Tracer::instance().disable();
+  return sh.model->loss(sh.dataset->train_batch(sh.batches.global_indices(s)));
+}
+
+// After each update: mid-run validation, as the synchronous trainer's, on the
+// shared parameters as they are now (the other threads keep updating them).
+void after_step(Shared& sh, int64_t s, double loss, double lr) {
+  const double ms = (now_s() - step_started_s) * 1000;
+  double validation = std::numeric_limits<double>::quiet_NaN();
+  if (validates_at(s + 1, sh.config.train.log_every, sh.config.train.steps)) {
+    report::Tracer::Span span("validation", "compute");
+    validation = validation_loss(*sh.model, *sh.dataset, sh.config.data.global_batch);
+  }
+  log_step(sh, s, loss, lr, ms, validation);
+}
+
+}  // namespace
+
+train::TrainResult run_hogwild(World& world, const train::Config& config, const std::string& resume_dir) {
+  check_async_layout(config, world.size());
+  Shared sh(config);
+  sh.dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
+  sh.model = models::make_model(config.model);
+  sh.model->initialize(static_cast<uint64_t>(config.train.seed));
+  const train::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+  int64_t start = 0;
+  if (!resume_dir.empty()) {
+    train::Checkpoint ckpt = train::read_checkpoint(resume_dir);
+    train::require_compatible(ckpt, config);
+    torch::NoGradGuard no_grad;
+    for (auto& item : sh.model->named_parameters(true)) item.value().copy_(ckpt.model.at(item.key()));
+    start = ckpt.step;
+  }
+  std::filesystem::create_directories(config.train.out_dir);
+  const std::string metrics = config.train.out_dir + "/metrics.jsonl";
+  if (start > 0) train::RunHistory().resume_from(metrics, start);  // drops lines past the checkpoint, as the Trainer
+  sh.metrics = std::make_unique<report::MetricsWriter>(metrics, start > 0);
+  const int threads = hogwild_threads(config);
+  std::printf("paratorch train: %s; hogwild: %d threads share one parameter copy, lock-free SGD; steps %lld..%d -> %s\n",
+              sh.dataset->describe().c_str(), threads, static_cast<long long>(start), config.train.steps,
+              config.train.out_dir.c_str());
+  std::fflush(stdout);
+  report::Tracer::instance().clear();  // this run's spans only
+  report::Tracer::instance().enable(world.rank());
+  HogwildOptions options;
+  options.steps = config.train.steps;
+  options.first_step = start;
+  options.lr_at = [schedule](int64_t step) { return schedule.at(step); };
+  options.weight_decay = config.optim.weight_decay;
+  options.grad_clip = config.optim.grad_clip;
+  options.on_step = [&sh](int64_t s, double loss, double lr) { after_step(sh, s, loss, lr); };
+  HogwildReport run;
+  try {
+    run = hogwild(sh.model, threads, [&sh](int64_t s) { return batch_loss(sh, s); }, options);
+  } catch (const RuntimeFailure& e) {
+    throw RuntimeFailure(std::string(e.what()) + " (in the config: [optim] lr, [optim] grad_clip)");
+  }
+  const double seconds = run.seconds;
+  const auto& steps_done = run.steps_per_thread;
+
+  train::TrainResult result;
+  result.steps = config.train.steps;
+  result.final_loss = validation_loss(*sh.model, *sh.dataset, config.data.global_batch);
+  result.mean_step_ms = seconds * 1000 / static_cast<double>(config.train.steps - start);
+  result.unit = sh.dataset->throughput_unit();
+  result.throughput = static_cast<double>((config.train.steps - start) * config.data.global_batch *
+                                          sh.dataset->items_per_sample()) / seconds;
+  result.peak_rss_mb = train::peak_rss_mb();
+  report::StepMetrics m;
+  m.step = config.train.steps;
+  m.loss = result.final_loss;
+  m.step_ms = result.mean_step_ms;
+  m.throughput = result.throughput;
+  m.throughput_unit = result.unit;
+  train::add_validation_fields(m, config.model.name, result.final_loss, /*accuracy: not measured*/ -1);
+  m.extra["hogwild_threads"] = threads;
+  std::printf("paratorch hogwild: steps per thread:");
+  for (int i = 0; i < threads; ++i) {
+    m.extra["thread" + std::to_string(i) + "_steps"] = static_cast<double>(steps_done[static_cast<size_t>(i)]);
+    std::printf(" %lld", static_cast<long long>(steps_done[static_cast<size_t>(i)]));
+  }
+  std::printf("\n");
+  sh.metrics->write(m);
+  train::Checkpoint ckpt;
+  ckpt.step = config.train.steps;
+  ckpt.config_toml = train::to_toml(config);
+  ckpt.layout = "hogwild threads=" + std::to_string(threads);
+  ckpt.world_size = 1;
+  for (const auto& item : sh.model->named_parameters(true)) ckpt.model[item.key()] = item.value().detach();
+  ckpt.optimizer["step"] = torch::tensor(static_cast<int64_t>(config.train.steps), torch::kLong);
+  train::write_checkpoint(config.train.out_dir + "/checkpoints", ckpt);
+  report::write_trace(*world.comm(), config.train.out_dir + "/trace.json");  // one rank: no peers to wait for
+  return result;
+}
+
+}  // namespace paratorch::async

@@ -1,0 +1,65 @@
+// src/train/ps_logger.h — server 0's metrics.jsonl lines during a
+// parameter-server run: one line per log_every "global steps" (W pushes
+// each) with the mean of the workers' latest losses, samples/s and the
+// updates applied so far.
+//
+// Mid-run validation, as the synchronous trainer's (every 5 x log_every
+// steps): server 0 holds only its shard, so the worker that computes share
+// 0 of global step t (t a multiple of 5 x log_every) measures the
+// validation loss on the parameters it pulled for t — after t updates under
+// BSP, exactly where the synchronous trainer measures — and sends it with
+// that push. The line for step t waits for it (val_loss in the same line,
+// as in sync mode) until the next line is due; in the asynchronous modes it
+// may come after, and is then written with the next line as
+// val_loss_step / val_loss.
+#pragma once
+#include "parallel/async/ps_server.h"
+#include "report/metrics.h"
+#include "optim/lr_schedule.h"
+#include "train/run_history.h"
+
+#include <map>
+#include <optional>
+#include <string>
+
+namespace paratorch::async {
+
+struct LoggerOptions {
+  std::string metrics_path;
+  bool append = false;           // a resumed run: lines past first_step are dropped (RunHistory::resume_from)
+  int workers = 1;
+  int log_every = 1;
+  int64_t steps = 1;
+  int64_t first_step = 0;        // a resumed run starts here
+  int64_t samples_per_step = 1;  // global_batch x items per sample
+  std::string unit = "samples/s";
+  train::LrSchedule schedule;
+};
+
+/// True when the worker computing share 0 of global step `step` measures
+/// the validation loss first (5 x log_every, as the synchronous trainer).
+bool validates_at(int64_t step, int log_every, int64_t steps);
+
+class Logger {
+ public:
+  Logger(const Server& server, LoggerOptions options);
+  /// After each push server 0 handled; `validation` as Server::on_push.
+  void on_push(int64_t step, double validation);
+  /// Writes a line still waiting for its validation.
+  void flush();
+  report::MetricsWriter& writer() { return writer_; }
+  train::RunHistory& history() { return history_; }
+
+ private:
+  void write(report::StepMetrics m);
+  const Server& server_;
+  LoggerOptions options_;
+  train::RunHistory history_;  // before writer_: a resumed run trims the file first
+  report::MetricsWriter writer_;
+  int64_t pushes_ = 0, logged_step_ = 0;
+  double last_s_;
+  std::optional<report::StepMetrics> held_;  // a validating step's line
+  std::map<int64_t, double> validation_;     // by step, not yet written
+};
+
+}  // namespace paratorch::async

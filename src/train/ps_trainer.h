@@ -1,0 +1,48 @@
+// src/train/ps_trainer.h — `paratorch train` with [parallel] mode = "ps"
+// and staleness != 0 (stale-synchronous or asynchronous). Staleness 0 steps
+// every rank together and runs the Trainer's own loop over PsEngine
+// (ps_engine.h), the path `verify` checks.
+//
+// The synchronous Trainer steps every rank together; an SSP or asynchronous
+// parameter-server job does not: servers (ranks [0, S)) run a serve loop and workers (ranks
+// [S, N)) run their own step loop, each at its own pace within the
+// staleness bound (ps_server.h). This runner reuses the trainer's pieces
+// (dataset, sampler, lr schedule, optimizer, metrics writer, checkpoints,
+// summary line) around that split.
+//
+// With staleness > 0 worker w computes, at its step t, the w-th of W slices
+// of global batch t (DistributedSampler). With staleness -1 server 0 hands
+// out those slices one pull at a time (ServerOptions::assign_slots), so fast
+// workers take more of them than a straggler. Either way the job processes
+// steps x global_batch samples, the synchronous run's samples.
+//
+// Outputs (rank 0 = server 0): metrics.jsonl with one line per log_every
+// "global steps" (W pushes), loss.svg, a last line with the staleness
+// histogram, per-worker steps/s and per-server apply rates; server
+// checkpoints in <out_dir>/checkpoints/server-K/. final_loss in the summary
+// line is the validation loss of the final parameters.
+//
+// Injected faults (ps_faults.h), for tests and bench/async_compare:
+//   PARATORCH_PS_STRAGGLER=RANK:FACTOR  that worker computes FACTOR x slower
+//                                       (sleeps (FACTOR-1) x its compute time per step)
+//   PARATORCH_PS_KILL=RANK:STEP         that worker stops dead before STEP
+//                                       (sends nothing more, as if it had died)
+//   PARATORCH_PS_CRASH=RANK:N           that rank's PROCESS dies (SIGKILL): a worker
+//                                       after N steps, a server after N pushes received
+//
+// Under `--nproc`, an asynchronous or SSP job survives a worker process's
+// death: cli/survivable_launch.h (mpirun --enable-recovery; the servers are
+// the required ranks).
+#pragma once
+#include "train/config.h"
+#include "train/trainer.h"
+#include <paratorch/world.h>
+
+#include <string>
+
+namespace paratorch::async {
+
+/// Runs the whole job on every rank; the result is complete on rank 0.
+train::TrainResult run_parameter_server(World& world, const train::Config& config, const std::string& resume_dir);
+
+}  // namespace paratorch::async

@@ -1,0 +1,65 @@
+// tests/parallel/async/shard_plan_test.cpp — key ranges over servers: every row has
+// exactly one owner, servers get about equal bytes, large tensors split by rows.
+#include "parallel/async/shard_plan.h"
+
+#include <gtest/gtest.h>
+
+namespace paratorch::async {
+namespace {
+
+using Params = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Each server's bytes, and a check that pieces tile every parameter's rows in order.
+std::vector<int64_t> bytes_per_server(const ShardPlan& plan, const Params& params) {
+  std::vector<int64_t> bytes(static_cast<size_t>(plan.servers), 0);
+  std::vector<int64_t> next_row(params.size(), 0);
+  for (const auto& p : plan.pieces) {
+    EXPECT_EQ(p.row_begin, next_row[p.param]) << p.key;
+    EXPECT_GT(p.row_end, p.row_begin) << p.key;
+    next_row[p.param] = p.row_end;
+    bytes[static_cast<size_t>(p.server)] += p.numel * 4;
+    EXPECT_EQ(piece_view(params[p.param].second, p).numel(), p.numel);
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto& t = params[i].second;
+    EXPECT_EQ(next_row[i], t.dim() == 0 ? 1 : t.size(0)) << params[i].first;
+  }
+  return bytes;
+}
+
+TEST(ShardPlan, OneServerHoldsEveryTensorWhole) {
+  Params params = {{"w", torch::zeros({8, 4})}, {"b", torch::zeros({4})}, {"mu", torch::zeros({})}};
+  auto plan = plan_shards(params, 1);
+  ASSERT_EQ(plan.pieces.size(), 3u);
+  for (const auto& p : plan.pieces) EXPECT_EQ(p.key, p.name);
+  EXPECT_EQ(bytes_per_server(plan, params)[0], (32 + 4 + 1) * 4);
+}
+
+TEST(ShardPlan, LargeTensorSplitsByRowsAndBytesBalance) {
+  // One big table and small tensors: the table must be split across 3 servers.
+  Params params = {{"table", torch::zeros({300, 16})}, {"bias", torch::zeros({300})}, {"mu", torch::zeros({})}};
+  auto plan = plan_shards(params, 3);
+  auto bytes = bytes_per_server(plan, params);
+  const int64_t total = (300 * 16 + 300 + 1) * 4;
+  for (int64_t b : bytes) EXPECT_NEAR(static_cast<double>(b), total / 3.0, 16 * 4) << "one row of slack";
+  int table_pieces = 0;
+  for (const auto& p : plan.pieces)
+    if (p.name == "table") {
+      ++table_pieces;
+      EXPECT_NE(p.key, "table") << "a split piece has its own key";
+      EXPECT_EQ(piece_view(params[0].second, p).dim(), 2) << "a piece of a matrix stays a matrix";
+    }
+  EXPECT_EQ(table_pieces, 3);
+}
+
+TEST(ShardPlan, MoreServersThanRowsLeavesSomeEmpty) {
+  Params params = {{"w", torch::zeros({2, 4})}};
+  auto plan = plan_shards(params, 4);
+  auto bytes = bytes_per_server(plan, params);
+  int64_t sum = 0;
+  for (auto b : bytes) sum += b;
+  EXPECT_EQ(sum, 8 * 4);
+}
+
+}  // namespace
+}  // namespace paratorch::async
