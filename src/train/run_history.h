@@ -1,7 +1,7 @@
 // src/train/run_history.h — the losses a run has logged, for loss.svg, and
 // metrics.jsonl kept consistent across a resume; and the validation fields
 // of a metrics line. Every training loop reports through these (the
-// Trainer's, and the asynchronous runners: src/async/).
+// Trainer's, and the asynchronous runners beside it: ps_trainer, hogwild_runner).
 //
 // A resumed run continues metrics.jsonl from the checkpoint's step: lines
 // logged after that step (by the run that crashed or was stopped) are dropped
