@@ -65,11 +65,12 @@ int main(int argc, char** argv) {
     else throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: train, verify, help");
   } catch (const paratorch::UsageError& e) {
     code = 2;
-    // The library names option fields; the user of this command edits config keys.
+    // The library names option fields; the user of this command edits config
+    // keys (failures below name what to change the same way).
     paratorch::cli::report_failure(world_rank(), code, paratorch::train::in_config_keys(e.what()));
   } catch (const std::exception& e) {
     code = 1;
-    paratorch::cli::report_failure(world_rank(), code, e.what());
+    paratorch::cli::report_failure(world_rank(), code, paratorch::train::in_config_keys(e.what()));
   }
   paratorch::cli::record_exit_status(code);  // for a launcher that survives lost ranks
   return code;

@@ -46,6 +46,11 @@ const std::vector<std::pair<std::string, std::string>>& field_keys() {
       {"WorldOptions::threads_per_rank", "[train] threads_per_rank"},
       {"DistributedSampler::global_batch", "[data] global_batch"},
       {"DistributedSampler::dp_size", "dp"},
+      {"PipelineShape::stages", "[parallel] pp"},
+      {"PipelineShape::microbatches", "[parallel] microbatches"},
+      {"PipelineShape::virtual_stages", "[parallel] virtual_stages"},
+      {"Layout::pp", "[parallel] pp"},
+      {"ModelConfig::n_layers", "[model] n_layers"},
   };
   return table;
 }

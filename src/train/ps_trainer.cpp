@@ -192,6 +192,7 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
   options.workers = job.workers;
   options.staleness = job.config.parallel.staleness;
   options.timeout_s = job.config.comm.timeout_s;
+  options.timeout_option = "[comm] timeout_s";
   options.make_optimizer = config_optimizer(job.config.optim, job.schedule);
   options.steps = job.config.train.steps;
   options.assign_slots = k == 0 && options.staleness < 0;
@@ -262,6 +263,7 @@ train::TrainResult run_worker(Job& job) {
   WorkerOptions options;
   options.workers = job.workers;
   options.timeout_s = job.config.comm.timeout_s;
+  options.timeout_option = "[comm] timeout_s";
   options.grad_clip = job.config.optim.grad_clip;
   if (inj.straggler_rank == rank) options.delay_factor = inj.factor;
   std::vector<torch::Tensor> params;

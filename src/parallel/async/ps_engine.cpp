@@ -78,6 +78,7 @@ PsEngine::PsEngine(PsEngineOptions o, const ProcessGroups& groups, std::shared_p
     options.workers = workers_;
     options.staleness = 0;
     options.timeout_s = o.timeout_s;
+    options.timeout_option = "PsEngineOptions::timeout_s";
     options.steps = o.steps;
     options.defer_apply = true;
     server_ = std::make_unique<Server>(world_, plan_, world_->rank(), full, options);
@@ -85,6 +86,7 @@ PsEngine::PsEngine(PsEngineOptions o, const ProcessGroups& groups, std::shared_p
     WorkerOptions options;
     options.workers = workers_;
     options.timeout_s = o.timeout_s;
+    options.timeout_option = "PsEngineOptions::timeout_s";
     options.grad_clip = 0;  // the caller clips the global norm on the servers
     const Injection inj = read_injection();  // bench/async_compare's straggler
     if (inj.straggler_rank == world_->rank()) options.delay_factor = inj.factor;

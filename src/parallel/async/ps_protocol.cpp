@@ -91,7 +91,7 @@ Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double
 
 int wait_for_request(Communicator& comm, double idle_s) {
   auto* mpi = dynamic_cast<comm::MpiCommunicator*>(&comm);
-  if (!mpi) throw RuntimeFailure("paratorch: the parameter server needs the MPI backend ([comm] backend = \"mpi\")");
+  if (!mpi) throw RuntimeFailure("paratorch: the parameter server needs a communicator on the MPI backend");
   int source = -1;
   auto ready = [&] {
     int flag = 0;

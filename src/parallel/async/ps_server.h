@@ -64,7 +64,7 @@ struct ServerOptions {
   int workers = 1;
   int staleness = 0;
   double timeout_s = 300;
-  std::string timeout_option = "[comm] timeout_s";  // what errors tell the user to change
+  std::string timeout_option = "ServerOptions::timeout_s";  // what errors tell the user to change
   int64_t session = 0;  // Header::session of this job's messages
   /// May stay empty only with defer_apply (the caller steps the shard).
   ShardOptimizerFactory make_optimizer;

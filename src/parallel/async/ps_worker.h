@@ -19,7 +19,7 @@ namespace paratorch::async {
 struct WorkerOptions {
   int workers = 1;
   double timeout_s = 300;
-  std::string timeout_option = "[comm] timeout_s";  // what errors tell the user to change
+  std::string timeout_option = "WorkerOptions::timeout_s";  // what errors tell the user to change
   int64_t session = 0;  // Header::session of this job's messages
   double grad_clip = 0;        // per pushed gradient (the worker holds all of it)
   double delay_factor = 1.0;   // injected straggler: sleep (factor - 1) x compute time per step

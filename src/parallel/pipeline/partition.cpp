@@ -14,7 +14,7 @@ namespace paratorch::pipeline {
 namespace {
 
 UsageError partition_error(const std::string& problem) {
-  return UsageError("paratorch: [parallel] partition " + problem);
+  return UsageError("paratorch: PipelineEngineOptions::partition " + problem);
 }
 
 std::vector<int> parse_int_list(const std::string& text) {
@@ -158,14 +158,15 @@ void check_block_count(int n_blocks, int pp, int virtual_stages, const std::stri
                        const std::string& model_name) {
   const int stages = pp * virtual_stages;
   if (stages > n_blocks)
-    throw UsageError("paratorch: [parallel] pp = " + std::to_string(pp) +
-                     (virtual_stages > 1 ? " x virtual_stages = " + std::to_string(virtual_stages) : std::string()) +
+    throw UsageError("paratorch: Layout::pp = " + std::to_string(pp) +
+                     (virtual_stages > 1 ? " x PipelineEngineOptions::virtual_stages = " + std::to_string(virtual_stages)
+                                         : std::string()) +
                      " needs " + std::to_string(stages) + " blocks but model \"" + model_name + "\" has " +
-                     std::to_string(n_blocks) + "; lower pp or raise [model] n_layers");
+                     std::to_string(n_blocks) + "; lower Layout::pp or give the model more blocks (ModelConfig::n_layers)");
   if (schedule == "interleaved" && n_blocks % stages != 0)
     throw UsageError("paratorch: schedule \"interleaved\" needs the model's " + std::to_string(n_blocks) +
-                     " blocks divisible by pp x virtual_stages = " + std::to_string(stages) +
-                     "; change [model] n_layers, pp or virtual_stages");
+                     " blocks divisible by Layout::pp x PipelineEngineOptions::virtual_stages = " + std::to_string(stages) +
+                     "; change ModelConfig::n_layers, Layout::pp or PipelineEngineOptions::virtual_stages");
 }
 
 Partition make_partition(const std::string& by, models::BundledModel& model,

@@ -98,22 +98,22 @@ const std::vector<std::string>& schedule_names() {
 void validate_schedule(const std::string& name, const PipelineShape& s) {
   const auto& names = schedule_names();
   if (std::find(names.begin(), names.end(), name) == names.end())
-    throw UsageError("paratorch: [parallel] schedule \"" + name + "\" is unknown; valid schedules: gpipe, 1f1b, interleaved");
-  if (s.stages < 1) throw UsageError("paratorch: [parallel] pp must be >= 1, got " + std::to_string(s.stages));
+    throw UsageError("paratorch: schedule \"" + name + "\" is unknown; valid schedules: gpipe, 1f1b, interleaved");
+  if (s.stages < 1) throw UsageError("paratorch: PipelineShape::stages must be >= 1, got " + std::to_string(s.stages));
   if (s.microbatches < 1)
-    throw UsageError("paratorch: [parallel] microbatches must be >= 1, got " + std::to_string(s.microbatches));
+    throw UsageError("paratorch: PipelineShape::microbatches must be >= 1, got " + std::to_string(s.microbatches));
   if (s.virtual_stages < 1)
-    throw UsageError("paratorch: [parallel] virtual_stages must be >= 1, got " + std::to_string(s.virtual_stages));
+    throw UsageError("paratorch: PipelineShape::virtual_stages must be >= 1, got " + std::to_string(s.virtual_stages));
   if (s.virtual_stages > 1 && name != "interleaved")
-    throw UsageError("paratorch: [parallel] virtual_stages = " + std::to_string(s.virtual_stages) +
+    throw UsageError("paratorch: PipelineShape::virtual_stages = " + std::to_string(s.virtual_stages) +
                      " needs schedule \"interleaved\", got \"" + name + "\"");
   if (name == "interleaved" && s.microbatches % s.stages != 0)
-    throw UsageError("paratorch: [parallel] microbatches = " + std::to_string(s.microbatches) +
-                     " must be a multiple of pp = " + std::to_string(s.stages) +
-                     " for schedule \"interleaved\" (micro-batches run in groups of pp)");
+    throw UsageError("paratorch: PipelineShape::microbatches = " + std::to_string(s.microbatches) +
+                     " must be a multiple of PipelineShape::stages = " + std::to_string(s.stages) +
+                     " for schedule \"interleaved\" (micro-batches run in groups of one per stage)");
   // Tags must stay below MPI's guaranteed MPI_TAG_UB (32767).
   if (static_cast<long long>(s.microbatches) * s.model_stages() * 2 > 32767)
-    throw UsageError("paratorch: [parallel] microbatches = " + std::to_string(s.microbatches) +
+    throw UsageError("paratorch: PipelineShape::microbatches = " + std::to_string(s.microbatches) +
                      " is too many for " + std::to_string(s.model_stages()) + " model stages (at most " +
                      std::to_string(32767 / (2 * s.model_stages())) + ")");
 }

@@ -70,7 +70,7 @@ TEST(PipelinePartition, ExplicitCutsWithOrWithoutTheLeadingZero) {
   EXPECT_NE(message("3", 8, 3).find("needs 2 cut point(s) for 3 stages"), std::string::npos);
   EXPECT_NE(message("5,3", 8, 3).find("must increase and lie in 1..7"), std::string::npos);
   EXPECT_NE(message("3,8", 8, 3).find("must increase"), std::string::npos);
-  EXPECT_NE(message("a,b", 8, 3).find("[parallel] partition"), std::string::npos);
+  EXPECT_NE(message("a,b", 8, 3).find("PipelineEngineOptions::partition"), std::string::npos);
 }
 
 TEST(PipelinePartition, GptByParamsCountsTheTiedHeadCopy) {
@@ -108,8 +108,8 @@ TEST(PipelinePartition, TooFewBlocksAndUnevenInterleavingAreUsageErrors) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message(4, 8, 1, "1f1b").find("[parallel] pp = 8 needs 8 blocks but model \"gpt\" has 4"), std::string::npos);
-  EXPECT_NE(message(6, 2, 2, "interleaved").find("needs the model's 6 blocks divisible by pp x virtual_stages = 4"),
+  EXPECT_NE(message(4, 8, 1, "1f1b").find("Layout::pp = 8 needs 8 blocks but model \"gpt\" has 4"), std::string::npos);
+  EXPECT_NE(message(6, 2, 2, "interleaved").find("needs the model's 6 blocks divisible by Layout::pp x PipelineEngineOptions::virtual_stages = 4"),
             std::string::npos);
   EXPECT_EQ(message(8, 2, 2, "interleaved"), "no error");
   EXPECT_EQ(message(5, 2, 1, "gpipe"), "no error");

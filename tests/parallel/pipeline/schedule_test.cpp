@@ -133,10 +133,10 @@ TEST(PipelineSchedule, BadShapesAreUsageErrorsNamingTheKey) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message("zigzag", {2, 4, 1}).find("[parallel] schedule \"zigzag\" is unknown; valid schedules: gpipe, 1f1b, interleaved"),
+  EXPECT_NE(message("zigzag", {2, 4, 1}).find("schedule \"zigzag\" is unknown; valid schedules: gpipe, 1f1b, interleaved"),
             std::string::npos);
   EXPECT_NE(message("1f1b", {2, 4, 2}).find("virtual_stages = 2 needs schedule \"interleaved\""), std::string::npos);
-  EXPECT_NE(message("interleaved", {4, 6, 2}).find("microbatches = 6 must be a multiple of pp = 4"), std::string::npos);
+  EXPECT_NE(message("interleaved", {4, 6, 2}).find("PipelineShape::microbatches = 6 must be a multiple of PipelineShape::stages = 4"), std::string::npos);
   EXPECT_NE(message("gpipe", {2, 0, 1}).find("microbatches must be >= 1"), std::string::npos);
 }
 
