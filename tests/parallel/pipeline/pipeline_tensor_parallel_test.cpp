@@ -13,6 +13,7 @@
 
 #include "data/dataset.h"
 #include "models/model.h"
+#include "engine_beside_reference.h"
 #include "mpi_test_env.h"
 #include "train/engine_factory.h"
 #include "parallel/grad_clip.h"
@@ -63,12 +64,6 @@ double rel(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-12);
 }
 
-std::vector<torch::Tensor> tensors_of(const NamedTensors& named) {
-  std::vector<torch::Tensor> out;
-  for (const auto& [name, p] : named) out.push_back(p);
-  return out;
-}
-
 void run_case(const PpTpCase& k) {
   auto& world = test_world();
   const Config c = pptp_config(k, world.size());
@@ -77,30 +72,10 @@ void run_case(const PpTpCase& k) {
   auto engine = make_engine(c, groups, models::make_model(c.model), *dataset, torch::kCPU);
   auto opt = engine->build_optimizer(c.optim);
 
-  auto reference = models::make_model(c.model);
-  reference->initialize(static_cast<uint64_t>(c.train.seed));
-  NamedTensors ref_params;
-  for (const auto& item : reference->named_parameters(true)) ref_params.emplace_back(item.key(), item.value());
-  auto ref_opt = make_optimizer(c.optim, ref_params);
-  int64_t ref_count = 0;
-  for (const auto& p : reference->parameters()) ref_count += p.numel();
-  EXPECT_EQ(engine->parameter_count(), ref_count);
-
-  const double lr = c.optim.lr;
-  for (int step = 0; step < 2; ++step) {
-    std::vector<int64_t> ids;
-    for (int64_t i = 0; i < c.data.global_batch; ++i) ids.push_back(step * c.data.global_batch + i);
-    const StepResult got = take_step(*engine, *opt, local_microbatches(*engine, *dataset, ids), lr, c.optim.grad_clip, step + 1);
-
-    zero_gradients(ref_params);
-    auto ref_loss = reference->loss(dataset->train_batch(ids));
-    ref_loss.backward();
-    const double ref_norm = clip_grad_norm(tensors_of(ref_params), c.optim.grad_clip);  // before clipping
-    ref_opt->step(lr);
-    EXPECT_NEAR(got.loss, ref_loss.item<double>(), 1e-5 * std::abs(ref_loss.item<double>())) << "step " << step;
-    EXPECT_NEAR(got.grad_norm, ref_norm, 1e-5 * ref_norm) << "step " << step << ": pre-clip gradient norm";
-    if (k.grad_clip > 0) EXPECT_GT(ref_norm, k.grad_clip) << "the clip must bind for this case to test it";
-  }
+  const auto ref = reference::step_beside_reference(*engine, *opt, *dataset, c, 2, k.grad_clip);
+  const auto& reference = ref.model;
+  const auto& ref_params = ref.params;
+  const auto& ref_opt = ref.optimizer;
   auto full = engine->full_parameters();
   ASSERT_EQ(full.size(), ref_params.size());
   for (const auto& [name, p] : ref_params) {
