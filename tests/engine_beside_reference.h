@@ -15,12 +15,28 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace paratorch::train::reference {
+
+/// Momentum SGD at lr 0.05 without weight decay, clipping at `grad_clip`:
+/// the update is linear in the gradients, so a layout's rounding does not
+/// grow step by step (see verify/equivalence.h).
+inline void use_linear_sgd(Config& c, double grad_clip) {
+  c.optim.name = "sgd";
+  c.optim.lr = 0.05;
+  c.optim.weight_decay = 0.0;
+  c.optim.grad_clip = grad_clip;
+}
+
+/// ||a - b|| / ||b|| (b's norm floored at 1e-12).
+inline double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-12);
+}
 
 /// The one-process model after the steps, its parameters by name and its optimizer.
 struct SteppedReference {
@@ -61,6 +77,17 @@ inline SteppedReference step_beside_reference(Engine& engine, Optimizer& optimiz
     if (binding_clip > 0) EXPECT_GT(ref_norm, binding_clip) << "the clip must bind for this case to test it";
   }
   return ref;
+}
+
+/// The engine's whole parameters equal the reference's at 1e-5 relative.
+inline void expect_full_parameters_match(Engine& engine, const SteppedReference& ref) {
+  auto full = engine.full_parameters();
+  ASSERT_EQ(full.size(), ref.params.size());
+  for (const auto& [name, p] : ref.params) {
+    ASSERT_TRUE(full.count(name)) << name;
+    ASSERT_EQ(full[name].sizes(), p.sizes()) << name;
+    EXPECT_LT(relative_difference(full[name], p.detach()), 1e-5) << name;
+  }
 }
 
 }  // namespace paratorch::train::reference

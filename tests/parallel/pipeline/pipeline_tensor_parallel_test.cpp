@@ -52,16 +52,9 @@ Config pptp_config(const PpTpCase& k, int world) {
   c.parallel.microbatches = k.microbatches;
   c.parallel.virtual_stages = k.virtual_stages;
   c.parallel.sequence_parallel = k.sequence_parallel;
-  c.optim.name = "sgd";  // linear in the gradients (see verify/equivalence.h)
-  c.optim.lr = 0.05;
-  c.optim.weight_decay = 0.0;
-  c.optim.grad_clip = k.grad_clip;
+  reference::use_linear_sgd(c, k.grad_clip);
   c.validate();
   return c;
-}
-
-double rel(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-12);
 }
 
 void run_case(const PpTpCase& k) {
@@ -73,20 +66,14 @@ void run_case(const PpTpCase& k) {
   auto opt = engine->build_optimizer(c.optim);
 
   const auto ref = reference::step_beside_reference(*engine, *opt, *dataset, c, 2, k.grad_clip);
-  const auto& reference = ref.model;
-  const auto& ref_params = ref.params;
+  const auto& ref_model = ref.model;
   const auto& ref_opt = ref.optimizer;
+  reference::expect_full_parameters_match(*engine, ref);
   auto full = engine->full_parameters();
-  ASSERT_EQ(full.size(), ref_params.size());
-  for (const auto& [name, p] : ref_params) {
-    ASSERT_TRUE(full.count(name)) << name;
-    ASSERT_EQ(full[name].sizes(), p.sizes()) << name;
-    EXPECT_LT(rel(full[name], p.detach()), 1e-5) << name;
-  }
   std::vector<int64_t> val_ids = {0, 1, 2, 3, 4, 5, 6, 7};
   {
     torch::NoGradGuard no_grad;
-    const double ref_val = reference->loss(dataset->validation_batch(val_ids)).item<double>();
+    const double ref_val = ref_model->loss(dataset->validation_batch(val_ids)).item<double>();
     EXPECT_NEAR(engine->evaluate(local_validation_batch(*engine, *dataset, val_ids)).loss, ref_val, 1e-5 * ref_val);
   }
   // load_full_parameters is the inverse of full_parameters.
@@ -102,7 +89,7 @@ void run_case(const PpTpCase& k) {
   for (const auto& [name, t] : ref_state) {
     ASSERT_TRUE(state.count(name)) << name;
     ASSERT_EQ(state[name].sizes(), t.sizes()) << name;
-    EXPECT_LT(rel(state[name].to(torch::kDouble), t.to(torch::kDouble)), 1e-5) << name;
+    EXPECT_LT(reference::relative_difference(state[name].to(torch::kDouble), t.to(torch::kDouble)), 1e-5) << name;
   }
   const auto mine = opt->state_tensors();
   opt->load_state_tensors(state);

@@ -59,16 +59,9 @@ Config tp_engine_config(const TpCase& k, int world) {
   c.parallel.dp = world / k.tp;
   c.parallel.microbatches = k.microbatches;
   c.parallel.sequence_parallel = k.sequence_parallel;
-  c.optim.name = "sgd";  // momentum SGD: the update is linear in the gradients (see verify/equivalence.h)
-  c.optim.lr = 0.05;
-  c.optim.weight_decay = 0.0;
-  c.optim.grad_clip = k.grad_clip;
+  reference::use_linear_sgd(c, k.grad_clip);
   c.validate();
   return c;
-}
-
-double tp_rel(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).norm().item<double>() / std::max(b.norm().item<double>(), 1e-12);
 }
 
 void run_tp_case(const TpCase& k) {
@@ -80,16 +73,9 @@ void run_tp_case(const TpCase& k) {
   auto opt = engine->build_optimizer(c.optim);
 
   const auto ref = reference::step_beside_reference(*engine, *opt, *dataset, c, 3, k.grad_clip);
-  const auto& reference = ref.model;
-  const auto& ref_params = ref.params;
   const auto& ref_opt = ref.optimizer;
+  reference::expect_full_parameters_match(*engine, ref);
   auto full = engine->full_parameters();
-  ASSERT_EQ(full.size(), ref_params.size());
-  for (const auto& [name, p] : ref_params) {
-    ASSERT_TRUE(full.count(name)) << name;
-    ASSERT_EQ(full[name].sizes(), p.sizes()) << name;
-    EXPECT_LT(tp_rel(full[name], p.detach()), 1e-5) << name;
-  }
   // load_full_parameters is the inverse of full_parameters.
   engine->load_full_parameters(full);
   auto again = engine->full_parameters();
@@ -102,7 +88,7 @@ void run_tp_case(const TpCase& k) {
   for (const auto& [name, t] : ref_state) {
     ASSERT_TRUE(state.count(name)) << name;
     ASSERT_EQ(state[name].sizes(), t.sizes()) << name;
-    EXPECT_LT(tp_rel(state[name].to(torch::kDouble), t.to(torch::kDouble)), 1e-5) << name;
+    EXPECT_LT(reference::relative_difference(state[name].to(torch::kDouble), t.to(torch::kDouble)), 1e-5) << name;
   }
   opt->load_state_tensors(state);
   const auto loaded = opt->state_tensors();
