@@ -11,22 +11,36 @@
 
 using namespace mf_fixture;
 
+// Hogwild's threads race, so its result varies run to run; the check is that
+// three racing threads land where one thread running the same steps does.
+// lr 1.0 keeps the stale updates stable: measured over 20 runs of 600 steps,
+// one thread 0.0450, three threads 0.0451-0.0473 (the noise floor is 0.05);
+// at lr 4.0 three threads landed anywhere in 0.065-0.17 and sometimes diverged.
 TEST(Hogwild, ThreadsSharingOneModelConverge) {
   auto ratings = true_ratings();
-  Mf model;
-  const double before = rmse(model, ratings);
   paratorch::HogwildOptions options;
   options.steps = 600;
-  options.lr = 4.0;  // per-row gradients of a 32-sample mean are ~1/32 of a row's own
+  options.lr = 1.0;  // per-row gradients of a 32-sample mean are ~1/32 of a row's own
+  auto train = [&](Mf& model, int threads, std::atomic<int64_t>& calls) {
+    options.on_step = [&](int64_t, double, double) { ++calls; };
+    return paratorch::hogwild(model.ptr(), threads, [&](int64_t s) {
+      auto [ids, y] = batch(s, ratings);
+      return torch::mse_loss(model->forward(ids), y);
+    }, options);
+  };
+  Mf alone;
+  std::atomic<int64_t> alone_calls{0};
+  train(alone, 1, alone_calls);
+  const double sequential = rmse(alone, ratings);
+  ASSERT_LT(sequential, 0.06) << "one thread should learn the rank-2 ratings to their noise";
+
+  Mf model;
+  const double before = rmse(model, ratings);
   std::atomic<int64_t> calls{0};
-  options.on_step = [&](int64_t, double, double) { ++calls; };
-  auto report = paratorch::hogwild(model.ptr(), 3, [&](int64_t s) {
-    auto [ids, y] = batch(s, ratings);
-    return torch::mse_loss(model->forward(ids), y);
-  }, options);
+  auto report = train(model, 3, calls);
   const double after = rmse(model, ratings);
   EXPECT_GT(before, 0.5);
-  EXPECT_LT(after, 0.15) << "from " << before;
+  EXPECT_LT(after, 1.25 * sequential) << "from " << before << "; one thread reached " << sequential;
   int64_t total = 0;
   for (auto n : report.steps_per_thread) total += n;
   EXPECT_EQ(total, options.steps);
