@@ -101,7 +101,7 @@ Figures gpt_run(World& world, const std::string& schedule, int m, int steps) {
   auto dataset = data::make_dataset("synthetic", mc, 7);
   ProcessGroups groups(world.comm(), Layout{1, world.size(), 1});
   train::PipelineEngineOptions o;
-  o.global_batch = 2 * m, o.microbatches = m, o.schedule = paratorch::parallel::pipeline::schedule_from_name(schedule), o.partition = "3,5,7", o.model_name = "gpt";
+  o.global_batch = 2 * m, o.microbatches = m, o.schedule = paratorch::parallel::pipeline::schedule_from_name(schedule), o.partition = {paratorch::PartitionBy::kSplitPoints, {3, 5, 7}}, o.model_name = "gpt";
   train::PipelineEngine engine(groups, models::make_model(mc), *dataset, world.device(), o);
   auto& executor = const_cast<pipeline::Executor&>(engine.executor());
   DistributedSampler batches(o.global_batch, 0, 1);

@@ -61,10 +61,10 @@ torch::Tensor GptBlockImpl::forward(const torch::Tensor& x) {
 
 void Gpt::check_tensor_parallel(const ModelConfig& c, int tp, bool sequence_parallel) {
   if (tp <= 1) return;
-  tpl::require_divisible("[model] n_heads", c.n_heads, tp);
-  tpl::require_divisible("[model] 4 * d_model (MLP hidden size)", 4 * static_cast<int64_t>(c.d_model), tp);
-  tpl::require_divisible("[model] vocab_size", c.vocab_size, tp);
-  if (sequence_parallel) tpl::require_divisible("[model] seq_len (sequence parallelism)", c.seq_len, tp);
+  tpl::require_divisible("ModelConfig::n_heads", c.n_heads, tp);
+  tpl::require_divisible("4 * ModelConfig::d_model (MLP hidden size)", 4 * static_cast<int64_t>(c.d_model), tp);
+  tpl::require_divisible("ModelConfig::vocab_size", c.vocab_size, tp);
+  if (sequence_parallel) tpl::require_divisible("ModelConfig::seq_len (sequence parallelism)", c.seq_len, tp);
 }
 
 Gpt::Gpt(const ModelConfig& c, const tpl::TensorParallelContext& tp) : config_(c), tp_(tp) {
@@ -163,7 +163,7 @@ void validate_gpt(const ModelConfig& c) {
   require_model_size("seq_len", c.seq_len);
   require_model_size("vocab_size", c.vocab_size);
   if (c.d_model % c.n_heads != 0)
-    throw UsageError("paratorch: [model] d_model = " + std::to_string(c.d_model) +
+    throw UsageError("paratorch: ModelConfig::d_model = " + std::to_string(c.d_model) +
                      " must be divisible by n_heads = " + std::to_string(c.n_heads));
 }
 

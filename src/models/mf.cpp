@@ -13,8 +13,8 @@ namespace tpl = tensor_parallel;
 
 void MatrixFactorization::check_tensor_parallel(const ModelConfig& c, int tp) {
   if (tp <= 1) return;
-  tpl::require_divisible("[model] n_users (user table rows)", c.n_users, tp);
-  tpl::require_divisible("[model] n_items (item table rows)", c.n_items, tp);
+  tpl::require_divisible("ModelConfig::n_users (user table rows)", c.n_users, tp);
+  tpl::require_divisible("ModelConfig::n_items (item table rows)", c.n_items, tp);
 }
 
 MatrixFactorization::MatrixFactorization(const ModelConfig& c, const tpl::TensorParallelContext& tp)

@@ -65,7 +65,7 @@ void check_tensor_parallel(const ModelConfig& config, int tp, bool sequence_para
   std::string list;
   for (size_t i = 0; i < with_tp.size(); ++i)
     list += (i == 0 ? "" : i + 1 == with_tp.size() ? " and " : ", ") + with_tp[i];
-  throw UsageError("paratorch: [parallel] tp = " + std::to_string(tp) + " needs a model with tensor-parallel "
+  throw UsageError("paratorch: Layout::tp = " + std::to_string(tp) + " needs a model with tensor-parallel "
                    "layers; model '" + config.name + "' has none (tp > 1 works with " + list + "); set tp = 1");
 }
 

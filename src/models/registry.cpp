@@ -39,7 +39,7 @@ const ModelFamily& model_family(const std::string& name) {
 
 void require_model_size(const char* key, int value) {
   if (value < 1)
-    throw UsageError(std::string("paratorch: [model] ") + key + " must be >= 1, got " + std::to_string(value));
+    throw UsageError(std::string("paratorch: ModelConfig::") + key + " must be >= 1, got " + std::to_string(value));
 }
 
 double accuracy_metric(double /*loss*/, double accuracy) { return accuracy >= 0 ? accuracy : std::nan(""); }

@@ -5,6 +5,7 @@
 
 #include "models/registry.h"
 #include "train/config_words.h"
+#include "train/engine_options.h"
 
 #include <paratorch/errors.h>
 
@@ -85,7 +86,11 @@ void ModelSection::validate() const {
       {"n_classes", n_classes},   {"n_users", n_users},     {"n_items", n_items},
       {"n_factors", n_factors}};
   for (const auto& [key, value] : sizes) require_config_at_least("model", key, value, 1);
-  models::ModelConfig::validate();
+  try {
+    models::ModelConfig::validate();
+  } catch (const UsageError& e) {
+    throw UsageError(in_config_keys(e.what()));  // the model names its fields; the config user edits keys
+  }
 }
 
 bool DataSection::is_text_file() const { return !config_list_has(kConfigBundledSources, source); }

@@ -6,7 +6,9 @@
 // message saying what to set instead, never silently ignored.
 #include "train/engine_factory.h"
 
-#include "parallel/tensor_parallel/tensor_parallel_engine.h"
+#include "parallel/ddp/data_parallel_engine.h"
+#include "parallel/pipeline/pipeline_engine.h"
+#include "parallel/zero/zero_engine.h"
 #include "parallel/zero/precision.h"
 #include "train/async_layout.h"
 #include "train/engine_options.h"
@@ -40,7 +42,8 @@ void require_supported(const Config& config, torch::Device device, const models:
   if (p.mode == "hogwild")
     throw UsageError("paratorch: [parallel] mode = \"hogwild\" runs threads in one process through `paratorch train`, "
                      "not as a step-by-step engine; set mode = \"sync\" or \"ps\"");
-  zero::require_precision_supported(config.train.precision, device, model);
+  zero::require_precision_supported(zero::precision_dtype(config.train.precision, "[train] precision"), device, model,
+                                    "[train] precision");
 }
 
 std::unique_ptr<Engine> build_engine(const Config& config, const ProcessGroups& groups,
@@ -65,11 +68,7 @@ std::unique_ptr<Engine> build_engine(const Config& config, const ProcessGroups& 
   // in mixed precision (fp32 masters) or with 16-bit gradient reductions, run on ZeroEngine.
   if (config.parallel.zero > 0 || config.train.precision != "fp32" || config.train.reduce_precision != "fp32")
     return std::make_unique<ZeroEngine>(groups, std::move(model), device, zero_options(config));
-  const DataParallelEngineOptions options = data_parallel_options(config);
-  if (groups.layout().tp > 1)
-    return std::make_unique<TensorParallelEngine>(groups, std::move(model), device, options,
-                                                  config.parallel.sequence_parallel);
-  return std::make_unique<DataParallelEngine>(groups, std::move(model), device, options);
+  return std::make_unique<DataParallelEngine>(groups, std::move(model), device, data_parallel_options(config));
 }
 
 }  // namespace

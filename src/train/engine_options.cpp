@@ -50,7 +50,8 @@ const std::vector<std::pair<std::string, std::string>>& field_keys() {
       {"PipelineShape::microbatches", "[parallel] microbatches"},
       {"PipelineShape::virtual_stages", "[parallel] virtual_stages"},
       {"Layout::pp", "[parallel] pp"},
-      {"ModelConfig::n_layers", "[model] n_layers"},
+      {"Layout::tp", "[parallel] tp"},
+      {"ModelConfig::", "[model] "},  // the bundled models' fields are the [model] keys
   };
   return table;
 }
@@ -76,7 +77,7 @@ DataParallelEngineOptions data_parallel_options(const Config& config) {
 ZeroEngineOptions zero_options(const Config& config) {
   ZeroEngineOptions o;
   o.stage = config.parallel.zero;
-  o.compute_dtype = zero::precision_dtype(config.train.precision);
+  o.compute_dtype = zero::precision_dtype(config.train.precision, "[train] precision");
   o.global_batch = config.data.global_batch;
   o.microbatches = config.parallel.microbatches;
   o.bucket_mb = config.parallel.bucket_mb;
@@ -84,7 +85,7 @@ ZeroEngineOptions zero_options(const Config& config) {
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
-  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision);
+  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision, "[train] reduce_precision");
   return o;
 }
 
@@ -94,16 +95,16 @@ PipelineEngineOptions pipeline_options(const Config& config) {
   o.microbatches = config.parallel.microbatches;
   o.schedule = parallel::pipeline::schedule_from_name(config.parallel.schedule);
   o.virtual_stages = config.parallel.virtual_stages;
-  o.partition = config.parallel.partition;
+  o.partition = pipeline::BlockPartition::parse(config.parallel.partition);
   o.activation_checkpointing = config.parallel.activation_checkpointing;
   o.zero = config.parallel.zero;
   o.seed = static_cast<uint64_t>(config.train.seed);
   o.model_name = config.model.name;
-  o.compute_dtype = zero::precision_dtype(config.train.precision);
+  o.compute_dtype = zero::precision_dtype(config.train.precision, "[train] precision");
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
-  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision);
+  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision, "[train] reduce_precision");
   o.bucket_mb = config.parallel.bucket_mb;
   return o;
 }
@@ -117,8 +118,8 @@ void check_pipeline_config(const Config& config, const Layout& layout) {
   const auto blocks = models::make_model(config.model)->blocks();
   pipeline::check_block_count(static_cast<int>(blocks.size()), layout.pp, o.virtual_stages,
                               parallel::pipeline::schedule_name(o.schedule), o.model_name);
-  if (!pipeline::is_balanced_partition(o.partition))
-    pipeline::parse_cuts(o.partition, static_cast<int>(blocks.size()), layout.pp * o.virtual_stages);
+  if (o.partition.by == PartitionBy::kSplitPoints)
+    pipeline::parse_cuts(o.partition.text(), static_cast<int>(blocks.size()), layout.pp * o.virtual_stages);
 }
 
 async::PsEngineOptions ps_engine_options(const Config& config) {

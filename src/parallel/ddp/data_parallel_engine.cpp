@@ -1,6 +1,7 @@
 // src/parallel/ddp/data_parallel_engine.cpp — see data_parallel_engine.h.
 #include "parallel/ddp/data_parallel_engine.h"
 
+#include "parallel/finalize_grads.h"
 #include "report/trace.h"
 #include <paratorch/errors.h>
 
@@ -16,7 +17,8 @@ void DataParallelEngineOptions::validate(int dp) const {
 
 DataParallelEngine::DataParallelEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                        torch::Device device, DataParallelEngineOptions options)
-    : groups_(groups), model_(std::move(model)), device_(device), options_(options) {
+    : groups_(groups), model_(std::move(model)), device_(device), options_(options),
+      tp_(model_->shard_specs(), groups.tp()) {
   options_.validate(groups_.layout().dp);
   model_->initialize(options_.seed);
   model_->to(device_);
@@ -54,6 +56,10 @@ double DataParallelEngine::forward_backward(const std::vector<models::Batch>& mi
     }
     local += loss.item<double>();
   }
+  parallel::FinalizeGradients f;  // dp was DDP's; what is left is tp's partial sums
+  f.partial_over_tp = tp_.partial_gradients(named_parameters());
+  f.tp = tp_.group();
+  parallel::finalize_gradients(f);
   auto global = torch::tensor({local}, torch::kDouble);
   groups_.dp()->all_reduce(global, ReduceOp::kAvg);
   return global.item<double>();
@@ -79,36 +85,43 @@ NamedTensors DataParallelEngine::named_parameters() {
   return out;
 }
 
+// Replicas hold whole gradients; tp shards' squares are summed over tp.
+SumAcross DataParallelEngine::grad_norm_across() {
+  if (tp_.size() == 1) return nullptr;
+  return [this](double local) {
+    return parallel::sum_squares_across(local, tp_.norm_entries(named_parameters()), {nullptr, tp_.group()});
+  };
+}
+
 std::map<std::string, torch::Tensor> DataParallelEngine::full_parameters() {
   std::map<std::string, torch::Tensor> out;
-  for (const auto& item : model_->named_parameters(true)) out[item.key()] = item.value().detach().cpu();
+  for (const auto& [name, p] : named_parameters()) out[name] = tp_.whole(name, p.detach());
   return out;
 }
 
 void DataParallelEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
-  for (auto& item : model_->named_parameters(true)) {
-    auto it = tensors.find(item.key());
-    if (it == tensors.end())
-      throw RuntimeFailure("paratorch: checkpoint has no tensor '" + item.key() + "' for this model");
-    if (it->second.sizes() != item.value().sizes())
-      throw RuntimeFailure("paratorch: checkpoint tensor '" + item.key() + "' has shape " +
-                           c10::str(it->second.sizes()) + " but the model needs " + c10::str(item.value().sizes()));
-    item.value().copy_(it->second);
-  }
+  for (auto& [name, p] : named_parameters()) p.copy_(tp_.local_part(tensors, name, p.sizes()));
 }
 
 int64_t DataParallelEngine::parameter_count() {
   int64_t n = 0;
-  for (const auto& p : model_->parameters()) n += p.numel();
+  for (const auto& [name, p] : named_parameters()) n += tp_.whole_numel(name, p.numel());
   return n;
 }
 
+std::unique_ptr<Optimizer> DataParallelEngine::build_optimizer(const OptimizerOptions& options) {
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& [name, p] : named_parameters()) shapes[name] = p.sizes().vec();
+  return tp_.with_whole_state(make_optimizer(options, named_parameters()), std::move(shapes));
+}
+
 std::string DataParallelEngine::describe() {
+  const std::string tp = tp_.describe();
   char line[160];
   std::snprintf(line, sizeof line, "data parallel: %d replicas x %d micro-batch(es), %zu DDP bucket(s) of <= %g MiB",
                 groups_.layout().dp, options_.microbatches, ddp_->buckets().size(), options_.bucket_mb);
-  return line;
+  return tp.empty() ? std::string(line) : tp + "; " + line;
 }
 
 }  // namespace paratorch::train

@@ -1,13 +1,23 @@
-// src/parallel/ddp/data_parallel_engine.h — Engine for dp replicas of the whole model.
+// src/parallel/ddp/data_parallel_engine.h — Engine for dp replicas of a model
+// (pp = 1, fp32, no ZeRO), each replica whole or split over tp.
 //
-// Every rank holds the whole model under DistributedDataParallel. Rank r of
+// Every rank holds its replica under DistributedDataParallel. Rank r of
 // the dp group computes samples [r*B/dp, (r+1)*B/dp) of each global batch B,
 // split into `microbatches` pieces whose gradients accumulate under
 // no_sync(); the last piece's backward launches the bucketed all-reduce.
 // Each piece's mean loss is scaled by 1/microbatches, and DDP averages over
 // replicas, so gradients are those of the global-batch mean loss.
+//
+// Tensor parallelism composes in through parallel::TpShards (the same
+// component ZeRO and pipeline engines hold): with a model built with the tp
+// group, the tp ranks of one replica compute the same samples on their
+// shards; after DDP's average the sequence-parallel partial gradients are
+// summed over tp, the norm counts shards and replicated parameters by
+// Megatron-LM's rule, and whole tensors are gathered or sliced by ShardSpec
+// for checkpoints. At tp = 1 each of those is the identity.
 #pragma once
 #include "parallel/engine.h"
+#include "parallel/tensor_parallel/tp_shards.h"
 #include <paratorch/ddp.h>
 #include <paratorch/layout.h>
 #include <paratorch/sampler.h>
@@ -33,11 +43,12 @@ class DataParallelEngine : public Engine {
   BatchShare batch_share() const override;
   double forward_backward(const std::vector<models::Batch>& microbatches) override;
   EvalResult evaluate(const models::Batch& batch) override;
-  SumAcross grad_norm_across() override { return nullptr; }  // replicas hold whole gradients
+  SumAcross grad_norm_across() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   int64_t parameter_count() override;
   std::string describe() override;
+  std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) override;
   models::BundledModel& model() { return *model_; }
 
  private:
@@ -48,6 +59,7 @@ class DataParallelEngine : public Engine {
   torch::Device device_;
   DataParallelEngineOptions options_;
   std::unique_ptr<DistributedDataParallel> ddp_;
+  parallel::TpShards tp_;
 };
 
 }  // namespace paratorch::train

@@ -43,11 +43,32 @@ double median_of(std::vector<double> v) {
 
 }  // namespace
 
-bool is_balanced_partition(const std::string& by) { return by == "params" || by == "time"; }
-
-void validate_partition_text(const std::string& by) {
-  if (!is_balanced_partition(by)) parse_int_list(by);
+std::string BlockPartition::text() const {
+  if (by == PartitionBy::kParameters) return "params";
+  if (by == PartitionBy::kTime) return "time";
+  std::string out;
+  for (int b : first_blocks) out += (out.empty() ? "" : ",") + std::to_string(b);
+  return out;
 }
+
+void BlockPartition::validate() const {
+  if (by != PartitionBy::kSplitPoints && !first_blocks.empty())
+    throw partition_error("::first_blocks are given, but the partition is balanced (by = \"" + text() +
+                          "\"); set by = PartitionBy::kSplitPoints or leave first_blocks empty");
+  if (by == PartitionBy::kSplitPoints && first_blocks.empty())
+    throw partition_error("by = PartitionBy::kSplitPoints needs first_blocks (the first block of stages 1..S-1)");
+  for (int b : first_blocks)
+    if (b < 0) throw partition_error("::first_blocks = \"" + text() + "\" must be block indices >= 0");
+}
+
+BlockPartition BlockPartition::parse(const std::string& text) {
+  BlockPartition out;
+  if (text == "time") out.by = PartitionBy::kTime;
+  else if (text != "params") out = {PartitionBy::kSplitPoints, parse_int_list(text)};
+  return out;
+}
+
+bool is_balanced_partition(const std::string& by) { return by == "params" || by == "time"; }
 
 int Partition::stage_of_block(int block) const {
   for (int s = 0; s < stages(); ++s)
@@ -167,6 +188,13 @@ void check_block_count(int n_blocks, int pp, int virtual_stages, const std::stri
     throw UsageError("paratorch: schedule \"interleaved\" needs the model's " + std::to_string(n_blocks) +
                      " blocks divisible by Layout::pp x PipelineEngineOptions::virtual_stages = " + std::to_string(stages) +
                      "; change ModelConfig::n_layers, Layout::pp or PipelineEngineOptions::virtual_stages");
+}
+
+Partition make_partition(const BlockPartition& by, models::BundledModel& model,
+                         const std::vector<models::ModelBlock>& blocks, int stages,
+                         const std::vector<double>& block_ms) {
+  by.validate();
+  return make_partition(by.text(), model, blocks, stages, block_ms);
 }
 
 Partition make_partition(const std::string& by, models::BundledModel& model,

@@ -16,6 +16,7 @@
 // (dynamic programming over prefix sums, O(S n^2) for n blocks).
 #pragma once
 #include "models/model.h"
+#include <paratorch/pipeline.h>
 
 #include <string>
 #include <vector>
@@ -25,9 +26,20 @@ namespace paratorch::pipeline {
 /// True when `by` is "params" or "time"; otherwise it must be a cut list.
 bool is_balanced_partition(const std::string& by);
 
-/// Checks the [parallel] partition value on its own (names or a list of
-/// non-negative integers); UsageError naming the key otherwise.
-void validate_partition_text(const std::string& by);
+/// How to cut a model's blocks, typed: PartitionBy::kParameters ("params"),
+/// kTime ("time") or kSplitPoints at `first_blocks` ("3,5").
+struct BlockPartition {
+  PartitionBy by = PartitionBy::kParameters;
+  /// kSplitPoints: the first block of stages 1..S-1 (a leading 0 is allowed).
+  std::vector<int> first_blocks;
+  /// "params", "time" or the cut list "3,5": the words of [parallel] partition.
+  std::string text() const;
+  /// UsageError naming PipelineEngineOptions::partition when the cuts are
+  /// negative or given for a balanced partition.
+  void validate() const;
+  /// From the words "params" | "time" | "3,5".
+  static BlockPartition parse(const std::string& text);
+};
 
 struct Partition {
   std::string by;                 // how the cuts were chosen
@@ -62,6 +74,9 @@ void check_block_count(int n_blocks, int pp, int virtual_stages, const std::stri
 
 /// Cuts `blocks` into `stages` stages. `block_ms` is needed only for "time".
 Partition make_partition(const std::string& by, models::BundledModel& model,
+                         const std::vector<models::ModelBlock>& blocks, int stages,
+                         const std::vector<double>& block_ms = {});
+Partition make_partition(const BlockPartition& by, models::BundledModel& model,
                          const std::vector<models::ModelBlock>& blocks, int stages,
                          const std::vector<double>& block_ms = {});
 

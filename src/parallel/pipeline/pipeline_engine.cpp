@@ -18,7 +18,7 @@ void PipelineEngineOptions::validate(const Layout& layout) const {
     throw UsageError("paratorch: PipelineEngineOptions::microbatches = " + std::to_string(microbatches) +
                      " must divide the per-replica batch " + std::to_string(check.local_batch()) +
                      " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(layout.dp) + ")");
-  pipeline::validate_partition_text(partition);
+  partition.validate();
   zero::require_training_dtype(compute_dtype, "PipelineEngineOptions::compute_dtype");
   zero::require_training_dtype(reduce_dtype, "PipelineEngineOptions::reduce_dtype");
   if (!(bucket_mb > 0)) throw UsageError("paratorch: PipelineEngineOptions::bucket_mb must be > 0");
@@ -28,7 +28,7 @@ void PipelineEngineOptions::validate(const Layout& layout) const {
 PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                const data::Dataset& dataset, torch::Device device, PipelineEngineOptions options)
     : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(std::move(options)),
-      scaler_(options_.scaler) {
+      tp_(model_->shard_specs(), groups.tp()), scaler_(options_.scaler) {
   const Layout& L = groups_.layout();
   options_.validate(L);
   model_->initialize(options_.seed);
@@ -37,11 +37,10 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
   pipeline::check_block_count(static_cast<int>(blocks.size()), L.pp, options_.virtual_stages,
                               parallel::pipeline::schedule_name(options_.schedule),
                               options_.model_name);
-  specs_ = model_->shard_specs();
   for (const auto& item : model_->named_parameters(true)) {
     order_.push_back(item.key());
     shard_shapes_[item.key()] = item.value().sizes().vec();
-    shapes_[item.key()] = specs_.at(item.key()).full_shape(item.value().sizes());
+    shapes_[item.key()] = tp_.spec(item.key()).full_shape(item.value().sizes());
     dtypes_[item.key()] = item.value().scalar_type();
     int64_t numel = 1;
     for (int64_t d : shapes_[item.key()]) numel *= d;
@@ -77,7 +76,7 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
 void PipelineEngine::choose_partition(const std::vector<models::ModelBlock>& blocks) {
   const int stages = groups_.layout().pp * options_.virtual_stages;
   std::vector<double> block_ms;
-  if (options_.partition == "time") {
+  if (options_.partition.by == PartitionBy::kTime) {
     auto ms = torch::zeros({static_cast<int64_t>(blocks.size())}, torch::kDouble);
     if (groups_.coords().dp == 0 && groups_.coords().pp == 0) {
       DistributedSampler sampler(options_.global_batch, 0, groups_.layout().dp);
@@ -284,12 +283,12 @@ std::map<std::string, double> PipelineEngine::step_metrics() {
 std::string PipelineEngine::describe() {
   const auto& s = executor_->schedule().shape;
   char line[256];
-  const int tp = groups_.layout().tp;
+  const int tp = tp_.size();
   std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s)%s, schedule %s, %d micro-batch(es)%s, partition by %s%s%s",
                 s.stages, groups_.layout().dp, tp > 1 ? (", tensor parallel tp=" + std::to_string(tp)).c_str() : "",
                 parallel::pipeline::schedule_name(options_.schedule).c_str(), s.microbatches,
                 s.virtual_stages > 1 ? (", " + std::to_string(s.virtual_stages) + " chunks/rank").c_str() : "",
-                options_.partition.c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "",
+                options_.partition.text().c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "",
                 masters_ ? (", " + zero::precision_name(options_.compute_dtype) + " compute, fp32 masters").c_str() : "");
   return line;
 }

@@ -47,6 +47,7 @@
 #include "parallel/pipeline/executor.h"
 #include "parallel/pipeline/partition.h"
 #include "parallel/engine.h"
+#include "parallel/tensor_parallel/tp_shards.h"
 #include "parallel/zero/loss_scaler.h"
 #include "parallel/zero/master_weights.h"
 #include <paratorch/layout.h>
@@ -66,7 +67,7 @@ struct PipelineEngineOptions {
   int microbatches = 1;
   PipelineSchedule schedule = PipelineSchedule::kOneFOneB;
   int virtual_stages = 1;
-  std::string partition = "params";  // params | time | cut list "3,5" (pipeline/partition.h)
+  pipeline::BlockPartition partition;  // by parameters, by time, or at given blocks (pipeline/partition.h)
   bool activation_checkpointing = false;
   int zero = 0;  // 1: ZeRO-1 optimizer per stage, sharded over dp (pipeline_zero.h)
   torch::ScalarType compute_dtype = torch::kFloat;  // kFloat | kBFloat16 | kHalf (masters stay fp32)
@@ -84,7 +85,7 @@ struct PipelineEngineOptions {
 
 class PipelineEngine : public Engine {
  public:
-  /// Collective over the world (measures block times for partition = "time"
+  /// Collective over the world (measures block times for PartitionBy::kTime
   /// on world rank 0 and broadcasts them).
   PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                  const data::Dataset& dataset, torch::Device device, PipelineEngineOptions options);
@@ -140,6 +141,8 @@ class PipelineEngine : public Engine {
   /// Parameter `name` as a whole CPU tensor on every rank (collective: tp
   /// gather on the owner's stage, then pp broadcast from the owner).
   torch::Tensor gather_whole(const std::string& name, const torch::Tensor& on_owner);
+  /// This rank's held parameters (owned and tied copies) by name, as trained.
+  NamedTensors held_parameters();
 
   const ProcessGroups& groups_;
   std::shared_ptr<models::BundledModel> model_;
@@ -151,7 +154,7 @@ class PipelineEngine : public Engine {
   std::vector<std::string> order_;                    // every parameter name, model order
   std::map<std::string, std::vector<int64_t>> shapes_;  // full (whole-model) shapes
   std::map<std::string, std::vector<int64_t>> shard_shapes_;  // this tp rank's shapes (= shapes_ at tp = 1)
-  std::map<std::string, tensor_parallel::ShardSpec> specs_;  // how each parameter splits over tp
+  parallel::TpShards tp_;                             // how each parameter splits over tp
   std::map<std::string, torch::ScalarType> dtypes_;
   std::map<std::string, int> owner_;                  // pipeline rank owning each parameter
   std::map<std::string, torch::Tensor> params_;       // the model's parameters by full name

@@ -20,11 +20,9 @@
 // owner counts it), and the stages' sums added over pp.
 #include "parallel/finalize_grads.h"
 #include "parallel/grad_norm.h"
-#include "tensor_parallel/full_tensors.h"
 #include "parallel/pipeline/pipeline_engine.h"
 #include "optim/mixed_precision_optimizer.h"
 #include "parallel/pipeline/pipeline_zero.h"
-#include "parallel/tensor_parallel/tensor_parallel_optimizer.h"
 
 #include <paratorch/errors.h>
 
@@ -33,7 +31,7 @@ namespace paratorch::train {
 torch::Tensor PipelineEngine::gather_whole(const std::string& name, const torch::Tensor& on_owner) {
   const int owner = owner_.at(name);
   torch::Tensor t = owner == groups_.coords().pp
-                        ? tensor_parallel::gather_full(on_owner, specs_.at(name), *groups_.tp())
+                        ? tp_.whole(name, on_owner)
                         : torch::empty(shapes_.at(name), torch::TensorOptions().dtype(dtypes_.at(name)));
   groups_.pp()->broadcast(t, owner);
   return t;
@@ -74,22 +72,20 @@ std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
 
 void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
-  for (const auto& name : held_) {
-    auto it = tensors.find(name);
-    if (it == tensors.end()) throw RuntimeFailure("paratorch: checkpoint has no tensor '" + name + "' for this model");
-    if (it->second.sizes() != torch::IntArrayRef(shapes_.at(name)))
-      throw RuntimeFailure("paratorch: checkpoint tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
-                           " but the model needs " + c10::str(shapes_.at(name)));
-    trained(name).copy_(specs_.at(name).slice(it->second));
-  }
+  for (const auto& name : held_) trained(name).copy_(tp_.local_part(tensors, name, shard_shapes_.at(name)));
   if (masters_) masters_->copy_to_model();
+}
+
+NamedTensors PipelineEngine::held_parameters() {
+  NamedTensors out;
+  for (const auto& name : held_) out.emplace_back(name, trained(name));
+  return out;
 }
 
 SumAcross PipelineEngine::grad_norm_across() {
   return [this](double local) {
-    std::vector<parallel::NormEntry> entries;
-    for (const auto& name : held_) entries.push_back({trained(name).grad(), specs_.at(name), tied_copies_.count(name) > 0});
-    return parallel::sum_squares_across(local, entries, {nullptr, groups_.tp().get(), groups_.pp().get()});
+    return parallel::sum_squares_across(local, tp_.norm_entries(held_parameters(), tied_copies_),
+                                        {nullptr, tp_.group(), groups_.pp().get()});
   };
 }
 
@@ -101,9 +97,8 @@ SumAcross PipelineEngine::grad_norm_across() {
 // A middle stage holds no copy and its embedding group is itself alone.
 void PipelineEngine::finalize_gradients() {
   parallel::FinalizeGradients f;
-  for (const auto& name : held_)
-    if (specs_.at(name).partial_grad) f.partial_over_tp.push_back(trained(name).grad());
-  f.tp = groups_.tp().get();
+  f.partial_over_tp = tp_.partial_gradients(held_parameters());
+  f.tp = tp_.group();
   if (groups_.embedding()->size() > 1)
     for (const auto& name : tied_) f.tied.push_back({{trained(name).grad()}, {}});
   f.tied_ranks = groups_.embedding().get();
@@ -117,7 +112,7 @@ std::unique_ptr<Optimizer> PipelineEngine::build_optimizer(const OptimizerOption
   // and rounds the masters into the model after each update.
   auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp(), groups_.coords().dp)
                                  : make_optimizer(options, named_parameters());
-  inner = with_whole_tp_state(std::move(inner), specs_, shard_shapes_, groups_.tp());
+  inner = tp_.with_whole_state(std::move(inner), shard_shapes_);
   if (!masters_) return inner;
   return std::make_unique<MixedPrecisionOptimizer>(
       std::move(inner), [this] { return may_step(); }, [this] { masters_->copy_to_model(); });

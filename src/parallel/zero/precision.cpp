@@ -6,11 +6,11 @@
 
 namespace paratorch::zero {
 
-torch::ScalarType precision_dtype(const std::string& precision) {
+torch::ScalarType precision_dtype(const std::string& precision, const std::string& field) {
   if (precision == "fp32") return torch::kFloat;
   if (precision == "bf16") return torch::kBFloat16;
   if (precision == "fp16") return torch::kHalf;
-  throw UsageError("paratorch: [train] precision = \"" + precision + "\"; use \"fp32\", \"bf16\" or \"fp16\"");
+  throw UsageError("paratorch: " + field + " = \"" + precision + "\"; use \"fp32\", \"bf16\" or \"fp16\"");
 }
 
 std::string precision_name(torch::ScalarType dtype) {
@@ -50,14 +50,13 @@ std::string probe_failure(torch::ScalarType dtype, torch::Device device, bool th
 
 }  // namespace
 
-void require_precision_supported(const std::string& precision, torch::Device device,
-                                 const models::BundledModel& model) {
-  const auto dtype = precision_dtype(precision);
+void require_precision_supported(torch::ScalarType dtype, torch::Device device, const models::BundledModel& model,
+                                 const std::string& field) {
   if (dtype == torch::kFloat) return;
   const std::string failure = probe_failure(dtype, device, model.computes_through_ops());
   if (failure.empty()) return;
   const bool cpu_half = device.is_cpu() && dtype == torch::kHalf;
-  throw UsageError("paratorch: [train] precision = \"" + precision + "\" is not supported on " + device.str() +
+  throw UsageError("paratorch: " + field + " = \"" + precision_name(dtype) + "\" is not supported on " + device.str() +
                    " by this libtorch (" + TORCH_VERSION + ") for this model: " + failure +
                    (cpu_half ? "; use \"bf16\" on CPU (fp16 on CPU runs for mlp and gpt, or on a CUDA device)"
                              : "; use \"bf16\" or \"fp32\""));

@@ -15,8 +15,9 @@
 
 namespace paratorch::zero {
 
-/// kFloat, kBFloat16 or kHalf for "fp32", "bf16", "fp16"; UsageError otherwise.
-torch::ScalarType precision_dtype(const std::string& precision);
+/// kFloat, kBFloat16 or kHalf for "fp32", "bf16", "fp16"; UsageError naming
+/// `field` (the option or key the word came from) otherwise.
+torch::ScalarType precision_dtype(const std::string& precision, const std::string& field);
 
 /// "fp32" | "bf16" | "fp16" for kFloat, kBFloat16, kHalf (the config's
 /// spelling, for messages and reports); the dtype's own name otherwise.
@@ -26,9 +27,9 @@ std::string precision_name(torch::ScalarType dtype);
 /// (kFloat, kBFloat16, kHalf).
 void require_training_dtype(torch::ScalarType dtype, const std::string& field);
 
-/// UsageError naming [train] precision when `model` cannot run its
-/// operations (matmul, layer norm, softmax, GELU) on `device` in that precision.
-void require_precision_supported(const std::string& precision, torch::Device device,
-                                 const models::BundledModel& model);
+/// UsageError naming `field` when `model` cannot run its operations
+/// (matmul, layer norm, softmax, GELU) on `device` in `dtype`.
+void require_precision_supported(torch::ScalarType dtype, torch::Device device, const models::BundledModel& model,
+                                 const std::string& field);
 
 }  // namespace paratorch::zero

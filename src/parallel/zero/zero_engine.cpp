@@ -1,10 +1,10 @@
 // src/parallel/zero/zero_engine.cpp — see zero_engine.h. Construction, the step,
 // publishing, the Engine interface. The gradient path (DDP's reducer over
 // the units) is in zero_engine_reduce.cpp; stage 3's block walk in
-// zero_engine_stage3.cpp; tensor parallelism in zero_engine_tp.cpp; whole
-// parameters in and out of the shards in zero_engine_parameters.cpp.
+// zero_engine_stage3.cpp; whole parameters in and out of the shards in zero_engine_parameters.cpp.
 #include "parallel/zero/zero_engine.h"
 
+#include "parallel/finalize_grads.h"
 #include "parallel/grad_norm.h"
 #include "report/trace.h"
 #include "parallel/zero/zero_unit.h"
@@ -33,9 +33,8 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
                        torch::Device device, ZeroEngineOptions options)
     : groups_(groups), model_(std::move(model)), device_(device), options_(options),
       dtype_(options.compute_dtype), reduce_dtype_(options.reduce_dtype),
-      scaler_(options.scaler) {
+      scaler_(options.scaler), tp_(model_->shard_specs(), groups.tp()) {
   options_.validate(groups_.layout().dp);
-  specs_ = model_->shard_specs();     // tp > 1: the model was built with the tp group
   // Stages 0-2 keep the whole model; stage 3 initializes unit by unit in
   // build_units, so no rank ever holds the whole initialized model.
   if (options_.stage != 3) model_->initialize(options_.seed);
@@ -219,7 +218,12 @@ double ZeroEngine::forward_backward(const std::vector<models::Batch>& microbatch
     reducer_->finalize();
     local += loss.item<double>();
   }
-  finalize_gradients();
+  // ZeRO has no tied copies across ranks (every replica holds the whole
+  // model): what is left after the dp reduction is tp's partial sums.
+  parallel::FinalizeGradients f;
+  f.partial_over_tp = tp_.partial_gradients(pieces_.tensors);
+  f.tp = tp_.group();
+  parallel::finalize_gradients(f);
   if (scale != 1.0) unscale_gradients();
   auto global = torch::tensor({local}, torch::kDouble);
   groups_.dp()->all_reduce(global, ReduceOp::kAvg);
@@ -256,7 +260,7 @@ bool ZeroEngine::may_step() {
   for (auto& u : units_) bad = bad || !torch::isfinite(u->grad).all().item<bool>();
   auto flag = torch::tensor({bad ? 1.0 : 0.0}, torch::kDouble);
   groups_.dp()->all_reduce(flag, ReduceOp::kMax);
-  if (tensor_parallel()) groups_.tp()->all_reduce(flag, ReduceOp::kMax);  // tp ranks skip together
+  tp_.group()->all_reduce(flag, ReduceOp::kMax);  // tp ranks skip together
   return scaler_.update(flag.item<double>() > 0);
 }
 
@@ -294,18 +298,20 @@ std::unique_ptr<Optimizer> ZeroEngine::build_optimizer(const OptimizerOptions& o
   auto optimizer = std::make_unique<zero::ShardedOptimizer>(
       options, shards, pieces_, group, [this] { return may_step(); }, [this] { publish_parameters(); });
   optimizer_ = optimizer.get();
-  return wrap_for_tp(std::move(optimizer));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto& u : units_)
+    for (const auto& p : u->layout->params()) shapes[p.name] = p.shape;
+  return tp_.with_whole_state(std::move(optimizer), std::move(shapes));
 }
 
 // The dp shards' squares summed over dp; under tp, shards summed over tp and
 // replicated parameters counted once (parallel/grad_norm.h).
 SumAcross ZeroEngine::grad_norm_across() {
   const bool over_dp = shard_ranks() > 1;
-  if (!over_dp && !tensor_parallel()) return nullptr;  // every rank holds every piece
+  if (!over_dp && tp_.size() == 1) return nullptr;  // every rank holds every piece
   return [this, over_dp](double squares) {
-    std::vector<parallel::NormEntry> entries;
-    for (const auto& [name, piece] : pieces_.tensors) entries.push_back({piece.grad(), specs_.at(name)});
-    return parallel::sum_squares_across(squares, entries, {over_dp ? groups_.dp().get() : nullptr, groups_.tp().get()});
+    return parallel::sum_squares_across(squares, tp_.norm_entries(pieces_.tensors),
+                                        {over_dp ? groups_.dp().get() : nullptr, tp_.group()});
   };
 }
 
@@ -325,7 +331,7 @@ std::string ZeroEngine::describe() {
   char line[240];
   std::snprintf(line, sizeof line, "ZeRO stage %d over %d dp rank(s)%s, %s compute, %zu unit(s)%s%s", options_.stage,
                 groups_.layout().dp,
-                tensor_parallel() ? (" of each tp=" + std::to_string(groups_.layout().tp) + " shard").c_str() : "",
+                tp_.size() > 1 ? (" of each tp=" + std::to_string(tp_.size()) + " shard").c_str() : "",
                 zero::precision_name(options_.compute_dtype).c_str(), units_.size(),
                 groups_.layout().dp == 1 && options_.stage > 0 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "",
                 params_shared_ ? ", parameters: one copy shared by the node's dp ranks" : "");

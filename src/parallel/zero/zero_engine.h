@@ -33,14 +33,18 @@
 // skips the step when a gradient is inf/NaN.
 // The trainer sees only pieces of the master shard (named_parameters) and the
 // ShardedOptimizer (build_optimizer); clipping sums shard norms over dp.
-// With tensor parallelism (tp > 1, zero_engine_tp.cpp) the model holds this
-// rank's tp shards (make_model with the tp group) and the units hold those
-// shards, sharded over the dp group only: each model-parallel shard is
-// ZeRO'd across its own dp replicas (ZeRO paper §7, with Megatron-LM).
+// Tensor parallelism composes in through parallel::TpShards, as in every
+// engine: with a model built with the tp group the units hold this rank's tp
+// shards, sharded over the dp group only, so each model-parallel shard is
+// ZeRO'd across its own dp replicas (ZeRO paper §7, with Megatron-LM). The tp
+// ranks of one replica have identical unit layouts (same names, same shard
+// shapes), so their pieces pair up for the sequence-parallel partial sums
+// (the dp average and the tp sum commute, both linear), the norm, and the
+// whole tensors (gathered over dp as at tp = 1, then over tp).
 #pragma once
 #include "parallel/ddp/reducer.h"
-#include "tensor_parallel/shard.h"
 #include "parallel/engine.h"
+#include "parallel/tensor_parallel/tp_shards.h"
 #include "parallel/ddp/buffer_pool.h"
 #include "parallel/zero/flat_buffer.h"
 #include "parallel/zero/loss_scaler.h"
@@ -120,13 +124,6 @@ class ZeroEngine : public Engine {
   torch::Tensor fp32_loss(const torch::Tensor& output, const models::Batch& batch) const;
   int shard_ranks() const;
 
-  // tensor parallelism (zero_engine_tp.cpp)
-  bool tensor_parallel() const { return groups_.layout().tp > 1; }
-  void finalize_gradients();
-  std::map<std::string, torch::Tensor> gather_over_tp(std::map<std::string, torch::Tensor> shards);
-  torch::Tensor local_part(const std::map<std::string, torch::Tensor>& tensors, const zero::FlatParam& param) const;
-  std::unique_ptr<Optimizer> wrap_for_tp(std::unique_ptr<Optimizer> sharded) const;
-
   // stage 3 (zero_engine_stage3.cpp)
   void plan_blocks();
   void install_trim_hooks();
@@ -155,7 +152,7 @@ class ZeroEngine : public Engine {
   std::vector<size_t> in_flight_;         // stage 3: units whose reduce-scatter is in flight
   const zero::ShardedOptimizer* optimizer_ = nullptr;
   zero::BufferPool pool_;                 // stage 3: transient unit-sized buffers, reused
-  std::map<std::string, tensor_parallel::ShardSpec> specs_;  // every parameter's tp split
+  parallel::TpShards tp_;                 // every parameter's tp split, and the tp group
   // stages 0-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
   // (declared after them, so it goes first: its hand-over writes u->grad)
   std::shared_ptr<Reducer> reducer_;

@@ -12,7 +12,7 @@ std::map<std::string, torch::Tensor> ZeroEngine::full_parameters() {
   auto group = shard_ranks() > 1 ? groups_.dp() : nullptr;
   for (auto& u : units_)
     for (auto& [name, t] : zero::gather_full(*u->layout, u->master, group.get())) out[name] = t.cpu();
-  return tensor_parallel() ? gather_over_tp(std::move(out)) : out;
+  return tp_.whole(std::move(out));  // sorted: every tp rank gathers in the same order
 }
 
 void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
@@ -20,7 +20,8 @@ void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>
   for (auto& u : units_) {
     const auto& L = *u->layout;
     for (const auto& piece : L.pieces()) {
-      const auto local = local_part(tensors, L.params()[piece.param]);  // checked, tp-sliced
+      const auto& param = L.params()[piece.param];
+      const auto local = tp_.local_part(tensors, param.name, param.shape);  // checked, tp-sliced
       u->master.narrow(0, piece.shard_offset, piece.length)
           .copy_(local.reshape({-1}).narrow(0, piece.param_offset, piece.length));
     }
@@ -32,7 +33,7 @@ int64_t ZeroEngine::parameter_count() {
   int64_t n = 0;
   for (auto& u : units_)
     for (const auto& p : u->layout->params())
-      n += p.numel() * (specs_.at(p.name).sharded() ? groups_.layout().tp : 1);
+      n += tp_.whole_numel(p.name, p.numel());
   return n;
 }
 

@@ -382,7 +382,7 @@ TEST(PipelineEngine, BadInputIsAUsageErrorBeforeAnyWork) {
   o.microbatches = world.size() * 2;
   EXPECT_NE(message(o).find(world.size() == 2 ? "needs 6 blocks but model \"gpt\" has 4" : "needs 12 blocks"),
             std::string::npos);
-  o.schedule = PipelineSchedule::kOneFOneB, o.virtual_stages = 1, o.partition = "2,1";
+  o.schedule = PipelineSchedule::kOneFOneB, o.virtual_stages = 1, o.partition = {PartitionBy::kSplitPoints, {2, 1}};
   EXPECT_NE(message(o).find("PipelineEngineOptions::partition"), std::string::npos) << message(o);
 }
 

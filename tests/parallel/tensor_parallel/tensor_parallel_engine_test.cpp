@@ -1,5 +1,6 @@
-// tests/parallel/tensor_parallel/tensor_parallel_engine_test.cpp — the dp × tp engine against a
-// whole model trained on the whole global batch (computed on every rank):
+// tests/parallel/tensor_parallel/tensor_parallel_engine_test.cpp — dp × tp
+// layouts (the data-parallel engine with its tp component) against a whole
+// model trained on the whole global batch (computed on every rank):
 // per-step losses, PRE-clip global gradient norms (tp shards counted once,
 // replicated parameters once) and the reassembled full parameters at the
 // end, 1e-5 relative (docs/verify.md).
@@ -114,7 +115,7 @@ std::vector<TpCase> tp_cases_for(int world) {
 
 }  // namespace
 
-TEST(TensorParallelEngine, MatchesWholeModelInEveryFittingLayout) {
+TEST(DpTimesTp, MatchesWholeModelInEveryFittingLayout) {
   const auto cases = tp_cases_for(test_world().size());
   if (cases.empty()) GTEST_SKIP() << "cases for 2 and 4 ranks";
   for (const auto& k : cases) {
@@ -166,7 +167,7 @@ double distance(const std::map<std::string, torch::Tensor>& a, const std::map<st
 double param_k(const std::string& precision) { return precision == "bf16" ? 0.2 : 0.05; }
 constexpr double kLossFall = 0.3;  // the loss must fall by this much (tolerance 2e-2 x 5.5 = 0.11)
 
-TEST(TensorParallelEngine, LowPrecisionTrainsLikeFp32) {
+TEST(DpTimesTp, LowPrecisionTrainsLikeFp32) {
   if (test_world().size() != 2) GTEST_SKIP() << "tp = 2 on 2 ranks";
   constexpr int kLowSteps = 6;
   for (bool sp : {false, true}) {
@@ -200,7 +201,7 @@ TEST(TensorParallelEngine, LowPrecisionTrainsLikeFp32) {
   }
 }
 
-TEST(TensorParallelEngine, IndivisibleHeadsIsAUsageError) {
+TEST(DpTimesTp, IndivisibleHeadsIsAUsageError) {
   if (test_world().size() < 2) GTEST_SKIP();
   Config c = tp_engine_config({"gpt", 2, false}, test_world().size());
   c.model.n_heads = 1;
@@ -216,7 +217,7 @@ TEST(TensorParallelEngine, IndivisibleHeadsIsAUsageError) {
   }
 }
 
-TEST(TensorParallelEngine, ModelsWithoutTpLayersAreRefused) {
+TEST(DpTimesTp, ModelsWithoutTpLayersAreRefused) {
   if (test_world().size() < 2) GTEST_SKIP();
   models::ModelConfig mlp;
   mlp.name = "mlp";
