@@ -13,6 +13,7 @@
 #include "train/checkpoint.h"
 #include "optim/lr_schedule.h"
 #include "train/run_history.h"
+#include "train/run_reporter.h"
 #include <paratorch/async.h>
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
@@ -20,7 +21,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <limits>
 #include <mutex>
 
@@ -34,7 +34,7 @@ struct Shared {
   std::shared_ptr<models::BundledModel> model;
   DistributedSampler batches;
   std::mutex log_mutex;  // metrics only; never held during an update
-  std::unique_ptr<report::MetricsWriter> metrics;
+  std::unique_ptr<train::RunReporter> reporter;
 
   explicit Shared(const train::Config& c) : config(c), batches(c.data.global_batch, 0, 1) {}
 };
@@ -45,19 +45,13 @@ void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double v
   const int64_t step = s + 1;
   if (step % sh.config.train.log_every != 0 && step != sh.config.train.steps) return;
   std::lock_guard<std::mutex> lock(sh.log_mutex);
-  report::StepMetrics m;
-  m.step = step;
-  m.loss = loss;
-  m.lr = lr;
-  m.step_ms = ms;
-  m.throughput = static_cast<double>(sh.config.data.global_batch * sh.dataset->items_per_sample()) / (ms / 1000);
-  m.throughput_unit = sh.dataset->throughput_unit();
+  report::StepMetrics m = sh.reporter->line(step, loss, lr, ms);
   std::string val;
   if (std::isfinite(validation)) {
     m.extra["val_loss"] = validation;
     val = " val_loss " + std::to_string(validation);
   }
-  sh.metrics->write(m);
+  sh.reporter->write(m);
   std::printf("step %lld loss %.4f (thread-local step %.1f ms)%s\n", static_cast<long long>(step), loss, ms, val.c_str());
   std::fflush(stdout);
 }
@@ -98,10 +92,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
     for (auto& item : sh.model->named_parameters(true)) item.value().copy_(ckpt.model.at(item.key()));
     start = ckpt.step;
   }
-  std::filesystem::create_directories(config.train.out_dir);
-  const std::string metrics = config.train.out_dir + "/metrics.jsonl";
-  if (start > 0) train::RunHistory().resume_from(metrics, start);  // drops lines past the checkpoint, as the Trainer
-  sh.metrics = std::make_unique<report::MetricsWriter>(metrics, start > 0);
+  sh.reporter = std::make_unique<train::RunReporter>(config, *sh.dataset, start);  // a resume trims metrics.jsonl
   const int threads = hogwild_threads(config);
   std::printf("paratorch train: %s; hogwild: %d threads share one parameter copy, lock-free SGD; steps %lld..%d -> %s\n",
               sh.dataset->describe().c_str(), threads, static_cast<long long>(start), config.train.steps,
@@ -125,20 +116,10 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   const double seconds = run.seconds;
   const auto& steps_done = run.steps_per_thread;
 
-  train::TrainResult result;
-  result.steps = config.train.steps;
-  result.final_loss = validation_loss(*sh.model, *sh.dataset, config.data.global_batch);
-  result.mean_step_ms = seconds * 1000 / static_cast<double>(config.train.steps - start);
-  result.unit = sh.dataset->throughput_unit();
-  result.throughput = static_cast<double>((config.train.steps - start) * config.data.global_batch *
-                                          sh.dataset->items_per_sample()) / seconds;
-  result.peak_rss_mb = train::peak_rss_mb();
-  report::StepMetrics m;
-  m.step = config.train.steps;
-  m.loss = result.final_loss;
-  m.step_ms = result.mean_step_ms;
-  m.throughput = result.throughput;
-  m.throughput_unit = result.unit;
+  const train::TrainResult result =
+      train::run_result(config, *sh.dataset, validation_loss(*sh.model, *sh.dataset, config.data.global_batch),
+                        seconds * 1000 / static_cast<double>(config.train.steps - start));
+  report::StepMetrics m = sh.reporter->line(config.train.steps, result.final_loss, 0, result.mean_step_ms);
   train::add_validation_fields(m, config.model.name, result.final_loss, /*accuracy: not measured*/ -1);
   m.extra["hogwild_threads"] = threads;
   std::printf("paratorch hogwild: steps per thread:");
@@ -147,15 +128,13 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
     std::printf(" %lld", static_cast<long long>(steps_done[static_cast<size_t>(i)]));
   }
   std::printf("\n");
-  sh.metrics->write(m);
+  sh.reporter->write_final(m);
+  sh.reporter->finish(" (hogwild)");
   train::Checkpoint ckpt;
   ckpt.step = config.train.steps;
-  ckpt.config_toml = train::to_toml(config);
-  ckpt.layout = "hogwild threads=" + std::to_string(threads);
-  ckpt.world_size = 1;
   for (const auto& item : sh.model->named_parameters(true)) ckpt.model[item.key()] = item.value().detach();
   ckpt.optimizer["step"] = torch::tensor(static_cast<int64_t>(config.train.steps), torch::kLong);
-  train::write_checkpoint(config.train.out_dir + "/checkpoints", ckpt);
+  train::save_run_checkpoint(config, std::move(ckpt), "hogwild threads=" + std::to_string(threads), 1);
   report::write_trace(*world.comm(), config.train.out_dir + "/trace.json");  // one rank: no peers to wait for
   return result;
 }

@@ -13,22 +13,9 @@ bool validates_at(int64_t step, int log_every, int64_t steps) {
   return step > 0 && step < steps && step % (5 * static_cast<int64_t>(log_every)) == 0;
 }
 
-namespace {
-
-// A resumed run's history and metrics.jsonl, as the Trainer's: the lines up
-// to its first step, those after it dropped (they are logged again).
-train::RunHistory resumed_history(const LoggerOptions& options) {
-  train::RunHistory history;
-  if (options.append) history.resume_from(options.metrics_path, options.first_step);
-  return history;
-}
-
-}  // namespace
-
-Logger::Logger(const Server& server, LoggerOptions options)
-    : server_(server), options_(std::move(options)), history_(resumed_history(options_)),
-      writer_(options_.metrics_path, options_.append),
-      logged_step_(options_.first_step), last_s_(now_s()) {}
+Logger::Logger(const Server& server, train::RunReporter& reporter, LoggerOptions options)
+    : server_(server), reporter_(reporter), options_(std::move(options)), logged_step_(options_.first_step),
+      last_s_(now_s()) {}
 
 void Logger::on_push(int64_t step, double validation) {
   if (std::isfinite(validation)) {
@@ -47,13 +34,8 @@ void Logger::on_push(int64_t step, double validation) {
   for (double l : server_.worker_losses())
     if (std::isfinite(l)) loss += l, ++n;
   const double now = now_s(), span = now - last_s_;
-  report::StepMetrics m;
-  m.step = global;
-  m.loss = n ? loss / n : 0;
-  m.lr = options_.schedule.at(global - 1);
-  m.step_ms = span * 1000 / static_cast<double>(global - logged_step_);
-  m.throughput = static_cast<double>((global - logged_step_) * options_.samples_per_step) / span;
-  m.throughput_unit = options_.unit;
+  report::StepMetrics m = reporter_.line(global, n ? loss / n : 0, options_.schedule.at(global - 1),
+                                         span * 1000 / static_cast<double>(global - logged_step_));
   m.extra["applied_updates"] = static_cast<double>(server_.stats().applied);
   logged_step_ = global;
   last_s_ = now;
@@ -64,7 +46,7 @@ void Logger::on_push(int64_t step, double validation) {
   } else if (!validation_.empty() && validation_.begin()->first < global) {  // came late
     m.extra["val_loss_step"] = static_cast<double>(validation_.begin()->first);
     m.extra["val_loss"] = validation_.begin()->second;
-    history_.add_validation(validation_.begin()->first, validation_.begin()->second);
+    reporter_.add_validation(validation_.begin()->first, validation_.begin()->second);
     validation_.erase(validation_.begin());
   }
   if (validates_at(global, options_.log_every, options_.steps) && !m.extra.count("val_loss")) held_ = m;
@@ -76,14 +58,10 @@ void Logger::flush() {
 }
 
 void Logger::write(report::StepMetrics m) {
-  writer_.write(m);
-  history_.add_train(m.step, m.loss);
+  reporter_.write(m);
   std::string val;
   auto it = m.extra.find("val_loss");
-  if (it != m.extra.end() && !m.extra.count("val_loss_step")) {
-    history_.add_validation(m.step, it->second);
-    val = " val_loss " + std::to_string(it->second);
-  }
+  if (it != m.extra.end() && !m.extra.count("val_loss_step")) val = " val_loss " + std::to_string(it->second);
   std::printf("step %lld loss %.4f %.1f %s%s\n", static_cast<long long>(m.step), m.loss, m.throughput,
               m.throughput_unit.c_str(), val.c_str());
   std::fflush(stdout);

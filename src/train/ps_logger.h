@@ -16,7 +16,7 @@
 #include "parallel/async/ps_server.h"
 #include "report/metrics.h"
 #include "optim/lr_schedule.h"
-#include "train/run_history.h"
+#include "train/run_reporter.h"
 
 #include <map>
 #include <optional>
@@ -25,14 +25,10 @@
 namespace paratorch::async {
 
 struct LoggerOptions {
-  std::string metrics_path;
-  bool append = false;           // a resumed run: lines past first_step are dropped (RunHistory::resume_from)
   int workers = 1;
   int log_every = 1;
   int64_t steps = 1;
   int64_t first_step = 0;        // a resumed run starts here
-  int64_t samples_per_step = 1;  // global_batch x items per sample
-  std::string unit = "samples/s";
   train::LrSchedule schedule;
 };
 
@@ -42,20 +38,18 @@ bool validates_at(int64_t step, int log_every, int64_t steps);
 
 class Logger {
  public:
-  Logger(const Server& server, LoggerOptions options);
+  /// Writes through `reporter` (the run's metrics.jsonl and loss.svg).
+  Logger(const Server& server, train::RunReporter& reporter, LoggerOptions options);
   /// After each push server 0 handled; `validation` as Server::on_push.
   void on_push(int64_t step, double validation);
   /// Writes a line still waiting for its validation.
   void flush();
-  report::MetricsWriter& writer() { return writer_; }
-  train::RunHistory& history() { return history_; }
 
  private:
   void write(report::StepMetrics m);
   const Server& server_;
+  train::RunReporter& reporter_;
   LoggerOptions options_;
-  train::RunHistory history_;  // before writer_: a resumed run trims the file first
-  report::MetricsWriter writer_;
   int64_t pushes_ = 0, logged_step_ = 0;
   double last_s_;
   std::optional<report::StepMetrics> held_;  // a validating step's line

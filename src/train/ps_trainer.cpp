@@ -16,6 +16,7 @@
 #include "report/trace.h"
 #include "train/checkpoint.h"
 #include "train/run_history.h"
+#include "train/run_reporter.h"
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
@@ -62,7 +63,9 @@ struct Job {
     schedule = train::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   }
   std::string out(const std::string& file) const { return config.train.out_dir + "/" + file; }
-  std::string server_checkpoints(int k) const { return out("checkpoints/server-" + std::to_string(k)); }
+  std::string layout() const {
+    return "ps servers=" + std::to_string(servers) + " workers=" + std::to_string(workers);
+  }
 };
 
 // ---- servers --------------------------------------------------------------------
@@ -70,12 +73,10 @@ struct Job {
 void save_server(const Job& job, const Server& server, int k, int64_t step) {
   train::Checkpoint ckpt;
   ckpt.step = step;
-  ckpt.config_toml = train::to_toml(job.config);
-  ckpt.layout = "ps servers=" + std::to_string(job.servers) + " workers=" + std::to_string(job.workers);
-  ckpt.world_size = job.world.size();
   ckpt.model = server.shard();
   ckpt.optimizer = server.optimizer_state();
-  train::write_checkpoint(job.server_checkpoints(k), ckpt);
+  train::save_run_checkpoint(job.config, std::move(ckpt), job.layout(), job.world.size(),
+                             "checkpoints/server-" + std::to_string(k));
 }
 
 // Restores server k from <dir>/checkpoints/server-k (or <dir>/server-k); returns its step.
@@ -106,7 +107,8 @@ double validation_loss(const Job& job, const std::map<std::string, torch::Tensor
 // Server 0 gathers every shard and the other servers' statistics, evaluates
 // the final parameters and writes the summary (p2p only: a lost worker must
 // not be needed to finish).
-train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64_t start, double seconds) {
+train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, train::RunReporter& reporter, int64_t start,
+                                 double seconds) {
   if (static_cast<int>(server.stats().lost_workers.size()) == job.workers)
     throw RuntimeFailure("paratorch: every ps worker was lost (see the messages above); the job has no result");
   std::map<std::string, torch::Tensor> params;
@@ -139,14 +141,8 @@ train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64
   write_ps_trace(*job.world.comm(), traced, job.config.comm.timeout_s, job.out("trace.json"));
   const double val = validation_loss(job, params);
   logger.flush();
-  report::StepMetrics m;
-  m.step = job.config.train.steps;
-  m.loss = val;
-  m.lr = job.schedule.at(job.config.train.steps - 1);
-  const int64_t samples = (job.config.train.steps - start) * job.config.data.global_batch;
-  m.throughput = static_cast<double>(samples * job.dataset->items_per_sample()) / seconds;
-  m.step_ms = seconds * 1000 / static_cast<double>(job.config.train.steps - start);
-  m.throughput_unit = job.dataset->throughput_unit();
+  report::StepMetrics m = reporter.line(job.config.train.steps, val, job.schedule.at(job.config.train.steps - 1),
+                                        seconds * 1000 / static_cast<double>(job.config.train.steps - start));
   m.extra["val_loss"] = val;
   for (int b = 0; b < kStalenessBuckets; ++b) {
     double count = 0;
@@ -169,21 +165,13 @@ train::TrainResult finish_leader(Job& job, Server& server, Logger& logger, int64
     std::printf("paratorch ps: worker rank %d: %.0f steps, %.2f steps/s, last loss %.4f\n", rank, r[0], steps_per_s, r[2]);
   }
   m.extra["lost_workers"] = lost;
-  logger.writer().write(m);
+  reporter.write_final(m);
   if (lost > 0)
     std::printf("paratorch ps: lost %d of %d workers; the job finished with the survivors\n", lost, job.workers);
-  logger.history().add_validation(job.config.train.steps, val);
-  logger.history().write_loss_svg(job.config, job.dataset->baseline_loss(), " (ps)");
+  reporter.finish(" (ps)");
   std::printf("paratorch ps: %d server(s) applied %lld updates; validation loss %.4f\n", job.servers,
               static_cast<long long>(server.stats().applied), val);
-  train::TrainResult result;
-  result.steps = job.config.train.steps;
-  result.final_loss = val;
-  result.mean_step_ms = m.step_ms;
-  result.throughput = m.throughput;
-  result.unit = m.throughput_unit;
-  result.peak_rss_mb = train::peak_rss_mb();
-  return result;
+  return train::run_result(job.config, *job.dataset, val, m.step_ms);
 }
 
 train::TrainResult run_server(Job& job, const std::string& resume_dir) {
@@ -203,20 +191,17 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
   job.world.comm()->all_reduce(first, ReduceOp::kMin);  // every rank starts at the oldest server's step
   start = first.item<int64_t>();
   server.start_at(start);
+  std::unique_ptr<train::RunReporter> reporter;
   std::unique_ptr<Logger> logger;
   if (k == 0) {
-    std::filesystem::create_directories(job.config.train.out_dir);
+    reporter = std::make_unique<train::RunReporter>(job.config, *job.dataset, start);  // a resume trims metrics.jsonl
     LoggerOptions lo;
-    lo.metrics_path = job.out("metrics.jsonl");
-    lo.append = start > 0;
     lo.workers = job.workers;
     lo.log_every = job.config.train.log_every;
     lo.steps = job.config.train.steps;
     lo.first_step = start;
-    lo.samples_per_step = job.config.data.global_batch * job.dataset->items_per_sample();
-    lo.unit = job.dataset->throughput_unit();
     lo.schedule = job.schedule;
-    logger = std::make_unique<Logger>(server, lo);
+    logger = std::make_unique<Logger>(server, *reporter, lo);
     std::printf("paratorch train: %s; ps mode: %d server(s), %d worker(s), staleness %d; shard sizes", job.dataset->describe().c_str(),
                 job.servers, job.workers, job.config.parallel.staleness);
     for (int s = 0; s < job.servers; ++s) std::printf(" %lld", static_cast<long long>(job.plan.numel_of(s)));
@@ -252,7 +237,7 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
     send_trace(*job.world.comm(), job.config.comm.timeout_s);
     return {};
   }
-  return finish_leader(job, server, *logger, start, seconds);
+  return finish_leader(job, server, *logger, *reporter, start, seconds);
 }
 
 // ---- workers --------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include "train/generate.h"
 #include "optim/lr_schedule.h"
 #include "train/run_history.h"
+#include "train/run_reporter.h"
 #include "train/engine_factory.h"
 #include "train/engine_options.h"
 #include <paratorch/errors.h>
@@ -26,7 +27,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 
 namespace paratorch::train {
 namespace {
@@ -89,8 +89,7 @@ struct Trainer::Impl {
   std::unique_ptr<Optimizer> optimizer;
   LrSchedule schedule;
   DistributedSampler batches;  // global view: the engine takes its own slice
-  RunHistory history;
-  std::unique_ptr<report::MetricsWriter> metrics;
+  std::unique_ptr<RunReporter> reporter;  // rank 0: metrics.jsonl, loss.svg, checkpoints
   std::unique_ptr<report::ProgressLine> progress;
   double step_ms_sum = 0;
   int64_t timed_steps = 0;
@@ -108,11 +107,8 @@ struct Trainer::Impl {
 
   bool leader() const { return world.rank() == 0; }
   /// Tokens or samples per second at `ms` per step.
-  double throughput(double ms) const {
-    return ms > 0 ? static_cast<double>(config.data.global_batch * dataset->items_per_sample()) / (ms / 1000) : 0;
-  }
+  double throughput(double ms) const { return items_per_second(config, *dataset, ms); }
   std::string out(const std::string& file) const { return config.train.out_dir + "/" + file; }
-  std::string checkpoints() const { return out("checkpoints"); }
 
   int64_t resume(const std::string& dir);
   double step(int64_t s, double* grad_norm);
@@ -138,8 +134,7 @@ TrainResult Trainer::run(const std::string& resume_dir) {
   const int64_t start = resume_dir.empty() ? 0 : t.resume(resume_dir);
   report::Tracer::instance().enable(t.world.rank());
   if (t.leader()) {
-    std::filesystem::create_directories(train.out_dir);
-    t.metrics = std::make_unique<report::MetricsWriter>(t.out("metrics.jsonl"), /*append=*/start > 0);
+    t.reporter = std::make_unique<RunReporter>(t.config, *t.dataset, start);  // a resume trims metrics.jsonl
     t.progress = std::make_unique<report::ProgressLine>(train.steps, t.dataset->throughput_unit(),
                                                         report::stdout_is_terminal());
     t.announce(start);
@@ -164,12 +159,8 @@ TrainResult Trainer::run(const std::string& resume_dir) {
     if (last || (train.checkpoint_every > 0 && (s + 1) % train.checkpoint_every == 0)) t.save_checkpoint(s + 1);
   }
   t.finish_outputs();
-  TrainResult result;
-  result.steps = train.steps;
-  result.final_loss = loss;
-  result.mean_step_ms = t.timed_steps ? t.step_ms_sum / static_cast<double>(t.timed_steps) : 0;
-  result.unit = t.dataset->throughput_unit();
-  result.throughput = t.throughput(result.mean_step_ms);
+  TrainResult result =
+      run_result(t.config, *t.dataset, loss, t.timed_steps ? t.step_ms_sum / static_cast<double>(t.timed_steps) : 0);
   auto rss = torch::tensor({peak_rss_mb()}, torch::kDouble);
   t.world.comm()->all_reduce(rss, ReduceOp::kMax);
   result.peak_rss_mb = rss.item<double>();
@@ -193,7 +184,6 @@ int64_t Trainer::Impl::resume(const std::string& dir) {
     std::lock_guard<std::mutex> lock(cpu.mutex());
     cpu.set_state(rng->second);
   }
-  if (leader()) history.resume_from(out("metrics.jsonl"), ckpt.step);
   if (leader())
     std::printf("paratorch: resumed from %s at step %lld (written by layout %s on %d ranks)\n", dir.c_str(),
                 static_cast<long long>(ckpt.step), ckpt.layout.c_str(), ckpt.world_size);
@@ -243,21 +233,11 @@ EvalResult Trainer::Impl::validate() {
 void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double grad_norm, const EvalResult* eval,
                         double elapsed_s) {
   if (!leader()) return;
-  report::StepMetrics m;
-  m.step = s;
-  m.loss = loss;
-  m.lr = lr;
-  m.step_ms = ms;
-  m.throughput = throughput(ms);
-  m.throughput_unit = dataset->throughput_unit();
+  report::StepMetrics m = reporter->line(s, loss, lr, ms);
   m.grad_norm = grad_norm;
   for (const auto& [key, value] : engine->step_metrics()) m.extra[key] = value;
-  history.add_train(s, loss);
-  if (eval) {
-    add_validation_fields(m, config.model.name, eval->loss, eval->accuracy);
-    history.add_validation(s, eval->loss);
-  }
-  metrics->write(m);
+  if (eval) add_validation_fields(m, config.model.name, eval->loss, eval->accuracy);
+  reporter->write(m);
   progress->update(s, loss, m.throughput, elapsed_s);
   if (eval) {
     std::string extra;
@@ -273,9 +253,6 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
   report::Tracer::Span span("checkpoint", "io");
   Checkpoint ckpt;
   ckpt.step = steps_done;
-  ckpt.config_toml = to_toml(config);
-  ckpt.layout = layout_text(config.parallel, groups.layout(), world.size());
-  ckpt.world_size = world.size();
   ckpt.model = engine->full_parameters();
   ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
   for (auto& [key, tensor] : engine->checkpoint_state()) ckpt.optimizer[key] = tensor;
@@ -284,7 +261,9 @@ void Trainer::Impl::save_checkpoint(int64_t steps_done) {
     std::lock_guard<std::mutex> lock(cpu.mutex());
     ckpt.optimizer["trainer.rng_cpu"] = cpu.get_state();
   }
-  if (leader()) write_checkpoint(checkpoints(), ckpt);
+  if (leader())
+    save_run_checkpoint(config, std::move(ckpt), layout_text(config.parallel, groups.layout(), world.size()),
+                        world.size());
   world.comm()->barrier();  // nobody runs ahead of a checkpoint that may yet fail
 }
 
@@ -298,7 +277,7 @@ void Trainer::Impl::finish_outputs() {
   }
   if (leader()) {
     progress->finish();
-    history.write_loss_svg(config, dataset->baseline_loss());
+    reporter->finish();
   }
   if (models::model_family(config.model.name).text_sample) print_sample();
 }

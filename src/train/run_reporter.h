@@ -1,0 +1,82 @@
+// src/train/run_reporter.h — what every training loop leaves behind, written
+// in one place: metrics.jsonl (kept consistent across a resume), loss.svg,
+// checkpoints under <out_dir>, and the summary's TrainResult.
+//
+// `paratorch train` has one loop for ranks that step together (the Trainer:
+// sync layouts, ps with staleness 0) and two runners for those that do not
+// (ps with staleness != 0: server 0 logs; hogwild: threads of one process).
+// Each owns a RunReporter on the rank that writes, so the three produce the
+// same files with the same fields, trimmed the same way on resume, and the
+// same loss.svg. (trace.json is written by report::write_trace, or by the
+// parameter server's point-to-point variant, ps_trace.h.)
+//
+// Example (one loop's writing rank):
+//   RunReporter reporter(config, dataset, start);         // trims metrics.jsonl past `start`
+//   auto m = reporter.line(step, loss, lr, ms);           // throughput filled
+//   add_validation_fields(m, config.model.name, val, acc);
+//   reporter.write(m);                                    // metrics.jsonl + loss.svg's curves
+//   save_run_checkpoint(config, ckpt, layout, world.size());
+//   reporter.finish();                                    // loss.svg
+//   return run_result(config, dataset, final_loss, mean_step_ms);
+#pragma once
+#include "data/dataset.h"
+#include "report/metrics.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/run_history.h"
+#include "train/trainer.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace paratorch::train {
+
+class RunReporter {
+ public:
+  /// Creates out_dir. A resumed run (first_step > 0) keeps metrics.jsonl's
+  /// lines up to first_step and appends; a fresh one starts the file anew.
+  RunReporter(const Config& config, const data::Dataset& dataset, int64_t first_step);
+
+  /// <out_dir>/<file>.
+  std::string path(const std::string& file) const;
+  /// Items (tokens or samples) per second at `ms` per global step.
+  double throughput(double ms) const;
+  const std::string& unit() const { return unit_; }
+  /// A metrics line for `step`: loss, lr, step time and its throughput.
+  report::StepMetrics line(int64_t step, double loss, double lr, double ms) const;
+
+  /// Writes `m` to metrics.jsonl. Its loss joins loss.svg's training curve,
+  /// its val_loss the validation curve (unless val_loss_step says it was
+  /// measured at another step: add that with add_validation).
+  void write(const report::StepMetrics& m);
+  /// Writes a run's closing line, whose loss is the final validation loss:
+  /// it joins the validation curve only.
+  void write_final(const report::StepMetrics& m);
+  void add_validation(int64_t step, double loss) { history_.add_validation(step, loss); }
+
+  /// loss.svg, titled "<model> on <source><suffix>".
+  void finish(const std::string& suffix = "") const;
+
+ private:
+  const Config& config_;
+  const data::Dataset& dataset_;
+  std::string unit_;
+  RunHistory history_;  // before writer_: a resumed run trims the file first
+  std::unique_ptr<report::MetricsWriter> writer_;
+};
+
+/// Items (tokens or samples) of `dataset` per second at `ms` per global step of `config`.
+double items_per_second(const Config& config, const data::Dataset& dataset, double ms);
+
+/// A run's summary on any rank: config.train.steps, `final_loss`,
+/// `mean_step_ms`, its throughput and this process's peak resident memory.
+TrainResult run_result(const Config& config, const data::Dataset& dataset, double final_loss, double mean_step_ms);
+
+/// Writes `ckpt` under <out_dir>/<folder> after filling in what every run's
+/// checkpoint carries: the config (as TOML), the layout that wrote it and
+/// its world size. Returns the step folder.
+std::string save_run_checkpoint(const Config& config, Checkpoint ckpt, const std::string& layout, int world_size,
+                                const std::string& folder = "checkpoints");
+
+}  // namespace paratorch::train
