@@ -44,4 +44,12 @@ models::Batch local_validation_batch(const Engine& engine, const data::Dataset& 
   return mine.empty() ? models::Batch{} : dataset.validation_batch(mine);
 }
 
+EvalResult score_output(models::BundledModel& model, const torch::Tensor& output, const models::Batch& batch) {
+  EvalResult r;
+  r.loss = model.criterion(output.to(torch::kFloat), batch).item<double>();
+  if (batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1)
+    r.accuracy = (output.argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  return r;
+}
+
 }  // namespace paratorch::train

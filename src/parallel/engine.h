@@ -101,4 +101,9 @@ std::vector<models::Batch> local_microbatches(const Engine& engine, const data::
 models::Batch local_validation_batch(const Engine& engine, const data::Dataset& dataset,
                                      const std::vector<int64_t>& global_ids);
 
+/// Every engine's evaluation of a model output: the model's criterion on the
+/// output widened to fp32 (losses are fp32 in every precision) and, when
+/// `batch` holds class labels, the fraction predicted right (else -1).
+EvalResult score_output(models::BundledModel& model, const torch::Tensor& output, const models::Batch& batch);
+
 }  // namespace paratorch::train

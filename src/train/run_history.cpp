@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -34,11 +35,16 @@ std::string RunHistory::loss_svg(const std::string& title, const std::string& lo
   chart.title = title;
   chart.x_label = "step";
   chart.y_label = loss_name;
-  chart.series.push_back({"training", "#1f77b4", train_});
-  if (!validation_.empty()) chart.series.push_back({"validation", "#d62728", validation_});
-  if (baseline > 0 && !train_.empty())
+  // In step order: Hogwild's threads and a parameter server's late
+  // validations log steps out of order.
+  auto train = train_, validation = validation_;
+  std::stable_sort(train.begin(), train.end());
+  std::stable_sort(validation.begin(), validation.end());
+  chart.series.push_back({"training", "#1f77b4", train});
+  if (!validation.empty()) chart.series.push_back({"validation", "#d62728", validation});
+  if (baseline > 0 && !train.empty())
     chart.series.push_back({"unigram baseline", "#7f7f7f",
-                            {{train_.front().first, baseline}, {train_.back().first, baseline}}});
+                            {{train.front().first, baseline}, {train.back().first, baseline}}});
   return chart.to_svg();
 }
 

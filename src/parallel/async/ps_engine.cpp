@@ -129,10 +129,7 @@ train::EvalResult PsEngine::evaluate(const models::Batch& batch) {
   load_full_parameters(full_parameters());
   torch::NoGradGuard no_grad;
   model_->eval();
-  train::EvalResult r;
-  r.loss = model_->loss(batch).item<double>();
-  if (batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1)
-    r.accuracy = (model_->forward(batch.input).argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  const train::EvalResult r = train::score_output(*model_, model_->forward(batch.input), batch);
   model_->train();
   return r;
 }

@@ -69,14 +69,11 @@ EvalResult DataParallelEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
   auto batch = to_device(piece);
-  auto sums = torch::zeros({2}, torch::kDouble);  // loss, correct predictions
-  sums[0] = model_->loss(batch).item<double>();
-  const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
-  if (classifies)
-    sums[1] = (model_->forward(batch.input).argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  const EvalResult mine = score_output(*model_, model_->forward(batch.input), batch);
+  auto sums = torch::tensor({mine.loss, mine.accuracy}, torch::kDouble);
   groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
   model_->train();
-  return {sums[0].item<double>(), classifies ? sums[1].item<double>() : -1.0};
+  return {sums[0].item<double>(), mine.accuracy < 0 ? -1.0 : sums[1].item<double>()};
 }
 
 NamedTensors DataParallelEngine::named_parameters() {

@@ -236,8 +236,8 @@ EvalResult PipelineEngine::evaluate(const models::Batch& piece) {
   auto sums = torch::zeros({2}, torch::kDouble);  // loss, accuracy: set on the last stage only
   const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
   if (out.defined()) {
-    sums[0] = model_->criterion(out.to(torch::kFloat), batch).item<double>();
-    if (classifies) sums[1] = (out.argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+    const EvalResult mine = score_output(*model_, out, batch);
+    sums[0] = mine.loss, sums[1] = classifies ? mine.accuracy : 0.0;
   }
   groups_.pp()->all_reduce(sums, ReduceOp::kSum);
   groups_.dp()->all_reduce(sums, ReduceOp::kAvg);

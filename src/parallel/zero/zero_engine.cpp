@@ -235,13 +235,11 @@ EvalResult ZeroEngine::evaluate(const models::Batch& piece) {
   model_->eval();
   auto batch = to_device(piece);
   auto output = options_.stage == 3 ? forward_blocks(batch.input, nullptr) : model_->forward(batch.input);
-  auto sums = torch::zeros({2}, torch::kDouble);  // loss, correct predictions
-  sums[0] = fp32_loss(output, batch).item<double>();
-  const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
-  if (classifies) sums[1] = (output.argmax(-1) == batch.target).to(torch::kDouble).mean().item<double>();
+  const EvalResult mine = score_output(*model_, output, batch);
+  auto sums = torch::tensor({mine.loss, mine.accuracy}, torch::kDouble);
   groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
   model_->train();
-  return {sums[0].item<double>(), classifies ? sums[1].item<double>() : -1.0};
+  return {sums[0].item<double>(), mine.accuracy < 0 ? -1.0 : sums[1].item<double>()};
 }
 
 void ZeroEngine::unscale_gradients() {
