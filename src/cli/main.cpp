@@ -29,6 +29,8 @@ void print_usage() {
                "commands:\n"
                "  train    train a bundled model from a TOML config\n"
                "  verify   check that a layout reproduces the single-process run\n"
+               "  plan     rank every layout of a run on a cluster by predicted throughput\n"
+               "  simulate predict one layout's step time, throughput and memory on a cluster\n"
                "  help     show this text\n\n"
                "'paratorch <command> --help' lists a command's flags.\n";
 }
@@ -62,7 +64,11 @@ int main(int argc, char** argv) {
   try {
     if (command == "train") code = paratorch::cli::run_train(argc, argv, args);
     else if (command == "verify") code = paratorch::cli::run_verify(argc, argv, args);
-    else throw paratorch::UsageError("paratorch: unknown command '" + command + "'; valid commands: train, verify, help");
+    else if (command == "plan") code = paratorch::cli::run_plan(args);
+    else if (command == "simulate") code = paratorch::cli::run_simulate(args);
+    else
+      throw paratorch::UsageError("paratorch: unknown command '" + command +
+                                  "'; valid commands: train, verify, plan, simulate, help");
   } catch (const paratorch::UsageError& e) {
     code = 2;
     // The library names option fields; the user of this command edits config

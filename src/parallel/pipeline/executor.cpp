@@ -48,6 +48,7 @@ Executor::Executor(std::shared_ptr<Communicator> pp, Schedule schedule, std::vec
       checkpointing_(activation_checkpointing),
       rank_(pp_->rank()) {
   const auto& s = schedule_.shape;
+  validate_transfer_tags(s);  // its messages are tagged per micro-batch and boundary
   if (pp_->size() != s.stages || static_cast<int>(chunks_.size()) != s.virtual_stages ||
       static_cast<int>(boundaries_.size()) != s.model_stages() - 1)
     throw RuntimeFailure("pipeline executor: group of " + std::to_string(pp_->size()) + " ranks, " +

@@ -95,7 +95,7 @@ const std::vector<std::string>& schedule_names() {
   return names;
 }
 
-void validate_schedule(const std::string& name, const PipelineShape& s) {
+void validate_schedule_shape(const std::string& name, const PipelineShape& s) {
   const auto& names = schedule_names();
   if (std::find(names.begin(), names.end(), name) == names.end())
     throw UsageError("paratorch: schedule \"" + name + "\" is unknown; valid schedules: gpipe, 1f1b, interleaved");
@@ -111,6 +111,9 @@ void validate_schedule(const std::string& name, const PipelineShape& s) {
     throw UsageError("paratorch: PipelineShape::microbatches = " + std::to_string(s.microbatches) +
                      " must be a multiple of PipelineShape::stages = " + std::to_string(s.stages) +
                      " for schedule \"interleaved\" (micro-batches run in groups of one per stage)");
+}
+
+void validate_transfer_tags(const PipelineShape& s) {
   // Tags must stay below MPI's guaranteed MPI_TAG_UB (32767).
   if (static_cast<long long>(s.microbatches) * s.model_stages() * 2 > 32767)
     throw UsageError("paratorch: PipelineShape::microbatches = " + std::to_string(s.microbatches) +
@@ -118,8 +121,13 @@ void validate_schedule(const std::string& name, const PipelineShape& s) {
                      std::to_string(32767 / (2 * s.model_stages())) + ")");
 }
 
+void validate_schedule(const std::string& name, const PipelineShape& s) {
+  validate_schedule_shape(name, s);
+  validate_transfer_tags(s);
+}
+
 Schedule make_schedule(const std::string& name, const PipelineShape& shape) {
-  validate_schedule(name, shape);
+  validate_schedule_shape(name, shape);
   Schedule out{name, shape, {}};
   for (int r = 0; r < shape.stages; ++r) {
     ComputeOrder order = name == "gpipe"  ? gpipe_order(shape)

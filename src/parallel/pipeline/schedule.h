@@ -53,8 +53,14 @@ struct PipelineShape {
 const std::vector<std::string>& schedule_names();
 
 /// Checks `name` and the shape together; UsageError names the key to change
-/// ([parallel] schedule, microbatches, virtual_stages).
+/// ([parallel] schedule, microbatches, virtual_stages). Both checks below.
 void validate_schedule(const std::string& name, const PipelineShape& shape);
+/// The schedule's own rules (known name, interleaved's micro-batch groups).
+void validate_schedule_shape(const std::string& name, const PipelineShape& shape);
+/// What running it over MPI adds: every transfer's tag below MPI's
+/// guaranteed MPI_TAG_UB (32767), so micro-batches x model stages x 2 must
+/// fit. The executor checks it; a simulation (the planner's) needs not.
+void validate_transfer_tags(const PipelineShape& shape);
 
 /// Every pipeline rank's action list (index = pipeline rank).
 struct Schedule {
@@ -63,7 +69,7 @@ struct Schedule {
   std::vector<std::vector<Action>> ranks;
 };
 
-/// Builds the schedule `name` for `shape` (validates first).
+/// Builds the schedule `name` for `shape` (validate_schedule_shape first).
 Schedule make_schedule(const std::string& name, const PipelineShape& shape);
 
 /// Theoretical bubble fraction with uniform stage costs: (p-1)/(m+p-1) for

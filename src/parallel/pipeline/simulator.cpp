@@ -49,7 +49,7 @@ struct SimState {
     auto& flight = in_flight[static_cast<size_t>(r)];
     const std::pair<int, int> id{a.microbatch, a.chunk};
     if (a.type == ActionType::kSendActivation || a.type == ActionType::kSendGrad) {
-      if (!messages.emplace(message_of(s, r, a), t).second)
+      if (!messages.emplace(message_of(s, r, a), t + costs.transfer).second)
         throw RuntimeFailure("pipeline schedule: rank " + std::to_string(r) + " sends " + to_string(a) + " twice");
     } else if (a.type == ActionType::kRecvActivation || a.type == ActionType::kRecvGrad) {
       auto it = messages.find(message_of(s, r, a));

@@ -1,5 +1,5 @@
 // src/parallel/pipeline/simulator.h — runs a Schedule's action lists with fixed
-// compute costs and instant transfers, as the executor would.
+// compute costs and fixed transfer times, as the executor would.
 //
 // It proves a schedule sound before any rank runs it — every receive is
 // matched by exactly one send, nothing deadlocks, no backward precedes its
@@ -18,6 +18,9 @@ namespace paratorch::pipeline {
 struct SimCosts {
   double forward = 1.0;
   double backward = 2.0;
+  /// Time from a send to its receive being satisfiable (0: instant; the
+  /// planner gives it the link's alpha-beta time: plan/comm_cost.h).
+  double transfer = 0.0;
 };
 
 struct TimedAction {

@@ -1,0 +1,177 @@
+// src/plan/predict.cpp — see predict.h.
+#include "plan/predict.h"
+
+#include "parallel/pipeline/schedule.h"
+#include "plan/comm_cost.h"
+#include <paratorch/errors.h>
+
+#include <algorithm>
+
+namespace paratorch::plan {
+namespace {
+
+constexpr double kBucketBytes = 25.0 * 1024 * 1024;  // DDPOptions::bucket_mb's default
+
+double dtype_bytes(const std::string& precision) { return precision == "fp32" ? 4 : 2; }
+
+// Bytes the optimizer step reads and writes per parameter it updates (its
+// state, the gradient, the parameter; mixed precision also the fp32 master).
+double optimizer_bytes_touched(const std::string& precision, const std::string& optimizer) {
+  const double state = optimizer == "sgd" ? 8 : 16;  // read + write of momentum (and variance)
+  const double master = precision == "fp32" ? 8 : 8 + dtype_bytes(precision);
+  return state + master + 4;  // + the fp32 gradient read
+}
+
+// Micro-batches (times chunks) rank 0 keeps in flight, when not simulated.
+int closed_form_in_flight(const PlanLayout& L, int64_t m) {
+  if (L.pp == 1) return 1;
+  if (L.schedule == "gpipe") return static_cast<int>(m);
+  if (L.schedule == "interleaved")
+    return static_cast<int>(std::min<int64_t>(m * L.virtual_stages, (L.virtual_stages + 1) * L.pp));
+  return static_cast<int>(std::min<int64_t>(m, L.pp));
+}
+
+}  // namespace
+
+std::string PlanLayout::layout_text() const {
+  return "dp=" + std::to_string(dp) + ",pp=" + std::to_string(pp) + ",tp=" + std::to_string(tp);
+}
+
+std::string PlanLayout::schedule_text() const {
+  if (pp == 1) return "none";
+  return schedule == "interleaved" ? "interleaved-v" + std::to_string(virtual_stages) : schedule;
+}
+
+MemoryBreakdown model_state_bytes(double parameters, const std::string& precision, const std::string& optimizer,
+                                  int zero_stage, int dp) {
+  const bool mixed = precision != "fp32";
+  const double p = dtype_bytes(precision), g = p;
+  // Optimizer state: Adam's two moments (SGD: momentum), plus the fp32
+  // master copy in mixed precision (the ZeRO paper's K = 12 for Adam).
+  const double o = (optimizer == "sgd" ? 4 : 8) + (mixed ? 4 : 0);
+  MemoryBreakdown m;
+  m.parameters = parameters * p / (zero_stage >= 3 ? dp : 1);
+  m.gradients = parameters * g / (zero_stage >= 2 ? dp : 1);
+  m.optimizer = parameters * o / (zero_stage >= 1 ? dp : 1);
+  return m;
+}
+
+void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLayout& L) {
+  auto fail = [](const std::string& what) { throw UsageError("paratorch: plan: " + what); };
+  const GptShape& g = run.model;
+  if (L.dp < 1 || L.pp < 1 || L.tp < 1) fail("dp, pp and tp must be >= 1 (" + L.layout_text() + ")");
+  if (static_cast<int64_t>(L.dp) * L.pp * L.tp > cluster.gpus())
+    fail("layout " + L.layout_text() + " needs " + std::to_string(static_cast<int64_t>(L.dp) * L.pp * L.tp) +
+         " accelerators; the cluster has " + std::to_string(cluster.gpus()) + " ([cluster] nodes x gpus_per_node)");
+  if (L.tp > cluster.gpus_per_node)
+    fail("tp = " + std::to_string(L.tp) + " is larger than a node (gpus_per_node = " +
+         std::to_string(cluster.gpus_per_node) + "); tensor parallelism stays inside a node: lower tp");
+  if (g.heads % L.tp != 0 || g.vocab % L.tp != 0)
+    fail("tp = " + std::to_string(L.tp) + " must divide [model] n_heads = " + std::to_string(g.heads) +
+         " and vocab_size = " + std::to_string(g.vocab));
+  if (g.layers % (static_cast<int64_t>(L.pp) * L.virtual_stages) != 0)
+    fail("pp x virtual stages = " + std::to_string(L.pp * L.virtual_stages) + " must divide [model] n_layers = " +
+         std::to_string(g.layers));
+  if (L.microbatch_size < 1 || run.global_batch % (L.dp * L.microbatch_size) != 0)
+    fail("dp x micro-batch size = " + std::to_string(L.dp * L.microbatch_size) +
+         " must divide [data] global_batch = " + std::to_string(run.global_batch));
+  if (L.zero < 0 || L.zero > 3) fail("zero = " + std::to_string(L.zero) + " must be 0..3");
+  if (L.zero > 1 && L.pp > 1)
+    fail("zero = " + std::to_string(L.zero) + " with pp > 1: paratorch's pipelines shard optimizer state (zero 1) only");
+  if (L.pp > 1) {
+    try {
+      pipeline::validate_schedule_shape(L.schedule, {L.pp, static_cast<int>(L.microbatches(run.global_batch)),
+                                                     L.virtual_stages});
+    } catch (const UsageError& e) {
+      fail(std::string("schedule ") + L.schedule_text() + ": " + e.what());
+    }
+  }
+}
+
+Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout& L, bool simulate) {
+  check_plan_layout(run, cluster, L);
+  const GptShape& g = run.model;
+  const CommCost comm{cluster};
+  const int64_t b = L.microbatch_size, m = L.microbatches(run.global_batch);
+  const double peak = cluster.peak_flops(run.precision);
+  auto rate = [&](double n) { return peak * gemm_efficiency(n, cluster.gemm_efficiency, cluster.gemm_half_dim); };
+  const double dense_rate = rate(static_cast<double>(g.hidden) / L.tp);
+  const double attention_rate = rate(static_cast<double>(g.hidden) / static_cast<double>(g.heads));
+  const double act_bytes = static_cast<double>(b * g.seq * g.hidden) * dtype_bytes(run.precision);
+  const GroupSpan tp_group{L.tp, 1}, dp_group{L.dp, L.tp};
+
+  // One micro-batch through one stage (every stage costed as the last one, with the logits).
+  const int64_t layers = g.layers / L.pp;
+  // Arithmetic at the GEMMs' efficiency, plus the memory-bound element-wise
+  // work (LayerNorm, softmax, GELU, dropout, residuals), which moves about
+  // the bytes the layer keeps for backward once per pass.
+  const double elementwise = g.layer_activation_bytes(b, L.tp, false) / (cluster.memory_gbps * 1e9);
+  const double attention = g.attention_forward_flops(b, L.tp);
+  const double layer_f =
+      (g.layer_forward_flops(b, L.tp) - attention) / dense_rate + attention / attention_rate + elementwise;
+  const double tp_ar = comm.all_reduce_s(act_bytes, tp_group);
+  const double logits_f = g.logits_forward_flops(b, L.tp) / dense_rate;
+  double stage_f = static_cast<double>(layers) * (layer_f + 2 * tp_ar) + logits_f;
+  double stage_b = static_cast<double>(layers) * (2 * layer_f + 2 * tp_ar) + 2 * logits_f;
+  if (L.recompute) stage_b += static_cast<double>(layers) * (layer_f + 2 * tp_ar);
+  const double params_here = g.parameters() / (L.tp * L.pp);
+  if (L.zero == 3) {  // parameters gathered for each forward and backward, gradients reduce-scattered
+    const double gather = comm.all_gather_s(params_here * dtype_bytes(run.precision), dp_group);
+    const double scatter = comm.reduce_scatter_s(params_here * dtype_bytes(run.reduce_precision), dp_group);
+    stage_f = std::max(stage_f, gather);
+    stage_b = std::max(stage_b, gather + scatter);
+  }
+  const double transfer = comm.p2p_s(act_bytes / L.tp, L.tp * L.dp);
+
+  Prediction p;
+  p.layout = L;
+  double makespan = 0, busy = 0;
+  int in_flight = closed_form_in_flight(L, m);
+  if (L.pp == 1) {
+    makespan = busy = static_cast<double>(m) * (stage_f + stage_b);
+  } else if (simulate) {
+    const auto schedule = pipeline::make_schedule(L.schedule, {L.pp, static_cast<int>(m), L.virtual_stages});
+    p.pipeline = pipeline::simulate(schedule, {stage_f, stage_b, transfer});
+    makespan = p.pipeline.makespan;
+    busy = *std::max_element(p.pipeline.busy.begin(), p.pipeline.busy.end());
+    in_flight = p.pipeline.peak_in_flight.empty() ? 1 : p.pipeline.peak_in_flight[0];
+  } else {
+    busy = static_cast<double>(m) * (stage_f + stage_b);
+    makespan = busy + (L.pp - 1.0) / L.virtual_stages * (stage_f + stage_b) + 2 * (L.pp - 1) * transfer;
+  }
+  const double tp_total = static_cast<double>(m) * static_cast<double>(layers) * (L.recompute ? 6 : 4) * tp_ar;
+  p.time.tp_comm = tp_total;
+  p.time.compute = busy - tp_total;
+  p.time.p2p = L.pp > 1 ? 2 * (L.pp - 1) * transfer : 0;
+  p.time.bubble = std::max(0.0, makespan - busy - p.time.p2p);
+
+  // The dp reduction overlaps the rank's last backward (its last chunk's).
+  const double grads = params_here * dtype_bytes(run.reduce_precision);
+  const double window = stage_b / L.virtual_stages;
+  const double last_bucket = std::min(1.0, kBucketBytes / std::max(grads, 1.0));
+  auto exposed = [&](double t) { return std::max(t - window, t * last_bucket); };
+  if (L.zero == 0) p.time.dp_exposed = exposed(comm.all_reduce_s(grads, dp_group));
+  else if (L.zero < 3)
+    p.time.dp_exposed = exposed(comm.reduce_scatter_s(grads, dp_group)) +
+                        comm.all_gather_s(params_here * dtype_bytes(run.precision), dp_group);
+  const double updated = params_here / (L.zero >= 1 ? L.dp : 1);
+  p.time.optimizer = updated * optimizer_bytes_touched(run.precision, run.optimizer) / (cluster.memory_gbps * 1e9);
+
+  p.step_s = makespan + p.time.dp_exposed + p.time.optimizer;
+  const double gpus = static_cast<double>(L.dp) * L.pp * L.tp;
+  p.tokens_per_s = static_cast<double>(run.global_batch * g.seq) / p.step_s;
+  p.tflops_per_gpu = g.step_flops(run.global_batch, L.recompute) / (p.step_s * gpus) / 1e12;
+  p.mfu = g.model_flops(run.global_batch) / (p.step_s * gpus * cluster.peak_flops(run.precision));
+
+  p.memory = model_state_bytes(params_here, run.precision, run.optimizer, L.zero, L.dp);
+  const double per_chunk = static_cast<double>(layers / L.virtual_stages) * g.layer_activation_bytes(b, L.tp, L.recompute);
+  const double working = L.recompute ? g.layer_activation_bytes(b, L.tp, false) : 0;  // the layer being recomputed
+  const double logits = 2.0 * static_cast<double>(b * g.seq) * static_cast<double>(g.vocab) / L.tp * 4;
+  p.memory.activations = in_flight * per_chunk + working + logits;
+  const double capacity = cluster.memory_gb * 1e9;
+  p.fits = p.memory.total() <= capacity;
+  p.memory_over_gb = std::max(0.0, (p.memory.total() - capacity) / 1e9);
+  return p;
+}
+
+}  // namespace paratorch::plan
