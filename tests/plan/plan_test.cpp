@@ -221,3 +221,33 @@ TEST(PlanPipeline, SimulatedTransfersLengthenTheStep) {
   const double with = pipeline::simulate(schedule, {1, 2, 0.25}).makespan;
   EXPECT_NEAR(with - without, 2 * 3 * 0.25, 1e-9);
 }
+
+// The planner's own pick for each of Megatron-LM's Table 1 runs (the same
+// model, batch and number of GPUs, every layout searched) beside the
+// published tp and pp: the pick is predicted at least as fast (within the
+// closed-form pass's ranking error), and the table in docs/plan.md says
+// where it differs and why.
+TEST(PlanSearch, MegatronTablePicksAtLeastThePublishedLayout) {
+  struct Row { double billions; int heads, hidden, layers, tp, pp, gpus, batch; };
+  const Row rows[] = {{1.7, 24, 2304, 24, 1, 1, 32, 512},        {7.5, 32, 4096, 36, 4, 1, 128, 512},
+                      {39.1, 64, 8192, 48, 8, 2, 512, 1536},     {145.6, 96, 12288, 80, 8, 8, 1536, 2304},
+                      {529.6, 128, 20480, 105, 8, 35, 2520, 2520}, {1008.0, 160, 25600, 128, 8, 64, 3072, 3072}};
+  const Cluster selene = load_cluster(kSelene);
+  for (const auto& r : rows) {
+    RunShape run;
+    run.model = {r.layers, r.hidden, r.heads, 2048, 51200};
+    run.global_batch = r.batch;
+    run.precision = run.reduce_precision = "fp16";
+    Cluster c = selene;
+    c.nodes = r.gpus / c.gpus_per_node;
+    SearchOptions published;
+    published.tp = r.tp, published.pp = r.pp;
+    const SearchResult fixed = search_layouts(run, c, published), free = search_layouts(run, c);
+    ASSERT_TRUE(fixed.any_fits() && free.any_fits()) << r.billions << "B";
+    const Prediction &a = fixed.ranked.front(), &b = free.ranked.front();
+    std::printf("%7.1fB published tp=%d pp=%d: %.1f TFLOP/s/GPU (%s)\n         planner's pick: %.1f (%s)\n",
+                r.billions, r.tp, r.pp, a.tflops_per_gpu, contract_line("", a).c_str(), b.tflops_per_gpu,
+                contract_line("", b).c_str());
+    EXPECT_GE(b.tokens_per_s, 0.97 * a.tokens_per_s) << r.billions << "B";
+  }
+}
