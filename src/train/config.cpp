@@ -193,6 +193,8 @@ std::vector<ConfigKey> build_config_schema() {
            "pipeline cuts: params (balance memory) | time (balance measured speed) | \"3,5\" (first block of stages 1..)")
       .add(&ParallelSection::activation_checkpointing, "activation_checkpointing",
            "pipeline: recompute each stage's forward during backward (less memory)")
+      .add(&ParallelSection::zero_release_memory, "zero_release_memory",
+           "zero = 3: return freed heap pages to the OS after each block (lower peak memory, slower steps)")
       .add(&ParallelSection::bucket_mb, "bucket_mb", "gradient all-reduce bucket size, MiB")
       .add(&ParallelSection::mode, "mode", join_config_words(kConfigModeNames, " | "))
       .add(&ParallelSection::servers, "servers", "ps: parameter-server ranks");

@@ -55,6 +55,7 @@ struct ParallelSection {
   int virtual_stages = 1;  // > 1 only with schedule "interleaved"
   std::string partition = "params";     // params | time | cut list "3,5" (pipeline stages)
   bool activation_checkpointing = false;  // pipeline: recompute each stage's forward in backward
+  bool zero_release_memory = false;       // ZeRO-3: return freed heap pages after each block
   double bucket_mb = 25.0;
   std::string mode = "sync";  // sync | ps | hogwild
   int servers = 1;            // ps: parameter-server ranks

@@ -109,6 +109,10 @@ void ParallelSection::validate() const {
   require_config_at_least("parallel", "pp", pp, 1);
   require_config_at_least("parallel", "tp", tp, 1);
   require_config_between("parallel", "zero", zero, 0, 3);
+  if (zero_release_memory && zero != 3)
+    throw config_key_error("parallel", "zero_release_memory",
+                           "= true applies to zero = 3 only (got zero = " + std::to_string(zero) +
+                               "); set zero = 3 or drop zero_release_memory");
   require_config_choice("parallel", "schedule", schedule, kConfigScheduleNames);
   require_config_at_least("parallel", "microbatches", microbatches, 1);
   require_config_at_least("parallel", "virtual_stages", virtual_stages, 1);

@@ -26,6 +26,7 @@ const std::vector<std::pair<std::string, std::string>>& field_keys() {
       {"ZeroEngineOptions::reduce_dtype", "[train] reduce_precision"},
       {"ZeroEngineOptions::microbatches", "[parallel] microbatches"},
       {"ZeroEngineOptions::bucket_mb", "[parallel] bucket_mb"},
+      {"ZeroEngineOptions::release_freed_memory", "[parallel] zero_release_memory"},
       {"ZeroEngineOptions::global_batch", "[data] global_batch"},
       {"PipelineEngineOptions::microbatches", "[parallel] microbatches"},
       {"PipelineEngineOptions::virtual_stages", "[parallel] virtual_stages"},
@@ -86,6 +87,7 @@ ZeroEngineOptions zero_options(const Config& config) {
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
   o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision, "[train] reduce_precision");
+  o.release_freed_memory = config.parallel.zero_release_memory;
   return o;
 }
 

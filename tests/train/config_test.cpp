@@ -47,7 +47,8 @@ Config config_with_every_key_changed() {
   c.parallel.pp = 2;
   c.parallel.tp = 2;
   c.parallel.sequence_parallel = true;
-  c.parallel.zero = 2;
+  c.parallel.zero = 3;
+  c.parallel.zero_release_memory = true;
   c.parallel.schedule = "interleaved";
   c.parallel.microbatches = 8;
   c.parallel.virtual_stages = 2;

@@ -26,6 +26,9 @@ void ZeroEngineOptions::validate(int dp) const {
   if (microbatches < 1 || check.local_batch() % microbatches != 0)
     throw UsageError("paratorch: ZeroEngineOptions::microbatches = " + std::to_string(microbatches) +
                      " must divide the per-replica batch " + std::to_string(check.local_batch()));
+  if (release_freed_memory && stage != 3)
+    throw UsageError("paratorch: ZeroEngineOptions::release_freed_memory applies to stage 3 only (stage = " +
+                     std::to_string(stage) + "); set stage = 3 or leave it false");
   scaler.validate();
 }
 
@@ -49,7 +52,7 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
   for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
   pieces_ = zero::make_pieces(shards);
   if (options_.stage < 3) install_reducer();
-  else install_trim_hooks();
+  else if (options_.release_freed_memory) install_trim_hooks();
 }
 
 ZeroEngine::~ZeroEngine() {

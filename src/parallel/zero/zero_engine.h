@@ -68,6 +68,13 @@ struct ZeroEngineOptions {
   /// dtype the dp gradient reductions run in (kFloat | kBFloat16 | kHalf): a
   /// 16-bit reduction rounds each rank's gradient before it and the result after it.
   torch::ScalarType reduce_dtype = torch::kFloat;
+  /// Stage 3: hand the heap's freed pages back to the OS (glibc malloc_trim)
+  /// after each block's forward and backward and before each large gradient
+  /// is accumulated, so a block's transients do not stay resident. Lowers
+  /// peak resident memory (bench/zero, dp = 4: 577 -> 501 MiB), but each
+  /// block then page-faults its memory back in: on a virtual machine with
+  /// costly page faults stage 3 ran 6.4x slower with it (docs/zero.md).
+  bool release_freed_memory = false;
   /// UsageError naming the field (ZeroEngineOptions::...) and what to change.
   void validate(int dp) const;
 };
@@ -127,6 +134,8 @@ class ZeroEngine : public Engine {
   // stage 3 (zero_engine_stage3.cpp)
   void plan_blocks();
   void install_trim_hooks();
+  /// zero::return_free_memory_to_os() when options_.release_freed_memory.
+  void release_freed_memory() const;
   double forward_backward_blocks(const models::Batch& batch, int microbatches);
   torch::Tensor forward_blocks(const torch::Tensor& input, std::vector<torch::Tensor>* inputs);
   void gather_async(size_t u);

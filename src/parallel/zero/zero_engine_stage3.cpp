@@ -16,7 +16,8 @@
 // reallocates the same tensors; stage 3's transients do not fit that
 // pattern (each block's weight-gradient temporaries and reduce-scatter
 // scratch land on different free chunks and stay resident). So stage 3 hands
-// freed heap pages back (malloc_trim) at the points where they pile up:
+// freed heap pages back (malloc_trim), when ZeroEngineOptions::
+// release_freed_memory asks it to, at the points where they pile up:
 // after each block's forward and backward, once the previous block's
 // reduce-scatter has finished, and just before autograd accumulates each
 // large (>= 1 MiB) gradient, so at most about one weight's temporary is
@@ -39,6 +40,10 @@ namespace paratorch::train {
 // weight's temporary has been freed by then, and its pages go back to the OS.
 // (Decided by the full shape from the unit's layout: between blocks the
 // parameters themselves are empty.)
+void ZeroEngine::release_freed_memory() const {
+  if (options_.release_freed_memory) zero::return_free_memory_to_os();
+}
+
 void ZeroEngine::install_trim_hooks() {
   for (size_t i = 0; i < params_.size(); ++i) {
     const auto& full = units_[slots_[i].unit]->layout->params()[slots_[i].member];
@@ -182,7 +187,7 @@ torch::Tensor ZeroEngine::forward_blocks(const torch::Tensor& input, std::vector
       // The last block's units stay for backward, which starts there.
       if (!next_needs && !(last && inputs)) release(u);
     }
-    zero::return_free_memory_to_os();
+    release_freed_memory();
   }
   return x;
 }
@@ -206,7 +211,7 @@ double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int micro
       // The previous block's reduce-scatter overlapped the recompute; its
       // full gradient buffer is now free for this block's (from the pool).
       finish_reductions(true);
-      zero::return_free_memory_to_os();
+      release_freed_memory();
       for (size_t u : block_units_[b]) attach_gradient_buffers(u);
       if (b + 1 == blocks_.size()) {
         auto loss = fp32_loss(y, batch) / microbatches;
@@ -224,10 +229,10 @@ double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int micro
       if (!previous_needs) release(u);
     }
     finish_reductions(false);
-    zero::return_free_memory_to_os();
+    release_freed_memory();
   }
   finish_reductions(true);
-  zero::return_free_memory_to_os();
+  release_freed_memory();
   return loss_value;
 }
 
