@@ -11,6 +11,8 @@ namespace paratorch::cli {
 int run_verify(int& argc, char**& argv, const std::vector<std::string>& args);
 int run_train(int& argc, char**& argv, const std::vector<std::string>& args);
 int run_plan(const std::vector<std::string>& args);
+/// `paratorch plan --calibrate` (calibrate_command.cpp).
+int run_calibrate(int& argc, char**& argv, const std::vector<std::string>& args);
 int run_simulate(const std::vector<std::string>& args);
 
 }  // namespace paratorch::cli

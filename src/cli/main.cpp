@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -64,6 +65,8 @@ int main(int argc, char** argv) {
   try {
     if (command == "train") code = paratorch::cli::run_train(argc, argv, args);
     else if (command == "verify") code = paratorch::cli::run_verify(argc, argv, args);
+    else if (command == "plan" && std::find(args.begin(), args.end(), "--calibrate") != args.end())
+      code = paratorch::cli::run_calibrate(argc, argv, args);
     else if (command == "plan") code = paratorch::cli::run_plan(args);
     else if (command == "simulate") code = paratorch::cli::run_simulate(args);
     else

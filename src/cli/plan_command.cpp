@@ -43,11 +43,8 @@ std::vector<FlagSpec> plan_flags(bool simulate) {
 }
 
 plan::RunShape run_shape(const train::Config& config) {
-  if (config.model.name != "gpt")
-    throw UsageError("paratorch: plan and simulate model GPT transformers; [model] name = \"" + config.model.name +
-                     "\": set name = \"gpt\" with its n_layers, d_model, n_heads, seq_len and vocab_size");
   plan::RunShape run;
-  run.model = plan::GptShape::from(config.model);
+  run.model = plan::ModelShape::from(config.model);
   run.global_batch = config.data.global_batch;
   run.precision = config.train.precision;
   run.reduce_precision = config.train.reduce_precision;
@@ -101,7 +98,7 @@ int run_simulate(const std::vector<std::string>& argl) {
   if (args.has("json")) {
     std::cout << plan::prediction_json(p) << "\n";
   } else {
-    std::cout << "paratorch simulate: gpt " << run.model.parameters() / 1e9 << "B parameters, global batch "
+    std::cout << "paratorch simulate: " << config.model.name << " " << run.model.parameters() / 1e9 << "B parameters, global batch "
               << run.global_batch << ", " << run.precision << ", on " << L.dp * L.pp * L.tp << " of the cluster's "
               << cluster.gpus() << " accelerators (" << cluster.nodes << " x " << cluster.gpus_per_node << ")\n"
               << plan::breakdown_text(p, cluster.memory_gb);
@@ -137,7 +134,7 @@ int run_plan(const std::vector<std::string>& argl) {
                      std::to_string(r.nearest_miss.memory_over_gb) + " GB: add accelerators or memory, or shrink the model");
   const size_t top = static_cast<size_t>(std::max<long long>(1, args.get_int("top", 5)));
   if (!args.has("json"))
-    std::cout << "paratorch plan: gpt " << run.model.parameters() / 1e9 << "B parameters, global batch "
+    std::cout << "paratorch plan: " << config.model.name << " " << run.model.parameters() / 1e9 << "B parameters, global batch "
               << run.global_batch << ", " << run.precision << ", on " << cluster.gpus() << " accelerators; "
               << r.candidates << " layouts predicted, " << r.ranked.size() << " simulated that fit\n";
   for (size_t i = 0; i < std::min(top, r.ranked.size()); ++i) {

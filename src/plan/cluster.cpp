@@ -34,6 +34,11 @@ double Cluster::peak_flops(const std::string& precision) const {
   return it->second * 1e12;
 }
 
+double Cluster::compute_share(int ranks_per_node) const {
+  if (cores_per_node <= 0 || ranks_per_node <= cores_per_node) return 1;
+  return static_cast<double>(cores_per_node) / ranks_per_node;
+}
+
 void Cluster::validate() const {
   auto positive = [](const char* key, double v) {
     if (!(v > 0)) throw UsageError(std::string("paratorch: cluster: [cluster] ") + key + " = " + std::to_string(v) +
@@ -53,10 +58,12 @@ void Cluster::validate() const {
   non_negative("intra_node_latency_us", intra_node_latency_us);
   non_negative("inter_node_latency_us", inter_node_latency_us);
   positive("memory_gbps", memory_gbps);
+  non_negative("elementwise_gbps", elementwise_gbps);
   if (!(gemm_efficiency > 0 && gemm_efficiency <= 1))
     throw UsageError("paratorch: cluster: [cluster] gemm_efficiency = " + std::to_string(gemm_efficiency) +
                      " must be in (0, 1]");
   non_negative("gemm_half_dim", gemm_half_dim);
+  non_negative("cores_per_node", cores_per_node);
 }
 
 Cluster cluster_from_string(const std::string& toml_text, const std::string& origin) {
@@ -80,6 +87,7 @@ Cluster cluster_from_string(const std::string& toml_text, const std::string& ori
       {"intra_node_latency_us", &c.intra_node_latency_us},
       {"inter_node_latency_us", &c.inter_node_latency_us},
       {"memory_gbps", &c.memory_gbps},
+      {"elementwise_gbps", &c.elementwise_gbps},
       {"gemm_efficiency", &c.gemm_efficiency},
       {"gemm_half_dim", &c.gemm_half_dim}};
   const std::set<std::string> required = {"nodes", "gpus_per_node", "peak_tflops", "memory_gb", "intra_node_gbps",
@@ -88,9 +96,10 @@ Cluster cluster_from_string(const std::string& toml_text, const std::string& ori
     if (!t->contains(key)) throw key_error(origin, key, "is missing (docs/plan.md lists the cluster keys)");
   for (const auto& [key_node, node] : *t) {
     const std::string key(key_node.str());
-    if (key == "nodes" || key == "gpus_per_node") {
+    if (key == "nodes" || key == "gpus_per_node" || key == "cores_per_node") {
       if (!node.is_integer()) throw key_error(origin, key, "must be an integer");
-      (key == "nodes" ? c.nodes : c.gpus_per_node) = static_cast<int>(node.as_integer()->get());
+      (key == "nodes" ? c.nodes : key == "gpus_per_node" ? c.gpus_per_node : c.cores_per_node) =
+          static_cast<int>(node.as_integer()->get());
     } else if (key == "peak_tflops") {
       if (const toml::table* per = node.as_table()) {
         for (const auto& [dtype, v] : *per) c.peak_tflops[std::string(dtype.str())] = number_of(v, origin, key);

@@ -14,14 +14,6 @@ constexpr double kBucketBytes = 25.0 * 1024 * 1024;  // DDPOptions::bucket_mb's 
 
 double dtype_bytes(const std::string& precision) { return precision == "fp32" ? 4 : 2; }
 
-// Bytes the optimizer step reads and writes per parameter it updates (its
-// state, the gradient, the parameter; mixed precision also the fp32 master).
-double optimizer_bytes_touched(const std::string& precision, const std::string& optimizer) {
-  const double state = optimizer == "sgd" ? 8 : 16;  // read + write of momentum (and variance)
-  const double master = precision == "fp32" ? 8 : 8 + dtype_bytes(precision);
-  return state + master + 4;  // + the fp32 gradient read
-}
-
 // Micro-batches (times chunks) rank 0 keeps in flight, when not simulated.
 int closed_form_in_flight(const PlanLayout& L, int64_t m) {
   if (L.pp == 1) return 1;
@@ -32,6 +24,14 @@ int closed_form_in_flight(const PlanLayout& L, int64_t m) {
 }
 
 }  // namespace
+
+double optimizer_bytes_per_parameter(const std::string& precision, const std::string& optimizer) {
+  const double state = optimizer == "sgd" ? 8 : 16;  // read + write of momentum (and variance)
+  const double master = precision == "fp32" ? 8 : 8 + dtype_bytes(precision);
+  // + the fp32 gradient read by the update, and by the gradient norm, and
+  // written by zeroing it for the next step
+  return state + master + 3 * 4;
+}
 
 std::string PlanLayout::layout_text() const {
   return "dp=" + std::to_string(dp) + ",pp=" + std::to_string(pp) + ",tp=" + std::to_string(tp);
@@ -58,7 +58,7 @@ MemoryBreakdown model_state_bytes(double parameters, const std::string& precisio
 
 void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLayout& L) {
   auto fail = [](const std::string& what) { throw UsageError("paratorch: plan: " + what); };
-  const GptShape& g = run.model;
+  const ModelShape& g = run.model;
   if (L.dp < 1 || L.pp < 1 || L.tp < 1) fail("dp, pp and tp must be >= 1 (" + L.layout_text() + ")");
   if (static_cast<int64_t>(L.dp) * L.pp * L.tp > cluster.gpus())
     fail("layout " + L.layout_text() + " needs " + std::to_string(static_cast<int64_t>(L.dp) * L.pp * L.tp) +
@@ -66,12 +66,17 @@ void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLa
   if (L.tp > cluster.gpus_per_node)
     fail("tp = " + std::to_string(L.tp) + " is larger than a node (gpus_per_node = " +
          std::to_string(cluster.gpus_per_node) + "); tensor parallelism stays inside a node: lower tp");
+  if (g.family == ModelShape::Family::kMlp && L.tp > 1)
+    fail("tp = " + std::to_string(L.tp) + ": the mlp has no tensor-parallel layers; use tp = 1");
   if (g.heads % L.tp != 0 || g.vocab % L.tp != 0)
     fail("tp = " + std::to_string(L.tp) + " must divide [model] n_heads = " + std::to_string(g.heads) +
          " and vocab_size = " + std::to_string(g.vocab));
-  if (g.layers % (static_cast<int64_t>(L.pp) * L.virtual_stages) != 0)
-    fail("pp x virtual stages = " + std::to_string(L.pp * L.virtual_stages) + " must divide [model] n_layers = " +
-         std::to_string(g.layers));
+  // paratorch's pipelines cut the embedding (or input projection) and the
+  // head as blocks of their own, so each of pp x v chunks needs one of
+  // n_layers + 2 blocks.
+  if (g.layers + 2 < static_cast<int64_t>(L.pp) * L.virtual_stages)
+    fail("pp x virtual stages = " + std::to_string(L.pp * L.virtual_stages) + " is more than the model's blocks, " +
+         "[model] n_layers + 2 = " + std::to_string(g.layers + 2) + ": every chunk needs a block");
   if (L.microbatch_size < 1 || run.global_batch % (L.dp * L.microbatch_size) != 0)
     fail("dp x micro-batch size = " + std::to_string(L.dp * L.microbatch_size) +
          " must divide [data] global_batch = " + std::to_string(run.global_batch));
@@ -88,31 +93,50 @@ void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLa
   }
 }
 
-Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout& L, bool simulate) {
-  check_plan_layout(run, cluster, L);
-  const GptShape& g = run.model;
+Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout& layout, bool simulate) {
+  check_plan_layout(run, cluster, layout);
+  PlanLayout L = layout;
+  if (L.zero == 3) L.recompute = true;  // paratorch's stage 3 keeps block inputs and recomputes in backward
+  const ModelShape& g = run.model;
   const CommCost comm{cluster};
   const int64_t b = L.microbatch_size, m = L.microbatches(run.global_batch);
+  const int gpus = L.dp * L.pp * L.tp;
+  // Ranks that outnumber a CPU node's cores share them (Cluster::compute_share):
+  // a step takes at least the node's compute over its cores.
+  const double oversubscribed = 1 / cluster.compute_share(std::min(gpus, cluster.gpus_per_node));
   const double peak = cluster.peak_flops(run.precision);
+  const double memory_rate = cluster.memory_gbps * 1e9;
+  const double value_bytes = dtype_bytes(run.precision);
   auto rate = [&](double n) { return peak * gemm_efficiency(n, cluster.gemm_efficiency, cluster.gemm_half_dim); };
-  const double dense_rate = rate(static_cast<double>(g.hidden) / L.tp);
-  const double attention_rate = rate(static_cast<double>(g.hidden) / static_cast<double>(g.heads));
+  // Each product at the efficiency of its narrowest dimension: the sharded
+  // hidden size (the head size for attention), or the micro-batch's rows.
+  const double rows = static_cast<double>(b * g.seq);
+  const double dense_rate = rate(std::min(static_cast<double>(g.hidden) / L.tp, rows));
+  const double attention_rate =
+      rate(std::min(static_cast<double>(g.hidden) / static_cast<double>(g.heads), static_cast<double>(g.seq)));
   const double act_bytes = static_cast<double>(b * g.seq * g.hidden) * dtype_bytes(run.precision);
   const GroupSpan tp_group{L.tp, 1}, dp_group{L.dp, L.tp};
 
-  // One micro-batch through one stage (every stage costed as the last one, with the logits).
-  const int64_t layers = g.layers / L.pp;
+  // One micro-batch through one stage, every stage costed as the busiest: its
+  // layers plus the logits (the last stage) or the mlp's input projection
+  // (the first), both at pp = 1.
+  // An uneven split costs its busiest stage (and chunk): the ceiling.
+  const int64_t chunk_layers = (g.layers + L.pp * L.virtual_stages - 1) / (L.pp * L.virtual_stages);
+  const int64_t layers = chunk_layers * L.virtual_stages;
   // Arithmetic at the GEMMs' efficiency, plus the memory-bound element-wise
   // work (LayerNorm, softmax, GELU, dropout, residuals), which moves about
   // the bytes the layer keeps for backward once per pass.
-  const double elementwise = g.layer_activation_bytes(b, L.tp, false) / (cluster.memory_gbps * 1e9);
+  const double elementwise = g.layer_activation_bytes(b, L.tp, false, value_bytes) / cluster.elementwise_bytes_per_s();
   const double attention = g.attention_forward_flops(b, L.tp);
   const double layer_f =
       (g.layer_forward_flops(b, L.tp) - attention) / dense_rate + attention / attention_rate + elementwise;
   const double tp_ar = comm.all_reduce_s(act_bytes, tp_group);
   const double logits_f = g.logits_forward_flops(b, L.tp) / dense_rate;
-  double stage_f = static_cast<double>(layers) * (layer_f + 2 * tp_ar) + logits_f;
-  double stage_b = static_cast<double>(layers) * (2 * layer_f + 2 * tp_ar) + 2 * logits_f;
+  const double input_f = g.input_forward_flops(b) / rate(std::min(static_cast<double>(g.hidden), rows));
+  // Forward + backward of the ends: the logits 1 + 2 passes, the input projection 1 + 1.
+  const double ends = L.pp == 1 ? 3 * logits_f + 2 * input_f : std::max(3 * logits_f, 2 * input_f);
+  double stage_f = static_cast<double>(layers) * (layer_f + 2 * tp_ar) + ends / 3;
+  double stage_b = static_cast<double>(layers) * (2 * layer_f + 2 * tp_ar) + 2 * ends / 3;
   if (L.recompute) stage_b += static_cast<double>(layers) * (layer_f + 2 * tp_ar);
   const double params_here = g.parameters() / (L.tp * L.pp);
   if (L.zero == 3) {  // parameters gathered for each forward and backward, gradients reduce-scattered
@@ -139,6 +163,12 @@ Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout
     busy = static_cast<double>(m) * (stage_f + stage_b);
     makespan = busy + (L.pp - 1.0) / L.virtual_stages * (stage_f + stage_b) + 2 * (L.pp - 1) * transfer;
   }
+  if (oversubscribed > 1) {  // the ranks' mean compute (the model's work over pp), times how many share a core
+    const double layer_passes = 3 * layer_f + 4 * tp_ar + (L.recompute ? layer_f + 2 * tp_ar : 0);
+    const double mean_stage = (static_cast<double>(g.layers) * layer_passes + 3 * logits_f + 2 * input_f) / L.pp;
+    busy *= oversubscribed;
+    makespan = std::max(makespan, static_cast<double>(m) * mean_stage * oversubscribed);
+  }
   const double tp_total = static_cast<double>(m) * static_cast<double>(layers) * (L.recompute ? 6 : 4) * tp_ar;
   p.time.tp_comm = tp_total;
   p.time.compute = busy - tp_total;
@@ -155,17 +185,17 @@ Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout
     p.time.dp_exposed = exposed(comm.reduce_scatter_s(grads, dp_group)) +
                         comm.all_gather_s(params_here * dtype_bytes(run.precision), dp_group);
   const double updated = params_here / (L.zero >= 1 ? L.dp : 1);
-  p.time.optimizer = updated * optimizer_bytes_touched(run.precision, run.optimizer) / (cluster.memory_gbps * 1e9);
+  p.time.optimizer = updated * optimizer_bytes_per_parameter(run.precision, run.optimizer) / memory_rate * oversubscribed;
 
   p.step_s = makespan + p.time.dp_exposed + p.time.optimizer;
-  const double gpus = static_cast<double>(L.dp) * L.pp * L.tp;
   p.tokens_per_s = static_cast<double>(run.global_batch * g.seq) / p.step_s;
   p.tflops_per_gpu = g.step_flops(run.global_batch, L.recompute) / (p.step_s * gpus) / 1e12;
   p.mfu = g.model_flops(run.global_batch) / (p.step_s * gpus * cluster.peak_flops(run.precision));
 
   p.memory = model_state_bytes(params_here, run.precision, run.optimizer, L.zero, L.dp);
-  const double per_chunk = static_cast<double>(layers / L.virtual_stages) * g.layer_activation_bytes(b, L.tp, L.recompute);
-  const double working = L.recompute ? g.layer_activation_bytes(b, L.tp, false) : 0;  // the layer being recomputed
+  const double per_chunk =
+      static_cast<double>(chunk_layers) * g.layer_activation_bytes(b, L.tp, L.recompute, value_bytes);
+  const double working = L.recompute ? g.layer_activation_bytes(b, L.tp, false, value_bytes) : 0;  // being recomputed
   const double logits = 2.0 * static_cast<double>(b * g.seq) * static_cast<double>(g.vocab) / L.tp * 4;
   p.memory.activations = in_flight * per_chunk + working + logits;
   const double capacity = cluster.memory_gb * 1e9;

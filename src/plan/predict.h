@@ -33,7 +33,7 @@ namespace paratorch::plan {
 
 /// What the config fixes: the model, the batch, the precision, the optimizer.
 struct RunShape {
-  GptShape model;
+  ModelShape model;
   int64_t global_batch = 1;
   std::string precision = "bf16";         // fp32 | bf16 | fp16: compute and parameters
   std::string reduce_precision = "fp32";  // the dp gradient reduction's dtype
@@ -47,7 +47,7 @@ struct PlanLayout {
   int64_t microbatch_size = 1;
   std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved (ignored at pp = 1)
   int virtual_stages = 1;
-  bool recompute = false;
+  bool recompute = false;  // implied by zero = 3: paratorch's stage 3 recomputes each block in backward
   int64_t microbatches(int64_t global_batch) const { return global_batch / (dp * microbatch_size); }
   std::string layout_text() const;    // "dp=A,pp=B,tp=C"
   std::string schedule_text() const;  // "none" at pp = 1, "interleaved-v2", ...
@@ -79,6 +79,11 @@ struct Prediction {
   double memory_over_gb = 0;  // by how much it misses the accelerator's memory
   pipeline::SimResult pipeline;  // the simulated step (pp > 1), seconds
 };
+
+/// Bytes of memory traffic per parameter of a step's update: the optimizer's
+/// state, the parameter (and fp32 master), the gradient read by the update
+/// and the norm and written by zeroing it.
+double optimizer_bytes_per_parameter(const std::string& precision, const std::string& optimizer);
 
 /// Model-state bytes per accelerator for `parameters` on it, replicated over
 /// `dp` ranks and sharded by ZeRO `stage` (ZeRO paper, Table 1's rule).

@@ -9,7 +9,7 @@ namespace paratorch::plan {
 namespace {
 
 std::vector<PlanLayout> candidates(const RunShape& run, const Cluster& cluster, const SearchOptions& o) {
-  const GptShape& g = run.model;
+  const ModelShape& g = run.model;
   std::vector<PlanLayout> out;
   const int n = cluster.gpus();
   for (int tp = 1; tp <= cluster.gpus_per_node; ++tp) {
@@ -30,7 +30,7 @@ std::vector<PlanLayout> candidates(const RunShape& run, const Cluster& cluster, 
           for (int zero = 0; zero <= 3; ++zero) {
             if ((o.zero >= 0 && zero != o.zero) || (zero > 1 && pp > 1) || (zero > 0 && dp == 1)) continue;
             for (bool recompute : {false, true})
-              if (o.recompute < 0 || recompute == (o.recompute == 1))
+              if ((o.recompute < 0 || recompute == (o.recompute == 1)) && (zero < 3 || recompute))
                 out.push_back({dp, pp, tp, zero, mbs, schedule, v, recompute});
           }
         }

@@ -1,42 +1,60 @@
 // src/plan/transformer_cost.cpp — see transformer_cost.h.
 #include "plan/transformer_cost.h"
 
+#include <paratorch/errors.h>
+
 namespace paratorch::plan {
 
-GptShape GptShape::from(const models::ModelConfig& c) {
-  return {c.n_layers, c.d_model, c.n_heads, c.seq_len, c.vocab_size};
+ModelShape ModelShape::from(const models::ModelConfig& c) {
+  if (c.name == "gpt") return {c.n_layers, c.d_model, c.n_heads, c.seq_len, c.vocab_size, 0, Family::kGpt};
+  if (c.name == "mlp") return {c.n_layers, c.d_model, 1, 1, c.n_classes, c.d_in, Family::kMlp};
+  throw UsageError("paratorch: plan and simulate model the gpt and mlp families; ModelConfig::name = \"" + c.name +
+                   "\": use one of them");
 }
 
-double GptShape::parameters() const {
+double ModelShape::parameters() const {
   const double l = static_cast<double>(layers), h = static_cast<double>(hidden);
+  if (family == Family::kMlp) {
+    const double C = static_cast<double>(vocab), d_in = static_cast<double>(input_dim);
+    return l * (8 * h * h + 7 * h) + (d_in + 1) * h + (h + 1) * C + 2 * h;
+  }
   return 12 * l * h * h * (1 + 13 / (12 * h) + static_cast<double>(vocab + seq) / (12 * l * h));
 }
 
-double GptShape::step_flops(int64_t global_batch, bool recompute) const {
-  const double B = static_cast<double>(global_batch), s = static_cast<double>(seq), l = static_cast<double>(layers),
-               h = static_cast<double>(hidden), V = static_cast<double>(vocab);
-  // Layers: forward + backward (2x) [+ recomputed forward]; logits: forward + backward.
+double ModelShape::step_flops(int64_t global_batch, bool recompute) const {
+  // Layers: forward + backward (2x) [+ recomputed forward]; logits: forward + backward;
+  // the input projection: forward + its weight gradient.
   const double layer_passes = recompute ? 4 : 3;
-  return layer_passes * l * (24 * B * s * h * h + 4 * B * s * s * h) + 3 * (2 * B * s * h * V);
+  return layer_passes * static_cast<double>(layers) * layer_forward_flops(global_batch, 1) +
+         3 * logits_forward_flops(global_batch, 1) + 2 * input_forward_flops(global_batch);
 }
 
-double GptShape::layer_forward_flops(int64_t b, int tp) const {
+double ModelShape::layer_forward_flops(int64_t b, int tp) const {
   const double bs = static_cast<double>(b * seq), h = static_cast<double>(hidden);
+  if (family == Family::kMlp) return 16 * bs * h * h / tp;
   return (24 * bs * h * h + 4 * bs * static_cast<double>(seq) * h) / tp;
 }
 
-double GptShape::attention_forward_flops(int64_t b, int tp) const {
+double ModelShape::attention_forward_flops(int64_t b, int tp) const {
+  if (family == Family::kMlp) return 0;
   return 4.0 * static_cast<double>(b * seq) * static_cast<double>(seq) * static_cast<double>(hidden) / tp;
 }
 
-double GptShape::logits_forward_flops(int64_t b, int tp) const {
+double ModelShape::input_forward_flops(int64_t b) const {
+  return 2.0 * static_cast<double>(b) * static_cast<double>(input_dim) * static_cast<double>(hidden);
+}
+
+double ModelShape::logits_forward_flops(int64_t b, int tp) const {
   return 2.0 * static_cast<double>(b * seq) * static_cast<double>(hidden) * static_cast<double>(vocab) / tp;
 }
 
-double GptShape::layer_activation_bytes(int64_t b, int tp, bool recompute) const {
+double ModelShape::layer_activation_bytes(int64_t b, int tp, bool recompute, double value_bytes) const {
   const double sbh = static_cast<double>(seq) * static_cast<double>(b) * static_cast<double>(hidden);
-  if (recompute) return 2 * sbh / tp;
-  return sbh * (34 + 5.0 * static_cast<double>(heads) * static_cast<double>(seq) / static_cast<double>(hidden)) / tp;
+  const double scale = value_bytes / 2;  // the formulas count 16-bit values
+  if (recompute) return scale * 2 * sbh / tp;
+  if (family == Family::kMlp) return scale * 20 * sbh / tp;
+  return scale * sbh * (34 + 5.0 * static_cast<double>(heads) * static_cast<double>(seq) / static_cast<double>(hidden)) /
+         tp;
 }
 
 double gemm_efficiency(double n, double max_efficiency, double half_dim) {

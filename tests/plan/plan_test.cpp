@@ -140,7 +140,10 @@ TEST(PlanLayouts, BadLayoutsNameWhatToChange) {
   run.global_batch = 16;
   EXPECT_NE(usage_error_of([&] { predict(run, c, {1, 1, 8}); }).find("larger than a node"), std::string::npos);
   EXPECT_NE(usage_error_of([&] { predict(run, c, {4, 1, 4}); }).find("needs 16 accelerators"), std::string::npos);
-  EXPECT_NE(usage_error_of([&] { predict(run, c, {1, 3, 1}); }).find("must divide [model] n_layers"), std::string::npos);
+  PlanLayout too_many_chunks{1, 4, 1};  // 16 chunks for 8 layers + the two ends
+  too_many_chunks.schedule = "interleaved", too_many_chunks.virtual_stages = 4, too_many_chunks.microbatch_size = 4;
+  EXPECT_NE(usage_error_of([&] { predict(run, c, too_many_chunks); }).find("is more than the model's blocks"),
+            std::string::npos);
   PlanLayout zero3_pipeline{2, 2, 1, 3};
   EXPECT_NE(usage_error_of([&] { predict(run, c, zero3_pipeline); }).find("zero 1"), std::string::npos);
   // A model that fits no layout: the search reports the nearest miss.
