@@ -4,6 +4,7 @@
 #include "models/gpt.h"
 #include "models/mlp.h"
 #include "optim/optimizer.h"
+#include "parallel/zero/precision.h"
 #include "plan/predict.h"
 
 #include <paratorch/errors.h>
@@ -59,9 +60,7 @@ double collective_seconds(Communicator& comm, const std::function<void()>& f, in
 }
 
 torch::ScalarType dtype_of(const std::string& precision) {
-  if (precision == "bf16") return torch::kBFloat16;
-  if (precision == "fp16") return torch::kFloat16;
-  return torch::kFloat32;
+  return zero::precision_dtype(precision, "CalibrateOptions::precision");
 }
 
 // One product forward and backward (both input gradients: dA = dC B^T,
@@ -203,8 +202,7 @@ void CalibrateOptions::validate() const {
   positive("memory_gb", memory_gb);
   positive("min_seconds", min_seconds);
   positive("rounds", rounds);
-  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
-    throw UsageError("paratorch: CalibrateOptions::precision = \"" + precision + "\": use fp32, bf16 or fp16");
+  dtype_of(precision);
   if (optimizer != "adamw" && optimizer != "sgd")
     throw UsageError("paratorch: CalibrateOptions::optimizer = \"" + optimizer + "\": use adamw or sgd");
 }
@@ -268,7 +266,12 @@ Calibration calibrate(const CalibrateOptions& o, Communicator* comm) {
   c.gpus_per_node = o.ranks_per_node;
   c.cores_per_node = o.cores_per_node;
   c.memory_gb = o.memory_gb;
-  cal.gemms = model_gemms(o);
+  try {
+    cal.gemms = model_gemms(o);
+  } catch (const c10::Error&) {
+    throw UsageError("paratorch: calibrate: this libtorch cannot multiply " + o.precision +
+                     " matrices on this machine; set CalibrateOptions::precision = \"fp32\"");
+  }
   double peak = square_flops_per_s(o);
   for (const auto& g : cal.gemms) peak = std::max(peak, g.flops_per_s);
   c.peak_tflops[o.precision] = peak / 1e12;

@@ -28,6 +28,8 @@ const std::vector<std::pair<std::string, std::string>>& field_keys() {
       {"ZeroEngineOptions::bucket_mb", "[parallel] bucket_mb"},
       {"ZeroEngineOptions::release_freed_memory", "[parallel] zero_release_memory"},
       {"ZeroEngineOptions::global_batch", "[data] global_batch"},
+      {"CalibrateOptions::precision", "[train] precision"},
+      {"CalibrateOptions::optimizer", "[optim] name"},
       {"PipelineEngineOptions::microbatches", "[parallel] microbatches"},
       {"PipelineEngineOptions::virtual_stages", "[parallel] virtual_stages"},
       {"PipelineEngineOptions::schedule", "[parallel] schedule"},
