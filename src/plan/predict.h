@@ -14,6 +14,10 @@
 //   the stages' work is replayed through the schedule's own action lists
 //   (parallel/pipeline/simulator.h), with activation transfers between
 //   stages (1/tp of the activation when tp > 1: Megatron's scatter/gather);
+//   ZeRO-3 recomputes each block's forward in backward, as paratorch's
+//   stage 3 does (it keeps only block inputs);
+//   ranks that outnumber a CPU node's cores (Cluster::cores_per_node) take
+//   at least their mean compute times ranks/cores;
 //   then the dp gradient reduction, overlapped with the last backward
 //   bucket by bucket as DDP does (only what outlasts that backward, or the
 //   last bucket, is exposed), the ZeRO 1-2 parameter all-gather, and the
