@@ -76,6 +76,10 @@ class Communicator {
   /// input.numel() == size() * output.numel(); rank r receives reduced slot r.
   virtual WorkHandle reduce_scatter_async(torch::Tensor output, torch::Tensor input,
                                           ReduceOp op = ReduceOp::kSum) = 0;
+  /// input.numel() == output.numel(), a multiple of size(); slot j of the
+  /// input (numel / size() elements) goes to rank j, and rank r's slot j of
+  /// the output comes from rank j (MPI_Alltoall, torch's all_to_all_single).
+  virtual WorkHandle all_to_all_async(torch::Tensor output, torch::Tensor input) = 0;
   virtual WorkHandle send_async(torch::Tensor tensor, int dst, int tag = 0) = 0;
   virtual WorkHandle recv_async(torch::Tensor tensor, int src, int tag = 0) = 0;
   virtual WorkHandle barrier_async() = 0;
@@ -92,6 +96,9 @@ class Communicator {
   }
   virtual void reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op = ReduceOp::kSum) {
     reduce_scatter_async(std::move(output), std::move(input), op)->wait();
+  }
+  virtual void all_to_all(torch::Tensor output, torch::Tensor input) {
+    all_to_all_async(std::move(output), std::move(input))->wait();
   }
   virtual void barrier() { barrier_async()->wait(); }
   void send(torch::Tensor tensor, int dst, int tag = 0) { send_async(std::move(tensor), dst, tag)->wait(); }
@@ -123,5 +130,15 @@ class Communicator {
 };
 
 const char* to_string(ReduceOp op);
+
+/// Bytes this process has sent through every communicator since it started,
+/// counted as ring algorithms send them, whatever transport carries them
+/// (shared memory on one node included), so that layouts and compressors
+/// compare on one scale. Per operation on a group of p ranks, for a buffer
+/// of n bytes: all-reduce 2(p-1)/p·n; reduce-scatter (n the input) and
+/// all-gather (n the output) (p-1)/p·n; all-to-all (p-1)/p·n; broadcast and
+/// send n; nothing when p = 1. metrics.jsonl's comm_bytes is its difference
+/// over a step.
+int64_t comm_bytes_sent();
 
 }  // namespace paratorch

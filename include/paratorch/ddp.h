@@ -62,6 +62,11 @@ struct GradBucket {
   /// here instead; `buffer` may then be left with anything. The built-in
   /// hooks handle both forms.
   torch::Tensor shard;
+  /// All-reduce buckets: each member's gradient as a view of `buffer` with
+  /// its parameter's shape, and the parameter's name (PyTorch's
+  /// GradBucket.gradients() / parameters()); empty for reduce-scatter buckets.
+  std::vector<torch::Tensor> gradients;
+  std::vector<std::string> names;
 };
 
 /// Starts the reduction of `bucket` over `comm` and returns its handle; when
@@ -73,6 +78,9 @@ using CommHook = std::function<WorkHandle(Communicator& comm, GradBucket& bucket
 /// `work`, then `after()` on the thread that waits for it (once): how a hook
 /// decompresses or rescales after its collective.
 WorkHandle then(WorkHandle work, std::function<void()> after);
+/// A handle that is already complete: for hooks that reduce before
+/// returning, or send nothing.
+WorkHandle completed_work();
 
 namespace comm_hooks {
 /// The default: one all-reduce of the bucket in its own dtype, averaged

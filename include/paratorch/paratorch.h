@@ -15,6 +15,7 @@
 #include <paratorch/async.h>
 #include <paratorch/checkpoint.h>
 #include <paratorch/communicator.h>
+#include <paratorch/compression.h>
 #include <paratorch/compat.h>
 #include <paratorch/ddp.h>
 #include <paratorch/errors.h>

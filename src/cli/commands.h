@@ -14,5 +14,7 @@ int run_plan(const std::vector<std::string>& args);
 /// `paratorch plan --calibrate` (calibrate_command.cpp).
 int run_calibrate(int& argc, char**& argv, const std::vector<std::string>& args);
 int run_simulate(const std::vector<std::string>& args);
+/// `paratorch plot`: several runs' metrics in one chart (plot_command.cpp).
+int run_plot(const std::vector<std::string>& args);
 
 }  // namespace paratorch::cli

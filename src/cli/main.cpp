@@ -32,6 +32,7 @@ void print_usage() {
                "  verify   check that a layout reproduces the single-process run\n"
                "  plan     rank every layout of a run on a cluster by predicted throughput\n"
                "  simulate predict one layout's step time, throughput and memory on a cluster\n"
+               "  plot     draw several runs' metrics (loss, val_loss, ...) in one chart\n"
                "  help     show this text\n\n"
                "'paratorch <command> --help' lists a command's flags.\n";
 }
@@ -69,9 +70,10 @@ int main(int argc, char** argv) {
       code = paratorch::cli::run_calibrate(argc, argv, args);
     else if (command == "plan") code = paratorch::cli::run_plan(args);
     else if (command == "simulate") code = paratorch::cli::run_simulate(args);
+    else if (command == "plot") code = paratorch::cli::run_plot(args);
     else
       throw paratorch::UsageError("paratorch: unknown command '" + command +
-                                  "'; valid commands: train, verify, plan, simulate, help");
+                                  "'; valid commands: train, verify, plan, simulate, plot, help");
   } catch (const paratorch::UsageError& e) {
     code = 2;
     // The library names option fields; the user of this command edits config

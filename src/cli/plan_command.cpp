@@ -9,6 +9,7 @@
 #include "plan/search.h"
 #include "report/svg_plot.h"
 #include "train/config.h"
+#include "train/engine_options.h"
 
 #include <paratorch/errors.h>
 #include <paratorch/layout.h>
@@ -47,7 +48,7 @@ plan::RunShape run_shape(const train::Config& config) {
   run.model = plan::ModelShape::from(config.model);
   run.global_batch = config.data.global_batch;
   run.precision = config.train.precision;
-  run.reduce_precision = config.train.reduce_precision;
+  run.reduce_precision = train::reduce_precision(config);
   run.optimizer = config.optim.name;
   return run;
 }

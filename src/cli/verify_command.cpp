@@ -86,7 +86,9 @@ verify::VerifyOptions options_from(const Args& args) {
   // summation-order 1e-5; and the run must train, because a frozen model's
   // losses stay within that bound (measured: gpt frozen vs trained 0.4-0.7%).
   const auto& train = options.config.train;
-  if (train.precision != "fp32" || train.reduce_precision != "fp32") {
+  // Compressed exchanges are judged the same way (docs/compression.md).
+  if (train.precision != "fp32" || train::reduce_precision(options.config) != "fp32" ||
+      options.config.parallel.compression != "none") {
     options.tolerance = 2e-2;
     options.judge_parameters = false;
     // 10x the tolerance. Measured 2026-12-03 (2-core VM), mlp, 20 steps at
@@ -143,10 +145,13 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
                 world.device().str().c_str(), compat::torch_version().c_str());
   const auto& train = options.config.train;
   if (world.rank() == 0 && !options.judge_parameters)
-    std::printf("paratorch verify: %s compute, %s gradient reduction against the fp32 reference, tolerance %.0e "
+    std::printf("paratorch verify: %s compute, %s gradient reduction%s against the fp32 reference, tolerance %.0e "
                 "relative on the losses and gradient norms; the loss must fall by %.0f%% and the parameters stay "
                 "within %.2f x ||p_ref - p_init|| of the reference's\n",
-                train.precision.c_str(), train.reduce_precision.c_str(), options.tolerance,
+                train.precision.c_str(), train::reduce_precision(options.config).c_str(),
+                options.config.parallel.compression == "none" ? ""
+                    : (" (compression " + options.config.parallel.compression + ")").c_str(),
+                options.tolerance,
                 100 * options.min_loss_fall, options.max_param_drift);
   auto result = verify::run_equivalence(world, options, /*progress=*/true);
   if (world.rank() == 0) {

@@ -97,6 +97,7 @@ OpInfo MpiCommunicator::collective_info(const std::string& op, const torch::Tens
   // Point-to-point ops are numbered apart: only collectives must line up
   // across the whole group (the debug check and the peer probe compare them).
   info.sequence = info.is_p2p() ? p2p_sequence_++ : sequence_++;
+  count_sent_bytes(info.op, info.bytes, size_);
   return info;
 }
 
@@ -120,11 +121,13 @@ WorkHandle MpiCommunicator::all_reduce_async(torch::Tensor t, ReduceOp op) { ret
 WorkHandle MpiCommunicator::broadcast_async(torch::Tensor t, int root) { return submit(make_broadcast(std::move(t), root)); }
 WorkHandle MpiCommunicator::all_gather_async(torch::Tensor out, torch::Tensor in) { return submit(make_all_gather(std::move(out), std::move(in))); }
 WorkHandle MpiCommunicator::reduce_scatter_async(torch::Tensor out, torch::Tensor in, ReduceOp op) { return submit(make_reduce_scatter(std::move(out), std::move(in), op)); }
+WorkHandle MpiCommunicator::all_to_all_async(torch::Tensor out, torch::Tensor in) { return submit(make_all_to_all(std::move(out), std::move(in))); }
 WorkHandle MpiCommunicator::barrier_async() { return submit(make_barrier()); }
 void MpiCommunicator::all_reduce(torch::Tensor t, ReduceOp op) { run_now(make_all_reduce(std::move(t), op)); }
 void MpiCommunicator::broadcast(torch::Tensor t, int root) { run_now(make_broadcast(std::move(t), root)); }
 void MpiCommunicator::all_gather(torch::Tensor out, torch::Tensor in) { run_now(make_all_gather(std::move(out), std::move(in))); }
 void MpiCommunicator::reduce_scatter(torch::Tensor out, torch::Tensor in, ReduceOp op) { run_now(make_reduce_scatter(std::move(out), std::move(in), op)); }
+void MpiCommunicator::all_to_all(torch::Tensor out, torch::Tensor in) { run_now(make_all_to_all(std::move(out), std::move(in))); }
 void MpiCommunicator::barrier() { run_now(make_barrier()); }
 
 void MpiCommunicator::check_peer(int peer, const char* what) const {
@@ -302,6 +305,24 @@ PendingOp MpiCommunicator::make_reduce_scatter(torch::Tensor output, torch::Tens
     StagedBuffer out = stage(output, true, true, op);
     reduce_scatter_in_chunks(in, out, op, size, comm);
     if (op == ReduceOp::kAvg) divide_in_place(out.host, size);
+    out.copy_back();
+  });
+}
+
+PendingOp MpiCommunicator::make_all_to_all(torch::Tensor output, torch::Tensor input) {
+  if (input.numel() % size_ != 0 || output.numel() != input.numel() || output.scalar_type() != input.scalar_type())
+    throw UsageError("paratorch: all_to_all on group '" + name_ + "' needs input and output of the same dtype and " +
+                     "length, a multiple of the group's size " + std::to_string(size_) + "; got " +
+                     std::to_string(input.numel()) + " and " + std::to_string(output.numel()) + " elements");
+  OpInfo info = collective_info("all_to_all", input);
+  MPI_Comm comm = comm_;
+  const int size = size_;
+  return with_debug_check(std::move(info), [=]() mutable {
+    if (output.is_alias_of(input)) input = input.clone();  // MPI forbids aliased buffers
+    StagedBuffer in = stage(input, false, false);
+    StagedBuffer out = stage(output, false, true);
+    const int slot = in.count() / size;
+    check_mpi(MPI_Alltoall(in.data(), slot, in.mpi_type(), out.data(), slot, out.mpi_type(), comm), "all_to_all");
     out.copy_back();
   });
 }

@@ -38,6 +38,7 @@ class MpiCommunicator : public Communicator {
   WorkHandle broadcast_async(torch::Tensor tensor, int root) override;
   WorkHandle all_gather_async(torch::Tensor output, torch::Tensor input) override;
   WorkHandle reduce_scatter_async(torch::Tensor output, torch::Tensor input, ReduceOp op) override;
+  WorkHandle all_to_all_async(torch::Tensor output, torch::Tensor input) override;
   WorkHandle send_async(torch::Tensor tensor, int dst, int tag) override;
   WorkHandle recv_async(torch::Tensor tensor, int src, int tag) override;
   WorkHandle barrier_async() override;
@@ -45,6 +46,7 @@ class MpiCommunicator : public Communicator {
   void broadcast(torch::Tensor tensor, int root) override;
   void all_gather(torch::Tensor output, torch::Tensor input) override;
   void reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op) override;
+  void all_to_all(torch::Tensor output, torch::Tensor input) override;
   void barrier() override;
   /// In a SymmetricBuffer when the shared-memory path is on and the group
   /// has several ranks on one node (fp32/fp64 only); else the default.
@@ -63,6 +65,7 @@ class MpiCommunicator : public Communicator {
   PendingOp make_broadcast(torch::Tensor tensor, int root);
   PendingOp make_all_gather(torch::Tensor output, torch::Tensor input);
   PendingOp make_reduce_scatter(torch::Tensor output, torch::Tensor input, ReduceOp op);
+  PendingOp make_all_to_all(torch::Tensor output, torch::Tensor input);
   PendingOp make_barrier();
   /// With debug checks on, prefixes `run` with the all-ranks-agree check.
   PendingOp with_debug_check(OpInfo info, std::function<void()> run);

@@ -40,4 +40,9 @@ uint64_t group_key_of(const std::string& group, const std::vector<int>& world_ra
 
 OpInfo make_op_info(const std::string& op, const torch::Tensor& tensor);
 
+/// Adds an operation to comm_bytes_sent() (communicator.h says how each op
+/// counts). `bytes`: the tensor OpInfo describes (all_gather: the input;
+/// reduce_scatter and all_to_all: the input; others: the buffer).
+void count_sent_bytes(const std::string& op, int64_t bytes, int ranks);
+
 }  // namespace paratorch::comm

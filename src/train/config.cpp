@@ -197,7 +197,14 @@ std::vector<ConfigKey> build_config_schema() {
            "zero = 3: return freed heap pages to the OS after each block (lower peak memory, slower steps)")
       .add(&ParallelSection::bucket_mb, "bucket_mb", "gradient all-reduce bucket size, MiB")
       .add(&ParallelSection::mode, "mode", join_config_words(kConfigModeNames, " | "))
-      .add(&ParallelSection::servers, "servers", "ps: parameter-server ranks");
+      .add(&ParallelSection::servers, "servers", "ps: parameter-server ranks")
+      .add(&ParallelSection::compression, "compression",
+           "dp gradient exchange: " + join_config_words(kConfigCompressionNames, " | ") + " (docs/compression.md)")
+      .add(&ParallelSection::powersgd_rank, "powersgd_rank", "powersgd: rank of each matrix's approximation")
+      .add(&ParallelSection::powersgd_start_step, "powersgd_start_step",
+           "powersgd: steps reduced in full first; -1 = [optim] warmup_steps")
+      .add(&ParallelSection::onebit_freeze_step, "onebit_freeze_step",
+           "onebit_adam: steps of plain Adam before compression; -1 = 20% of [train] steps");
   keys.push_back(make_parallel_staleness_key());
   ConfigSectionKeys<OptimSection>{"optim", &Config::optim, keys}
       .add(&OptimSection::name, "name", join_config_words(kConfigOptimizerNames, " | "))

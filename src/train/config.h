@@ -60,6 +60,10 @@ struct ParallelSection {
   std::string mode = "sync";  // sync | ps | hogwild
   int servers = 1;            // ps: parameter-server ranks
   int staleness = 0;          // ps: 0 bulk-synchronous, k stale-synchronous, -1 asynchronous
+  std::string compression = "none";  // dp gradient exchange: none | bf16 | fp16 | powersgd | onebit_adam
+  int powersgd_rank = 1;
+  int powersgd_start_step = -1;  // -1: the lr warm-up's length ([optim] warmup_steps)
+  int onebit_freeze_step = -1;   // -1: 20% of [train] steps
   void validate() const;
 };
 

@@ -132,7 +132,50 @@ void ParallelSection::validate() const {
   require_config_choice("parallel", "mode", mode, kConfigModeNames);
   require_config_at_least("parallel", "servers", servers, 1);
   require_config_at_least("parallel", "staleness", staleness, -1);
+  require_config_choice("parallel", "compression", compression, kConfigCompressionNames);
+  require_config_at_least("parallel", "powersgd_rank", powersgd_rank, 1);
+  require_config_at_least("parallel", "powersgd_start_step", powersgd_start_step, -1);
+  require_config_at_least("parallel", "onebit_freeze_step", onebit_freeze_step, -1);
+  if (onebit_freeze_step == 0)
+    throw config_key_error("parallel", "onebit_freeze_step",
+                           "= 0 leaves Adam's variance unestimated; set >= 1, or -1 for 20% of the steps");
 }
+
+namespace {
+
+// What the exchange's compressor can serve (docs/compression.md): the 16-bit
+// wire formats are [train] reduce_precision by another name; PowerSGD and
+// 1-bit Adam replace DDP's all-reduce of fp32 gradients, so they need the
+// plain data-parallel path, and 1-bit Adam is an Adam.
+void require_compression_supported(const Config& c) {
+  const auto& p = c.parallel;
+  if (p.compression == "none") return;
+  const std::string is = "= " + quote_toml_string(p.compression);
+  if (p.compression == "bf16" || p.compression == "fp16") {
+    if (c.train.reduce_precision != "fp32" && c.train.reduce_precision != p.compression)
+      throw config_key_error("parallel", "compression",
+                             is + " contradicts [train] reduce_precision = " + quote_toml_string(c.train.reduce_precision) +
+                                 "; set one of them");
+    return;
+  }
+  auto refuse = [&](const std::string& what, const std::string& instead) {
+    throw config_key_error("parallel", "compression", is + " cannot serve " + what + "; " + instead);
+  };
+  if (p.mode != "sync") refuse("mode = " + quote_toml_string(p.mode), "set mode = \"sync\" or compression = \"none\"");
+  if (p.tp > 1) refuse("tp = " + std::to_string(p.tp) + " (each tp rank's error feedback would need its own checkpoint)",
+                       "set tp = 1, or compression = \"bf16\"");
+  if (p.pp > 1) refuse("pp = " + std::to_string(p.pp) + " (pipeline stages reduce their own buckets)",
+                       "set pp = 1, or compression = \"bf16\"");
+  if (p.zero > 0) refuse("zero = " + std::to_string(p.zero) + " (ZeRO reduce-scatters its gradients)",
+                         "set zero = 0, or compression = \"bf16\"");
+  if (c.train.precision != "fp32" || c.train.reduce_precision != "fp32")
+    refuse("[train] precision / reduce_precision other than \"fp32\"", "set both to \"fp32\"");
+  if (p.compression == "onebit_adam" && c.optim.name != "adamw")
+    refuse("[optim] name = " + quote_toml_string(c.optim.name) + " (1-bit Adam is an Adam)",
+           "set [optim] name = \"adamw\", or compression = \"powersgd\"");
+}
+
+}  // namespace
 
 void OptimSection::validate() const {
   require_config_choice("optim", "name", name, kConfigOptimizerNames);
@@ -183,6 +226,7 @@ void Config::validate() const {
   train.validate();
   comm.validate();
   require_config_model_suits_data(model, data);
+  require_compression_supported(*this);
 }
 
 }  // namespace paratorch::train

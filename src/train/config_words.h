@@ -18,6 +18,7 @@ inline const std::vector<std::string> kConfigScheduleNames = {"gpipe", "1f1b", "
 inline const std::vector<std::string> kConfigModeNames = {"sync", "ps", "hogwild"};
 inline const std::vector<std::string> kConfigOptimizerNames = {"adamw", "sgd"};
 inline const std::vector<std::string> kConfigPrecisionNames = {"fp32", "bf16", "fp16"};
+inline const std::vector<std::string> kConfigCompressionNames = {"none", "bf16", "fp16", "powersgd", "onebit_adam"};
 // MPI is the only backend: CUDA tensors are staged through host memory
 // (docs/concepts.md). "auto" picks it.
 inline const std::vector<std::string> kConfigBackendNames = {"auto", "mpi"};

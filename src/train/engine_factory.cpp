@@ -15,6 +15,8 @@
 
 #include <paratorch/errors.h>
 
+#include <cstdio>
+
 namespace paratorch::train {
 namespace {
 
@@ -66,7 +68,7 @@ std::unique_ptr<Engine> build_engine(const Config& config, const ProcessGroups& 
     return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
   // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group), and any stage
   // in mixed precision (fp32 masters) or with 16-bit gradient reductions, run on ZeroEngine.
-  if (config.parallel.zero > 0 || config.train.precision != "fp32" || config.train.reduce_precision != "fp32")
+  if (config.parallel.zero > 0 || config.train.precision != "fp32" || reduce_precision(config) != "fp32")
     return std::make_unique<ZeroEngine>(groups, std::move(model), device, zero_options(config));
   return std::make_unique<DataParallelEngine>(groups, std::move(model), device, data_parallel_options(config));
 }
@@ -77,6 +79,11 @@ std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& g
                                     std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
                                     torch::Device device) {
   require_supported(config, device, *model);
+  if (config.parallel.compression == "onebit_adam" && onebit_freeze_step(config) >= config.train.steps &&
+      groups.world()->rank() == 0)
+    std::fprintf(stderr, "paratorch: warning: [parallel] onebit_freeze_step = %lld is not below [train] steps = %d: "
+                         "1-bit Adam never leaves its warm-up (plain Adam), so nothing is compressed\n",
+                 static_cast<long long>(onebit_freeze_step(config)), config.train.steps);
   return build_engine(config, groups, std::move(model), dataset, device);
 }
 

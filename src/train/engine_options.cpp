@@ -7,6 +7,7 @@
 
 #include <paratorch/errors.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -21,6 +22,12 @@ const std::vector<std::pair<std::string, std::string>>& field_keys() {
       {"DataParallelEngineOptions::microbatches", "[parallel] microbatches"},
       {"DataParallelEngineOptions::bucket_mb", "[parallel] bucket_mb"},
       {"DataParallelEngineOptions::global_batch", "[data] global_batch"},
+      {"DataParallelEngineOptions::compression", "[parallel] compression"},
+      {"PowerSGDOptions::rank", "[parallel] powersgd_rank"},
+      {"PowerSGDOptions::start_step", "[parallel] powersgd_start_step"},
+      {"OneBitAdamOptions::freeze_step", "[parallel] onebit_freeze_step"},
+      {"OneBitAdamOptions::weight_decay", "[optim] weight_decay"},
+      {"OptimizerOptions::kind", "[optim] name"},
       {"ZeroEngineOptions::stage", "[parallel] zero"},
       {"ZeroEngineOptions::compute_dtype", "[train] precision"},
       {"ZeroEngineOptions::reduce_dtype", "[train] reduce_precision"},
@@ -74,7 +81,27 @@ DataParallelEngineOptions data_parallel_options(const Config& config) {
   o.microbatches = config.parallel.microbatches;
   o.bucket_mb = config.parallel.bucket_mb;
   o.seed = static_cast<uint64_t>(config.train.seed);
+  const auto& p = config.parallel;
+  if (p.compression == "powersgd") {
+    o.compression.kind = parallel::CompressionKind::kPowerSGD;
+    o.compression.powersgd.rank = p.powersgd_rank;
+    o.compression.powersgd.start_step = p.powersgd_start_step >= 0 ? p.powersgd_start_step : config.optim.warmup_steps;
+    o.compression.powersgd.seed = static_cast<uint64_t>(config.train.seed);
+  } else if (p.compression == "onebit_adam") {
+    o.compression.kind = parallel::CompressionKind::kOneBitAdam;
+    o.compression.onebit.freeze_step = onebit_freeze_step(config);
+  }
   return o;
+}
+
+int64_t onebit_freeze_step(const Config& config) {
+  const int given = config.parallel.onebit_freeze_step;
+  return given >= 0 ? given : std::max(1, config.train.steps / 5);
+}
+
+std::string reduce_precision(const Config& config) {
+  const auto& c = config.parallel.compression;
+  return c == "bf16" || c == "fp16" ? c : config.train.reduce_precision;
 }
 
 ZeroEngineOptions zero_options(const Config& config) {
@@ -88,7 +115,7 @@ ZeroEngineOptions zero_options(const Config& config) {
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
-  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision, "[train] reduce_precision");
+  o.reduce_dtype = zero::precision_dtype(reduce_precision(config), "[train] reduce_precision");
   o.release_freed_memory = config.parallel.zero_release_memory;
   return o;
 }
@@ -108,7 +135,7 @@ PipelineEngineOptions pipeline_options(const Config& config) {
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
-  o.reduce_dtype = zero::precision_dtype(config.train.reduce_precision, "[train] reduce_precision");
+  o.reduce_dtype = zero::precision_dtype(reduce_precision(config), "[train] reduce_precision");
   o.bucket_mb = config.parallel.bucket_mb;
   return o;
 }

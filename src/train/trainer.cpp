@@ -93,6 +93,8 @@ struct Trainer::Impl {
   std::unique_ptr<report::ProgressLine> progress;
   double step_ms_sum = 0;
   int64_t timed_steps = 0;
+  int64_t step_comm_bytes = 0;   // comm_bytes_sent() over the last step (communicator.h)
+  int64_t total_comm_bytes = 0;  // over this run's steps so far
 
   Impl(World& w, Config c)
       : world(w),
@@ -145,8 +147,11 @@ TrainResult Trainer::run(const std::string& resume_dir) {
     if (s == start + kTracedSteps) report::Tracer::instance().disable();
     const double t0 = now_s();
     double grad_norm = 0;
+    const int64_t bytes0 = comm_bytes_sent();
     loss = t.step(s, &grad_norm);
     const double ms = (now_s() - t0) * 1000;
+    t.step_comm_bytes = comm_bytes_sent() - bytes0;
+    t.total_comm_bytes += t.step_comm_bytes;
     if (s > start || train.steps - start == 1) t.step_ms_sum += ms, ++t.timed_steps;  // first step warms up
     const bool last = s + 1 == train.steps;
     const bool validating = (s + 1) % (5 * train.log_every) == 0 || last;
@@ -237,11 +242,14 @@ void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double gra
   m.grad_norm = grad_norm;
   for (const auto& [key, value] : engine->step_metrics()) m.extra[key] = value;
   if (eval) add_validation_fields(m, config.model.name, eval->loss, eval->accuracy);
+  std::string extra;
+  for (const auto& [key, value] : m.extra) extra += " " + key + "=" + std::to_string(value);
+  // Bytes this rank sent during the step (ring-algorithm count), and since the run started.
+  m.extra["comm_bytes"] = static_cast<double>(step_comm_bytes);
+  m.extra["comm_bytes_total"] = static_cast<double>(total_comm_bytes);
   reporter->write(m);
   progress->update(s, loss, m.throughput, elapsed_s);
   if (eval) {
-    std::string extra;
-    for (const auto& [key, value] : m.extra) extra += " " + key + "=" + std::to_string(value);
     progress->finish();
     std::printf("validation at step %lld:%s\n", static_cast<long long>(s), extra.c_str());
     std::fflush(stdout);

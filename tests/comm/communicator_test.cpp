@@ -30,6 +30,23 @@ TEST(Communicator, AllReduceSumAvgMaxMin) {
   EXPECT_EQ(lo.item<float>(), 0.0f);
 }
 
+// Slot j of rank r's input (value 100r + j, 2 elements per slot) lands in
+// slot r of rank j's output; the bytes counter adds (p-1)/p of the input.
+TEST(Communicator, AllToAllSendsEachSlotToItsRank) {
+  auto comm = test_world().comm();
+  auto in = torch::empty({2 * N()}, torch::kByte);
+  for (int j = 0; j < N(); ++j) in.narrow(0, 2 * j, 2).fill_(10 * R() + j);
+  auto out = torch::empty_like(in);
+  const int64_t before = paratorch::comm_bytes_sent();
+  comm->all_to_all(out, in);
+  EXPECT_EQ(paratorch::comm_bytes_sent() - before, (N() - 1) * 2);
+  for (int r = 0; r < N(); ++r) {
+    EXPECT_EQ(out[2 * r].item<int>(), 10 * r + R());
+    EXPECT_EQ(out[2 * r + 1].item<int>(), 10 * r + R());
+  }
+  EXPECT_THROW(comm->all_to_all(torch::empty({2 * N() + 1}), torch::empty({2 * N() + 1})), paratorch::UsageError);
+}
+
 TEST(Communicator, AllReduceNonContiguousAndBFloat16AreWrittenBack) {
   auto comm = test_world().comm();
   auto base = torch::arange(6, torch::kFloat).view({2, 3}) * (R() + 1);

@@ -58,6 +58,10 @@ Config config_with_every_key_changed() {
   c.parallel.mode = "ps";
   c.parallel.servers = 2;
   c.parallel.staleness = -1;
+  c.parallel.compression = "fp16";  // agrees with reduce_precision below
+  c.parallel.powersgd_rank = 3;
+  c.parallel.powersgd_start_step = 4;
+  c.parallel.onebit_freeze_step = 6;
   c.optim = {"sgd", 0.0123, 0.0, 0, 0.1 + 0.2};
   c.train = {7, 9876543210123LL, 3, "runs/a \"quoted\" \\ dir", 5, 2, "bf16", 512.0, 100, "fp16"};
   c.comm = {"mpi", 12.25};

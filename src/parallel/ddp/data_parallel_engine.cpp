@@ -13,18 +13,23 @@ void DataParallelEngineOptions::validate(int dp) const {
     throw UsageError("paratorch: DataParallelEngineOptions::microbatches = " + std::to_string(microbatches) +
                      " must divide the per-replica batch " + std::to_string(check.local_batch()) +
                      " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(dp) + ")");
+  compression.validate();
 }
 
 DataParallelEngine::DataParallelEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                        torch::Device device, DataParallelEngineOptions options)
     : groups_(groups), model_(std::move(model)), device_(device), options_(options),
-      tp_(model_->shard_specs(), groups.tp()) {
+      tp_(model_->shard_specs(), groups.tp()), compression_(options_.compression, groups.dp()) {
   options_.validate(groups_.layout().dp);
   model_->initialize(options_.seed);
   model_->to(device_);
   DDPOptions ddp_options;
   ddp_options.bucket_mb = options_.bucket_mb;
   ddp_ = std::make_unique<DistributedDataParallel>(model_, groups_.dp(), ddp_options);
+  if (options_.compression.kind != parallel::CompressionKind::kNone && tp_.size() > 1)
+    throw UsageError("paratorch: DataParallelEngineOptions::compression needs tp = 1 (each tp rank's compressor "
+                     "state would need a checkpoint of its own)");
+  compression_.install(*ddp_, named_parameters());
 }
 
 BatchShare DataParallelEngine::batch_share() const {
@@ -108,17 +113,20 @@ int64_t DataParallelEngine::parameter_count() {
 }
 
 std::unique_ptr<Optimizer> DataParallelEngine::build_optimizer(const OptimizerOptions& options) {
+  if (auto onebit = compression_.make_optimizer(options, named_parameters(), *ddp_)) return onebit;
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, p] : named_parameters()) shapes[name] = p.sizes().vec();
   return tp_.with_whole_state(make_optimizer(options, named_parameters()), std::move(shapes));
 }
 
 std::string DataParallelEngine::describe() {
-  const std::string tp = tp_.describe();
+  std::string components = tp_.describe();
+  const std::string compressor = compression_.describe();
+  if (!compressor.empty()) components = components.empty() ? compressor : components + "; " + compressor;
   char line[160];
   std::snprintf(line, sizeof line, "data parallel: %d replicas x %d micro-batch(es), %zu DDP bucket(s) of <= %g MiB",
                 groups_.layout().dp, options_.microbatches, ddp_->buckets().size(), options_.bucket_mb);
-  return tp.empty() ? std::string(line) : tp + "; " + line;
+  return components.empty() ? std::string(line) : components + "; " + line;
 }
 
 }  // namespace paratorch::train

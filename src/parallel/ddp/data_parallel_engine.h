@@ -16,6 +16,7 @@
 // Megatron-LM's rule, and whole tensors are gathered or sliced by ShardSpec
 // for checkpoints. At tp = 1 each of those is the identity.
 #pragma once
+#include "parallel/compression/gradient_compression.h"
 #include "parallel/engine.h"
 #include "parallel/tensor_parallel/tp_shards.h"
 #include <paratorch/ddp.h>
@@ -31,6 +32,8 @@ struct DataParallelEngineOptions {
   int microbatches = 1;
   double bucket_mb = 25.0;
   uint64_t seed = 1234;
+  /// PowerSGD or 1-bit Adam over the replicas' exchange (tp = 1 only).
+  parallel::CompressionOptions compression;
   void validate(int dp) const;
 };
 
@@ -49,6 +52,11 @@ class DataParallelEngine : public Engine {
   int64_t parameter_count() override;
   std::string describe() override;
   std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) override;
+  std::map<std::string, double> step_metrics() override { return compression_.step_metrics(); }
+  std::map<std::string, torch::Tensor> checkpoint_state() override { return compression_.checkpoint_state(); }
+  void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override {
+    compression_.load_checkpoint_state(state);
+  }
   models::BundledModel& model() { return *model_; }
 
  private:
@@ -60,6 +68,7 @@ class DataParallelEngine : public Engine {
   DataParallelEngineOptions options_;
   std::unique_ptr<DistributedDataParallel> ddp_;
   parallel::TpShards tp_;
+  parallel::GradientCompression compression_;
 };
 
 }  // namespace paratorch::train

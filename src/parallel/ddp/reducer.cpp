@@ -12,28 +12,6 @@
 
 namespace paratorch {
 
-std::vector<BucketLayout> plan_buckets(const std::vector<torch::Tensor>& params, int64_t cap_bytes) {
-  std::vector<BucketLayout> buckets;
-  int64_t bytes = 0;
-  torch::Device device = torch::kCPU;
-  for (size_t k = params.size(); k-- > 0;) {
-    const auto& p = params[k];
-    if (!p.requires_grad()) continue;
-    int64_t p_bytes = p.numel() * static_cast<int64_t>(p.element_size());
-    bool start_new = buckets.empty() || buckets.back().dtype != p.scalar_type() ||
-                     device != p.device() || (bytes > 0 && bytes + p_bytes > cap_bytes);
-    if (start_new) {
-      buckets.push_back(BucketLayout{{}, 0, p.scalar_type()});
-      bytes = 0;
-      device = p.device();
-    }
-    buckets.back().params.push_back(k);
-    buckets.back().numel += p.numel();
-    bytes += p_bytes;
-  }
-  return buckets;
-}
-
 namespace {
 
 /// A tensor over flat[offset : offset + numel] shaped `sizes` that is *not*
@@ -77,6 +55,16 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
     }
     bucket.pending = bucket.expected = layouts_[b].params.size();
   }
+}
+
+GradBucket Reducer::bucket_view(size_t b) const {
+  const Bucket& bucket = buckets_[b];
+  GradBucket view{b, bucket.flat, divisor_};
+  if (mode_ == ReduceMode::kAllReduce && !caller_buckets_) {  // members alias the bucket with their shapes
+    view.gradients = bucket.views;
+    for (size_t i : layouts_[b].params) view.names.push_back(i < names_.size() ? names_[i] : std::to_string(i));
+  }
+  return view;
 }
 
 int64_t padded_bucket_numel(int64_t numel, int ranks) { return (numel + ranks - 1) / ranks * ranks; }
@@ -263,7 +251,8 @@ int64_t Reducer::join_until_all_done() {
     for (size_t b = 0; b < buckets_.size(); ++b) {
       // Zeros, so this rank adds nothing; the hook may compress them like any bucket.
       buckets_[b].flat.zero_();
-      GradBucket bucket{b, buckets_[b].flat, active};
+      GradBucket bucket = bucket_view(b);
+      bucket.divisor = active;
       hook_(*comm_, bucket)->wait();
       ++shadowed;
     }
@@ -309,7 +298,7 @@ void Reducer::launch_in_order() {
   while (next_to_launch_ < buckets_.size() && buckets_[next_to_launch_].pending == 0) {
     const size_t b = next_to_launch_++;
     Bucket& bucket = buckets_[b];
-    GradBucket view{b, bucket.flat, divisor_};
+    GradBucket view = bucket_view(b);
     if (mode_ == ReduceMode::kReduceScatter) {
       view.buffer = scatter_buffer(b);
       const int64_t n = view.buffer.numel() / comm_->size();

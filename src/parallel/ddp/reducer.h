@@ -136,6 +136,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
 
   /// Bucket b's flat buffer when its parameters are on the CPU (else undefined).
   std::vector<torch::Tensor> allocate_cpu_buckets();
+  /// What the comm hook gets of bucket b (gradients and names in all-reduce mode).
+  GradBucket bucket_view(size_t b) const;
   void on_gradient_ready(size_t param);
   void begin_backward();
   void launch_in_order();
