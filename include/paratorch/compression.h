@@ -26,7 +26,9 @@
 ///   paratorch::DistributedDataParallel ddp(model, world.comm());
 ///   paratorch::OneBitAdamOptions options;
 ///   options.freeze_step = 200;
-///   paratorch::OneBitAdam opt(named_parameters_of(*model), ddp, options);
+///   std::vector<std::pair<std::string, torch::Tensor>> params;
+///   for (auto& item : model->named_parameters()) params.emplace_back(item.key(), item.value());
+///   paratorch::OneBitAdam opt(params, ddp, options);
 ///   for (...) { for (auto& p : model->parameters()) p.mutable_grad().zero_();
 ///               loss.backward(); opt.step(3e-4); }
 #pragma once
