@@ -3,9 +3,10 @@
 // counterpart of torch.distributed.pipelining / DeepSpeed's PipelineModule.
 //
 // The children are cut into contiguous stages, one per rank of the pp group
-// (v per rank with the interleaved schedule); each rank keeps only its
-// stage's parameters. step() splits the batch into micro-batches and runs
-// GPipe, 1F1B or interleaved 1F1B over them; afterwards this rank's
+// (v per rank with the interleaved schedule, 2 in zb-v's V); each rank keeps
+// only its stage's parameters. step() splits the batch into micro-batches and
+// runs GPipe, 1F1B, interleaved 1F1B or a zero-bubble schedule (backward
+// split into input and weight passes) over them; afterwards this rank's
 // parameters hold the gradients of the batch's mean loss, so the user's own
 // optimizer over pipeline.parameters() steps as it would in one process.
 // microbatches = 1 is naive model parallelism (one stage busy at a time).
@@ -43,6 +44,14 @@ enum class PipelineSchedule {
   kGPipe,        ///< all forwards, then all backwards (Huang et al., 2019)
   kOneFOneB,     ///< PipeDream-Flush: at most pp - rank micro-batches in flight (Narayanan et al., 2021)
   kInterleaved,  ///< Megatron-LM's interleaved 1F1B: virtual_stages chunks per rank (Narayanan et al., SC'21)
+  /// Zero bubble ZB-H1 (Qi et al., 2023): backward split into input and
+  /// weight passes, the weight passes filling 1F1B's cool-down; 1F1B's peak
+  /// memory, a third of its bubble. Needs microbatches >= the pp size.
+  kZeroBubbleH1,
+  /// Zero bubble ZB-V: two chunks per rank in a V (rank 0 holds the first and
+  /// last stage); leaves only the start-up skew idle. virtual_stages is 2
+  /// (leave it at 1 or set 2). Needs microbatches >= the pp size.
+  kZeroBubbleV,
 };
 
 /// How the children are cut into stages (contiguous runs, at least one child each).

@@ -28,7 +28,7 @@ std::vector<FlagSpec> plan_flags(bool simulate) {
       {"set", "section.key=value", "override one config key (repeatable)"},
       {"zero", "S", "ZeRO stage 0-3"},
       {"microbatch-size", "M", "sequences per micro-batch"},
-      {"schedule", "X", "gpipe | 1f1b | interleaved (with [parallel] virtual_stages, default 2)"},
+      {"schedule", "X", "gpipe | 1f1b | interleaved (with [parallel] virtual_stages, default 2) | zb-h1 | zb-v"},
       {"json", "", "print the prediction(s) as JSON lines instead of text"},
       {"help", "", "show this help"},
   };

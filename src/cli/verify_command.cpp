@@ -26,7 +26,7 @@ const std::vector<FlagSpec>& verify_flags() {
       {"layout", "dp=A,pp=B,tp=C", "layout to check (default dp=auto)"},
       {"zero", "S", "ZeRO stage 0..3 (default 0, or the config's; docs/zero.md)"},
       {"set", "section.key=value", "override one config key (repeatable), e.g. --set parallel.microbatches=4"},
-      {"schedule", "NAME", "pipeline schedule: gpipe | 1f1b | interleaved ([parallel] schedule)"},
+      {"schedule", "NAME", "pipeline schedule: gpipe | 1f1b | interleaved | zb-h1 | zb-v ([parallel] schedule)"},
       {"microbatches", "M", "micro-batches per step ([parallel] microbatches)"},
       {"virtual-stages", "V", "model chunks per pipeline rank, interleaved ([parallel] virtual_stages)"},
       {"steps", "K", "optimizer steps to compare (default 3)"},
@@ -110,7 +110,7 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   Args args("verify", verify_flags(), argl);
   if (args.has("help")) {
     std::cout << "usage: paratorch verify (--model NAME | --config F.toml) [--layout dp=A,pp=B,tp=C]\n"
-                 "                        [--schedule gpipe|1f1b|interleaved] [--microbatches M] [--virtual-stages V]\n"
+                 "                        [--schedule gpipe|1f1b|interleaved|zb-h1|zb-v] [--microbatches M] [--virtual-stages V]\n"
                  "                        [--set section.key=value ...] [--steps K] [--nproc N]\n\n"
                  "Runs the layout and the single-process reference on the same global batches\n"
                  "and compares every step's loss and pre-clip gradient norm, the final\n"

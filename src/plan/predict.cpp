@@ -20,6 +20,7 @@ int closed_form_in_flight(const PlanLayout& L, int64_t m) {
   if (L.schedule == "gpipe") return static_cast<int>(m);
   if (L.schedule == "interleaved")
     return static_cast<int>(std::min<int64_t>(m * L.virtual_stages, (L.virtual_stages + 1) * L.pp));
+  if (L.schedule == "zb-v") return static_cast<int>(std::min<int64_t>(2 * m, 2 * L.pp));  // half-stage chunks
   return static_cast<int>(std::min<int64_t>(m, L.pp));
 }
 
@@ -83,10 +84,14 @@ void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLa
   if (L.zero < 0 || L.zero > 3) fail("zero = " + std::to_string(L.zero) + " must be 0..3");
   if (L.zero > 1 && L.pp > 1)
     fail("zero = " + std::to_string(L.zero) + " with pp > 1: paratorch's pipelines shard optimizer state (zero 1) only");
+  if (L.pp > 1 && L.recompute && pipeline::splits_backward(L.schedule))
+    fail("schedule " + L.schedule + " with recompute: the zero-bubble schedules do not combine with activation "
+         "checkpointing yet; use recompute 0 or schedule 1f1b");
   if (L.pp > 1) {
     try {
-      pipeline::validate_schedule_shape(L.schedule, {L.pp, static_cast<int>(L.microbatches(run.global_batch)),
-                                                     L.virtual_stages});
+      pipeline::validate_schedule_shape(
+          L.schedule, pipeline::shape_for(L.schedule, L.pp, static_cast<int>(L.microbatches(run.global_batch)),
+                                          L.virtual_stages));
     } catch (const UsageError& e) {
       fail(std::string("schedule ") + L.schedule_text() + ": " + e.what());
     }
@@ -121,8 +126,9 @@ Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout
   // layers plus the logits (the last stage) or the mlp's input projection
   // (the first), both at pp = 1.
   // An uneven split costs its busiest stage (and chunk): the ceiling.
-  const int64_t chunk_layers = (g.layers + L.pp * L.virtual_stages - 1) / (L.pp * L.virtual_stages);
-  const int64_t layers = chunk_layers * L.virtual_stages;
+  const int v = L.pp > 1 ? pipeline::shape_for(L.schedule, L.pp, 1, L.virtual_stages).virtual_stages : 1;  // zb-v: 2
+  const int64_t chunk_layers = (g.layers + L.pp * v - 1) / (L.pp * v);
+  const int64_t layers = chunk_layers * v;
   // Arithmetic at the GEMMs' efficiency, plus the memory-bound element-wise
   // work (LayerNorm, softmax, GELU, dropout, residuals), which moves about
   // the bytes the layer keeps for backward once per pass.
@@ -154,14 +160,20 @@ Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout
   if (L.pp == 1) {
     makespan = busy = static_cast<double>(m) * (stage_f + stage_b);
   } else if (simulate) {
-    const auto schedule = pipeline::make_schedule(L.schedule, {L.pp, static_cast<int>(m), L.virtual_stages});
+    const auto schedule =
+        pipeline::make_schedule(L.schedule, pipeline::shape_for(L.schedule, L.pp, static_cast<int>(m), L.virtual_stages));
     p.pipeline = pipeline::simulate(schedule, {stage_f, stage_b, transfer});
     makespan = p.pipeline.makespan;
     busy = *std::max_element(p.pipeline.busy.begin(), p.pipeline.busy.end());
     in_flight = p.pipeline.peak_in_flight.empty() ? 1 : p.pipeline.peak_in_flight[0];
   } else {
     busy = static_cast<double>(m) * (stage_f + stage_b);
-    makespan = busy + (L.pp - 1.0) / L.virtual_stages * (stage_f + stage_b) + 2 * (L.pp - 1) * transfer;
+    // Idle per rank: (p-1)(F+B)/v; the zero-bubble schedules fill it with
+    // weight passes (B = I + W, I = W): (p-1)F for zb-h1, (p-1)F/2 for zb-v.
+    const double idle = L.schedule == "zb-h1" ? (L.pp - 1.0) * stage_f
+                        : L.schedule == "zb-v" ? (L.pp - 1.0) * stage_f / 2
+                                               : (L.pp - 1.0) / L.virtual_stages * (stage_f + stage_b);
+    makespan = busy + idle + 2 * (L.pp - 1) * transfer;
   }
   if (oversubscribed > 1) {  // the ranks' mean compute (the model's work over pp), times how many share a core
     const double layer_passes = 3 * layer_f + 4 * tp_ar + (L.recompute ? layer_f + 2 * tp_ar : 0);

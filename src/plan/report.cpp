@@ -61,8 +61,7 @@ std::string simulated_gantt_svg(const Prediction& p, const std::string& title) {
   for (const auto& rank : p.pipeline.timeline) {
     std::vector<pipeline::ComputeSpan> spans;
     for (const auto& a : rank)
-      spans.push_back({a.action.type == pipeline::ActionType::kForward, a.action.microbatch, a.action.chunk,
-                       a.start * 1e6, a.end * 1e6});
+      spans.push_back({pipeline::to_string(a.action)[0], a.action.microbatch, a.action.chunk, a.start * 1e6, a.end * 1e6});
     step.stages.push_back(std::move(spans));
   }
   return pipeline::gantt_svg(step, title);

@@ -188,7 +188,7 @@ std::vector<ConfigKey> build_config_schema() {
       .add(&ParallelSection::schedule, "schedule",
            "pipeline schedule: " + join_config_words(kConfigScheduleNames, " | "))
       .add(&ParallelSection::microbatches, "microbatches", "micro-batches per step (pipeline)")
-      .add(&ParallelSection::virtual_stages, "virtual_stages", "model chunks per stage (interleaved)")
+      .add(&ParallelSection::virtual_stages, "virtual_stages", "model chunks per stage (interleaved; zb-v has 2)")
       .add(&ParallelSection::partition, "partition",
            "pipeline cuts: params (balance memory) | time (balance measured speed) | \"3,5\" (first block of stages 1..)")
       .add(&ParallelSection::activation_checkpointing, "activation_checkpointing",

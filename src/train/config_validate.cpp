@@ -116,7 +116,11 @@ void ParallelSection::validate() const {
   require_config_choice("parallel", "schedule", schedule, kConfigScheduleNames);
   require_config_at_least("parallel", "microbatches", microbatches, 1);
   require_config_at_least("parallel", "virtual_stages", virtual_stages, 1);
-  if (virtual_stages > 1 && schedule != "interleaved")
+  if (schedule == "zb-v" && virtual_stages > 2)
+    throw config_key_error("parallel", "virtual_stages",
+                           "= " + std::to_string(virtual_stages) +
+                               ": schedule \"zb-v\" places exactly 2 chunks per rank in a V; set virtual_stages = 1 or 2");
+  if (virtual_stages > 1 && schedule != "interleaved" && schedule != "zb-v")
     throw config_key_error("parallel", "virtual_stages",
                            "= " + std::to_string(virtual_stages) +
                                " needs schedule \"interleaved\", got " + quote_toml_string(schedule) +

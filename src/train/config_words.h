@@ -14,7 +14,7 @@ inline const std::vector<std::string> kConfigSectionNames = {"model", "data",  "
 inline const std::vector<std::string> kConfigModelNames = {"gpt", "mlp", "cnn", "mf"};
 inline const std::vector<std::string> kConfigBundledSources = {"kjv", "fashion_mnist", "synthetic",
                                                         "mf_synthetic"};
-inline const std::vector<std::string> kConfigScheduleNames = {"gpipe", "1f1b", "interleaved"};
+inline const std::vector<std::string> kConfigScheduleNames = {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-v"};
 inline const std::vector<std::string> kConfigModeNames = {"sync", "ps", "hogwild"};
 inline const std::vector<std::string> kConfigOptimizerNames = {"adamw", "sgd"};
 inline const std::vector<std::string> kConfigPrecisionNames = {"fp32", "bf16", "fp16"};

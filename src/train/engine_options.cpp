@@ -125,7 +125,7 @@ PipelineEngineOptions pipeline_options(const Config& config) {
   o.global_batch = config.data.global_batch;
   o.microbatches = config.parallel.microbatches;
   o.schedule = parallel::pipeline::schedule_from_name(config.parallel.schedule);
-  o.virtual_stages = config.parallel.virtual_stages;
+  o.virtual_stages = pipeline::shape_for(config.parallel.schedule, 1, 1, config.parallel.virtual_stages).virtual_stages;
   o.partition = pipeline::BlockPartition::parse(config.parallel.partition);
   o.activation_checkpointing = config.parallel.activation_checkpointing;
   o.zero = config.parallel.zero;

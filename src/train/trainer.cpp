@@ -279,7 +279,7 @@ void Trainer::Impl::finish_outputs() {
   report::write_trace(*world.comm(), out("trace.json"));
   if (leader() && groups.layout().pp > 1) {  // measured bubble and pipeline.svg (docs/pipeline.md)
     const auto& p = config.parallel;
-    const double theory = pipeline::theoretical_bubble(p.schedule, {p.pp, p.microbatches, p.virtual_stages});
+    const double theory = pipeline::theoretical_bubble(p.schedule, pipeline::shape_for(p.schedule, p.pp, p.microbatches, p.virtual_stages));
     const std::string line = pipeline::write_pipeline_report(out("trace.json"), out("pipeline.svg"), groups.layout(), theory);
     if (!line.empty()) std::printf("%s\n", line.c_str());
   }

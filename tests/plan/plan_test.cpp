@@ -218,6 +218,31 @@ TEST(PlanThroughput, DISABLED_CalibrateSeleneOnTwoRows) {
 
 // Transfers cost their time in the replay: on the critical path of a
 // 4-stage GPipe step, the fill and the drain each cross 3 boundaries.
+// The zero-bubble schedules in the planner: zb-h1's simulated idle time is
+// about a third of 1F1B's (I = W = F), the closed form agrees, zb-v keeps
+// 1F1B's activation memory (2p half-stage chunks), and recompute is refused
+// as the engine refuses activation checkpointing with them.
+TEST(PlanPipeline, ZeroBubbleSchedulesShrinkTheBubbleAtOneFOneBsMemory) {
+  Cluster c = load_cluster(kSelene);
+  c.nodes = 1;
+  RunShape run;
+  run.model = {32, 4096, 32, 2048, 51200};
+  run.global_batch = 16;
+  const PlanLayout one{1, 8, 1, 0, 1, "1f1b", 1, false}, h1{1, 8, 1, 0, 1, "zb-h1", 1, false},
+      v{1, 8, 1, 0, 1, "zb-v", 1, false};
+  const Prediction a = predict(run, c, one), b = predict(run, c, h1), d = predict(run, c, v);
+  EXPECT_GT(a.time.bubble, 0);
+  EXPECT_LT(b.time.bubble, 0.45 * a.time.bubble);
+  EXPECT_LT(d.time.bubble, b.time.bubble);
+  EXPECT_LT(b.step_s, a.step_s);
+  EXPECT_NEAR(predict(run, c, h1, false).time.bubble, b.time.bubble, 0.2 * b.time.bubble);
+  EXPECT_NEAR(d.memory.activations, a.memory.activations, 0.05 * a.memory.activations);
+  PlanLayout recompute = h1;
+  recompute.recompute = true;
+  EXPECT_NE(usage_error_of([&] { predict(run, c, recompute); }).find("do not combine with activation checkpointing"),
+            std::string::npos);
+}
+
 TEST(PlanPipeline, SimulatedTransfersLengthenTheStep) {
   const auto schedule = pipeline::make_schedule("gpipe", {4, 4, 1});
   const double without = pipeline::simulate(schedule, {1, 2, 0}).makespan;

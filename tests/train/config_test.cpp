@@ -313,7 +313,7 @@ TEST(Config, OutOfRangeValuesSayWhatIsValid) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"[parallel]\nzero = 5\n", "paratorch: [parallel] zero must be 0..3, got 5"},
       {"[parallel]\nschedule = \"zigzag\"\n",
-       "[parallel] schedule must be one of gpipe, 1f1b, interleaved, got \"zigzag\""},
+       "[parallel] schedule must be one of gpipe, 1f1b, interleaved, zb-h1, zb-v, got \"zigzag\""},
       {"[parallel]\nmode = \"async\"\n", "[parallel] mode must be one of sync, ps, hogwild"},
       {"[parallel]\nstaleness = -2\n", "[parallel] staleness must be an integer >= -1 or \"inf\", got integer -2"},
       {"[parallel]\nvirtual_stages = 2\n", "[parallel] virtual_stages = 2 needs schedule \"interleaved\""},

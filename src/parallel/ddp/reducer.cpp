@@ -269,6 +269,7 @@ void Reducer::begin_backward() {
   divisor_ = join_enabled_ ? active_ranks(true) : comm_->size();
   // Finalize when the engine finishes this backward pass, so backward()
   // returns with averaged gradients, as in PyTorch.
+  if (!finalize_at_end_) return;
   std::weak_ptr<Reducer> weak = shared_from_this();
   at_end_of_backward([weak] {
     if (auto self = weak.lock()) self->finalize();

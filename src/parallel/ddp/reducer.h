@@ -103,6 +103,10 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   bool sync_enabled() const { return sync_enabled_; }
   /// Ends the current backward pass: launch what is left, wait, average.
   void finalize();
+  /// false: a pass ends only at finalize(), not when the autograd engine's
+  /// backward ends — for a backward run as several engine calls (the
+  /// pipeline's split weight passes, parallel/pipeline/split_backward.h).
+  void set_finalize_at_end_of_backward(bool on) { finalize_at_end_ = on; }
   const std::vector<BucketLayout>& layouts() const { return layouts_; }
   int64_t reductions_launched() const { return launched_total_; }
   void set_comm_hook(CommHook hook);
@@ -167,6 +171,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   size_t next_to_launch_ = 0;
   size_t next_to_retire_ = 0;  // reduce-scatter: first bucket whose shard is not handed over yet
   bool sync_enabled_ = true;
+  bool finalize_at_end_ = true;
   int64_t launched_total_ = 0;
   CommHook hook_;
   bool join_enabled_ = false;

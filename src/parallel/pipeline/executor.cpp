@@ -1,9 +1,11 @@
 // src/parallel/pipeline/executor.cpp — see executor.h.
 #include "parallel/pipeline/executor.h"
 
+#include "parallel/pipeline/split_backward.h"
 #include "report/trace.h"
 #include <paratorch/errors.h>
 
+#include <cstdio>
 #include <malloc.h>
 
 namespace paratorch::pipeline {
@@ -36,6 +38,7 @@ struct Executor::Slot {
   WorkHandle grad_recv;
   torch::Tensor grad_in;   // input.grad, sent to the previous stage
   bool grad_sent = false;
+  SplitBackward split;     // I done, W pending: the graph W needs
 };
 
 Executor::Executor(std::shared_ptr<Communicator> pp, Schedule schedule, std::vector<StageChunk> chunks,
@@ -55,10 +58,13 @@ Executor::Executor(std::shared_ptr<Communicator> pp, Schedule schedule, std::vec
                          std::to_string(chunks_.size()) + " chunks and " + std::to_string(boundaries_.size()) +
                          " boundaries do not fit schedule with p=" + std::to_string(s.stages) +
                          ", v=" + std::to_string(s.virtual_stages));
+  if (checkpointing_ && splits_backward(schedule_.name))
+    throw UsageError("paratorch: activation checkpointing does not combine with schedule \"" + schedule_.name +
+                     "\" yet (its W would need the recomputed graph kept); use 1f1b or turn checkpointing off");
   last_backward_.assign(chunks_.size(), -1);
   const auto& mine = schedule_.ranks[static_cast<size_t>(rank_)];
   for (size_t i = 0; i < mine.size(); ++i)
-    if (mine[i].type == ActionType::kBackward) last_backward_[static_cast<size_t>(mine[i].chunk)] = static_cast<int>(i);
+    if (makes_weight_grads(mine[i].type)) last_backward_[static_cast<size_t>(mine[i].chunk)] = static_cast<int>(i);
 }
 
 Executor::~Executor() = default;
@@ -103,15 +109,19 @@ double Executor::run_step(const std::vector<models::Batch>& micro, const Criteri
   report::Tracer::Span step_span("step", "pipeline_step");  // the window timeline.h measures in
   if (measure_memory_) heap_at_start_ = heap_in_use_bytes();
   double loss_sum = 0;
-  int in_flight = 0;
+  int in_flight = 0, retained = 0;
   const auto& actions = schedule_.ranks[static_cast<size_t>(rank_)];
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
-    if (a.type == ActionType::kBackward && observer_)
-      observer_(a.chunk, last_backward_[static_cast<size_t>(a.chunk)] == static_cast<int>(i));
+    const bool last = last_backward_[static_cast<size_t>(a.chunk)] == static_cast<int>(i);
+    if (makes_weight_grads(a.type) && observer_) observer_(a.chunk, last);
     run_action(a, micro, criterion, loss_scale, loss_sum);
+    if (last && after_last_) after_last_(a.chunk);
     if (a.type == ActionType::kForward) stats_.peak_in_flight = std::max(stats_.peak_in_flight, ++in_flight);
-    if (a.type == ActionType::kBackward) --in_flight;
+    if (a.type == ActionType::kBackwardInput)
+      stats_.peak_retained_graphs = std::max(stats_.peak_retained_graphs, ++retained);
+    if (a.type == ActionType::kBackwardWeight) --retained;
+    if (makes_weight_grads(a.type)) --in_flight;
     if (!sends_.empty()) drain_sends(false);
   }
   drain_sends(true);
@@ -177,6 +187,25 @@ void Executor::run_action(const Action& a, const std::vector<models::Batch>& mic
       else slot.output.backward(slot.grad_out);
       if (stage > 0 && !slot.grad_sent) slot.grad_in = slot.input.grad();
       slot.input = slot.output = slot.grad_out = torch::Tensor();  // this micro-batch's activations are freed
+      break;
+    }
+    case ActionType::kBackwardInput: {
+      if (!last) slot.grad_recv->wait();
+      report::Tracer::Span span(to_string(a), "pipeline");
+      slot.grad_in = slot.split.input_pass(slot.output, last ? torch::Tensor() : slot.grad_out,
+                                           stage > 0 ? slot.input : torch::Tensor());
+      if (!slot.split.split() && stage > 0 && stats_.unsplit_backwards++ == 0)
+        std::fprintf(stderr,
+                     "paratorch: pipeline stage %d: its backward cannot be split into I and W (a parameter feeds the "
+                     "stage's graph in two places); W runs the whole backward again (correct, slower)\n",
+                     stage);
+      slot.grad_out = torch::Tensor();  // the graph's W holds what it needs
+      break;
+    }
+    case ActionType::kBackwardWeight: {
+      report::Tracer::Span span(to_string(a), "pipeline");
+      slot.split.weight_pass();
+      slot.input = slot.output = torch::Tensor();  // this micro-batch's activations are freed
       break;
     }
     case ActionType::kSendGrad:

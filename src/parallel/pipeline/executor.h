@@ -45,15 +45,19 @@ struct BoundarySpec {
   torch::Dtype dtype = torch::kFloat;
 };
 
-/// Called right before a backward of `chunk`; `last_of_chunk`: no later
-/// backward of that chunk follows in this step.
+/// Called right before a backward (or W) of `chunk`; `last_of_chunk`: no
+/// later one of that chunk follows in this step.
 using BackwardObserver = std::function<void(int chunk, bool last_of_chunk)>;
+/// Called right after the last backward (or W) of `chunk` in a step.
+using LastBackwardDone = std::function<void(int chunk)>;
 
 /// Loss of a model's output on a micro-batch (the model's criterion).
 using Criterion = std::function<torch::Tensor(const torch::Tensor& output, const models::Batch& batch)>;
 
 struct ExecutorStats {
-  int peak_in_flight = 0;           // micro-batch chunks forwarded, not yet backwarded
+  int peak_in_flight = 0;           // micro-batch chunks forwarded, not yet backwarded (W included)
+  int peak_retained_graphs = 0;     // I done, W pending
+  int64_t unsplit_backwards = 0;    // I/W pairs whose graph could not be split (split_backward.h)
   int64_t peak_stored_bytes = 0;    // boundary tensors + outputs kept for backward
   /// With measure_memory(): the largest growth of the process's heap (malloc
   /// in use, mmap'd blocks included) over its level at the step's start,
@@ -80,9 +84,12 @@ class Executor {
   torch::Tensor forward_only(const models::Batch& batch);
 
   const Schedule& schedule() const { return schedule_; }
-  /// Installs the observer of every backward (replaces the previous one).
-  void observe_backwards(BackwardObserver observer) { observer_ = std::move(observer); }
-  /// Position in this rank's action list of each chunk's last backward (-1: none).
+  /// Installs the observer of every backward (replaces the previous one)
+  /// and, optionally, the callback after each chunk's last one.
+  void observe_backwards(BackwardObserver observer, LastBackwardDone after_last = {}) {
+    observer_ = std::move(observer), after_last_ = std::move(after_last);
+  }
+  /// Position in this rank's action list of each chunk's last backward or W (-1: none).
   const std::vector<int>& last_backwards() const { return last_backward_; }
   const ExecutorStats& stats() const { return stats_; }
   /// Samples the heap after every action (glibc's mallinfo2; benchmarks only).
@@ -110,6 +117,7 @@ class Executor {
   int rank_;
   std::vector<int> last_backward_;  // per chunk: index of its last backward in this rank's list
   BackwardObserver observer_;
+  LastBackwardDone after_last_;
   std::map<std::pair<int, int>, std::unique_ptr<Slot>> slots_;
   std::vector<std::pair<WorkHandle, torch::Tensor>> sends_;  // tensors live until sent
   ExecutorStats stats_;

@@ -11,10 +11,17 @@ void PipelineOptions::validate() const {
     throw UsageError("paratorch: PipelineOptions::microbatches must be >= 1, got " + std::to_string(microbatches));
   if (virtual_stages < 1)
     throw UsageError("paratorch: PipelineOptions::virtual_stages must be >= 1, got " + std::to_string(virtual_stages));
-  if (virtual_stages > 1 && schedule != PipelineSchedule::kInterleaved)
+  if (schedule == PipelineSchedule::kZeroBubbleV && virtual_stages > 2)
+    throw UsageError("paratorch: PipelineOptions::schedule = PipelineSchedule::kZeroBubbleV places exactly 2 chunks "
+                     "per rank; got PipelineOptions::virtual_stages = " + std::to_string(virtual_stages) +
+                     " (leave it at 1 or set 2)");
+  if (virtual_stages > 1 && schedule != PipelineSchedule::kInterleaved && schedule != PipelineSchedule::kZeroBubbleV)
     throw UsageError("paratorch: PipelineOptions::virtual_stages = " + std::to_string(virtual_stages) +
                      " needs PipelineOptions::schedule = PipelineSchedule::kInterleaved, got " +
                      parallel::pipeline::schedule_field(schedule));
+  if (activation_checkpointing && (schedule == PipelineSchedule::kZeroBubbleH1 || schedule == PipelineSchedule::kZeroBubbleV))
+    throw UsageError("paratorch: PipelineOptions::activation_checkpointing does not combine with " +
+                     parallel::pipeline::schedule_field(schedule) + " yet; turn it off or use PipelineSchedule::kOneFOneB");
   if (partition == PartitionBy::kSplitPoints && split_points.empty())
     throw UsageError("paratorch: PipelineOptions::partition = PartitionBy::kSplitPoints needs "
                      "PipelineOptions::split_points (the first block of stages 1, 2, ...)");
@@ -45,14 +52,18 @@ std::string schedule_name(PipelineSchedule schedule) {
     case PipelineSchedule::kGPipe: return "gpipe";
     case PipelineSchedule::kOneFOneB: return "1f1b";
     case PipelineSchedule::kInterleaved: return "interleaved";
+    case PipelineSchedule::kZeroBubbleH1: return "zb-h1";
+    case PipelineSchedule::kZeroBubbleV: return "zb-v";
   }
   return "1f1b";
 }
 
 PipelineSchedule schedule_from_name(const std::string& name) {
-  for (auto s : {PipelineSchedule::kGPipe, PipelineSchedule::kOneFOneB, PipelineSchedule::kInterleaved})
+  for (auto s : {PipelineSchedule::kGPipe, PipelineSchedule::kOneFOneB, PipelineSchedule::kInterleaved,
+                 PipelineSchedule::kZeroBubbleH1, PipelineSchedule::kZeroBubbleV})
     if (schedule_name(s) == name) return s;
-  throw UsageError("paratorch: schedule \"" + name + "\" is unknown; valid schedules: gpipe, 1f1b, interleaved");
+  throw UsageError("paratorch: schedule \"" + name +
+                   "\" is unknown; valid schedules: gpipe, 1f1b, interleaved, zb-h1, zb-v");
 }
 
 std::string schedule_field(PipelineSchedule schedule) {
@@ -60,15 +71,20 @@ std::string schedule_field(PipelineSchedule schedule) {
     case PipelineSchedule::kGPipe: return "PipelineSchedule::kGPipe";
     case PipelineSchedule::kOneFOneB: return "PipelineSchedule::kOneFOneB";
     case PipelineSchedule::kInterleaved: return "PipelineSchedule::kInterleaved";
+    case PipelineSchedule::kZeroBubbleH1: return "PipelineSchedule::kZeroBubbleH1";
+    case PipelineSchedule::kZeroBubbleV: return "PipelineSchedule::kZeroBubbleV";
   }
   return "?";
 }
 
 ::paratorch::pipeline::PipelineShape check_shape(const PipelineOptions& o, int pp_size, int n_blocks) {
-  const int stages = pp_size * o.virtual_stages;
+  const auto shape = ::paratorch::pipeline::shape_for(schedule_name(o.schedule), pp_size, o.microbatches, o.virtual_stages);
+  const int stages = shape.model_stages();
   const std::string group = "the pp group of " + std::to_string(pp_size) + " rank(s)" +
-                            (o.virtual_stages > 1 ? " x PipelineOptions::virtual_stages = " +
-                                                        std::to_string(o.virtual_stages) : std::string());
+                            (shape.v_shape                ? std::string(" x 2 chunks per rank (the V of zb-v)")
+                             : shape.virtual_stages > 1 ? " x PipelineOptions::virtual_stages = " +
+                                                              std::to_string(shape.virtual_stages)
+                                                        : std::string());
   if (n_blocks < stages)
     throw UsageError("paratorch: " + group + " needs at least " + std::to_string(stages) +
                      " blocks (one per stage) but the model has " + std::to_string(n_blocks) +
@@ -87,7 +103,12 @@ std::string schedule_field(PipelineSchedule schedule) {
     throw UsageError("paratorch: PipelineOptions::microbatches = " + std::to_string(o.microbatches) +
                      " is too many for " + std::to_string(stages) + " stages (at most " +
                      std::to_string(32767 / (2 * stages)) + ")");
-  return {pp_size, o.microbatches, o.virtual_stages};
+  if ((o.schedule == PipelineSchedule::kZeroBubbleH1 || o.schedule == PipelineSchedule::kZeroBubbleV) &&
+      o.microbatches < pp_size)
+    throw UsageError("paratorch: PipelineOptions::microbatches = " + std::to_string(o.microbatches) + " is below the pp "
+                     "group's size " + std::to_string(pp_size) + ", which " + schedule_field(o.schedule) +
+                     " needs; raise microbatches or use PipelineSchedule::kOneFOneB");
+  return shape;
 }
 
 void check_batch(const PipelineOptions& o, const torch::Tensor& input, const torch::Tensor& target) {

@@ -184,6 +184,11 @@ void check_block_count(int n_blocks, int pp, int virtual_stages, const std::stri
                                          : std::string()) +
                      " needs " + std::to_string(stages) + " blocks but model \"" + model_name + "\" has " +
                      std::to_string(n_blocks) + "; lower Layout::pp or give the model more blocks (ModelConfig::n_layers)");
+  if (schedule == "zb-v" && n_blocks % stages != 0)
+    throw UsageError("paratorch: schedule \"zb-v\" needs the model's " + std::to_string(n_blocks) +
+                     " blocks divisible by 2 x Layout::pp = " + std::to_string(stages) +
+                     " (each rank's two chunks of the V hold equal halves; " + std::to_string(n_blocks) + " blocks over " +
+                     std::to_string(pp) + " ranks do not halve evenly); change ModelConfig::n_layers or Layout::pp");
   if (schedule == "interleaved" && n_blocks % stages != 0)
     throw UsageError("paratorch: schedule \"interleaved\" needs the model's " + std::to_string(n_blocks) +
                      " blocks divisible by Layout::pp x PipelineEngineOptions::virtual_stages = " + std::to_string(stages) +

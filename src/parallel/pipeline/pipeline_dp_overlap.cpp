@@ -63,6 +63,10 @@ void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk
   for (const auto& name : held_)  // model order: buckets fill in reverse, as backward produces them
     if (reducer_of.count(name) && trained(name).requires_grad())
       reducers_[static_cast<size_t>(reducer_of.at(name))].names.push_back(name);
+  // Split backwards (zb-h1, zb-v) run each W as several autograd engine
+  // calls (split_backward.h): a reducer's pass ends after the chunk's last
+  // W, not at the end of an engine call.
+  const bool split = pipeline::splits_backward(executor_->schedule().name);
   DDPOptions ddp;
   ddp.bucket_mb = options_.bucket_mb;
   ddp.find_unused_parameters = true;
@@ -72,11 +76,16 @@ void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk
     for (const auto& name : r.names) params.push_back(trained(name));
     r.reducer = std::make_shared<Reducer>(std::move(params), r.names, groups_.dp(), ddp);  // collective over dp
     r.reducer->install_hooks();
+    r.reducer->set_finalize_at_end_of_backward(!split);
     r.reducer->set_comm_hook(average_in(options_.reduce_dtype));
   }
-  executor_->observe_backwards([this](int chunk, bool last_of_chunk) {
-    if (auto& reducer = reducers_[static_cast<size_t>(chunk)].reducer) reducer->set_sync(last_of_chunk);
-  });
+  executor_->observe_backwards(
+      [this](int chunk, bool last_of_chunk) {
+        if (auto& reducer = reducers_[static_cast<size_t>(chunk)].reducer) reducer->set_sync(last_of_chunk);
+      },
+      [this](int chunk) {  // a no-op where the engine's end of backward finalized already
+        if (auto& reducer = reducers_[static_cast<size_t>(chunk)].reducer) reducer->finalize();
+      });
 }
 
 void PipelineEngine::begin_dp_reduction() {

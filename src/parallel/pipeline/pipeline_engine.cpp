@@ -12,7 +12,11 @@
 namespace paratorch::train {
 
 void PipelineEngineOptions::validate(const Layout& layout) const {
-  pipeline::validate_schedule(parallel::pipeline::schedule_name(schedule), {layout.pp, microbatches, virtual_stages});
+  const std::string name = parallel::pipeline::schedule_name(schedule);
+  pipeline::validate_schedule(name, pipeline::shape_for(name, layout.pp, microbatches, virtual_stages));
+  if (activation_checkpointing && pipeline::splits_backward(name))
+    throw UsageError("paratorch: PipelineEngineOptions::activation_checkpointing does not combine with schedule \"" +
+                     name + "\" yet; turn it off or use 1f1b");
   DistributedSampler check(global_batch, 0, layout.dp);  // UsageError when dp does not divide the batch
   if (check.local_batch() % microbatches != 0)
     throw UsageError("paratorch: PipelineEngineOptions::microbatches = " + std::to_string(microbatches) +
@@ -31,6 +35,9 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
       tp_(model_->shard_specs(), groups.tp()), scaler_(options_.scaler) {
   const Layout& L = groups_.layout();
   options_.validate(L);
+  const std::string schedule = parallel::pipeline::schedule_name(options_.schedule);
+  const pipeline::PipelineShape shape = pipeline::shape_for(schedule, L.pp, options_.microbatches, options_.virtual_stages);
+  options_.virtual_stages = shape.virtual_stages;  // zb-v's own 2
   model_->initialize(options_.seed);
   model_->to(device_);
   auto blocks = model_->blocks();
@@ -47,7 +54,6 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
     parameter_count_ += numel;
   }
   choose_partition(blocks);
-  const pipeline::PipelineShape shape{L.pp, options_.microbatches, options_.virtual_stages};
   std::vector<pipeline::StageChunk> chunks;
   for (int c = 0; c < shape.virtual_stages; ++c) {
     const int s = shape.model_stage(groups_.coords().pp, c);
@@ -57,9 +63,9 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
     chunks.push_back(std::move(chunk));
   }
   auto boundaries = boundary_specs(blocks);
-  keep_own_parameters(blocks);
+  keep_own_parameters(blocks, shape);
   if (options_.compute_dtype != torch::kFloat) use_low_precision(boundaries);
-  executor_ = std::make_unique<pipeline::Executor>(groups_.pp(), pipeline::make_schedule(parallel::pipeline::schedule_name(options_.schedule), shape),
+  executor_ = std::make_unique<pipeline::Executor>(groups_.pp(), pipeline::make_schedule(schedule, shape),
                                                    chunks, std::move(boundaries), device_,
                                                    options_.activation_checkpointing);
   if (L.dp > 1 && !masters_) overlap_dp_reduction(chunks);
@@ -115,9 +121,10 @@ std::vector<pipeline::BoundarySpec> PipelineEngine::boundary_specs(const std::ve
 // Records which pipeline rank owns each parameter, which this rank holds
 // (its chunks' own parameters plus the tied weights they use), and frees
 // the others' storage.
-void PipelineEngine::keep_own_parameters(const std::vector<models::ModelBlock>& blocks) {
+void PipelineEngine::keep_own_parameters(const std::vector<models::ModelBlock>& blocks,
+                                         const pipeline::PipelineShape& shape) {
   const int pp = groups_.layout().pp, me = groups_.coords().pp;
-  auto rank_of_block = [&](size_t i) { return partition_.stage_of_block(static_cast<int>(i)) % pp; };
+  auto rank_of_block = [&](size_t i) { return shape.rank_of_stage(partition_.stage_of_block(static_cast<int>(i))); };
   std::set<std::string> mine;
   for (size_t i = 0; i < blocks.size(); ++i)
     for (const auto& name : blocks[i].parameters) {

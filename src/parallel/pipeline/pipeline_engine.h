@@ -118,7 +118,7 @@ class PipelineEngine : public Engine {
   models::Batch to_device(models::Batch b) const;
   void choose_partition(const std::vector<models::ModelBlock>& blocks);
   std::vector<pipeline::BoundarySpec> boundary_specs(const std::vector<models::ModelBlock>& blocks);
-  void keep_own_parameters(const std::vector<models::ModelBlock>& blocks);
+  void keep_own_parameters(const std::vector<models::ModelBlock>& blocks, const pipeline::PipelineShape& shape);
   void reduce_gradients(double loss_scale);
   /// One flat all-reduce averaging `grads` over dp (the post-schedule path).
   void average_over_dp(const std::vector<torch::Tensor>& grads);

@@ -26,7 +26,7 @@ PipelineRunner::PipelineRunner(std::vector<PipelineBlock> blocks, std::shared_pt
   const std::vector<double> block_ms =
       options_.partition == PartitionBy::kTime ? measured_block_ms(example_input) : std::vector<double>{};
   partition_ = mech::make_partition(by, *model_, blocks_, shape_.model_stages(), block_ms);
-  params_ = std::make_unique<parallel::pipeline::StageParameters>(*model_, partition_, pp_->size(), pp_->rank(),
+  params_ = std::make_unique<parallel::pipeline::StageParameters>(*model_, partition_, shape_, pp_->rank(),
                                                                   options_.tied);
   auto boundaries = boundary_specs(example_input);
   params_->keep_own(*model_, options_.device);

@@ -3,6 +3,7 @@
 // communication actions are then placed around them by one rule.
 #include "parallel/pipeline/schedule.h"
 
+#include "parallel/pipeline/compute_order.h"
 #include <paratorch/errors.h>
 
 #include <algorithm>
@@ -10,18 +11,14 @@
 namespace paratorch::pipeline {
 namespace {
 
-struct ComputeStep {
-  bool forward;
-  int microbatch, chunk;
-};
-using ComputeOrder = std::vector<ComputeStep>;
+constexpr ActionType kF = ActionType::kForward, kB = ActionType::kBackward;
 
 // GPipe: F0..F(m-1), then B(m-1)..B0 (the last forward's backward first:
 // its activations are the freshest, and the last stage can start at once).
 ComputeOrder gpipe_order(const PipelineShape& s) {
   ComputeOrder out;
-  for (int i = 0; i < s.microbatches; ++i) out.push_back({true, i, 0});
-  for (int i = s.microbatches - 1; i >= 0; --i) out.push_back({false, i, 0});
+  for (int i = 0; i < s.microbatches; ++i) out.push_back({kF, i, 0});
+  for (int i = s.microbatches - 1; i >= 0; --i) out.push_back({kB, i, 0});
   return out;
 }
 
@@ -30,12 +27,12 @@ ComputeOrder one_f_one_b_order(const PipelineShape& s, int rank) {
   const int m = s.microbatches;
   const int warmup = std::min(s.stages - rank - 1, m);
   ComputeOrder out;
-  for (int i = 0; i < warmup; ++i) out.push_back({true, i, 0});
+  for (int i = 0; i < warmup; ++i) out.push_back({kF, i, 0});
   for (int i = 0; i < m - warmup; ++i) {
-    out.push_back({true, warmup + i, 0});
-    out.push_back({false, i, 0});
+    out.push_back({kF, warmup + i, 0});
+    out.push_back({kB, i, 0});
   }
-  for (int i = m - warmup; i < m; ++i) out.push_back({false, i, 0});
+  for (int i = m - warmup; i < m; ++i) out.push_back({kB, i, 0});
   return out;
 }
 
@@ -49,7 +46,7 @@ ComputeOrder interleaved_order(const PipelineShape& s, int rank) {
     const int in_group = k % (p * v);
     int chunk = in_group / p;
     if (!forward) chunk = v - 1 - chunk;
-    return ComputeStep{forward, (k / (p * v)) * p + in_group % p, chunk};
+    return ComputeStep{forward ? kF : kB, (k / (p * v)) * p + in_group % p, chunk};
   };
   const int warmup = std::min(2 * (p - rank - 1) + (v - 1) * p, total);
   ComputeOrder out;
@@ -68,13 +65,15 @@ std::vector<Action> with_transfers(const ComputeOrder& order, const PipelineShap
   std::vector<Action> out;
   for (const auto& c : order) {
     const int stage = s.model_stage(rank, c.chunk);
-    if (c.forward) {
+    if (c.type == kF) {
       if (stage > 0) out.push_back({ActionType::kRecvActivation, c.microbatch, c.chunk});
-      out.push_back({ActionType::kForward, c.microbatch, c.chunk});
+      out.push_back({kF, c.microbatch, c.chunk});
       if (stage < last) out.push_back({ActionType::kSendActivation, c.microbatch, c.chunk});
-    } else {
+    } else if (c.type == ActionType::kBackwardWeight) {
+      out.push_back({c.type, c.microbatch, c.chunk});  // W: nobody waits for it, it sends nothing
+    } else {  // a whole backward or its I half
       if (stage < last) out.push_back({ActionType::kRecvGrad, c.microbatch, c.chunk});
-      out.push_back({ActionType::kBackward, c.microbatch, c.chunk});
+      out.push_back({c.type, c.microbatch, c.chunk});
       if (stage > 0) out.push_back({ActionType::kSendGrad, c.microbatch, c.chunk});
     }
   }
@@ -84,29 +83,55 @@ std::vector<Action> with_transfers(const ComputeOrder& order, const PipelineShap
 }  // namespace
 
 std::string to_string(const Action& a) {
-  static const char* names[] = {"F", "B", "sendA", "recvA", "sendG", "recvG"};
+  static const char* names[] = {"F", "B", "sendA", "recvA", "sendG", "recvG", "I", "W"};
   return names[static_cast<int>(a.type)] + std::to_string(a.microbatch) + "." + std::to_string(a.chunk);
 }
 
-bool is_compute(ActionType type) { return type == ActionType::kForward || type == ActionType::kBackward; }
+bool is_compute(ActionType type) {
+  return type == ActionType::kForward || type == ActionType::kBackward || type == ActionType::kBackwardInput ||
+         type == ActionType::kBackwardWeight;
+}
+
+bool makes_weight_grads(ActionType type) {
+  return type == ActionType::kBackward || type == ActionType::kBackwardWeight;
+}
 
 const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved"};
+  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-v"};
   return names;
+}
+
+bool splits_backward(const std::string& name) { return name == "zb-h1" || name == "zb-v"; }
+
+PipelineShape shape_for(const std::string& name, int stages, int microbatches, int virtual_stages) {
+  PipelineShape s{stages, microbatches, virtual_stages};
+  if (name == "zb-v" && virtual_stages <= 2) s.virtual_stages = 2, s.v_shape = true;
+  return s;
 }
 
 void validate_schedule_shape(const std::string& name, const PipelineShape& s) {
   const auto& names = schedule_names();
   if (std::find(names.begin(), names.end(), name) == names.end())
-    throw UsageError("paratorch: schedule \"" + name + "\" is unknown; valid schedules: gpipe, 1f1b, interleaved");
+    throw UsageError("paratorch: schedule \"" + name +
+                     "\" is unknown; valid schedules: gpipe, 1f1b, interleaved, zb-h1, zb-v");
   if (s.stages < 1) throw UsageError("paratorch: PipelineShape::stages must be >= 1, got " + std::to_string(s.stages));
   if (s.microbatches < 1)
     throw UsageError("paratorch: PipelineShape::microbatches must be >= 1, got " + std::to_string(s.microbatches));
   if (s.virtual_stages < 1)
     throw UsageError("paratorch: PipelineShape::virtual_stages must be >= 1, got " + std::to_string(s.virtual_stages));
-  if (s.virtual_stages > 1 && name != "interleaved")
+  if (name == "zb-v" && (s.virtual_stages != 2 || !s.v_shape))
+    throw UsageError("paratorch: schedule \"zb-v\" places exactly 2 chunks per rank in a V; got virtual_stages = " +
+                     std::to_string(s.virtual_stages) + " (leave virtual_stages at 1 or set 2)");
+  if (s.v_shape && name != "zb-v")
+    throw UsageError("paratorch: the V placement belongs to schedule \"zb-v\", not \"" + name + "\"");
+  if (s.virtual_stages > 1 && name != "interleaved" && name != "zb-v")
     throw UsageError("paratorch: PipelineShape::virtual_stages = " + std::to_string(s.virtual_stages) +
-                     " needs schedule \"interleaved\", got \"" + name + "\"");
+                     " needs schedule \"interleaved\" (or 2 for \"zb-v\"), got \"" + name + "\"");
+  if (splits_backward(name) && s.microbatches < s.stages)
+    throw UsageError("paratorch: schedule \"" + name + "\" needs at least as many micro-batches as pipeline ranks (" +
+                     std::to_string(s.stages) + "), got microbatches = " + std::to_string(s.microbatches) +
+                     ": its weight passes fill the bubble only once every rank has work in flight; "
+                     "raise microbatches or use 1f1b");
   if (name == "interleaved" && s.microbatches % s.stages != 0)
     throw UsageError("paratorch: PipelineShape::microbatches = " + std::to_string(s.microbatches) +
                      " must be a multiple of PipelineShape::stages = " + std::to_string(s.stages) +
@@ -129,10 +154,13 @@ void validate_schedule(const std::string& name, const PipelineShape& s) {
 Schedule make_schedule(const std::string& name, const PipelineShape& shape) {
   validate_schedule_shape(name, shape);
   Schedule out{name, shape, {}};
+  const std::vector<ComputeOrder> zbv = name == "zb-v" ? zb_v_orders(shape) : std::vector<ComputeOrder>{};
   for (int r = 0; r < shape.stages; ++r) {
-    ComputeOrder order = name == "gpipe"  ? gpipe_order(shape)
-                         : name == "1f1b" ? one_f_one_b_order(shape, r)
-                                          : interleaved_order(shape, r);
+    ComputeOrder order = name == "gpipe"         ? gpipe_order(shape)
+                         : name == "1f1b"        ? one_f_one_b_order(shape, r)
+                         : name == "interleaved" ? interleaved_order(shape, r)
+                         : name == "zb-h1"       ? zb_h1_order(shape, r)
+                                                 : zbv[static_cast<size_t>(r)];
     out.ranks.push_back(with_transfers(order, shape, r));
   }
   return out;
@@ -140,6 +168,8 @@ Schedule make_schedule(const std::string& name, const PipelineShape& shape) {
 
 double theoretical_bubble(const std::string& name, const PipelineShape& s) {
   const double p = s.stages, m = s.microbatches, v = name == "interleaved" ? s.virtual_stages : 1;
+  if (name == "zb-h1") return (p - 1) / (3 * m + p - 1);  // idle (p-1)(F+I-W) against 3m of work
+  if (name == "zb-v") return (p - 1) / (6 * m + p - 1);   // only the start-up skew, (p-1)/2 forwards
   return (p - 1) / (v * m + p - 1);
 }
 

@@ -22,8 +22,9 @@ const void* identity(const torch::Tensor& t) { return t.unsafeGetTensorImpl(); }
 
 }  // namespace
 
-StageParameters::StageParameters(BlockModel& model, const ::paratorch::pipeline::Partition& partition, int pp_size,
-                                 int rank, const std::vector<std::vector<std::string>>& tied)
+StageParameters::StageParameters(BlockModel& model, const ::paratorch::pipeline::Partition& partition,
+                                 const ::paratorch::pipeline::PipelineShape& shape, int rank,
+                                 const std::vector<std::vector<std::string>>& tied)
     : rank_(rank), tied_(tied) {
   for (const auto& item : model.named_parameters(true)) {
     order_.push_back(item.key());
@@ -32,7 +33,7 @@ StageParameters::StageParameters(BlockModel& model, const ::paratorch::pipeline:
   }
   const auto blocks = model.blocks();
   for (size_t i = 0; i < blocks.size(); ++i) {
-    block_rank_.push_back(partition.stage_of_block(static_cast<int>(i)) % pp_size);
+    block_rank_.push_back(shape.rank_of_stage(partition.stage_of_block(static_cast<int>(i))));
     for (const auto& name : blocks[i].parameters) owner_[name] = block_rank_.back();
   }
   check_tied(tied);

@@ -12,6 +12,7 @@
 #pragma once
 #include "parallel/pipeline/block_model.h"
 #include "parallel/pipeline/partition.h"
+#include "parallel/pipeline/schedule.h"
 #include <paratorch/communicator.h>
 
 #include <map>
@@ -25,7 +26,8 @@ class StageParameters {
   /// Records the model's parameters and their owners (the pp rank of the
   /// block that holds each); checks `tied` (UsageError naming
   /// PipelineOptions::tied) and sets every tied copy to its group's first value.
-  StageParameters(BlockModel& model, const ::paratorch::pipeline::Partition& partition, int pp_size, int rank,
+  StageParameters(BlockModel& model, const ::paratorch::pipeline::Partition& partition,
+                  const ::paratorch::pipeline::PipelineShape& shape, int rank,
                   const std::vector<std::vector<std::string>>& tied);
 
   /// Frees the storage of parameters no block of this rank uses and moves

@@ -15,11 +15,20 @@
 namespace paratorch::pipeline {
 namespace {
 
-// "F3.1" -> forward, micro-batch 3, chunk 1; false when the name is not one.
+// "F3.1" -> forward, micro-batch 3, chunk 1 (also B, I, W); false when the
+// name is not one.
 bool parse_compute_name(const std::string& name, ComputeSpan& span) {
-  if (name.size() < 4 || (name[0] != 'F' && name[0] != 'B')) return false;
-  return std::sscanf(name.c_str() + 1, "%d.%d", &span.microbatch, &span.chunk) == 2 &&
-         (span.forward = name[0] == 'F', true);
+  if (name.size() < 4 || std::string("FBIW").find(name[0]) == std::string::npos) return false;
+  return std::sscanf(name.c_str() + 1, "%d.%d", &span.microbatch, &span.chunk) == 2 && (span.kind = name[0], true);
+}
+
+// Saturation and lightness of a span's colour (its hue is the micro-batch's):
+// forward light, backward and I dark, W greyed, so the weight passes that
+// fill the bubble stand out.
+std::pair<int, int> tone_of(char kind) {
+  if (kind == 'F') return {70, 72};
+  if (kind == 'W') return {18, 58};
+  return {70, 45};
 }
 
 double median(std::vector<double> v) {
@@ -133,21 +142,22 @@ std::string gantt_svg(const StepTimeline& step, const std::string& title) {
       const double x0 = left + (s.start_us - step.start_us) / span_us * plot_w;
       const double w = std::max((s.end_us - s.start_us) / span_us * plot_w, 0.5);
       const double hue = 360.0 * s.microbatch / microbatches;
+      const auto [saturation, lightness] = tone_of(s.kind);
       std::snprintf(buf, sizeof buf,
-                    "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"hsl(%.0f,70%%,%d%%)\" stroke=\"white\" stroke-width=\"0.5\">"
-                    "<title>%s%d chunk %d: %.0f us</title></rect>\n",
-                    x0, y + 2, w, row_h - 4, hue, s.forward ? 72 : 45, s.forward ? "F" : "B", s.microbatch, s.chunk,
+                    "<rect x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"hsl(%.0f,%d%%,%d%%)\" stroke=\"white\" stroke-width=\"0.5\">"
+                    "<title>%c%d chunk %d: %.0f us</title></rect>\n",
+                    x0, y + 2, w, row_h - 4, hue, saturation, lightness, s.kind, s.microbatch, s.chunk,
                     s.end_us - s.start_us);
       svg += buf;
       if (w > 16) {
-        std::snprintf(buf, sizeof buf, "<text x=\"%.2f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%s%d</text>\n",
-                      x0 + w / 2, y + row_h / 2 + 3, s.forward ? "F" : "B", s.microbatch);
+        std::snprintf(buf, sizeof buf, "<text x=\"%.2f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"9\">%c%d</text>\n",
+                      x0 + w / 2, y + row_h / 2 + 3, s.kind, s.microbatch);
         svg += buf;
       }
     }
   }
   std::snprintf(buf, sizeof buf,
-                "<text x=\"%.0f\" y=\"%.0f\" fill=\"#444\">time, %.2f ms per step; light = forward, dark = backward, colour = micro-batch, grey = idle</text>\n</svg>\n",
+                "<text x=\"%.0f\" y=\"%.0f\" fill=\"#444\">time, %.2f ms per step; light = forward F, dark = backward B (or its input half I), greyed = weight half W, colour = micro-batch, grey = idle</text>\n</svg>\n",
                 left, top + rows * row_h + 24, span_us / 1000);
   svg += buf;
   return svg;

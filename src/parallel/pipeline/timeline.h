@@ -16,7 +16,7 @@
 namespace paratorch::pipeline {
 
 struct ComputeSpan {
-  bool forward = true;
+  char kind = 'F';  // F forward, B backward, I and W its input and weight halves (zero-bubble schedules)
   int microbatch = 0, chunk = 0;
   double start_us = 0, end_us = 0;
 };

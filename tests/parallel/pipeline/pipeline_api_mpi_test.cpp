@@ -90,6 +90,8 @@ TEST(PipelineApi, GPipeMatchesOneProcess) { expect_equivalent(with(PipelineSched
 TEST(PipelineApi, OneFOneBMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kOneFOneB, 4)); }
 TEST(PipelineApi, NaiveModelParallelMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kOneFOneB, 1)); }
 TEST(PipelineApi, InterleavedMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kInterleaved, 4, 2)); }
+TEST(PipelineApi, ZeroBubbleH1MatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kZeroBubbleH1, 4)); }
+TEST(PipelineApi, ZeroBubbleVMatchesOneProcess) { expect_equivalent(with(PipelineSchedule::kZeroBubbleV, 4)); }
 
 TEST(PipelineApi, ActivationCheckpointingMatchesOneProcess) {
   auto o = with(PipelineSchedule::kOneFOneB, 2);
@@ -153,8 +155,7 @@ paratorch::Batch tied_batch_of(int64_t step) {
   return {torch::randn({kBatch, 3}), torch::randn({kBatch, 3})};
 }
 
-TEST(PipelineApi, TiedWeightsAcrossStagesMatchOneProcess) {
-  auto o = with(PipelineSchedule::kOneFOneB, 2);
+void expect_tied_equivalent(PipelineOptions o, const std::string& what) {
   o.tied = {{"embed.weight", "head.weight"}};
   paratorch::EquivalenceOptions eq;
   eq.steps = 3;
@@ -172,7 +173,18 @@ TEST(PipelineApi, TiedWeightsAcrossStagesMatchOneProcess) {
                                   [pipe] { return pipe->full_parameters(); }};
       },
       eq);
-  EXPECT_TRUE(report.pass) << report.summary_line("tied") << " worst " << report.worst_param;
+  EXPECT_TRUE(report.pass) << report.summary_line(what) << " worst " << report.worst_param;
+}
+
+TEST(PipelineApi, TiedWeightsAcrossStagesMatchOneProcess) {
+  expect_tied_equivalent(with(PipelineSchedule::kOneFOneB, 2), "tied");
+}
+
+// zb-v puts the first and the last stage on rank 0: the tied pair meets
+// there, one tensor, and its gradient must still be counted once per use.
+TEST(PipelineApi, TiedWeightsInTheVOfZeroBubbleMatchOneProcess) {
+  if (test_world().size() != 2) GTEST_SKIP() << "make_tied's 5 children make at most 4 stages (2 ranks in a V)";
+  expect_tied_equivalent(with(PipelineSchedule::kZeroBubbleV, 2), "tied zb-v");
 }
 
 TEST(PipelineApi, ForwardReturnsTheOutputOnEveryRank) {
@@ -244,6 +256,24 @@ TEST(PipelineApi, TiedNamesThatDoNotExist) {
   o.tied = {{"0.weight", "7.wieght"}};
   const std::string msg = construct(o);
   EXPECT_NE(msg.find("PipelineOptions::tied names \"7.wieght\", which is no parameter of the model"), std::string::npos)
+      << msg;
+}
+
+TEST(PipelineApi, ZeroBubbleNeedsAMicrobatchPerRankAndNoCheckpointing) {
+  const int n = test_world().size();
+  std::string msg = construct(with(PipelineSchedule::kZeroBubbleH1, n - 1));
+  EXPECT_NE(msg.find("PipelineOptions::microbatches = " + std::to_string(n - 1) + " is below the pp group's size " +
+                     std::to_string(n) + ", which PipelineSchedule::kZeroBubbleH1 needs"),
+            std::string::npos)
+      << msg;
+  auto o = with(PipelineSchedule::kZeroBubbleV, n);
+  o.activation_checkpointing = true;
+  msg = construct(o);
+  EXPECT_NE(msg.find("activation_checkpointing does not combine with PipelineSchedule::kZeroBubbleV yet"),
+            std::string::npos)
+      << msg;
+  msg = construct(with(PipelineSchedule::kZeroBubbleV, n, 3));
+  EXPECT_NE(msg.find("places exactly 2 chunks per rank; got PipelineOptions::virtual_stages = 3"), std::string::npos)
       << msg;
 }
 

@@ -21,6 +21,7 @@
 #include "parallel/grad_clip.h"
 #include "optim/optimizer.h"
 #include "parallel/pipeline/pipeline_engine.h"
+#include "parallel/pipeline/simulator.h"
 #include "train/train_step.h"
 #include "verify/equivalence.h"
 #include <paratorch/errors.h>
@@ -65,6 +66,7 @@ Config pipeline_config(const PipeCase& c, double grad_clip) {
   p.dp = c.dp, p.pp = c.pp, p.schedule = c.schedule, p.microbatches = c.m, p.virtual_stages = c.v;
   p.partition = c.partition, p.activation_checkpointing = c.checkpointing;
   config.optim.grad_clip = grad_clip;
+  if (c.schedule == "zb-v") config.model.n_layers = 6;  // 8 blocks: two equal chunks per rank at pp 2 and 4
   config.validate();
   return config;
 }
@@ -131,10 +133,14 @@ std::vector<PipeCase> cases_for(int world_size) {
       for (const std::string schedule : {"gpipe", "1f1b"})
         for (int m : {1, 4, 8}) out.push_back({model, schedule, 1, 2, m});
       out.push_back({model, "interleaved", 1, 2, 4, 2});
+      out.push_back({model, "zb-h1", 1, 2, 4});
+      out.push_back({model, "zb-v", 1, 2, 8});
     } else {
       for (const std::string schedule : {"gpipe", "1f1b"})
         for (int m : {1, 4, 8}) out.push_back({model, schedule, 1, 4, m});
       out.push_back({model, "1f1b", 2, 2, 4});  // dp x pp: the replica reduction averages
+      out.push_back({model, "zb-h1", 1, 4, 8});
+      out.push_back({model, "zb-v", 2, 2, 4});
     }
   }
   if (world_size == 2) {  // partitions and activation checkpointing
@@ -172,11 +178,13 @@ TEST(PipelineEngine, BindingClipScalesEveryStageAlike) {
 // last (before that backward ends: the overlap), and every bucket exactly
 // once by the step's end. A path that reduces after the schedule launches
 // nothing inside any backward.
-TEST(PipelineEngine, DpBucketsAllReduceDuringTheLastBackward) {
+// zb-h1 the same with W for backward: W makes the gradients final, and its
+// several autograd calls still end the reducer's pass once.
+void expect_dp_buckets_reduced_during_last_backward(const std::string& schedule) {
+  SCOPED_TRACE(schedule);
   auto& world = test_world();
-  if (world.size() != 4) GTEST_SKIP() << "dp=2 x pp=2 needs 4 ranks";
   const int m = 4;
-  Config config = pipeline_config({"gpt", "1f1b", 2, 2, m}, 0);
+  Config config = pipeline_config({"gpt", schedule, 2, 2, m}, 0);
   config.parallel.bucket_mb = 1.0 / 1024;  // 1 KiB: several buckets per stage
   auto dataset = data::make_dataset(config.data.source, config.model, 99);
   ProcessGroups groups(world.comm(), Layout{2, 2, 1});
@@ -206,6 +214,39 @@ TEST(PipelineEngine, DpBucketsAllReduceDuringTheLastBackward) {
     EXPECT_EQ(pipe->dp_reductions_launched() - at_start, static_cast<int64_t>(pipe->dp_buckets()))
         << "step " << step << ": each bucket is all-reduced once per step";
   }
+  EXPECT_EQ(pipe->executor().stats().unsplit_backwards, 0) << "every stage's backward must split into I and W";
+}
+
+TEST(PipelineEngine, DpBucketsAllReduceDuringTheLastBackward) {
+  if (test_world().size() != 4) GTEST_SKIP() << "dp=2 x pp=2 needs 4 ranks";
+  expect_dp_buckets_reduced_during_last_backward("1f1b");
+  expect_dp_buckets_reduced_during_last_backward("zb-h1");
+}
+
+// zb-v: a rank's two chunks (stage r and 2p-1-r) each reduce once per step,
+// the split backward splits, and the retained graphs stay within the list's.
+TEST(PipelineEngine, ZeroBubbleVReducesEveryBucketOnceAndSplitsEveryBackward) {
+  auto& world = test_world();
+  if (world.size() != 4) GTEST_SKIP() << "dp=2 x pp=2 needs 4 ranks";
+  Config config = pipeline_config({"gpt", "zb-v", 2, 2, 4}, 0);
+  config.parallel.bucket_mb = 1.0 / 1024;
+  auto dataset = data::make_dataset(config.data.source, config.model, 99);
+  ProcessGroups groups(world.comm(), Layout{2, 2, 1});
+  auto engine = make_engine(config, groups, models::make_model(config.model), *dataset, torch::kCPU);
+  auto* pipe = dynamic_cast<PipelineEngine*>(engine.get());
+  ASSERT_NE(pipe, nullptr);
+  auto opt = engine->build_optimizer(config.optim);
+  DistributedSampler batches(config.data.global_batch, 0, 1);
+  for (int step = 0; step < 2; ++step) {
+    const int64_t at_start = pipe->dp_reductions_launched();
+    take_step(*engine, *opt, local_microbatches(*engine, *dataset, batches.global_indices(step)), config.optim.lr, 0, step + 1);
+    EXPECT_EQ(pipe->dp_reductions_launched() - at_start, static_cast<int64_t>(pipe->dp_buckets())) << "step " << step;
+  }
+  const auto& stats = pipe->executor().stats();
+  EXPECT_EQ(stats.unsplit_backwards, 0);
+  const auto sim = pipeline::simulate(pipe->executor().schedule());
+  EXPECT_EQ(stats.peak_retained_graphs, sim.peak_retained_graphs[static_cast<size_t>(groups.coords().pp)]);
+  EXPECT_EQ(stats.peak_in_flight, sim.peak_in_flight[static_cast<size_t>(groups.coords().pp)]);
 }
 
 // Low precision must TRAIN like fp32: gpt in fp16 (fp32 masters per stage)
