@@ -23,8 +23,9 @@ namespace {
 
 bool is_leaf_accumulator(const Node* n) { return dynamic_cast<const torch::autograd::AccumulateGrad*>(n) != nullptr; }
 
-// Every node reachable from `root`, each once, parents before children
-// (iterative: a deep model's graph would overflow a recursive walk).
+// Every node reachable from `root`, each once, depth first from the root, the
+// same order on every rank for the same graph (iterative: a deep model's
+// graph would overflow a recursive walk).
 std::vector<Node*> reachable(Node* root) {
   std::vector<Node*> out, stack{root};
   std::set<Node*> seen{root};
