@@ -19,6 +19,7 @@
 #include <paratorch/compat.h>
 #include <paratorch/ddp.h>
 #include <paratorch/errors.h>
+#include <paratorch/flight_recorder.h>
 #include <paratorch/init.h>
 #include <paratorch/layout.h>
 #include <paratorch/mixed_precision.h>

@@ -9,6 +9,7 @@
 ///   }                                              // MPI_Finalize
 #pragma once
 #include <paratorch/communicator.h>
+#include <paratorch/flight_recorder.h>
 
 #include <torch/torch.h>
 
@@ -30,6 +31,9 @@ struct WorldOptions {
   bool tune_malloc = true;
   /// Deadline and debug settings inherited by every communicator.
   CommOptions comm;
+  /// The record of each rank's last operations, written when a job hangs
+  /// (paratorch/flight_recorder.h).
+  FlightRecorderOptions flight;
   void validate() const;
 };
 

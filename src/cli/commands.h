@@ -16,5 +16,7 @@ int run_calibrate(int& argc, char**& argv, const std::vector<std::string>& args)
 int run_simulate(const std::vector<std::string>& args);
 /// `paratorch plot`: several runs' metrics in one chart (plot_command.cpp).
 int run_plot(const std::vector<std::string>& args);
+/// `paratorch inspect DIR`: why a job hung, from its flight records.
+int run_inspect(const std::vector<std::string>& args);
 
 }  // namespace paratorch::cli

@@ -6,6 +6,7 @@
 #include "train/engine_options.h"
 
 #include <paratorch/errors.h>
+#include <paratorch/flight_recorder.h>
 
 #include <mpi.h>
 
@@ -33,6 +34,7 @@ void print_usage() {
                "  plan     rank every layout of a run on a cluster by predicted throughput\n"
                "  simulate predict one layout's step time, throughput and memory on a cluster\n"
                "  plot     draw several runs' metrics (loss, val_loss, ...) in one chart\n"
+               "  inspect  say why a job hung, from the flight records its ranks wrote\n"
                "  help     show this text\n\n"
                "'paratorch <command> --help' lists a command's flags.\n";
 }
@@ -71,9 +73,10 @@ int main(int argc, char** argv) {
     else if (command == "plan") code = paratorch::cli::run_plan(args);
     else if (command == "simulate") code = paratorch::cli::run_simulate(args);
     else if (command == "plot") code = paratorch::cli::run_plot(args);
+    else if (command == "inspect") code = paratorch::cli::run_inspect(args);
     else
       throw paratorch::UsageError("paratorch: unknown command '" + command +
-                                  "'; valid commands: train, verify, plan, simulate, plot, help");
+                                  "'; valid commands: train, verify, plan, simulate, plot, inspect, help");
   } catch (const paratorch::UsageError& e) {
     code = 2;
     // The library names option fields; the user of this command edits config
@@ -81,6 +84,10 @@ int main(int argc, char** argv) {
     paratorch::cli::report_failure(world_rank(), code, paratorch::train::in_config_keys(e.what()));
   } catch (const std::exception& e) {
     code = 1;
+    // What this rank last did on each group, for `paratorch inspect`.
+    std::string what = e.what();
+    if (what.rfind("paratorch: ", 0) == 0) what.erase(0, 11);
+    paratorch::dump_flight_record("fatal error: " + what);
     paratorch::cli::report_failure(world_rank(), code, paratorch::train::in_config_keys(e.what()));
   }
   paratorch::cli::record_exit_status(code);  // for a launcher that survives lost ranks

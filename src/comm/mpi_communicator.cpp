@@ -2,6 +2,7 @@
 #include "comm/mpi_communicator.h"
 
 #include "comm/debug_check.h"
+#include "comm/flight_recorder.h"
 #include "comm/mpi_buffers.h"
 #include "comm/watchdog.h"
 #include <paratorch/errors.h>
@@ -22,7 +23,8 @@ namespace {
 class RequestWork : public Work {
  public:
   RequestWork(MPI_Request request, StagedBuffer buffer, OpInfo info, double timeout_s)
-      : request_(request), buffer_(std::move(buffer)), info_(std::move(info)), timeout_s_(timeout_s) {}
+      : request_(request), buffer_(std::move(buffer)), info_(std::move(info)), timeout_s_(timeout_s),
+        flight_id_(FlightRecorder::instance().record(info_, FlightState::kStarted)) {}
 
   void wait() override {
     if (done_) return;
@@ -45,6 +47,7 @@ class RequestWork : public Work {
     if (flag) {
       buffer_.copy_back();
       done_ = true;
+      FlightRecorder::instance().mark(flight_id_, FlightState::kDone);
     }
     return flag != 0;
   }
@@ -53,6 +56,7 @@ class RequestWork : public Work {
   StagedBuffer buffer_;
   OpInfo info_;
   double timeout_s_;
+  uint64_t flight_id_;
   bool done_ = false;
 };
 

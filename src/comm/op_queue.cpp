@@ -1,6 +1,7 @@
 // src/comm/op_queue.cpp — see op_queue.h.
 #include "comm/op_queue.h"
 
+#include "comm/flight_recorder.h"
 #include "comm/watchdog.h"
 #include "report/trace.h"
 
@@ -49,7 +50,8 @@ std::shared_ptr<QueuedWork> OpQueue::submit(OpInfo info, std::function<void()> r
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
-    ops_.push_back(Op{std::move(info), std::move(run), work});
+    const uint64_t flight_id = FlightRecorder::instance().record(info, FlightState::kQueued);
+    ops_.push_back(Op{std::move(info), std::move(run), work, flight_id});
   }
   ready_.notify_one();
   return work;
@@ -65,7 +67,8 @@ void OpQueue::run_now(OpInfo info, std::function<void()> run) {
     }
     busy_ = true;
   }
-  Op op{std::move(info), std::move(run), std::make_shared<QueuedWork>()};
+  const uint64_t flight_id = FlightRecorder::instance().record(info, FlightState::kStarted);
+  Op op{std::move(info), std::move(run), std::make_shared<QueuedWork>(), flight_id};
   execute(op);
   op.work->wait_done();  // already complete: rethrows a failure
 }
@@ -91,6 +94,7 @@ void OpQueue::help_until(const QueuedWork& work) {
 void OpQueue::execute(Op& op) {
   std::exception_ptr failure;
   try {
+    FlightScope flight(op.flight_id);
     Watchdog::Scope deadline(op.info, timeout_s_);
     report::Tracer::Span span(report::Tracer::instance().enabled() ? op.info.op + " " + op.info.group : "", "comm");
     op.run();

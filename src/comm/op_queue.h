@@ -73,6 +73,7 @@ class OpQueue {
     OpInfo info;
     std::function<void()> run;
     std::shared_ptr<QueuedWork> work;
+    uint64_t flight_id = ~0ull;  // its flight-recorder entry
   };
   friend class QueuedWork;
   void loop();

@@ -2,6 +2,8 @@
 // questions (see peer_probe.h).
 #include "comm/peer_probe.h"
 
+#include "comm/flight_recorder.h"
+#include "comm/host_table.h"
 #include "comm/watchdog.h"
 
 #include <chrono>
@@ -58,7 +60,7 @@ std::string last_entered(const ProbeAnswer& a) {
 }
 
 void judge(const OpInfo& info, int peer, bool answered, const ProbeAnswer& a, Verdict& v) {
-  const std::string who = "world rank " + std::to_string(peer);
+  const std::string who = describe_world_rank(peer);
   if (!answered) {
     v.dead.push_back(who);
     return;
@@ -162,6 +164,10 @@ void PeerProbe::answer_loop() {
 }
 
 void PeerProbe::answer(int asker, const ProbeQuestion& question) {
+  // A question means the asker's deadline passed: this rank's record is part
+  // of the picture (`paratorch inspect`). Written before answering, so it is
+  // on disk by the time the asker ends the job.
+  FlightRecorder::instance().dump("asked by " + describe_world_rank(asker) + " after its deadline passed");
   Watchdog::Progress progress = Watchdog::instance().progress_of(question.group_key);
   // On the heap: if the asker is gone the send may never complete, and its
   // buffer must outlive it.
@@ -182,16 +188,23 @@ std::string PeerProbe::diagnose(const OpInfo& info, double deadline_s) {
   std::lock_guard<std::mutex> lock(diagnose_mutex_);
   const uint64_t round = ++round_;
   const std::vector<int> peers = peers_of(info);
-  const size_t n = peers.size();
-  // Heap buffers, leaked for a peer that never answers (its requests may
+  // Every other rank is asked (each writes its flight record when asked);
+  // only the op's peers are judged.
+  int world_size = 1;
+  MPI_Comm_size(comm_, &world_size);
+  std::vector<int> asked;
+  for (int r = 0; r < world_size; ++r)
+    if (r != info.world_rank) asked.push_back(r);
+  const size_t n = asked.size();
+  // Heap buffers, leaked for a rank that never answers (its requests may
   // still write into them); the job ends right after.
   auto* questions = new std::vector<ProbeQuestion>(n, ProbeQuestion{round, info.group_key});
   auto* answers = new std::vector<ProbeAnswer>(n);
   std::vector<MPI_Request> sends(n, MPI_REQUEST_NULL), recvs(n, MPI_REQUEST_NULL);
   std::vector<bool> answered(n, false);
   for (size_t i = 0; i < n; ++i) {
-    MPI_Irecv(&(*answers)[i], sizeof(ProbeAnswer), MPI_BYTE, peers[i], kAnswerTag, comm_, &recvs[i]);
-    MPI_Isend(&(*questions)[i], sizeof(ProbeQuestion), MPI_BYTE, peers[i], kQuestionTag, comm_, &sends[i]);
+    MPI_Irecv(&(*answers)[i], sizeof(ProbeAnswer), MPI_BYTE, asked[i], kAnswerTag, comm_, &recvs[i]);
+    MPI_Isend(&(*questions)[i], sizeof(ProbeQuestion), MPI_BYTE, asked[i], kQuestionTag, comm_, &sends[i]);
   }
   const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s));
   size_t pending = n;
@@ -204,7 +217,7 @@ std::string PeerProbe::diagnose(const OpInfo& info, double deadline_s) {
         answered[i] = true;
         --pending;
       } else {  // an answer to an earlier diagnosis: wait for ours
-        MPI_Irecv(&(*answers)[i], sizeof(ProbeAnswer), MPI_BYTE, peers[i], kAnswerTag, comm_, &recvs[i]);
+        MPI_Irecv(&(*answers)[i], sizeof(ProbeAnswer), MPI_BYTE, asked[i], kAnswerTag, comm_, &recvs[i]);
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -218,7 +231,10 @@ std::string PeerProbe::diagnose(const OpInfo& info, double deadline_s) {
     }
   }
   Verdict verdict;
-  for (size_t i = 0; i < n; ++i) judge(info, peers[i], answered[i], (*answers)[i], verdict);
+  for (int peer : peers) {
+    const size_t i = static_cast<size_t>(peer < info.world_rank ? peer : peer - 1);  // asked skips this rank
+    judge(info, peer, answered[i], (*answers)[i], verdict);
+  }
   if (all_done) {
     delete questions;
     delete answers;

@@ -1,6 +1,8 @@
 // src/comm/watchdog.cpp — the deadline thread (see watchdog.h).
 #include "comm/watchdog.h"
 
+#include "comm/flight_recorder.h"
+#include "comm/host_table.h"
 #include "comm/peer_probe.h"
 
 #include <mpi.h>
@@ -89,6 +91,17 @@ void Watchdog::run() {
   }
 }
 
+namespace {
+
+/// 2, 0.5, 300: as a person writes them.
+std::string format_seconds(double s) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", s);
+  return text;
+}
+
+}  // namespace
+
 void abort_job_on_deadline(const OpInfo& info, double timeout_s) {
   // Whatever MPI does from here (a probe or MPI_Abort stuck on a broken
   // peer), this process ends: the deadline must end the job.
@@ -97,11 +110,16 @@ void abort_job_on_deadline(const OpInfo& info, double timeout_s) {
     std::fprintf(stderr, "paratorch: MPI_Abort did not end this rank; exiting.\n");
     std::_Exit(1);
   }).detach();
+  const std::string what = "deadline passed: " + info.describe() + " did not complete within " +
+                           format_seconds(timeout_s) + " s";
+  // This rank's record first; each rank the probe asks writes its own.
+  const std::string record = FlightRecorder::instance().dump(what);
   const std::string peers = PeerProbe::instance().diagnose(info, kProbeDeadlineS);
-  std::fprintf(stderr,
-               "paratorch: rank %d: deadline passed: %s did not complete within %g s "
-               "(CommOptions::timeout_s). %s Ending the job.\n",
-               info.world_rank, info.describe().c_str(), timeout_s, peers.c_str());
+  const std::string host = host_of(info.world_rank);
+  const std::string dir = record.empty() ? "" : record.substr(0, record.rfind('/'));
+  std::fprintf(stderr, "paratorch: rank %d%s: %s (CommOptions::timeout_s). %s%s Ending the job.\n",
+               info.world_rank, host.empty() ? "" : (" (host " + host + ")").c_str(), what.c_str(),
+               peers.c_str(), dir.empty() ? "" : (" Flight records: " + dir + " (paratorch inspect " + dir + ").").c_str());
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::_Exit(1);

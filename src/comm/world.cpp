@@ -4,6 +4,8 @@
 #include <paratorch/errors.h>
 #include <paratorch/world.h>
 
+#include "comm/flight_recorder.h"
+#include "comm/host_table.h"
 #include "comm/mpi_communicator.h"
 #include "comm/peer_probe.h"
 #include "comm/watchdog.h"
@@ -30,6 +32,29 @@ const char* thread_level_name(int level) {
     case MPI_THREAD_MULTIPLE: return "MPI_THREAD_MULTIPLE";
   }
   return "unknown";
+}
+
+/// Every rank's host name, by world rank (one fixed-size all-gather).
+std::vector<std::string> gather_host_names() {
+  constexpr int kLength = 64;
+  char mine[kLength] = {0};
+  std::strncpy(mine, comm::this_host().c_str(), kLength - 1);
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  std::vector<char> all(static_cast<size_t>(size) * kLength);
+  MPI_Allgather(mine, kLength, MPI_CHAR, all.data(), kLength, MPI_CHAR, MPI_COMM_WORLD);
+  std::vector<std::string> hosts;
+  for (int r = 0; r < size; ++r) hosts.emplace_back(all.data() + static_cast<size_t>(r) * kLength);
+  return hosts;
+}
+
+/// The flight recorder's folder and identity; SIGUSR1 dumps when asked.
+void start_flight_recorder(const FlightRecorderOptions& options, int rank, int size) {
+  std::string dir = options.dump_dir;
+  if (const char* env = std::getenv("PARATORCH_FLIGHT_DIR"); dir.empty() && env && *env) dir = env;
+  comm::FlightRecorder::instance().configure(options.capacity, dir);
+  comm::FlightRecorder::instance().set_identity(rank, size, comm::host_of(rank));
+  if (options.dump_on_sigusr1) comm::start_dump_on_signal();
 }
 
 bool env_flag(const char* name) {
@@ -68,6 +93,7 @@ void WorldOptions::validate() const {
     throw UsageError("paratorch: WorldOptions::threads_per_rank must be >= 0 (0 = automatic), got " +
                      std::to_string(threads_per_rank));
   comm.validate();
+  flight.validate();
 }
 
 World::World(int& argc, char**& argv, WorldOptions options) : options_(options) {
@@ -100,6 +126,8 @@ World::World(int& argc, char**& argv, WorldOptions options) : options_(options) 
   MPI_Comm_rank(local, &local_rank_);
   MPI_Comm_size(local, &local_size_);
   MPI_Comm_free(&local);
+  comm::set_world_hosts(gather_host_names());
+  start_flight_recorder(options_.flight, rank_, size_);
 
   threads_ = options_.threads_per_rank > 0 ? options_.threads_per_rank
                                            : std::max(1, available_cores() / local_size_);
@@ -121,6 +149,7 @@ World::~World() {
   comm_.reset();
   comm::Watchdog::instance().shutdown();
   comm::PeerProbe::instance().stop();
+  comm::stop_dump_on_signal();
   // A job launched to survive lost ranks (cli/survivable_launch.h sets
   // PARATORCH_EXIT_DIR; mpirun --enable-recovery) skips MPI_Finalize: it is
   // collective over every rank, the dead ones included, and Open MPI 4.1's
