@@ -34,6 +34,14 @@ struct FlightRecorderOptions {
   /// Write the record when the process receives SIGUSR1 (`kill -USR1 PID`
   /// on a job that seems stuck). The handler only wakes a thread that writes.
   bool dump_on_sigusr1 = true;
+  /// On SIGTERM (how a launcher ends the survivors when a rank or a host
+  /// dies), write the record, ask the peers of the operation this rank waits
+  /// in who is gone (0.5 s at most: Open MPI sends SIGKILL a second after
+  /// SIGTERM), print one line naming the operation, its group and the dead
+  /// or silent peers with their hosts, then end as SIGTERM would. Off by
+  /// default: a library does not take a program's SIGTERM unasked; the
+  /// `paratorch` command turns it on.
+  bool report_on_sigterm = false;
   /// Throws UsageError when a value is out of range.
   void validate() const;
 };

@@ -45,7 +45,9 @@ struct Layout {
 };
 
 /// Owns every communicator of the job built from a Layout. Nothing else
-/// splits communicators. Construction is collective over `world`.
+/// splits communicators. Construction is collective over `world`. When a tp
+/// group's ranks run on more than one host, rank 0 prints a warning once
+/// (tp all-reduces belong inside a host; docs/cluster.md, "Placement").
 class ProcessGroups {
  public:
   ProcessGroups(std::shared_ptr<Communicator> world, Layout layout);
@@ -72,6 +74,8 @@ class ProcessGroups {
   int next_stage() const { return coords_.pp + 1 < layout_.pp ? coords_.pp + 1 : -1; }
 
  private:
+  void warn_about_placement() const;
+
   Layout layout_;
   Coords coords_;
   std::shared_ptr<Communicator> world_, dp_, pp_, tp_, mp_, embedding_;

@@ -59,6 +59,7 @@ int run_train(int& argc, char**& argv, const std::vector<std::string>& argl) {
   world_options.threads_per_rank = config.train.threads_per_rank;
   world_options.comm.timeout_s = config.comm.timeout_s;
   world_options.flight.dump_dir = config.train.out_dir + "/flight";  // docs/faults.md
+  world_options.flight.report_on_sigterm = true;
   world_options.validate();
   const int ranks = under_mpi_launcher() ? launcher_world_size() : static_cast<int>(args.get_int("nproc", 1));
   if (ranks >= 1) check_layout_fits(config, ranks);

@@ -124,6 +124,7 @@ int run_verify(int& argc, char**& argv, const std::vector<std::string>& argl) {
   verify::VerifyOptions options = options_from(args);
   WorldOptions world_options;
   world_options.comm.timeout_s = args.get_double("timeout-s", world_options.comm.timeout_s);
+  world_options.flight.report_on_sigterm = true;  // docs/faults.md
   // Check what can be checked before starting MPI, so bad input fails fast.
   options.validate();
   world_options.validate();

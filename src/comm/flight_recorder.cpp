@@ -177,17 +177,19 @@ FlightScope::~FlightScope() {
   FlightRecorder::instance().mark(id_, failed ? FlightState::kFailed : FlightState::kDone);
 }
 
-// SIGUSR1: the handler may only do async-signal-safe things, so it writes one
-// byte into a pipe; a thread blocked on the pipe's other end writes the dump.
+// SIGUSR1 and SIGTERM: a handler may only do async-signal-safe things, so it
+// writes one byte into a pipe; a thread blocked on the pipe's other end acts.
 namespace {
 
 int signal_pipe[2] = {-1, -1};
 std::thread signal_thread;
 std::mutex signal_mutex;
+std::function<void()> sigterm_action;
+bool usr1_installed = false;
 
-void on_sigusr1(int) {
+void on_signal(int sig) {
   const int saved = errno;
-  const char byte = 'd';
+  const char byte = sig == SIGTERM ? 't' : 'd';
   if (signal_pipe[1] >= 0) (void)!write(signal_pipe[1], &byte, 1);
   errno = saved;
 }
@@ -198,35 +200,52 @@ void signal_loop(int read_end) {
     const ssize_t n = read(read_end, &byte, 1);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0 || byte == 'q') return;
+    if (byte == 't') {
+      if (sigterm_action) sigterm_action();
+      // End as SIGTERM would have: the launcher reads the signal.
+      signal(SIGTERM, SIG_DFL);
+      raise(SIGTERM);
+      return;
+    }
     const std::string path = FlightRecorder::instance().dump("SIGUSR1");
     if (!path.empty()) std::fprintf(stderr, "paratorch: flight record written to %s (SIGUSR1)\n", path.c_str());
   }
 }
 
+void install(int sig) {
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(sig, &action, nullptr);
+}
+
 }  // namespace
 
-void start_dump_on_signal() {
+void start_dump_on_signal(bool on_sigusr1, std::function<void()> on_sigterm) {
+  if (!on_sigusr1 && !on_sigterm) return;
   std::lock_guard<std::mutex> lock(signal_mutex);
   if (signal_thread.joinable()) return;
   if (pipe(signal_pipe) != 0) return;
+  sigterm_action = std::move(on_sigterm);
   signal_thread = std::thread(signal_loop, signal_pipe[0]);
-  struct sigaction action {};
-  action.sa_handler = on_sigusr1;
-  sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
-  sigaction(SIGUSR1, &action, nullptr);
+  usr1_installed = on_sigusr1;
+  if (usr1_installed) install(SIGUSR1);
+  if (sigterm_action) install(SIGTERM);
 }
 
 void stop_dump_on_signal() {
   std::lock_guard<std::mutex> lock(signal_mutex);
   if (!signal_thread.joinable()) return;
-  signal(SIGUSR1, SIG_DFL);
+  if (usr1_installed) signal(SIGUSR1, SIG_DFL);
+  if (sigterm_action) signal(SIGTERM, SIG_DFL);
   const char quit = 'q';
   (void)!write(signal_pipe[1], &quit, 1);
   signal_thread.join();
   close(signal_pipe[0]);
   close(signal_pipe[1]);
   signal_pipe[0] = signal_pipe[1] = -1;
+  sigterm_action = nullptr;
 }
 
 }  // namespace paratorch::comm

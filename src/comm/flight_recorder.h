@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -86,9 +87,11 @@ class FlightScope {
   int uncaught_ = std::uncaught_exceptions();
 };
 
-/// Installs the SIGUSR1 handler and the thread that writes the dump it asks
-/// for. Idempotent; stop_dump_on_signal() ends the thread.
-void start_dump_on_signal();
+/// Installs the SIGUSR1 handler (and, when `on_sigterm` is given, a SIGTERM
+/// handler) and the thread that acts for them: SIGUSR1 writes the record;
+/// SIGTERM runs `on_sigterm`, then ends the process as SIGTERM would.
+/// Idempotent; stop_dump_on_signal() restores the handlers and ends the thread.
+void start_dump_on_signal(bool on_sigusr1, std::function<void()> on_sigterm = {});
 void stop_dump_on_signal();
 
 }  // namespace paratorch::comm

@@ -79,6 +79,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, std::string name, CommOptions op
 MpiCommunicator::~MpiCommunicator() {
   queue_.reset();  // drains and joins the communication thread first
   shm_.reset();    // the windows belong to comm_
+  hierarchical_.reset();
   symmetric_.clear();
   shared_.clear();
   if (comm_ != MPI_COMM_WORLD && comm_ != MPI_COMM_NULL) {
@@ -158,6 +159,23 @@ ShmAllReduce* MpiCommunicator::shm_for(const torch::Tensor& host) {
   return always || shm_->beats_mpi(bytes) ? shm_.get() : nullptr;
 }
 
+// Reduce inside each host, all-reduce among the hosts' leaders, broadcast
+// inside each host, when the group spans hosts (several ranks on at least
+// one) and that measured faster than flat MPI for this size class.
+// PARATORCH_HIERARCHICAL=0: never; =always: whenever the group spans hosts.
+HierarchicalAllReduce* MpiCommunicator::hierarchical_for(const torch::Tensor& host) {
+  const char* env = std::getenv("PARATORCH_HIERARCHICAL");
+  const std::string mode = env ? env : "";
+  if (mode == "0" || !ShmAllReduce::suits(host)) return nullptr;
+  if (hierarchical_state_ == ShmState::kUntried) {
+    hierarchical_ = HierarchicalAllReduce::create(comm_);
+    hierarchical_state_ = hierarchical_ ? ShmState::kOn : ShmState::kOff;
+  }
+  if (!hierarchical_) return nullptr;
+  const int64_t bytes = host.numel() * static_cast<int64_t>(host.element_size());
+  return mode == "always" || hierarchical_->beats_flat(bytes) ? hierarchical_.get() : nullptr;
+}
+
 SymmetricBuffer* MpiCommunicator::symmetric_for(const torch::Tensor& tensor) {
   for (auto& buffer : symmetric_)
     if (buffer->contains(tensor)) return buffer.get();
@@ -212,6 +230,11 @@ PendingOp MpiCommunicator::make_all_reduce(torch::Tensor tensor, ReduceOp op) {
     StagedBuffer b = stage(tensor, /*for_reduction=*/true, /*written=*/true, op);
     if (ShmAllReduce* shm = shm_for(b.host)) {  // every rank on this node: no MPI transfer
       shm->run(b.host, op);
+      b.copy_back();
+      return;
+    }
+    if (HierarchicalAllReduce* h = hierarchical_for(b.host)) {  // the group spans hosts
+      h->run(b.host, b.mpi_type(), mpi_op_of(op, b.host.scalar_type()), op == ReduceOp::kAvg);
       b.copy_back();
       return;
     }

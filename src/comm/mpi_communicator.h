@@ -6,6 +6,7 @@
 // polls under a deadline. Requires MPI_THREAD_MULTIPLE (World checks).
 #pragma once
 #include "comm/op_queue.h"
+#include "comm/hierarchical_all_reduce.h"
 #include "comm/shm_all_reduce.h"
 #include "comm/symmetric_buffer.h"
 #include <paratorch/communicator.h>
@@ -75,6 +76,9 @@ class MpiCommunicator : public Communicator {
   /// The shared-memory path for `host`, created on first use (collective:
   /// every rank reaches it at the same all-reduce); nullptr means MPI.
   ShmAllReduce* shm_for(const torch::Tensor& host);
+  /// The hierarchical path when the group spans hosts and it measured faster
+  /// for this size (hierarchical_all_reduce.h); nullptr: flat MPI.
+  HierarchicalAllReduce* hierarchical_for(const torch::Tensor& host);
   /// The symmetric buffer `tensor` is a slice of, or nullptr.
   SymmetricBuffer* symmetric_for(const torch::Tensor& tensor);
 
@@ -89,6 +93,8 @@ class MpiCommunicator : public Communicator {
   enum class ShmState { kUntried, kOn, kOff };
   ShmState shm_state_ = ShmState::kUntried;  // touched only by the op being run
   std::unique_ptr<ShmAllReduce> shm_;
+  ShmState hierarchical_state_ = ShmState::kUntried;  // likewise
+  std::unique_ptr<HierarchicalAllReduce> hierarchical_;
   /// allocate_reduce_buffer's windows; appended and read only by ops run in
   /// queue order (run_now / the communication thread).
   std::vector<std::unique_ptr<SymmetricBuffer>> symmetric_;

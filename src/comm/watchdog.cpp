@@ -53,6 +53,15 @@ std::string Watchdog::waiting_in() {
   return entries_.empty() ? std::string() : entries_.begin()->second.info.describe();
 }
 
+bool Watchdog::oldest_wait(OpInfo* info, double* waited_s) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (entries_.empty()) return false;
+  const Entry& e = entries_.begin()->second;
+  *info = e.info;
+  *waited_s = e.timeout_s - std::chrono::duration<double>(e.deadline - Clock::now()).count();
+  return true;
+}
+
 void Watchdog::set_expiry_handler(ExpiryHandler handler) {
   std::lock_guard<std::mutex> lock(mutex_);
   handler_ = std::move(handler);
@@ -123,6 +132,37 @@ void abort_job_on_deadline(const OpInfo& info, double timeout_s) {
   std::fflush(stderr);
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::_Exit(1);
+}
+
+void report_termination() {
+  // The op this rank waits in; else (computing) the last one it finished,
+  // so the peers it was working with are still asked who is gone.
+  OpInfo info;
+  double waited_s = 0;
+  std::string what = "ended by SIGTERM (the launcher is ending the job) ";
+  if (Watchdog::instance().oldest_wait(&info, &waited_s)) {
+    char waited[32];
+    std::snprintf(waited, sizeof waited, "%.1f", waited_s);
+    what += "after waiting " + std::string(waited) + " s in " + info.describe();
+  } else {
+    const auto recent = FlightRecorder::instance().snapshot();
+    if (recent.empty()) {
+      FlightRecorder::instance().dump(what + "before any collective or transfer");
+      return;
+    }
+    info = recent.back().info;
+    what += "while computing, after " + info.describe();
+    info.sequence += 1;  // the peers are judged on the next op of the group
+  }
+  const std::string record = FlightRecorder::instance().dump(what);
+  if (std::getenv("PARATORCH_ERROR_DIR")) return;  // the supervising launcher speaks for the job
+  const std::string peers = PeerProbe::instance().diagnose(info, kSigtermProbeS);
+  const std::string host = host_of(info.world_rank);
+  const std::string dir = record.empty() ? "" : record.substr(0, record.rfind('/'));
+  std::fprintf(stderr, "paratorch: rank %d%s: %s. %s%s\n", info.world_rank,
+               host.empty() ? "" : (" (host " + host + ")").c_str(), what.c_str(), peers.c_str(),
+               dir.empty() ? "" : (" Flight records: " + dir + " (paratorch inspect " + dir + ").").c_str());
+  std::fflush(stderr);
 }
 
 }  // namespace paratorch::comm

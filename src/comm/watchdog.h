@@ -48,6 +48,8 @@ class Watchdog {
   Progress progress_of(uint64_t group_key);
   /// The oldest wait in progress, described; empty when none.
   std::string waiting_in();
+  /// The oldest wait in progress and how long it has waited; false when none.
+  bool oldest_wait(OpInfo* info, double* waited_s);
 
   /// RAII ticket.
   class Scope {
@@ -83,5 +85,16 @@ class Watchdog {
 /// The default expiry handler: probes the op's peers (a few seconds at most),
 /// prints the report naming the dead or silent ones, and calls MPI_Abort.
 [[noreturn]] void abort_job_on_deadline(const OpInfo& info, double timeout_s);
+
+/// What a rank does on SIGTERM (FlightRecorderOptions::report_on_sigterm):
+/// writes its flight record; when it waits in an operation, asks the peers
+/// (kSigtermProbeS at most) and prints one line naming the operation, its
+/// group and the dead or silent peers. Under the supervising launcher
+/// (PARATORCH_ERROR_DIR set) it prints nothing: that launcher speaks for the
+/// job. Returns; the caller ends the process.
+void report_termination();
+
+/// Open MPI sends SIGKILL a second after SIGTERM (odls_base_sigkill_timeout).
+inline constexpr double kSigtermProbeS = 0.5;
 
 }  // namespace paratorch::comm

@@ -54,7 +54,8 @@ void start_flight_recorder(const FlightRecorderOptions& options, int rank, int s
   if (const char* env = std::getenv("PARATORCH_FLIGHT_DIR"); dir.empty() && env && *env) dir = env;
   comm::FlightRecorder::instance().configure(options.capacity, dir);
   comm::FlightRecorder::instance().set_identity(rank, size, comm::host_of(rank));
-  if (options.dump_on_sigusr1) comm::start_dump_on_signal();
+  comm::start_dump_on_signal(options.dump_on_sigusr1,
+                             options.report_on_sigterm ? std::function<void()>(comm::report_termination) : nullptr);
 }
 
 bool env_flag(const char* name) {

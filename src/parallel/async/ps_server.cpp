@@ -192,7 +192,14 @@ void Server::handle(int src) {
     throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got a request from rank " +
                          std::to_string(src) + ", which is a server, not a worker");
   const auto w = static_cast<size_t>(worker);
+  const double listening_since = now_s();
   const bool complete = receive_request(*world_, src, &h, &payload, options_.timeout_s);
+  // While this receive blocked (a gradient that is slow to follow its header,
+  // or never does: its sender died on another host), no other worker could
+  // be heard; that time is not their silence.
+  const double deaf_s = now_s() - listening_since;
+  for (size_t o = 0; o < last_heard_s_.size(); ++o)
+    if (o != w) last_heard_s_[o] += deaf_s;
   if (complete && h.session != options_.session) return;  // another (finished) server's message
   last_heard_s_[w] = now_s();
   if (lost_[w]) return;  // declared lost: its late messages are ignored

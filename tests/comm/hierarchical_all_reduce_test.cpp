@@ -1,0 +1,77 @@
+// tests/comm/hierarchical_all_reduce_test.cpp — the host-by-host all-reduce
+// (comm/hierarchical_all_reduce.h) against the elementwise reference, on 3
+// and 4 ranks grouped into "hosts" of 2 (PARATORCH_NODE_SIZE): {0,1},{2} and
+// {0,1},{2,3}.
+#include <gtest/gtest.h>
+
+#include "mpi_test_env.h"
+#include "comm/hierarchical_all_reduce.h"
+#include "comm/mpi_buffers.h"
+
+#include <cstdlib>
+
+using paratorch::ReduceOp;
+
+namespace {
+
+std::unique_ptr<paratorch::comm::HierarchicalAllReduce> hosts_of_two() {
+  setenv("PARATORCH_NODE_SIZE", "2", 1);
+  auto h = paratorch::comm::HierarchicalAllReduce::create(MPI_COMM_WORLD);
+  unsetenv("PARATORCH_NODE_SIZE");
+  return h;
+}
+
+}  // namespace
+
+TEST(HierarchicalAllReduce, MatchesTheElementwiseReferenceOnEveryRank) {
+  auto h = hosts_of_two();
+  ASSERT_TRUE(h) << "3 or 4 ranks in hosts of 2 span two hosts";
+  EXPECT_EQ(h->hosts(), 2);
+  const int rank = test_world().rank(), size = test_world().size();
+  auto comm = test_world().comm();
+  const int64_t n = 100003;
+  auto values_of = [n](int r, torch::ScalarType type) {
+    return (torch::arange(n, torch::kDouble).remainder(997) * 0.001 + r * 0.5 - 0.7).to(type);
+  };
+  for (auto type : {torch::kFloat, torch::kDouble}) {
+    std::vector<torch::Tensor> all;
+    for (int q = 0; q < size; ++q) all.push_back(values_of(q, type));
+    auto stacked = torch::stack(all);
+    for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin}) {
+      auto t = values_of(rank, type);
+      h->run(t, paratorch::comm::mpi_type_of(type), paratorch::comm::mpi_op_of(op, type), op == ReduceOp::kAvg);
+      torch::Tensor want;
+      if (op == ReduceOp::kSum) want = stacked.sum(0);
+      if (op == ReduceOp::kAvg) want = stacked.sum(0) / size;
+      if (op == ReduceOp::kMax) want = std::get<0>(stacked.max(0));
+      if (op == ReduceOp::kMin) want = std::get<0>(stacked.min(0));
+      EXPECT_TRUE(torch::allclose(t, want, 1e-6, 1e-6)) << "op " << static_cast<int>(op) << " " << type;
+      auto rank0 = t.clone();
+      comm->broadcast(rank0, 0);
+      EXPECT_TRUE(torch::equal(t, rank0)) << "ranks disagree bitwise, op " << static_cast<int>(op);
+    }
+  }
+}
+
+// The hierarchical-or-flat choice is measured once per size class and must
+// be the same on every rank, or the ranks would run different collectives.
+TEST(HierarchicalAllReduce, ChoiceIsTheSameOnEveryRankAndKept) {
+  auto h = hosts_of_two();
+  ASSERT_TRUE(h);
+  auto comm = test_world().comm();
+  for (int64_t bytes : {int64_t{256} << 10, int64_t{2} << 20}) {
+    const bool first = h->beats_flat(bytes);
+    auto verdicts = torch::zeros({test_world().size()}, torch::kInt);
+    comm->all_gather(verdicts, torch::tensor({first ? 1 : 0}, torch::kInt));
+    EXPECT_TRUE(torch::equal(verdicts, torch::full_like(verdicts, first ? 1 : 0))) << bytes << " bytes";
+    EXPECT_EQ(h->beats_flat(bytes + bytes / 2), first) << "the same size class keeps its verdict";
+  }
+}
+
+// One host (every rank on this machine), or one rank per host: nothing to gain.
+TEST(HierarchicalAllReduce, NotBuiltWithinOneHostOrWithOneRankPerHost) {
+  EXPECT_FALSE(paratorch::comm::HierarchicalAllReduce::create(MPI_COMM_WORLD));
+  setenv("PARATORCH_NODE_SIZE", "1", 1);
+  EXPECT_FALSE(paratorch::comm::HierarchicalAllReduce::create(MPI_COMM_WORLD));
+  unsetenv("PARATORCH_NODE_SIZE");
+}
