@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     std::vector<float> a(static_cast<size_t>(count), 1.0f);
     torch::Tensor t = torch::from_blob(a.data(), {count}, torch::kFloat);
     auto flat = [&] { MPI_Allreduce(MPI_IN_PLACE, a.data(), static_cast<int>(count), MPI_FLOAT, MPI_SUM, comm); };
-    auto tiered = [&] { hier->run(t, MPI_FLOAT, MPI_SUM, false); };
+    auto tiered = [&] { hier->run(t, paratorch::ReduceOp::kSum); };
     flat();  // warm both paths' connections
     tiered();
     std::vector<double> f, h, ratio;

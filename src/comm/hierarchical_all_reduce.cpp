@@ -3,7 +3,10 @@
 
 #include "comm/mpi_buffers.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <limits>
 #include <cstdlib>
 #include <functional>
 #include <vector>
@@ -24,6 +27,25 @@ MPI_Comm split_by_host(MPI_Comm comm, int rank) {
   return local;
 }
 
+/// The element that leaves any value unchanged under `op`, written with
+/// plain loops (this runs on the communication thread, which must not start
+/// torch's thread pool).
+template <typename T>
+void fill_with(torch::Tensor& host, int64_t begin, int64_t end, ReduceOp op) {
+  T value = 0;  // kSum (kAvg runs as a sum)
+  if (op == ReduceOp::kMax) value = -std::numeric_limits<T>::infinity();
+  if (op == ReduceOp::kMin) value = std::numeric_limits<T>::infinity();
+  T* p = host.data_ptr<T>();
+  std::fill(p + begin, p + end, value);
+}
+
+/// Elements [begin, end) of `host` set to `op`'s neutral element.
+void fill_neutral(torch::Tensor& host, ReduceOp op, int64_t begin, int64_t end) {
+  if (end <= begin) return;
+  if (host.scalar_type() == torch::kFloat) fill_with<float>(host, begin, end, op);
+  else fill_with<double>(host, begin, end, op);
+}
+
 }  // namespace
 
 std::unique_ptr<HierarchicalAllReduce> HierarchicalAllReduce::create(MPI_Comm comm) {
@@ -39,20 +61,25 @@ std::unique_ptr<HierarchicalAllReduce> HierarchicalAllReduce::create(MPI_Comm co
   int totals[2] = {0, 0};
   MPI_Allreduce(counts, totals, 1, MPI_INT, MPI_SUM, comm);
   MPI_Allreduce(&counts[1], &totals[1], 1, MPI_INT, MPI_MAX, comm);
-  MPI_Comm leaders = MPI_COMM_NULL;
-  check_mpi(MPI_Comm_split(comm, local_rank == 0 ? 0 : MPI_UNDEFINED, rank, &leaders),
-            "hierarchical all-reduce set-up");
   if (totals[0] < 2 || totals[1] < 2) {  // one host, or one rank per host
     MPI_Comm_free(&local);
-    if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
     return nullptr;
   }
   std::unique_ptr<HierarchicalAllReduce> h(new HierarchicalAllReduce());
   h->comm_ = comm;
   h->local_ = local;
-  h->leaders_ = leaders;
+  h->local_rank_ = local_rank;
   h->size_ = size;
   h->hosts_ = totals[0];
+  h->local_shm_ = ShmAllReduce::create(local);
+  // One rail: local rank 0 of each host carries the whole buffer across
+  // hosts. A rail per local rank (slice r of R on local rank r, as NCCL runs
+  // a ring per NIC) was measured slower on the 2-core VM, where more ranks
+  // in TCP at once compete for the cores: 16 MiB over 4 hosts x 2 at
+  // 1 Gbit/s, 1.35x flat with two rails against 1.40x with one.
+  h->rails_ = 1;
+  check_mpi(MPI_Comm_split(comm, local_rank < h->rails_ ? local_rank : MPI_UNDEFINED, rank, &h->rail_),
+            "hierarchical all-reduce set-up");
   return h;
 }
 
@@ -60,25 +87,57 @@ HierarchicalAllReduce::~HierarchicalAllReduce() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (finalized) return;
+  local_shm_.reset();  // its window belongs to local_
   if (local_ != MPI_COMM_NULL) MPI_Comm_free(&local_);
-  if (leaders_ != MPI_COMM_NULL) MPI_Comm_free(&leaders_);
+  if (rail_ != MPI_COMM_NULL) MPI_Comm_free(&rail_);
 }
 
-void HierarchicalAllReduce::run(torch::Tensor& host, MPI_Datatype type, MPI_Op mpi_op, bool average) {
-  const int count = static_cast<int>(host.numel());
-  void* data = host.data_ptr();
-  int local_rank = 0;
-  MPI_Comm_rank(local_, &local_rank);
-  // 1. This host's sum, on its leader (local rank 0).
-  check_mpi(MPI_Reduce(local_rank == 0 ? MPI_IN_PLACE : data, local_rank == 0 ? data : nullptr, count, type, mpi_op,
-                       0, local_),
-            "all_reduce (inside a host)");
-  // 2. The leaders' all-reduce: the only step that crosses hosts.
-  if (leaders_ != MPI_COMM_NULL)
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op, leaders_), "all_reduce (across hosts)");
-  // 3. The result to every rank of the host.
-  check_mpi(MPI_Bcast(data, count, type, 0, local_), "all_reduce (inside a host)");
-  if (average) host.div_(size_);
+void HierarchicalAllReduce::run(torch::Tensor& host, ReduceOp op) {
+  const ReduceOp step = op == ReduceOp::kAvg ? ReduceOp::kSum : op;
+  const MPI_Datatype type = mpi_type_of(host.scalar_type());
+  const MPI_Op mpi_op = mpi_op_of(step, host.scalar_type());
+  const int64_t count = host.numel(), elem = host.element_size();
+  char* data = static_cast<char*>(host.data_ptr());
+  if (local_shm_) {
+    local_shm_->run(host, step);  // 1. every rank of the host holds the host's result
+    // 2. the only step that crosses hosts: this rank's rail, its slice
+    const int64_t begin = rail_ != MPI_COMM_NULL ? count * local_rank_ / rails_ : 0;
+    const int64_t end = rail_ != MPI_COMM_NULL ? count * (local_rank_ + 1) / rails_ : 0;
+    if (end > begin) rail_all_reduce(data + begin * elem, static_cast<int>(end - begin), type, mpi_op, elem);
+    fill_neutral(host, step, 0, begin);
+    fill_neutral(host, step, end, count);
+    local_shm_->run(host, step);  // 3. every rail's slice, combined with neutral elements
+  } else {
+    check_mpi(MPI_Reduce(local_rank_ == 0 ? MPI_IN_PLACE : data, local_rank_ == 0 ? data : nullptr,
+                         static_cast<int>(count), type, mpi_op, 0, local_),
+              "all_reduce (inside a host)");
+    if (local_rank_ == 0) rail_all_reduce(data, static_cast<int>(count), type, mpi_op, elem);  // rails_ == 1
+    check_mpi(MPI_Bcast(data, static_cast<int>(count), type, 0, local_), "all_reduce (inside a host)");
+  }
+  if (op == ReduceOp::kAvg) divide_in_place(host, size_);
+}
+
+// As a reduce-scatter then an all-gather (Rabenseifner): each host's link
+// carries 2(H-1)/H of the buffer, the least any all-reduce needs. Open MPI
+// picks recursive doubling for a few ranks, which sends the whole buffer in
+// every round (measured: 16 MiB over 4 hosts at 1 Gbit/s, 459 ms as one
+// MPI_Allreduce).
+void HierarchicalAllReduce::rail_all_reduce(void* data, int count, MPI_Datatype type, MPI_Op op, int64_t elem) {
+  int rank = 0, hosts = 1;
+  MPI_Comm_rank(rail_, &rank);
+  MPI_Comm_size(rail_, &hosts);
+  std::vector<int> counts(static_cast<size_t>(hosts)), displs(static_cast<size_t>(hosts));
+  for (int q = 0; q < hosts; ++q) {
+    counts[static_cast<size_t>(q)] = count / hosts + (q < count % hosts ? 1 : 0);
+    displs[static_cast<size_t>(q)] = q == 0 ? 0 : displs[static_cast<size_t>(q - 1)] + counts[static_cast<size_t>(q - 1)];
+  }
+  char* bytes = static_cast<char*>(data);
+  char* mine = bytes + static_cast<int64_t>(displs[static_cast<size_t>(rank)]) * elem;
+  check_mpi(MPI_Reduce_scatter(MPI_IN_PLACE, data, counts.data(), type, op, rail_), "all_reduce (across hosts)");
+  // MPI_IN_PLACE left this leader's reduced slice at the buffer's start.
+  std::memmove(mine, bytes, static_cast<size_t>(counts[static_cast<size_t>(rank)]) * static_cast<size_t>(elem));
+  check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, type, data, counts.data(), displs.data(), type, rail_),
+            "all_reduce (across hosts)");
 }
 
 bool HierarchicalAllReduce::beats_flat(int64_t bytes) {
@@ -96,7 +155,7 @@ bool HierarchicalAllReduce::beats_flat(int64_t bytes) {
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   };
   for (int rep = 0; rep < 3; ++rep) {  // interleaved: a slow moment hits both
-    time_into(seconds[0], [&] { run(scratch, MPI_FLOAT, MPI_SUM, false); });
+    time_into(seconds[0], [&] { run(scratch, ReduceOp::kSum); });
     time_into(seconds[1], [&] { MPI_Allreduce(MPI_IN_PLACE, b.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_); });
   }
   MPI_Allreduce(MPI_IN_PLACE, seconds, 2, MPI_DOUBLE, MPI_MAX, comm_);  // the slowest rank's, so all agree

@@ -10,6 +10,17 @@
 // memory, loopback); only the leaders' step crosses hosts. NCCL and Horovod
 // build their cross-node all-reduce the same way.
 //
+// Inside a host both steps go through the host's shared-memory window
+// (shm_all_reduce.h), whose waits sleep rather than spin. Step 1 is the
+// window's all-reduce. In step 2, with R ranks on every host, local rank r
+// all-reduces slice r of R with the local rank r of every other host (its
+// "rail", as NCCL runs one ring per NIC), as a reduce-scatter plus an
+// all-gather. Step 3 is the window's all-reduce again, each rank holding its
+// slice and the neutral element elsewhere (0 for a sum, -inf for a max, +inf
+// for a min): every rank gets every slice, exactly. Without a window on
+// every host (no room in /dev/shm) local rank 0 carries the whole buffer
+// and the host steps are MPI_Reduce and MPI_Bcast.
+//
 // Whether it wins depends on the links, so, as for the shared-memory window
 // (shm_all_reduce.h), the communicator asks beats_flat() per power-of-two
 // size class, which times both once on scratch buffers and keeps the slowest
@@ -20,6 +31,7 @@
 // consecutive ranks instead of asking MPI which ranks share a node, so the
 // path can be checked against the flat one on a single machine.
 #pragma once
+#include "comm/shm_all_reduce.h"
 #include <paratorch/communicator.h>
 
 #include <mpi.h>
@@ -38,10 +50,10 @@ class HierarchicalAllReduce {
   static std::unique_ptr<HierarchicalAllReduce> create(MPI_Comm comm);
   ~HierarchicalAllReduce();
 
-  /// In-place all-reduce of a contiguous CPU tensor (any dtype MPI reduces
-  /// with `mpi_op`); kAvg is done as a sum, then divided by the group size.
-  /// Collective.
-  void run(torch::Tensor& host, MPI_Datatype type, MPI_Op mpi_op, bool average);
+  /// In-place all-reduce of a contiguous CPU fp32/fp64 tensor
+  /// (ShmAllReduce::suits); kAvg is done as a sum, then divided by the
+  /// group size. Collective.
+  void run(torch::Tensor& host, ReduceOp op);
 
   /// Whether run() beats MPI_Allreduce over the whole group for fp32 buffers
   /// of about `bytes` (measured once per power-of-two size class; every rank
@@ -52,10 +64,14 @@ class HierarchicalAllReduce {
 
  private:
   HierarchicalAllReduce() = default;
+  void rail_all_reduce(void* data, int count, MPI_Datatype type, MPI_Op op, int64_t elem);
 
   MPI_Comm comm_ = MPI_COMM_NULL;     // the whole group (not owned)
   MPI_Comm local_ = MPI_COMM_NULL;    // this host's ranks
-  MPI_Comm leaders_ = MPI_COMM_NULL;  // local rank 0 of every host; NULL elsewhere
+  MPI_Comm rail_ = MPI_COMM_NULL;     // local rank r of every host (r < rails_); NULL elsewhere
+  int rails_ = 1;                     // one: local rank 0 (see create())
+  int local_rank_ = 0;
+  std::unique_ptr<ShmAllReduce> local_shm_;  // this host's window; nullptr: MPI inside the host too
   int size_ = 1;
   int hosts_ = 1;
   std::map<int, bool> beats_flat_;  // log2(bytes) -> measured verdict

@@ -234,7 +234,7 @@ PendingOp MpiCommunicator::make_all_reduce(torch::Tensor tensor, ReduceOp op) {
       return;
     }
     if (HierarchicalAllReduce* h = hierarchical_for(b.host)) {  // the group spans hosts
-      h->run(b.host, b.mpi_type(), mpi_op_of(op, b.host.scalar_type()), op == ReduceOp::kAvg);
+      h->run(b.host, op);
       b.copy_back();
       return;
     }
