@@ -141,25 +141,12 @@ void HierarchicalAllReduce::rail_all_reduce(void* data, int count, MPI_Datatype 
 }
 
 bool HierarchicalAllReduce::beats_flat(int64_t bytes) {
-  int size_class = 0;
-  while ((int64_t{2} << size_class) <= bytes) ++size_class;
-  if (auto it = beats_flat_.find(size_class); it != beats_flat_.end()) return it->second;
-  // Plain buffers (this runs on the communication thread; see shm_all_reduce.cpp).
-  const int64_t n = (int64_t{1} << size_class) / static_cast<int64_t>(sizeof(float));
-  std::vector<float> a(static_cast<size_t>(n), 1.0f), b(static_cast<size_t>(n), 1.0f);
-  torch::Tensor scratch = torch::from_blob(a.data(), {n}, torch::kFloat);
-  double seconds[2] = {1e30, 1e30};
-  auto time_into = [](double& best, const std::function<void()>& op) {
-    const auto start = std::chrono::steady_clock::now();
-    op();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  };
-  for (int rep = 0; rep < 3; ++rep) {  // interleaved: a slow moment hits both
-    time_into(seconds[0], [&] { run(scratch, ReduceOp::kSum); });
-    time_into(seconds[1], [&] { MPI_Allreduce(MPI_IN_PLACE, b.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_); });
-  }
-  MPI_Allreduce(MPI_IN_PLACE, seconds, 2, MPI_DOUBLE, MPI_MAX, comm_);  // the slowest rank's, so all agree
-  return beats_flat_[size_class] = seconds[0] < 0.95 * seconds[1];
+  // Best of three each: a flat all-reduce over slow links takes long.
+  return choice_.candidate_wins(
+      comm_, bytes, 3, [this](torch::Tensor& t) { run(t, ReduceOp::kSum); },
+      [this](torch::Tensor& t) {
+        MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM, comm_);
+      });
 }
 
 }  // namespace paratorch::comm

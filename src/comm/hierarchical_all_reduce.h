@@ -31,6 +31,7 @@
 // consecutive ranks instead of asking MPI which ranks share a node, so the
 // path can be checked against the flat one on a single machine.
 #pragma once
+#include "comm/measured_choice.h"
 #include "comm/shm_all_reduce.h"
 #include <paratorch/communicator.h>
 
@@ -74,7 +75,7 @@ class HierarchicalAllReduce {
   std::unique_ptr<ShmAllReduce> local_shm_;  // this host's window; nullptr: MPI inside the host too
   int size_ = 1;
   int hosts_ = 1;
-  std::map<int, bool> beats_flat_;  // log2(bytes) -> measured verdict
+  MeasuredChoice choice_;  // hierarchical or flat, per size class
 };
 
 }  // namespace paratorch::comm

@@ -61,32 +61,14 @@ void ShmAllReduce::run(torch::Tensor& host, ReduceOp op) {
 }
 
 bool ShmAllReduce::beats_mpi(int64_t bytes) {
-  int size_class = 0;
-  while ((int64_t{2} << size_class) <= bytes) ++size_class;  // 2^class <= bytes < 2^(class+1)
-  if (auto it = beats_mpi_.find(size_class); it != beats_mpi_.end()) return it->second;
-  // Plain buffers and from_blob: this runs on the communication thread,
-  // which must not start torch's thread pool (torch::ones would).
-  const int64_t n = (int64_t{1} << size_class) / static_cast<int64_t>(sizeof(float));
-  std::vector<float> a(static_cast<size_t>(n), 1.0f), b(static_cast<size_t>(n), 1.0f);
-  torch::Tensor scratch = torch::from_blob(a.data(), {n}, torch::kFloat);
-  // Best of five each, interleaved so a slow moment hits both: the fastest
-  // run is the cost without interference.
-  double seconds[2] = {1e30, 1e30};
-  auto time_into = [](double& best, const std::function<void()>& op) {
-    const auto start = std::chrono::steady_clock::now();
-    op();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  };
-  for (int rep = 0; rep < 5; ++rep) {
-    time_into(seconds[0], [&] { run(scratch, ReduceOp::kSum); });
-    time_into(seconds[1], [&] {
-      MPI_Allreduce(MPI_IN_PLACE, b.data(), static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm_);
-    });
-  }
-  MPI_Allreduce(MPI_IN_PLACE, seconds, 2, MPI_DOUBLE, MPI_MAX, comm_);  // the slowest rank's, so all agree
-  // A near tie goes to MPI: the copying path also moves the data through
-  // this rank's caches twice more, which the timing above does not charge.
-  return beats_mpi_[size_class] = seconds[0] < 0.95 * seconds[1];
+  // Best of five each. A near tie goes to MPI: the copying path also moves
+  // the data through this rank's caches twice more, which the timing does
+  // not charge.
+  return choice_.candidate_wins(
+      comm_, bytes, 5, [this](torch::Tensor& t) { run(t, ReduceOp::kSum); },
+      [this](torch::Tensor& t) {
+        MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM, comm_);
+      });
 }
 
 }  // namespace paratorch::comm

@@ -25,6 +25,7 @@
 // Waits carry no deadline of their own: they run inside a collective, which
 // the communication thread already watches (watchdog.h).
 #pragma once
+#include "comm/measured_choice.h"
 #include "comm/shm_window.h"
 #include <paratorch/communicator.h>
 
@@ -69,7 +70,7 @@ class ShmAllReduce {
 
   MPI_Comm comm_;
   std::unique_ptr<ShmWindow> window_;  // each rank's segment: [2 buffers][chunk_bytes]
-  std::map<int, bool> beats_mpi_;      // log2(bytes) -> measured verdict
+  MeasuredChoice choice_;              // window or MPI, per size class
   int64_t chunk_bytes_;
   uint64_t chunks_ = 0;  // chunks done (buffer parity)
 };

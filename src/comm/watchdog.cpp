@@ -109,6 +109,19 @@ std::string format_seconds(double s) {
   return text;
 }
 
+/// The one line a rank prints when a fault ends it:
+/// "paratorch: rank R (host H): WHAT PEERS Flight records: DIR (paratorch inspect DIR).TAIL"
+void print_fault_line(int world_rank, const std::string& what, const std::string& peers, const std::string& record,
+                      const std::string& tail) {
+  const std::string host = host_of(world_rank);
+  const std::string dir = record.empty() ? "" : record.substr(0, record.rfind('/'));
+  std::string line = "paratorch: rank " + std::to_string(world_rank) + (host.empty() ? "" : " (host " + host + ")") +
+                     ": " + what + " " + peers;
+  if (!dir.empty()) line += " Flight records: " + dir + " (paratorch inspect " + dir + ").";
+  std::fprintf(stderr, "%s%s\n", line.c_str(), tail.c_str());
+  std::fflush(stderr);
+}
+
 }  // namespace
 
 void abort_job_on_deadline(const OpInfo& info, double timeout_s) {
@@ -124,12 +137,7 @@ void abort_job_on_deadline(const OpInfo& info, double timeout_s) {
   // This rank's record first; each rank the probe asks writes its own.
   const std::string record = FlightRecorder::instance().dump(what);
   const std::string peers = PeerProbe::instance().diagnose(info, kProbeDeadlineS);
-  const std::string host = host_of(info.world_rank);
-  const std::string dir = record.empty() ? "" : record.substr(0, record.rfind('/'));
-  std::fprintf(stderr, "paratorch: rank %d%s: %s (CommOptions::timeout_s). %s%s Ending the job.\n",
-               info.world_rank, host.empty() ? "" : (" (host " + host + ")").c_str(), what.c_str(),
-               peers.c_str(), dir.empty() ? "" : (" Flight records: " + dir + " (paratorch inspect " + dir + ").").c_str());
-  std::fflush(stderr);
+  print_fault_line(info.world_rank, what + " (CommOptions::timeout_s).", peers, record, " Ending the job.");
   MPI_Abort(MPI_COMM_WORLD, 1);
   std::_Exit(1);
 }
@@ -157,12 +165,7 @@ void report_termination() {
   const std::string record = FlightRecorder::instance().dump(what);
   if (std::getenv("PARATORCH_ERROR_DIR")) return;  // the supervising launcher speaks for the job
   const std::string peers = PeerProbe::instance().diagnose(info, kSigtermProbeS);
-  const std::string host = host_of(info.world_rank);
-  const std::string dir = record.empty() ? "" : record.substr(0, record.rfind('/'));
-  std::fprintf(stderr, "paratorch: rank %d%s: %s. %s%s\n", info.world_rank,
-               host.empty() ? "" : (" (host " + host + ")").c_str(), what.c_str(), peers.c_str(),
-               dir.empty() ? "" : (" Flight records: " + dir + " (paratorch inspect " + dir + ").").c_str());
-  std::fflush(stderr);
+  print_fault_line(info.world_rank, what + ".", peers, record, "");
 }
 
 }  // namespace paratorch::comm

@@ -4,6 +4,7 @@
 #include "mpi_test_env.h"
 #include "comm/mpi_buffers.h"
 #include "comm/shm_all_reduce.h"
+#include "comm/reduce_reference.h"
 #include <paratorch/errors.h>
 
 using paratorch::ReduceOp;
@@ -69,29 +70,8 @@ TEST(Communicator, AllReduceNonContiguousAndBFloat16AreWrittenBack) {
 TEST(Communicator, SharedMemoryAllReduceMatchesElementwiseReference) {
   auto shm = paratorch::comm::ShmAllReduce::create(MPI_COMM_WORLD, 64 * 1024);
   ASSERT_TRUE(shm) << "the test's ranks share one node, so the window must exist";
-  auto comm = test_world().comm();
   const int64_t n = 5 * 64 * 1024 / 4 + 777;  // 5 chunks of fp32 and a tail
-  auto values_of = [n](int rank, torch::ScalarType type) {
-    return (torch::arange(n, torch::kDouble).remainder(1009) * 0.001 + rank * 0.25 - 0.3).to(type);
-  };
-  for (auto type : {torch::kFloat, torch::kDouble}) {
-    std::vector<torch::Tensor> all;
-    for (int q = 0; q < N(); ++q) all.push_back(values_of(q, type));
-    auto stacked = torch::stack(all);
-    for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin}) {
-      auto t = values_of(R(), type);
-      shm->run(t, op);
-      torch::Tensor want;
-      if (op == ReduceOp::kSum) want = stacked.sum(0);
-      if (op == ReduceOp::kAvg) want = stacked.sum(0) / N();
-      if (op == ReduceOp::kMax) want = std::get<0>(stacked.max(0));
-      if (op == ReduceOp::kMin) want = std::get<0>(stacked.min(0));
-      EXPECT_TRUE(torch::allclose(t, want, 1e-6, 1e-6)) << "op " << static_cast<int>(op) << " " << type;
-      auto rank0 = t.clone();
-      comm->broadcast(rank0, 0);
-      EXPECT_TRUE(torch::equal(t, rank0)) << "ranks disagree bitwise, op " << static_cast<int>(op);
-    }
-  }
+  expect_all_reduce_matches_reference(n, [&](torch::Tensor& t, ReduceOp op) { shm->run(t, op); });
 }
 
 // A buffer above the threshold goes the shared-memory way inside all_reduce.

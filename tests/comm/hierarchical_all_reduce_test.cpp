@@ -6,7 +6,7 @@
 
 #include "mpi_test_env.h"
 #include "comm/hierarchical_all_reduce.h"
-#include "comm/mpi_buffers.h"
+#include "comm/reduce_reference.h"
 
 #include <cstdlib>
 
@@ -27,30 +27,7 @@ TEST(HierarchicalAllReduce, MatchesTheElementwiseReferenceOnEveryRank) {
   auto h = hosts_of_two();
   ASSERT_TRUE(h) << "3 or 4 ranks in hosts of 2 span two hosts";
   EXPECT_EQ(h->hosts(), 2);
-  const int rank = test_world().rank(), size = test_world().size();
-  auto comm = test_world().comm();
-  const int64_t n = 100003;
-  auto values_of = [n](int r, torch::ScalarType type) {
-    return (torch::arange(n, torch::kDouble).remainder(997) * 0.001 + r * 0.5 - 0.7).to(type);
-  };
-  for (auto type : {torch::kFloat, torch::kDouble}) {
-    std::vector<torch::Tensor> all;
-    for (int q = 0; q < size; ++q) all.push_back(values_of(q, type));
-    auto stacked = torch::stack(all);
-    for (auto op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMax, ReduceOp::kMin}) {
-      auto t = values_of(rank, type);
-      h->run(t, op);
-      torch::Tensor want;
-      if (op == ReduceOp::kSum) want = stacked.sum(0);
-      if (op == ReduceOp::kAvg) want = stacked.sum(0) / size;
-      if (op == ReduceOp::kMax) want = std::get<0>(stacked.max(0));
-      if (op == ReduceOp::kMin) want = std::get<0>(stacked.min(0));
-      EXPECT_TRUE(torch::allclose(t, want, 1e-6, 1e-6)) << "op " << static_cast<int>(op) << " " << type;
-      auto rank0 = t.clone();
-      comm->broadcast(rank0, 0);
-      EXPECT_TRUE(torch::equal(t, rank0)) << "ranks disagree bitwise, op " << static_cast<int>(op);
-    }
-  }
+  expect_all_reduce_matches_reference(100003, [&](torch::Tensor& t, ReduceOp op) { h->run(t, op); });
 }
 
 // The hierarchical-or-flat choice is measured once per size class and must

@@ -5,6 +5,9 @@
 #   standalone project: tests/install/examples/ only builds them together).
 # consumer_test.sh SRC BUILD example NAME NP [ARGS...]
 #   runs that build of examples/NAME on NP ranks.
+# consumer_test.sh SRC BUILD cluster NAME HOSTS RANKS_PER_HOST [ARGS...]
+#   runs it across HOSTS namespace hosts (scripts/cluster); exits 77 (skip)
+#   where namespaces are not allowed.
 # Proves that install/export works for real consumers, and that each example
 # needs nothing but the installed headers.
 set -euo pipefail
@@ -26,5 +29,11 @@ case "$what" in
     [ -x "$work/$name/$name" ] || { echo "consumer_test: $work/$name/$name is missing; run the install.package test first"; exit 1; }
     mpirun -np "$np" "$work/$name/$name" "$@"
     ;;
-  *) echo "consumer_test: unknown step '$what' (install | example)"; exit 99 ;;
+  cluster)
+    name=$4 hosts=$5 per=$6; shift 6
+    [ -x "$work/$name/$name" ] || { echo "consumer_test: $work/$name/$name is missing; run the install.package test first"; exit 1; }
+    why=$("$src/scripts/cluster" check) || { echo "$why"; exit 77; }
+    PARATORCH="$work/$name/$name" "$src/scripts/cluster" run --hosts "$hosts" --ranks-per-host "$per" -- "$@"
+    ;;
+  *) echo "consumer_test: unknown step '$what' (install | example | cluster)"; exit 99 ;;
 esac
