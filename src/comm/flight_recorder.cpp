@@ -162,8 +162,10 @@ std::string FlightRecorder::dump(const std::string& reason) noexcept {
   if (dir.empty()) return "";
   const std::string path = dir + "/rank-" + std::to_string(rank) + ".json";
   try {
+    const std::string json = to_json(reason);
+    std::lock_guard<std::mutex> writing(dump_mutex_);
     std::filesystem::create_directories(dir);
-    formats::write_file_atomic(path, to_json(reason));
+    formats::write_file_atomic(path, json);
     return path;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "paratorch: rank %d: could not write the flight record %s: %s\n", rank, path.c_str(),

@@ -63,6 +63,7 @@ class FlightRecorder {
   FlightRecorder() = default;
 
   mutable std::mutex mutex_;
+  std::mutex dump_mutex_;  // one writer of rank-K.json at a time (its temp file is per process)
   std::vector<FlightEntry> ring_;
   uint64_t next_id_ = 0;
   std::string dump_dir_;

@@ -162,9 +162,17 @@ void report_termination() {
     what += "while computing, after " + info.describe();
     info.sequence += 1;  // the peers are judged on the next op of the group
   }
-  const std::string record = FlightRecorder::instance().dump(what);
-  if (std::getenv("PARATORCH_ERROR_DIR")) return;  // the supervising launcher speaks for the job
+  if (std::getenv("PARATORCH_ERROR_DIR")) {  // the supervising launcher speaks for the job
+    FlightRecorder::instance().dump(what);
+    return;
+  }
+  // The launcher's SIGKILL follows SIGTERM within a second (Open MPI's
+  // odls_base_sigkill_timeout): write the record while the peers are asked,
+  // not before, so a busy host still gets its line out.
+  std::string record;
+  std::thread writer([&] { record = FlightRecorder::instance().dump(what); });
   const std::string peers = PeerProbe::instance().diagnose(info, kSigtermProbeS);
+  writer.join();
   print_fault_line(info.world_rank, what + ".", peers, record, "");
 }
 
