@@ -18,5 +18,7 @@ int run_simulate(const std::vector<std::string>& args);
 int run_plot(const std::vector<std::string>& args);
 /// `paratorch inspect DIR`: why a job hung, from its flight records.
 int run_inspect(const std::vector<std::string>& args);
+/// `paratorch checkpoint export DIR FILE`: a checkpoint's model as one file.
+int run_checkpoint(const std::vector<std::string>& args);
 
 }  // namespace paratorch::cli

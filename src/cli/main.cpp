@@ -35,6 +35,7 @@ void print_usage() {
                "  simulate predict one layout's step time, throughput and memory on a cluster\n"
                "  plot     draw several runs' metrics (loss, val_loss, ...) in one chart\n"
                "  inspect  say why a job hung, from the flight records its ranks wrote\n"
+               "  checkpoint export  a checkpoint's model as one safetensors file of full tensors\n"
                "  help     show this text\n\n"
                "'paratorch <command> --help' lists a command's flags.\n";
 }
@@ -74,9 +75,10 @@ int main(int argc, char** argv) {
     else if (command == "simulate") code = paratorch::cli::run_simulate(args);
     else if (command == "plot") code = paratorch::cli::run_plot(args);
     else if (command == "inspect") code = paratorch::cli::run_inspect(args);
+    else if (command == "checkpoint") code = paratorch::cli::run_checkpoint(args);
     else
       throw paratorch::UsageError("paratorch: unknown command '" + command +
-                                  "'; valid commands: train, verify, plan, simulate, plot, inspect, help");
+                                  "'; valid commands: train, verify, plan, simulate, plot, inspect, checkpoint, help");
   } catch (const paratorch::UsageError& e) {
     code = 2;
     // The library names option fields; the user of this command edits config

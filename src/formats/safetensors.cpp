@@ -84,6 +84,12 @@ void check_bool_bytes(const uint8_t* data, uint64_t n, const std::string& name, 
 
 }  // namespace
 
+const char* safetensors_dtype_of(torch::ScalarType type, const std::string& tensor_name) {
+  return safetensors_name_of(type, tensor_name);
+}
+
+torch::ScalarType torch_dtype_of(const std::string& dtype) { return torch_type_of(dtype); }
+
 SafetensorsFile parse_safetensors(const uint8_t* bytes, size_t size, const std::string& what) {
   SafetensorsHeader header = parse_safetensors_header(bytes, size, what);
   SafetensorsFile file;

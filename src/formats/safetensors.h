@@ -38,6 +38,13 @@ SafetensorsFile read_safetensors(const std::string& path);
 /// The same, from bytes in memory.
 SafetensorsFile parse_safetensors(const uint8_t* bytes, size_t size, const std::string& what);
 
+/// The safetensors dtype name of `type` ("F32", ...); UsageError naming
+/// `tensor_name` for a dtype the format cannot hold.
+const char* safetensors_dtype_of(torch::ScalarType type, const std::string& tensor_name);
+/// The torch dtype of a safetensors dtype name; RuntimeFailure for one the
+/// parser would have refused.
+torch::ScalarType torch_dtype_of(const std::string& dtype);
+
 /// Serializes tensors (any device; copied to CPU, contiguous) sorted by name.
 /// Throws UsageError for a dtype safetensors cannot hold.
 std::string safetensors_bytes(const std::map<std::string, torch::Tensor>& tensors,

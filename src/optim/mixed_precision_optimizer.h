@@ -24,6 +24,7 @@ class MixedPrecisionOptimizer final : public Optimizer {
 
   void step(double lr, double grad_scale = 1.0) override;
   std::map<std::string, torch::Tensor> state_tensors() const override { return inner_->state_tensors(); }
+  std::vector<LocalState> local_state() const override { return inner_->local_state(); }
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override;
 
  private:

@@ -160,6 +160,12 @@ void OptimizerOptions::validate() const {
                      std::to_string(weight_decay));
 }
 
+std::vector<LocalState> Optimizer::local_state() const {
+  std::vector<LocalState> out;
+  for (auto& [key, tensor] : state_tensors()) out.push_back({key, tensor, -1});
+  return out;
+}
+
 const char* optimizer_kind_name(OptimizerKind kind) { return kind == OptimizerKind::kAdamW ? "adamw" : "sgd"; }
 
 std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options, NamedTensors params,

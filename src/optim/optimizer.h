@@ -39,6 +39,15 @@ struct OptimizerOptions {
 /// "adamw" | "sgd", as the config and checkpoints spell the kind.
 const char* optimizer_kind_name(OptimizerKind kind);
 
+/// One tensor of an optimizer's state as this rank holds it (sharded
+/// checkpoints write these without gathering).
+struct LocalState {
+  std::string key;           // as state_tensors() names it: "<parameter>.<state>", "step", ...
+  torch::Tensor data;
+  int64_t flat_offset = -1;  // >= 0: elements [flat_offset, +numel) of the parameter's
+                             // flattened tensor on this rank (a ZeRO piece); -1: all of it
+};
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -51,6 +60,9 @@ class Optimizer {
   virtual std::map<std::string, torch::Tensor> state_tensors() const = 0;
   /// The inverse; throws RuntimeFailure naming a missing or mis-shaped tensor.
   virtual void load_state_tensors(const std::map<std::string, torch::Tensor>& state) = 0;
+  /// The state as this rank holds it, with no communication. Default:
+  /// state_tensors() whole (wrappers that gather or shard override it).
+  virtual std::vector<LocalState> local_state() const;
   /// Steps taken so far.
   int64_t steps_taken() const { return steps_; }
 

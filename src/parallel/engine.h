@@ -6,6 +6,7 @@
 // and ZeRO layouts are others. The loop never branches on the layout.
 #pragma once
 #include "data/dataset.h"
+#include "formats/sharded_checkpoint.h"
 #include "parallel/grad_clip.h"
 #include "optim/optimizer.h"
 #include <paratorch/layout.h>
@@ -13,6 +14,8 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -66,6 +69,17 @@ class Engine {
   virtual std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) {
     return local;
   }
+  /// This rank's pieces of a sharded checkpoint: what it holds of the
+  /// parameters and of `optimizer`'s state (Optimizer::local_state), each
+  /// element of the world's state written by one rank, no communication
+  /// (parallel/checkpoint/checkpoint_pieces.h). nullopt: this engine cannot say, and
+  /// the trainer gathers whole tensors instead and spreads their writing.
+  virtual std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& /*optimizer*/) {
+    return std::nullopt;
+  }
+  /// The parameters (by model name) whose whole tensors load_full_parameters
+  /// reads on this rank, so a resume reads only those; empty: all of them.
+  virtual std::set<std::string> parameters_to_load() { return {}; }
   /// Number of parameters of the whole model.
   virtual int64_t parameter_count() = 0;
   /// Parameters of this rank's model-parallel shard before ZeRO sharding

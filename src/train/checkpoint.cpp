@@ -3,6 +3,8 @@
 
 #include "formats/atomic_file.h"
 #include "formats/safetensors.h"
+#include "formats/sharded_checkpoint.h"
+#include "train/sharded_checkpoint.h"
 #include <paratorch/compat.h>
 #include <paratorch/errors.h>
 
@@ -23,11 +25,15 @@ constexpr const char* kFormat = "paratorch-checkpoint";
 constexpr int kVersion = 1;
 const char* const kFiles[] = {"model.safetensors", "optimizer.safetensors", "config.toml"};
 
+}  // namespace
+
 std::string step_folder_name(int64_t step) {
   char name[32];
   std::snprintf(name, sizeof name, "step-%06" PRId64, step);
   return name;
 }
+
+namespace {
 
 RuntimeFailure bad_checkpoint(const std::string& dir, const std::string& problem) {
   return RuntimeFailure("paratorch: checkpoint " + dir + ": " + problem +
@@ -46,14 +52,14 @@ void prune_old_checkpoints(const fs::path& root) {
   for (size_t i = 0; i + kCheckpointsKept < steps.size(); ++i) fs::remove_all(steps[i]);
 }
 
-// The [model] lines of a config's TOML, key by key.
-std::map<std::string, std::string> model_keys(const std::string& toml_text) {
+// The lines of one section ("[model]") of a config's TOML, key by key.
+std::map<std::string, std::string> section_keys(const std::string& toml_text, const std::string& section) {
   std::map<std::string, std::string> keys;
   std::istringstream in(toml_text);
   std::string line;
   bool in_model = false;
   while (std::getline(in, line)) {
-    if (!line.empty() && line[0] == '[') in_model = line == "[model]";
+    if (!line.empty() && line[0] == '[') in_model = line == section;
     const auto eq = line.find(" = ");
     if (in_model && eq != std::string::npos) keys[line.substr(0, eq)] = line.substr(eq + 3);
   }
@@ -105,10 +111,20 @@ void swap_into_place(const fs::path& tmp_dir, const fs::path& final_dir, const f
 
 }  // namespace
 
+void commit_step_folder(const std::string& root, const std::string& tmp_dir, int64_t step) {
+  const fs::path root_path(root), final_dir = root_path / step_folder_name(step);
+  const fs::path old_dir = root_path / (step_folder_name(step) + ".tmp-old-" + std::to_string(::getpid()));
+  std::error_code ec;
+  swap_into_place(tmp_dir, final_dir, old_dir);
+  formats::sync_directory(root_path.string());
+  formats::write_file_atomic((root_path / "latest").string(), final_dir.filename().string() + "\n");
+  fs::remove_all(old_dir, ec);
+  prune_old_checkpoints(root_path);
+}
+
 std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt) {
   const fs::path root_path(root), final_dir = root_path / step_folder_name(ckpt.step);
   const fs::path tmp_dir = root_path / (step_folder_name(ckpt.step) + ".tmp-" + std::to_string(::getpid()));
-  const fs::path old_dir = root_path / (step_folder_name(ckpt.step) + ".tmp-old-" + std::to_string(::getpid()));
   std::error_code ec;
   fs::create_directories(root_path, ec);
   fs::remove_all(tmp_dir, ec);
@@ -116,33 +132,35 @@ std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt) {
     throw RuntimeFailure("paratorch: cannot create checkpoint folder " + tmp_dir.string() + ": " + ec.message());
   try {
     write_step_files(tmp_dir, ckpt);
-    swap_into_place(tmp_dir, final_dir, old_dir);
+    commit_step_folder(root, tmp_dir.string(), ckpt.step);
   } catch (...) {
     // A failed write (a full disk) leaves nothing behind: a half folder
     // would hold the space the next checkpoint needs, and never be pruned.
     fs::remove_all(tmp_dir, ec);
     throw;
   }
-  formats::sync_directory(root_path.string());
-  formats::write_file_atomic((root_path / "latest").string(), final_dir.filename().string() + "\n");
-  fs::remove_all(old_dir, ec);
-  prune_old_checkpoints(root_path);
   return final_dir.string();
 }
 
-Checkpoint read_checkpoint(const std::string& path) {
+std::string resolve_step_folder(const std::string& path) {
   fs::path dir(path);
   // A run's out_dir or its checkpoints folder: follow `latest`.
   if (fs::exists(dir / "checkpoints" / "latest")) dir = dir / "checkpoints";
-  if (fs::exists(dir / "latest") && !fs::exists(dir / "manifest.json")) {
+  if (fs::exists(dir / "latest") && !fs::exists(dir / "manifest.json") && !fs::exists(dir / formats::kIndexFile)) {
     std::string name = formats::read_file_bytes((dir / "latest").string());
     name.erase(name.find_last_not_of(" \n\r\t") + 1);
     dir = dir / name;
   }
+  return dir.string();
+}
+
+Checkpoint read_checkpoint(const std::string& path, const ParameterFilter& wanted) {
+  const fs::path dir(resolve_step_folder(path));
   const std::string where = dir.string();
   if (!fs::is_directory(dir)) throw bad_checkpoint(where, "no such folder");
+  if (fs::exists(dir / formats::kIndexFile)) return read_sharded_checkpoint(where, wanted);
   if (!fs::exists(dir / "manifest.json"))
-    throw bad_checkpoint(where, "no manifest.json (not a paratorch checkpoint, or one whose write never finished)");
+    throw bad_checkpoint(where, "no manifest.json or index.json (not a paratorch checkpoint, or one whose write never finished)");
   nlohmann::json manifest = nlohmann::json::parse(formats::read_file_bytes((dir / "manifest.json").string()),
                                                   nullptr, /*allow_exceptions=*/false);
   if (manifest.is_discarded() || !manifest.is_object() || manifest.value("format", "") != kFormat)
@@ -183,7 +201,7 @@ Checkpoint read_checkpoint(const std::string& path) {
 }
 
 void require_compatible(const Checkpoint& ckpt, const Config& config) {
-  const auto theirs = model_keys(ckpt.config_toml), ours = model_keys(to_toml(config));
+  const auto theirs = section_keys(ckpt.config_toml, "[model]"), ours = section_keys(to_toml(config), "[model]");
   std::string differences;
   for (const auto& [key, value] : ours) {
     auto it = theirs.find(key);
@@ -193,6 +211,17 @@ void require_compatible(const Checkpoint& ckpt, const Config& config) {
   if (!differences.empty())
     throw UsageError("paratorch: the checkpoint was written for another model ([model] " + differences +
                      "); resume with the config that wrote it (its config.toml)");
+  // The optimizer's state has one set of kinds (adamw: exp_avg, exp_avg_sq;
+  // sgd: momentum_buffer): another optimizer cannot continue from it.
+  const auto their_optim = section_keys(ckpt.config_toml, "[optim]"), our_optim = section_keys(to_toml(config), "[optim]");
+  auto name_of = [](const std::map<std::string, std::string>& keys) {
+    auto it = keys.find("name");
+    return it == keys.end() ? std::string("(absent)") : it->second;
+  };
+  if (!their_optim.empty() && name_of(their_optim) != name_of(our_optim))
+    throw UsageError("paratorch: the checkpoint holds the state of optimizer " + name_of(their_optim) +
+                     ", and [optim] name = " + name_of(our_optim) + " here; resume with name = " + name_of(their_optim) +
+                     " or start without --resume");
   if (ckpt.step >= config.train.steps)
     throw UsageError("paratorch: the checkpoint is at step " + std::to_string(ckpt.step) + " and [train] steps = " +
                      std::to_string(config.train.steps) + ": nothing left to run; raise train.steps");

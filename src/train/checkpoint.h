@@ -24,6 +24,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -46,10 +47,30 @@ constexpr int kCheckpointsKept = 3;
 /// it. Returns the step folder. Throws RuntimeFailure naming the path.
 std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt);
 
+/// Which parameters (by model name) a reader wants; empty: all of them.
+using ParameterFilter = std::function<bool(const std::string& parameter)>;
+
 /// Reads a step folder, or the folder `latest` names when `path` holds one
-/// (a checkpoints folder or a run's out_dir). Every file's size and checksum
-/// is checked before parsing. Throws RuntimeFailure saying what is wrong.
-Checkpoint read_checkpoint(const std::string& path);
+/// (a checkpoints folder or a run's out_dir), in either format: whole
+/// tensors (manifest.json) or sharded (index.json, train/sharded_checkpoint.h).
+/// Every byte used is checked against its size and checksum first. From a
+/// sharded folder only the parameters `wanted` names are read, with their
+/// optimizer state and the state of no parameter ("step"). Throws
+/// RuntimeFailure saying what is wrong.
+Checkpoint read_checkpoint(const std::string& path, const ParameterFilter& wanted = {});
+
+/// The step folder `path` means: itself, or the one `latest` names inside
+/// it (or inside path/checkpoints).
+std::string resolve_step_folder(const std::string& path);
+
+/// "step-000400".
+std::string step_folder_name(int64_t step);
+
+/// Moves the finished `tmp_dir` to root/step-NNNNNN (a folder already there
+/// is replaced, and put back if the rename fails), fsyncs `root`, points
+/// root/latest at it and prunes to kCheckpointsKept. RuntimeFailure naming
+/// the path.
+void commit_step_folder(const std::string& root, const std::string& tmp_dir, int64_t step);
 
 /// UsageError unless `ckpt` was written for the same model as `config`
 /// (every [model] key) and its step is below config.train.steps.

@@ -13,6 +13,7 @@
 #include "parallel/pipeline/schedule.h"
 #include "parallel/pipeline/timeline.h"
 #include "train/checkpoint.h"
+#include "train/sharded_checkpoint.h"
 #include "train/generate.h"
 #include "optim/lr_schedule.h"
 #include "train/run_history.h"
@@ -178,7 +179,11 @@ TrainResult Trainer::run(const std::string& resume_dir) {
 // step. The data needs no state of its own: the batch of step s is a pure
 // function of (seed, s), so continuing at s continues the exact sequence.
 int64_t Trainer::Impl::resume(const std::string& dir) {
-  Checkpoint ckpt = read_checkpoint(dir);
+  // A sharded checkpoint: this rank reads only the parameters it holds.
+  const std::set<std::string> mine = engine->parameters_to_load();
+  ParameterFilter wanted;
+  if (!mine.empty()) wanted = [&mine](const std::string& parameter) { return mine.count(parameter) > 0; };
+  Checkpoint ckpt = read_checkpoint(dir, wanted);
   require_compatible(ckpt, config);
   engine->load_full_parameters(ckpt.model);
   optimizer->load_state_tensors(ckpt.optimizer);
@@ -256,23 +261,28 @@ void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double gra
   }
 }
 
-// Every rank takes part (full_parameters may gather); rank 0 writes.
+// Sharded: every rank writes what it holds, in parallel (engines that
+// cannot say gather whole tensors and spread the writing); rank 0 commits.
 void Trainer::Impl::save_checkpoint(int64_t steps_done) {
   report::Tracer::Span span("checkpoint", "io");
-  Checkpoint ckpt;
-  ckpt.step = steps_done;
-  ckpt.model = engine->full_parameters();
-  ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
-  for (auto& [key, tensor] : engine->checkpoint_state()) ckpt.optimizer[key] = tensor;
+  const int rank = world.comm()->rank(), size = world.comm()->size();
+  auto pieces = engine->checkpoint_pieces(*optimizer);
+  if (!pieces)
+    pieces = spread_whole_tensors(engine->full_parameters(), engine->full_optimizer_state(optimizer->state_tensors()),
+                                  rank, size);
+  // State equal on every rank (the fp16 loss scaler, the CPU generator): rank 0's.
+  std::map<std::string, torch::Tensor> global = engine->checkpoint_state();
   {
     at::Generator cpu = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(cpu.mutex());
-    ckpt.optimizer["trainer.rng_cpu"] = cpu.get_state();
+    global["trainer.rng_cpu"] = cpu.get_state();
   }
-  if (leader())
-    save_run_checkpoint(config, std::move(ckpt), layout_text(config.parallel, groups.layout(), world.size()),
-                        world.size());
-  world.comm()->barrier();  // nobody runs ahead of a checkpoint that may yet fail
+  if (rank == 0) {
+    auto more = spread_whole_tensors({}, global, 0, 1);
+    pieces->insert(pieces->end(), more.begin(), more.end());
+  }
+  ShardedCheckpointInfo info{steps_done, layout_text(config.parallel, groups.layout(), size), to_toml(config)};
+  write_sharded_checkpoint(config.train.out_dir + "/checkpoints", *pieces, info, *world.comm());
 }
 
 void Trainer::Impl::finish_outputs() {

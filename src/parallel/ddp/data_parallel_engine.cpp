@@ -1,6 +1,8 @@
 // src/parallel/ddp/data_parallel_engine.cpp — see data_parallel_engine.h.
 #include "parallel/ddp/data_parallel_engine.h"
 
+#include "parallel/checkpoint/checkpoint_pieces.h"
+
 #include "parallel/finalize_grads.h"
 #include "report/trace.h"
 #include <paratorch/errors.h>
@@ -104,6 +106,19 @@ std::map<std::string, torch::Tensor> DataParallelEngine::full_parameters() {
 void DataParallelEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : named_parameters()) p.copy_(tp_.local_part(tensors, name, p.sizes()));
+}
+
+std::optional<std::vector<formats::Piece>> DataParallelEngine::checkpoint_pieces(const Optimizer& optimizer) {
+  parallel::CheckpointPieces out(tp_, groups_.coords().dp, groups_.layout().dp, groups_.world()->rank());
+  for (const auto& [name, p] : named_parameters()) out.add_parameter(name, p);
+  out.add_optimizer_state(optimizer.local_state());
+  return out.take();
+}
+
+std::set<std::string> DataParallelEngine::parameters_to_load() {
+  std::set<std::string> names;
+  for (const auto& [name, p] : named_parameters()) names.insert(name);
+  return names;
 }
 
 int64_t DataParallelEngine::parameter_count() {

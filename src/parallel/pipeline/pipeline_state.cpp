@@ -18,9 +18,11 @@
 // (LayerNorms, biases of row-parallel layers, wpe) counted once since they are
 // equal on every tp rank, the tied copy on the last stage not at all (its
 // owner counts it), and the stages' sums added over pp.
+#include "parallel/pipeline/pipeline_engine.h"
+
+#include "parallel/checkpoint/checkpoint_pieces.h"
 #include "parallel/finalize_grads.h"
 #include "parallel/grad_norm.h"
-#include "parallel/pipeline/pipeline_engine.h"
 #include "optim/mixed_precision_optimizer.h"
 #include "parallel/pipeline/pipeline_zero.h"
 
@@ -69,6 +71,16 @@ std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
     }
   return out;
 }
+
+// Each stage writes the parameters it owns (a tied copy's owner writes it).
+std::optional<std::vector<formats::Piece>> PipelineEngine::checkpoint_pieces(const Optimizer& optimizer) {
+  parallel::CheckpointPieces out(tp_, groups_.coords().dp, groups_.layout().dp, groups_.world()->rank());
+  for (const auto& name : held_) out.add_parameter(name, trained(name), owner_.at(name) == groups_.coords().pp);
+  out.add_optimizer_state(optimizer.local_state());
+  return out.take();
+}
+
+std::set<std::string> PipelineEngine::parameters_to_load() { return {held_.begin(), held_.end()}; }
 
 void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;

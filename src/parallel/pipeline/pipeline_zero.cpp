@@ -31,6 +31,7 @@ class Zero1Optimizer final : public Optimizer {
     steps_ = inner_->steps_taken();
   }
   std::map<std::string, torch::Tensor> state_tensors() const override { return inner_->state_tensors(); }
+  std::vector<LocalState> local_state() const override { return inner_->local_state(); }
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
     inner_->load_state_tensors(state);
     steps_ = inner_->steps_taken();

@@ -28,6 +28,8 @@ class TensorParallelOptimizer : public Optimizer {
   void step(double lr, double grad_scale = 1.0) override;
   std::map<std::string, torch::Tensor> state_tensors() const override;
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override;
+  /// This rank's slices, not gathered.
+  std::vector<LocalState> local_state() const override { return inner_->local_state(); }
 
  private:
   std::unique_ptr<Optimizer> inner_;

@@ -76,6 +76,17 @@ std::map<std::string, torch::Tensor> ShardedOptimizer::state_tensors() const {
   return out;
 }
 
+std::vector<train::LocalState> ShardedOptimizer::local_state() const {
+  const auto mine = inner_->state_tensors();
+  std::vector<train::LocalState> out{{"step", torch::tensor(steps_, torch::kLong), -1}};
+  for (const auto& unit : units_)
+    for (const auto& piece : unit.layout->pieces()) {
+      const std::string& name = unit.layout->params()[piece.param].name;
+      for (const auto& kind : kinds_) out.push_back({name + "." + kind, mine.at(name + "." + kind), piece.param_offset});
+    }
+  return out;
+}
+
 void ShardedOptimizer::load_state_tensors(const std::map<std::string, torch::Tensor>& state) {
   std::map<std::string, torch::Tensor> mine;
   auto step = state.find("step");

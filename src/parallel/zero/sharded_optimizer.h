@@ -52,6 +52,9 @@ class ShardedOptimizer final : public train::Optimizer {
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override;
   /// This rank's state tensors (its pieces only): what it holds in memory.
   std::map<std::string, torch::Tensor> local_state_tensors() const { return inner_->state_tensors(); }
+  /// This rank's pieces of each state kind, at their offsets in the
+  /// parameters, plus "step": nothing gathered.
+  std::vector<train::LocalState> local_state() const override;
 
  private:
   std::vector<std::string> kinds_;  // "exp_avg", "exp_avg_sq" | "momentum_buffer"

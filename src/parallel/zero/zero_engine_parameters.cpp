@@ -3,6 +3,7 @@
 // loaded back into each rank's shard (tp-sliced), and counted.
 #include "parallel/zero/zero_engine.h"
 
+#include "parallel/checkpoint/checkpoint_pieces.h"
 #include "parallel/zero/zero_unit.h"
 
 namespace paratorch::train {
@@ -27,6 +28,28 @@ void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>
     }
   }
   publish_parameters();
+}
+
+// Every stage keeps fp32 masters as flat shards: each rank writes its pieces.
+std::optional<std::vector<formats::Piece>> ZeroEngine::checkpoint_pieces(const Optimizer& optimizer) {
+  parallel::CheckpointPieces out(tp_, groups_.coords().dp, groups_.layout().dp, groups_.world()->rank());
+  for (auto& u : units_) {
+    const auto& L = *u->layout;
+    for (const auto& piece : L.pieces()) {
+      const auto& param = L.params()[piece.param];
+      out.add_parameter_piece(param.name, param.shape, u->master.narrow(0, piece.shard_offset, piece.length),
+                              piece.param_offset);
+    }
+  }
+  out.add_optimizer_state(optimizer.local_state());
+  return out.take();
+}
+
+std::set<std::string> ZeroEngine::parameters_to_load() {
+  std::set<std::string> names;
+  for (auto& u : units_)
+    for (const auto& piece : u->layout->pieces()) names.insert(u->layout->params()[piece.param].name);
+  return names;
 }
 
 int64_t ZeroEngine::parameter_count() {
