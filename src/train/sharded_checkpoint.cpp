@@ -69,6 +69,10 @@ std::string write_my_shard(const std::string& tmp, const std::vector<formats::Pi
   return formats::index_json(own);
 }
 
+std::string without_prefix(std::string message) {
+  return message.rfind("paratorch: ", 0) == 0 ? message.substr(11) : message;
+}
+
 std::string first_failure(const std::vector<std::string>& failures) {
   for (size_t r = 0; r < failures.size(); ++r)
     if (!failures[r].empty()) return failures[r];
@@ -97,7 +101,7 @@ std::string write_sharded_checkpoint(const std::string& root, const std::vector<
   try {
     records = write_my_shard(tmp, mine, rank, size);
   } catch (const std::exception& e) {
-    failure = "rank " + std::to_string(rank) + ": " + e.what();
+    failure = "rank " + std::to_string(rank) + " failed: " + without_prefix(e.what());
   }
   maybe_crash(rank, info.step);
   const auto all_failures = all_gather_strings(world, failure);
@@ -124,7 +128,7 @@ std::string write_sharded_checkpoint(const std::string& root, const std::vector<
       commit_step_folder(root, tmp, info.step);
       folder = (fs::path(root) / step_folder_name(info.step)).string();
     } catch (const std::exception& e) {
-      problem = std::string("rank 0: ") + e.what();
+      problem = "rank 0 failed to commit: " + without_prefix(e.what());
     }
   }
   if (rank == 0 && !problem.empty()) {
@@ -132,7 +136,8 @@ std::string write_sharded_checkpoint(const std::string& root, const std::vector<
     fs::remove_all(tmp, ec);  // nothing half-written holds the space
   }
   const auto outcome = all_gather_strings(world, rank == 0 ? problem : "");
-  if (!outcome[0].empty()) throw RuntimeFailure("paratorch: checkpoint of step " + std::to_string(info.step) + " not written: " + outcome[0]);
+  if (!outcome[0].empty())
+    throw RuntimeFailure("paratorch: checkpoint of step " + std::to_string(info.step) + " not written (" + outcome[0] + ")");
   return (fs::path(root) / step_folder_name(info.step)).string();
 }
 
