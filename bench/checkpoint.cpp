@@ -102,8 +102,7 @@ int main(int argc, char** argv) {
 
   const std::string sharded_root = root + "/sharded-np" + std::to_string(world.size());
   const std::string gathered_root = root + "/gathered-np" + std::to_string(world.size());
-  const auto wanted_names = engine->parameters_to_load();
-  const train::ParameterFilter wanted = [&](const std::string& p) { return wanted_names.count(p) > 0; };
+  const formats::ShardPlan wanted = engine->parameters_to_load();
   auto timed = [&](const std::function<void()>& f, Timed* into, bool save) {
     world.comm()->barrier();
     const double before = reset_peak();
@@ -114,8 +113,8 @@ int main(int argc, char** argv) {
     (save ? into->save_ms : into->load_ms).push_back(ms);
     if (save) into->peak_mib.push_back(status_mib("VmHWM:") - before);
   };
-  auto load = [&](const std::string& dir, const train::ParameterFilter& filter) {
-    train::Checkpoint back = train::read_checkpoint(dir, filter);
+  auto load = [&](const std::string& dir, const formats::ShardPlan& plan) {
+    train::Checkpoint back = train::read_checkpoint(dir, plan);
     engine->load_full_parameters(back.model);
     optimizer->load_state_tensors(back.optimizer);
   };

@@ -53,6 +53,11 @@ struct Piece {
   torch::Tensor data;
 };
 
+/// What a reader wants of each parameter, by name: its tensor-parallel
+/// shard (the split fields; split_dim -1: the whole tensor). Where the
+/// checkpoint holds the same split, only that shard's pieces are read.
+using ShardPlan = std::map<std::string, PieceRegion>;
+
 /// A piece as the index records it.
 struct PieceRecord {
   std::string section, name;
@@ -111,9 +116,17 @@ class ShardedReader {
   /// RuntimeFailure naming the file and piece for a checksum mismatch or a
   /// region no piece covers.
   torch::Tensor whole(const std::string& section, const std::string& name) const;
+  /// Only shard `want.split_rank` of the tensor (shaped as that shard) when
+  /// its pieces are split as `want` says (same dim, fused parts and size);
+  /// otherwise the whole tensor. Same checks as whole().
+  torch::Tensor part(const std::string& section, const std::string& name, const PieceRegion& want) const;
 
  private:
   torch::Tensor read_piece(const PieceRecord& record) const;
+  /// The pieces of one tensor, checked to agree, by the tp shard they belong to.
+  std::vector<std::vector<const PieceRecord*>> shards_of(const std::string& section, const std::string& name) const;
+  /// Shard `s` of a tensor whose pieces are `pieces`, shaped as that shard.
+  torch::Tensor read_shard(const std::string& name, std::vector<const PieceRecord*> pieces, int s) const;
   std::string dir_;
   ShardedIndex index_;
   std::map<std::string, std::vector<size_t>> by_tensor_;  // "section/name" -> pieces

@@ -176,45 +176,68 @@ torch::Tensor ShardedReader::read_piece(const PieceRecord& r) const {
   return out;
 }
 
-torch::Tensor ShardedReader::whole(const std::string& section, const std::string& name) const {
+std::vector<std::vector<const PieceRecord*>> ShardedReader::shards_of(const std::string& section,
+                                                                   const std::string& name) const {
   auto it = by_tensor_.find(section + "/" + name);
   if (it == by_tensor_.end()) bad(dir_, "holds no tensor '" + name + "' in its " + section + " state");
   const PieceRecord& first = index_.pieces[it->second.front()];
-  const int size = first.region.split_size;
-  std::vector<std::vector<const PieceRecord*>> by_shard(size);
+  std::vector<std::vector<const PieceRecord*>> by_shard(first.region.split_size);
   for (size_t i : it->second) {
     const PieceRecord& r = index_.pieces[i];
     if (r.region.split_dim != first.region.split_dim || r.region.split_parts != first.region.split_parts ||
-        r.region.split_size != size || r.dtype != first.dtype || r.whole_shape != first.whole_shape)
+        r.region.split_size != first.region.split_size || r.dtype != first.dtype || r.whole_shape != first.whole_shape)
       bad(dir_, "pieces of tensor '" + name + "' disagree on its shape, dtype or split");
     by_shard[r.region.split_rank].push_back(&r);
   }
+  return by_shard;
+}
+
+torch::Tensor ShardedReader::read_shard(const std::string& name, std::vector<const PieceRecord*> pieces, int s) const {
+  const PieceRecord& first = *pieces.front();
   const int64_t shard = shard_numel(first.whole_shape, first.region);
-  std::vector<torch::Tensor> shards;
-  for (int s = 0; s < size; ++s) {
-    auto& pieces = by_shard[s];
-    std::sort(pieces.begin(), pieces.end(),
-              [](const PieceRecord* a, const PieceRecord* b) { return a->region.flat_offset < b->region.flat_offset; });
-    torch::Tensor flat = torch::empty({shard}, torch::TensorOptions().dtype(torch_dtype_of(first.dtype)));
-    int64_t covered = 0;
-    for (const PieceRecord* r : pieces) {
-      if (r->region.flat_offset != covered)
-        bad(dir_, "tensor '" + name + "' is not covered by its pieces (shard " + std::to_string(s) + ": " +
-                      (r->region.flat_offset > covered ? "elements " + std::to_string(covered) + ".." +
-                                                             std::to_string(r->region.flat_offset) + " missing"
-                                                       : "two pieces overlap at element " + std::to_string(r->region.flat_offset)) +
-                      ")");
-      flat.narrow(0, covered, r->numel).copy_(read_piece(*r));
-      covered += r->numel;
-    }
-    if (covered != shard)
-      bad(dir_, "tensor '" + name + "' is not covered by its pieces (shard " + std::to_string(s) + ": elements " +
-                    std::to_string(covered) + ".." + std::to_string(shard) + " missing)");
-    std::vector<int64_t> shape = first.whole_shape;
-    if (first.region.split_dim >= 0) shape[first.region.split_dim] /= size;
-    shards.push_back(flat.view(shape));
+  std::sort(pieces.begin(), pieces.end(),
+            [](const PieceRecord* a, const PieceRecord* b) { return a->region.flat_offset < b->region.flat_offset; });
+  torch::Tensor flat = torch::empty({shard}, torch::TensorOptions().dtype(torch_dtype_of(first.dtype)));
+  int64_t covered = 0;
+  for (const PieceRecord* r : pieces) {
+    if (r->region.flat_offset != covered)
+      bad(dir_, "tensor '" + name + "' is not covered by its pieces (shard " + std::to_string(s) + ": " +
+                    (r->region.flat_offset > covered ? "elements " + std::to_string(covered) + ".." +
+                                                           std::to_string(r->region.flat_offset) + " missing"
+                                                     : "two pieces overlap at element " + std::to_string(r->region.flat_offset)) +
+                    ")");
+    flat.narrow(0, covered, r->numel).copy_(read_piece(*r));
+    covered += r->numel;
   }
-  return first.region.split_dim < 0 ? shards.front() : assemble(shards, first.region.split_dim, first.region.split_parts);
+  if (covered != shard)
+    bad(dir_, "tensor '" + name + "' is not covered by its pieces (shard " + std::to_string(s) + ": elements " +
+                  std::to_string(covered) + ".." + std::to_string(shard) + " missing)");
+  std::vector<int64_t> shape = first.whole_shape;
+  if (first.region.split_dim >= 0) shape[first.region.split_dim] /= first.region.split_size;
+  return flat.view(shape);
+}
+
+torch::Tensor ShardedReader::whole(const std::string& section, const std::string& name) const {
+  const auto by_shard = shards_of(section, name);
+  std::vector<torch::Tensor> shards;
+  for (size_t s = 0; s < by_shard.size(); ++s) {
+    if (by_shard[s].empty())
+      bad(dir_, "tensor '" + name + "' is not covered by its pieces (shard " + std::to_string(s) + " has none)");
+    shards.push_back(read_shard(name, by_shard[s], static_cast<int>(s)));
+  }
+  const PieceRegion& split = by_shard.front().front()->region;
+  return split.split_dim < 0 ? shards.front() : assemble(shards, split.split_dim, split.split_parts);
+}
+
+torch::Tensor ShardedReader::part(const std::string& section, const std::string& name, const PieceRegion& want) const {
+  const auto by_shard = shards_of(section, name);
+  const PieceRegion& split = by_shard.front().front()->region;
+  const bool same = want.split_dim >= 0 && split.split_dim == want.split_dim && split.split_parts == want.split_parts &&
+                    split.split_size == want.split_size && want.split_rank < split.split_size;
+  if (!same) return whole(section, name);
+  if (by_shard[want.split_rank].empty())
+    bad(dir_, "tensor '" + name + "' is not covered by its pieces (shard " + std::to_string(want.split_rank) + " has none)");
+  return read_shard(name, by_shard[want.split_rank], want.split_rank);
 }
 
 }  // namespace paratorch::formats

@@ -77,9 +77,10 @@ class Engine {
   virtual std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& /*optimizer*/) {
     return std::nullopt;
   }
-  /// The parameters (by model name) whose whole tensors load_full_parameters
-  /// reads on this rank, so a resume reads only those; empty: all of them.
-  virtual std::set<std::string> parameters_to_load() { return {}; }
+  /// The parameters (by model name) load_full_parameters reads on this rank,
+  /// each with its tp shard, so a resume reads only those (and of each only
+  /// the shard, where the checkpoint is split the same way); empty: all.
+  virtual formats::ShardPlan parameters_to_load() { return {}; }
   /// Number of parameters of the whole model.
   virtual int64_t parameter_count() = 0;
   /// Parameters of this rank's model-parallel shard before ZeRO sharding

@@ -154,11 +154,11 @@ std::string resolve_step_folder(const std::string& path) {
   return dir.string();
 }
 
-Checkpoint read_checkpoint(const std::string& path, const ParameterFilter& wanted) {
+Checkpoint read_checkpoint(const std::string& path, const formats::ShardPlan& plan) {
   const fs::path dir(resolve_step_folder(path));
   const std::string where = dir.string();
   if (!fs::is_directory(dir)) throw bad_checkpoint(where, "no such folder");
-  if (fs::exists(dir / formats::kIndexFile)) return read_sharded_checkpoint(where, wanted);
+  if (fs::exists(dir / formats::kIndexFile)) return read_sharded_checkpoint(where, plan);
   if (!fs::exists(dir / "manifest.json"))
     throw bad_checkpoint(where, "no manifest.json or index.json (not a paratorch checkpoint, or one whose write never finished)");
   nlohmann::json manifest = nlohmann::json::parse(formats::read_file_bytes((dir / "manifest.json").string()),

@@ -19,6 +19,7 @@
 ///   Checkpoint back = read_checkpoint(out_dir + "/checkpoints");  // follows latest
 ///   require_compatible(back, config);
 #pragma once
+#include "formats/sharded_checkpoint.h"
 #include "train/config.h"
 
 #include <torch/torch.h>
@@ -47,17 +48,16 @@ constexpr int kCheckpointsKept = 3;
 /// it. Returns the step folder. Throws RuntimeFailure naming the path.
 std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt);
 
-/// Which parameters (by model name) a reader wants; empty: all of them.
-using ParameterFilter = std::function<bool(const std::string& parameter)>;
-
 /// Reads a step folder, or the folder `latest` names when `path` holds one
 /// (a checkpoints folder or a run's out_dir), in either format: whole
 /// tensors (manifest.json) or sharded (index.json, train/sharded_checkpoint.h).
 /// Every byte used is checked against its size and checksum first. From a
-/// sharded folder only the parameters `wanted` names are read, with their
-/// optimizer state and the state of no parameter ("step"). Throws
-/// RuntimeFailure saying what is wrong.
-Checkpoint read_checkpoint(const std::string& path, const ParameterFilter& wanted = {});
+/// sharded folder only the parameters `plan` names are read (all when it is
+/// empty), with their optimizer state and the state of no parameter
+/// ("step"); a parameter's tensors come back as the tp shard the plan gives
+/// where the checkpoint holds that same split (else whole: TpShards's
+/// local_part takes either). Throws RuntimeFailure saying what is wrong.
+Checkpoint read_checkpoint(const std::string& path, const formats::ShardPlan& plan = {});
 
 /// The step folder `path` means: itself, or the one `latest` names inside
 /// it (or inside path/checkpoints).

@@ -142,7 +142,7 @@ std::string write_sharded_checkpoint(const std::string& root, const std::vector<
 }
 
 namespace {
-Checkpoint read_sharded(const std::string& dir, const ParameterFilter& wanted) {
+Checkpoint read_sharded(const std::string& dir, const formats::ShardPlan& plan) {
   formats::ShardedReader reader(dir);
   const auto& index = reader.index();
   Checkpoint ckpt;
@@ -154,22 +154,29 @@ Checkpoint read_sharded(const std::string& dir, const ParameterFilter& wanted) {
   auto listed = index.file_bytes.find("config.toml");
   if (listed == index.file_bytes.end() || listed->second != ckpt.config_toml.size())
     throw RuntimeFailure("paratorch: " + dir + ": config.toml does not have the size the index gives");
-  auto want = [&](const std::string& parameter) { return !wanted || wanted(parameter); };
+  // A parameter the plan names comes back as its shard where the split
+  // matches; one it does not name is skipped (all are read when it is empty).
+  auto read = [&](const std::string& section, const std::string& key, const std::string& parameter) {
+    auto it = plan.find(parameter);
+    return it == plan.end() ? reader.whole(section, key) : reader.part(section, key, it->second);
+  };
+  auto wanted = [&](const std::string& parameter) { return plan.empty() || plan.count(parameter) > 0; };
   for (const auto& name : reader.names("model"))
-    if (want(name)) ckpt.model[name] = reader.whole("model", name);
+    if (wanted(name)) ckpt.model[name] = read("model", name, name);
   // "<parameter>.<kind>" follows its parameter; state of no parameter is everyone's.
   for (const auto& key : reader.names("optimizer")) {
     const auto dot = key.rfind('.');
     const std::string parameter = dot == std::string::npos ? "" : key.substr(0, dot);
-    if (!reader.has("model", parameter) || want(parameter)) ckpt.optimizer[key] = reader.whole("optimizer", key);
+    if (!reader.has("model", parameter)) ckpt.optimizer[key] = reader.whole("optimizer", key);
+    else if (wanted(parameter)) ckpt.optimizer[key] = read("optimizer", key, parameter);
   }
   return ckpt;
 }
 }  // namespace
 
-Checkpoint read_sharded_checkpoint(const std::string& dir, const ParameterFilter& wanted) {
+Checkpoint read_sharded_checkpoint(const std::string& dir, const formats::ShardPlan& plan) {
   try {
-    return read_sharded(dir, wanted);
+    return read_sharded(dir, plan);
   } catch (const RuntimeFailure& e) {
     std::string problem = e.what();
     if (problem.rfind("paratorch: ", 0) == 0) problem = problem.substr(11);

@@ -17,7 +17,7 @@
 // Example:
 ///   auto pieces = engine.checkpoint_pieces(optimizer);        // this rank's
 ///   write_sharded_checkpoint(out_dir + "/checkpoints", *pieces, info, *world.comm());
-///   Checkpoint back = read_checkpoint(out_dir, [&](auto& p) { return mine.count(p); });
+///   Checkpoint back = read_checkpoint(out_dir, engine.parameters_to_load());
 #pragma once
 #include "formats/sharded_checkpoint.h"
 #include "train/checkpoint.h"
@@ -38,9 +38,8 @@ struct ShardedCheckpointInfo {
 std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
                                      const ShardedCheckpointInfo& info, Communicator& world);
 
-/// Whole tensors of a sharded step folder: the model tensors `wanted` names
-/// (all when empty), their optimizer state, and state of no parameter.
-Checkpoint read_sharded_checkpoint(const std::string& dir, const ParameterFilter& wanted);
+/// The tensors of a sharded step folder `plan` asks for (read_checkpoint).
+Checkpoint read_sharded_checkpoint(const std::string& dir, const formats::ShardPlan& plan);
 
 /// Every tensor as whole pieces, tensor i of the sorted names written by rank
 /// i mod world (engines that cannot say what they hold gather first).

@@ -179,11 +179,9 @@ TrainResult Trainer::run(const std::string& resume_dir) {
 // step. The data needs no state of its own: the batch of step s is a pure
 // function of (seed, s), so continuing at s continues the exact sequence.
 int64_t Trainer::Impl::resume(const std::string& dir) {
-  // A sharded checkpoint: this rank reads only the parameters it holds.
-  const std::set<std::string> mine = engine->parameters_to_load();
-  ParameterFilter wanted;
-  if (!mine.empty()) wanted = [&mine](const std::string& parameter) { return mine.count(parameter) > 0; };
-  Checkpoint ckpt = read_checkpoint(dir, wanted);
+  // A sharded checkpoint: this rank reads only the parameters it holds,
+  // and of a tp-sharded one only its shard where the split is the same.
+  Checkpoint ckpt = read_checkpoint(dir, engine->parameters_to_load());
   require_compatible(ckpt, config);
   engine->load_full_parameters(ckpt.model);
   optimizer->load_state_tensors(ckpt.optimizer);

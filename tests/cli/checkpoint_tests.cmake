@@ -9,14 +9,15 @@ string(REPLACE ";" " " SHARD_ARGS "${SHARD_ARGS}")
 set(SHARD_OUT ${CMAKE_CURRENT_BINARY_DIR}/runs/sharded)
 
 # dp=2 x pp=2 x tp=2 with ZeRO-1 saves step 3 (8 ranks, 8 shard files); it
-# resumes at dp=4 with ZeRO-3 and in one process, and both continue as the
-# saving run did (steps 4..6, 1e-5 relative).
+# resumes at dp=4 with ZeRO-3, in one process, and at pp=2 x tp=2 (each rank
+# reading only its own tp shards), and each continues as the saving run did
+# (steps 4..6, 1e-5 relative).
 add_test(NAME cli.checkpoint.reshard_3d_zero1_to_zero3_and_one_process
          COMMAND bash ${EXPECT} --rc 0
                  --match "resumed from .* at step 3 [(]written by layout dp=2,pp=2,tp=2 on 8 ranks[)]"
                  --match "shards=8 "
-                 --match "same_steps: steps 4..6 equal.*same_steps: steps 4..6 equal"
-                 -- bash -c "rm -rf ${SHARD_OUT} ${SHARD_OUT}_z3 ${SHARD_OUT}_one && ${PT} train ${SHARD_ARGS} --nproc 8 --set parallel.dp=2 --set parallel.pp=2 --set parallel.tp=2 --set parallel.zero=1 --set train.out_dir=${SHARD_OUT} >/dev/null && echo shards=$(ls ${SHARD_OUT}/checkpoints/step-000003 | grep -c '^shard-') && ${PT} train ${SHARD_ARGS} --nproc 4 --set parallel.zero=3 --set train.out_dir=${SHARD_OUT}_z3 --resume ${SHARD_OUT}/checkpoints/step-000003 && bash ${SAME_STEPS} ${SHARD_OUT}/metrics.jsonl ${SHARD_OUT}_z3/metrics.jsonl 4 6 && ${PT} train ${SHARD_ARGS} --set train.out_dir=${SHARD_OUT}_one --resume ${SHARD_OUT}/checkpoints/step-000003 && bash ${SAME_STEPS} ${SHARD_OUT}/metrics.jsonl ${SHARD_OUT}_one/metrics.jsonl 4 6")
+                 --match "same_steps: steps 4..6 equal.*same_steps: steps 4..6 equal.*same_steps: steps 4..6 equal"
+                 -- bash -c "rm -rf ${SHARD_OUT} ${SHARD_OUT}_z3 ${SHARD_OUT}_one ${SHARD_OUT}_pptp && ${PT} train ${SHARD_ARGS} --nproc 8 --set parallel.dp=2 --set parallel.pp=2 --set parallel.tp=2 --set parallel.zero=1 --set train.out_dir=${SHARD_OUT} >/dev/null && echo shards=$(ls ${SHARD_OUT}/checkpoints/step-000003 | grep -c '^shard-') && ${PT} train ${SHARD_ARGS} --nproc 4 --set parallel.zero=3 --set train.out_dir=${SHARD_OUT}_z3 --resume ${SHARD_OUT}/checkpoints/step-000003 && bash ${SAME_STEPS} ${SHARD_OUT}/metrics.jsonl ${SHARD_OUT}_z3/metrics.jsonl 4 6 && ${PT} train ${SHARD_ARGS} --set train.out_dir=${SHARD_OUT}_one --resume ${SHARD_OUT}/checkpoints/step-000003 && bash ${SAME_STEPS} ${SHARD_OUT}/metrics.jsonl ${SHARD_OUT}_one/metrics.jsonl 4 6 && ${PT} train ${SHARD_ARGS} --nproc 4 --set parallel.pp=2 --set parallel.tp=2 --set train.out_dir=${SHARD_OUT}_pptp --resume ${SHARD_OUT}/checkpoints/step-000003 && bash ${SAME_STEPS} ${SHARD_OUT}/metrics.jsonl ${SHARD_OUT}_pptp/metrics.jsonl 4 6")
 set_tests_properties(cli.checkpoint.reshard_3d_zero1_to_zero3_and_one_process PROPERTIES TIMEOUT 300 PROCESSORS 4)
 
 # Elastic: a ZeRO-2 job on 4 ranks resumes on 2.

@@ -88,6 +88,30 @@ TEST(ShardedCheckpoint, WholeTensorsComeBackBitForBitFromTpShardsCutIntoZeroPiec
   EXPECT_NE(error_of([&] { reader.whole("model", "absent"); }).find("holds no tensor 'absent'"), std::string::npos);
 }
 
+// A reader with the saved split reads only its shard: damage to the other
+// tp rank's pieces does not reach it, while the whole tensor is refused.
+TEST(ShardedCheckpoint, AReaderWithTheSameSplitReadsOnlyItsShard) {
+  const auto dir = fresh_dir("part");
+  Fixture f;
+  write_folder(dir, f.ranks);
+  const auto file = fs::path(dir) / shard_file_name(0, 4);  // qkv's tp-0 head, rows' tp-0 shard, then step
+  std::string bytes = read_file_bytes(file.string());
+  bytes[bytes.size() - 1 - 8] ^= 0x40;  // the last byte of rows' tp-0 shard (step's 8 bytes follow)
+  std::ofstream(file, std::ios::binary) << bytes;
+  ShardedReader reader(dir);
+  const tensor_parallel::ShardSpec mine{1, 1, 1, 2};
+  EXPECT_TRUE(torch::equal(reader.part("model", "rows", {1, 1, 2, 1, 0}), mine.slice(f.rows)));
+  EXPECT_NE(error_of([&] { reader.whole("model", "rows"); }).find("does not match its checksum"), std::string::npos);
+  // Another split (tp = 4 here, or none) gets the whole tensor to slice.
+  Fixture g;
+  const auto clean = fresh_dir("part_clean");
+  write_folder(clean, g.ranks);
+  ShardedReader other(clean);
+  EXPECT_TRUE(torch::equal(other.part("model", "qkv", {0, 3, 4, 1, 0}), g.qkv));
+  EXPECT_TRUE(torch::equal(other.part("model", "qkv", {}), g.qkv));
+  EXPECT_TRUE(torch::equal(other.part("model", "qkv", {0, 3, 2, 1, 0}), tensor_parallel::ShardSpec{0, 3, 1, 2}.slice(g.qkv)));
+}
+
 TEST(ShardedCheckpoint, AMissingPieceIsAGapAndADoubleWriteAnOverlap) {
   Fixture gap;
   gap.ranks[1].erase(gap.ranks[1].begin());  // qkv's tp-0 tail

@@ -6,12 +6,16 @@ namespace paratorch::parallel {
 CheckpointPieces::CheckpointPieces(const TpShards& tp, int dp_rank, int dp_size, int world_rank)
     : tp_(tp), dp_rank_(dp_rank), dp_size_(dp_size), world_rank_(world_rank) {}
 
-formats::PieceRegion CheckpointPieces::region_of(const std::string& name, int64_t flat_offset) const {
-  const auto& spec = tp_.spec(name);
+formats::PieceRegion tp_region(const TpShards& tp, const std::string& name, int64_t flat_offset) {
+  const auto& spec = tp.spec(name);
   formats::PieceRegion r;
   if (spec.sharded()) r = {spec.dim, spec.parts, spec.size, spec.rank, 0};
   r.flat_offset = flat_offset;
   return r;
+}
+
+formats::PieceRegion CheckpointPieces::region_of(const std::string& name, int64_t flat_offset) const {
+  return tp_region(tp_, name, flat_offset);
 }
 
 bool CheckpointPieces::tp_writes(const std::string& name) const {

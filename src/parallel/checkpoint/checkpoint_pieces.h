@@ -29,6 +29,10 @@
 
 namespace paratorch::parallel {
 
+/// Where this rank's tp shard of parameter `name` lies (the split fields;
+/// split_dim -1 when the parameter is not split), at flat offset `flat_offset`.
+formats::PieceRegion tp_region(const TpShards& tp, const std::string& name, int64_t flat_offset = 0);
+
 class CheckpointPieces {
  public:
   /// `tp`: the engine's tp component (specs and group); this rank's dp

@@ -115,10 +115,10 @@ std::optional<std::vector<formats::Piece>> DataParallelEngine::checkpoint_pieces
   return out.take();
 }
 
-std::set<std::string> DataParallelEngine::parameters_to_load() {
-  std::set<std::string> names;
-  for (const auto& [name, p] : named_parameters()) names.insert(name);
-  return names;
+formats::ShardPlan DataParallelEngine::parameters_to_load() {
+  formats::ShardPlan plan;
+  for (const auto& [name, p] : named_parameters()) plan[name] = parallel::tp_region(tp_, name);
+  return plan;
 }
 
 int64_t DataParallelEngine::parameter_count() {

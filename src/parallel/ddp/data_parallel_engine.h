@@ -50,7 +50,7 @@ class DataParallelEngine : public Engine {
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& optimizer) override;
-  std::set<std::string> parameters_to_load() override;
+  formats::ShardPlan parameters_to_load() override;
   int64_t parameter_count() override;
   std::string describe() override;
   std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) override;

@@ -99,7 +99,7 @@ class PipelineEngine : public Engine {
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
   std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& optimizer) override;
-  std::set<std::string> parameters_to_load() override;
+  formats::ShardPlan parameters_to_load() override;
   int64_t parameter_count() override { return parameter_count_; }
   /// This stage's parameters (tp shards, tied copies included): what the rank holds.
   int64_t local_parameter_count() override;

@@ -80,7 +80,11 @@ std::optional<std::vector<formats::Piece>> PipelineEngine::checkpoint_pieces(con
   return out.take();
 }
 
-std::set<std::string> PipelineEngine::parameters_to_load() { return {held_.begin(), held_.end()}; }
+formats::ShardPlan PipelineEngine::parameters_to_load() {
+  formats::ShardPlan plan;
+  for (const auto& name : held_) plan[name] = parallel::tp_region(tp_, name);
+  return plan;
+}
 
 void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;

@@ -49,6 +49,8 @@ torch::Tensor TpShards::local_part(const std::map<std::string, torch::Tensor>& t
   if (it == tensors.end()) throw RuntimeFailure("paratorch: checkpoint has no tensor '" + name + "' for this model");
   const auto& s = spec(name);
   const auto full_shape = s.full_shape(shard_shape);
+  // A sharded checkpoint read for this rank hands over the shard itself.
+  if (s.sharded() && it->second.sizes() == shard_shape) return it->second;
   if (it->second.sizes() != torch::IntArrayRef(full_shape))
     throw RuntimeFailure("paratorch: checkpoint tensor '" + name + "' has shape " + c10::str(it->second.sizes()) +
                          " but the model needs " + c10::str(full_shape));

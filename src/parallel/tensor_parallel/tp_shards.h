@@ -66,8 +66,9 @@ class TpShards {
   /// Every tensor of `shards` made whole, in the map's sorted order.
   std::map<std::string, torch::Tensor> whole(std::map<std::string, torch::Tensor> shards) const;
   /// This rank's part of parameter `name` (shaped `shard_shape` here) from a
-  /// map of whole tensors; RuntimeFailure naming the tensor when it is
-  /// missing or its shape is not the whole parameter's.
+  /// map of whole tensors, or of this rank's shards (a sharded checkpoint
+  /// read for this rank); RuntimeFailure naming the tensor when it is
+  /// missing or its shape is neither.
   torch::Tensor local_part(const std::map<std::string, torch::Tensor>& tensors, const std::string& name,
                            torch::IntArrayRef shard_shape) const;
   /// Elements of the whole parameter `name` whose shard here has `shard_numel`.

@@ -99,7 +99,7 @@ class ZeroEngine : public Engine {
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& optimizer) override;
-  std::set<std::string> parameters_to_load() override;
+  formats::ShardPlan parameters_to_load() override;
   int64_t parameter_count() override;
   int64_t local_parameter_count() override;
   std::string describe() override;

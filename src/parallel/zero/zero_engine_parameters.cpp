@@ -45,11 +45,14 @@ std::optional<std::vector<formats::Piece>> ZeroEngine::checkpoint_pieces(const O
   return out.take();
 }
 
-std::set<std::string> ZeroEngine::parameters_to_load() {
-  std::set<std::string> names;
+formats::ShardPlan ZeroEngine::parameters_to_load() {
+  formats::ShardPlan plan;
   for (auto& u : units_)
-    for (const auto& piece : u->layout->pieces()) names.insert(u->layout->params()[piece.param].name);
-  return names;
+    for (const auto& piece : u->layout->pieces()) {
+      const std::string& name = u->layout->params()[piece.param].name;
+      plan[name] = parallel::tp_region(tp_, name);
+    }
+  return plan;
 }
 
 int64_t ZeroEngine::parameter_count() {
