@@ -69,11 +69,7 @@ std::map<std::string, std::string> section_keys(const std::string& toml_text, co
 }  // namespace
 
 std::string fnv1a64_hex(const std::string& bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ull;
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016" PRIx64, h);
-  return hex;
+  return formats::hex64(formats::fnv1a64(bytes.data(), bytes.size()));
 }
 
 namespace {

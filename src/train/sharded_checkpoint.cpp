@@ -178,9 +178,8 @@ Checkpoint read_sharded_checkpoint(const std::string& dir, const formats::ShardP
   try {
     return read_sharded(dir, plan);
   } catch (const RuntimeFailure& e) {
-    std::string problem = e.what();
-    if (problem.rfind("paratorch: ", 0) == 0) problem = problem.substr(11);
-    throw RuntimeFailure("paratorch: checkpoint " + problem + " (pass another checkpoint to --resume, or start without it)");
+    throw RuntimeFailure("paratorch: checkpoint " + without_prefix(e.what()) +
+                         " (pass another checkpoint to --resume, or start without it)");
   }
 }
 
