@@ -2,13 +2,15 @@
 // reduce inside each host, all-reduce among one leader per host, broadcast
 // inside each host.
 //
-// Why: a flat all-reduce over P ranks on H hosts moves about 2(P-1)/P of the
-// buffer per rank, and the R ranks of a host share its one network link, so
-// the link carries ~2R(P-1)/P buffers. Done hierarchically, the link carries
-// only the leader's 2(H-1)/H: R(P-1)H/(P(H-1)) times less (2.3x for 4 hosts
-// of 2 ranks). The steps inside a host use the host's fast paths (shared
-// memory, loopback); only the leaders' step crosses hosts. NCCL and Horovod
-// build their cross-node all-reduce the same way.
+// Why: a flat all-reduce whose every rank crosses hosts (recursive doubling
+// or halving, a ring whose neighbours sit on other hosts) puts the traffic
+// of a host's R ranks on its one link, ~2R(P-1)/P buffers. Done
+// hierarchically, the link carries only the leader's 2(H-1)/H (2.3x less for
+// 4 hosts of 2 ranks), only H ranks run the network stack, and the steps
+// inside a host use its fast paths. A ring in host order already crosses
+// each link once per direction, 2(P-1)/P: against it the bytes allow at most
+// (P-1)H/(P(H-1)), 1.17x at 4 x 2 (docs/cluster.md measures both). NCCL
+// and Horovod build their cross-node all-reduce the same way.
 //
 // Inside a host both steps go through the host's shared-memory window
 // (shm_all_reduce.h), whose waits sleep rather than spin. Step 1 is the
