@@ -96,8 +96,8 @@ int main(int argc, char** argv) {
   auto engine = train::make_engine(c, groups, models::make_model(c.model), *dataset, world.device());
   auto optimizer = engine->build_optimizer(c.optim);
   DistributedSampler batches(c.data.global_batch, 0, 1);
-  train::zero_gradients(engine->named_parameters());
-  engine->forward_backward(train::local_microbatches(*engine, *dataset, batches.global_indices(0)));
+  optim::zero_gradients(engine->named_parameters());
+  engine->forward_backward(parallel::local_microbatches(*engine, *dataset, batches.global_indices(0)));
   optimizer->step(1e-4);
 
   const std::string sharded_root = root + "/sharded-np" + std::to_string(world.size());

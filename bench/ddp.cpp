@@ -80,8 +80,8 @@ std::vector<double> run_zero1(paratorch::World& world, const paratorch::models::
   for (int s = 0; s < warmup + steps; ++s) {
     world.comm()->barrier();
     auto t0 = std::chrono::steady_clock::now();
-    paratorch::train::zero_gradients(engine->named_parameters());
-    engine->forward_backward(paratorch::train::local_microbatches(*engine, data, global.global_indices(s)));
+    paratorch::optim::zero_gradients(engine->named_parameters());
+    engine->forward_backward(paratorch::parallel::local_microbatches(*engine, data, global.global_indices(s)));
     const auto t_backward = std::chrono::steady_clock::now();
     optimizer->step(3e-4);
     const auto t_end = std::chrono::steady_clock::now();
@@ -144,10 +144,10 @@ int main(int argc, char** argv) {
   const char* optim_env = std::getenv("BENCH_OPTIM");
   const bool torch_optim = optim_env && std::strcmp(optim_env, "torch") == 0;
   torch::optim::AdamW torch_opt(model->parameters(), torch::optim::AdamWOptions(3e-4).weight_decay(0.1));
-  paratorch::train::OptimizerOptions optim;  // adamw, weight decay 0.1 (lr 3e-4 at each step)
-  paratorch::train::NamedTensors named;
+  paratorch::optim::OptimizerOptions optim;  // adamw, weight decay 0.1 (lr 3e-4 at each step)
+  paratorch::optim::NamedTensors named;
   for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
-  auto paratorch_opt = paratorch::train::make_optimizer(optim, named);
+  auto paratorch_opt = paratorch::optim::make_optimizer(optim, named);
   int dp = single ? 1 : world.size(), rank = single ? 0 : world.rank();
   paratorch::DistributedSampler sampler(global_batch, rank, dp);
 
@@ -164,7 +164,7 @@ int main(int argc, char** argv) {
   for (int s = 0; s < warmup + steps; ++s) {
     if (!single) world.comm()->barrier();
     auto t0 = std::chrono::steady_clock::now();
-    paratorch::train::zero_gradients(named);
+    paratorch::optim::zero_gradients(named);
     auto loss = model->loss(batches[static_cast<size_t>(s)]);
     auto t_forward = std::chrono::steady_clock::now();
     if (ddp && alternate && s % 2 == 1) {

@@ -130,21 +130,24 @@ Figures gpt_run(World& world, const std::string& schedule, int m, int steps) {
   mc.name = "gpt", mc.n_layers = 6, mc.d_model = 128, mc.n_heads = 4, mc.seq_len = 64;
   auto dataset = data::make_dataset("synthetic", mc, 7);
   ProcessGroups groups(world.comm(), Layout{1, world.size(), 1});
-  train::PipelineEngineOptions o;
+  pipeline::PipelineEngineOptions o;
   o.global_batch = 2 * m, o.microbatches = m, o.schedule = paratorch::parallel::pipeline::schedule_from_name(schedule), o.model_name = "gpt";
   // Two blocks per rank: cut at 2,4,6, or zb-v's V of one block per stage.
   o.partition = schedule == "zb-v" ? pipeline::BlockPartition{paratorch::PartitionBy::kParameters, {}}
                                    : pipeline::BlockPartition{paratorch::PartitionBy::kSplitPoints, {2, 4, 6}};
-  train::PipelineEngine engine(groups, models::make_model(mc), *dataset, world.device(), o);
+  pipeline::PipelineEngine engine(groups, models::make_model(mc), *dataset, world.device(), o);
   auto& executor = const_cast<pipeline::Executor&>(engine.executor());
   DistributedSampler batches(o.global_batch, 0, 1);
   int64_t s = 0;
   executor.measure_memory(true);
   Figures f;
-  f.bubble = traced_bubble(world, groups.layout(), [&] {
-    train::zero_gradients(engine.named_parameters());
-    engine.forward_backward(train::local_microbatches(engine, *dataset, batches.global_indices(s++)));
-  }, steps);
+  f.bubble = traced_bubble(
+      world, groups.layout(),
+      [&] {
+        optim::zero_gradients(engine.named_parameters());
+        engine.forward_backward(parallel::local_microbatches(engine, *dataset, batches.global_indices(s++)));
+      },
+      steps);
   auto peak = torch::zeros({world.size()}, torch::kDouble);
   peak[world.rank()] = static_cast<double>(executor.stats().peak_heap_growth_bytes) / (1 << 20);
   world.comm()->all_reduce(peak, ReduceOp::kSum);

@@ -56,9 +56,9 @@ int main(int argc, char** argv) {
   auto model = paratorch::models::make_model(cfg, tpl::TensorParallelContext{groups.tp(), false});
   model->initialize(1234);
   auto data = paratorch::data::make_dataset("synthetic", cfg, 1234);
-  paratorch::train::NamedTensors named;
+  paratorch::optim::NamedTensors named;
   for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
-  auto opt = paratorch::train::make_optimizer(paratorch::train::OptimizerOptions{}, named);
+  auto opt = paratorch::optim::make_optimizer(paratorch::optim::OptimizerOptions{}, named);
 
   std::vector<double> step_ms, comm_fraction;
   for (int s = 0; s < warmup + steps; ++s) {
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     world.comm()->barrier();  // every rank starts the step together
     tpl::reset_tp_comm_seconds();
     auto t0 = std::chrono::steady_clock::now();
-    paratorch::train::zero_gradients(named);
+    paratorch::optim::zero_gradients(named);
     model->loss(b).backward();
     opt->step(3e-4);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

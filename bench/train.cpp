@@ -68,9 +68,9 @@ int main(int argc, char** argv) {
   auto data = paratorch::data::make_dataset("kjv", cfg, 1234);
   // The trainer's optimizer (src/optim/optimizer.h: fused AdamW, lr 3e-4,
   // weight decay 0.1 on matrices) — what `paratorch train` runs.
-  paratorch::train::NamedTensors named;
+  paratorch::optim::NamedTensors named;
   for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
-  auto opt = paratorch::train::make_optimizer(paratorch::train::OptimizerOptions{}, named);
+  auto opt = paratorch::optim::make_optimizer(paratorch::optim::OptimizerOptions{}, named);
   paratorch::DistributedSampler sampler(batch, /*dp_rank=*/0, /*dp_size=*/1);
 
   Timings t;

@@ -83,8 +83,8 @@ double peak_rss_mib() {
 
 // Stage 0 (DataParallelEngine): the model's parameters, their gradients
 // (DDP bucket views) and the optimizer's state, as held.
-train::ModelStateBytes measure_ddp(train::Engine& engine, const train::Optimizer& optimizer) {
-  train::ModelStateBytes b;
+zero::ModelStateBytes measure_ddp(parallel::Engine& engine, const optim::Optimizer& optimizer) {
+  zero::ModelStateBytes b;
   for (auto& [name, p] : engine.named_parameters()) {
     b.parameters += static_cast<int64_t>(p.nbytes());
     if (p.grad().defined()) b.gradients += static_cast<int64_t>(p.grad().nbytes());
@@ -135,8 +135,8 @@ int main(int argc, char** argv) {
     world.comm()->barrier();
     const auto t0 = std::chrono::steady_clock::now();
     auto params = engine->named_parameters();
-    train::zero_gradients(params);
-    engine->forward_backward(train::local_microbatches(*engine, *dataset, batches.global_indices(s)));
+    optim::zero_gradients(params);
+    engine->forward_backward(parallel::local_microbatches(*engine, *dataset, batches.global_indices(s)));
     mem_report(world.rank(), "backward", s);
     optimizer->step(1e-4);
     mem_report(world.rank(), "optimizer", s);
@@ -146,8 +146,8 @@ int main(int argc, char** argv) {
   }
   std::sort(ms.begin(), ms.end());
 
-  auto* zero = dynamic_cast<train::ZeroEngine*>(engine.get());
-  const train::ModelStateBytes held = zero ? zero->model_state_bytes() : measure_ddp(*engine, *optimizer);
+  auto* zero = dynamic_cast<zero::ZeroEngine*>(engine.get());
+  const zero::ModelStateBytes held = zero ? zero->model_state_bytes() : measure_ddp(*engine, *optimizer);
   const auto formula = zero::estimate_memory(train::memory_estimate_options(c), engine->local_parameter_count(), layout.dp);
   auto stats = torch::tensor({static_cast<double>(held.total()), peak_rss_mib(), runtime_rss}, torch::kDouble);
   world.comm()->all_reduce(stats, ReduceOp::kMax);

@@ -41,8 +41,8 @@ inline double relative_difference(const torch::Tensor& a, const torch::Tensor& b
 /// The one-process model after the steps, its parameters by name and its optimizer.
 struct SteppedReference {
   std::shared_ptr<models::BundledModel> model;
-  NamedTensors params;
-  std::unique_ptr<Optimizer> optimizer;
+  optim::NamedTensors params;
+  std::unique_ptr<optim::Optimizer> optimizer;
 };
 
 /// `steps` steps of `engine` + `optimizer` and of a fresh `c.model` in one
@@ -50,12 +50,13 @@ struct SteppedReference {
 /// c.optim.lr), on global batches [step·B, (step+1)·B) of `dataset`.
 /// `binding_clip` > 0 also requires each reference norm above it (a clip
 /// that does not bind tests nothing). Checks the parameter count first.
-inline SteppedReference step_beside_reference(Engine& engine, Optimizer& optimizer, const data::Dataset& dataset,
-                                              const Config& c, int steps, double binding_clip) {
+inline SteppedReference step_beside_reference(parallel::Engine& engine, optim::Optimizer& optimizer,
+                                              const data::Dataset& dataset, const Config& c, int steps,
+                                              double binding_clip) {
   SteppedReference ref{models::make_model(c.model), {}, nullptr};
   ref.model->initialize(static_cast<uint64_t>(c.train.seed));
   for (const auto& item : ref.model->named_parameters(true)) ref.params.emplace_back(item.key(), item.value());
-  ref.optimizer = make_optimizer(c.optim, ref.params);
+  ref.optimizer = optim::make_optimizer(c.optim, ref.params);
   std::vector<torch::Tensor> tensors;
   int64_t count = 0;
   for (const auto& [name, p] : ref.params) tensors.push_back(p), count += p.numel();
@@ -64,13 +65,13 @@ inline SteppedReference step_beside_reference(Engine& engine, Optimizer& optimiz
   for (int step = 0; step < steps; ++step) {
     std::vector<int64_t> ids;
     for (int64_t i = 0; i < c.data.global_batch; ++i) ids.push_back(step * c.data.global_batch + i);
-    const StepResult got =
-        take_step(engine, optimizer, local_microbatches(engine, dataset, ids), c.optim.lr, c.optim.grad_clip, step + 1);
+    const StepResult got = take_step(engine, optimizer, parallel::local_microbatches(engine, dataset, ids), c.optim.lr,
+                                     c.optim.grad_clip, step + 1);
 
-    zero_gradients(ref.params);
+    optim::zero_gradients(ref.params);
     auto ref_loss = ref.model->loss(dataset.train_batch(ids));
     ref_loss.backward();
-    const double ref_norm = clip_grad_norm(tensors, c.optim.grad_clip);  // before clipping
+    const double ref_norm = parallel::clip_grad_norm(tensors, c.optim.grad_clip);  // before clipping
     ref.optimizer->step(c.optim.lr);
     EXPECT_NEAR(got.loss, ref_loss.item<double>(), 1e-5 * std::abs(ref_loss.item<double>())) << "step " << step;
     EXPECT_NEAR(got.grad_norm, ref_norm, 1e-5 * ref_norm) << "step " << step << ": pre-clip gradient norm";
@@ -80,7 +81,7 @@ inline SteppedReference step_beside_reference(Engine& engine, Optimizer& optimiz
 }
 
 /// The engine's whole parameters equal the reference's at 1e-5 relative.
-inline void expect_full_parameters_match(Engine& engine, const SteppedReference& ref) {
+inline void expect_full_parameters_match(parallel::Engine& engine, const SteppedReference& ref) {
   auto full = engine.full_parameters();
   ASSERT_EQ(full.size(), ref.params.size());
   for (const auto& [name, p] : ref.params) {

@@ -31,18 +31,18 @@ inline Trajectory one_process(const Config& c, int steps, const std::function<do
   auto dataset = data::make_dataset(c.data.source, c.model, seed);
   auto model = models::make_model(c.model);
   model->initialize(seed);
-  NamedTensors params;
+  optim::NamedTensors params;
   for (const auto& item : model->named_parameters(true)) params.emplace_back(item.key(), item.value());
-  auto optimizer = make_optimizer(c.optim, params);
+  auto optimizer = optim::make_optimizer(c.optim, params);
   DistributedSampler batches(c.data.global_batch, 0, 1);
   Trajectory run;
   for (int s = 0; s < steps; ++s) {
-    zero_gradients(params);
+    optim::zero_gradients(params);
     auto loss = model->loss(dataset->train_batch(batches.global_indices(s)));
     loss.backward();
     std::vector<torch::Tensor> tensors;
     for (auto& item : params) tensors.push_back(item.second);
-    run.grad_norms.push_back(clip_grad_norm(tensors, c.optim.grad_clip));
+    run.grad_norms.push_back(parallel::clip_grad_norm(tensors, c.optim.grad_clip));
     optimizer->step(lr_at ? lr_at(s) : c.optim.lr);
     run.losses.push_back(loss.item<double>());
   }

@@ -4,7 +4,7 @@
 
 #include <ATen/Parallel.h>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 void fused_adamw_step(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, int64_t n,
                       const AdamWStepScalars& s) {
@@ -14,4 +14,4 @@ void fused_adamw_step(float* param, const float* grad, float* exp_avg, float* ex
   });
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

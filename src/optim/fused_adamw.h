@@ -11,7 +11,7 @@
 #pragma once
 #include <cstdint>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 struct AdamWStepScalars {
   float lr = 0, weight_decay = 0, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
@@ -28,4 +28,4 @@ void fused_adamw_step(float* param, const float* grad, float* exp_avg, float* ex
 void adamw_range(float* __restrict param, const float* __restrict grad, float* __restrict exp_avg,
                  float* __restrict exp_avg_sq, int64_t begin, int64_t end, const AdamWStepScalars& s);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

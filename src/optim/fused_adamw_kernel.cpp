@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 void adamw_range(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
                  int64_t begin, int64_t end, const AdamWStepScalars& s) {
@@ -28,4 +28,4 @@ void adamw_range(float* __restrict p, const float* __restrict g, float* __restri
   }
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

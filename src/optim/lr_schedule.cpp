@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 double LrSchedule::at(int64_t step) const {
   if (step < warmup_steps)
@@ -19,4 +19,4 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

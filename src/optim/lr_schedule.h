@@ -8,7 +8,7 @@
 
 #include <torch/torch.h>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 struct LrSchedule {
   double lr = 3e-4;
@@ -21,4 +21,4 @@ struct LrSchedule {
 /// Sets every param group's learning rate (AdamW and SGD).
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

@@ -1,7 +1,7 @@
 // src/optim/mixed_precision_optimizer.cpp — see mixed_precision_optimizer.h.
 #include "optim/mixed_precision_optimizer.h"
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 MixedPrecisionOptimizer::MixedPrecisionOptimizer(std::unique_ptr<Optimizer> inner, std::function<bool()> may_step,
                                                  std::function<void()> after_step)
@@ -21,4 +21,4 @@ void MixedPrecisionOptimizer::load_state_tensors(const std::map<std::string, tor
   steps_ = inner_->steps_taken();
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

@@ -15,7 +15,7 @@
 #include <functional>
 #include <memory>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 class MixedPrecisionOptimizer final : public Optimizer {
  public:
@@ -33,4 +33,4 @@ class MixedPrecisionOptimizer final : public Optimizer {
   std::function<void()> after_step_;
 };
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

@@ -7,7 +7,7 @@
 
 #include <cmath>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 namespace {
 
 // The default weight-decay rule (optimizer.h); `given` overrides it when not empty.
@@ -183,4 +183,4 @@ void zero_gradients(const NamedTensors& params) {
   }
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-namespace paratorch::train {
+namespace paratorch::optim {
 
 using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
 
@@ -80,4 +80,4 @@ std::unique_ptr<Optimizer> make_optimizer(const OptimizerOptions& options, Named
 /// Sets every parameter's gradient to zero in place (keeping DDP's bucket views).
 void zero_gradients(const NamedTensors& params);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::optim

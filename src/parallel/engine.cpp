@@ -4,7 +4,7 @@
 #include "report/trace.h"
 #include <paratorch/errors.h>
 
-namespace paratorch::train {
+namespace paratorch::parallel {
 namespace {
 
 // The replica-th contiguous slice of `ids`, as DistributedSampler cuts a
@@ -52,4 +52,4 @@ EvalResult score_output(models::BundledModel& model, const torch::Tensor& output
   return r;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::parallel

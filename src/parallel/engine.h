@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-namespace paratorch::train {
+namespace paratorch::parallel {
 
 struct EvalResult {
   double loss = 0;
@@ -41,7 +41,7 @@ class Engine {
  public:
   virtual ~Engine() = default;
   /// Parameters this rank updates (what the optimizer gets), by model name.
-  virtual NamedTensors named_parameters() = 0;
+  virtual optim::NamedTensors named_parameters() = 0;
   /// The share of each global batch this rank computes (local_microbatches).
   virtual BatchShare batch_share() const = 0;
   /// The share of a validation batch this rank evaluates (one piece);
@@ -74,7 +74,7 @@ class Engine {
   /// element of the world's state written by one rank, no communication
   /// (parallel/checkpoint/checkpoint_pieces.h). nullopt: this engine cannot say, and
   /// the trainer gathers whole tensors instead and spreads their writing.
-  virtual std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& /*optimizer*/) {
+  virtual std::optional<std::vector<formats::Piece>> checkpoint_pieces(const optim::Optimizer& /*optimizer*/) {
     return std::nullopt;
   }
   /// The parameters (by model name) load_full_parameters reads on this rank,
@@ -94,8 +94,8 @@ class Engine {
   /// The optimizer over named_parameters(). Engines that shard the optimizer
   /// state (ZeRO) return their own: it updates shards, publishes the updated
   /// parameters after each step, and still saves and loads full tensors.
-  virtual std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) {
-    return make_optimizer(options, named_parameters());
+  virtual std::unique_ptr<optim::Optimizer> build_optimizer(const optim::OptimizerOptions& options) {
+    return optim::make_optimizer(options, named_parameters());
   }
   /// Extra numbers for metrics.jsonl at each logged step (e.g. loss_scale, skipped_steps).
   virtual std::map<std::string, double> step_metrics() { return {}; }
@@ -121,4 +121,4 @@ models::Batch local_validation_batch(const Engine& engine, const data::Dataset& 
 /// `batch` holds class labels, the fraction predicted right (else -1).
 EvalResult score_output(models::BundledModel& model, const torch::Tensor& output, const models::Batch& batch);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::parallel

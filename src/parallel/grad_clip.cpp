@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-namespace paratorch::train {
+namespace paratorch::parallel {
 
 double global_grad_norm(const std::vector<torch::Tensor>& params, const SumAcross& sum_squares_across) {
   double squares = parallel::local_grad_sum_of_squares(params);
@@ -28,4 +28,4 @@ double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
   return norm;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::parallel

@@ -17,7 +17,7 @@
 #include <functional>
 #include <vector>
 
-namespace paratorch::train {
+namespace paratorch::parallel {
 
 using SumAcross = std::function<double(double)>;
 
@@ -34,4 +34,4 @@ double clip_coefficient(double norm, double max_norm);
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
                       const SumAcross& sum_squares_across = nullptr);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::parallel

@@ -113,15 +113,15 @@ double optimizer_bytes_per_s(const CalibrateOptions& o) {
   const int64_t n = int64_t{4} << 20;
   torch::Tensor w = torch::randn({n / 1024, 1024}).requires_grad_();
   w.mutable_grad() = torch::randn_like(w);
-  train::NamedTensors params = {{"w", w}};
-  train::OptimizerOptions options;
-  options.kind = o.optimizer == "sgd" ? train::OptimizerKind::kSgd : train::OptimizerKind::kAdamW;
-  auto optimizer = train::make_optimizer(options, params);
+  optim::NamedTensors params = {{"w", w}};
+  optim::OptimizerOptions options;
+  options.kind = o.optimizer == "sgd" ? optim::OptimizerKind::kSgd : optim::OptimizerKind::kAdamW;
+  auto optimizer = optim::make_optimizer(options, params);
   const double s = seconds_per_call(
       [&] {
         const double norm = w.grad().norm().item<double>();
         optimizer->step(1e-6, 1 / (1 + norm));
-        train::zero_gradients(params);
+        optim::zero_gradients(params);
       },
       o);
   return optimizer_bytes_per_parameter("fp32", o.optimizer) * static_cast<double>(n) / s;

@@ -77,7 +77,7 @@ struct OptimSection {
   void validate() const;
   /// The optimizer's own options (name and weight_decay): an [optim] section
   /// is accepted wherever the library takes OptimizerOptions.
-  operator OptimizerOptions() const;
+  operator optim::OptimizerOptions() const;
 };
 
 /// [train]

@@ -189,10 +189,10 @@ void OptimSection::validate() const {
   require_config_non_negative("optim", "grad_clip", grad_clip);
 }
 
-OptimSection::operator OptimizerOptions() const {
+OptimSection::operator optim::OptimizerOptions() const {
   require_config_choice("optim", "name", name, kConfigOptimizerNames);
-  OptimizerOptions o;
-  o.kind = name == "sgd" ? OptimizerKind::kSgd : OptimizerKind::kAdamW;
+  optim::OptimizerOptions o;
+  o.kind = name == "sgd" ? optim::OptimizerKind::kSgd : optim::OptimizerKind::kAdamW;
   o.weight_decay = weight_decay;
   return o;
 }

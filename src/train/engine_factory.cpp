@@ -48,9 +48,9 @@ void require_supported(const Config& config, torch::Device device, const models:
                                     "[train] precision");
 }
 
-std::unique_ptr<Engine> build_engine(const Config& config, const ProcessGroups& groups,
-                                     std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
-                                     torch::Device device) {
+std::unique_ptr<parallel::Engine> build_engine(const Config& config, const ProcessGroups& groups,
+                                               std::shared_ptr<models::BundledModel> model,
+                                               const data::Dataset& dataset, torch::Device device) {
   // Bulk-synchronous parameter server (ps_engine.h); other staleness values it refuses.
   if (config.parallel.mode == "ps") {
     async::check_async_layout(config, groups.world()->size());
@@ -65,19 +65,21 @@ std::unique_ptr<Engine> build_engine(const Config& config, const ProcessGroups& 
   if (groups.layout().tp > 1)
     model = models::make_model(config.model, {groups.tp(), config.parallel.sequence_parallel});
   if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1), × tp, × ZeRO-1
-    return std::make_unique<PipelineEngine>(groups, std::move(model), dataset, device, pipeline_options(config));
+    return std::make_unique<pipeline::PipelineEngine>(groups, std::move(model), dataset, device,
+                                                      pipeline_options(config));
   // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group), and any stage
   // in mixed precision (fp32 masters) or with 16-bit gradient reductions, run on ZeroEngine.
   if (config.parallel.zero > 0 || config.train.precision != "fp32" || reduce_precision(config) != "fp32")
-    return std::make_unique<ZeroEngine>(groups, std::move(model), device, zero_options(config));
-  return std::make_unique<DataParallelEngine>(groups, std::move(model), device, data_parallel_options(config));
+    return std::make_unique<zero::ZeroEngine>(groups, std::move(model), device, zero_options(config));
+  return std::make_unique<parallel::DataParallelEngine>(groups, std::move(model), device,
+                                                        data_parallel_options(config));
 }
 
 }  // namespace
 
-std::unique_ptr<Engine> make_engine(const Config& config, const ProcessGroups& groups,
-                                    std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
-                                    torch::Device device) {
+std::unique_ptr<parallel::Engine> make_engine(const Config& config, const ProcessGroups& groups,
+                                              std::shared_ptr<models::BundledModel> model, const data::Dataset& dataset,
+                                              torch::Device device) {
   require_supported(config, device, *model);
   if (config.parallel.compression == "onebit_adam" && onebit_freeze_step(config) >= config.train.steps &&
       groups.world()->rank() == 0)

@@ -75,8 +75,8 @@ std::string in_config_keys(std::string message) {
   return message;
 }
 
-DataParallelEngineOptions data_parallel_options(const Config& config) {
-  DataParallelEngineOptions o;
+parallel::DataParallelEngineOptions data_parallel_options(const Config& config) {
+  parallel::DataParallelEngineOptions o;
   o.global_batch = config.data.global_batch;
   o.microbatches = config.parallel.microbatches;
   o.bucket_mb = config.parallel.bucket_mb;
@@ -104,8 +104,8 @@ std::string reduce_precision(const Config& config) {
   return c == "bf16" || c == "fp16" ? c : config.train.reduce_precision;
 }
 
-ZeroEngineOptions zero_options(const Config& config) {
-  ZeroEngineOptions o;
+zero::ZeroEngineOptions zero_options(const Config& config) {
+  zero::ZeroEngineOptions o;
   o.stage = config.parallel.zero;
   o.compute_dtype = zero::precision_dtype(config.train.precision, "[train] precision");
   o.global_batch = config.data.global_batch;
@@ -120,8 +120,8 @@ ZeroEngineOptions zero_options(const Config& config) {
   return o;
 }
 
-PipelineEngineOptions pipeline_options(const Config& config) {
-  PipelineEngineOptions o;
+pipeline::PipelineEngineOptions pipeline_options(const Config& config) {
+  pipeline::PipelineEngineOptions o;
   o.global_batch = config.data.global_batch;
   o.microbatches = config.parallel.microbatches;
   o.schedule = parallel::pipeline::schedule_from_name(config.parallel.schedule);
@@ -144,7 +144,7 @@ void check_pipeline_config(const Config& config, const Layout& layout) {
   if (layout.pp == 1) return;
   // pp x tp: the model's tp errors first (they name the model's sizes), then the pipeline's.
   models::check_tensor_parallel(config.model, layout.tp, config.parallel.sequence_parallel);
-  const PipelineEngineOptions o = pipeline_options(config);
+  const pipeline::PipelineEngineOptions o = pipeline_options(config);
   o.validate(layout);
   const auto blocks = models::make_model(config.model)->blocks();
   pipeline::check_block_count(static_cast<int>(blocks.size()), layout.pp, o.virtual_stages,

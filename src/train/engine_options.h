@@ -15,14 +15,14 @@
 
 namespace paratorch::train {
 
-DataParallelEngineOptions data_parallel_options(const Config& config);
+parallel::DataParallelEngineOptions data_parallel_options(const Config& config);
 /// The dtype word of the dp gradient reduction: [parallel] compression =
 /// "bf16" / "fp16" (16-bit values on the wire), else [train] reduce_precision.
 std::string reduce_precision(const Config& config);
 /// 1-bit Adam's freeze step: [parallel] onebit_freeze_step, or 20% of the steps.
 int64_t onebit_freeze_step(const Config& config);
-ZeroEngineOptions zero_options(const Config& config);
-PipelineEngineOptions pipeline_options(const Config& config);
+zero::ZeroEngineOptions zero_options(const Config& config);
+pipeline::PipelineEngineOptions pipeline_options(const Config& config);
 async::PsEngineOptions ps_engine_options(const Config& config);
 zero::MemoryEstimateOptions memory_estimate_options(const Config& config);
 

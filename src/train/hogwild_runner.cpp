@@ -83,7 +83,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   sh.dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
   sh.model = models::make_model(config.model);
   sh.model->initialize(static_cast<uint64_t>(config.train.seed));
-  const train::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+  const optim::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   int64_t start = 0;
   if (!resume_dir.empty()) {
     train::Checkpoint ckpt = train::read_checkpoint(resume_dir);

@@ -29,7 +29,7 @@ struct LoggerOptions {
   int log_every = 1;
   int64_t steps = 1;
   int64_t first_step = 0;        // a resumed run starts here
-  train::LrSchedule schedule;
+  optim::LrSchedule schedule;
 };
 
 /// True when the worker computing share 0 of global step `step` measures

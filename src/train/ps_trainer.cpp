@@ -46,7 +46,7 @@ struct Job {
   std::shared_ptr<models::BundledModel> model;
   std::map<std::string, torch::Tensor> full;
   ShardPlan plan;
-  train::LrSchedule schedule;
+  optim::LrSchedule schedule;
 
   Job(World& w, const train::Config& c) : world(w), config(c) {
     servers = config.parallel.servers;
@@ -60,7 +60,7 @@ struct Job {
       full[item.key()] = item.value().detach();
     }
     plan = plan_shards(named, servers);
-    schedule = train::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+    schedule = optim::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   }
   std::string out(const std::string& file) const { return config.train.out_dir + "/" + file; }
   std::string layout() const {

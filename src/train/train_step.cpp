@@ -8,12 +8,12 @@
 
 namespace paratorch::train {
 
-StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<models::Batch>& microbatches, double lr,
-                     double grad_clip, int64_t step_number) {
+StepResult take_step(parallel::Engine& engine, optim::Optimizer& optimizer,
+                     const std::vector<models::Batch>& microbatches, double lr, double grad_clip, int64_t step_number) {
   auto params = engine.named_parameters();
   {
     report::Tracer::Span span("zero_grad", "compute");
-    zero_gradients(params);
+    optim::zero_gradients(params);
   }
   StepResult result;
   result.loss = engine.forward_backward(microbatches);
@@ -25,10 +25,10 @@ StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<mod
   for (auto& [name, p] : params) tensors.push_back(p);
   {
     report::Tracer::Span span("grad_norm", "compute");
-    result.grad_norm = global_grad_norm(tensors, engine.grad_norm_across());
+    result.grad_norm = parallel::global_grad_norm(tensors, engine.grad_norm_across());
   }
   report::Tracer::Span span("optimizer", "compute");
-  optimizer.step(lr, clip_coefficient(result.grad_norm, grad_clip));  // the clip, folded into the update
+  optimizer.step(lr, parallel::clip_coefficient(result.grad_norm, grad_clip));  // the clip, folded into the update
   return result;
 }
 

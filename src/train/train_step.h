@@ -24,7 +24,7 @@ struct StepResult {
 /// global batch (local_microbatches, parallel/engine.h) at learning rate
 /// `lr`, clipping the global gradient norm to `grad_clip` (0 = only measure).
 /// Throws RuntimeFailure on a non-finite loss, naming `step_number`.
-StepResult take_step(Engine& engine, Optimizer& optimizer, const std::vector<models::Batch>& microbatches, double lr,
-                     double grad_clip, int64_t step_number);
+StepResult take_step(parallel::Engine& engine, optim::Optimizer& optimizer,
+                     const std::vector<models::Batch>& microbatches, double lr, double grad_clip, int64_t step_number);
 
 }  // namespace paratorch::train

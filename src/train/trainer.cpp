@@ -86,9 +86,9 @@ struct Trainer::Impl {
   Config config;
   ProcessGroups groups;
   std::unique_ptr<data::Dataset> dataset;
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<Optimizer> optimizer;
-  LrSchedule schedule;
+  std::unique_ptr<parallel::Engine> engine;
+  std::unique_ptr<optim::Optimizer> optimizer;
+  optim::LrSchedule schedule;
   DistributedSampler batches;  // global view: the engine takes its own slice
   std::unique_ptr<RunReporter> reporter;  // rank 0: metrics.jsonl, loss.svg, checkpoints
   std::unique_ptr<report::ProgressLine> progress;
@@ -105,7 +105,7 @@ struct Trainer::Impl {
     dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
     engine = make_engine(config, groups, models::make_model(config.model), *dataset, w.device());
     optimizer = engine->build_optimizer(config.optim);
-    schedule = LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+    schedule = optim::LrSchedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   }
 
   bool leader() const { return world.rank() == 0; }
@@ -115,8 +115,8 @@ struct Trainer::Impl {
 
   int64_t resume(const std::string& dir);
   double step(int64_t s, double* grad_norm);
-  EvalResult validate();
-  void log(int64_t s, double loss, double lr, double ms, double grad_norm, const EvalResult* eval,
+  parallel::EvalResult validate();
+  void log(int64_t s, double loss, double lr, double ms, double grad_norm, const parallel::EvalResult* eval,
            double elapsed_s);
   void save_checkpoint(int64_t steps_done);
   void finish_outputs();
@@ -156,7 +156,7 @@ TrainResult Trainer::run(const std::string& resume_dir) {
     if (s > start || train.steps - start == 1) t.step_ms_sum += ms, ++t.timed_steps;  // first step warms up
     const bool last = s + 1 == train.steps;
     const bool validating = (s + 1) % (5 * train.log_every) == 0 || last;
-    EvalResult eval;
+    parallel::EvalResult eval;
     if (validating) eval = t.validate();
     if ((s + 1) % train.log_every == 0 || last || s == start)
       t.log(s + 1, loss, t.schedule.at(s), ms, grad_norm, validating ? &eval : nullptr, now_s() - started);
@@ -215,21 +215,21 @@ void Trainer::Impl::announce(int64_t start) {
 
 double Trainer::Impl::step(int64_t s, double* grad_norm) {
   // The trainer slices the global batch; the engine computes what it is given.
-  const auto microbatches = local_microbatches(*engine, *dataset, batches.global_indices(s));
+  const auto microbatches = parallel::local_microbatches(*engine, *dataset, batches.global_indices(s));
   StepResult r = take_step(*engine, *optimizer, microbatches, schedule.at(s), config.optim.grad_clip, s + 1);
   *grad_norm = r.grad_norm;
   return r.loss;
 }
 
-EvalResult Trainer::Impl::validate() {
+parallel::EvalResult Trainer::Impl::validate() {
   report::Tracer::Span span("validation", "compute");
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < kValidationBatches * config.data.global_batch; ++i) ids.push_back(i);
-  EvalResult sum;
+  parallel::EvalResult sum;
   for (int b = 0; b < kValidationBatches; ++b) {
     const auto first = ids.begin() + b * config.data.global_batch;
-    EvalResult r = engine->evaluate(
-        local_validation_batch(*engine, *dataset, std::vector<int64_t>(first, first + config.data.global_batch)));
+    parallel::EvalResult r = engine->evaluate(parallel::local_validation_batch(
+        *engine, *dataset, std::vector<int64_t>(first, first + config.data.global_batch)));
     sum.loss += r.loss / kValidationBatches;
     sum.accuracy = r.accuracy < 0 ? -1 : std::max(0.0, sum.accuracy) + r.accuracy / kValidationBatches;
   }
@@ -238,8 +238,8 @@ EvalResult Trainer::Impl::validate() {
 
 // ---- what the user sees -----------------------------------------------------------
 
-void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double grad_norm, const EvalResult* eval,
-                        double elapsed_s) {
+void Trainer::Impl::log(int64_t s, double loss, double lr, double ms, double grad_norm,
+                        const parallel::EvalResult* eval, double elapsed_s) {
   if (!leader()) return;
   report::StepMetrics m = reporter->line(s, loss, lr, ms);
   m.grad_norm = grad_norm;

@@ -35,8 +35,8 @@ double rel_tensor_diff(const torch::Tensor& a, const torch::Tensor& ref) {
 /// in one process, with none of paratorch's parallel machinery.
 struct Reference {
   std::shared_ptr<models::BundledModel> model;
-  std::unique_ptr<train::Optimizer> optimizer;
-  train::NamedTensors params;
+  std::unique_ptr<optim::Optimizer> optimizer;
+  optim::NamedTensors params;
   std::map<std::string, torch::Tensor> initial;  // how far training moved them
 
   Reference(const train::Config& config, torch::Device device) : model(models::make_model(config.model)) {
@@ -46,17 +46,17 @@ struct Reference {
       params.emplace_back(item.key(), item.value());
       initial[item.key()] = item.value().detach().cpu().clone();
     }
-    optimizer = train::make_optimizer(config.optim, params);
+    optimizer = optim::make_optimizer(config.optim, params);
   }
 
   /// One step; returns {loss, global gradient norm before clipping}.
   std::pair<double, double> step(models::Batch batch, torch::Device device, const train::OptimSection& optim) {
-    train::zero_gradients(params);
+    optim::zero_gradients(params);
     auto loss = model->loss({batch.input.to(device), batch.target.to(device)});
     loss.backward();
     std::vector<torch::Tensor> tensors;
     for (auto& [name, p] : params) tensors.push_back(p);
-    const double grad_norm = train::clip_grad_norm(tensors, optim.grad_clip);
+    const double grad_norm = parallel::clip_grad_norm(tensors, optim.grad_clip);
     optimizer->step(optim.lr);
     return {loss.item<double>(), grad_norm};
   }
@@ -248,7 +248,7 @@ VerifyResult run_equivalence(World& world, const VerifyOptions& options, bool pr
                 "layout_norm", "ref_norm", "rel_diff");
   for (int step = 0; step < options.steps; ++step) {
     const auto ids = batches.global_indices(step);
-    const auto taken = train::take_step(*engine, *optimizer, train::local_microbatches(*engine, *dataset, ids),
+    const auto taken = train::take_step(*engine, *optimizer, parallel::local_microbatches(*engine, *dataset, ids),
                                         config.optim.lr, config.optim.grad_clip, step + 1);
     if (!is_root) continue;
     const auto [ref_loss, ref_norm] = reference->step(dataset->train_batch(ids), world.device(), config.optim);

@@ -5,7 +5,7 @@
 #include "parallel/grad_clip.h"
 #include "optim/lr_schedule.h"
 
-using paratorch::train::LrSchedule;
+using paratorch::optim::LrSchedule;
 
 TEST(LrSchedule, WarmsUpLinearlyThenDecaysToATenth) {
   LrSchedule s{1.0, 4, 104, 0.1};
@@ -22,17 +22,17 @@ TEST(GradClip, ScalesToMaxNormAndCountsOtherShards) {
   auto a = torch::zeros({2}, torch::requires_grad()), b = torch::zeros({1}, torch::requires_grad());
   a.mutable_grad() = torch::tensor({3.0f, 0.0f});
   b.mutable_grad() = torch::tensor({4.0f});
-  EXPECT_NEAR(paratorch::train::clip_grad_norm({a, b}, 0.0), 5.0, 1e-6);  // measure only
-  EXPECT_NEAR(paratorch::train::clip_grad_norm({a, b}, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(paratorch::parallel::clip_grad_norm({a, b}, 0.0), 5.0, 1e-6);  // measure only
+  EXPECT_NEAR(paratorch::parallel::clip_grad_norm({a, b}, 1.0), 5.0, 1e-6);
   EXPECT_NEAR(a.grad()[0].item<float>(), 0.6f, 1e-5);
   EXPECT_NEAR(b.grad()[0].item<float>(), 0.8f, 1e-5);
   // Another shard holding squares of 24: norm sqrt(1 + 24) = 5.
-  double n = paratorch::train::clip_grad_norm({a, b}, 0.0, [](double local) { return local + 24.0; });
+  double n = paratorch::parallel::clip_grad_norm({a, b}, 0.0, [](double local) { return local + 24.0; });
   EXPECT_NEAR(n, 5.0, 1e-5);
 }
 
 TEST(GradClip, CoefficientOnlyWhenTheNormExceedsTheMax) {
-  using paratorch::train::clip_coefficient;
+  using paratorch::parallel::clip_coefficient;
   EXPECT_EQ(clip_coefficient(0.5, 1.0), 1.0);
   EXPECT_EQ(clip_coefficient(1.0, 1.0), 1.0);
   EXPECT_EQ(clip_coefficient(5.0, 0.0), 1.0);  // max_norm 0: measure only

@@ -9,17 +9,17 @@
 namespace paratorch::train {
 namespace {
 
-NamedTensors fresh_params(uint64_t seed) {
+optim::NamedTensors fresh_params(uint64_t seed) {
   torch::manual_seed(static_cast<int64_t>(seed));
   return {{"w", torch::randn({5, 3}).requires_grad_()}, {"b", torch::randn({3}).requires_grad_()}};
 }
 
-void set_grads(const NamedTensors& params, int step) {
+void set_grads(const optim::NamedTensors& params, int step) {
   torch::manual_seed(100 + step);
   for (const auto& [name, p] : params) p.mutable_grad() = torch::randn_like(p);
 }
 
-std::vector<torch::Tensor> tensors_of(const NamedTensors& params) {
+std::vector<torch::Tensor> tensors_of(const optim::NamedTensors& params) {
   std::vector<torch::Tensor> out;
   for (const auto& [name, p] : params) out.push_back(p);
   return out;
@@ -27,9 +27,9 @@ std::vector<torch::Tensor> tensors_of(const NamedTensors& params) {
 
 TEST(Optimizer, AdamWWithoutDecayMatchesTorch) {
   auto ours = fresh_params(1), theirs = fresh_params(1);
-  OptimizerOptions o;
+  optim::OptimizerOptions o;
   o.weight_decay = 0;
-  auto opt = make_optimizer(o, ours);
+  auto opt = optim::make_optimizer(o, ours);
   torch::optim::AdamW ref(tensors_of(theirs), torch::optim::AdamWOptions(1e-2).weight_decay(0));
   for (int s = 0; s < 5; ++s) {
     set_grads(ours, s);
@@ -46,9 +46,9 @@ TEST(Optimizer, AdamWWithoutDecayMatchesTorch) {
 TEST(Optimizer, AdamWDecaysMatricesOnly) {
   auto ours = fresh_params(2);
   const auto bias_before = ours[1].second.detach().clone();
-  OptimizerOptions o;
+  optim::OptimizerOptions o;
   o.weight_decay = 0.5;
-  auto opt = make_optimizer(o, ours);
+  auto opt = optim::make_optimizer(o, ours);
   // With zero gradients only weight decay moves a parameter.
   for (const auto& [name, p] : ours) p.mutable_grad() = torch::zeros_like(p);
   const auto w_before = ours[0].second.detach().clone();
@@ -59,10 +59,10 @@ TEST(Optimizer, AdamWDecaysMatricesOnly) {
 
 TEST(Optimizer, SgdMatchesTorchMomentum) {
   auto ours = fresh_params(3), theirs = fresh_params(3);
-  OptimizerOptions o;
-  o.kind = OptimizerKind::kSgd;
+  optim::OptimizerOptions o;
+  o.kind = optim::OptimizerKind::kSgd;
   o.weight_decay = 0;
-  auto opt = make_optimizer(o, ours);
+  auto opt = optim::make_optimizer(o, ours);
   torch::optim::SGD ref(tensors_of(theirs), torch::optim::SGDOptions(0.05).momentum(0.9));
   for (int s = 0; s < 4; ++s) {
     set_grads(ours, s);
@@ -74,18 +74,18 @@ TEST(Optimizer, SgdMatchesTorchMomentum) {
 }
 
 TEST(Optimizer, StateRoundTripContinuesIdentically) {
-  for (const auto kind : {OptimizerKind::kAdamW, OptimizerKind::kSgd}) {
-    const std::string name = optimizer_kind_name(kind);
+  for (const auto kind : {optim::OptimizerKind::kAdamW, optim::OptimizerKind::kSgd}) {
+    const std::string name = optim::optimizer_kind_name(kind);
     SCOPED_TRACE(name);
-    OptimizerOptions o;
+    optim::OptimizerOptions o;
     o.kind = kind;
     auto a = fresh_params(4);
-    auto opt_a = make_optimizer(o, a);
+    auto opt_a = optim::make_optimizer(o, a);
     for (int s = 0; s < 3; ++s) set_grads(a, s), opt_a->step(1e-2);
     // A second optimizer over a copy of the parameters, restored from state.
-    NamedTensors b;
+    optim::NamedTensors b;
     for (const auto& [n, p] : a) b.emplace_back(n, p.detach().clone().requires_grad_());
-    auto opt_b = make_optimizer(o, b);
+    auto opt_b = optim::make_optimizer(o, b);
     std::map<std::string, torch::Tensor> saved;
     for (const auto& [k, v] : opt_a->state_tensors()) saved[k] = v.clone();
     opt_b->load_state_tensors(saved);
@@ -99,11 +99,11 @@ TEST(Optimizer, StateRoundTripContinuesIdentically) {
 // bit-identical to scaling every gradient by s first, for the fused fp32
 // AdamW kernel, AdamW's torch path (a non-contiguous parameter) and SGD.
 TEST(Optimizer, GradScaleEqualsScalingTheGradientsFirst) {
-  for (const auto kind : {OptimizerKind::kAdamW, OptimizerKind::kSgd}) {
-    const std::string name = optimizer_kind_name(kind);
+  for (const auto kind : {optim::OptimizerKind::kAdamW, optim::OptimizerKind::kSgd}) {
+    const std::string name = optim::optimizer_kind_name(kind);
     for (const bool strided : {false, true}) {
       SCOPED_TRACE(name + (strided ? " strided" : " contiguous"));
-      OptimizerOptions o;
+      optim::OptimizerOptions o;
       o.kind = kind;
       auto make = [&] {
         auto params = fresh_params(6);
@@ -111,7 +111,7 @@ TEST(Optimizer, GradScaleEqualsScalingTheGradientsFirst) {
         return params;
       };
       auto folded = make(), scaled_first = make();
-      auto opt_folded = make_optimizer(o, folded), opt_first = make_optimizer(o, scaled_first);
+      auto opt_folded = optim::make_optimizer(o, folded), opt_first = optim::make_optimizer(o, scaled_first);
       for (int s = 0; s < 3; ++s) {
         set_grads(folded, s);
         set_grads(scaled_first, s);
@@ -130,9 +130,9 @@ TEST(Optimizer, GradScaleEqualsScalingTheGradientsFirst) {
 }
 
 TEST(Optimizer, LoadRefusesMissingOrMisshapenState) {
-  OptimizerOptions o;
+  optim::OptimizerOptions o;
   auto params = fresh_params(5);
-  auto opt = make_optimizer(o, params);
+  auto opt = optim::make_optimizer(o, params);
   auto state = opt->state_tensors();
   state.erase("w.exp_avg");
   EXPECT_THROW(opt->load_state_tensors(state), RuntimeFailure);
@@ -148,11 +148,11 @@ TEST(Optimizer, LoadRefusesMissingOrMisshapenState) {
 
 // Options are checked where the library takes them, naming the field.
 TEST(Optimizer, OptionsRefuseNegativeWeightDecay) {
-  OptimizerOptions o;
+  optim::OptimizerOptions o;
   o.weight_decay = -0.1;
   auto params = fresh_params(7);
   try {
-    make_optimizer(o, params);
+    optim::make_optimizer(o, params);
     FAIL() << "a negative weight decay was accepted";
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("OptimizerOptions::weight_decay"), std::string::npos) << e.what();

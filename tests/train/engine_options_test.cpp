@@ -27,11 +27,11 @@ TEST(EngineOptions, KeysBecomeTypedOptions) {
   c.train.reduce_precision = "fp16";
   c.parallel.schedule = "interleaved";
   c.parallel.zero = 2;
-  const ZeroEngineOptions z = zero_options(c);
+  const zero::ZeroEngineOptions z = zero_options(c);
   EXPECT_EQ(z.compute_dtype, torch::kBFloat16);
   EXPECT_EQ(z.reduce_dtype, torch::kHalf);
   EXPECT_EQ(z.stage, 2);
-  const PipelineEngineOptions p = pipeline_options(c);
+  const pipeline::PipelineEngineOptions p = pipeline_options(c);
   EXPECT_EQ(p.schedule, PipelineSchedule::kInterleaved);
   EXPECT_EQ(p.compute_dtype, torch::kBFloat16);
   EXPECT_EQ(p.reduce_dtype, torch::kHalf);
@@ -40,7 +40,7 @@ TEST(EngineOptions, KeysBecomeTypedOptions) {
 }
 
 TEST(EngineOptions, EnginesNameFieldsAndTheEdgeNamesKeys) {
-  ZeroEngineOptions z;
+  zero::ZeroEngineOptions z;
   z.global_batch = 32, z.microbatches = 3;
   const std::string field = usage_error([&] { z.validate(2); });
   EXPECT_NE(field.find("ZeroEngineOptions::microbatches = 3 must divide the per-replica batch 16"), std::string::npos)
@@ -50,7 +50,7 @@ TEST(EngineOptions, EnginesNameFieldsAndTheEdgeNamesKeys) {
   EXPECT_NE(key.find("[parallel] microbatches = 3 must divide the per-replica batch 16"), std::string::npos) << key;
   EXPECT_EQ(key.find("ZeroEngineOptions"), std::string::npos) << key;
 
-  PipelineEngineOptions p;
+  pipeline::PipelineEngineOptions p;
   p.compute_dtype = torch::kDouble;
   const std::string dtype = usage_error([&] { p.validate(Layout{1, 2, 1}); });
   EXPECT_NE(dtype.find("PipelineEngineOptions::compute_dtype = Double is no training dtype"), std::string::npos)

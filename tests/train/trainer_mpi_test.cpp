@@ -162,7 +162,7 @@ TEST(Trainer, MicrobatchesAccumulateAsOneProcessFullBatch) {
     c.train.steps = 3;
     c.train.log_every = 1;
     Trainer(test_world(), c).run();
-    const LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps};  // as the trainer
+    const optim::LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps};  // as the trainer
     const auto ref = reference::one_process(c, c.train.steps, [&](int s) { return schedule.at(s); });
     const std::string what = "microbatches=" + std::to_string(m);
     const Checkpoint got = read_checkpoint(c.train.out_dir);

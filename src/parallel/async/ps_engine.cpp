@@ -12,9 +12,9 @@ namespace {
 // A server's optimizer keeps its state by piece key ("name" or
 // "name@rowsA-B"); a checkpoint keeps it by parameter name, whole (any
 // layout's). Loading takes this server's rows of each whole tensor.
-class PieceStateOptimizer final : public train::Optimizer {
+class PieceStateOptimizer final : public optim::Optimizer {
  public:
-  PieceStateOptimizer(std::unique_ptr<train::Optimizer> inner, std::vector<Piece> pieces,
+  PieceStateOptimizer(std::unique_ptr<optim::Optimizer> inner, std::vector<Piece> pieces,
                       std::vector<std::string> kinds)
       : inner_(std::move(inner)), pieces_(std::move(pieces)), kinds_(std::move(kinds)) {}
   void step(double lr, double grad_scale) override {
@@ -34,7 +34,7 @@ class PieceStateOptimizer final : public train::Optimizer {
   }
 
  private:
-  std::unique_ptr<train::Optimizer> inner_;
+  std::unique_ptr<optim::Optimizer> inner_;
   std::vector<Piece> pieces_;
   std::vector<std::string> kinds_;
 };
@@ -42,10 +42,10 @@ class PieceStateOptimizer final : public train::Optimizer {
 // The per-parameter state kinds of `options`' optimizer ("<parameter>.<kind>",
 // optimizer.h), read off one built over a probe tensor: workers hold no
 // state of their own to read them from.
-std::vector<std::string> state_kinds(const train::OptimizerOptions& options) {
+std::vector<std::string> state_kinds(const optim::OptimizerOptions& options) {
   const std::string probe = "probe.";
   std::vector<std::string> kinds;
-  for (const auto& [key, t] : train::make_optimizer(options, {{"probe", torch::zeros({1})}})->state_tensors())
+  for (const auto& [key, t] : optim::make_optimizer(options, {{"probe", torch::zeros({1})}})->state_tensors())
     if (key.compare(0, probe.size(), probe) == 0) kinds.push_back(key.substr(probe.size()));
   return kinds;
 }
@@ -96,18 +96,14 @@ PsEngine::PsEngine(PsEngineOptions o, const ProcessGroups& groups, std::shared_p
   }
 }
 
-train::NamedTensors PsEngine::named_parameters() {
-  return server_ ? server_->named_values() : train::NamedTensors{};
-}
+optim::NamedTensors PsEngine::named_parameters() { return server_ ? server_->named_values() : optim::NamedTensors{}; }
 
-train::SumAcross PsEngine::grad_norm_across() {
+parallel::SumAcross PsEngine::grad_norm_across() {
   auto world = world_;  // the servers' shards are disjoint pieces; workers hold none
   return [world](double local) { return parallel::sum_squares_across(local, {}, {world.get()}); };
 }
 
-train::BatchShare PsEngine::batch_share() const {
-  return {server_ ? -1 : world_->rank() - servers_, workers_, 1};
-}
+parallel::BatchShare PsEngine::batch_share() const { return {server_ ? -1 : world_->rank() - servers_, workers_, 1}; }
 
 double PsEngine::forward_backward(const std::vector<models::Batch>& microbatches) {
   double share = 0;
@@ -125,18 +121,18 @@ double PsEngine::forward_backward(const std::vector<models::Batch>& microbatches
 }
 
 // Every rank evaluates the current (server) parameters on the whole batch.
-train::EvalResult PsEngine::evaluate(const models::Batch& batch) {
+parallel::EvalResult PsEngine::evaluate(const models::Batch& batch) {
   load_full_parameters(full_parameters());
   torch::NoGradGuard no_grad;
   model_->eval();
-  const train::EvalResult r = train::score_output(*model_, model_->forward(batch.input), batch);
+  const parallel::EvalResult r = parallel::score_output(*model_, model_->forward(batch.input), batch);
   model_->train();
   return r;
 }
 
-std::unique_ptr<train::Optimizer> PsEngine::build_optimizer(const train::OptimizerOptions& options) {
+std::unique_ptr<optim::Optimizer> PsEngine::build_optimizer(const optim::OptimizerOptions& options) {
   state_kinds_ = state_kinds(options);
-  return std::make_unique<PieceStateOptimizer>(train::make_optimizer(options, named_parameters()),
+  return std::make_unique<PieceStateOptimizer>(optim::make_optimizer(options, named_parameters()),
                                                server_ ? server_->pieces() : std::vector<Piece>{}, state_kinds_);
 }
 

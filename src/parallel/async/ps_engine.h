@@ -35,23 +35,23 @@ struct PsEngineOptions {
   void validate(int world_size) const;
 };
 
-class PsEngine : public train::Engine {
+class PsEngine : public parallel::Engine {
  public:
   PsEngine(PsEngineOptions options, const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model);
 
-  train::NamedTensors named_parameters() override;
+  optim::NamedTensors named_parameters() override;
   /// Workers: worker w of W takes the w-th slice; servers compute none.
-  train::BatchShare batch_share() const override;
+  parallel::BatchShare batch_share() const override;
   /// Every rank evaluates the whole validation batch on the servers' parameters.
-  train::BatchShare validation_share() const override { return {0, 1, 1}; }
+  parallel::BatchShare validation_share() const override { return {0, 1, 1}; }
   double forward_backward(const std::vector<models::Batch>& microbatches) override;
-  train::EvalResult evaluate(const models::Batch& batch) override;
-  train::SumAcross grad_norm_across() override;
+  parallel::EvalResult evaluate(const models::Batch& batch) override;
+  parallel::SumAcross grad_norm_across() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   int64_t parameter_count() override;
   std::string describe() override;
-  std::unique_ptr<train::Optimizer> build_optimizer(const train::OptimizerOptions& options) override;
+  std::unique_ptr<optim::Optimizer> build_optimizer(const optim::OptimizerOptions& options) override;
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
 
  private:

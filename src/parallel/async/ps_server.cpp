@@ -20,8 +20,8 @@ namespace {
 // so server checkpoints resume in any layout.
 class ConfigOptimizer : public ShardOptimizer {
  public:
-  ConfigOptimizer(const train::OptimizerOptions& optim, train::LrSchedule schedule, const train::NamedTensors& shard)
-      : optimizer_(train::make_optimizer(optim, shard)), schedule_(schedule) {}
+  ConfigOptimizer(const optim::OptimizerOptions& optim, optim::LrSchedule schedule, const optim::NamedTensors& shard)
+      : optimizer_(optim::make_optimizer(optim, shard)), schedule_(schedule) {}
   void step(int64_t step) override { optimizer_->step(schedule_.at(step)); }
   int64_t steps_taken() const override { return optimizer_->steps_taken(); }
   std::map<std::string, torch::Tensor> state_tensors() const override { return optimizer_->state_tensors(); }
@@ -30,14 +30,14 @@ class ConfigOptimizer : public ShardOptimizer {
   }
 
  private:
-  std::unique_ptr<train::Optimizer> optimizer_;
-  train::LrSchedule schedule_;
+  std::unique_ptr<optim::Optimizer> optimizer_;
+  optim::LrSchedule schedule_;
 };
 
 }  // namespace
 
-ShardOptimizerFactory config_optimizer(train::OptimizerOptions optim, train::LrSchedule schedule) {
-  return [optim, schedule](const train::NamedTensors& shard, const std::vector<Piece>&) {
+ShardOptimizerFactory config_optimizer(optim::OptimizerOptions optim, optim::LrSchedule schedule) {
+  return [optim, schedule](const optim::NamedTensors& shard, const std::vector<Piece>&) {
     return std::unique_ptr<ShardOptimizer>(new ConfigOptimizer(optim, schedule, shard));
   };
 }
@@ -50,7 +50,7 @@ double ServerStats::apply_rate() const {
 Server::Server(std::shared_ptr<Communicator> world, const ShardPlan& plan, int index,
                const std::map<std::string, torch::Tensor>& full, ServerOptions options)
     : world_(std::move(world)), index_(index), first_worker_(plan.servers), options_(std::move(options)), pieces_(plan.pieces_of(index)) {
-  train::NamedTensors named;
+  optim::NamedTensors named;
   for (const auto& piece : pieces_) {
     auto value = piece_view(full.at(piece.name), piece).detach().clone().to(torch::kFloat).contiguous();
     value.requires_grad_(true);

@@ -58,7 +58,7 @@ using ShardOptimizerFactory = std::function<std::unique_ptr<ShardOptimizer>(
     const std::vector<std::pair<std::string, torch::Tensor>>& shard, const std::vector<Piece>& pieces)>;
 
 /// The [optim] optimizer, at `schedule`'s learning rate for each step.
-ShardOptimizerFactory config_optimizer(train::OptimizerOptions optim, train::LrSchedule schedule);
+ShardOptimizerFactory config_optimizer(optim::OptimizerOptions optim, optim::LrSchedule schedule);
 
 struct ServerOptions {
   int workers = 1;

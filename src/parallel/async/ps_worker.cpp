@@ -86,7 +86,7 @@ double compute_and_push(Worker& worker, models::BundledModel& model, const model
     l.backward();
     loss = l.item<double>();
   }
-  if (options.grad_clip > 0) train::clip_grad_norm(worker.params(), options.grad_clip);
+  if (options.grad_clip > 0) parallel::clip_grad_norm(worker.params(), options.grad_clip);
   if (options.delay_factor > 1) {
     // The documented straggler injection (bench/async): this worker computes
     // `delay_factor` times slower.

@@ -17,7 +17,7 @@ class TorchShardOptimizer : public ShardOptimizer {
   TorchShardOptimizer(std::shared_ptr<torch::optim::Optimizer> optimizer, std::function<double(int64_t)> lr_at)
       : optimizer_(std::move(optimizer)), lr_at_(std::move(lr_at)) {}
   void step(int64_t step) override {
-    if (lr_at_) train::set_learning_rate(*optimizer_, lr_at_(step));
+    if (lr_at_) optim::set_learning_rate(*optimizer_, lr_at_(step));
     optimizer_->step();
     ++steps_;
   }

@@ -63,7 +63,7 @@ void CheckpointPieces::add_global(const std::string& section, const std::string&
   pieces_.push_back(std::move(piece));
 }
 
-void CheckpointPieces::add_optimizer_state(const std::vector<train::LocalState>& state) {
+void CheckpointPieces::add_optimizer_state(const std::vector<optim::LocalState>& state) {
   for (const auto& s : state) {
     const auto dot = s.key.rfind('.');
     const auto it = dot == std::string::npos ? held_.end() : held_.find(s.key.substr(0, dot));

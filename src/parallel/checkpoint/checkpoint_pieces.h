@@ -49,7 +49,7 @@ class CheckpointPieces {
   /// The optimizer's local state. Entries "<parameter>.<kind>" of a
   /// parameter added above follow that parameter's placement; others are
   /// global. Parameters never added (not owned) have their state skipped.
-  void add_optimizer_state(const std::vector<train::LocalState>& state);
+  void add_optimizer_state(const std::vector<optim::LocalState>& state);
   /// Tensors equal on every rank, written by world rank 0 (loss scaler, RNG).
   void add_global(const std::string& section, const std::string& name, const torch::Tensor& tensor);
 

@@ -8,8 +8,8 @@ namespace {
 
 const std::string kRankPrefix = "dp_ranks.";
 
-/// train::Optimizer over OneBitAdam (the trainer's interface: step, state by name).
-class OneBitAdamOptimizer final : public train::Optimizer {
+/// optim::Optimizer over OneBitAdam (the trainer's interface: step, state by name).
+class OneBitAdamOptimizer final : public optim::Optimizer {
  public:
   explicit OneBitAdamOptimizer(std::shared_ptr<OneBitAdam> inner) : inner_(std::move(inner)) {}
   void step(double lr, double grad_scale) override {
@@ -48,7 +48,7 @@ GradientCompression::GradientCompression(CompressionOptions options, std::shared
   options_.validate();
 }
 
-void GradientCompression::install(DistributedDataParallel& ddp, const train::NamedTensors& params) {
+void GradientCompression::install(DistributedDataParallel& ddp, const optim::NamedTensors& params) {
   if (options_.kind != CompressionKind::kPowerSGD) return;
   powersgd_ = std::make_shared<PowerSGDState>(options_.powersgd);
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
@@ -57,12 +57,12 @@ void GradientCompression::install(DistributedDataParallel& ddp, const train::Nam
   ddp.register_comm_hook(comm_hooks::powersgd(powersgd_));
 }
 
-std::unique_ptr<train::Optimizer> GradientCompression::make_optimizer(const train::OptimizerOptions& options,
-                                                                      train::NamedTensors params,
+std::unique_ptr<optim::Optimizer> GradientCompression::make_optimizer(const optim::OptimizerOptions& options,
+                                                                      optim::NamedTensors params,
                                                                       DistributedDataParallel& ddp) {
   if (options_.kind != CompressionKind::kOneBitAdam) return nullptr;
-  if (options.kind != train::OptimizerKind::kAdamW)
-    throw UsageError(std::string("paratorch: OptimizerOptions::kind = ") + train::optimizer_kind_name(options.kind) +
+  if (options.kind != optim::OptimizerKind::kAdamW)
+    throw UsageError(std::string("paratorch: OptimizerOptions::kind = ") + optim::optimizer_kind_name(options.kind) +
                      " cannot run as 1-bit Adam; use adamw, or another compression");
   OneBitAdamOptions onebit = options_.onebit;
   onebit.weight_decay = options.weight_decay;

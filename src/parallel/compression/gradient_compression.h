@@ -33,10 +33,10 @@ class GradientCompression {
  public:
   GradientCompression(CompressionOptions options, std::shared_ptr<Communicator> dp);
   /// PowerSGD: checks every matrix against the rank, registers the hook.
-  void install(DistributedDataParallel& ddp, const train::NamedTensors& params);
+  void install(DistributedDataParallel& ddp, const optim::NamedTensors& params);
   /// 1-bit Adam over `params` (UsageError naming OptimizerOptions::kind
   /// unless it is AdamW); nullptr for the other kinds (the engine's own).
-  std::unique_ptr<train::Optimizer> make_optimizer(const train::OptimizerOptions& options, train::NamedTensors params,
+  std::unique_ptr<optim::Optimizer> make_optimizer(const optim::OptimizerOptions& options, optim::NamedTensors params,
                                                    DistributedDataParallel& ddp);
   /// Collective over dp: every rank's state, stacked (see the header comment).
   std::map<std::string, torch::Tensor> checkpoint_state();

@@ -7,7 +7,7 @@
 #include "report/trace.h"
 #include <paratorch/errors.h>
 
-namespace paratorch::train {
+namespace paratorch::parallel {
 
 void DataParallelEngineOptions::validate(int dp) const {
   DistributedSampler check(global_batch, 0, dp);
@@ -83,8 +83,8 @@ EvalResult DataParallelEngine::evaluate(const models::Batch& piece) {
   return {sums[0].item<double>(), mine.accuracy < 0 ? -1.0 : sums[1].item<double>()};
 }
 
-NamedTensors DataParallelEngine::named_parameters() {
-  NamedTensors out;
+optim::NamedTensors DataParallelEngine::named_parameters() {
+  optim::NamedTensors out;
   for (const auto& item : model_->named_parameters(true)) out.emplace_back(item.key(), item.value());
   return out;
 }
@@ -108,7 +108,7 @@ void DataParallelEngine::load_full_parameters(const std::map<std::string, torch:
   for (auto& [name, p] : named_parameters()) p.copy_(tp_.local_part(tensors, name, p.sizes()));
 }
 
-std::optional<std::vector<formats::Piece>> DataParallelEngine::checkpoint_pieces(const Optimizer& optimizer) {
+std::optional<std::vector<formats::Piece>> DataParallelEngine::checkpoint_pieces(const optim::Optimizer& optimizer) {
   parallel::CheckpointPieces out(tp_, groups_.coords().dp, groups_.layout().dp, groups_.world()->rank());
   for (const auto& [name, p] : named_parameters()) out.add_parameter(name, p);
   out.add_optimizer_state(optimizer.local_state());
@@ -127,11 +127,11 @@ int64_t DataParallelEngine::parameter_count() {
   return n;
 }
 
-std::unique_ptr<Optimizer> DataParallelEngine::build_optimizer(const OptimizerOptions& options) {
+std::unique_ptr<optim::Optimizer> DataParallelEngine::build_optimizer(const optim::OptimizerOptions& options) {
   if (auto onebit = compression_.make_optimizer(options, named_parameters(), *ddp_)) return onebit;
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, p] : named_parameters()) shapes[name] = p.sizes().vec();
-  return tp_.with_whole_state(make_optimizer(options, named_parameters()), std::move(shapes));
+  return tp_.with_whole_state(optim::make_optimizer(options, named_parameters()), std::move(shapes));
 }
 
 std::string DataParallelEngine::describe() {
@@ -144,4 +144,4 @@ std::string DataParallelEngine::describe() {
   return components.empty() ? std::string(line) : components + "; " + line;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::parallel

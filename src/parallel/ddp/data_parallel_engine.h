@@ -25,7 +25,7 @@
 
 #include <memory>
 
-namespace paratorch::train {
+namespace paratorch::parallel {
 
 struct DataParallelEngineOptions {
   int64_t global_batch = 32;
@@ -42,18 +42,18 @@ class DataParallelEngine : public Engine {
   DataParallelEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model, torch::Device device,
                      DataParallelEngineOptions options);
 
-  NamedTensors named_parameters() override;
+  optim::NamedTensors named_parameters() override;
   BatchShare batch_share() const override;
   double forward_backward(const std::vector<models::Batch>& microbatches) override;
   EvalResult evaluate(const models::Batch& batch) override;
   SumAcross grad_norm_across() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
-  std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& optimizer) override;
+  std::optional<std::vector<formats::Piece>> checkpoint_pieces(const optim::Optimizer& optimizer) override;
   formats::ShardPlan parameters_to_load() override;
   int64_t parameter_count() override;
   std::string describe() override;
-  std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) override;
+  std::unique_ptr<optim::Optimizer> build_optimizer(const optim::OptimizerOptions& options) override;
   std::map<std::string, double> step_metrics() override { return compression_.step_metrics(); }
   std::map<std::string, torch::Tensor> checkpoint_state() override { return compression_.checkpoint_state(); }
   void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override {
@@ -73,4 +73,4 @@ class DataParallelEngine : public Engine {
   parallel::GradientCompression compression_;
 };
 
-}  // namespace paratorch::train
+}  // namespace paratorch::parallel

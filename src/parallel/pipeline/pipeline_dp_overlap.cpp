@@ -28,7 +28,7 @@
 #include <map>
 #include <set>
 
-namespace paratorch::train {
+namespace paratorch::pipeline {
 namespace {
 
 // Averages a bucket over dp in `dtype`, exactly as the post-schedule path
@@ -120,4 +120,4 @@ int64_t PipelineEngine::dp_reductions_launched() const {
   return n;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::pipeline

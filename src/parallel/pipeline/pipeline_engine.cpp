@@ -9,7 +9,7 @@
 
 #include <cstdio>
 
-namespace paratorch::train {
+namespace paratorch::pipeline {
 
 void PipelineEngineOptions::validate(const Layout& layout) const {
   const std::string name = parallel::pipeline::schedule_name(schedule);
@@ -167,7 +167,7 @@ torch::Tensor PipelineEngine::trained(const std::string& name) {
   return params_.at(name);
 }
 
-BatchShare PipelineEngine::batch_share() const {
+parallel::BatchShare PipelineEngine::batch_share() const {
   return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
 }
 
@@ -235,7 +235,7 @@ void PipelineEngine::average_over_dp(const std::vector<torch::Tensor>& grads) {
   }
 }
 
-EvalResult PipelineEngine::evaluate(const models::Batch& piece) {
+parallel::EvalResult PipelineEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
   auto batch = to_device(piece);
@@ -243,7 +243,7 @@ EvalResult PipelineEngine::evaluate(const models::Batch& piece) {
   auto sums = torch::zeros({2}, torch::kDouble);  // loss, accuracy: set on the last stage only
   const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;
   if (out.defined()) {
-    const EvalResult mine = score_output(*model_, out, batch);
+    const parallel::EvalResult mine = parallel::score_output(*model_, out, batch);
     sums[0] = mine.loss, sums[1] = classifies ? mine.accuracy : 0.0;
   }
   groups_.pp()->all_reduce(sums, ReduceOp::kSum);
@@ -262,8 +262,8 @@ int64_t PipelineEngine::local_parameter_count() {
   return n;
 }
 
-NamedTensors PipelineEngine::named_parameters() {
-  NamedTensors out;
+optim::NamedTensors PipelineEngine::named_parameters() {
+  optim::NamedTensors out;
   for (const auto& name : held_) out.emplace_back(name, trained(name));
   return out;
 }
@@ -300,4 +300,4 @@ std::string PipelineEngine::describe() {
   return line;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::pipeline

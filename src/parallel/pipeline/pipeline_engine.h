@@ -60,7 +60,7 @@ namespace paratorch {
 class Reducer;  // parallel/ddp/reducer.h
 }
 
-namespace paratorch::train {
+namespace paratorch::pipeline {
 
 struct PipelineEngineOptions {
   int64_t global_batch = 32;
@@ -83,22 +83,22 @@ struct PipelineEngineOptions {
   void validate(const Layout& layout) const;
 };
 
-class PipelineEngine : public Engine {
+class PipelineEngine : public parallel::Engine {
  public:
   /// Collective over the world (measures block times for PartitionBy::kTime
   /// on world rank 0 and broadcasts them).
   PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                  const data::Dataset& dataset, torch::Device device, PipelineEngineOptions options);
 
-  NamedTensors named_parameters() override;
-  BatchShare batch_share() const override;
+  optim::NamedTensors named_parameters() override;
+  parallel::BatchShare batch_share() const override;
   double forward_backward(const std::vector<models::Batch>& microbatches) override;
-  EvalResult evaluate(const models::Batch& batch) override;
-  SumAcross grad_norm_across() override;
+  parallel::EvalResult evaluate(const models::Batch& batch) override;
+  parallel::SumAcross grad_norm_across() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;
-  std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& optimizer) override;
+  std::optional<std::vector<formats::Piece>> checkpoint_pieces(const optim::Optimizer& optimizer) override;
   formats::ShardPlan parameters_to_load() override;
   int64_t parameter_count() override { return parameter_count_; }
   /// This stage's parameters (tp shards, tied copies included): what the rank holds.
@@ -107,7 +107,7 @@ class PipelineEngine : public Engine {
   std::map<std::string, double> step_metrics() override;
   std::map<std::string, torch::Tensor> checkpoint_state() override;
   void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override;
-  std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) override;
+  std::unique_ptr<optim::Optimizer> build_optimizer(const optim::OptimizerOptions& options) override;
 
   const pipeline::Partition& partition() const { return partition_; }
   const pipeline::Executor& executor() const { return *executor_; }
@@ -144,7 +144,7 @@ class PipelineEngine : public Engine {
   /// gather on the owner's stage, then pp broadcast from the owner).
   torch::Tensor gather_whole(const std::string& name, const torch::Tensor& on_owner);
   /// This rank's held parameters (owned and tied copies) by name, as trained.
-  NamedTensors held_parameters();
+  optim::NamedTensors held_parameters();
 
   const ProcessGroups& groups_;
   std::shared_ptr<models::BundledModel> model_;
@@ -175,4 +175,4 @@ class PipelineEngine : public Engine {
   std::vector<ChunkReducer> reducers_;  // index = chunk; empty: post-schedule path
 };
 
-}  // namespace paratorch::train
+}  // namespace paratorch::pipeline

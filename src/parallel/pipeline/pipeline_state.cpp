@@ -28,7 +28,7 @@
 
 #include <paratorch/errors.h>
 
-namespace paratorch::train {
+namespace paratorch::pipeline {
 
 torch::Tensor PipelineEngine::gather_whole(const std::string& name, const torch::Tensor& on_owner) {
   const int owner = owner_.at(name);
@@ -73,7 +73,7 @@ std::map<std::string, torch::Tensor> PipelineEngine::full_optimizer_state(
 }
 
 // Each stage writes the parameters it owns (a tied copy's owner writes it).
-std::optional<std::vector<formats::Piece>> PipelineEngine::checkpoint_pieces(const Optimizer& optimizer) {
+std::optional<std::vector<formats::Piece>> PipelineEngine::checkpoint_pieces(const optim::Optimizer& optimizer) {
   parallel::CheckpointPieces out(tp_, groups_.coords().dp, groups_.layout().dp, groups_.world()->rank());
   for (const auto& name : held_) out.add_parameter(name, trained(name), owner_.at(name) == groups_.coords().pp);
   out.add_optimizer_state(optimizer.local_state());
@@ -92,13 +92,13 @@ void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Ten
   if (masters_) masters_->copy_to_model();
 }
 
-NamedTensors PipelineEngine::held_parameters() {
-  NamedTensors out;
+optim::NamedTensors PipelineEngine::held_parameters() {
+  optim::NamedTensors out;
   for (const auto& name : held_) out.emplace_back(name, trained(name));
   return out;
 }
 
-SumAcross PipelineEngine::grad_norm_across() {
+parallel::SumAcross PipelineEngine::grad_norm_across() {
   return [this](double local) {
     return parallel::sum_squares_across(local, tp_.norm_entries(held_parameters(), tied_copies_),
                                         {nullptr, tp_.group(), groups_.pp().get()});
@@ -121,17 +121,17 @@ void PipelineEngine::finalize_gradients() {
   parallel::finalize_gradients(f);
 }
 
-std::unique_ptr<Optimizer> PipelineEngine::build_optimizer(const OptimizerOptions& options) {
+std::unique_ptr<optim::Optimizer> PipelineEngine::build_optimizer(const optim::OptimizerOptions& options) {
   // zero = 1: the stage's optimizer state sharded over its dp group (pipeline_zero.h);
   // tp > 1: state gathered over tp so checkpoints hold whole tensors.
   // Mixed precision: the optimizer trains the fp32 masters, may skip (fp16),
   // and rounds the masters into the model after each update.
   auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp(), groups_.coords().dp)
-                                 : make_optimizer(options, named_parameters());
+                                 : optim::make_optimizer(options, named_parameters());
   inner = tp_.with_whole_state(std::move(inner), shard_shapes_);
   if (!masters_) return inner;
-  return std::make_unique<MixedPrecisionOptimizer>(
+  return std::make_unique<optim::MixedPrecisionOptimizer>(
       std::move(inner), [this] { return may_step(); }, [this] { masters_->copy_to_model(); });
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::pipeline

@@ -6,12 +6,13 @@
 #include "parallel/zero/flat_buffer.h"
 #include "parallel/zero/sharded_optimizer.h"
 
-namespace paratorch::train {
+namespace paratorch::pipeline {
 namespace {
 
-class Zero1Optimizer final : public Optimizer {
+class Zero1Optimizer final : public optim::Optimizer {
  public:
-  Zero1Optimizer(const OptimizerOptions& options, NamedTensors params, std::shared_ptr<Communicator> dp, int dp_rank)
+  Zero1Optimizer(const optim::OptimizerOptions& options, optim::NamedTensors params, std::shared_ptr<Communicator> dp,
+                 int dp_rank)
       : params_(std::move(params)), dp_(std::move(dp)) {
     std::vector<zero::FlatParam> flat;
     for (const auto& [name, p] : params_) flat.push_back({name, p.sizes().vec(), p.dim() >= 2});
@@ -31,7 +32,7 @@ class Zero1Optimizer final : public Optimizer {
     steps_ = inner_->steps_taken();
   }
   std::map<std::string, torch::Tensor> state_tensors() const override { return inner_->state_tensors(); }
-  std::vector<LocalState> local_state() const override { return inner_->local_state(); }
+  std::vector<optim::LocalState> local_state() const override { return inner_->local_state(); }
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
     inner_->load_state_tensors(state);
     steps_ = inner_->steps_taken();
@@ -65,7 +66,7 @@ class Zero1Optimizer final : public Optimizer {
     for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(views[i]);
   }
 
-  NamedTensors params_;
+  optim::NamedTensors params_;
   std::shared_ptr<Communicator> dp_;
   std::unique_ptr<zero::FlatLayout> layout_;
   torch::Tensor master_, grad_;
@@ -74,11 +75,12 @@ class Zero1Optimizer final : public Optimizer {
 
 }  // namespace
 
-std::unique_ptr<Optimizer> make_zero1_optimizer(const OptimizerOptions& options, NamedTensors params,
-                                                std::shared_ptr<Communicator> dp, int dp_rank) {
-  if (params.empty()) return make_optimizer(options, std::move(params));
+std::unique_ptr<optim::Optimizer> make_zero1_optimizer(const optim::OptimizerOptions& options,
+                                                       optim::NamedTensors params, std::shared_ptr<Communicator> dp,
+                                                       int dp_rank) {
+  if (params.empty()) return optim::make_optimizer(options, std::move(params));
   return std::make_unique<Zero1Optimizer>(options, std::move(params), std::move(dp), dp_rank);
 }
 
 // zero = 1: this stage's optimizer state sharded over its dp replicas.
-}  // namespace paratorch::train
+}  // namespace paratorch::pipeline

@@ -17,11 +17,12 @@
 
 #include <memory>
 
-namespace paratorch::train {
+namespace paratorch::pipeline {
 
 /// A ZeRO-1 optimizer over `params` (whole tensors with .grad), sharded over
 /// `dp` (this rank is `dp_rank`; null or size 1: one shard).
-std::unique_ptr<Optimizer> make_zero1_optimizer(const OptimizerOptions& options, NamedTensors params,
-                                                std::shared_ptr<Communicator> dp, int dp_rank);
+std::unique_ptr<optim::Optimizer> make_zero1_optimizer(const optim::OptimizerOptions& options,
+                                                       optim::NamedTensors params, std::shared_ptr<Communicator> dp,
+                                                       int dp_rank);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::pipeline

@@ -3,9 +3,9 @@
 
 #include "tensor_parallel/full_tensors.h"
 
-namespace paratorch::train {
+namespace paratorch::tensor_parallel {
 
-TensorParallelOptimizer::TensorParallelOptimizer(std::unique_ptr<Optimizer> inner,
+TensorParallelOptimizer::TensorParallelOptimizer(std::unique_ptr<optim::Optimizer> inner,
                                                  std::map<std::string, tensor_parallel::ShardSpec> specs,
                                                  std::map<std::string, std::vector<int64_t>> shard_shapes,
                                                  std::shared_ptr<Communicator> tp)
@@ -32,13 +32,13 @@ void TensorParallelOptimizer::load_state_tensors(const std::map<std::string, tor
   steps_ = inner_->steps_taken();
 }
 
-std::unique_ptr<Optimizer> with_whole_tp_state(std::unique_ptr<Optimizer> inner,
-                                               std::map<std::string, tensor_parallel::ShardSpec> specs,
-                                               std::map<std::string, std::vector<int64_t>> shard_shapes,
-                                               std::shared_ptr<Communicator> tp) {
+std::unique_ptr<optim::Optimizer> with_whole_tp_state(std::unique_ptr<optim::Optimizer> inner,
+                                                      std::map<std::string, tensor_parallel::ShardSpec> specs,
+                                                      std::map<std::string, std::vector<int64_t>> shard_shapes,
+                                                      std::shared_ptr<Communicator> tp) {
   if (tp == nullptr || tp->size() == 1) return inner;
   return std::make_unique<TensorParallelOptimizer>(std::move(inner), std::move(specs), std::move(shard_shapes),
                                                    std::move(tp));
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::tensor_parallel

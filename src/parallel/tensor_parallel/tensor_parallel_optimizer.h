@@ -17,22 +17,23 @@
 #include <map>
 #include <memory>
 
-namespace paratorch::train {
+namespace paratorch::tensor_parallel {
 
-class TensorParallelOptimizer : public Optimizer {
+class TensorParallelOptimizer : public optim::Optimizer {
  public:
   /// `shard_shapes`: each parameter's shape on this rank, by name.
-  TensorParallelOptimizer(std::unique_ptr<Optimizer> inner, std::map<std::string, tensor_parallel::ShardSpec> specs,
+  TensorParallelOptimizer(std::unique_ptr<optim::Optimizer> inner,
+                          std::map<std::string, tensor_parallel::ShardSpec> specs,
                           std::map<std::string, std::vector<int64_t>> shard_shapes, std::shared_ptr<Communicator> tp);
 
   void step(double lr, double grad_scale = 1.0) override;
   std::map<std::string, torch::Tensor> state_tensors() const override;
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override;
   /// This rank's slices, not gathered.
-  std::vector<LocalState> local_state() const override { return inner_->local_state(); }
+  std::vector<optim::LocalState> local_state() const override { return inner_->local_state(); }
 
  private:
-  std::unique_ptr<Optimizer> inner_;
+  std::unique_ptr<optim::Optimizer> inner_;
   std::map<std::string, tensor_parallel::ShardSpec> specs_;
   std::map<std::string, std::vector<int64_t>> shapes_;
   std::shared_ptr<Communicator> tp_;
@@ -41,9 +42,9 @@ class TensorParallelOptimizer : public Optimizer {
 /// `inner` wrapped in a TensorParallelOptimizer when `tp` has more than one
 /// rank, else `inner` itself: the one way engines make their optimizer's
 /// state layout-independent.
-std::unique_ptr<Optimizer> with_whole_tp_state(std::unique_ptr<Optimizer> inner,
-                                               std::map<std::string, tensor_parallel::ShardSpec> specs,
-                                               std::map<std::string, std::vector<int64_t>> shard_shapes,
-                                               std::shared_ptr<Communicator> tp);
+std::unique_ptr<optim::Optimizer> with_whole_tp_state(std::unique_ptr<optim::Optimizer> inner,
+                                                      std::map<std::string, tensor_parallel::ShardSpec> specs,
+                                                      std::map<std::string, std::vector<int64_t>> shard_shapes,
+                                                      std::shared_ptr<Communicator> tp);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::tensor_parallel

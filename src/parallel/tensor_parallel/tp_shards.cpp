@@ -20,14 +20,14 @@ const tensor_parallel::ShardSpec& TpShards::spec(const std::string& name) const 
   return it->second;
 }
 
-std::vector<torch::Tensor> TpShards::partial_gradients(const train::NamedTensors& params) const {
+std::vector<torch::Tensor> TpShards::partial_gradients(const optim::NamedTensors& params) const {
   std::vector<torch::Tensor> out;
   for (const auto& [name, p] : params)
     if (spec(name).partial_grad && p.grad().defined()) out.push_back(p.grad());
   return out;
 }
 
-std::vector<NormEntry> TpShards::norm_entries(const train::NamedTensors& params,
+std::vector<NormEntry> TpShards::norm_entries(const optim::NamedTensors& params,
                                               const std::set<std::string>& tied_copies) const {
   std::vector<NormEntry> out;
   for (const auto& [name, p] : params) out.push_back({p.grad(), spec(name), tied_copies.count(name) > 0});
@@ -61,9 +61,9 @@ int64_t TpShards::whole_numel(const std::string& name, int64_t shard_numel) cons
   return shard_numel * (spec(name).sharded() ? size() : 1);
 }
 
-std::unique_ptr<train::Optimizer> TpShards::with_whole_state(
-    std::unique_ptr<train::Optimizer> inner, std::map<std::string, std::vector<int64_t>> shard_shapes) const {
-  return train::with_whole_tp_state(std::move(inner), specs_, std::move(shard_shapes), tp_);
+std::unique_ptr<optim::Optimizer> TpShards::with_whole_state(
+    std::unique_ptr<optim::Optimizer> inner, std::map<std::string, std::vector<int64_t>> shard_shapes) const {
+  return tensor_parallel::with_whole_tp_state(std::move(inner), specs_, std::move(shard_shapes), tp_);
 }
 
 std::string TpShards::describe() const {

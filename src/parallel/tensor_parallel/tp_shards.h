@@ -54,10 +54,10 @@ class TpShards {
 
   /// The gradients of `params` that are partial sums over tp (to be summed
   /// by parallel::finalize_gradients); empty without sequence parallelism.
-  std::vector<torch::Tensor> partial_gradients(const train::NamedTensors& params) const;
+  std::vector<torch::Tensor> partial_gradients(const optim::NamedTensors& params) const;
   /// One NormEntry per parameter of `params`, its gradient and split;
   /// names in `tied_copies` are copies whose owner counts them.
-  std::vector<NormEntry> norm_entries(const train::NamedTensors& params,
+  std::vector<NormEntry> norm_entries(const optim::NamedTensors& params,
                                       const std::set<std::string>& tied_copies = {}) const;
 
   /// The whole tensor of parameter `name` from this rank's `shard` (CPU).
@@ -76,7 +76,7 @@ class TpShards {
 
   /// `inner` with its state gathered over tp on save and sliced on load
   /// (TensorParallelOptimizer), or `inner` itself at tp = 1.
-  std::unique_ptr<train::Optimizer> with_whole_state(std::unique_ptr<train::Optimizer> inner,
+  std::unique_ptr<optim::Optimizer> with_whole_state(std::unique_ptr<optim::Optimizer> inner,
                                                      std::map<std::string, std::vector<int64_t>> shard_shapes) const;
 
   /// "tensor parallel: tp=N[ with sequence parallelism]" or "" at tp = 1.

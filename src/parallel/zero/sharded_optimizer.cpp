@@ -39,16 +39,16 @@ std::map<std::string, torch::Tensor> gather_full(const FlatLayout& layout, const
   return out;
 }
 
-ShardedOptimizer::ShardedOptimizer(const train::OptimizerOptions& options, std::vector<ShardUnit> units,
+ShardedOptimizer::ShardedOptimizer(const optim::OptimizerOptions& options, std::vector<ShardUnit> units,
                                    const Pieces& pieces, std::shared_ptr<Communicator> group,
                                    std::function<bool()> may_step, std::function<void()> after_step)
     : units_(std::move(units)),
       group_(std::move(group)),
       may_step_(std::move(may_step)),
       after_step_(std::move(after_step)),
-      inner_(train::make_optimizer(options, pieces.tensors, pieces.decay)) {
-  kinds_ = options.kind == train::OptimizerKind::kAdamW ? std::vector<std::string>{"exp_avg", "exp_avg_sq"}
-                                   : std::vector<std::string>{"momentum_buffer"};
+      inner_(optim::make_optimizer(options, pieces.tensors, pieces.decay)) {
+  kinds_ = options.kind == optim::OptimizerKind::kAdamW ? std::vector<std::string>{"exp_avg", "exp_avg_sq"}
+                                                        : std::vector<std::string>{"momentum_buffer"};
 }
 
 void ShardedOptimizer::step(double lr, double grad_scale) {
@@ -76,9 +76,9 @@ std::map<std::string, torch::Tensor> ShardedOptimizer::state_tensors() const {
   return out;
 }
 
-std::vector<train::LocalState> ShardedOptimizer::local_state() const {
+std::vector<optim::LocalState> ShardedOptimizer::local_state() const {
   const auto mine = inner_->state_tensors();
-  std::vector<train::LocalState> out{{"step", torch::tensor(steps_, torch::kLong), -1}};
+  std::vector<optim::LocalState> out{{"step", torch::tensor(steps_, torch::kLong), -1}};
   for (const auto& unit : units_)
     for (const auto& piece : unit.layout->pieces()) {
       const std::string& name = unit.layout->params()[piece.param].name;

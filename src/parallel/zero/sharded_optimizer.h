@@ -32,18 +32,18 @@ struct ShardUnit {
 
 /// The pieces of `units` by parameter name (each with .grad set), and their decay flags.
 struct Pieces {
-  train::NamedTensors tensors;
+  optim::NamedTensors tensors;
   std::vector<bool> decay;
 };
 Pieces make_pieces(const std::vector<ShardUnit>& units);
 
-class ShardedOptimizer final : public train::Optimizer {
+class ShardedOptimizer final : public optim::Optimizer {
  public:
   /// `group`: the dp communicator the shards are split over (null when a
   /// unit has one shard). `may_step`, when set, is asked before each update
   /// and a false answer skips it (the fp16 loss scaler); `after_step`
   /// publishes the updated masters (all-gather into the model).
-  ShardedOptimizer(const train::OptimizerOptions& options, std::vector<ShardUnit> units, const Pieces& pieces,
+  ShardedOptimizer(const optim::OptimizerOptions& options, std::vector<ShardUnit> units, const Pieces& pieces,
                    std::shared_ptr<Communicator> group, std::function<bool()> may_step,
                    std::function<void()> after_step);
 
@@ -54,7 +54,7 @@ class ShardedOptimizer final : public train::Optimizer {
   std::map<std::string, torch::Tensor> local_state_tensors() const { return inner_->state_tensors(); }
   /// This rank's pieces of each state kind, at their offsets in the
   /// parameters, plus "step": nothing gathered.
-  std::vector<train::LocalState> local_state() const override;
+  std::vector<optim::LocalState> local_state() const override;
 
  private:
   std::vector<std::string> kinds_;  // "exp_avg", "exp_avg_sq" | "momentum_buffer"
@@ -62,7 +62,7 @@ class ShardedOptimizer final : public train::Optimizer {
   std::shared_ptr<Communicator> group_;
   std::function<bool()> may_step_;
   std::function<void()> after_step_;
-  std::unique_ptr<train::Optimizer> inner_;
+  std::unique_ptr<optim::Optimizer> inner_;
 };
 
 /// Full tensors of every parameter of `unit` from the shards of `shard`

@@ -13,7 +13,7 @@
 
 #include <cmath>
 
-namespace paratorch::train {
+namespace paratorch::zero {
 
 void ZeroEngineOptions::validate(int dp) const {
   if (stage < 0 || stage > 3)
@@ -176,7 +176,7 @@ ZeroEngine::Arenas ZeroEngine::allocate_arenas(const std::vector<std::vector<siz
   return arenas;
 }
 
-BatchShare ZeroEngine::batch_share() const {
+parallel::BatchShare ZeroEngine::batch_share() const {
   return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
 }
 
@@ -233,12 +233,12 @@ double ZeroEngine::forward_backward(const std::vector<models::Batch>& microbatch
   return global.item<double>();
 }
 
-EvalResult ZeroEngine::evaluate(const models::Batch& piece) {
+parallel::EvalResult ZeroEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
   auto batch = to_device(piece);
   auto output = options_.stage == 3 ? forward_blocks(batch.input, nullptr) : model_->forward(batch.input);
-  const EvalResult mine = score_output(*model_, output, batch);
+  const parallel::EvalResult mine = parallel::score_output(*model_, output, batch);
   auto sums = torch::tensor({mine.loss, mine.accuracy}, torch::kDouble);
   groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
   model_->train();
@@ -292,7 +292,7 @@ void ZeroEngine::publish_parameters() {
   for (auto& w : works) w.first->wait();
 }
 
-std::unique_ptr<Optimizer> ZeroEngine::build_optimizer(const OptimizerOptions& options) {
+std::unique_ptr<optim::Optimizer> ZeroEngine::build_optimizer(const optim::OptimizerOptions& options) {
   std::vector<zero::ShardUnit> shards;
   for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
   auto group = shard_ranks() > 1 ? groups_.dp() : nullptr;
@@ -307,7 +307,7 @@ std::unique_ptr<Optimizer> ZeroEngine::build_optimizer(const OptimizerOptions& o
 
 // The dp shards' squares summed over dp; under tp, shards summed over tp and
 // replicated parameters counted once (parallel/grad_norm.h).
-SumAcross ZeroEngine::grad_norm_across() {
+parallel::SumAcross ZeroEngine::grad_norm_across() {
   const bool over_dp = shard_ranks() > 1;
   if (!over_dp && tp_.size() == 1) return nullptr;  // every rank holds every piece
   return [this, over_dp](double squares) {
@@ -352,4 +352,4 @@ ModelStateBytes ZeroEngine::model_state_bytes() const {
   return b;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::zero

@@ -53,7 +53,7 @@
 
 #include <memory>
 
-namespace paratorch::train {
+namespace paratorch::zero {
 
 struct ZeroEngineOptions {
   int stage = 1;                                 // 0..3
@@ -85,25 +85,25 @@ struct ModelStateBytes {
   int64_t total() const { return parameters + gradients + optimizer; }
 };
 
-class ZeroEngine : public Engine {
+class ZeroEngine : public parallel::Engine {
  public:
   ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model, torch::Device device,
              ZeroEngineOptions options);
   ~ZeroEngine() override;
 
-  NamedTensors named_parameters() override { return pieces_.tensors; }
-  BatchShare batch_share() const override;
+  optim::NamedTensors named_parameters() override { return pieces_.tensors; }
+  parallel::BatchShare batch_share() const override;
   double forward_backward(const std::vector<models::Batch>& microbatches) override;
-  EvalResult evaluate(const models::Batch& batch) override;
-  SumAcross grad_norm_across() override;
+  parallel::EvalResult evaluate(const models::Batch& batch) override;
+  parallel::SumAcross grad_norm_across() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
-  std::optional<std::vector<formats::Piece>> checkpoint_pieces(const Optimizer& optimizer) override;
+  std::optional<std::vector<formats::Piece>> checkpoint_pieces(const optim::Optimizer& optimizer) override;
   formats::ShardPlan parameters_to_load() override;
   int64_t parameter_count() override;
   int64_t local_parameter_count() override;
   std::string describe() override;
-  std::unique_ptr<Optimizer> build_optimizer(const OptimizerOptions& options) override;
+  std::unique_ptr<optim::Optimizer> build_optimizer(const optim::OptimizerOptions& options) override;
   std::map<std::string, double> step_metrics() override;
   std::map<std::string, torch::Tensor> checkpoint_state() override;
   void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override;
@@ -173,4 +173,4 @@ class ZeroEngine : public Engine {
   std::vector<size_t> last_user_;                 // per unit: the lowest block index using it
 };
 
-}  // namespace paratorch::train
+}  // namespace paratorch::zero

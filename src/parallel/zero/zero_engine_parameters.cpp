@@ -6,7 +6,7 @@
 #include "parallel/checkpoint/checkpoint_pieces.h"
 #include "parallel/zero/zero_unit.h"
 
-namespace paratorch::train {
+namespace paratorch::zero {
 
 std::map<std::string, torch::Tensor> ZeroEngine::full_parameters() {
   std::map<std::string, torch::Tensor> out;
@@ -31,7 +31,7 @@ void ZeroEngine::load_full_parameters(const std::map<std::string, torch::Tensor>
 }
 
 // Every stage keeps fp32 masters as flat shards: each rank writes its pieces.
-std::optional<std::vector<formats::Piece>> ZeroEngine::checkpoint_pieces(const Optimizer& optimizer) {
+std::optional<std::vector<formats::Piece>> ZeroEngine::checkpoint_pieces(const optim::Optimizer& optimizer) {
   parallel::CheckpointPieces out(tp_, groups_.coords().dp, groups_.layout().dp, groups_.world()->rank());
   for (auto& u : units_) {
     const auto& L = *u->layout;
@@ -69,4 +69,4 @@ int64_t ZeroEngine::local_parameter_count() {
   return n;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::zero

@@ -17,7 +17,7 @@
 
 #include "parallel/zero/zero_unit.h"
 
-namespace paratorch::train {
+namespace paratorch::zero {
 
 void ZeroEngine::install_reducer() {
   ReduceScatterOptions scatter;
@@ -51,4 +51,4 @@ CommHook ZeroEngine::gradient_hook() const {
   return comm_hooks::allreduce();
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::zero

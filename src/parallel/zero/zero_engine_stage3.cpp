@@ -33,7 +33,7 @@
 #include <algorithm>
 #include <set>
 
-namespace paratorch::train {
+namespace paratorch::zero {
 
 // Hooks run when a parameter's gradient of this backward is computed, just
 // before AccumulateGrad adds it into the flat buffer view: the previous
@@ -236,4 +236,4 @@ double ZeroEngine::forward_backward_blocks(const models::Batch& batch, int micro
   return loss_value;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::zero

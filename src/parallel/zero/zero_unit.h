@@ -13,7 +13,7 @@
 #pragma once
 #include "parallel/zero/zero_engine.h"
 
-namespace paratorch::train {
+namespace paratorch::zero {
 
 struct ZeroEngine::Unit {
   std::vector<size_t> members;  // indices into params_, buffer order
@@ -27,4 +27,4 @@ struct ZeroEngine::Unit {
   bool gathered = false;        // model parameters point into flat_params
 };
 
-}  // namespace paratorch::train
+}  // namespace paratorch::zero

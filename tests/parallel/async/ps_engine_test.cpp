@@ -76,29 +76,30 @@ void expect_bsp_equals_reference(const Case& c) {
   auto engine = train::make_engine(config, groups, models::make_model(config.model), *dataset, world.device());
   const auto shard = engine->named_parameters();
   EXPECT_EQ(shard.empty(), world.rank() >= c.servers) << "servers own the parameters the optimizer steps";
-  auto optimizer = train::make_optimizer(config.optim, shard);
+  auto optimizer = optim::make_optimizer(config.optim, shard);
 
   auto reference = models::make_model(config.model);
   reference->initialize(static_cast<uint64_t>(config.train.seed));
-  train::NamedTensors named;
+  optim::NamedTensors named;
   std::map<std::string, torch::Tensor> initial;
   for (const auto& item : reference->named_parameters(true)) {
     named.emplace_back(item.key(), item.value());
     initial[item.key()] = item.value().detach().clone();
   }
-  auto optimizer_ref = train::make_optimizer(config.optim, named);
-  train::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
+  auto optimizer_ref = optim::make_optimizer(config.optim, named);
+  optim::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   DistributedSampler batches(config.data.global_batch, 0, 1);
   int clipped = 0;
   for (int s = 0; s < config.train.steps; ++s) {
-    const auto got =
-        train::take_step(*engine, *optimizer, train::local_microbatches(*engine, *dataset, batches.global_indices(s)), schedule.at(s), config.optim.grad_clip, s + 1);
-    train::zero_gradients(named);
+    const auto got = train::take_step(*engine, *optimizer,
+                                      parallel::local_microbatches(*engine, *dataset, batches.global_indices(s)),
+                                      schedule.at(s), config.optim.grad_clip, s + 1);
+    optim::zero_gradients(named);
     auto l = reference->loss(dataset->train_batch(batches.global_indices(s)));
     l.backward();
     std::vector<torch::Tensor> tensors;
     for (auto& [name, p] : named) tensors.push_back(p);
-    const double norm = train::clip_grad_norm(tensors, config.optim.grad_clip);
+    const double norm = parallel::clip_grad_norm(tensors, config.optim.grad_clip);
     optimizer_ref->step(schedule.at(s));
     clipped += config.optim.grad_clip > 0 && norm > config.optim.grad_clip ? 1 : 0;
     EXPECT_NEAR(got.loss, l.item<double>(), 1e-5 * std::abs(l.item<double>())) << "step " << s;

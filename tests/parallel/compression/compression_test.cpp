@@ -295,13 +295,13 @@ struct AdamPair {
   std::shared_ptr<torch::nn::Sequential> onebit_model = make_mlp(), adamw_model = make_mlp();
   DistributedDataParallel onebit_ddp, adamw_ddp;
   paratorch::OneBitAdam onebit;
-  std::unique_ptr<paratorch::train::Optimizer> adamw;
+  std::unique_ptr<paratorch::optim::Optimizer> adamw;
   explicit AdamPair(paratorch::OneBitAdamOptions options)
       : onebit_ddp(onebit_model->ptr(), test_world().comm()), adamw_ddp(adamw_model->ptr(), test_world().comm()),
         onebit(named(**onebit_model), onebit_ddp, options) {
-    paratorch::train::OptimizerOptions o;
+    paratorch::optim::OptimizerOptions o;
     o.weight_decay = options.weight_decay;
-    adamw = paratorch::train::make_optimizer(o, named(**adamw_model));
+    adamw = paratorch::optim::make_optimizer(o, named(**adamw_model));
   }
   void step(int s, double lr) {
     backward_step(*onebit_model, test_world().rank(), s);

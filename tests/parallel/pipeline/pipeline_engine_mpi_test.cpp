@@ -82,27 +82,28 @@ std::vector<double> expect_matches_one_process(const PipeCase& c, double grad_cl
   auto dataset = data::make_dataset(config.data.source, config.model, 99);
   ProcessGroups groups(world.comm(), Layout{c.dp, c.pp, 1});
   auto engine = make_engine(config, groups, models::make_model(config.model), *dataset, torch::kCPU);
-  EXPECT_NE(dynamic_cast<PipelineEngine*>(engine.get()), nullptr);
+  EXPECT_NE(dynamic_cast<pipeline::PipelineEngine*>(engine.get()), nullptr);
   auto opt = engine->build_optimizer(optim);
 
   auto reference = models::make_model(config.model);
   reference->initialize(static_cast<uint64_t>(config.train.seed));
-  NamedTensors ref_params;
+  optim::NamedTensors ref_params;
   for (const auto& item : reference->named_parameters(true)) ref_params.emplace_back(item.key(), item.value());
-  auto ref_opt = make_optimizer(optim, ref_params);
+  auto ref_opt = optim::make_optimizer(optim, ref_params);
 
   DistributedSampler batches(config.data.global_batch, 0, 1);
   std::vector<double> ref_norms;
   for (int step = 0; step < kSteps; ++step) {
     const auto ids = batches.global_indices(step);
-    const StepResult got = take_step(*engine, *opt, local_microbatches(*engine, *dataset, ids), optim.lr, optim.grad_clip, step + 1);
+    const StepResult got = take_step(*engine, *opt, parallel::local_microbatches(*engine, *dataset, ids), optim.lr,
+                                     optim.grad_clip, step + 1);
 
-    zero_gradients(ref_params);
+    optim::zero_gradients(ref_params);
     auto ref_loss = reference->loss(dataset->train_batch(ids));
     ref_loss.backward();
     std::vector<torch::Tensor> ref_tensors;
     for (auto& [name, p] : ref_params) ref_tensors.push_back(p);
-    const double ref_norm = clip_grad_norm(ref_tensors, optim.grad_clip);
+    const double ref_norm = parallel::clip_grad_norm(ref_tensors, optim.grad_clip);
     ref_opt->step(optim.lr);
     ref_norms.push_back(ref_norm);
     EXPECT_LT(rel(got.loss, ref_loss.item<double>()), kTolerance)
@@ -122,7 +123,8 @@ std::vector<double> expect_matches_one_process(const PipeCase& c, double grad_cl
   std::vector<int64_t> val_ids = {0, 1, 2, 3, 4, 5, 6, 7};
   torch::NoGradGuard no_grad;
   const double ref_val = reference->loss(dataset->validation_batch(val_ids)).item<double>();
-  EXPECT_LT(rel(engine->evaluate(local_validation_batch(*engine, *dataset, val_ids)).loss, ref_val), kTolerance);
+  EXPECT_LT(rel(engine->evaluate(parallel::local_validation_batch(*engine, *dataset, val_ids)).loss, ref_val),
+            kTolerance);
   return ref_norms;
 }
 
@@ -189,7 +191,7 @@ void expect_dp_buckets_reduced_during_last_backward(const std::string& schedule)
   auto dataset = data::make_dataset(config.data.source, config.model, 99);
   ProcessGroups groups(world.comm(), Layout{2, 2, 1});
   auto engine = make_engine(config, groups, models::make_model(config.model), *dataset, torch::kCPU);
-  auto* pipe = dynamic_cast<PipelineEngine*>(engine.get());
+  auto* pipe = dynamic_cast<pipeline::PipelineEngine*>(engine.get());
   ASSERT_NE(pipe, nullptr);
   ASSERT_GT(pipe->dp_buckets(), 2u) << "the stage's gradients must span several buckets";
   auto opt = engine->build_optimizer(config.optim);
@@ -204,7 +206,8 @@ void expect_dp_buckets_reduced_during_last_backward(const std::string& schedule)
   for (int step = 0; step < 2; ++step) {
     calls.clear(), early.clear(), in_last.clear();
     at_start = pipe->dp_reductions_launched();
-    take_step(*engine, *opt, local_microbatches(*engine, *dataset, batches.global_indices(step)), config.optim.lr, 0, step + 1);
+    take_step(*engine, *opt, parallel::local_microbatches(*engine, *dataset, batches.global_indices(step)),
+              config.optim.lr, 0, step + 1);
     ASSERT_FALSE(early.empty());
     ASSERT_FALSE(in_last.empty());
     EXPECT_EQ(*std::max_element(early.begin(), early.end()), 0)
@@ -233,13 +236,14 @@ TEST(PipelineEngine, ZeroBubbleVReducesEveryBucketOnceAndSplitsEveryBackward) {
   auto dataset = data::make_dataset(config.data.source, config.model, 99);
   ProcessGroups groups(world.comm(), Layout{2, 2, 1});
   auto engine = make_engine(config, groups, models::make_model(config.model), *dataset, torch::kCPU);
-  auto* pipe = dynamic_cast<PipelineEngine*>(engine.get());
+  auto* pipe = dynamic_cast<pipeline::PipelineEngine*>(engine.get());
   ASSERT_NE(pipe, nullptr);
   auto opt = engine->build_optimizer(config.optim);
   DistributedSampler batches(config.data.global_batch, 0, 1);
   for (int step = 0; step < 2; ++step) {
     const int64_t at_start = pipe->dp_reductions_launched();
-    take_step(*engine, *opt, local_microbatches(*engine, *dataset, batches.global_indices(step)), config.optim.lr, 0, step + 1);
+    take_step(*engine, *opt, parallel::local_microbatches(*engine, *dataset, batches.global_indices(step)),
+              config.optim.lr, 0, step + 1);
     EXPECT_EQ(pipe->dp_reductions_launched() - at_start, static_cast<int64_t>(pipe->dp_buckets())) << "step " << step;
   }
   const auto& stats = pipe->executor().stats();
@@ -281,7 +285,9 @@ Trajectory train_repeating_one_batch(Config config, const std::string& precision
   out.initial = engine->full_parameters();
   const auto ids = DistributedSampler(config.data.global_batch, 0, 1).global_indices(0);
   for (int s = 0; s < steps; ++s)
-    out.losses.push_back(take_step(*engine, *opt, local_microbatches(*engine, *dataset, ids), config.optim.lr, config.optim.grad_clip, s + 1).loss);
+    out.losses.push_back(take_step(*engine, *opt, parallel::local_microbatches(*engine, *dataset, ids), config.optim.lr,
+                                   config.optim.grad_clip, s + 1)
+                             .loss);
   out.final = engine->full_parameters();
   const auto metrics = engine->step_metrics();
   out.skipped = metrics.count("skipped_steps") ? metrics.at("skipped_steps") : 0.0;
@@ -365,18 +371,18 @@ TEST(PipelineEngine, Fp16InfGradientSkipsTheStepOnEveryStage) {
   const auto model_config = verify::small_model("mlp");
   auto dataset = data::make_dataset("synthetic", model_config, 99);
   ProcessGroups groups(world.comm(), Layout{1, world.size(), 1});
-  PipelineEngineOptions o;
+  pipeline::PipelineEngineOptions o;
   o.global_batch = kGlobalBatch, o.microbatches = 2, o.model_name = "mlp";
   o.compute_dtype = torch::kHalf, o.loss_scaling = true, o.scaler.initial_scale = 1024;
-  PipelineEngine engine(groups, models::make_model(model_config), *dataset, torch::kCPU, o);
-  OptimizerOptions adamw;
+  pipeline::PipelineEngine engine(groups, models::make_model(model_config), *dataset, torch::kCPU, o);
+  optim::OptimizerOptions adamw;
   auto opt = engine.build_optimizer(adamw);
   DistributedSampler batches(kGlobalBatch, 0, 1);
   for (int s = 0; s < 5; ++s) {
     auto params = engine.named_parameters();
     ASSERT_FALSE(params.empty()) << "every stage holds parameters";
-    zero_gradients(params);
-    engine.forward_backward(local_microbatches(engine, *dataset, batches.global_indices(s)));
+    optim::zero_gradients(params);
+    engine.forward_backward(parallel::local_microbatches(engine, *dataset, batches.global_indices(s)));
     if (s == 2 && world.rank() == 0) params.front().second.mutable_grad().view({-1})[0] = INFINITY;
     std::vector<torch::Tensor> before;
     for (auto& [name, p] : params) before.push_back(p.detach().clone());
@@ -404,16 +410,16 @@ TEST(PipelineEngine, BadInputIsAUsageErrorBeforeAnyWork) {
   const auto model_config = verify::small_model("gpt");  // 4 blocks
   auto dataset = data::make_dataset("synthetic", model_config, 99);
   ProcessGroups groups(world.comm(), Layout{1, world.size(), 1});
-  auto message = [&](PipelineEngineOptions o) {
+  auto message = [&](pipeline::PipelineEngineOptions o) {
     o.model_name = "gpt";
     try {
-      PipelineEngine engine(groups, models::make_model(model_config), *dataset, torch::kCPU, o);
+      pipeline::PipelineEngine engine(groups, models::make_model(model_config), *dataset, torch::kCPU, o);
     } catch (const UsageError& e) {
       return std::string(e.what());
     }
     return std::string("no error");
   };
-  PipelineEngineOptions o;
+  pipeline::PipelineEngineOptions o;
   o.global_batch = 16;
   o.microbatches = 3;
   EXPECT_NE(message(o).find("microbatches = 3 must divide the per-replica batch 16"), std::string::npos);

@@ -74,7 +74,8 @@ void run_case(const PpTpCase& k) {
   {
     torch::NoGradGuard no_grad;
     const double ref_val = ref_model->loss(dataset->validation_batch(val_ids)).item<double>();
-    EXPECT_NEAR(engine->evaluate(local_validation_batch(*engine, *dataset, val_ids)).loss, ref_val, 1e-5 * ref_val);
+    EXPECT_NEAR(engine->evaluate(parallel::local_validation_batch(*engine, *dataset, val_ids)).loss, ref_val,
+                1e-5 * ref_val);
   }
   // load_full_parameters is the inverse of full_parameters.
   engine->load_full_parameters(full);

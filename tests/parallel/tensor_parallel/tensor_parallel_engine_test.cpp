@@ -148,7 +148,9 @@ Trajectory train_repeating_one_batch(const Config& c, int steps, bool keep_initi
   std::vector<int64_t> ids;
   for (int64_t i = 0; i < c.data.global_batch; ++i) ids.push_back(i);
   for (int step = 0; step < steps; ++step)
-    out.losses.push_back(take_step(*engine, *opt, local_microbatches(*engine, *dataset, ids), c.optim.lr, c.optim.grad_clip, step + 1).loss);
+    out.losses.push_back(take_step(*engine, *opt, parallel::local_microbatches(*engine, *dataset, ids), c.optim.lr,
+                                   c.optim.grad_clip, step + 1)
+                             .loss);
   out.final = engine->full_parameters();
   return out;
 }

@@ -1,5 +1,5 @@
 // tests/parallel/zero/master_weights_test.cpp — zero::MasterWeights and
-// train::MixedPrecisionOptimizer: the model is cast, the masters keep the
+// optim::MixedPrecisionOptimizer: the model is cast, the masters keep the
 // fp32 values, gradients widen (unscaled), a skip leaves everything as it
 // was, and an update reaches the model rounded.
 #include "parallel/zero/master_weights.h"
@@ -38,7 +38,7 @@ TEST(MasterWeights, GradientsWidenUnscaledAndNonFiniteIsSeen) {
   EXPECT_TRUE(masters.has_non_finite_gradient());
 }
 
-class AddOne final : public train::Optimizer {
+class AddOne final : public optim::Optimizer {
  public:
   explicit AddOne(torch::Tensor t) : t_(std::move(t)) {}
   void step(double, double) override {
@@ -57,8 +57,8 @@ TEST(MixedPrecisionOptimizer, SkipsWhenToldAndRefreshesTheModelAfterAnUpdate) {
   auto w = torch::ones({1}).requires_grad_(true);
   MasterWeights masters({{"w", w}}, torch::kBFloat16);
   bool allow = false;
-  train::MixedPrecisionOptimizer opt(std::make_unique<AddOne>(*masters.find("w")), [&] { return allow; },
-                                     [&] { masters.copy_to_model(); });
+  optim::MixedPrecisionOptimizer opt(
+      std::make_unique<AddOne>(*masters.find("w")), [&] { return allow; }, [&] { masters.copy_to_model(); });
   opt.step(0.1);
   EXPECT_EQ(opt.steps_taken(), 0);
   EXPECT_EQ(masters.find("w")->item<float>(), 1.0f);

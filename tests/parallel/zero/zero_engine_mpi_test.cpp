@@ -61,8 +61,8 @@ Config scale_sensitive(const std::string& model, int stage) {
 using reference::one_process;
 using reference::Trajectory;
 
-Trajectory run_steps(const Config& c, int steps, const std::function<void(int, Engine&)>& before_step = nullptr,
-                     bool one_batch = false) {
+Trajectory run_steps(const Config& c, int steps,
+                     const std::function<void(int, parallel::Engine&)>& before_step = nullptr, bool one_batch = false) {
   World& world = test_world();
   ProcessGroups groups(world.comm(), Layout{world.size(), 1, 1}.resolve(world.size()));
   auto dataset = data::make_dataset(c.data.source, c.model, static_cast<uint64_t>(c.train.seed));
@@ -72,11 +72,12 @@ Trajectory run_steps(const Config& c, int steps, const std::function<void(int, E
   Trajectory run;
   for (int s = 0; s < steps; ++s) {
     auto params = engine->named_parameters();
-    zero_gradients(params);
-    run.losses.push_back(engine->forward_backward(local_microbatches(*engine, *dataset, batches.global_indices(one_batch ? 0 : s))));
+    optim::zero_gradients(params);
+    run.losses.push_back(engine->forward_backward(
+        parallel::local_microbatches(*engine, *dataset, batches.global_indices(one_batch ? 0 : s))));
     std::vector<torch::Tensor> tensors;
     for (auto& item : params) tensors.push_back(item.second);
-    run.grad_norms.push_back(clip_grad_norm(tensors, c.optim.grad_clip, engine->grad_norm_across()));
+    run.grad_norms.push_back(parallel::clip_grad_norm(tensors, c.optim.grad_clip, engine->grad_norm_across()));
     if (before_step) before_step(s, *engine);
     optimizer->step(c.optim.lr);
   }
@@ -234,7 +235,7 @@ Config low_precision_base(const std::string& model) {
   return c;
 }
 
-Trajectory run_low(const Config& c, const std::function<void(int, Engine&)>& before_step = nullptr) {
+Trajectory run_low(const Config& c, const std::function<void(int, parallel::Engine&)>& before_step = nullptr) {
   return run_steps(c, kLowPrecisionSteps, before_step, /*one_batch=*/true);
 }
 
@@ -290,8 +291,8 @@ struct ScalerReadings {
   double skipped = -1, scale = 0;
 };
 
-std::function<void(int, Engine&)> read_scaler(ScalerReadings& r) {
-  return [&r](int, Engine& e) {
+std::function<void(int, parallel::Engine&)> read_scaler(ScalerReadings& r) {
+  return [&r](int, parallel::Engine& e) {
     r.skipped = e.step_metrics().at("skipped_steps");
     r.scale = e.step_metrics().at("loss_scale");
   };
@@ -380,19 +381,19 @@ TEST(Zero, InjectedInfGradientSkipsExactlyThatStep) {
   Config c = small("mlp", 2, "adamw");
   auto dataset = data::make_dataset(c.data.source, c.model, 1);
   for (const std::string precision : {"fp16", "bf16"}) {
-    ZeroEngineOptions o;
+    zero::ZeroEngineOptions o;
     o.stage = 2;
     o.compute_dtype = zero::precision_dtype(precision, "precision");
     o.global_batch = c.data.global_batch;
     o.loss_scaling = true;
     o.scaler.initial_scale = 1024;
-    ZeroEngine engine(groups, models::make_model(c.model), torch::kCPU, o);
+    zero::ZeroEngine engine(groups, models::make_model(c.model), torch::kCPU, o);
     auto optimizer = engine.build_optimizer(c.optim);
     DistributedSampler batches(c.data.global_batch, 0, 1);
     for (int s = 0; s < 6; ++s) {
       auto params = engine.named_parameters();
-      zero_gradients(params);
-      engine.forward_backward(local_microbatches(engine, *dataset, batches.global_indices(s)));
+      optim::zero_gradients(params);
+      engine.forward_backward(parallel::local_microbatches(engine, *dataset, batches.global_indices(s)));
       if (s == 3 && world.rank() == 0) params.back().second.mutable_grad()[0] = INFINITY;  // one rank, one element
       const auto before = engine.full_parameters();
       const int64_t steps_before = optimizer->steps_taken();
