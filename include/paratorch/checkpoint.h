@@ -3,12 +3,16 @@
 // (docs/checkpoints.md), readable by Python (safetensors.torch.load_file).
 //
 // save_checkpoint(root, ...) writes root/step-NNNNNN/ and points root/latest
-// at it (the three newest are kept). A step folder holds model.safetensors (every parameter as a full,
-// unsharded tensor under its name), optimizer.safetensors (state as
-// "<parameter>.<state>" plus "step"), config.toml (free text; the CLI puts
-// its config there), manifest.json (sizes and checksums; written last, so a
-// folder without one was never finished). Writes are atomic: a crash leaves
-// the previous checkpoint whole.
+// at it (the three newest are kept). A step folder holds
+// shard-00000-of-NNNNN.safetensors (every parameter as a full, unsharded
+// tensor under its name, and the optimizer state as "<parameter>.<state>"
+// plus "step"), config.toml (free text; the CLI puts its config there) and
+// index.json (each tensor's shape, file, byte range and checksum; written
+// last, so a folder without one was never finished). Writes are atomic: a
+// crash leaves the previous checkpoint whole. load_checkpoint also reads
+// the sharded folders of any `paratorch train` layout, and the single-file
+// folders (model.safetensors, optimizer.safetensors, manifest.json) that
+// earlier versions wrote.
 //
 // Any layout to any layout: a checkpoint holds full tensors by name, so
 // saving needs each layout's full tensors (DDP: the module's own; tensor
@@ -38,7 +42,7 @@ struct TrainingState {
   std::map<std::string, torch::Tensor> model;      // parameter name -> full tensor
   std::map<std::string, torch::Tensor> optimizer;  // "<parameter>.<state>" and "step"
   std::string config;                              // free text stored as config.toml
-  std::string layout = "dp=1,pp=1,tp=1";           // the writer's layout, for the manifest
+  std::string layout = "dp=1,pp=1,tp=1";           // the writer's layout, for the index
 };
 
 /// The optimizer state of `optimizer` (torch::optim SGD, Adam, AdamW,

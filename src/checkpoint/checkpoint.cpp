@@ -1,10 +1,12 @@
 // src/checkpoint/checkpoint.cpp — the public checkpoint API
 // (paratorch/checkpoint.h) over the folder format the trainer writes
-// (train/checkpoint.h: atomic writes, manifest with sizes and checksums).
+// (train/sharded_checkpoint.h: shard files, index.json with regions and
+// checksums, committed atomically); it reads the earlier single-file format too.
 #include <paratorch/checkpoint.h>
 #include <paratorch/errors.h>
 
 #include "train/checkpoint.h"
+#include "train/sharded_checkpoint.h"
 
 namespace paratorch {
 
@@ -20,31 +22,14 @@ TrainingState training_state(const torch::nn::Module& module, const torch::optim
 
 std::string save_checkpoint(const std::string& root, const TrainingState& state, Communicator* comm) {
   if (root.empty()) throw UsageError("paratorch: save_checkpoint needs a folder (root), got an empty path");
-  std::string written;
-  // Rank 0 writes; a failure there must reach every rank, or the others
-  // would wait at the barrier until the deadline.
-  std::string failure;
-  if (!comm || comm->rank() == 0) {
-    try {
-      train::Checkpoint ckpt;
-      ckpt.step = state.step;
-      ckpt.config_toml = state.config;
-      ckpt.layout = state.layout;
-      ckpt.world_size = comm ? comm->size() : 1;
-      ckpt.model = state.model;
-      ckpt.optimizer = state.optimizer;
-      written = train::write_checkpoint(root, ckpt);
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
-  }
-  if (comm) {
-    auto failed = torch::tensor({failure.empty() ? 0 : 1}, torch::kInt);
-    comm->all_reduce(failed, ReduceOp::kMax);
-    if (failed.item<int>() && failure.empty()) failure = "paratorch: rank 0 could not write a checkpoint under " + root;
-  }
-  if (!failure.empty()) throw RuntimeFailure(failure);
-  return written;
+  train::Checkpoint ckpt;
+  ckpt.step = state.step;
+  ckpt.config_toml = state.config;
+  ckpt.layout = state.layout;
+  ckpt.model = state.model;  // only rank 0's are written
+  ckpt.optimizer = state.optimizer;
+  // Collective with `comm`: a failure on rank 0 reaches every rank as the same error.
+  return train::write_whole_checkpoint(root, ckpt, comm);
 }
 
 TrainingState load_checkpoint(const std::string& dir) {

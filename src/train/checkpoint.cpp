@@ -36,8 +36,7 @@ std::string step_folder_name(int64_t step) {
 namespace {
 
 RuntimeFailure bad_checkpoint(const std::string& dir, const std::string& problem) {
-  return RuntimeFailure("paratorch: checkpoint " + dir + ": " + problem +
-                        " (pass another checkpoint to --resume, or start without it)");
+  return RuntimeFailure("paratorch: checkpoint " + dir + ": " + problem);
 }
 
 // Removes all but the newest kCheckpointsKept step folders.
@@ -194,6 +193,14 @@ Checkpoint read_checkpoint(const std::string& path, const formats::ShardPlan& pl
   ckpt.model = parse("model.safetensors");
   ckpt.optimizer = parse("optimizer.safetensors");
   return ckpt;
+}
+
+Checkpoint read_checkpoint_to_resume(const std::string& path, const formats::ShardPlan& plan) {
+  try {
+    return read_checkpoint(path, plan);
+  } catch (const RuntimeFailure& e) {
+    throw RuntimeFailure(std::string(e.what()) + " (pass another checkpoint to --resume, or start without it)");
+  }
 }
 
 void require_compatible(const Checkpoint& ckpt, const Config& config) {

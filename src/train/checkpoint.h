@@ -1,21 +1,25 @@
-// src/train/checkpoint.h — training checkpoints: written atomically, read
-// back with every byte checked, refused when they do not fit the config.
+// src/train/checkpoint.h — training checkpoints: read back with every byte
+// checked, refused when they do not fit the config; and the earlier
+// single-file format's writer.
 //
-// A checkpoint is one folder <out_dir>/checkpoints/step-NNNNNN/ holding
+// Every paratorch writer now writes the sharded format
+// (train/sharded_checkpoint.h: shard files and index.json). The earlier
+// format, which checkpoints written before still have, is one folder
+// <out_dir>/checkpoints/step-NNNNNN/ holding
 //   model.safetensors      every parameter as a full, unsharded tensor under
-//                          the model's own names (nanoGPT's for gpt), so the
-//                          Python world reads it as is
+//                          the model's own names (nanoGPT's for gpt)
 //   optimizer.safetensors  optimizer state by parameter name, "step", and the
 //                          torch CPU generator state ("trainer.rng_cpu")
 //   config.toml            the resolved config of the run that wrote it
 //   manifest.json          format, step, layout, world size, and each file's
 //                          size and FNV-1a 64 checksum; written last
-// The folder is assembled under a temporary name and renamed into place, and
-// checkpoints/latest is replaced atomically afterwards, so a crash at any
+// read_checkpoint reads both. write_checkpoint still writes the earlier
+// format, so the tests can check that such checkpoints keep loading. Both
+// formats assemble the folder under a temporary name and rename it into
+// place, then replace checkpoints/latest atomically, so a crash at any
 // moment leaves the previous checkpoint whole and `latest` pointing at it.
 //
 // Example:
-///   write_checkpoint(out_dir + "/checkpoints", ckpt);              // rank 0
 ///   Checkpoint back = read_checkpoint(out_dir + "/checkpoints");  // follows latest
 ///   require_compatible(back, config);
 #pragma once
@@ -44,8 +48,9 @@ struct Checkpoint {
 /// only after a newer one is complete).
 constexpr int kCheckpointsKept = 3;
 
-/// Writes `ckpt` under `root` (created if missing) and points root/latest at
-/// it. Returns the step folder. Throws RuntimeFailure naming the path.
+/// Writes `ckpt` under `root` (created if missing) in the earlier single-file
+/// format and points root/latest at it (tests: old checkpoints keep
+/// loading). Returns the step folder. Throws RuntimeFailure naming the path.
 std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt);
 
 /// Reads a step folder, or the folder `latest` names when `path` holds one
@@ -58,6 +63,10 @@ std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt);
 /// where the checkpoint holds that same split (else whole: TpShards's
 /// local_part takes either). Throws RuntimeFailure saying what is wrong.
 Checkpoint read_checkpoint(const std::string& path, const formats::ShardPlan& plan = {});
+/// read_checkpoint for `--resume`: a checkpoint that cannot be read also
+/// says what to do on the command line (the library's load_checkpoint and
+/// `paratorch checkpoint export` use read_checkpoint's own words).
+Checkpoint read_checkpoint_to_resume(const std::string& path, const formats::ShardPlan& plan = {});
 
 /// The step folder `path` means: itself, or the one `latest` names inside
 /// it (or inside path/checkpoints).

@@ -86,7 +86,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   const optim::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
   int64_t start = 0;
   if (!resume_dir.empty()) {
-    train::Checkpoint ckpt = train::read_checkpoint(resume_dir);
+    train::Checkpoint ckpt = train::read_checkpoint_to_resume(resume_dir);
     train::require_compatible(ckpt, config);
     torch::NoGradGuard no_grad;
     for (auto& item : sh.model->named_parameters(true)) item.value().copy_(ckpt.model.at(item.key()));
@@ -134,7 +134,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   ckpt.step = config.train.steps;
   for (const auto& item : sh.model->named_parameters(true)) ckpt.model[item.key()] = item.value().detach();
   ckpt.optimizer["step"] = torch::tensor(static_cast<int64_t>(config.train.steps), torch::kLong);
-  train::save_run_checkpoint(config, std::move(ckpt), "hogwild threads=" + std::to_string(threads), 1);
+  train::save_run_checkpoint(config, std::move(ckpt), "hogwild threads=" + std::to_string(threads));
   report::write_trace(*world.comm(), config.train.out_dir + "/trace.json");  // one rank: no peers to wait for
   return result;
 }

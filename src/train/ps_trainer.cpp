@@ -75,8 +75,7 @@ void save_server(const Job& job, const Server& server, int k, int64_t step) {
   ckpt.step = step;
   ckpt.model = server.shard();
   ckpt.optimizer = server.optimizer_state();
-  train::save_run_checkpoint(job.config, std::move(ckpt), job.layout(), job.world.size(),
-                             "checkpoints/server-" + std::to_string(k));
+  train::save_run_checkpoint(job.config, std::move(ckpt), job.layout(), "checkpoints/server-" + std::to_string(k));
 }
 
 // Restores server k from <dir>/checkpoints/server-k (or <dir>/server-k); returns its step.
@@ -86,7 +85,7 @@ int64_t resume_server(const Job& job, Server& server, int k, const std::string& 
   if (!std::filesystem::exists(path))
     throw UsageError("paratorch: --resume " + dir + " has no server-" + std::to_string(k) +
                      " checkpoint (a ps run writes <out_dir>/checkpoints/server-K/)");
-  train::Checkpoint ckpt = train::read_checkpoint(path);
+  train::Checkpoint ckpt = train::read_checkpoint_to_resume(path);
   train::require_compatible(ckpt, job.config);
   server.load(ckpt.model, ckpt.optimizer);
   return ckpt.step;

@@ -1,6 +1,8 @@
 // src/train/run_reporter.cpp — see run_reporter.h.
 #include "train/run_reporter.h"
 
+#include "train/sharded_checkpoint.h"
+
 #include <filesystem>
 
 namespace paratorch::train {
@@ -58,12 +60,11 @@ TrainResult run_result(const Config& config, const data::Dataset& dataset, doubl
   return r;
 }
 
-std::string save_run_checkpoint(const Config& config, Checkpoint ckpt, const std::string& layout, int world_size,
+std::string save_run_checkpoint(const Config& config, Checkpoint ckpt, const std::string& layout,
                                 const std::string& folder) {
   ckpt.config_toml = to_toml(config);
   ckpt.layout = layout;
-  ckpt.world_size = world_size;
-  return write_checkpoint(config.train.out_dir + "/" + folder, ckpt);
+  return write_whole_checkpoint(config.train.out_dir + "/" + folder, ckpt);
 }
 
 }  // namespace paratorch::train

@@ -15,7 +15,7 @@
 //   auto m = reporter.line(step, loss, lr, ms);           // throughput filled
 //   add_validation_fields(m, config.model.name, val, acc);
 //   reporter.write(m);                                    // metrics.jsonl + loss.svg's curves
-//   save_run_checkpoint(config, ckpt, layout, world.size());
+//   save_run_checkpoint(config, ckpt, layout);
 //   reporter.finish();                                    // loss.svg
 //   return run_result(config, dataset, final_loss, mean_step_ms);
 #pragma once
@@ -73,10 +73,11 @@ double items_per_second(const Config& config, const data::Dataset& dataset, doub
 /// `mean_step_ms`, its throughput and this process's peak resident memory.
 TrainResult run_result(const Config& config, const data::Dataset& dataset, double final_loss, double mean_step_ms);
 
-/// Writes `ckpt` under <out_dir>/<folder> after filling in what every run's
-/// checkpoint carries: the config (as TOML), the layout that wrote it and
-/// its world size. Returns the step folder.
-std::string save_run_checkpoint(const Config& config, Checkpoint ckpt, const std::string& layout, int world_size,
+/// Writes `ckpt` under <out_dir>/<folder>, from this process alone, as a
+/// sharded checkpoint of one shard file (the format every paratorch writer
+/// uses), after filling in what every run's checkpoint carries: the config
+/// (as TOML) and the layout that wrote it. Returns the step folder.
+std::string save_run_checkpoint(const Config& config, Checkpoint ckpt, const std::string& layout,
                                 const std::string& folder = "checkpoints");
 
 }  // namespace paratorch::train

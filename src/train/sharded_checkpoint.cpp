@@ -17,8 +17,11 @@ namespace paratorch::train {
 namespace fs = std::filesystem;
 namespace {
 
-// Every rank's string, by rank: lengths first, then the padded bytes.
-std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine) {
+// Every rank's string, by rank: lengths first, then the padded bytes. A
+// null group is this process alone.
+std::vector<std::string> all_gather_strings(Communicator* group, const std::string& mine) {
+  if (!group) return {mine};
+  Communicator& comm = *group;
   auto lengths = torch::zeros({comm.size()}, torch::kLong);
   comm.all_gather(lengths, torch::tensor({static_cast<int64_t>(mine.size())}, torch::kLong));
   const int64_t longest = std::max<int64_t>(1, lengths.max().item<int64_t>());
@@ -81,9 +84,11 @@ std::string first_failure(const std::vector<std::string>& failures) {
 
 }  // namespace
 
-std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
-                                     const ShardedCheckpointInfo& info, Communicator& world) {
-  const int rank = world.rank(), size = world.size();
+namespace {
+
+std::string write_sharded(const std::string& root, const std::vector<formats::Piece>& mine,
+                          const ShardedCheckpointInfo& info, Communicator* world) {
+  const int rank = world ? world->rank() : 0, size = world ? world->size() : 1;
   // 1. The folder, named by rank 0 (its pid travels as the folder's name).
   std::string tmp, failure;
   if (rank == 0) {
@@ -141,6 +146,24 @@ std::string write_sharded_checkpoint(const std::string& root, const std::vector<
   return (fs::path(root) / step_folder_name(info.step)).string();
 }
 
+}  // namespace
+
+std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
+                                     const ShardedCheckpointInfo& info, Communicator& world) {
+  return write_sharded(root, mine, info, &world);
+}
+
+std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
+                                     const ShardedCheckpointInfo& info) {
+  return write_sharded(root, mine, info, nullptr);
+}
+
+std::string write_whole_checkpoint(const std::string& root, const Checkpoint& ckpt, Communicator* world) {
+  const bool writer = !world || world->rank() == 0;
+  const auto pieces = writer ? spread_whole_tensors(ckpt.model, ckpt.optimizer, 0, 1) : std::vector<formats::Piece>{};
+  return write_sharded(root, pieces, {ckpt.step, ckpt.layout, ckpt.config_toml}, world);
+}
+
 namespace {
 Checkpoint read_sharded(const std::string& dir, const formats::ShardPlan& plan) {
   formats::ShardedReader reader(dir);
@@ -178,8 +201,7 @@ Checkpoint read_sharded_checkpoint(const std::string& dir, const formats::ShardP
   try {
     return read_sharded(dir, plan);
   } catch (const RuntimeFailure& e) {
-    throw RuntimeFailure("paratorch: checkpoint " + without_prefix(e.what()) +
-                         " (pass another checkpoint to --resume, or start without it)");
+    throw RuntimeFailure("paratorch: checkpoint " + without_prefix(e.what()));
   }
 }
 

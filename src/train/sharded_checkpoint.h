@@ -37,6 +37,15 @@ struct ShardedCheckpointInfo {
 /// Collective over `world`: see above. Returns the step folder.
 std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
                                      const ShardedCheckpointInfo& info, Communicator& world);
+/// The same for this process alone (one shard file): what a writer that
+/// holds every tensor uses (the public save_checkpoint, the asynchronous runners).
+std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
+                                     const ShardedCheckpointInfo& info);
+
+/// `ckpt`'s whole tensors as a sharded checkpoint that one writer holds:
+/// this process alone (null `world`), or rank 0 of `world` (collective; the
+/// other ranks' tensors are not read). Same folder, index and commit as above.
+std::string write_whole_checkpoint(const std::string& root, const Checkpoint& ckpt, Communicator* world = nullptr);
 
 /// The tensors of a sharded step folder `plan` asks for (read_checkpoint).
 Checkpoint read_sharded_checkpoint(const std::string& dir, const formats::ShardPlan& plan);

@@ -181,7 +181,7 @@ TrainResult Trainer::run(const std::string& resume_dir) {
 int64_t Trainer::Impl::resume(const std::string& dir) {
   // A sharded checkpoint: this rank reads only the parameters it holds,
   // and of a tp-sharded one only its shard where the split is the same.
-  Checkpoint ckpt = read_checkpoint(dir, engine->parameters_to_load());
+  Checkpoint ckpt = read_checkpoint_to_resume(dir, engine->parameters_to_load());
   require_compatible(ckpt, config);
   engine->load_full_parameters(ckpt.model);
   optimizer->load_state_tensors(ckpt.optimizer);

@@ -46,7 +46,8 @@ void expect_resume_is_exact(const CkptOptimFactory& make_opt, const std::string&
   train_steps(*first, *first_opt, 0, 3);
   const std::string root = fresh_ckpt_dir(name);
   const std::string folder = paratorch::save_checkpoint(root, paratorch::training_state(**first, *first_opt, 3));
-  EXPECT_TRUE(fs::exists(fs::path(folder) / "manifest.json"));
+  EXPECT_TRUE(fs::exists(fs::path(folder) / "index.json")) << "the format paratorch train writes";
+  EXPECT_TRUE(fs::exists(fs::path(folder) / "shard-00000-of-00001.safetensors"));
 
   torch::manual_seed(999);  // a different start: everything must come from the checkpoint
   auto resumed = std::make_shared<torch::nn::Sequential>(torch::nn::Linear(4, 6), torch::nn::Tanh(), torch::nn::Linear(6, 2));
@@ -114,6 +115,24 @@ TEST(CheckpointApi, MissingParametersAndForeignOptimizersAreRefused) {
   torch::optim::SGD sgd((*other)->parameters(), 0.1);
   EXPECT_THROW(paratorch::optimizer_state_by_name(sgd, **net), paratorch::UsageError);
   EXPECT_THROW(paratorch::load_checkpoint(fresh_ckpt_dir("nothing")), paratorch::RuntimeFailure);
+}
+
+TEST(CheckpointApi, ADamagedCheckpointIsNamedInTheLibrarysWords) {
+  auto net = make_ckpt_net();
+  torch::optim::SGD opt((*net)->parameters(), 0.1);
+  const std::string root = fresh_ckpt_dir("damaged");
+  const std::string folder = paratorch::save_checkpoint(root, paratorch::training_state(**net, opt, 1));
+  fs::resize_file(fs::path(folder) / "shard-00000-of-00001.safetensors", 100);
+  std::string message;
+  try {
+    paratorch::load_checkpoint(root);
+  } catch (const paratorch::RuntimeFailure& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("shard-00000-of-00001.safetensors is 100 bytes"), std::string::npos) << message;
+  // The library has no command line: what to do with --resume is the CLI's to say.
+  EXPECT_EQ(message.find("--resume"), std::string::npos) << message;
+  fs::remove_all(root);
 }
 
 }  // namespace
