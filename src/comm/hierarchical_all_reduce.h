@@ -16,7 +16,7 @@
 // (shm_all_reduce.h), whose waits sleep rather than spin. Step 1 is the
 // window's all-reduce. In step 2, with R ranks on every host, local rank r
 // all-reduces slice r of R with the local rank r of every other host (its
-// "rail", as NCCL runs one ring per NIC), as a reduce-scatter plus an
+// "rail", as NCCL runs one ring per NIC), as a ring: reduce-scatter, then
 // all-gather. Step 3 is the window's all-reduce again, each rank holding its
 // slice and the neutral element elsewhere (0 for a sum, -inf for a max, +inf
 // for a min): every rank gets every slice, exactly. Without a window on
