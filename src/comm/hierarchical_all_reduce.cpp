@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <limits>
 #include <cstdlib>
 #include <functional>
@@ -141,11 +140,12 @@ void HierarchicalAllReduce::rail_all_reduce(void* data, int count, MPI_Datatype 
   char* bytes = static_cast<char*>(data);
   auto chunk = [&](int q) { return bytes + static_cast<int64_t>(displs[static_cast<size_t>(q)]) * elem; };
   auto size_of = [&](int q) { return counts[static_cast<size_t>(q)]; };
-  const int right = (rank + 1) % hosts, left = (rank + hosts - 1) % hosts;
+  auto wrap = [hosts](int q) { return (q % hosts + hosts) % hosts; };  // chunk index around the ring
+  const int right = wrap(rank + 1), left = wrap(rank - 1);
   std::vector<char> incoming(static_cast<size_t>(size_of(0)) * static_cast<size_t>(elem));
   // Reduce-scatter: in step s, send chunk rank-s, fold chunk rank-s-1 in.
   for (int s = 0; s < hosts - 1; ++s) {
-    const int out = ((rank - s) % hosts + hosts) % hosts, in = ((rank - s - 1) % hosts + hosts) % hosts;
+    const int out = wrap(rank - s), in = wrap(rank - s - 1);
     check_mpi(MPI_Sendrecv(chunk(out), size_of(out), type, right, s, incoming.data(), size_of(in), type, left, s, rail_,
                            MPI_STATUS_IGNORE),
               "all_reduce (across hosts)");
@@ -153,7 +153,7 @@ void HierarchicalAllReduce::rail_all_reduce(void* data, int count, MPI_Datatype 
   }
   // All-gather: this leader holds chunk rank+1 whole; pass the chunks on.
   for (int s = 0; s < hosts - 1; ++s) {
-    const int out = ((rank + 1 - s) % hosts + hosts) % hosts, in = ((rank - s) % hosts + hosts) % hosts;
+    const int out = wrap(rank + 1 - s), in = wrap(rank - s);
     check_mpi(MPI_Sendrecv(chunk(out), size_of(out), type, right, hosts + s, chunk(in), size_of(in), type, left,
                            hosts + s, rail_, MPI_STATUS_IGNORE),
               "all_reduce (across hosts)");

@@ -153,11 +153,6 @@ std::string write_sharded_checkpoint(const std::string& root, const std::vector<
   return write_sharded(root, mine, info, &world);
 }
 
-std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
-                                     const ShardedCheckpointInfo& info) {
-  return write_sharded(root, mine, info, nullptr);
-}
-
 std::string write_whole_checkpoint(const std::string& root, const Checkpoint& ckpt, Communicator* world) {
   const bool writer = !world || world->rank() == 0;
   const auto pieces = writer ? spread_whole_tensors(ckpt.model, ckpt.optimizer, 0, 1) : std::vector<formats::Piece>{};

@@ -37,10 +37,6 @@ struct ShardedCheckpointInfo {
 /// Collective over `world`: see above. Returns the step folder.
 std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
                                      const ShardedCheckpointInfo& info, Communicator& world);
-/// The same for this process alone (one shard file): what a writer that
-/// holds every tensor uses (the public save_checkpoint, the asynchronous runners).
-std::string write_sharded_checkpoint(const std::string& root, const std::vector<formats::Piece>& mine,
-                                     const ShardedCheckpointInfo& info);
 
 /// `ckpt`'s whole tensors as a sharded checkpoint that one writer holds:
 /// this process alone (null `world`), or rank 0 of `world` (collective; the
