@@ -41,6 +41,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,16 @@ struct DDPOptions {
   bool find_unused_parameters = false;
   /// Broadcast buffers (e.g. running statistics) from rank 0 at construction.
   bool broadcast_buffers = true;
+  /// Main gradients (Megatron-LM's main_grad, for a bf16/fp16 module): when
+  /// set (torch::kFloat), each bucket holds its gradients in this dtype. As a
+  /// parameter's gradient becomes final it is added into its slot and the
+  /// module's .grad is dropped, so micro-batches (no_sync) accumulate and
+  /// the all-reduce sums at fp32, not at the module's 16 bits. The slots are
+  /// zeroed by the first gradient of each accumulation (the first backward
+  /// after a reduced one); read them with DistributedDataParallel::main_grads()
+  /// (MasterWeights::use_gradients takes them). Unset: .grad is the bucket's view.
+  std::optional<torch::ScalarType> main_grad_dtype;
+  /// UsageError naming the field.
   void validate() const;
 };
 
@@ -113,8 +124,11 @@ struct BucketLayout {
 
 /// Groups parameters into buckets of at most cap_bytes (a parameter larger
 /// than the cap gets a bucket of its own), walking them in reverse order and
-/// starting a new bucket whenever the dtype or device changes.
-std::vector<BucketLayout> plan_buckets(const std::vector<torch::Tensor>& params, int64_t cap_bytes);
+/// starting a new bucket whenever the dtype or device changes. With
+/// `gradient_dtype` (DDPOptions::main_grad_dtype) every gradient is counted
+/// and grouped in that dtype instead of its parameter's.
+std::vector<BucketLayout> plan_buckets(const std::vector<torch::Tensor>& params, int64_t cap_bytes,
+                                       std::optional<torch::ScalarType> gradient_dtype = std::nullopt);
 
 class Reducer;
 
@@ -171,6 +185,10 @@ class DistributedDataParallel {
   const std::vector<BucketLayout>& buckets() const;
   /// Number of bucket all-reduces launched since construction.
   int64_t reductions_launched() const;
+  /// With DDPOptions::main_grad_dtype: each parameter's main gradient (a
+  /// tensor of its shape in the buckets' dtype), in module().parameters()
+  /// order, valid as long as this object. UsageError without it.
+  std::vector<torch::Tensor> main_grads() const;
 
  private:
   std::shared_ptr<torch::nn::Module> module_;

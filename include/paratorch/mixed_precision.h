@@ -22,6 +22,16 @@
 ///     if (scaler.step(opt)) masters.copy_to_model();  // unscales; skips on inf/NaN
 ///     scaler.update();                      // backoff, or growth after growth_interval clean steps
 ///   }
+//
+// With DistributedDataParallel, let DDP keep fp32 main gradients, so
+// micro-batches accumulate and replicas average in fp32 (Megatron-LM's
+// main_grad), and hand them to the masters:
+///   paratorch::MasterWeights masters(model, torch::kBFloat16);
+///   paratorch::DDPOptions o;
+///   o.main_grad_dtype = torch::kFloat;
+///   paratorch::DistributedDataParallel ddp(model, world.comm(), o);
+///   masters.use_gradients(ddp.main_grads());
+///   ... loss.backward(); masters.widen_gradients(); opt.step(); masters.copy_to_model();
 // ZeroRedundancyOptimizer and fully_shard (<paratorch/zero.h>) take a
 // MixedPrecisionPolicy and keep their fp32 masters in their shards.
 #pragma once
@@ -67,8 +77,14 @@ class MasterWeights {
   std::vector<torch::Tensor> parameters() const;
   /// The masters by the module's parameter names.
   std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
+  /// The masters' gradients are these fp32 tensors, one per module
+  /// parameter in parameters() order (DistributedDataParallel::main_grads()
+  /// with DDPOptions::main_grad_dtype = torch::kFloat); an undefined entry
+  /// keeps widening. UsageError on a wrong dtype or shape.
+  void use_gradients(const std::vector<torch::Tensor>& fp32_gradients);
   /// Every master's .grad = its module parameter's gradient widened to fp32
-  /// (zero where it had none); the module's gradients are dropped.
+  /// (zero where it had none), or its use_gradients tensor itself; the
+  /// module's gradients are dropped.
   void widen_gradients();
   /// The module's parameters = the masters rounded to the compute dtype.
   void copy_to_model();

@@ -1,7 +1,7 @@
 // src/optim/mixed_precision_optimizer.h — an optimizer over fp32 master
 // weights that may skip a step and then refreshes the low-precision model.
 //
-// Wraps any Optimizer built over zero::MasterWeights' masters. Before each
+// Wraps any Optimizer built over mixed_precision::MasterWeights' masters. Before each
 // update it asks `may_step` (the fp16 loss scaler's verdict, agreed by every
 // rank: an inf/NaN gradient anywhere skips the step for all); after an
 // update `after_step` rounds the masters into the model. State passes

@@ -4,7 +4,7 @@
 #include "models/gpt.h"
 #include "models/mlp.h"
 #include "optim/optimizer.h"
-#include "parallel/zero/precision.h"
+#include "parallel/mixed_precision/precision.h"
 #include "plan/predict.h"
 
 #include <paratorch/errors.h>
@@ -60,7 +60,7 @@ double collective_seconds(Communicator& comm, const std::function<void()>& f, in
 }
 
 torch::ScalarType dtype_of(const std::string& precision) {
-  return zero::precision_dtype(precision, "CalibrateOptions::precision");
+  return mixed_precision::precision_dtype(precision, "CalibrateOptions::precision");
 }
 
 // One product forward and backward (both input gradients: dA = dC B^T,

@@ -9,7 +9,7 @@
 #include "parallel/ddp/data_parallel_engine.h"
 #include "parallel/pipeline/pipeline_engine.h"
 #include "parallel/zero/zero_engine.h"
-#include "parallel/zero/precision.h"
+#include "parallel/mixed_precision/precision.h"
 #include "train/async_layout.h"
 #include "train/engine_options.h"
 
@@ -31,8 +31,8 @@ void require_supported(const Config& config, torch::Device device, const models:
   if (p.zero > 1 && p.pp > 1)
     refuse("[parallel] zero", std::to_string(p.zero) + " with pp = " + std::to_string(p.pp),
            "zero = 1 (optimizer state sharded over dp) for pipelines, or pp = 1 for stages 2-3");
-  // Mixed precision runs on ZeroEngine (with or without tp) and on
-  // PipelineEngine; the asynchronous modes keep fp32 parameters.
+  // Mixed precision is a component of every synchronous engine (with or
+  // without tp); the asynchronous modes keep fp32 parameters.
   if (config.train.precision != "fp32" && p.mode != "sync")
     refuse("[train] precision", "\"" + config.train.precision + "\" with mode = \"" + p.mode + "\"",
            "precision = \"fp32\"");
@@ -44,8 +44,9 @@ void require_supported(const Config& config, torch::Device device, const models:
   if (p.mode == "hogwild")
     throw UsageError("paratorch: [parallel] mode = \"hogwild\" runs threads in one process through `paratorch train`, "
                      "not as a step-by-step engine; set mode = \"sync\" or \"ps\"");
-  zero::require_precision_supported(zero::precision_dtype(config.train.precision, "[train] precision"), device, model,
-                                    "[train] precision");
+  mixed_precision::require_precision_supported(
+      mixed_precision::precision_dtype(config.train.precision, "[train] precision"), device, model,
+      "[train] precision");
 }
 
 std::unique_ptr<parallel::Engine> build_engine(const Config& config, const ProcessGroups& groups,
@@ -67,9 +68,8 @@ std::unique_ptr<parallel::Engine> build_engine(const Config& config, const Proce
   if (config.parallel.pp > 1)  // pipeline (and naive model parallelism: microbatches = 1), × tp, × ZeRO-1
     return std::make_unique<pipeline::PipelineEngine>(groups, std::move(model), dataset, device,
                                                       pipeline_options(config));
-  // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group), and any stage
-  // in mixed precision (fp32 masters) or with 16-bit gradient reductions, run on ZeroEngine.
-  if (config.parallel.zero > 0 || config.train.precision != "fp32" || reduce_precision(config) != "fp32")
+  // ZeRO stages (× tp: each tp shard ZeRO'd over its dp group).
+  if (config.parallel.zero > 0)
     return std::make_unique<zero::ZeroEngine>(groups, std::move(model), device, zero_options(config));
   return std::make_unique<parallel::DataParallelEngine>(groups, std::move(model), device,
                                                         data_parallel_options(config));

@@ -23,6 +23,8 @@ const std::vector<std::pair<std::string, std::string>>& field_keys() {
       {"DataParallelEngineOptions::bucket_mb", "[parallel] bucket_mb"},
       {"DataParallelEngineOptions::global_batch", "[data] global_batch"},
       {"DataParallelEngineOptions::compression", "[parallel] compression"},
+      {"DataParallelEngineOptions::compute_dtype", "[train] precision"},
+      {"DataParallelEngineOptions::reduce_dtype", "[train] reduce_precision"},
       {"PowerSGDOptions::rank", "[parallel] powersgd_rank"},
       {"PowerSGDOptions::start_step", "[parallel] powersgd_start_step"},
       {"OneBitAdamOptions::freeze_step", "[parallel] onebit_freeze_step"},
@@ -91,6 +93,11 @@ parallel::DataParallelEngineOptions data_parallel_options(const Config& config) 
     o.compression.kind = parallel::CompressionKind::kOneBitAdam;
     o.compression.onebit.freeze_step = onebit_freeze_step(config);
   }
+  o.compute_dtype = mixed_precision::precision_dtype(config.train.precision, "[train] precision");
+  o.loss_scaling = config.train.precision == "fp16";
+  o.scaler.initial_scale = config.train.initial_loss_scale;
+  o.scaler.growth_interval = config.train.loss_scale_window;
+  o.reduce_dtype = mixed_precision::precision_dtype(reduce_precision(config), "[train] reduce_precision");
   return o;
 }
 
@@ -107,7 +114,7 @@ std::string reduce_precision(const Config& config) {
 zero::ZeroEngineOptions zero_options(const Config& config) {
   zero::ZeroEngineOptions o;
   o.stage = config.parallel.zero;
-  o.compute_dtype = zero::precision_dtype(config.train.precision, "[train] precision");
+  o.compute_dtype = mixed_precision::precision_dtype(config.train.precision, "[train] precision");
   o.global_batch = config.data.global_batch;
   o.microbatches = config.parallel.microbatches;
   o.bucket_mb = config.parallel.bucket_mb;
@@ -115,7 +122,7 @@ zero::ZeroEngineOptions zero_options(const Config& config) {
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
-  o.reduce_dtype = zero::precision_dtype(reduce_precision(config), "[train] reduce_precision");
+  o.reduce_dtype = mixed_precision::precision_dtype(reduce_precision(config), "[train] reduce_precision");
   o.release_freed_memory = config.parallel.zero_release_memory;
   return o;
 }
@@ -131,11 +138,11 @@ pipeline::PipelineEngineOptions pipeline_options(const Config& config) {
   o.zero = config.parallel.zero;
   o.seed = static_cast<uint64_t>(config.train.seed);
   o.model_name = config.model.name;
-  o.compute_dtype = zero::precision_dtype(config.train.precision, "[train] precision");
+  o.compute_dtype = mixed_precision::precision_dtype(config.train.precision, "[train] precision");
   o.loss_scaling = config.train.precision == "fp16";
   o.scaler.initial_scale = config.train.initial_loss_scale;
   o.scaler.growth_interval = config.train.loss_scale_window;
-  o.reduce_dtype = zero::precision_dtype(reduce_precision(config), "[train] reduce_precision");
+  o.reduce_dtype = mixed_precision::precision_dtype(reduce_precision(config), "[train] reduce_precision");
   o.bucket_mb = config.parallel.bucket_mb;
   return o;
 }

@@ -133,3 +133,69 @@ TEST(DDP, UnusedParameterNamesItselfOrIsReducedWhenAllowed) {
   torch::mse_loss(net2->forward(mine(x), false), mine(y)).backward();
   expect_grads(net2, full_batch_grads(x, y, false));
 }
+
+namespace {
+
+// Each rank's and micro-batch's gradient of a bf16 net, widened, summed in
+// fp32 and averaged: what fp32 main gradients must hold.
+std::map<std::string, torch::Tensor> fp32_sum_of_bf16_grads(const torch::Tensor& x, const torch::Tensor& y,
+                                                            int pieces) {
+  const int ranks = test_world().size();
+  std::map<std::string, torch::Tensor> sum;
+  const auto xs = x.chunk(ranks * pieces), ys = y.chunk(ranks * pieces);
+  for (size_t k = 0; k < xs.size(); ++k) {
+    Net ref = make_net(1);
+    ref->to(torch::kBFloat16);
+    (torch::mse_loss(ref->forward(xs[k].to(torch::kBFloat16)).to(torch::kFloat), ys[k]) / pieces).backward();
+    for (auto& p : ref->named_parameters()) {
+      auto g = p.value().grad().to(torch::kFloat);
+      sum[p.key()] = sum.count(p.key()) ? sum[p.key()] + g : g;
+    }
+  }
+  for (auto& [name, g] : sum) g.div_(ranks);
+  return sum;
+}
+
+}  // namespace
+
+// DDPOptions::main_grad_dtype: a bf16 module's gradients are added into fp32
+// buckets as they become final, so micro-batches accumulate and replicas
+// average at fp32 (a bf16 sum would be off by ~1e-3); the module's .grad is
+// left empty; the next step starts from zero.
+TEST(DDP, MainGradientsAccumulateAndAverageInFp32) {
+  auto x = global_x(), y = global_y();
+  Net net = make_net(1);
+  net->to(torch::kBFloat16);
+  DDPOptions o;
+  o.bucket_mb = 0.001;  // several buckets
+  o.main_grad_dtype = torch::kFloat;
+  DistributedDataParallel ddp(net.ptr(), test_world().comm(), o);
+  const auto want = fp32_sum_of_bf16_grads(x, y, 2);
+  auto step = [&] {
+    auto xs = mine(x).chunk(2), ys = mine(y).chunk(2);
+    {
+      auto guard = ddp.no_sync();
+      (torch::mse_loss(net->forward(xs[0].to(torch::kBFloat16)).to(torch::kFloat), ys[0]) / 2).backward();
+    }
+    (torch::mse_loss(net->forward(xs[1].to(torch::kBFloat16)).to(torch::kFloat), ys[1]) / 2).backward();
+  };
+  for (int s = 0; s < 2; ++s) {  // the second step must not add to the first's sums
+    SCOPED_TRACE("step " + std::to_string(s));
+    step();
+    const auto main = ddp.main_grads();
+    const auto params = net->named_parameters();
+    ASSERT_EQ(main.size(), params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      SCOPED_TRACE(params[i].key());
+      EXPECT_FALSE(params[i].value().grad().defined());
+      ASSERT_EQ(main[i].scalar_type(), torch::kFloat);
+      EXPECT_TRUE(torch::allclose(main[i], want.at(params[i].key()), 1e-5, 1e-7))
+          << (main[i] - want.at(params[i].key())).abs().max().item<double>();
+    }
+  }
+  DistributedDataParallel plain(make_net(1).ptr(), test_world().comm());
+  EXPECT_THROW(plain.main_grads(), paratorch::UsageError);
+  DDPOptions bad;
+  bad.main_grad_dtype = torch::kLong;
+  EXPECT_THROW(bad.validate(), paratorch::UsageError);
+}

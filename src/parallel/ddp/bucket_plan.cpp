@@ -4,18 +4,20 @@
 
 namespace paratorch {
 
-std::vector<BucketLayout> plan_buckets(const std::vector<torch::Tensor>& params, int64_t cap_bytes) {
+std::vector<BucketLayout> plan_buckets(const std::vector<torch::Tensor>& params, int64_t cap_bytes,
+                                       std::optional<torch::ScalarType> gradient_dtype) {
   std::vector<BucketLayout> buckets;
   int64_t bytes = 0;
   torch::Device device = torch::kCPU;
   for (size_t k = params.size(); k-- > 0;) {
     const auto& p = params[k];
     if (!p.requires_grad()) continue;
-    int64_t p_bytes = p.numel() * static_cast<int64_t>(p.element_size());
-    bool start_new = buckets.empty() || buckets.back().dtype != p.scalar_type() ||
-                     device != p.device() || (bytes > 0 && bytes + p_bytes > cap_bytes);
+    const torch::ScalarType dtype = gradient_dtype.value_or(p.scalar_type());
+    int64_t p_bytes = p.numel() * static_cast<int64_t>(c10::elementSize(dtype));
+    bool start_new = buckets.empty() || buckets.back().dtype != dtype || device != p.device() ||
+                     (bytes > 0 && bytes + p_bytes > cap_bytes);
     if (start_new) {
-      buckets.push_back(BucketLayout{{}, 0, p.scalar_type()});
+      buckets.push_back(BucketLayout{{}, 0, dtype});
       bytes = 0;
       device = p.device();
     }

@@ -4,6 +4,7 @@
 #include "parallel/checkpoint/checkpoint_pieces.h"
 
 #include "parallel/finalize_grads.h"
+#include "parallel/mixed_precision/precision.h"
 #include "report/trace.h"
 #include <paratorch/errors.h>
 
@@ -16,7 +17,28 @@ void DataParallelEngineOptions::validate(int dp) const {
                      " must divide the per-replica batch " + std::to_string(check.local_batch()) +
                      " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(dp) + ")");
   compression.validate();
+  mixed_precision::require_training_dtype(compute_dtype, "DataParallelEngineOptions::compute_dtype");
+  mixed_precision::require_training_dtype(reduce_dtype, "DataParallelEngineOptions::reduce_dtype");
+  scaler.validate();
+  if (compression.kind != parallel::CompressionKind::kNone &&
+      (compute_dtype != torch::kFloat || reduce_dtype != torch::kFloat))
+    throw UsageError(
+        "paratorch: DataParallelEngineOptions::compression compresses fp32 gradients; set compute_dtype "
+        "and reduce_dtype to torch::kFloat, or compression to none");
 }
+
+namespace {
+
+// reduce_dtype bf16 | fp16: DDP's compression hooks round each rank's
+// (pre-divided) gradient to 16 bits and the result after the sum. One rank
+// reduces nothing, so it rounds nothing either.
+CommHook reduce_in(torch::ScalarType dtype, const Communicator& dp) {
+  if (dp.size() > 1 && dtype == torch::kBFloat16) return comm_hooks::bf16_compress();
+  if (dp.size() > 1 && dtype == torch::kHalf) return comm_hooks::fp16_compress();
+  return comm_hooks::allreduce();
+}
+
+}  // namespace
 
 DataParallelEngine::DataParallelEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                        torch::Device device, DataParallelEngineOptions options)
@@ -25,9 +47,21 @@ DataParallelEngine::DataParallelEngine(const ProcessGroups& groups, std::shared_
   options_.validate(groups_.layout().dp);
   model_->initialize(options_.seed);
   model_->to(device_);
+  precision_ = std::make_unique<mixed_precision::MixedPrecision>(
+      model_parameters(),
+      mixed_precision::MixedPrecisionOptions{options_.compute_dtype, options_.loss_scaling, options_.scaler});
   DDPOptions ddp_options;
   ddp_options.bucket_mb = options_.bucket_mb;
+  if (precision_->enabled()) ddp_options.main_grad_dtype = torch::kFloat;  // accumulate and average in fp32
   ddp_ = std::make_unique<DistributedDataParallel>(model_, groups_.dp(), ddp_options);
+  ddp_->register_comm_hook(reduce_in(options_.reduce_dtype, *groups_.dp()));
+  if (precision_->enabled()) {
+    std::map<std::string, torch::Tensor> main;
+    const auto grads = ddp_->main_grads();
+    const auto params = model_parameters();
+    for (size_t i = 0; i < params.size(); ++i) main[params[i].first] = grads[i];
+    precision_->use_gradients(std::move(main));
+  }
   if (options_.compression.kind != parallel::CompressionKind::kNone && tp_.size() > 1)
     throw UsageError("paratorch: DataParallelEngineOptions::compression needs tp = 1 (each tp rank's compressor "
                      "state would need a checkpoint of its own)");
@@ -40,29 +74,34 @@ BatchShare DataParallelEngine::batch_share() const {
 
 models::Batch DataParallelEngine::to_device(models::Batch b) const {
   b.input = b.input.to(device_);
+  if (b.input.is_floating_point()) b.input = b.input.to(options_.compute_dtype);
   b.target = b.target.to(device_);
   return b;
 }
 
 double DataParallelEngine::forward_backward(const std::vector<models::Batch>& microbatches) {
   const int m = static_cast<int>(microbatches.size());
+  const double scale = precision_->loss_scale();  // fp16's S, else 1
   double local = 0;
   for (int k = 0; k < m; ++k) {
     const models::Batch batch = to_device(microbatches[static_cast<size_t>(k)]);
     torch::Tensor loss;
     {
       report::Tracer::Span span("forward", "compute");
-      loss = model_->loss(batch) / m;
+      // Losses in fp32, from the output widened (a no-op in fp32).
+      loss = model_->criterion(model_->forward(batch.input).to(torch::kFloat), batch) / m;
     }
     report::Tracer::Span span("backward", "compute");
+    const torch::Tensor scaled = scale == 1.0 ? loss : loss * scale;
     if (k + 1 < m) {
       auto no_sync = ddp_->no_sync();  // accumulate; reduce with the last piece
-      loss.backward();
+      scaled.backward();
     } else {
-      loss.backward();  // returns with gradients averaged over replicas
+      scaled.backward();  // returns with gradients averaged over replicas
     }
     local += loss.item<double>();
   }
+  precision_->finish_gradients();  // masters' .grad = the fp32 averages / S
   parallel::FinalizeGradients f;  // dp was DDP's; what is left is tp's partial sums
   f.partial_over_tp = tp_.partial_gradients(named_parameters());
   f.tp = tp_.group();
@@ -83,10 +122,38 @@ EvalResult DataParallelEngine::evaluate(const models::Batch& piece) {
   return {sums[0].item<double>(), mine.accuracy < 0 ? -1.0 : sums[1].item<double>()};
 }
 
-optim::NamedTensors DataParallelEngine::named_parameters() {
+optim::NamedTensors DataParallelEngine::model_parameters() const {
   optim::NamedTensors out;
   for (const auto& item : model_->named_parameters(true)) out.emplace_back(item.key(), item.value());
   return out;
+}
+
+// What the optimizer trains: the fp32 masters in mixed precision.
+optim::NamedTensors DataParallelEngine::named_parameters() {
+  optim::NamedTensors out;
+  for (const auto& [name, p] : model_parameters()) out.emplace_back(name, precision_->trained(name, p));
+  return out;
+}
+
+// A non-finite gradient on any rank skips the step on all: the replicas
+// hold the same averages, the tp shards differ.
+bool DataParallelEngine::may_step() { return precision_->may_step({groups_.dp().get(), tp_.group()}); }
+
+std::map<std::string, double> DataParallelEngine::step_metrics() {
+  auto out = compression_.step_metrics();
+  for (const auto& [key, value] : precision_->metrics()) out[key] = value;
+  return out;
+}
+
+std::map<std::string, torch::Tensor> DataParallelEngine::checkpoint_state() {
+  auto out = compression_.checkpoint_state();
+  for (const auto& [key, value] : precision_->state()) out[key] = value;
+  return out;
+}
+
+void DataParallelEngine::load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) {
+  compression_.load_checkpoint_state(state);
+  precision_->load_state(state);
 }
 
 // Replicas hold whole gradients; tp shards' squares are summed over tp.
@@ -106,6 +173,7 @@ std::map<std::string, torch::Tensor> DataParallelEngine::full_parameters() {
 void DataParallelEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
   for (auto& [name, p] : named_parameters()) p.copy_(tp_.local_part(tensors, name, p.sizes()));
+  precision_->copy_to_model();
 }
 
 std::optional<std::vector<formats::Piece>> DataParallelEngine::checkpoint_pieces(const optim::Optimizer& optimizer) {
@@ -131,7 +199,8 @@ std::unique_ptr<optim::Optimizer> DataParallelEngine::build_optimizer(const opti
   if (auto onebit = compression_.make_optimizer(options, named_parameters(), *ddp_)) return onebit;
   std::map<std::string, std::vector<int64_t>> shapes;
   for (const auto& [name, p] : named_parameters()) shapes[name] = p.sizes().vec();
-  return tp_.with_whole_state(optim::make_optimizer(options, named_parameters()), std::move(shapes));
+  auto inner = tp_.with_whole_state(optim::make_optimizer(options, named_parameters()), std::move(shapes));
+  return precision_->wrap(std::move(inner), [this] { return may_step(); });
 }
 
 std::string DataParallelEngine::describe() {
@@ -139,8 +208,13 @@ std::string DataParallelEngine::describe() {
   const std::string compressor = compression_.describe();
   if (!compressor.empty()) components = components.empty() ? compressor : components + "; " + compressor;
   char line[160];
-  std::snprintf(line, sizeof line, "data parallel: %d replicas x %d micro-batch(es), %zu DDP bucket(s) of <= %g MiB",
-                groups_.layout().dp, options_.microbatches, ddp_->buckets().size(), options_.bucket_mb);
+  std::snprintf(line, sizeof line,
+                "data parallel: %d replicas x %d micro-batch(es), %zu DDP bucket(s) of <= %g MiB%s%s",
+                groups_.layout().dp, options_.microbatches, ddp_->buckets().size(), options_.bucket_mb,
+                precision_->describe().c_str(),
+                options_.reduce_dtype != torch::kFloat
+                    ? (", " + mixed_precision::precision_name(options_.reduce_dtype) + " gradient reduction").c_str()
+                    : "");
   return components.empty() ? std::string(line) : components + "; " + line;
 }
 

@@ -1,5 +1,5 @@
 // src/parallel/ddp/data_parallel_engine.h — Engine for dp replicas of a model
-// (pp = 1, fp32, no ZeRO), each replica whole or split over tp.
+// (pp = 1, no ZeRO), each replica whole or split over tp, in fp32 or mixed precision.
 //
 // Every rank holds its replica under DistributedDataParallel. Rank r of
 // the dp group computes samples [r*B/dp, (r+1)*B/dp) of each global batch B,
@@ -15,9 +15,17 @@
 // summed over tp, the norm counts shards and replicated parameters by
 // Megatron-LM's rule, and whole tensors are gathered or sliced by ShardSpec
 // for checkpoints. At tp = 1 each of those is the identity.
+//
+// Mixed precision composes in the same way, through mixed_precision::MixedPrecision
+// (the pipeline engine holds the same component): the model computes in
+// bf16/fp16, DDP keeps fp32 main gradients (DDPOptions::main_grad_dtype), so
+// micro-batches accumulate and replicas average at fp32 while backward goes
+// on, and the optimizer trains fp32 masters whose .grad are those main
+// gradients. fp16 scales the loss and skips a step with inf/NaN anywhere.
 #pragma once
 #include "parallel/compression/gradient_compression.h"
 #include "parallel/engine.h"
+#include "parallel/mixed_precision/mixed_precision.h"
 #include "parallel/tensor_parallel/tp_shards.h"
 #include <paratorch/ddp.h>
 #include <paratorch/layout.h>
@@ -32,8 +40,17 @@ struct DataParallelEngineOptions {
   int microbatches = 1;
   double bucket_mb = 25.0;
   uint64_t seed = 1234;
-  /// PowerSGD or 1-bit Adam over the replicas' exchange (tp = 1 only).
+  /// PowerSGD or 1-bit Adam over the replicas' exchange (tp = 1, fp32 only).
   parallel::CompressionOptions compression;
+  /// The model computes in kFloat, kBFloat16 or kHalf (masters stay fp32).
+  torch::ScalarType compute_dtype = torch::kFloat;
+  /// Dynamic loss scaling; on for fp16 (make_engine), available to any precision for tests.
+  bool loss_scaling = false;
+  LossScalerOptions scaler;
+  /// dtype the dp gradient reductions run in (kFloat | kBFloat16 | kHalf): a
+  /// 16-bit reduction rounds each rank's gradient before it and the result after it.
+  torch::ScalarType reduce_dtype = torch::kFloat;
+  /// UsageError naming the field (DataParallelEngineOptions::...) and what to change.
   void validate(int dp) const;
 };
 
@@ -54,20 +71,25 @@ class DataParallelEngine : public Engine {
   int64_t parameter_count() override;
   std::string describe() override;
   std::unique_ptr<optim::Optimizer> build_optimizer(const optim::OptimizerOptions& options) override;
-  std::map<std::string, double> step_metrics() override { return compression_.step_metrics(); }
-  std::map<std::string, torch::Tensor> checkpoint_state() override { return compression_.checkpoint_state(); }
-  void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override {
-    compression_.load_checkpoint_state(state);
-  }
+  std::map<std::string, double> step_metrics() override;
+  std::map<std::string, torch::Tensor> checkpoint_state() override;
+  void load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) override;
   models::BundledModel& model() { return *model_; }
+  double loss_scale() const { return precision_->scale(); }
+  int64_t skipped_steps() const { return precision_->skipped_steps(); }
 
  private:
   models::Batch to_device(models::Batch b) const;
+  /// The model's own parameters (in the compute dtype), by name.
+  optim::NamedTensors model_parameters() const;
+  /// The loss scaler's verdict, the same on every rank of the replica set.
+  bool may_step();
 
   const ProcessGroups& groups_;
   std::shared_ptr<models::BundledModel> model_;
   torch::Device device_;
   DataParallelEngineOptions options_;
+  std::unique_ptr<mixed_precision::MixedPrecision> precision_;  // off in fp32
   std::unique_ptr<DistributedDataParallel> ddp_;
   parallel::TpShards tp_;
   parallel::GradientCompression compression_;

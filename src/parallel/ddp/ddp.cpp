@@ -10,6 +10,9 @@ namespace paratorch {
 void DDPOptions::validate() const {
   if (!(bucket_mb > 0))
     throw UsageError("paratorch: DDPOptions::bucket_mb must be > 0, got " + std::to_string(bucket_mb));
+  if (main_grad_dtype && !c10::isFloatingType(*main_grad_dtype))
+    throw UsageError(std::string("paratorch: DDPOptions::main_grad_dtype = ") + c10::toString(*main_grad_dtype) +
+                     " is not a floating-point dtype; use torch::kFloat (or leave it unset)");
 }
 
 DistributedDataParallel::DistributedDataParallel(std::shared_ptr<torch::nn::Module> module,
@@ -76,6 +79,8 @@ DistributedDataParallel::NoSync DistributedDataParallel::no_sync() { return NoSy
 const std::vector<BucketLayout>& DistributedDataParallel::buckets() const { return reducer_->layouts(); }
 
 int64_t DistributedDataParallel::reductions_launched() const { return reducer_->reductions_launched(); }
+
+std::vector<torch::Tensor> DistributedDataParallel::main_grads() const { return reducer_->main_grads(); }
 
 DistributedDataParallel::NoSync::NoSync(Reducer& reducer) : reducer_(&reducer) { reducer_->set_sync(false); }
 

@@ -24,13 +24,16 @@ torch::Tensor alias_of(const torch::Tensor& flat, int64_t offset, torch::IntArra
 
 }  // namespace
 
-Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names,
-                 std::shared_ptr<Communicator> comm, DDPOptions options)
-    : params_(std::move(params)), names_(std::move(names)), comm_(std::move(comm)),
+Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names, std::shared_ptr<Communicator> comm,
+                 DDPOptions options)
+    : params_(std::move(params)),
+      names_(std::move(names)),
+      comm_(std::move(comm)),
       options_(options),
+      main_grads_(options.main_grad_dtype.has_value()),
       hook_(comm_hooks::allreduce()),
       divisor_(comm_->size()) {
-  layouts_ = plan_buckets(params_, static_cast<int64_t>(options_.bucket_mb * 1024 * 1024));
+  layouts_ = plan_buckets(params_, static_cast<int64_t>(options_.bucket_mb * 1024 * 1024), options_.main_grad_dtype);
   slots_.resize(params_.size());
   buckets_.resize(layouts_.size());
   torch::NoGradGuard no_grad;
@@ -38,20 +41,27 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
   for (size_t b = 0; b < layouts_.size(); ++b) {
     const auto& first = params_[layouts_[b].params.front()];
     Bucket& bucket = buckets_[b];
-    bucket.flat = first.device().is_cpu()
-                      ? cpu_flats[b]
-                      : torch::zeros({layouts_[b].numel}, first.options().requires_grad(false));
+    bucket.flat = first.device().is_cpu() ? cpu_flats[b]
+                                          : torch::zeros({layouts_[b].numel},
+                                                         first.options().dtype(layouts_[b].dtype).requires_grad(false));
     int64_t offset = 0;
     for (size_t m = 0; m < layouts_[b].params.size(); ++m) {
       size_t i = layouts_[b].params[m];
       const auto& p = params_[i];
       bucket.views.push_back(alias_of(bucket.flat, offset, p.sizes()));
+      slots_[i] = Slot{b, m, offset, false, !main_grads_};
       offset += p.numel();
-      slots_[i] = Slot{b, m, 0, false, true};
+      auto& grad = const_cast<torch::Tensor&>(p).mutable_grad();
+      // Main gradients: .grad is the module's own until final, then added
+      // into the slot (move_grad_into_bucket); a new accumulation starts at zero.
+      if (main_grads_) {
+        grad = torch::Tensor();
+        continue;
+      }
       // Keep what was accumulated so far, then let autograd accumulate into
       // the bucket directly ("gradient as bucket view").
-      if (p.grad().defined()) bucket.views.back().copy_(p.grad());
-      const_cast<torch::Tensor&>(p).mutable_grad() = bucket.views.back();
+      if (grad.defined()) bucket.views.back().copy_(grad);
+      grad = bucket.views.back();
     }
     bucket.pending = bucket.expected = layouts_[b].params.size();
   }
@@ -229,39 +239,6 @@ void Reducer::set_comm_hook(CommHook hook) {
   hook_ = std::move(hook);
 }
 
-void Reducer::enable_join() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (caller_buckets_)
-    throw UsageError("paratorch: join (uneven inputs) needs the all-reduce mode of the gradient reducer");
-  join_enabled_ = true;
-}
-
-int Reducer::active_ranks(bool me_active) {
-  auto flag = torch::tensor({me_active ? 1 : 0}, torch::kInt);
-  comm_->all_reduce(flag, ReduceOp::kSum);
-  return flag.item<int>();
-}
-
-int64_t Reducer::join_until_all_done() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!join_enabled_) return 0;
-  int64_t shadowed = 0;
-  torch::NoGradGuard no_grad;
-  for (int active = active_ranks(false); active > 0; active = active_ranks(false)) {
-    for (size_t b = 0; b < buckets_.size(); ++b) {
-      // Zeros, so this rank adds nothing; the hook may compress them like any bucket.
-      buckets_[b].flat.zero_();
-      GradBucket bucket = bucket_view(b);
-      bucket.divisor = active;
-      hook_(*comm_, bucket)->wait();
-      ++shadowed;
-    }
-  }
-  join_enabled_ = false;
-  divisor_ = comm_->size();
-  return shadowed;
-}
-
 void Reducer::begin_backward() {
   phase_ = Phase::kBackward;
   ++passes_;
@@ -276,10 +253,34 @@ void Reducer::begin_backward() {
   });
 }
 
+// Main gradients: the first gradient after a reduced pass starts a new
+// accumulation, so the slots are zeroed before anything is added to them.
+void Reducer::start_accumulation() {
+  torch::NoGradGuard no_grad;
+  for (auto& b : buckets_) b.flat.zero_();
+  accumulation_started_ = true;
+}
+
+void Reducer::restart_accumulation() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  accumulation_started_ = false;
+}
+
+std::vector<torch::Tensor> Reducer::main_grads() const {
+  if (!main_grads_)
+    throw UsageError(
+        "paratorch DDP: main_grads() needs DDPOptions::main_grad_dtype (e.g. torch::kFloat) at construction");
+  std::vector<torch::Tensor> out(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (params_[i].requires_grad()) out[i] = buckets_[slots_[i].bucket].views[slots_[i].member];
+  return out;
+}
+
 void Reducer::on_gradient_ready(size_t i) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!sync_enabled_) {  // no_sync(): accumulate locally only (in the caller's buckets, if any)
-    if (!scatter_.buffers.empty() && !slots_[i].aliased) move_grad_into_bucket(i);
+  if (main_grads_ && !accumulation_started_) start_accumulation();
+  if (!sync_enabled_) {  // no_sync(): accumulate locally only (in the kept buckets, if any)
+    if ((main_grads_ || !scatter_.buffers.empty()) && !slots_[i].aliased) move_grad_into_bucket(i);
     return;
   }
   if (phase_ == Phase::kIdle) begin_backward();
@@ -345,6 +346,7 @@ void Reducer::finalize() {
     if (b.work) b.work->wait();
     b.state = BucketState::kReduced;
   }
+  accumulation_started_ = false;  // main gradients: the next gradient starts a new sum
   reset_for_next_pass();
 }
 

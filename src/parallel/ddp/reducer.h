@@ -9,6 +9,12 @@
 // A post-hook on each parameter's gradient accumulator tells the reducer
 // when that gradient is final.
 //
+// Main gradients (DDPOptions::main_grad_dtype, Megatron-LM's main_grad): the
+// buckets are in that dtype (fp32 for a bf16 model) and nothing aliases
+// them; each final gradient is added into its slot and dropped from .grad,
+// so accumulation and reduction run at the buckets' precision. The first
+// gradient after a reduced pass zeroes them.
+//
 // One backward pass, as a state machine:
 //   Idle --first hook--> Backward --(each bucket full, in order)--> launch
 //   all-reduce on the communication thread --engine's end-of-backward
@@ -115,6 +121,12 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   /// Shadows the others' passes until every rank is done; turns join off.
   /// Returns the bucket reductions shadowed.
   int64_t join_until_all_done();
+  /// DDPOptions::main_grad_dtype: each parameter's main gradient, in the
+  /// order of `params` (undefined for one that needs no gradient).
+  std::vector<torch::Tensor> main_grads() const;
+  /// Main gradients: the next gradient starts a new sum (zeroes them), as
+  /// after a reduced pass.
+  void restart_accumulation();
   /// Synchronized backward passes this rank took part in (for Join).
   int64_t passes() const { return passes_; }
   ReduceMode mode() const { return mode_; }
@@ -150,6 +162,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   torch::Tensor& scatter_buffer(size_t bucket);
   void adopt_caller_buffers();
   void take_gradient(size_t param);
+  void start_accumulation();
   void retire_reduced(bool wait_all);
   void reset_for_next_pass();
   int active_ranks(bool me_active);
@@ -159,6 +172,8 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   std::shared_ptr<Communicator> comm_;
   DDPOptions options_;
   ReduceMode mode_ = ReduceMode::kAllReduce;
+  bool main_grads_ = false;            // DDPOptions::main_grad_dtype: buckets in that dtype, .grad added in
+  bool accumulation_started_ = false;  // main gradients: zeroed since the last reduced pass
   bool caller_buckets_ = false;  // built from ReduceScatterOptions (ZeRO's own bucket layout)
   ReduceScatterOptions scatter_;
   zero::BufferPool pool_;  // reduce-scatter: full buckets and shards of the pass in flight

@@ -1,10 +1,10 @@
 // src/parallel/mixed_precision/policy.cpp — MixedPrecisionPolicy's checks and
 // the public MasterWeights (paratorch/mixed_precision.h), which is the
-// engines' zero::MasterWeights behind a stable interface.
+// engines' mixed_precision::MasterWeights behind a stable interface.
 #include <paratorch/errors.h>
 #include <paratorch/mixed_precision.h>
 
-#include "parallel/zero/master_weights.h"
+#include "parallel/mixed_precision/master_weights.h"
 
 namespace paratorch {
 
@@ -24,15 +24,15 @@ void MixedPrecisionPolicy::validate() const {
 }
 
 struct MasterWeights::Impl {
-  zero::MasterWeights masters;
+  mixed_precision::MasterWeights masters;
 };
 
 MasterWeights::MasterWeights(const std::shared_ptr<torch::nn::Module>& module, torch::ScalarType dtype) {
   if (!module) throw UsageError("paratorch: MasterWeights needs a module (got null)");
   MixedPrecisionPolicy{dtype, torch::kFloat}.validate();
-  zero::MasterWeights::Named named;
+  mixed_precision::MasterWeights::Named named;
   for (const auto& item : module->named_parameters()) named.emplace_back(item.key(), item.value());
-  impl_ = std::make_unique<Impl>(Impl{zero::MasterWeights(std::move(named), dtype)});
+  impl_ = std::make_unique<Impl>(Impl{mixed_precision::MasterWeights(std::move(named), dtype)});
 }
 
 MasterWeights::~MasterWeights() = default;
@@ -45,6 +45,16 @@ std::vector<torch::Tensor> MasterWeights::parameters() const {
 
 std::vector<std::pair<std::string, torch::Tensor>> MasterWeights::named_parameters() const {
   return impl_->masters.tensors();
+}
+
+void MasterWeights::use_gradients(const std::vector<torch::Tensor>& fp32_gradients) {
+  const auto& named = impl_->masters.tensors();
+  if (fp32_gradients.size() != named.size())
+    throw UsageError("paratorch: MasterWeights::use_gradients got " + std::to_string(fp32_gradients.size()) +
+                     " tensors for " + std::to_string(named.size()) + " parameters; pass one per module parameter");
+  std::map<std::string, torch::Tensor> by_name;
+  for (size_t i = 0; i < named.size(); ++i) by_name[named[i].first] = fp32_gradients[i];
+  impl_->masters.use_gradients(std::move(by_name));
 }
 
 void MasterWeights::widen_gradients() { impl_->masters.widen_gradients(1.0); }

@@ -1,5 +1,5 @@
 // src/parallel/pipeline/pipeline_dp_overlap.cpp — PipelineEngine's dp gradient average
-// overlapped with backward (fp32 compute, dp > 1).
+// overlapped with backward (dp > 1).
 //
 // Each model chunk of this rank gets a DDP Reducer (parallel/ddp/reducer.h)
 // over the stage's dp group: its gradients live in buckets, and a hook on
@@ -13,6 +13,10 @@
 // backward (launches what is left, waits, leaves averages in .grad).
 // Megatron-LM overlaps its pipeline's data-parallel reduction the same way
 // (Narayanan et al. 2021, §4.1; PyTorch DDP: Li et al., VLDB 2020).
+// In mixed precision the reducers hold fp32 main gradients of the model's
+// 16-bit parameters (DDPOptions::main_grad_dtype): each micro-batch's
+// gradient is added in at fp32 and the average is fp32, and the masters
+// take them as their .grad (MixedPrecision::use_gradients).
 //
 // A parameter used by several of this rank's chunks is final only after the
 // last of their backwards: it goes to the reducer of the chunk whose last
@@ -23,7 +27,7 @@
 // nothing, and reduce_gradients averages it after the schedule instead.
 #include "parallel/ddp/reducer.h"
 #include "parallel/pipeline/pipeline_engine.h"
-#include "parallel/zero/precision.h"
+#include "parallel/mixed_precision/precision.h"
 
 #include <map>
 #include <set>
@@ -61,7 +65,7 @@ void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk
         }
   reducers_.assign(chunks.size(), {});
   for (const auto& name : held_)  // model order: buckets fill in reverse, as backward produces them
-    if (reducer_of.count(name) && trained(name).requires_grad())
+    if (reducer_of.count(name) && params_.at(name).requires_grad())
       reducers_[static_cast<size_t>(reducer_of.at(name))].names.push_back(name);
   // Split backwards (zb-h1, zb-v) run each W as several autograd engine
   // calls (split_backward.h): a reducer's pass ends after the chunk's last
@@ -70,15 +74,21 @@ void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk
   DDPOptions ddp;
   ddp.bucket_mb = options_.bucket_mb;
   ddp.find_unused_parameters = true;
+  if (precision_->enabled()) ddp.main_grad_dtype = torch::kFloat;
+  std::map<std::string, torch::Tensor> main_grads;
   for (auto& r : reducers_) {
     if (r.names.empty()) continue;
     std::vector<torch::Tensor> params;
-    for (const auto& name : r.names) params.push_back(trained(name));
+    for (const auto& name : r.names) params.push_back(params_.at(name));  // the model's own (16-bit in mixed precision)
     r.reducer = std::make_shared<Reducer>(std::move(params), r.names, groups_.dp(), ddp);  // collective over dp
     r.reducer->install_hooks();
     r.reducer->set_finalize_at_end_of_backward(!split);
     r.reducer->set_comm_hook(average_in(options_.reduce_dtype));
+    if (!precision_->enabled()) continue;
+    const auto grads = r.reducer->main_grads();
+    for (size_t i = 0; i < r.names.size(); ++i) main_grads[r.names[i]] = grads[i];
   }
+  precision_->use_gradients(std::move(main_grads));
   executor_->observe_backwards(
       [this](int chunk, bool last_of_chunk) {
         if (auto& reducer = reducers_[static_cast<size_t>(chunk)].reducer) reducer->set_sync(last_of_chunk);
@@ -91,6 +101,9 @@ void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk
 void PipelineEngine::begin_dp_reduction() {
   for (auto& r : reducers_)
     if (r.reducer) {
+      // Main gradients start from zero each step, even where the last step's
+      // synced backward reached none of the chunk's parameters (no pass ended).
+      r.reducer->restart_accumulation();
       r.reducer->set_sync(false);
       r.launched_before_step = r.reducer->reductions_launched();
     }

@@ -2,7 +2,7 @@
 #include "parallel/pipeline/pipeline_engine.h"
 
 #include "parallel/pipeline/options.h"
-#include "parallel/zero/precision.h"
+#include "parallel/mixed_precision/precision.h"
 
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
@@ -23,16 +23,20 @@ void PipelineEngineOptions::validate(const Layout& layout) const {
                      " must divide the per-replica batch " + std::to_string(check.local_batch()) +
                      " (global_batch " + std::to_string(global_batch) + " / dp " + std::to_string(layout.dp) + ")");
   partition.validate();
-  zero::require_training_dtype(compute_dtype, "PipelineEngineOptions::compute_dtype");
-  zero::require_training_dtype(reduce_dtype, "PipelineEngineOptions::reduce_dtype");
+  mixed_precision::require_training_dtype(compute_dtype, "PipelineEngineOptions::compute_dtype");
+  mixed_precision::require_training_dtype(reduce_dtype, "PipelineEngineOptions::reduce_dtype");
   if (!(bucket_mb > 0)) throw UsageError("paratorch: PipelineEngineOptions::bucket_mb must be > 0");
   scaler.validate();
 }
 
 PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                const data::Dataset& dataset, torch::Device device, PipelineEngineOptions options)
-    : groups_(groups), model_(std::move(model)), dataset_(dataset), device_(device), options_(std::move(options)),
-      tp_(model_->shard_specs(), groups.tp()), scaler_(options_.scaler) {
+    : groups_(groups),
+      model_(std::move(model)),
+      dataset_(dataset),
+      device_(device),
+      options_(std::move(options)),
+      tp_(model_->shard_specs(), groups.tp()) {
   const Layout& L = groups_.layout();
   options_.validate(L);
   const std::string schedule = parallel::pipeline::schedule_name(options_.schedule);
@@ -64,11 +68,11 @@ PipelineEngine::PipelineEngine(const ProcessGroups& groups, std::shared_ptr<mode
   }
   auto boundaries = boundary_specs(blocks);
   keep_own_parameters(blocks, shape);
-  if (options_.compute_dtype != torch::kFloat) use_low_precision(boundaries);
+  set_precision(boundaries);
   executor_ = std::make_unique<pipeline::Executor>(groups_.pp(), pipeline::make_schedule(schedule, shape),
                                                    chunks, std::move(boundaries), device_,
                                                    options_.activation_checkpointing);
-  if (L.dp > 1 && !masters_) overlap_dp_reduction(chunks);
+  if (L.dp > 1) overlap_dp_reduction(chunks);
   if (groups_.world()->rank() == 0) {
     std::printf("paratorch: pipeline %s\n", partition_.report(blocks).c_str());
     std::fflush(stdout);
@@ -150,22 +154,20 @@ void PipelineEngine::keep_own_parameters(const std::vector<models::ModelBlock>& 
   }
 }
 
-// The model was initialized (and the boundaries measured) in fp32; from here
-// on it computes in the low precision and the masters hold the fp32 values.
-void PipelineEngine::use_low_precision(std::vector<pipeline::BoundarySpec>& boundaries) {
+// The model was initialized (and the boundaries measured) in fp32; in mixed
+// precision it computes in the low precision from here on and the masters
+// hold the fp32 values.
+void PipelineEngine::set_precision(std::vector<pipeline::BoundarySpec>& boundaries) {
   dtype_ = options_.compute_dtype;
   for (auto& b : boundaries)
     if (c10::isFloatingType(b.dtype)) b.dtype = dtype_;
-  zero::MasterWeights::Named held;
+  mixed_precision::MasterWeights::Named held;
   for (const auto& name : held_) held.emplace_back(name, params_.at(name));
-  masters_ = std::make_unique<zero::MasterWeights>(std::move(held), dtype_);
+  precision_ = std::make_unique<mixed_precision::MixedPrecision>(
+      std::move(held), mixed_precision::MixedPrecisionOptions{dtype_, options_.loss_scaling, options_.scaler});
 }
 
-torch::Tensor PipelineEngine::trained(const std::string& name) {
-  if (masters_)
-    if (const torch::Tensor* m = masters_->find(name)) return *m;
-  return params_.at(name);
-}
+torch::Tensor PipelineEngine::trained(const std::string& name) { return precision_->trained(name, params_.at(name)); }
 
 parallel::BatchShare PipelineEngine::batch_share() const {
   return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
@@ -187,26 +189,23 @@ double PipelineEngine::forward_backward(const std::vector<models::Batch>& microb
   auto criterion = [this](const torch::Tensor& out, const models::Batch& b) {
     return model_->criterion(out.to(torch::kFloat), b);
   };
-  const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
+  const double scale = precision_->loss_scale();
   begin_dp_reduction();
   const double local = executor_->run_step(micro, criterion, scale / m) / scale;
-  reduce_gradients(scale);
+  reduce_gradients();
   auto loss = torch::tensor({local}, torch::kDouble);  // non-zero on the last stage only
   groups_.pp()->all_reduce(loss, ReduceOp::kSum);
   groups_.dp()->all_reduce(loss, ReduceOp::kAvg);
   return loss.item<double>();
 }
 
-// Low precision keeps the flat all-reduce after the schedule: the model's
-// bf16/fp16 gradients are first widened (and unscaled) into the fp32
-// masters, and the dp average runs on those fp32 values (or on them rounded
-// to reduce_precision). A Reducer reduces the model's own .grad buckets, in
-// the compute dtype, before any widening: 16-bit averages stored back in 16
-// bits, not today's numerics; the masters get no autograd hooks to reduce
-// them in backward instead.
-void PipelineEngine::reduce_gradients(double loss_scale) {
+// After the schedule: the reducers averaged what they could during backward
+// (in mixed precision into fp32 main gradients, which become the masters'
+// .grad, unscaled); what they did not take is averaged here in one flat
+// all-reduce (or on it rounded to reduce_precision).
+void PipelineEngine::reduce_gradients() {
   torch::NoGradGuard no_grad;
-  if (masters_) masters_->widen_gradients(loss_scale);  // every reduction below runs in fp32
+  precision_->finish_gradients();  // every reduction below runs in fp32
   for (const auto& name : held_) {
     auto p = trained(name);
     if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
@@ -269,34 +268,28 @@ optim::NamedTensors PipelineEngine::named_parameters() {
 }
 
 bool PipelineEngine::may_step() {
-  if (!options_.loss_scaling) return true;
-  auto flag = torch::tensor({masters_->has_non_finite_gradient() ? 1.0 : 0.0}, torch::kDouble);
-  groups_.world()->all_reduce(flag, ReduceOp::kMax);  // every stage and replica skips together
-  return scaler_.update(flag.item<double>() > 0);
+  return precision_->may_step({groups_.world().get()});  // every stage and replica skips together
 }
 
-std::map<std::string, torch::Tensor> PipelineEngine::checkpoint_state() {
-  return options_.loss_scaling ? scaler_.state() : std::map<std::string, torch::Tensor>{};
-}
+std::map<std::string, torch::Tensor> PipelineEngine::checkpoint_state() { return precision_->state(); }
 
 void PipelineEngine::load_checkpoint_state(const std::map<std::string, torch::Tensor>& state) {
-  if (options_.loss_scaling) scaler_.load_state(state);
+  precision_->load_state(state);
 }
 
-std::map<std::string, double> PipelineEngine::step_metrics() {
-  return options_.loss_scaling ? scaler_.metrics() : std::map<std::string, double>{};
-}
+std::map<std::string, double> PipelineEngine::step_metrics() { return precision_->metrics(); }
 
 std::string PipelineEngine::describe() {
   const auto& s = executor_->schedule().shape;
   char line[256];
   const int tp = tp_.size();
-  std::snprintf(line, sizeof line, "pipeline: %d stages x %d replica(s)%s, schedule %s, %d micro-batch(es)%s, partition by %s%s%s",
+  std::snprintf(line, sizeof line,
+                "pipeline: %d stages x %d replica(s)%s, schedule %s, %d micro-batch(es)%s, partition by %s%s%s",
                 s.stages, groups_.layout().dp, tp > 1 ? (", tensor parallel tp=" + std::to_string(tp)).c_str() : "",
                 parallel::pipeline::schedule_name(options_.schedule).c_str(), s.microbatches,
                 s.virtual_stages > 1 ? (", " + std::to_string(s.virtual_stages) + " chunks/rank").c_str() : "",
-                options_.partition.text().c_str(), options_.activation_checkpointing ? ", activation checkpointing" : "",
-                masters_ ? (", " + zero::precision_name(options_.compute_dtype) + " compute, fp32 masters").c_str() : "");
+                options_.partition.text().c_str(),
+                options_.activation_checkpointing ? ", activation checkpointing" : "", precision_->describe().c_str());
   return line;
 }
 

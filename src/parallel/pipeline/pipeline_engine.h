@@ -13,26 +13,28 @@
 //      the first stage and by the head on the last) have a copy on both
 //      ends; their gradients are summed over the embedding group (Megatron-LM,
 //      Shoeybi et al. 2019), so both copies take identical steps;
-//   2. every gradient is averaged over the stage's dp replicas. In fp32
-//      compute each model chunk has a DDP Reducer over the dp group
-//      (pipeline_dp_overlap.cpp): no_sync for every backward of the chunk
-//      but its last in the schedule, during which its buckets are
-//      all-reduced as their gradients become final, overlapping the rest of
-//      the backward (PyTorch DDP's bucketing, Li et al. 2020; as
-//      Megatron-LM's overlapped gradient reduction). Low precision keeps
-//      one flat all-reduce after the schedule (see reduce_gradients).
+//   2. every gradient is averaged over the stage's dp replicas. Each model
+//      chunk has a DDP Reducer over the dp group (pipeline_dp_overlap.cpp):
+//      no_sync for every backward of the chunk but its last in the
+//      schedule, during which its buckets are all-reduced as their
+//      gradients become final, overlapping the rest of the backward
+//      (PyTorch DDP's bucketing, Li et al. 2020; as Megatron-LM's
+//      overlapped gradient reduction).
 // The dp average runs first: the sums of 1. and of the tp partial gradients
 // below are linear, so they commute with it.
 // Naive model parallelism is the m = 1 case.
 //
-// Mixed precision ([train] precision = bf16 | fp16): each stage's model
-// computes in the low precision (activations cross stage boundaries in it)
-// while zero::MasterWeights keeps fp32 masters of the stage's parameters;
-// gradients are widened into the masters before any reduction, so steps 1-2
-// above (2. as one flat all-reduce), clipping and the optimizer run in fp32 (MixedPrecisionOptimizer
-// rounds the masters back into the model after each update). fp16 adds the
-// dynamic loss scaler; its skip verdict is agreed over the whole world, so
-// every stage and replica skips together. Losses are computed in fp32.
+// Mixed precision ([train] precision = bf16 | fp16) composes in through
+// mixed_precision::MixedPrecision, as in the data-parallel engine: each
+// stage's model computes in the low precision (activations cross stage
+// boundaries in it) while fp32 masters of the stage's parameters are what
+// the optimizer trains. The reducers keep fp32 main gradients
+// (DDPOptions::main_grad_dtype), so micro-batches accumulate and the dp
+// average runs in fp32, overlapped as above; steps 1-2, clipping and the
+// optimizer see the masters (the optimizer rounds them into the model after
+// each update). fp16 adds the dynamic loss scaler; its skip verdict is
+// agreed over the whole world, so every stage and replica skips together.
+// Losses are computed in fp32.
 //
 // With tp > 1 (pp × tp, and dp × pp × tp: Megatron-LM's 3D layout, Narayanan
 // et al. 2021) the model is built with the tp group (make_model with a
@@ -48,8 +50,7 @@
 #include "parallel/pipeline/partition.h"
 #include "parallel/engine.h"
 #include "parallel/tensor_parallel/tp_shards.h"
-#include "parallel/zero/loss_scaler.h"
-#include "parallel/zero/master_weights.h"
+#include "parallel/mixed_precision/mixed_precision.h"
 #include <paratorch/layout.h>
 #include <paratorch/pipeline.h>
 
@@ -72,9 +73,9 @@ struct PipelineEngineOptions {
   int zero = 0;  // 1: ZeRO-1 optimizer per stage, sharded over dp (pipeline_zero.h)
   torch::ScalarType compute_dtype = torch::kFloat;  // kFloat | kBFloat16 | kHalf (masters stay fp32)
   bool loss_scaling = false;       // dynamic loss scaling; make_engine turns it on for fp16
-  zero::LossScalerOptions scaler;
+  LossScalerOptions scaler;
   torch::ScalarType reduce_dtype = torch::kFloat;  // dtype of the dp gradient all-reduce
-  double bucket_mb = 25.0;                // dp gradient bucket size (fp32 compute, dp > 1)
+  double bucket_mb = 25.0;                         // dp gradient bucket size (dp > 1)
   uint64_t seed = 1234;
   std::string model_name = "model";  // for messages
   /// Schedule, micro-batch and partition checks that need no model
@@ -112,7 +113,7 @@ class PipelineEngine : public parallel::Engine {
   const pipeline::Partition& partition() const { return partition_; }
   const pipeline::Executor& executor() const { return *executor_; }
   /// dp gradient buckets over this rank's chunks (0: no overlapped reduction,
-  /// i.e. dp = 1 or low precision) and the bucket all-reduces launched so far.
+  /// i.e. dp = 1) and the bucket all-reduces launched so far.
   size_t dp_buckets() const;
   int64_t dp_reductions_launched() const;
 
@@ -121,18 +122,19 @@ class PipelineEngine : public parallel::Engine {
   void choose_partition(const std::vector<models::ModelBlock>& blocks);
   std::vector<pipeline::BoundarySpec> boundary_specs(const std::vector<models::ModelBlock>& blocks);
   void keep_own_parameters(const std::vector<models::ModelBlock>& blocks, const pipeline::PipelineShape& shape);
-  void reduce_gradients(double loss_scale);
+  void reduce_gradients();
   /// One flat all-reduce averaging `grads` over dp (the post-schedule path).
   void average_over_dp(const std::vector<torch::Tensor>& grads);
-  /// fp32 compute with dp > 1: a Reducer per chunk, driven by the executor's
-  /// backwards (pipeline_dp_overlap.cpp).
+  /// dp > 1: a Reducer per chunk, driven by the executor's backwards
+  /// (pipeline_dp_overlap.cpp).
   void overlap_dp_reduction(const std::vector<pipeline::StageChunk>& chunks);
   /// Before a step: every chunk's reducer out of sync, launches counted.
   void begin_dp_reduction();
   /// Held parameters whose dp average the reducers did not take this step.
   std::vector<std::string> not_reduced_by_reducers() const;
-  /// Boundaries carry the compute dtype; the held parameters get fp32 masters.
-  void use_low_precision(std::vector<pipeline::BoundarySpec>& boundaries);
+  /// The held parameters' precision component (fp32 masters in mixed
+  /// precision); boundaries carry the compute dtype.
+  void set_precision(std::vector<pipeline::BoundarySpec>& boundaries);
   /// What the optimizer trains for parameter `name`: its fp32 master in
   /// mixed precision, else the model's parameter.
   torch::Tensor trained(const std::string& name);
@@ -165,8 +167,7 @@ class PipelineEngine : public parallel::Engine {
   std::set<std::string> tied_;                        // held on both ends (owner's view too)
   int64_t parameter_count_ = 0;
   torch::ScalarType dtype_ = torch::kFloat;  // compute dtype
-  std::unique_ptr<zero::MasterWeights> masters_;  // mixed precision only
-  zero::LossScaler scaler_;
+  std::unique_ptr<mixed_precision::MixedPrecision> precision_;  // off in fp32
   struct ChunkReducer {
     std::shared_ptr<Reducer> reducer;  // null where the chunk trains no parameter
     std::vector<std::string> names;    // the held parameters it reduces

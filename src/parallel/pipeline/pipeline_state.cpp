@@ -23,7 +23,6 @@
 #include "parallel/checkpoint/checkpoint_pieces.h"
 #include "parallel/finalize_grads.h"
 #include "parallel/grad_norm.h"
-#include "optim/mixed_precision_optimizer.h"
 #include "parallel/pipeline/pipeline_zero.h"
 
 #include <paratorch/errors.h>
@@ -89,7 +88,7 @@ formats::ShardPlan PipelineEngine::parameters_to_load() {
 void PipelineEngine::load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) {
   torch::NoGradGuard no_grad;
   for (const auto& name : held_) trained(name).copy_(tp_.local_part(tensors, name, shard_shapes_.at(name)));
-  if (masters_) masters_->copy_to_model();
+  precision_->copy_to_model();
 }
 
 optim::NamedTensors PipelineEngine::held_parameters() {
@@ -129,9 +128,7 @@ std::unique_ptr<optim::Optimizer> PipelineEngine::build_optimizer(const optim::O
   auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp(), groups_.coords().dp)
                                  : optim::make_optimizer(options, named_parameters());
   inner = tp_.with_whole_state(std::move(inner), shard_shapes_);
-  if (!masters_) return inner;
-  return std::make_unique<optim::MixedPrecisionOptimizer>(
-      std::move(inner), [this] { return may_step(); }, [this] { masters_->copy_to_model(); });
+  return precision_->wrap(std::move(inner), [this] { return may_step(); });
 }
 
 }  // namespace paratorch::pipeline

@@ -11,14 +11,14 @@ namespace paratorch::zero {
 
 namespace {
 
-namespace optim = torch::optim;
+namespace topt = torch::optim;  // (unique name: unity builds share anonymous namespaces)
 
 std::string key_of(const torch::Tensor& tensor) { return compat::optimizer_state_key(tensor); }
 
 // Adam and AdamW share their state's layout (Kingma & Ba, 2015;
 // Loshchilov & Hutter, 2019), not a class.
 template <class State, class Options>
-std::vector<std::string> adam_kinds(const optim::Optimizer& o) {
+std::vector<std::string> adam_kinds(const topt::Optimizer& o) {
   const auto& options = static_cast<const Options&>(o.param_groups().at(0).options());
   std::vector<std::string> kinds{"exp_avg", "exp_avg_sq"};
   if (options.amsgrad()) kinds.push_back("max_exp_avg_sq");
@@ -33,7 +33,7 @@ std::map<std::string, torch::Tensor> adam_read(const State& s) {
 }
 
 template <class State>
-std::unique_ptr<optim::OptimizerParamState> adam_write(const std::map<std::string, torch::Tensor>& k, int64_t step) {
+std::unique_ptr<topt::OptimizerParamState> adam_write(const std::map<std::string, torch::Tensor>& k, int64_t step) {
   auto s = std::make_unique<State>();
   s->step(step);
   s->exp_avg(k.at("exp_avg"));
@@ -42,23 +42,23 @@ std::unique_ptr<optim::OptimizerParamState> adam_write(const std::map<std::strin
   return s;
 }
 
-std::string type_error(const optim::Optimizer& o) {
+std::string type_error(const topt::Optimizer& o) {
   return std::string("paratorch: cannot save or load the state of optimizer type ") + typeid(o).name() +
          " by parameter name; use torch::optim::AdamW, Adam, SGD, Adagrad or RMSprop (or save its state yourself)";
 }
 
 }  // namespace
 
-std::vector<std::string> state_kinds(const optim::Optimizer& o) {
-  if (dynamic_cast<const optim::AdamW*>(&o)) return adam_kinds<optim::AdamWParamState, optim::AdamWOptions>(o);
-  if (dynamic_cast<const optim::Adam*>(&o)) return adam_kinds<optim::AdamParamState, optim::AdamOptions>(o);
-  if (dynamic_cast<const optim::SGD*>(&o)) {
-    const auto& options = static_cast<const optim::SGDOptions&>(o.param_groups().at(0).options());
+std::vector<std::string> state_kinds(const topt::Optimizer& o) {
+  if (dynamic_cast<const topt::AdamW*>(&o)) return adam_kinds<topt::AdamWParamState, topt::AdamWOptions>(o);
+  if (dynamic_cast<const topt::Adam*>(&o)) return adam_kinds<topt::AdamParamState, topt::AdamOptions>(o);
+  if (dynamic_cast<const topt::SGD*>(&o)) {
+    const auto& options = static_cast<const topt::SGDOptions&>(o.param_groups().at(0).options());
     return options.momentum() != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
   }
-  if (dynamic_cast<const optim::Adagrad*>(&o)) return {"sum"};
-  if (dynamic_cast<const optim::RMSprop*>(&o)) {
-    const auto& options = static_cast<const optim::RMSpropOptions&>(o.param_groups().at(0).options());
+  if (dynamic_cast<const topt::Adagrad*>(&o)) return {"sum"};
+  if (dynamic_cast<const topt::RMSprop*>(&o)) {
+    const auto& options = static_cast<const topt::RMSpropOptions&>(o.param_groups().at(0).options());
     std::vector<std::string> kinds{"square_avg"};
     if (options.momentum() > 0) kinds.push_back("momentum_buffer");
     if (options.centered()) kinds.push_back("grad_avg");
@@ -67,15 +67,15 @@ std::vector<std::string> state_kinds(const optim::Optimizer& o) {
   throw UsageError(type_error(o));
 }
 
-std::map<std::string, torch::Tensor> read_state(const optim::Optimizer& o, const torch::Tensor& tensor) {
+std::map<std::string, torch::Tensor> read_state(const topt::Optimizer& o, const torch::Tensor& tensor) {
   auto it = o.state().find(key_of(tensor));
   if (it == o.state().end()) return {};
   const auto* state = it->second.get();
-  if (auto* s = dynamic_cast<const optim::AdamWParamState*>(state)) return adam_read(*s);
-  if (auto* s = dynamic_cast<const optim::AdamParamState*>(state)) return adam_read(*s);
-  if (auto* s = dynamic_cast<const optim::SGDParamState*>(state)) return {{"momentum_buffer", s->momentum_buffer()}};
-  if (auto* s = dynamic_cast<const optim::AdagradParamState*>(state)) return {{"sum", s->sum()}};
-  if (auto* s = dynamic_cast<const optim::RMSpropParamState*>(state)) {
+  if (auto* s = dynamic_cast<const topt::AdamWParamState*>(state)) return adam_read(*s);
+  if (auto* s = dynamic_cast<const topt::AdamParamState*>(state)) return adam_read(*s);
+  if (auto* s = dynamic_cast<const topt::SGDParamState*>(state)) return {{"momentum_buffer", s->momentum_buffer()}};
+  if (auto* s = dynamic_cast<const topt::AdagradParamState*>(state)) return {{"sum", s->sum()}};
+  if (auto* s = dynamic_cast<const topt::RMSpropParamState*>(state)) {
     std::map<std::string, torch::Tensor> out{{"square_avg", s->square_avg()}};
     if (s->momentum_buffer().defined()) out["momentum_buffer"] = s->momentum_buffer();
     if (s->grad_avg().defined()) out["grad_avg"] = s->grad_avg();
@@ -84,36 +84,36 @@ std::map<std::string, torch::Tensor> read_state(const optim::Optimizer& o, const
   throw UsageError(type_error(o));
 }
 
-int64_t read_step(const optim::Optimizer& o, const torch::Tensor& tensor) {
+int64_t read_step(const topt::Optimizer& o, const torch::Tensor& tensor) {
   auto it = o.state().find(key_of(tensor));
   if (it == o.state().end()) return 0;
   const auto* state = it->second.get();
-  if (auto* s = dynamic_cast<const optim::AdamWParamState*>(state)) return s->step();
-  if (auto* s = dynamic_cast<const optim::AdamParamState*>(state)) return s->step();
-  if (auto* s = dynamic_cast<const optim::AdagradParamState*>(state)) return s->step();
-  if (auto* s = dynamic_cast<const optim::RMSpropParamState*>(state)) return s->step();
+  if (auto* s = dynamic_cast<const topt::AdamWParamState*>(state)) return s->step();
+  if (auto* s = dynamic_cast<const topt::AdamParamState*>(state)) return s->step();
+  if (auto* s = dynamic_cast<const topt::AdagradParamState*>(state)) return s->step();
+  if (auto* s = dynamic_cast<const topt::RMSpropParamState*>(state)) return s->step();
   return 0;
 }
 
-void write_state(optim::Optimizer& o, const torch::Tensor& tensor, const std::map<std::string, torch::Tensor>& k,
+void write_state(topt::Optimizer& o, const torch::Tensor& tensor, const std::map<std::string, torch::Tensor>& k,
                  int64_t step) {
-  std::unique_ptr<optim::OptimizerParamState> state;
-  if (dynamic_cast<optim::AdamW*>(&o)) {
-    state = adam_write<optim::AdamWParamState>(k, step);
-  } else if (dynamic_cast<optim::Adam*>(&o)) {
-    state = adam_write<optim::AdamParamState>(k, step);
-  } else if (dynamic_cast<optim::SGD*>(&o)) {
+  std::unique_ptr<topt::OptimizerParamState> state;
+  if (dynamic_cast<topt::AdamW*>(&o)) {
+    state = adam_write<topt::AdamWParamState>(k, step);
+  } else if (dynamic_cast<topt::Adam*>(&o)) {
+    state = adam_write<topt::AdamParamState>(k, step);
+  } else if (dynamic_cast<topt::SGD*>(&o)) {
     if (!k.count("momentum_buffer")) return;  // plain SGD keeps no state
-    auto s = std::make_unique<optim::SGDParamState>();
+    auto s = std::make_unique<topt::SGDParamState>();
     s->momentum_buffer(k.at("momentum_buffer"));
     state = std::move(s);
-  } else if (dynamic_cast<optim::Adagrad*>(&o)) {
-    auto s = std::make_unique<optim::AdagradParamState>();
+  } else if (dynamic_cast<topt::Adagrad*>(&o)) {
+    auto s = std::make_unique<topt::AdagradParamState>();
     s->sum(k.at("sum"));
     s->step(step);
     state = std::move(s);
-  } else if (dynamic_cast<optim::RMSprop*>(&o)) {
-    auto s = std::make_unique<optim::RMSpropParamState>();
+  } else if (dynamic_cast<topt::RMSprop*>(&o)) {
+    auto s = std::make_unique<topt::RMSpropParamState>();
     s->square_avg(k.at("square_avg"));
     s->step(step);
     if (k.count("momentum_buffer")) s->momentum_buffer(k.at("momentum_buffer"));

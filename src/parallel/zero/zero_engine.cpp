@@ -16,11 +16,13 @@
 namespace paratorch::zero {
 
 void ZeroEngineOptions::validate(int dp) const {
-  if (stage < 0 || stage > 3)
+  if (stage < 1 || stage > 3)
     throw UsageError("paratorch: ZeroEngineOptions::stage = " + std::to_string(stage) +
-                     " is not a ZeRO stage; use 0, 1, 2 or 3");
-  zero::require_training_dtype(compute_dtype, "ZeroEngineOptions::compute_dtype");
-  zero::require_training_dtype(reduce_dtype, "ZeroEngineOptions::reduce_dtype");
+                     (stage == 0 ? " shards nothing: use DataParallelEngine (compute_dtype and reduce_dtype included)"
+                                 : " is not a ZeRO stage") +
+                     "; use 1, 2 or 3");
+  mixed_precision::require_training_dtype(compute_dtype, "ZeroEngineOptions::compute_dtype");
+  mixed_precision::require_training_dtype(reduce_dtype, "ZeroEngineOptions::reduce_dtype");
   if (!(bucket_mb > 0)) throw UsageError("paratorch: ZeroEngineOptions::bucket_mb must be > 0");
   DistributedSampler check(global_batch, 0, dp);
   if (microbatches < 1 || check.local_batch() % microbatches != 0)
@@ -38,7 +40,7 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
       dtype_(options.compute_dtype), reduce_dtype_(options.reduce_dtype),
       scaler_(options.scaler), tp_(model_->shard_specs(), groups.tp()) {
   options_.validate(groups_.layout().dp);
-  // Stages 0-2 keep the whole model; stage 3 initializes unit by unit in
+  // Stages 1-2 keep the whole model; stage 3 initializes unit by unit in
   // build_units, so no rank ever holds the whole initialized model.
   if (options_.stage != 3) model_->initialize(options_.seed);
   model_->to(device_);
@@ -56,7 +58,7 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
 }
 
 ZeroEngine::~ZeroEngine() {
-  // Stages 0-2's buffers may live in the dp communicator's shared memory,
+  // Stages 1-2's buffers may live in the dp communicator's shared memory,
   // which can go before the model does: leave each parameter memory of its own.
   if (options_.stage == 3) return;
   torch::NoGradGuard no_grad;
@@ -66,9 +68,9 @@ ZeroEngine::~ZeroEngine() {
   }
 }
 
-int ZeroEngine::shard_ranks() const { return options_.stage == 0 ? 1 : groups_.layout().dp; }
+int ZeroEngine::shard_ranks() const { return groups_.layout().dp; }
 
-// Units: stage 3 one per model block (owned parameters); stages 0-2 buckets of
+// Units: stage 3 one per model block (owned parameters); stages 1-2 buckets of
 // <= bucket_mb in reverse model order, the order backward produces gradients.
 void ZeroEngine::build_units() {
   std::vector<std::vector<size_t>> members;
@@ -88,7 +90,7 @@ void ZeroEngine::build_units() {
       bytes += static_cast<double>(params_[k].numel()) * 4;
     }
   }
-  const int ranks = shard_ranks(), rank = options_.stage == 0 ? 0 : groups_.coords().dp;
+  const int ranks = shard_ranks(), rank = groups_.coords().dp;
   slots_.resize(params_.size());
   torch::NoGradGuard no_grad;
   Arenas arenas = allocate_arenas(members, ranks);
@@ -137,8 +139,8 @@ void ZeroEngine::build_units() {
       } else {
         unit->flat_params = dtype_ == torch::kFloat ? full : full.to(dtype_);
       }
-      unit->master = (dtype_ == torch::kFloat && options_.stage > 0) ? unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel())
-                                                                      : shard.clone();
+      unit->master =
+          dtype_ == torch::kFloat ? unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel()) : shard.clone();
       auto model_views = L.views(unit->flat_params);
       for (size_t k = 0; k < list.size(); ++k) params_[list[k]].set_data(model_views[k]);
       if (options_.stage < 2) {  // the reducer's bucket (fp32: .grad aliases it, install_reducer)
@@ -154,7 +156,7 @@ void ZeroEngine::build_units() {
   if (arenas.params.defined()) groups_.dp()->barrier();  // every shard written before any forward reads it
 }
 
-// Stages 0-1 keep each unit's whole fp32 gradient: one buffer for all units
+// Stage 1 keeps each unit's whole fp32 gradient: one buffer for all units
 // from the dp communicator, which on one node is a symmetric shared-memory
 // window (reduced in place, comm/symmetric_buffer.h). Stages 1-2 keep whole
 // parameters: on one node a single copy that every rank maps
@@ -213,7 +215,7 @@ double ZeroEngine::forward_backward(const std::vector<models::Batch>& microbatch
       loss = fp32_loss(model_->forward(batch.input), batch) / m;
     }
     report::Tracer::Span span("backward", "compute");
-    // Stages 0-1 accumulate micro-batches in their full buffers and reduce
+    // Stage 1 accumulates micro-batches in their full buffers and reduce
     // with the last one's backward; stage 2 keeps no full gradient, so every
     // micro-batch reduce-scatters. The reducer finishes as backward returns.
     reducer_->set_sync(options_.stage == 2 || k + 1 == m);
@@ -266,7 +268,7 @@ bool ZeroEngine::may_step() {
 }
 
 // After an update: every rank's model gets the new parameters. Stages 1-2
-// all-gather each unit's shard (in the compute precision); stage 0 copies;
+// all-gather each unit's shard (in the compute precision); dp = 1 copies;
 // stage 3 gathers on demand before each block.
 void ZeroEngine::publish_parameters() {
   if (options_.stage == 3) return;
@@ -282,7 +284,7 @@ void ZeroEngine::publish_parameters() {
     return;
   }
   for (auto& u : units_) {
-    if (shard_ranks() == 1) {  // stage 0, or dp = 1: the master is the whole unit
+    if (shard_ranks() == 1) {  // dp = 1: the master is the whole unit
       if (!u->master.is_alias_of(u->flat_params)) u->flat_params.copy_(u->master);
       continue;
     }
@@ -333,8 +335,8 @@ std::string ZeroEngine::describe() {
   std::snprintf(line, sizeof line, "ZeRO stage %d over %d dp rank(s)%s, %s compute, %zu unit(s)%s%s", options_.stage,
                 groups_.layout().dp,
                 tp_.size() > 1 ? (" of each tp=" + std::to_string(tp_.size()) + " shard").c_str() : "",
-                zero::precision_name(options_.compute_dtype).c_str(), units_.size(),
-                groups_.layout().dp == 1 && options_.stage > 0 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "",
+                mixed_precision::precision_name(options_.compute_dtype).c_str(), units_.size(),
+                groups_.layout().dp == 1 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "",
                 params_shared_ ? ", parameters: one copy shared by the node's dp ranks" : "");
   return line;
 }

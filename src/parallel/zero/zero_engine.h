@@ -1,4 +1,4 @@
-// src/parallel/zero/zero_engine.h — Engine for ZeRO stages 0–3 and mixed precision.
+// src/parallel/zero/zero_engine.h — Engine for ZeRO stages 1–3 (in fp32 or mixed precision).
 //
 // ZeRO (Rajbhandari et al., 2019) removes the redundancy of data parallelism
 // by sharding model state over the dp group (ProcessGroups::dp(), so it
@@ -24,9 +24,7 @@
 //            with autograd (activation checkpointing), backward through it,
 //            reduce-scatter its gradients into the owner's shard, free. The
 //            next block's gather is issued before the current block computes.
-//   stage 0  (mixed precision only; fp32 stage 0 is DataParallelEngine):
-//            one shard holding everything, gradients all-reduced (the
-//            reducer's all-reduce of the units' fp32 buffers).
+// Stage 0 (nothing sharded) is DataParallelEngine, in any precision.
 // Mixed precision ([train] precision = bf16 | fp16): the model computes in
 // the low precision; masters, optimizer state and gradient reduction are
 // fp32; fp16 multiplies the loss by a dynamic scale (parallel/zero/loss_scaler.h) and
@@ -48,7 +46,7 @@
 #include "parallel/ddp/buffer_pool.h"
 #include "parallel/zero/flat_buffer.h"
 #include "parallel/zero/loss_scaler.h"
-#include "parallel/zero/precision.h"
+#include "parallel/mixed_precision/precision.h"
 #include "parallel/zero/sharded_optimizer.h"
 
 #include <memory>
@@ -56,11 +54,11 @@
 namespace paratorch::zero {
 
 struct ZeroEngineOptions {
-  int stage = 1;                                 // 0..3
+  int stage = 1;                                    // 1..3
   torch::ScalarType compute_dtype = torch::kFloat;  // kFloat | kBFloat16 | kHalf (masters stay fp32)
   int64_t global_batch = 32;
   int microbatches = 1;
-  double bucket_mb = 25.0;        // stages 0-2: gradient unit size
+  double bucket_mb = 25.0;  // stages 1-2: gradient unit size
   uint64_t seed = 1234;
   /// Dynamic loss scaling; on for fp16 (make_engine), available to any precision for tests.
   bool loss_scaling = false;
@@ -164,7 +162,7 @@ class ZeroEngine : public parallel::Engine {
   const zero::ShardedOptimizer* optimizer_ = nullptr;
   zero::BufferPool pool_;                 // stage 3: transient unit-sized buffers, reused
   parallel::TpShards tp_;                 // every parameter's tp split, and the tp group
-  // stages 0-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
+  // stages 1-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
   // (declared after them, so it goes first: its hand-over writes u->grad)
   std::shared_ptr<Reducer> reducer_;
   // stage 3 plan

@@ -1,6 +1,6 @@
 // src/parallel/zero/zero_engine_reduce.cpp — ZeroEngine's gradient path (see
 // zero_engine.h): DDP's gradient reducer (parallel/ddp/reducer.h) over the
-// units, one bucket per unit, for stages 0-2, and the comm hook every
+// units, one bucket per unit, for stages 1-2, and the comm hook every
 // stage's dp reduction goes through (stage 3's per-block reduce-scatter in
 // zero_engine_stage3.cpp included).
 //   stage 2  reduce-scatter mode with pooled buckets: each micro-batch's
@@ -10,7 +10,6 @@
 //            micro-batches accumulate in them (no_sync until the last), and
 //            the last one's backward reduces each rank's shard in place, so
 //            u->grad, a view of that slice, holds the average.
-//   stage 0  the same buffers all-reduced whole (ReduceScatterOptions::all_reduce).
 // fp32 models' .grad alias the buffers, so autograd accumulates in place;
 // bf16/fp16 gradients are widened into them as each becomes final.
 #include "parallel/zero/zero_engine.h"
@@ -25,7 +24,6 @@ void ZeroEngine::install_reducer() {
   scatter.buffer_dtype = torch::kFloat;
   if (options_.stage < 2) {
     for (const auto& u : units_) scatter.buffers.push_back(u->full_grad);
-    scatter.all_reduce = options_.stage == 0;
   } else {
     // The units are the reducer's buckets, so its shards are the masters' slices.
     scatter.on_shard = [this](size_t u, const torch::Tensor& shard) {

@@ -140,7 +140,7 @@ void ZeroEngine::reduce_unit_gradients(size_t index) {
     if (!attached && p.grad().defined()) views[k].copy_(p.grad());
     p.mutable_grad().reset();
   }
-  // Through the same comm hook as stages 0-2 ([train] reduce_precision).
+  // Through the same comm hook as stages 1-2 ([train] reduce_precision).
   u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
   GradBucket bucket{index, u.full_grad, groups_.dp()->size(), u.reduced};
   u.work = gradient_hook()(*groups_.dp(), bucket);

@@ -124,8 +124,9 @@ TEST(DpTimesTp, MatchesWholeModelInEveryFittingLayout) {
   }
 }
 
-// Mixed precision composes with tp (ZeroEngine with the tp-built model):
-// bf16 or fp16 compute with fp32 masters, at ZeRO stages 0 and 3, and with
+// Mixed precision composes with tp (the data-parallel engine at zero = 0,
+// ZeroEngine at stage 3, each with the tp-built model): bf16 or fp16 compute
+// with fp32 masters, at zero = 0 and stage 3, and with
 // sequence parallelism at stage 3, must TRAIN like fp32 tp. gpt on
 // synthetic tokens learns nothing general in a few steps, so the runs
 // repeat one global batch (memorizing it is something to learn) with AdamW

@@ -12,7 +12,7 @@
 #include "models/model.h"
 #include "ops/ops.h"
 #include "verify/equivalence.h"
-#include "parallel/zero/precision.h"
+#include "parallel/mixed_precision/precision.h"
 #include "mpi_test_env.h"
 #include "one_process.h"
 #include <paratorch/errors.h>
@@ -362,10 +362,12 @@ TEST(Zero, Fp16IsRefusedClearlyWhereAModelLacksKernels) {
   cnn.n_layers = 1;
   cnn.d_model = 4;
   models::ModelConfig mlp = small("mlp", 0, "sgd").model;
-  EXPECT_NO_THROW(zero::require_precision_supported(torch::kHalf, torch::kCPU, *models::make_model(mlp), "[train] precision"));
+  EXPECT_NO_THROW(mixed_precision::require_precision_supported(torch::kHalf, torch::kCPU, *models::make_model(mlp),
+                                                               "[train] precision"));
   if (!ops::fp16_is_emulated(torch::kCPU)) GTEST_SKIP() << "this libtorch has CPU Half kernels";
   try {
-    zero::require_precision_supported(torch::kHalf, torch::kCPU, *models::make_model(cnn), "[train] precision");
+    mixed_precision::require_precision_supported(torch::kHalf, torch::kCPU, *models::make_model(cnn),
+                                                 "[train] precision");
     ADD_FAILURE() << "cnn in fp16 on CPU was accepted";
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("[train] precision = \"fp16\""), std::string::npos) << e.what();
@@ -383,7 +385,7 @@ TEST(Zero, InjectedInfGradientSkipsExactlyThatStep) {
   for (const std::string precision : {"fp16", "bf16"}) {
     zero::ZeroEngineOptions o;
     o.stage = 2;
-    o.compute_dtype = zero::precision_dtype(precision, "precision");
+    o.compute_dtype = mixed_precision::precision_dtype(precision, "precision");
     o.global_batch = c.data.global_batch;
     o.loss_scaling = true;
     o.scaler.initial_scale = 1024;

@@ -1,10 +1,10 @@
-// src/parallel/zero/precision.cpp — see precision.h.
-#include "parallel/zero/precision.h"
+// src/parallel/mixed_precision/precision.cpp — see precision.h.
+#include "parallel/mixed_precision/precision.h"
 
 #include "ops/ops.h"
 #include <paratorch/errors.h>
 
-namespace paratorch::zero {
+namespace paratorch::mixed_precision {
 
 torch::ScalarType precision_dtype(const std::string& precision, const std::string& field) {
   if (precision == "fp32") return torch::kFloat;
@@ -62,4 +62,4 @@ void require_precision_supported(torch::ScalarType dtype, torch::Device device, 
                              : "; use \"bf16\" or \"fp32\""));
 }
 
-}  // namespace paratorch::zero
+}  // namespace paratorch::mixed_precision

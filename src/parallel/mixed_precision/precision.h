@@ -1,4 +1,4 @@
-// src/parallel/zero/precision.h — [train] precision names, dtypes and what this build supports.
+// src/parallel/mixed_precision/precision.h — [train] precision names, dtypes and what this build supports.
 //
 // Mixed precision keeps fp32 master weights and computes in bf16 or fp16.
 // libtorch 1.13's CPU kernels lack fp16 (Half) for matrix products, layer
@@ -13,7 +13,7 @@
 
 #include <string>
 
-namespace paratorch::zero {
+namespace paratorch::mixed_precision {
 
 /// kFloat, kBFloat16 or kHalf for "fp32", "bf16", "fp16"; UsageError naming
 /// `field` (the option or key the word came from) otherwise.
@@ -32,4 +32,4 @@ void require_training_dtype(torch::ScalarType dtype, const std::string& field);
 void require_precision_supported(torch::ScalarType dtype, torch::Device device, const models::BundledModel& model,
                                  const std::string& field);
 
-}  // namespace paratorch::zero
+}  // namespace paratorch::mixed_precision
