@@ -7,6 +7,7 @@
 #include <paratorch/ddp.h>
 #include <paratorch/errors.h>
 #include <paratorch/init.h>
+#include <paratorch/mixed_precision.h>
 
 using paratorch::DDPOptions;
 using paratorch::DistributedDataParallel;
@@ -198,4 +199,53 @@ TEST(DDP, MainGradientsAccumulateAndAverageInFp32) {
   DDPOptions bad;
   bad.main_grad_dtype = torch::kLong;
   EXPECT_THROW(bad.validate(), paratorch::UsageError);
+}
+
+// The public composition a user writes (mixed_precision.h's example): a bf16
+// module under DDP with fp32 main gradients, fp32 masters that take them,
+// torch::optim::SGD over the masters. Three steps equal one process that
+// sums each rank's bf16 slice gradient in fp32 and steps the same masters.
+TEST(DDP, Bf16ModuleWithMainGradientsAndMastersStepsAsOneProcess) {
+  auto x = global_x(), y = global_y();
+  const int ranks = test_world().size();
+  Net net = make_net(1);
+  paratorch::MasterWeights masters(net.ptr(), torch::kBFloat16);
+  DDPOptions o;
+  o.main_grad_dtype = torch::kFloat;
+  DistributedDataParallel ddp(net.ptr(), test_world().comm(), o);
+  masters.use_gradients(ddp.main_grads());
+  torch::optim::SGD opt(masters.parameters(), 0.5);
+
+  Net ref = make_net(1);
+  paratorch::MasterWeights ref_masters(ref.ptr(), torch::kBFloat16);
+  torch::optim::SGD ref_opt(ref_masters.parameters(), 0.5);
+  for (int s = 0; s < 3; ++s) {
+    opt.zero_grad();
+    torch::mse_loss(net->forward(mine(x).to(torch::kBFloat16)).to(torch::kFloat), mine(y)).backward();
+    masters.widen_gradients();
+    opt.step();
+    masters.copy_to_model();
+
+    ref_opt.zero_grad();
+    std::map<std::string, torch::Tensor> sum;
+    const auto xs = x.chunk(ranks), ys = y.chunk(ranks);
+    for (int r = 0; r < ranks; ++r) {
+      for (auto& p : ref->parameters()) p.mutable_grad() = torch::Tensor();
+      torch::mse_loss(ref->forward(xs[r].to(torch::kBFloat16)).to(torch::kFloat), ys[r]).backward();
+      for (auto& p : ref->named_parameters()) {
+        auto g = p.value().grad().to(torch::kFloat);
+        sum[p.key()] = sum.count(p.key()) ? sum[p.key()] + g : g;
+      }
+    }
+    for (auto& [name, m] : ref_masters.named_parameters()) m.mutable_grad() = sum.at(name) / ranks;
+    ref_opt.step();
+    ref_masters.copy_to_model();
+  }
+  const auto mine_named = masters.named_parameters(), ref_named = ref_masters.named_parameters();
+  for (size_t i = 0; i < mine_named.size(); ++i) {
+    SCOPED_TRACE(mine_named[i].first);
+    EXPECT_TRUE(torch::allclose(mine_named[i].second, ref_named[i].second, 1e-5, 1e-6))
+        << (mine_named[i].second - ref_named[i].second).abs().max().item<double>();
+    EXPECT_EQ(net->named_parameters()[mine_named[i].first].scalar_type(), torch::kBFloat16);
+  }
 }
