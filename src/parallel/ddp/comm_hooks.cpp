@@ -3,6 +3,8 @@
 // collective (PyTorch's register_comm_hook, default_hooks.py semantics).
 #include <paratorch/ddp.h>
 
+#include "parallel/ddp/reducer.h"
+
 #include <mutex>
 
 namespace paratorch {
@@ -84,4 +86,10 @@ CommHook bf16_compress() { return compress(torch::kBFloat16); }
 CommHook fp16_compress() { return compress(torch::kHalf); }
 
 }  // namespace comm_hooks
+
+CommHook reduce_in_dtype(torch::ScalarType dtype, const Communicator& group) {
+  if (group.size() > 1 && dtype == torch::kBFloat16) return comm_hooks::bf16_compress();
+  if (group.size() > 1 && dtype == torch::kHalf) return comm_hooks::fp16_compress();
+  return comm_hooks::allreduce();
+}
 }  // namespace paratorch

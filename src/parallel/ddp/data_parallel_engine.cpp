@@ -3,6 +3,7 @@
 
 #include "parallel/checkpoint/checkpoint_pieces.h"
 
+#include "parallel/ddp/reducer.h"
 #include "parallel/finalize_grads.h"
 #include "parallel/mixed_precision/precision.h"
 #include "report/trace.h"
@@ -27,19 +28,6 @@ void DataParallelEngineOptions::validate(int dp) const {
         "and reduce_dtype to torch::kFloat, or compression to none");
 }
 
-namespace {
-
-// reduce_dtype bf16 | fp16: DDP's compression hooks round each rank's
-// (pre-divided) gradient to 16 bits and the result after the sum. One rank
-// reduces nothing, so it rounds nothing either.
-CommHook reduce_in(torch::ScalarType dtype, const Communicator& dp) {
-  if (dp.size() > 1 && dtype == torch::kBFloat16) return comm_hooks::bf16_compress();
-  if (dp.size() > 1 && dtype == torch::kHalf) return comm_hooks::fp16_compress();
-  return comm_hooks::allreduce();
-}
-
-}  // namespace
-
 DataParallelEngine::DataParallelEngine(const ProcessGroups& groups, std::shared_ptr<models::BundledModel> model,
                                        torch::Device device, DataParallelEngineOptions options)
     : groups_(groups), model_(std::move(model)), device_(device), options_(options),
@@ -54,7 +42,7 @@ DataParallelEngine::DataParallelEngine(const ProcessGroups& groups, std::shared_
   ddp_options.bucket_mb = options_.bucket_mb;
   if (precision_->enabled()) ddp_options.main_grad_dtype = torch::kFloat;  // accumulate and average in fp32
   ddp_ = std::make_unique<DistributedDataParallel>(model_, groups_.dp(), ddp_options);
-  ddp_->register_comm_hook(reduce_in(options_.reduce_dtype, *groups_.dp()));
+  ddp_->register_comm_hook(reduce_in_dtype(options_.reduce_dtype, *groups_.dp()));
   if (precision_->enabled()) {
     std::map<std::string, torch::Tensor> main;
     const auto grads = ddp_->main_grads();

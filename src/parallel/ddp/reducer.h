@@ -89,6 +89,15 @@ struct ReduceScatterOptions {
   bool all_reduce = false;
 };
 
+/// The comm hook that reduces in `dtype` ([train] reduce_precision, FSDP's
+/// reduce_dtype): kFloat the default all-reduce; bf16 | fp16 DDP's
+/// compression hooks, which round each rank's (pre-divided) gradient to 16
+/// bits and the result after the sum. PyTorch over NCCL moves 16-bit words;
+/// MPI has no 16-bit float sum, so the communicator widens internally: the
+/// numerics are a 16-bit reduction's, the bytes on the wire fp32's
+/// (docs/zero.md). A group of one rank reduces nothing, so it rounds nothing.
+CommHook reduce_in_dtype(torch::ScalarType dtype, const Communicator& group);
+
 /// Elements of a bucket of `numel` padded to a multiple of `ranks`.
 int64_t padded_bucket_numel(int64_t numel, int ranks);
 

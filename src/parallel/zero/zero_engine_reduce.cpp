@@ -36,17 +36,7 @@ void ZeroEngine::install_reducer() {
   reducer_->install_hooks();
 }
 
-// [train] reduce_precision = bf16 | fp16: DDP's compression hooks round each
-// rank's (pre-divided) gradient to 16 bits and the result after the sum.
-// PyTorch over NCCL moves 16-bit words; MPI has no 16-bit float sum, so the
-// communicator widens internally: the numerics are a 16-bit reduction's, the
-// bytes on the wire are fp32's (docs/zero.md). One rank reduces nothing, so
-// it rounds nothing either.
-CommHook ZeroEngine::gradient_hook() const {
-  const bool one_rank = groups_.dp()->size() == 1;
-  if (reduce_dtype_ == torch::kBFloat16 && !one_rank) return comm_hooks::bf16_compress();
-  if (reduce_dtype_ == torch::kHalf && !one_rank) return comm_hooks::fp16_compress();
-  return comm_hooks::allreduce();
-}
+// [train] reduce_precision (reducer.h's reduce_in_dtype).
+CommHook ZeroEngine::gradient_hook() const { return reduce_in_dtype(reduce_dtype_, *groups_.dp()); }
 
 }  // namespace paratorch::zero
