@@ -1,6 +1,6 @@
-// bench/allreduce_cluster.cpp — the hierarchical all-reduce (reduce inside
-// each host, all-reduce among the hosts' leaders, broadcast inside each host:
-// src/comm/hierarchical_all_reduce.h) against flat MPI_Allreduce over every
+// bench/allreduce_cluster.cpp — the hierarchical all-reduce (reduce-scatter
+// inside each host, all-reduce of each slice across hosts, all-gather inside
+// each host: src/comm/hierarchical_all_reduce.h) against flat MPI_Allreduce over every
 // rank, in the same run. Run across hosts (bench/allreduce_cluster_compare
 // runs it on namespace hosts through scripts/cluster):
 //   bench_allreduce_cluster [ROUNDS]

@@ -1,6 +1,6 @@
 // src/comm/hierarchical_all_reduce.h — all-reduce for groups that span hosts:
-// reduce inside each host, all-reduce among one leader per host, broadcast
-// inside each host.
+// reduce inside each host, all-reduce across hosts among one rank per host
+// (one per slice: a rail), then share the result inside each host.
 //
 // Why: a flat all-reduce whose every rank crosses hosts (recursive doubling
 // or halving, a ring whose neighbours sit on other hosts) puts the traffic
@@ -13,15 +13,16 @@
 // and Horovod build their cross-node all-reduce the same way.
 //
 // Inside a host both steps go through the host's shared-memory window
-// (shm_all_reduce.h), whose waits sleep rather than spin. Step 1 is the
-// window's all-reduce. In step 2, with R ranks on every host, local rank r
-// all-reduces slice r of R with the local rank r of every other host (its
-// "rail", as NCCL runs one ring per NIC), as a ring: reduce-scatter, then
-// all-gather. Step 3 is the window's all-reduce again, each rank holding its
-// slice and the neutral element elsewhere (0 for a sum, -inf for a max, +inf
-// for a min): every rank gets every slice, exactly. Without a window on
-// every host (no room in /dev/shm) local rank 0 carries the whole buffer
-// and the host steps are MPI_Reduce and MPI_Bcast.
+// (shm_all_reduce.h), whose waits sleep rather than spin. With R rails (R up
+// to the smallest host's ranks, fewer for small buffers: rails_for()),
+// step 1 is the window's reduce-scatter: local rank r < R gets slice r of R
+// summed over the host. In step 2 local rank r all-reduces slice r with the
+// local rank r of every other host (its "rail", as NCCL runs one ring per
+// NIC), as a ring: reduce-scatter, then all-gather. Step 3 is the window's
+// all-gather of the slices. Every element is summed in one order, so every
+// rank gets the same bits. Without a window on every host (no room in
+// /dev/shm) local rank 0 carries the whole buffer and the host steps are
+// MPI_Reduce and MPI_Bcast.
 //
 // Whether it wins depends on the links, so, as for the shared-memory window
 // (shm_all_reduce.h), the communicator asks beats_flat() per power-of-two
@@ -46,11 +47,22 @@
 
 namespace paratorch::comm {
 
+/// Sizes that shape the path; the defaults are measured (see the .cpp), tests
+/// shrink them to cross every boundary on small buffers.
+struct HierarchicalTuning {
+  /// A rail carries at least this much (fewer rails for smaller buffers).
+  int64_t min_rail_bytes = 2 << 20;
+  /// A chunk crosses the ring in segments of at most this.
+  int64_t ring_segment_bytes = 1 << 20;
+  /// The host window's chunk (ShmAllReduce::create's max_chunk_bytes).
+  int64_t window_chunk_bytes = ShmAllReduce::kMaxChunkBytes;
+};
+
 class HierarchicalAllReduce {
  public:
   /// Collective over `comm`. nullptr when all ranks share one host or every
   /// host holds one rank (nothing to gain): the caller keeps the flat path.
-  static std::unique_ptr<HierarchicalAllReduce> create(MPI_Comm comm);
+  static std::unique_ptr<HierarchicalAllReduce> create(MPI_Comm comm, HierarchicalTuning tuning = {});
   ~HierarchicalAllReduce();
 
   /// In-place all-reduce of a contiguous CPU fp32/fp64 tensor
@@ -68,15 +80,17 @@ class HierarchicalAllReduce {
  private:
   HierarchicalAllReduce() = default;
   void rail_all_reduce(void* data, int count, MPI_Datatype type, MPI_Op op, int64_t elem);
+  int rails_for(int64_t bytes) const;
 
   MPI_Comm comm_ = MPI_COMM_NULL;     // the whole group (not owned)
   MPI_Comm local_ = MPI_COMM_NULL;    // this host's ranks
   MPI_Comm rail_ = MPI_COMM_NULL;     // local rank r of every host (r < rails_); NULL elsewhere
-  int rails_ = 1;                     // one: local rank 0 (see create())
+  int rails_ = 1;                     // at most: the smallest host's ranks (see create())
   int local_rank_ = 0;
   std::unique_ptr<ShmAllReduce> local_shm_;  // this host's window; nullptr: MPI inside the host too
   int size_ = 1;
   int hosts_ = 1;
+  HierarchicalTuning tuning_;
   MeasuredChoice choice_;  // hierarchical or flat, per size class
 };
 

@@ -10,10 +10,13 @@
 // one write), and copies the reduced chunk out (one read): about 2 + 1 + 1
 // passes over the data per rank, with no fragmenting and no busy MPI polling.
 //
-// Two barriers per chunk (ShmWindow::barrier, shm_window.h). Chunks alternate between two buffers, so
-// a chunk's copy-in cannot overwrite a buffer that a slower rank still copies
-// out of (it passed the previous chunk's first barrier, hence finished the
-// chunk before). Every element is reduced by one rank in rank order, then
+// reduce_scatter() and all_gather() are the host steps of the hierarchical
+// all-reduce (hierarchical_all_reduce.h): each moves only what its ranks need.
+//
+// Two barriers per chunk in run(), one in the others (ShmWindow::barrier,
+// shm_window.h). Chunks alternate between two buffers, so a chunk's copy-in
+// cannot overwrite a buffer that a slower rank still reads (it passed the
+// previous chunk's barrier, hence finished the chunk before). Every element is reduced by one rank in rank order, then
 // copied by all: results are bitwise identical on every rank.
 //
 // Whether the window beats MPI is the machine's, not a constant: on the same
@@ -34,6 +37,8 @@
 
 #include <cstdint>
 #include <map>
+#include <utility>
+#include <vector>
 #include <memory>
 
 namespace paratorch::comm {
@@ -54,6 +59,20 @@ class ShmAllReduce {
 
   /// In-place all-reduce of `host` (suits(host) must hold). Collective.
   void run(torch::Tensor& host, ReduceOp op);
+
+  int size() const { return window_->size(); }
+
+  /// Element ranges [begin, end) of a buffer, one per rank of the window.
+  using Slices = std::vector<std::pair<int64_t, int64_t>>;
+
+  /// In-place reduce-scatter: afterwards `slices[rank]` of this rank's
+  /// `host` holds the reduction of every rank's elements there (the rest of
+  /// `host` is left as it was). One copy in and one 1/P reduction per rank,
+  /// against run()'s two copies. Collective.
+  void reduce_scatter(torch::Tensor& host, ReduceOp op, const Slices& slices);
+  /// In-place all-gather: every rank's `host` gets `slices[q]` from rank q.
+  /// Collective.
+  void all_gather(torch::Tensor& host, const Slices& slices);
 
   /// Whether run() is faster than MPI_Allreduce for fp32 buffers of about
   /// `bytes` on this group now: the first call for a power-of-two size class

@@ -74,6 +74,38 @@ TEST(Communicator, SharedMemoryAllReduceMatchesElementwiseReference) {
   expect_all_reduce_matches_reference(n, [&](torch::Tensor& t, ReduceOp op) { shm->run(t, op); });
 }
 
+// The window's reduce-scatter and all-gather (the host steps of the
+// hierarchical all-reduce) over uneven slices that cross chunk boundaries,
+// the last rank's empty: each rank's slice is the sum, the rest of its
+// buffer is untouched until the all-gather brings every slice.
+TEST(Communicator, SharedMemoryReduceScatterAndAllGatherBySlices) {
+  auto shm = paratorch::comm::ShmAllReduce::create(MPI_COMM_WORLD, 64 * 1024);
+  ASSERT_TRUE(shm);
+  const int64_t n = 3 * 64 * 1024 / 4 + 321;
+  paratorch::comm::ShmAllReduce::Slices slices;
+  for (int q = 0; q < N(); ++q)  // rank q < N-1 gets (q+1) shares of N(N-1)/2; the last none
+    slices.emplace_back(q == 0 ? 0 : slices.back().second,
+                        q + 1 == N() ? n : n * ((q + 1) * (q + 2) / 2) / (N() * (N() - 1) / 2));
+  slices.back().first = n;
+  for (auto type : {torch::kFloat, torch::kDouble}) {
+    auto values_of = [&](int r) {
+      return (torch::arange(n, torch::kDouble).remainder(1013) * 0.001 + r * 0.5).to(type);
+    };
+    auto want = values_of(0);
+    for (int q = 1; q < N(); ++q) want += values_of(q);
+    auto t = values_of(R());
+    shm->reduce_scatter(t, ReduceOp::kSum, slices);
+    const auto [lo, hi] = slices[static_cast<size_t>(R())];
+    EXPECT_TRUE(torch::allclose(t.slice(0, lo, hi), want.slice(0, lo, hi), 1e-6, 1e-6)) << type;
+    EXPECT_TRUE(torch::equal(t.slice(0, 0, lo), values_of(R()).slice(0, 0, lo))) << "outside the slice: untouched";
+    shm->all_gather(t, slices);
+    EXPECT_TRUE(torch::allclose(t, want, 1e-6, 1e-6)) << type;
+    auto rank0 = t.clone();
+    test_world().comm()->broadcast(rank0, 0);
+    EXPECT_TRUE(torch::equal(t, rank0)) << "ranks disagree bitwise";
+  }
+}
+
 // A buffer above the threshold goes the shared-memory way inside all_reduce.
 TEST(Communicator, LargeAllReduceThroughTheCommunicator) {
   auto comm = test_world().comm();

@@ -52,3 +52,20 @@ TEST(HierarchicalAllReduce, NotBuiltWithinOneHostOrWithOneRankPerHost) {
   EXPECT_FALSE(paratorch::comm::HierarchicalAllReduce::create(MPI_COMM_WORLD));
   unsetenv("PARATORCH_NODE_SIZE");
 }
+
+// Small sizes, so a 100003-element buffer crosses every boundary: two rails
+// where every host has two ranks, several ring segments per chunk, and
+// several window chunks in the host steps' reduce-scatter and all-gather.
+TEST(HierarchicalAllReduce, RailsSegmentsAndWindowChunksMatchTheReference) {
+  setenv("PARATORCH_NODE_SIZE", "2", 1);
+  paratorch::comm::HierarchicalTuning small;
+  small.min_rail_bytes = 64 << 10;
+  small.ring_segment_bytes = 16 << 10;
+  small.window_chunk_bytes = 96 << 10;
+  auto h = paratorch::comm::HierarchicalAllReduce::create(MPI_COMM_WORLD, small);
+  unsetenv("PARATORCH_NODE_SIZE");
+  ASSERT_TRUE(h);
+  expect_all_reduce_matches_reference(100003, [&](torch::Tensor& t, ReduceOp op) { h->run(t, op); });
+  // Fewer elements than rails x hosts: some slices and chunks are empty.
+  expect_all_reduce_matches_reference(3, [&](torch::Tensor& t, ReduceOp op) { h->run(t, op); });
+}
