@@ -2,7 +2,8 @@
 //   fault_probe skip TIMEOUT      rank 1 stays alive but skips the second all_reduce (silent)
 //   fault_probe mismatch TIMEOUT  ranks pass different shapes (run with PARATORCH_DEBUG=1)
 //   fault_probe die TIMEOUT       rank 1 exits abruptly before the second all_reduce (dead)
-//   fault_probe stop TIMEOUT      rank 1 stops itself (SIGSTOP) before the second all_reduce
+//   fault_probe stop TIMEOUT      rank 1 stops itself (SIGSTOP) before the second all_reduce,
+//                                 ignoring SIGTERM (the launcher continues it before SIGKILL)
 //   fault_probe usr1 TIMEOUT      every rank signals itself SIGUSR1 after the first all_reduce,
 //                                 waits for its flight record to appear, and exits 0
 // The tests around it check the job ends fast, non-zero, with a message that
@@ -46,7 +47,14 @@ int main(int argc, char** argv) {
     if (world.rank() == 1) {
       if (mode == "skip") std::this_thread::sleep_for(std::chrono::seconds(60));
       if (mode == "die") std::_Exit(3);
-      if (mode == "stop") std::raise(SIGSTOP);
+      if (mode == "stop") {
+        // Open MPI ends the job with SIGCONT, SIGTERM, then SIGKILL a second
+        // later. Ignoring SIGTERM gives this rank that second, once
+        // continued, to act on the questions it got while stopped, so the
+        // test sees whether it writes a record of its later state.
+        std::signal(SIGTERM, SIG_IGN);
+        std::raise(SIGSTOP);
+      }
     }
     comm->all_reduce(t);  // skip: #1 never matched; mismatch: #0 disagrees
     std::printf("rank %d: unexpectedly completed\n", world.rank());
