@@ -5,9 +5,10 @@
 // Why: a flat all-reduce whose every rank crosses hosts (recursive doubling
 // or halving, a ring whose neighbours sit on other hosts) puts the traffic
 // of a host's R ranks on its one link, ~2R(P-1)/P buffers. Done
-// hierarchically, the link carries only the leader's 2(H-1)/H (2.3x less for
-// 4 hosts of 2 ranks), only H ranks run the network stack, and the steps
-// inside a host use its fast paths. A ring in host order already crosses
+// hierarchically, the link carries one buffer's 2(H-1)/H, split over the
+// host's rails (2.3x less for 4 hosts of 2 ranks), each rail runs the
+// network stack on its slice only, and the steps inside a host use its fast
+// paths. A ring in host order already crosses
 // each link once per direction, 2(P-1)/P: against it the bytes allow at most
 // (P-1)H/(P(H-1)), 1.17x at 4 x 2 (docs/cluster.md measures both). NCCL
 // and Horovod build their cross-node all-reduce the same way.
