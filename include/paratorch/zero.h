@@ -31,6 +31,7 @@
 ///   auto full = sharded.full_parameters();                // collective: every name, full shape
 #pragma once
 #include <paratorch/communicator.h>
+#include <paratorch/ddp.h>
 #include <paratorch/mixed_precision.h>
 
 #include <torch/torch.h>
@@ -164,6 +165,12 @@ TORCH_MODULE(FsdpUnit);
 class FullyShardedModule {
  public:
   explicit FullyShardedModule(std::shared_ptr<FsdpState> state);
+  /// Replaces how the units' gradients are reduce-scattered (PyTorch FSDP's
+  /// register_comm_hook): the hook gets each unit's full fp32 gradient as a
+  /// reduce-scatter bucket (GradBucket::shard defined). The default is
+  /// comm_hooks::allreduce(), or bf16_compress()/fp16_compress() for a 16-bit
+  /// mixed_precision.reduce_dtype. Call it before the first backward.
+  void register_comm_hook(CommHook hook);
   /// Every unit's shard, for the optimizer (also module->parameters() now).
   std::vector<torch::Tensor> parameters() const;
   std::vector<FsdpUnit> units() const;

@@ -7,6 +7,7 @@
 // holds the whole buffer in param_dtype (all-gathered, from a pool) and the
 // wrapped module's parameters are views of it; released, they are empty.
 #pragma once
+#include <paratorch/ddp.h>
 #include <paratorch/zero.h>
 
 #include "parallel/ddp/buffer_pool.h"
@@ -33,6 +34,18 @@ struct FsdpState {
   std::vector<std::weak_ptr<FsdpUnitImpl>> wrappers;
   std::vector<size_t> order;  // units in the order their forward first ran
   zero::BufferPool pool;
+  /// How a unit's gradients are reduce-scattered (the data-parallel engines'
+  /// seam: reduce_in_dtype(mixed_precision.reduce_dtype) by default).
+  CommHook hook;
+  /// Reduce-scatters in flight: launched at the end of a unit's backward,
+  /// finished before the next unit's starts or at the end of the backward.
+  struct Pending {
+    size_t unit;
+    torch::Tensor full, reduced;
+    WorkHandle work;
+  };
+  std::vector<Pending> pending;
+  bool finish_queued = false;
 
   // fsdp_unit.cpp
   void gather_async(size_t u);
@@ -40,9 +53,11 @@ struct FsdpState {
   void release(size_t u);
   /// The unit `offset` places after u in forward order (negative: before), if known.
   void prefetch(size_t u, int offset);
-  /// The unit's full gradients (null where none), reduce-scattered and
-  /// averaged over the group: this rank's fp32 shard of the gradient.
-  torch::Tensor reduce_scatter(size_t u, const std::vector<torch::Tensor>& grads);
+  /// Starts reducing the unit's full gradients (null where none) over the
+  /// group through `hook`; finish_reductions() adds this rank's averaged
+  /// fp32 slice into the unit's shard.grad(), as autograd would have.
+  void reduce_scatter_async(size_t u, const std::vector<torch::Tensor>& grads);
+  void finish_reductions();
 };
 
 }  // namespace paratorch

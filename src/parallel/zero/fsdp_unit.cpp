@@ -7,13 +7,17 @@
 // runs it, and frees it (reshard_after_forward), keeping only its input.
 // Backward gathers it again, recomputes the unit with autograd from the
 // saved input (activation checkpointing, Chen et al. 2016), differentiates
-// it, frees it, and returns as the shard's gradient the reduce-scatter of
-// the unit's full gradient: autograd accumulates that into flat_param.grad,
-// where the user's optimizer reads it. With `prefetch` the next unit's
+// it, frees it, and starts the reduce-scatter of the unit's full gradient
+// through the comm hook (the same seam as DDP's and the engines'). It runs
+// while the next unit back computes; the previous one is finished (added
+// into flat_param.grad, where the user's optimizer reads it) before a new
+// one starts, and the last when the backward pass ends. With `prefetch` the next unit's
 // all-gather (previous unit's, in backward) is issued before this unit
 // computes, so the two overlap on the communication thread (the order of
 // the first forward is used, as PyTorch FSDP records it).
 #include "parallel/zero/fsdp_state.h"
+
+#include "parallel/gradient_hooks.h"
 
 #include <paratorch/errors.h>
 
@@ -63,21 +67,50 @@ void FsdpState::prefetch(size_t index, int offset) {
   if (pos >= 0 && pos < static_cast<int64_t>(order.size())) gather_async(order[static_cast<size_t>(pos)]);
 }
 
-torch::Tensor FsdpState::reduce_scatter(size_t index, const std::vector<torch::Tensor>& grads) {
+// At most one reduce-scatter is left in flight: the previous unit's is
+// finished before this one's full gradient buffer is taken, so it overlaps
+// this unit's recompute and backward, and no more than two full gradient
+// buffers are live (as ZeroEngine's stage 3 and PyTorch FSDP bound theirs).
+void FsdpState::reduce_scatter_async(size_t index, const std::vector<torch::Tensor>& grads) {
   torch::NoGradGuard no_grad;
+  finish_reductions();
   Unit& u = units[index];
-  const auto dtype = options.mixed_precision.reduce_dtype;
-  auto full = pool.take(u.layout->padded_numel(), dtype, u.shard.device()).zero_();
+  auto full = pool.take(u.layout->padded_numel(), torch::kFloat, u.shard.device()).zero_();
   const auto views = u.layout->views(full);
   for (size_t k = 0; k < grads.size(); ++k)
     if (grads[k].defined()) views[k].copy_(grads[k]);
-  auto reduced = pool.take(u.layout->shard_numel(), dtype, u.shard.device());
-  if (group->size() > 1 && full.numel() > 0) group->reduce_scatter(reduced, full, ReduceOp::kAvg);
-  else reduced.copy_(full);
-  auto out = reduced.to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
-  pool.give(std::move(full));
-  pool.give(std::move(reduced));
-  return out;
+  auto reduced = pool.take(u.layout->shard_numel(), torch::kFloat, u.shard.device());
+  WorkHandle work;
+  if (group->size() > 1 && full.numel() > 0) {
+    GradBucket bucket{index, full, group->size(), reduced};
+    work = hook(*group, bucket);
+  } else {
+    reduced.copy_(full.narrow(0, 0, reduced.numel()));
+    work = completed_work();
+  }
+  pending.push_back({index, std::move(full), std::move(reduced), std::move(work)});
+  if (!finish_queued) {  // the last unit's reduce-scatter: waited for when backward ends
+    finish_queued = true;
+    at_end_of_backward([this] {
+      finish_reductions();
+      finish_queued = false;
+    });
+  }
+}
+
+void FsdpState::finish_reductions() {
+  torch::NoGradGuard no_grad;
+  for (auto& p : pending) {
+    p.work->wait();
+    auto& shard = units[p.unit].shard;
+    if (shard.grad().defined())
+      shard.mutable_grad().add_(p.reduced);
+    else
+      shard.mutable_grad() = p.reduced.clone();
+    pool.give(std::move(p.full));
+    pool.give(std::move(p.reduced));
+  }
+  pending.clear();
 }
 
 namespace {
@@ -133,9 +166,10 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
       torch::Tensor input_gradient = input_grad ? computed[next++] : torch::Tensor();
       std::vector<torch::Tensor> param_grads;
       for (const auto& p : unit.params) param_grads.push_back(p.requires_grad() ? computed[next++] : torch::Tensor());
+      // The shard's gradient arrives through finish_reductions(), not autograd.
       grads = {input_gradient, torch::Tensor(), torch::Tensor(), torch::Tensor()};
       state->release(u);
-      grads[1] = state->reduce_scatter(u, param_grads);
+      state->reduce_scatter_async(u, param_grads);
     }
     return grads;
   }

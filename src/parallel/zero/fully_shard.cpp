@@ -11,6 +11,7 @@
 // once: a parameter outside every unit would be neither sharded nor reduced.
 #include "parallel/zero/fsdp_state.h"
 
+#include "parallel/ddp/reducer.h"
 #include "parallel/zero/sharded_optimizer.h"
 #include <paratorch/errors.h>
 
@@ -135,6 +136,7 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
   auto state = std::make_shared<FsdpState>();
   state->group = std::move(dp_group);
   state->options = options;
+  state->hook = reduce_in_dtype(options.mixed_precision.reduce_dtype, *state->group);
   state->units.resize(names.size());
   for (size_t u = 0; u < names.size(); ++u) {
     auto& unit = state->units[u];
@@ -155,6 +157,11 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
 }
 
 FullyShardedModule::FullyShardedModule(std::shared_ptr<FsdpState> state) : state_(std::move(state)) {}
+
+void FullyShardedModule::register_comm_hook(CommHook hook) {
+  if (!hook) throw UsageError("paratorch: FullyShardedModule::register_comm_hook: the hook is empty");
+  state_->hook = std::move(hook);
+}
 
 std::vector<torch::Tensor> FullyShardedModule::parameters() const {
   std::vector<torch::Tensor> out;

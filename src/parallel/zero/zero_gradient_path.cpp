@@ -56,9 +56,7 @@ void ZeroRedundancyOptimizer::Impl::install_reducer() {
   scatter.buffer_dtype = torch::kFloat;
   scatter.on_shard = [this](size_t b, const torch::Tensor& shard) { add_reduced_shard(b, shard); };
   reducer = std::make_shared<Reducer>(params, names, group, std::move(scatter));
-  const auto reduce_dtype = options.mixed_precision.reduce_dtype;
-  if (reduce_dtype == torch::kBFloat16) reducer->set_comm_hook(comm_hooks::bf16_compress());
-  else if (reduce_dtype == torch::kHalf) reducer->set_comm_hook(comm_hooks::fp16_compress());
+  reducer->set_comm_hook(reduce_in_dtype(options.mixed_precision.reduce_dtype, *group));
   reducer->install_hooks();
 }
 

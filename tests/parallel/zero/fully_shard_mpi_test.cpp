@@ -1,6 +1,7 @@
 // tests/parallel/zero/fully_shard_mpi_test.cpp — fully_shard trains exactly
 // as one process (with and without prefetch and resharding, and units
-// named inside a nested Sequential); each rank holds only its shards; bad
+// named inside a nested Sequential); its reduce-scatters go through the
+// comm hook; each rank holds only its shards; bad
 // unit lists are refused naming FullyShardOptions::units.
 #include <gtest/gtest.h>
 
@@ -87,6 +88,44 @@ TEST(FullyShard, WithoutPrefetchOrResharding) {
   o.prefetch = false;
   o.reshard_after_forward = false;
   expect_equivalent(o, "fsdp-no-prefetch-no-reshard");
+}
+
+// The units' reduce-scatters go through the comm hook, one bucket per unit
+// and backward, as reduce-scatter buckets, and have all finished (in the
+// shards' .grad) when backward returns. A bf16 hook stays near the default.
+TEST(FullyShard, ReduceScattersGoThroughTheCommHook) {
+  auto comm = test_world().comm();
+  auto grads_with = [&](CommHook hook, int* calls) {
+    auto net = zero_test::make_mlp();
+    auto sharded = fully_shard(net.ptr(), comm, layer_units());
+    if (hook)
+      sharded.register_comm_hook([hook, calls](Communicator& c, GradBucket& bucket) {
+        EXPECT_TRUE(bucket.shard.defined()) << "a reduce-scatter bucket";
+        EXPECT_EQ(bucket.divisor, c.size());
+        ++*calls;
+        return hook(c, bucket);
+      });
+    auto batch = zero_test::batch(0);
+    zero_test::loss_of(net, local_slice(batch, comm->rank(), comm->size())).backward();
+    std::vector<torch::Tensor> out;
+    for (const auto& shard : sharded.parameters()) {
+      EXPECT_TRUE(shard.grad().defined()) << "every unit's gradient is in its shard when backward returns";
+      out.push_back(shard.grad().defined() ? shard.grad().clone() : torch::zeros_like(shard));
+    }
+    return out;
+  };
+  int calls = 0;
+  const auto plain = grads_with(nullptr, nullptr);
+  const auto hooked = grads_with(comm_hooks::allreduce(), &calls);
+  EXPECT_EQ(calls, 3) << "one reduce-scatter per unit with parameters (the 3 Linears, not the 2 ReLUs)";
+  int bf16_calls = 0;
+  const auto bf16 = grads_with(comm_hooks::bf16_compress(), &bf16_calls);
+  ASSERT_EQ(plain.size(), hooked.size());
+  for (size_t u = 0; u < plain.size(); ++u) {
+    EXPECT_TRUE(torch::equal(plain[u], hooked[u])) << "unit " << u;
+    EXPECT_TRUE(torch::allclose(bf16[u], plain[u], 2e-2, 1e-3)) << "unit " << u;
+  }
+  EXPECT_THROW(fully_shard(zero_test::make_mlp().ptr(), comm, layer_units()).register_comm_hook(nullptr), UsageError);
 }
 
 // The module itself a Sequential: the default units are its children.
