@@ -2,7 +2,7 @@
 #include "train/hogwild_runner.h"
 
 #include "train/async_layout.h"
-#include "train/ps_logger.h"
+#include "train/run_cadence.h"
 #include "parallel/async/ps_protocol.h"
 #include "parallel/async/ps_trace.h"
 #include "parallel/async/validation.h"
@@ -35,15 +35,16 @@ struct Shared {
   DistributedSampler batches;
   std::mutex log_mutex;  // metrics only; never held during an update
   std::unique_ptr<train::RunReporter> reporter;
+  train::RunCadence cadence;
 
-  explicit Shared(const train::Config& c) : config(c), batches(c.data.global_batch, 0, 1) {}
+  explicit Shared(const train::Config& c) : config(c), batches(c.data.global_batch, 0, 1), cadence(c.train) {}
 };
 
 thread_local double step_started_s = 0;  // this thread's current step (for step_ms)
 
 void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double validation) {
   const int64_t step = s + 1;
-  if (step % sh.config.train.log_every != 0 && step != sh.config.train.steps) return;
+  if (!sh.cadence.logs(step)) return;
   std::lock_guard<std::mutex> lock(sh.log_mutex);
   report::StepMetrics m = sh.reporter->line(step, loss, lr, ms);
   std::string val;
@@ -59,7 +60,7 @@ void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double v
 // The bundled model's loss on global batch s (what each Hogwild thread differentiates).
 torch::Tensor batch_loss(Shared& sh, int64_t s) {
   step_started_s = now_s();
-  if (s == kTracedSteps) report::Tracer::instance().disable();
+  if (s == train::RunCadence::kTracedSteps) report::Tracer::instance().disable();
   return sh.model->loss(sh.dataset->train_batch(sh.batches.global_indices(s)));
 }
 
@@ -68,7 +69,7 @@ torch::Tensor batch_loss(Shared& sh, int64_t s) {
 void after_step(Shared& sh, int64_t s, double loss, double lr) {
   const double ms = (now_s() - step_started_s) * 1000;
   double validation = std::numeric_limits<double>::quiet_NaN();
-  if (validates_at(s + 1, sh.config.train.log_every, sh.config.train.steps)) {
+  if (sh.cadence.validates_mid_run(s + 1)) {
     report::Tracer::Span span("validation", "compute");
     validation = validation_loss(*sh.model, *sh.dataset, sh.config.data.global_batch);
   }

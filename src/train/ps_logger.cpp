@@ -9,10 +9,6 @@
 
 namespace paratorch::async {
 
-bool validates_at(int64_t step, int log_every, int64_t steps) {
-  return step > 0 && step < steps && step % (5 * static_cast<int64_t>(log_every)) == 0;
-}
-
 Logger::Logger(const Server& server, train::RunReporter& reporter, LoggerOptions options)
     : server_(server), reporter_(reporter), options_(std::move(options)), logged_step_(options_.first_step),
       last_s_(now_s()) {}
@@ -28,7 +24,7 @@ void Logger::on_push(int64_t step, double validation) {
   }
   if (++pushes_ % options_.workers != 0) return;
   const int64_t global = options_.first_step + pushes_ / options_.workers;
-  if (global % options_.log_every != 0 && global != options_.steps) return;
+  if (!options_.cadence.logs(global)) return;
   double loss = 0;
   int n = 0;
   for (double l : server_.worker_losses())
@@ -49,7 +45,8 @@ void Logger::on_push(int64_t step, double validation) {
     reporter_.add_validation(validation_.begin()->first, validation_.begin()->second);
     validation_.erase(validation_.begin());
   }
-  if (validates_at(global, options_.log_every, options_.steps) && !m.extra.count("val_loss")) held_ = m;
+  if (options_.cadence.validates_mid_run(global) && !m.extra.count("val_loss"))
+    held_ = m;
   else write(m);
 }
 

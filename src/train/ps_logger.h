@@ -16,6 +16,7 @@
 #include "parallel/async/ps_server.h"
 #include "report/metrics.h"
 #include "optim/lr_schedule.h"
+#include "train/run_cadence.h"
 #include "train/run_reporter.h"
 
 #include <map>
@@ -26,15 +27,10 @@ namespace paratorch::async {
 
 struct LoggerOptions {
   int workers = 1;
-  int log_every = 1;
-  int64_t steps = 1;
+  train::RunCadence cadence;     // when lines and validations are due
   int64_t first_step = 0;        // a resumed run starts here
   optim::LrSchedule schedule;
 };
-
-/// True when the worker computing share 0 of global step `step` measures
-/// the validation loss first (5 x log_every, as the synchronous trainer).
-bool validates_at(int64_t step, int log_every, int64_t steps);
 
 class Logger {
  public:

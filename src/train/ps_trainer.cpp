@@ -196,8 +196,7 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
     reporter = std::make_unique<train::RunReporter>(job.config, *job.dataset, start);  // a resume trims metrics.jsonl
     LoggerOptions lo;
     lo.workers = job.workers;
-    lo.log_every = job.config.train.log_every;
-    lo.steps = job.config.train.steps;
+    lo.cadence = train::RunCadence(job.config.train);
     lo.first_step = start;
     lo.schedule = job.schedule;
     logger = std::make_unique<Logger>(server, *reporter, lo);
@@ -208,7 +207,7 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
                 job.config.train.out_dir.c_str());
     std::fflush(stdout);
   }
-  const int every = job.config.train.checkpoint_every;
+  const train::RunCadence cadence(job.config.train);
   int64_t saved = start;
   const Injection inj = read_injection();
   server.on_push = [&](int64_t, int64_t step, double validation) {
@@ -219,9 +218,9 @@ train::TrainResult run_server(Job& job, const std::string& resume_dir) {
       std::raise(SIGKILL);
     }
     if (logger) logger->on_push(step, validation);
-    if (server.min_clock() >= start + kTracedSteps) report::Tracer::instance().disable();
+    if (!train::RunCadence::traces(server.min_clock() - start)) report::Tracer::instance().disable();
     const int64_t done = server.min_clock();
-    if (every > 0 && done / every > saved / every) save_server(job, server, k, saved = done);
+    if (cadence.checkpoints_between(saved, done)) save_server(job, server, k, saved = done);
   };
   const double t0 = now_s();
   server.serve();
@@ -258,6 +257,7 @@ train::TrainResult run_worker(Job& job) {
   const int64_t start = first.item<int64_t>();
   const bool shared = job.config.parallel.staleness < 0;  // slots from server 0 (ServerOptions::assign_slots)
   std::optional<ValidationSet> validation_set;  // built at this worker's first validation
+  const train::RunCadence cadence(job.config.train);
   const double t0 = now_s();
   double loss = 0;
   int64_t steps = 0;
@@ -273,7 +273,7 @@ train::TrainResult run_worker(Job& job) {
       std::fflush(stderr);
       std::raise(SIGKILL);
     }
-    if (steps == kTracedSteps) report::Tracer::instance().disable();
+    if (steps == train::RunCadence::kTracedSteps) report::Tracer::instance().disable();
     const int64_t slot = worker.pull(t);
     if (shared && slot < 0) break;
     // Slot g is worker g % W's share of global step g / W: the samples the
@@ -281,7 +281,7 @@ train::TrainResult run_worker(Job& job) {
     const int64_t step = shared ? slot / job.workers : t;
     const int share = shared ? static_cast<int>(slot % job.workers) : index;
     double validation = std::numeric_limits<double>::quiet_NaN();  // mid-run validation: ps_logger.h
-    if (share == 0 && validates_at(step, job.config.train.log_every, job.config.train.steps)) {
+    if (share == 0 && cadence.validates_mid_run(step)) {
       report::Tracer::Span span("validation", "compute");
       if (!validation_set) validation_set.emplace(*job.dataset, job.config.data.global_batch);
       validation = validation_set->loss(*job.model);

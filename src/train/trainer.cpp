@@ -17,6 +17,7 @@
 #include "train/generate.h"
 #include "optim/lr_schedule.h"
 #include "train/run_history.h"
+#include "train/run_cadence.h"
 #include "train/run_reporter.h"
 #include "train/engine_factory.h"
 #include "train/engine_options.h"
@@ -35,10 +36,6 @@ namespace {
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-
-// trace.json covers the first kTracedSteps steps: enough to see the overlap
-// of backward and the bucket all-reduces, without a file that grows with the run.
-constexpr int64_t kTracedSteps = 20;
 
 // Validation uses the first kValidationBatches global batches of held-out samples.
 constexpr int kValidationBatches = 4;
@@ -144,8 +141,9 @@ TrainResult Trainer::run(const std::string& resume_dir) {
   }
   double loss = 0;
   const double started = now_s();
+  const RunCadence cadence(train);
   for (int64_t s = start; s < train.steps; ++s) {
-    if (s == start + kTracedSteps) report::Tracer::instance().disable();
+    if (s - start == RunCadence::kTracedSteps) report::Tracer::instance().disable();
     const double t0 = now_s();
     double grad_norm = 0;
     const int64_t bytes0 = comm_bytes_sent();
@@ -154,15 +152,15 @@ TrainResult Trainer::run(const std::string& resume_dir) {
     t.step_comm_bytes = comm_bytes_sent() - bytes0;
     t.total_comm_bytes += t.step_comm_bytes;
     if (s > start || train.steps - start == 1) t.step_ms_sum += ms, ++t.timed_steps;  // first step warms up
-    const bool last = s + 1 == train.steps;
-    const bool validating = (s + 1) % (5 * train.log_every) == 0 || last;
+    const bool last = cadence.last(s + 1);
+    const bool validating = cadence.validates_mid_run(s + 1) || last;
     parallel::EvalResult eval;
     if (validating) eval = t.validate();
-    if ((s + 1) % train.log_every == 0 || last || s == start)
+    if (cadence.logs(s + 1) || s == start)
       t.log(s + 1, loss, t.schedule.at(s), ms, grad_norm, validating ? &eval : nullptr, now_s() - started);
     else if (t.leader() && report::stdout_is_terminal())
       t.progress->update(s + 1, loss, t.throughput(ms), now_s() - started);
-    if (last || (train.checkpoint_every > 0 && (s + 1) % train.checkpoint_every == 0)) t.save_checkpoint(s + 1);
+    if (cadence.checkpoints(s + 1)) t.save_checkpoint(s + 1);
   }
   t.finish_outputs();
   TrainResult result =

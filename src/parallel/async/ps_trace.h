@@ -6,7 +6,7 @@
 // rank 0 waits for each at most [comm] timeout_s, leaving out a rank whose
 // spans never come. Same file, same spans as in sync mode (ps_pull,
 // ps_push, forward_backward on workers; ps_reply, ps_apply on servers),
-// covering each rank's first kTracedSteps steps.
+// covering what each rank traced (the runner decides how many steps).
 #pragma once
 #include <paratorch/communicator.h>
 
@@ -14,10 +14,6 @@
 #include <vector>
 
 namespace paratorch::async {
-
-/// Steps (a worker's own; the slowest worker's on a server) traced, as the
-/// synchronous trainer's.
-constexpr int64_t kTracedSteps = 20;
 
 /// Sends this rank's spans to rank 0; gives up after `timeout_s` (rank 0 gone).
 void send_trace(Communicator& world, double timeout_s);
