@@ -7,6 +7,7 @@
 #include "parallel/grad_clip.h"
 #include <paratorch/errors.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -58,7 +59,7 @@ int64_t Worker::pull(int64_t step) {
   for (int s = 0; s < plan_.servers; ++s) {
     torch::Tensor payload, mine;
     if (flat_.defined()) payload = mine = flat_.narrow(0, flat_offset_[static_cast<size_t>(s)], plan_.numel_of(s));
-    Header h = receive_reply(*world_, server_rank(s), &payload, 2 * options_.timeout_s, "pull", options_.timeout_option);
+    Header h = receive_reply(*world_, server_rank(s), &payload, patience_s(), "pull", patience_text());
     if (s == 0) slot = h.step;
     versions_[static_cast<size_t>(s)] = h.version;
     if (h.numel == 0) continue;  // unchanged since our copy
@@ -119,16 +120,29 @@ void Worker::push(int64_t step, double loss, double validation) {
   }
   // Every server's push in flight at once; a server that never takes its
   // push is named (it died or is stuck), within the pull's deadline.
-  const double deadline = now_s() + 2 * options_.timeout_s;
+  const double deadline = now_s() + patience_s();
   for (auto& [s, work] : sends)
     while (!work->is_completed()) {
       if (now_s() > deadline)
         throw RuntimeFailure("paratorch: ps worker rank " + std::to_string(world_->rank()) +
                              " could not push its gradient to server rank " + std::to_string(server_rank(s)) +
-                             " within " + std::to_string(2 * options_.timeout_s) +
-                             " s (2 x " + options_.timeout_option + "); the server is gone or stuck");
+                             " within " + std::to_string(patience_s()) + " s (" + patience_text() +
+                             "); the server is gone or stuck");
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+}
+
+// A live server may be deaf for timeout_s for each other worker whose
+// gradient it has begun to receive when that worker dies (it waits that long
+// for the rest: Server::handle), one after another, and then needs time to
+// answer: with W workers, W x timeout_s (at least 2 x). Less, and a worker
+// gives up on a live server that is busy naming the dead ones: with 2 of 3
+// workers lost mid-push on one host, the server was deaf 10 s, exactly the
+// 2 x timeout_s a worker used to wait.
+double Worker::patience_s() const { return std::max(2, options_.workers) * options_.timeout_s; }
+
+std::string Worker::patience_text() const {
+  return std::to_string(std::max(2, options_.workers)) + " x " + options_.timeout_option;
 }
 
 void Worker::done() {

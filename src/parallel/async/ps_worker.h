@@ -48,6 +48,9 @@ class Worker {
 
  private:
   static int server_rank(int s) { return s; }  // servers are world ranks [0, S)
+  /// How long a reply or a push may take (patience_s(), ps_worker.cpp).
+  double patience_s() const;
+  std::string patience_text() const;
   std::shared_ptr<Communicator> world_;
   ShardPlan plan_;
   WorkerOptions options_;
