@@ -17,7 +17,6 @@ namespace paratorch::comm {
 struct ProbeQuestion {
   uint64_t round;
   uint64_t group_key;
-  int64_t asked_us;  // the asker's wall clock when it asked (system_clock)
 };
 
 namespace {
@@ -33,13 +32,6 @@ struct ProbeAnswer {
 constexpr int kQuestionTag = 7301;
 constexpr int kAnswerTag = 7302;
 using Clock = std::chrono::steady_clock;
-
-/// Wall-clock microseconds: comparable across the ranks of one host, and
-/// across hosts as far as their clocks agree (far better than kProbeDeadlineS).
-int64_t wall_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 void copy_text(char* out, size_t size, const std::string& text) {
   std::strncpy(out, text.c_str(), size - 1);
@@ -154,29 +146,35 @@ void PeerProbe::answer_loop() {
   MPI_Status status;
   MPI_Request request = MPI_REQUEST_NULL;
   MPI_Irecv(&question, sizeof question, MPI_BYTE, MPI_ANY_SOURCE, kQuestionTag, comm_, &request);
+  // A 50 ms wait that lasted longer than the askers wait means this process
+  // was stopped (SIGSTOP, a debugger) or starved. The questions that came
+  // meanwhile are then older than their askers' patience: the askers have
+  // already named this rank, and its state now (perhaps past the op, once
+  // continued: Open MPI continues stopped ranks to end a job) is not the
+  // state their verdict is about, so they get neither an answer nor a
+  // record. Measured on this process's own clock: no two hosts' clocks
+  // need agree.
+  bool stalled = false;
   for (;;) {
     int flag = 0;
     MPI_Test(&request, &flag, &status);
     if (flag) {
-      answer(status.MPI_SOURCE, question);
+      if (!stalled) answer(status.MPI_SOURCE, question);
       MPI_Irecv(&question, sizeof question, MPI_BYTE, MPI_ANY_SOURCE, kQuestionTag, comm_, &request);
       continue;
     }
     // Questions come only after a deadline: a 50 ms poll costs nothing
     // measurable and answers well within kProbeDeadlineS.
+    const auto before = Clock::now();
     std::unique_lock<std::mutex> lock(mutex_);
     if (wake_.wait_for(lock, std::chrono::milliseconds(50), [this] { return stopping_; })) break;
+    stalled = Clock::now() - before > std::chrono::duration<double>(kProbeDeadlineS);
   }
   MPI_Cancel(&request);
   MPI_Wait(&request, MPI_STATUS_IGNORE);
 }
 
 void PeerProbe::answer(int asker, const ProbeQuestion& question) {
-  // A question older than the asker's wait went unanswered in time: this
-  // rank was stopped or starved, and the asker has already named it. Its
-  // state now (perhaps past the op, once continued) is not the state the
-  // asker's verdict is about, so it neither answers nor writes a record.
-  if (wall_us() - question.asked_us > static_cast<int64_t>(kProbeDeadlineS * 1e6)) return;
   // A question means the asker's deadline passed: this rank's record is part
   // of the picture (`paratorch inspect`). Written before answering, so it is
   // on disk by the time the asker ends the job.
@@ -211,7 +209,7 @@ std::string PeerProbe::diagnose(const OpInfo& info, double deadline_s) {
   const size_t n = asked.size();
   // Heap buffers, leaked for a rank that never answers (its requests may
   // still write into them); the job ends right after.
-  auto* questions = new std::vector<ProbeQuestion>(n, ProbeQuestion{round, info.group_key, wall_us()});
+  auto* questions = new std::vector<ProbeQuestion>(n, ProbeQuestion{round, info.group_key});
   auto* answers = new std::vector<ProbeAnswer>(n);
   std::vector<MPI_Request> sends(n, MPI_REQUEST_NULL), recvs(n, MPI_REQUEST_NULL);
   std::vector<bool> answered(n, false);
