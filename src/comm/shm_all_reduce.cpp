@@ -32,83 +32,91 @@ bool ShmAllReduce::suits(const torch::Tensor& host) {
          host.numel() * static_cast<int64_t>(host.element_size()) >= kMinBytes;
 }
 
-template <typename T>
-static void reduce_chunk(const std::vector<char*>& slots, int size, int rank, int64_t n, ReduceOp op) {
-  const int64_t lo = n * rank / size, hi = n * (rank + 1) / size;
-  std::vector<const T*> sources(static_cast<size_t>(size));
-  for (int q = 0; q < size; ++q) sources[static_cast<size_t>(q)] = reinterpret_cast<const T*>(slots[q]) + lo;
-  // The result goes to slot 0's slice: only this rank reads that slice now.
-  reduce_slices(sources.data(), size, reinterpret_cast<T*>(slots[0]) + lo, hi - lo, op);
-}
-
-void ShmAllReduce::run(torch::Tensor& host, ReduceOp op) {
-  const int64_t elem = host.element_size();
-  const int64_t per_chunk = chunk_bytes_ / elem;
-  char* data = static_cast<char*>(host.data_ptr());
-  const int rank = window_->rank(), size = window_->size();
-  std::vector<char*> slots(static_cast<size_t>(size));
-  for (int64_t start = 0; start < host.numel(); start += per_chunk, ++chunks_) {
-    const int64_t n = std::min(per_chunk, host.numel() - start);
-    const int buffer = static_cast<int>(chunks_ % 2);
-    for (int q = 0; q < size; ++q) slots[static_cast<size_t>(q)] = slot(buffer, q);
-    std::memcpy(slots[static_cast<size_t>(rank)], data + start * elem, static_cast<size_t>(n * elem));
-    window_->barrier();  // every rank's chunk is in its slot
-    if (host.scalar_type() == torch::kFloat) reduce_chunk<float>(slots, size, rank, n, op);
-    else reduce_chunk<double>(slots, size, rank, n, op);
-    window_->barrier();  // every slice of slot 0 is reduced
-    std::memcpy(data + start * elem, slots[0], static_cast<size_t>(n * elem));
-  }
-}
-
 namespace {
+
+/// dst[0, n) = reduce over the slots of their elements [offset, offset + n),
+/// in slot (rank) order.
+template <typename T>
+void reduce_from(const std::vector<char*>& slots, int64_t offset, int64_t n, char* dst, ReduceOp op) {
+  std::vector<const T*> sources;
+  for (char* s : slots) sources.push_back(reinterpret_cast<const T*>(s) + offset);
+  reduce_slices(sources.data(), static_cast<int>(slots.size()), reinterpret_cast<T*>(dst), n, op);
+}
+
+void reduce_from(torch::ScalarType type, const std::vector<char*>& slots, int64_t offset, int64_t n, char* dst,
+                 ReduceOp op) {
+  if (n <= 0) return;
+  if (type == torch::kFloat)
+    reduce_from<float>(slots, offset, n, dst, op);
+  else
+    reduce_from<double>(slots, offset, n, dst, op);
+}
+
 /// [lo, hi) of `slice` inside the chunk [start, start + n); empty as lo >= hi.
 std::pair<int64_t, int64_t> within(const std::pair<int64_t, int64_t>& slice, int64_t start, int64_t n) {
   return {std::max(slice.first, start), std::min(slice.second, start + n)};
 }
+
 }  // namespace
+
+// Chunks alternate between the window's two buffers (chunks_ keeps the
+// parity across calls); `fn` gets each chunk's first element, its length
+// and every rank's slot of its buffer.
+void ShmAllReduce::each_chunk(const torch::Tensor& host, const ChunkFn& fn) {
+  const int64_t per_chunk = chunk_bytes_ / host.element_size();
+  std::vector<char*> slots(static_cast<size_t>(window_->size()));
+  for (int64_t start = 0; start < host.numel(); start += per_chunk, ++chunks_) {
+    const int buffer = static_cast<int>(chunks_ % 2);
+    for (int q = 0; q < window_->size(); ++q) slots[static_cast<size_t>(q)] = slot(buffer, q);
+    fn(start, std::min(per_chunk, host.numel() - start), slots);
+  }
+}
+
+void ShmAllReduce::run(torch::Tensor& host, ReduceOp op) {
+  const int64_t elem = host.element_size();
+  char* data = static_cast<char*>(host.data_ptr());
+  const int rank = window_->rank(), size = window_->size();
+  each_chunk(host, [&](int64_t start, int64_t n, const std::vector<char*>& slots) {
+    std::memcpy(slots[static_cast<size_t>(rank)], data + start * elem, static_cast<size_t>(n * elem));
+    window_->barrier();  // every rank's chunk is in its slot
+    // This rank's 1/P of the chunk, into slot 0's slice: only this rank reads that slice now.
+    const int64_t lo = n * rank / size, hi = n * (rank + 1) / size;
+    reduce_from(host.scalar_type(), slots, lo, hi - lo, slots[0] + lo * elem, op);
+    window_->barrier();  // every slice of slot 0 is reduced
+    std::memcpy(data + start * elem, slots[0], static_cast<size_t>(n * elem));
+  });
+}
 
 // One barrier per chunk suffices here: a rank writes a buffer again two
 // chunks later, after a barrier that every rank reaches only once it has
 // finished reading that buffer.
 void ShmAllReduce::reduce_scatter(torch::Tensor& host, ReduceOp op, const Slices& slices) {
-  const int64_t elem = host.element_size(), per_chunk = chunk_bytes_ / elem;
+  const int64_t elem = host.element_size();
   char* data = static_cast<char*>(host.data_ptr());
-  const int rank = window_->rank(), size = window_->size();
-  for (int64_t start = 0; start < host.numel(); start += per_chunk, ++chunks_) {
-    const int64_t n = std::min(per_chunk, host.numel() - start);
-    const int buffer = static_cast<int>(chunks_ % 2);
-    std::memcpy(slot(buffer, rank), data + start * elem, static_cast<size_t>(n * elem));
+  const int rank = window_->rank();
+  each_chunk(host, [&](int64_t start, int64_t n, const std::vector<char*>& slots) {
+    std::memcpy(slots[static_cast<size_t>(rank)], data + start * elem, static_cast<size_t>(n * elem));
     window_->barrier();  // every rank's chunk is in its slot
     const auto [lo, hi] = within(slices[static_cast<size_t>(rank)], start, n);
-    if (hi <= lo) continue;
-    if (host.scalar_type() == torch::kFloat) {
-      std::vector<const float*> sources;
-      for (int q = 0; q < size; ++q) sources.push_back(reinterpret_cast<const float*>(slot(buffer, q)) + (lo - start));
-      reduce_slices(sources.data(), size, host.data_ptr<float>() + lo, hi - lo, op);
-    } else {
-      std::vector<const double*> sources;
-      for (int q = 0; q < size; ++q) sources.push_back(reinterpret_cast<const double*>(slot(buffer, q)) + (lo - start));
-      reduce_slices(sources.data(), size, host.data_ptr<double>() + lo, hi - lo, op);
-    }
-  }
+    reduce_from(host.scalar_type(), slots, lo - start, hi - lo, data + lo * elem, op);
+  });
 }
 
 void ShmAllReduce::all_gather(torch::Tensor& host, const Slices& slices) {
-  const int64_t elem = host.element_size(), per_chunk = chunk_bytes_ / elem;
+  const int64_t elem = host.element_size();
   char* data = static_cast<char*>(host.data_ptr());
-  const int rank = window_->rank(), size = window_->size();
-  for (int64_t start = 0; start < host.numel(); start += per_chunk, ++chunks_) {
-    const int64_t n = std::min(per_chunk, host.numel() - start);
-    const int buffer = static_cast<int>(chunks_ % 2);
+  const int rank = window_->rank();
+  each_chunk(host, [&](int64_t start, int64_t n, const std::vector<char*>& slots) {
     if (const auto [lo, hi] = within(slices[static_cast<size_t>(rank)], start, n); hi > lo)
-      std::memcpy(slot(buffer, rank) + (lo - start) * elem, data + lo * elem, static_cast<size_t>((hi - lo) * elem));
+      std::memcpy(slots[static_cast<size_t>(rank)] + (lo - start) * elem, data + lo * elem,
+                  static_cast<size_t>((hi - lo) * elem));
     window_->barrier();  // every rank's slice of the chunk is in its slot
-    for (int q = 0; q < size; ++q) {
-      const auto [lo, hi] = within(slices[static_cast<size_t>(q)], start, n);
-      if (q != rank && hi > lo)
-        std::memcpy(data + lo * elem, slot(buffer, q) + (lo - start) * elem, static_cast<size_t>((hi - lo) * elem));
+    for (size_t q = 0; q < slots.size(); ++q) {
+      const auto [lo, hi] = within(slices[q], start, n);
+      if (static_cast<int>(q) != rank && hi > lo)
+        std::memcpy(data + lo * elem, slots[q] + (lo - start) * elem, static_cast<size_t>((hi - lo) * elem));
     }
-  }
+  });
 }
 
 bool ShmAllReduce::beats_mpi(int64_t bytes) {

@@ -36,6 +36,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <utility>
 #include <vector>
@@ -86,6 +87,8 @@ class ShmAllReduce {
   ShmAllReduce(MPI_Comm comm, std::unique_ptr<ShmWindow> window, int64_t chunk_bytes)
       : comm_(comm), window_(std::move(window)), chunk_bytes_(chunk_bytes) {}
   char* slot(int buffer, int rank) const { return window_->segment(rank) + buffer * chunk_bytes_; }
+  using ChunkFn = std::function<void(int64_t start, int64_t n, const std::vector<char*>& slots)>;
+  void each_chunk(const torch::Tensor& host, const ChunkFn& fn);
 
   MPI_Comm comm_;
   std::unique_ptr<ShmWindow> window_;  // each rank's segment: [2 buffers][chunk_bytes]
