@@ -89,7 +89,7 @@ Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double
   return h;
 }
 
-int wait_for_request(Communicator& comm, double idle_s) {
+int wait_for_request(Communicator& comm, double idle_s, const std::function<bool()>& also) {
   auto* mpi = dynamic_cast<comm::MpiCommunicator*>(&comm);
   if (!mpi) throw RuntimeFailure("paratorch: the parameter server needs a communicator on the MPI backend");
   int source = -1;
@@ -98,33 +98,21 @@ int wait_for_request(Communicator& comm, double idle_s) {
     MPI_Status status;
     MPI_Iprobe(MPI_ANY_SOURCE, kRequestTag, mpi->mpi_comm(), &flag, &status);
     if (flag) source = status.MPI_SOURCE;
-    return flag != 0;
+    return flag != 0 || (also && also());
   };
   return poll_until(ready, idle_s) ? source : -1;
 }
 
-bool receive_request(Communicator& comm, int src, Header* h, torch::Tensor* payload, double timeout_s) {
+Header receive_header(Communicator& comm, int src) {
   auto words = torch::empty({kHeaderWords}, torch::kLong);
   comm.recv(words, src, kRequestTag);  // probed: it is there
-  *h = Header::unpack(words);
-  if (h->numel == 0) return true;
-  *payload = torch::empty({h->numel}, torch::kFloat);
-  auto work = comm.recv_async(*payload, src, kRequestPayloadTag);
-  bool failed = false;  // MPI reports an error when the sender died mid-transfer
-  auto done = [&] {
-    try {
-      return work->is_completed();
-    } catch (const std::exception&) {
-      return failed = true;
-    }
-  };
-  if (!poll_until(done, timeout_s) || failed) {
-    // Never completes (the sender is gone); keep its buffer alive for MPI.
-    static std::vector<WorkHandle> abandoned;
-    abandoned.push_back(work);
-    return false;
-  }
-  return true;
+  return Header::unpack(words);
+}
+
+WorkHandle receive_payload_async(Communicator& comm, int src, const Header& h, torch::Tensor* payload) {
+  if (h.numel == 0) return nullptr;
+  *payload = torch::empty({h.numel}, torch::kFloat);
+  return comm.recv_async(*payload, src, kRequestPayloadTag);
 }
 
 }  // namespace paratorch::async

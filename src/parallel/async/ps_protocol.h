@@ -72,12 +72,15 @@ Header receive_reply(Communicator& comm, int src, torch::Tensor* payload, double
                      const std::string& timeout_option);
 
 /// Blocks until some rank's request header is waiting, and returns that
-/// rank; -1 when `idle_s` passed first (the caller checks its deadlines).
-int wait_for_request(Communicator& comm, double idle_s);
+/// rank; -1 when `idle_s` passed first (the caller checks its deadlines) or
+/// `also` (polled beside the probe) became true.
+int wait_for_request(Communicator& comm, double idle_s, const std::function<bool()>& also = {});
 
-/// Receives the request header from `src` (after wait_for_request) into `h`
-/// and its payload. False when the payload did not follow within
-/// `timeout_s`: the sender died between the two messages.
-bool receive_request(Communicator& comm, int src, Header* h, torch::Tensor* payload, double timeout_s);
+/// Receives the request header from `src` (after wait_for_request).
+Header receive_header(Communicator& comm, int src);
+
+/// Starts receiving the payload `h` announced from `src` into a new
+/// `*payload`; null when it announced none.
+WorkHandle receive_payload_async(Communicator& comm, int src, const Header& h, torch::Tensor* payload);
 
 }  // namespace paratorch::async

@@ -67,6 +67,7 @@ Server::Server(std::shared_ptr<Communicator> world, const ShardPlan& plan, int i
   last_heard_s_.assign(w, now_s());
   losses_.assign(w, std::numeric_limits<double>::quiet_NaN());
   reports_.assign(w, {});
+  inbox_ = Inbox(w);
   outbox_.assign(w, {});
   round_sum_ = torch::zeros({numel_}, torch::kFloat);
 }
@@ -151,9 +152,7 @@ void Server::serve() {
     return true;
   };
   while (!finished()) {
-    const int src = wait_for_request(*world_, 0.25);
-    if (src >= 0) handle(src);
-    drain_outbox();
+    listen();
     check_silence();
   }
 }
@@ -173,9 +172,7 @@ void Server::drain_outbox() {
 void Server::serve_round(int64_t step) {
   const double deadline = now_s() + options_.timeout_s;
   while (min_clock() <= step) {
-    const int src = wait_for_request(*world_, 0.25);
-    if (src >= 0) handle(src);
-    drain_outbox();
+    listen();
     if (now_s() > deadline)
       throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " waited more than " +
                            std::to_string(options_.timeout_s) + " s (" + options_.timeout_option + ") for step " +
@@ -184,26 +181,30 @@ void Server::serve_round(int64_t step) {
   if (options_.defer_apply) own_values();  // the caller's optimizer steps the values next
 }
 
-void Server::handle(int src) {
-  torch::Tensor payload;
-  Header h;
-  const int worker = src - first_worker_;
-  if (worker < 0)
-    throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got a request from rank " +
-                         std::to_string(src) + ", which is a server, not a worker");
+// Hears one request (or none within 0.25 s), then handles every request
+// whose gradient is here: a worker's stuck gradient holds up no one else.
+void Server::listen() {
+  const int src = wait_for_request(*world_, 0.25, [&] { return inbox_.any_ready(); });
+  if (src >= 0) {
+    const int worker = src - first_worker_;
+    if (worker < 0)
+      throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got a request from rank " +
+                           std::to_string(src) + ", which is a server, not a worker");
+    inbox_.accept(*world_, src, static_cast<size_t>(worker));
+    last_heard_s_[static_cast<size_t>(worker)] = now_s();
+  }
+  for (size_t w = 0; w < lost_.size(); ++w)
+    while (auto request = inbox_.take_ready(w)) handle(static_cast<int>(w), *request);
+  drain_outbox();
+}
+
+void Server::handle(int worker, const Inbox::Request& request) {
+  const Header& h = request.header;
   const auto w = static_cast<size_t>(worker);
-  const double listening_since = now_s();
-  const bool complete = receive_request(*world_, src, &h, &payload, options_.timeout_s);
-  // While this receive blocked (a gradient that is slow to follow its header,
-  // or never does: its sender died on another host), no other worker could
-  // be heard; that time is not their silence.
-  const double deaf_s = now_s() - listening_since;
-  for (size_t o = 0; o < last_heard_s_.size(); ++o)
-    if (o != w) last_heard_s_[o] += deaf_s;
-  if (complete && h.session != options_.session) return;  // another (finished) server's message
-  last_heard_s_[w] = now_s();
+  if (h.session != options_.session) return;  // another (finished) server's message
   if (lost_[w]) return;  // declared lost: its late messages are ignored
-  if (!complete) return lose_worker(w, "its gradient never followed the header it sent");
+  if (request.failed) return lose_worker(w, "its gradient never followed the header it sent");
+  const torch::Tensor& payload = request.payload;
   switch (h.type) {
     case MessageType::kPull: handle_pull(worker, h.step, h.version); break;
     case MessageType::kPush: handle_push(worker, h, payload); break;
@@ -212,7 +213,8 @@ void Server::handle(int src) {
     case MessageType::kLeave: lose_worker(w, "it failed and left"); break;
     default:
       throw RuntimeFailure("paratorch: ps server " + std::to_string(index_) + " got an unknown message type " +
-                           std::to_string(static_cast<int64_t>(h.type)) + " from rank " + std::to_string(src));
+                           std::to_string(static_cast<int64_t>(h.type)) + " from rank " +
+                           std::to_string(worker + first_worker_));
   }
 }
 
@@ -347,6 +349,10 @@ void Server::check_silence() {
   const double now = now_s();
   for (size_t w = 0; w < clock_.size(); ++w) {
     if (done_[w] || lost_[w]) continue;
+    if (inbox_.waiting_s(w, now) > options_.timeout_s) {
+      lose_worker(w, "its gradient never followed the header it sent");
+      continue;
+    }
     const double silent = now - last_heard_s_[w];
     const int64_t pid = w < options_.local_worker_pids.size() ? options_.local_worker_pids[w] : -1;
     const bool gone = silent > std::min(1.0, options_.timeout_s) && local_process_gone(pid);
@@ -371,27 +377,10 @@ void Server::lose_worker(size_t w, const std::string& why) {
   // Replies it never received complete never; their buffers stay alive for MPI.
   for (auto& work : outbox_[w]) abandoned_.push_back(std::move(work));
   outbox_[w].clear();
+  inbox_.drop(w);
   std::fprintf(stderr, "paratorch: ps server %d: worker rank %d lost (%s) after step %lld; continuing with %d workers\n",
                index_, rank, why.c_str(), static_cast<long long>(clock_[w]), live_workers());
   answer_ready_pulls();
-}
-
-// Summing zeros and one owner's rows is exact: every element is one value plus zeros.
-std::map<std::string, torch::Tensor> assemble_full(Communicator& group, const ShardPlan& plan,
-                                                   const std::map<std::string, torch::Tensor>& mine,
-                                                   const std::vector<std::pair<std::string, torch::Tensor>>& params) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& [name, value] : params)
-    out[name] = torch::zeros(value.sizes(), torch::TensorOptions().dtype(torch::kFloat));
-  if (group.rank() < plan.servers)
-    for (const auto& piece : plan.pieces_of(group.rank())) piece_view(out[piece.name], piece).copy_(mine.at(piece.key));
-  for (auto& [name, t] : out) group.all_reduce(t, ReduceOp::kSum);
-  return out;
-}
-
-std::map<std::string, torch::Tensor> gather_full(Communicator& group, const ShardPlan& plan, const Server* server,
-                                                 const std::vector<std::pair<std::string, torch::Tensor>>& params) {
-  return assemble_full(group, plan, server ? server->shard() : std::map<std::string, torch::Tensor>{}, params);
 }
 
 }  // namespace paratorch::async

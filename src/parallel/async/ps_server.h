@@ -21,6 +21,7 @@
 // can block (replies are posted, not waited for). Under bulk-synchronous
 // consistency a lost worker ends the job (the step can not complete).
 #pragma once
+#include "parallel/async/ps_inbox.h"
 #include "parallel/async/ps_protocol.h"
 #include "parallel/async/shard_plan.h"
 #include "optim/lr_schedule.h"
@@ -139,7 +140,8 @@ class Server {
   std::function<void(int64_t worker, int64_t step, double validation)> on_push;
 
  private:
-  void handle(int src);
+  void listen();
+  void handle(int worker, const Inbox::Request& request);
   void handle_pull(int worker, int64_t step, int64_t version);
   void handle_push(int worker, const Header& h, const torch::Tensor& grad);
   void apply(const torch::Tensor& flat_grad, int64_t step);
@@ -180,6 +182,7 @@ class Server {
   std::vector<PendingPull> pending_;
   std::vector<std::vector<WorkHandle>> outbox_;  // replies in flight, by worker
   std::vector<WorkHandle> abandoned_;            // to lost workers: never complete
+  Inbox inbox_{0};                               // requests heard, not yet handled
   torch::Tensor round_sum_;  // bulk-synchronous: sum of this step's pushes
   int round_count_ = 0;
   ServerStats stats_;

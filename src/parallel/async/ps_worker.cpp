@@ -132,18 +132,13 @@ void Worker::push(int64_t step, double loss, double validation) {
     }
 }
 
-// A live server may be deaf for timeout_s for each other worker whose
-// gradient it has begun to receive when that worker dies (it waits that long
-// for the rest: Server::handle), one after another, and then needs time to
-// answer: with W workers, W x timeout_s (at least 2 x). Less, and a worker
-// gives up on a live server that is busy naming the dead ones: with 2 of 3
-// workers lost mid-push on one host, the server was deaf 10 s, exactly the
-// 2 x timeout_s a worker used to wait.
-double Worker::patience_s() const { return std::max(2, options_.workers) * options_.timeout_s; }
+// A live server holds a pull at most until the worker it waits for (the
+// staleness bound) is heard from or declared lost, timeout_s; it never stops
+// listening for one worker's gradient (ps_inbox.h). Twice that leaves it time
+// to answer.
+double Worker::patience_s() const { return 2 * options_.timeout_s; }
 
-std::string Worker::patience_text() const {
-  return std::to_string(std::max(2, options_.workers)) + " x " + options_.timeout_option;
-}
+std::string Worker::patience_text() const { return "2 x " + options_.timeout_option; }
 
 void Worker::done() {
   for (int s = 0; s < plan_.servers; ++s) {

@@ -3,6 +3,9 @@
 // (docs/async.md's convergence check), a dead worker does not stop an asynchronous
 // job, and Hogwild threads converge like one thread. Runs whole `paratorch
 // train` jobs in process (Trainer), on 3 ranks: 1 server + 2 workers.
+#include "parallel/async/ps_protocol.h"
+#include "parallel/async/ps_server.h"
+#include "parallel/async/ps_worker.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -258,6 +261,55 @@ TEST(PsFault, AsyncJobFinishesWithoutADeadWorker) {
     while (std::getline(in, line)) last = line;
     EXPECT_NE(last.find("\"lost_workers\":1"), std::string::npos) << last;
     EXPECT_TRUE(fs::exists(dir + "/checkpoints/server-0/latest")) << "the server checkpoints its shard";
+  }
+  world.comm()->barrier();
+}
+
+// A worker that dies between a push's header and its gradient (its host went
+// down mid-push) holds up no one (ps_inbox.h): rank 1 announces a gradient
+// it never sends, and the other workers' 20 steps must not wait for it; the
+// server names rank 1 once it has waited timeout_s (4 s) for the gradient.
+// A server that stopped listening while it waited would hold them 4 s.
+TEST(PsFault, AStuckGradientHoldsUpOnlyItsWorker) {
+  auto& world = test_world();
+  const double timeout_s = 4;
+  const int workers = world.size() - 1, steps = 20, go_tag = 901;
+  auto w = torch::zeros({64});
+  const ShardPlan plan = plan_shards({{"w", w}}, 1);
+  if (world.rank() == 0) {
+    ServerOptions o;
+    o.workers = workers;
+    o.staleness = -1;
+    o.timeout_s = timeout_s;
+    o.steps = steps;
+    o.make_optimizer = config_optimizer(optim::OptimizerOptions{}, optim::LrSchedule{});
+    Server server(world.comm(), plan, 0, {{"w", w}}, o);
+    server.serve();
+    EXPECT_EQ(server.stats().lost_workers, std::vector<int>{1});
+    EXPECT_EQ(server.stats().pushes, (workers - 1) * steps) << "only the gradients that came are applied";
+  } else if (world.rank() == 1) {
+    Header h;
+    h.type = MessageType::kPush;
+    h.numel = 64;  // announced, never sent
+    world.comm()->send(h.pack(), 0, kRequestTag);
+    for (int r = 2; r < world.size(); ++r) world.comm()->send(torch::ones({1}), r, go_tag);
+  } else {
+    world.comm()->recv(torch::empty({1}), 1, go_tag);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the header is at the server
+    auto param = w.clone().requires_grad_(true);
+    WorkerOptions o;
+    o.workers = workers;
+    o.timeout_s = timeout_s;
+    Worker worker(world.comm(), plan, {param}, o);
+    const double t0 = now_s();
+    for (int s = 0; s < steps; ++s) {
+      worker.pull(s);
+      param.mutable_grad() = torch::ones({64});
+      worker.push(s, 1.0, std::nan(""));
+    }
+    const double took = now_s() - t0;
+    worker.done();
+    EXPECT_LT(took, timeout_s / 2) << "the server stopped hearing this worker while it waited for rank 1's gradient";
   }
   world.comm()->barrier();
 }
