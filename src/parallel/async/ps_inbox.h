@@ -29,6 +29,10 @@ class Inbox {
   };
 
   explicit Inbox(size_t workers) : queues_(workers) {}
+  Inbox(Inbox&&) = default;
+  Inbox& operator=(Inbox&&) = default;
+  /// Receives still in flight are abandoned (kept alive), not freed.
+  ~Inbox();
 
   /// Receives the header that worker `w` (world rank `src`) sent, probed by
   /// wait_for_request, and starts receiving the payload it announces.
@@ -44,9 +48,11 @@ class Inbox {
 
  private:
   static bool ready(Request& r);
+  /// Receives that may never complete, kept for the life of the process:
+  /// MPI may still write into their buffers after this inbox is gone.
+  static void abandon(Request r);
 
   std::vector<std::deque<Request>> queues_;
-  std::vector<Request> abandoned_;  // receives that may never complete
 };
 
 }  // namespace paratorch::async
