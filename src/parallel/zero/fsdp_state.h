@@ -4,7 +4,7 @@
 // Per unit, between uses, a rank holds only `shard`: its fp32 slice of the
 // unit's padded flat buffer (parallel/zero/flat_buffer.h), which is the FsdpUnit's
 // "flat_param" and what the optimizer steps. While the unit runs, `flat`
-// holds the whole buffer in param_dtype (all-gathered, from a pool) and the
+// holds the whole buffer in param_dtype (zero::GatheredFlat) and the
 // wrapped module's parameters are views of it; released, they are empty.
 #pragma once
 #include <paratorch/ddp.h>
@@ -12,6 +12,7 @@
 
 #include "parallel/ddp/buffer_pool.h"
 #include "parallel/zero/flat_buffer.h"
+#include "parallel/zero/gathered_flat.h"
 
 namespace paratorch {
 
@@ -22,10 +23,8 @@ struct FsdpState {
     std::vector<torch::Tensor> params;        // its parameters, layout order
     std::unique_ptr<zero::FlatLayout> layout;
     torch::Tensor shard;                      // fp32 master shard ("flat_param")
-    torch::Tensor flat, gather_src;           // gathered buffer; the shard in param_dtype while sent
-    WorkHandle gather_work;
+    zero::GatheredFlat flat;                  // the whole unit in param_dtype while it runs
     int64_t gathered_version = -1;            // shard's version the gather was made from
-    bool gathered = false;
   };
 
   std::shared_ptr<Communicator> group;
@@ -39,12 +38,7 @@ struct FsdpState {
   CommHook hook;
   /// Reduce-scatters in flight: launched at the end of a unit's backward,
   /// finished before the next unit's starts or at the end of the backward.
-  struct Pending {
-    size_t unit;
-    torch::Tensor full, reduced;
-    WorkHandle work;
-  };
-  std::vector<Pending> pending;
+  std::vector<zero::ShardReduction> pending;
   bool finish_queued = false;
 
   // fsdp_unit.cpp

@@ -27,37 +27,22 @@ namespace paratorch {
 
 void FsdpState::gather_async(size_t index) {
   Unit& u = units[index];
-  if (u.gathered && u.gathered_version == u.shard._version()) return;
-  if (u.gather_work) return;
-  release(index);  // stale: the optimizer stepped since this gather
+  if (u.flat.started() && u.gathered_version == u.shard._version()) return;
+  if (u.flat.started()) {  // stale: the optimizer stepped since this gather began
+    u.flat.finish(pool);
+    u.flat.release(pool);
+  }
   torch::NoGradGuard no_grad;
-  const auto dtype = options.mixed_precision.param_dtype;
-  u.gather_src = u.shard.detach().to(dtype, /*non_blocking=*/false, /*copy=*/true);
   u.gathered_version = u.shard._version();
-  u.flat = pool.take(u.layout->padded_numel(), dtype, u.shard.device());
-  if (group->size() > 1 && u.flat.numel() > 0) u.gather_work = group->all_gather_async(u.flat, u.gather_src);
-  else u.flat.copy_(u.gather_src);
+  u.flat.start(*group, u.shard.detach().to(options.mixed_precision.param_dtype, false, /*copy=*/true), false, pool);
 }
 
 void FsdpState::ensure_gathered(size_t index) {
   gather_async(index);
-  Unit& u = units[index];
-  if (u.gathered) return;
-  if (u.gather_work) u.gather_work->wait();
-  u.gather_work.reset();
-  u.gather_src = torch::Tensor();
-  const auto views = u.layout->views(u.flat);
-  for (size_t k = 0; k < u.params.size(); ++k) u.params[k].set_data(views[k]);
-  u.gathered = true;
+  units[index].flat.finish(pool);
 }
 
-void FsdpState::release(size_t index) {
-  Unit& u = units[index];
-  if (!u.gathered) return;
-  for (auto& p : u.params) p.set_data(torch::empty({0}, u.flat.options()));
-  pool.give(std::move(u.flat));
-  u.gathered = false;
-}
+void FsdpState::release(size_t index) { units[index].flat.release(pool); }
 
 void FsdpState::prefetch(size_t index, int offset) {
   if (!options.prefetch) return;
@@ -79,16 +64,7 @@ void FsdpState::reduce_scatter_async(size_t index, const std::vector<torch::Tens
   const auto views = u.layout->views(full);
   for (size_t k = 0; k < grads.size(); ++k)
     if (grads[k].defined()) views[k].copy_(grads[k]);
-  auto reduced = pool.take(u.layout->shard_numel(), torch::kFloat, u.shard.device());
-  WorkHandle work;
-  if (group->size() > 1 && full.numel() > 0) {
-    GradBucket bucket{index, full, group->size(), reduced};
-    work = hook(*group, bucket);
-  } else {
-    reduced.copy_(full.narrow(0, 0, reduced.numel()));
-    work = completed_work();
-  }
-  pending.push_back({index, std::move(full), std::move(reduced), std::move(work)});
+  pending.push_back(zero::ShardReduction::start(index, std::move(full), *u.layout, *group, hook, pool));
   if (!finish_queued) {  // the last unit's reduce-scatter: waited for when backward ends
     finish_queued = true;
     at_end_of_backward([this] {
@@ -99,17 +75,7 @@ void FsdpState::reduce_scatter_async(size_t index, const std::vector<torch::Tens
 }
 
 void FsdpState::finish_reductions() {
-  torch::NoGradGuard no_grad;
-  for (auto& p : pending) {
-    p.work->wait();
-    auto& shard = units[p.unit].shard;
-    if (shard.grad().defined())
-      shard.mutable_grad().add_(p.reduced);
-    else
-      shard.mutable_grad() = p.reduced.clone();
-    pool.give(std::move(p.full));
-    pool.give(std::move(p.reduced));
-  }
+  for (auto& r : pending) r.finish(&units[r.unit].shard.mutable_grad(), pool);
   pending.clear();
 }
 

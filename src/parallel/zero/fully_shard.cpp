@@ -15,6 +15,7 @@
 #include "parallel/zero/sharded_optimizer.h"
 #include <paratorch/errors.h>
 
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -81,6 +82,22 @@ void check_coverage(const ModulePtr& module, const std::vector<std::string>& nam
                      "must move into a child)");
 }
 
+// UsageError for one tensor in two units (tied weights): each unit would
+// shard and train its own copy, and the tie would silently break.
+void check_no_tied_parameters(const ModulePtr& module, const std::vector<std::string>& names) {
+  std::map<const void*, std::string> owner;  // TensorImpl -> its first parameter name
+  for (const auto& name : names)
+    for (const auto& item : find_descendant(module, name)->named_parameters()) {
+      const std::string full = name + "." + item.key();
+      auto [it, fresh] = owner.emplace(item.value().unsafeGetTensorImpl(), full);
+      if (!fresh && it->second.rfind(name + ".", 0) != 0)
+        throw UsageError("paratorch: FullyShardOptions::units: parameter '" + full + "' is the same tensor as '" +
+                         it->second +
+                         "' (tied weights), which fully_shard cannot share between units; put both "
+                         "modules in one unit");
+    }
+}
+
 // The Sequential holding unit `name`, and the unit's slot in it.
 std::pair<torch::nn::SequentialImpl*, size_t> sequential_slot(const ModulePtr& root, const std::string& name) {
   const auto dot = name.rfind('.');
@@ -116,6 +133,7 @@ void shard_unit(FsdpState& state, FsdpState::Unit& unit, const ModulePtr& module
   unit.shard = full.narrow(0, unit.layout->shard_begin(), unit.layout->shard_numel()).clone().requires_grad_(true);
   const auto dtype = state.options.mixed_precision.param_dtype;
   for (auto& p : unit.params) p.set_data(torch::empty({0}, full.options().dtype(dtype)));
+  unit.flat = zero::GatheredFlat(unit.layout.get(), unit.params);
   zero::return_free_memory_to_os();
 }
 
@@ -130,6 +148,7 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
   if (names.empty()) throw UsageError("paratorch: fully_shard: the module has no children and FullyShardOptions::units is empty");
   check_unit_names(module, names);
   check_coverage(module, names);
+  check_no_tied_parameters(module, names);
   std::vector<std::pair<torch::nn::SequentialImpl*, size_t>> slots;
   for (const auto& name : names) slots.push_back(sequential_slot(module, name));
 

@@ -124,6 +124,9 @@ void ZeroEngine::build_units() {
       unit->master = shard.clone();
       for (size_t k : list) params_[k].set_data(torch::empty({0}, full.options().dtype(dtype_)));
       unit->grad = torch::zeros({L.shard_numel()}, full.options());
+      std::vector<torch::Tensor> handles;
+      for (size_t k : list) handles.push_back(params_[k]);
+      unit->gathered = zero::GatheredFlat(unit->layout.get(), std::move(handles));
       views.clear();
       pool_.give(std::move(full));
       zero::return_free_memory_to_os();  // this unit's initialized tensors, now sharded and freed

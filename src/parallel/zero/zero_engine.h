@@ -45,6 +45,7 @@
 #include "parallel/tensor_parallel/tp_shards.h"
 #include "parallel/ddp/buffer_pool.h"
 #include "parallel/zero/flat_buffer.h"
+#include "parallel/zero/gathered_flat.h"
 #include "parallel/zero/loss_scaler.h"
 #include "parallel/mixed_precision/precision.h"
 #include "parallel/zero/sharded_optimizer.h"
@@ -158,7 +159,7 @@ class ZeroEngine : public parallel::Engine {
   zero::Pieces pieces_;
   zero::LossScaler scaler_;
   bool params_shared_ = false;            // stages 1-2: one parameter copy on the node
-  std::vector<size_t> in_flight_;         // stage 3: units whose reduce-scatter is in flight
+  std::vector<zero::ShardReduction> in_flight_;  // stage 3: units' reduce-scatters in flight
   const zero::ShardedOptimizer* optimizer_ = nullptr;
   zero::BufferPool pool_;                 // stage 3: transient unit-sized buffers, reused
   parallel::TpShards tp_;                 // every parameter's tp split, and the tp group

@@ -72,44 +72,22 @@ void ZeroEngine::plan_blocks() {
 // Starts the all-gather of unit u's parameters (in compute precision).
 void ZeroEngine::gather_async(size_t index) {
   Unit& u = *units_[index];
-  if (u.gathered || u.gather_work || u.flat_params.defined()) return;
+  if (u.gathered.started()) return;
   torch::NoGradGuard no_grad;
   // fp32: all-gather straight from the master shard, which nothing writes
   // until the optimizer step; otherwise from a copy in compute precision.
-  if (dtype_ == u.master.scalar_type()) {
-    u.gather_src = u.master;
-  } else {
-    u.gather_src = pool_.take(u.master.numel(), dtype_, device_);
-    u.gather_src.copy_(u.master);
-  }
-  u.flat_params = pool_.take(u.layout->padded_numel(), dtype_, device_);
-  if (shard_ranks() > 1) u.gather_work = groups_.dp()->all_gather_async(u.flat_params, u.gather_src);
-  else u.flat_params.copy_(u.gather_src);
+  if (dtype_ == u.master.scalar_type()) return u.gathered.start(*groups_.dp(), u.master, false, pool_);
+  auto src = pool_.take(u.master.numel(), dtype_, device_);
+  src.copy_(u.master);
+  u.gathered.start(*groups_.dp(), std::move(src), true, pool_);
 }
 
 void ZeroEngine::ensure_gathered(size_t index) {
   gather_async(index);
-  Unit& u = *units_[index];
-  if (u.gathered) return;
-  if (u.gather_work) {
-    report::Tracer::Span span("all_gather wait", "comm");
-    u.gather_work->wait();
-  }
-  u.gather_work.reset();
-  if (u.gather_src.is_same(u.master)) u.gather_src = torch::Tensor();
-  else pool_.give(std::move(u.gather_src));
-  auto views = u.layout->views(u.flat_params);
-  for (size_t k = 0; k < u.members.size(); ++k) params_[u.members[k]].set_data(views[k]);
-  u.gathered = true;
+  units_[index]->gathered.finish(pool_);
 }
 
-void ZeroEngine::release(size_t index) {
-  Unit& u = *units_[index];
-  if (!u.gathered) return;
-  for (size_t k : u.members) params_[k].set_data(torch::empty({0}, u.flat_params.options()));
-  pool_.give(std::move(u.flat_params));
-  u.gathered = false;
-}
+void ZeroEngine::release(size_t index) { units_[index]->gathered.release(pool_); }
 
 // fp32: before a block's backward, each parameter's .grad becomes a view of
 // its unit's flat fp32 gradient buffer, so autograd accumulates in place
@@ -141,29 +119,19 @@ void ZeroEngine::reduce_unit_gradients(size_t index) {
     p.mutable_grad().reset();
   }
   // Through the same comm hook as stages 1-2 ([train] reduce_precision).
-  u.reduced = pool_.take(u.layout->shard_numel(), torch::kFloat, device_);
-  GradBucket bucket{index, u.full_grad, groups_.dp()->size(), u.reduced};
-  u.work = gradient_hook()(*groups_.dp(), bucket);
-  in_flight_.push_back(index);
+  in_flight_.push_back(
+      zero::ShardReduction::start(index, std::move(u.full_grad), *u.layout, *groups_.dp(), gradient_hook(), pool_));
 }
 
 // Completes reductions: adds the reduced shard into the gradient shard
 // (micro-batches accumulate there) and frees the full buffer.
 void ZeroEngine::finish_reductions(bool wait_all) {
-  torch::NoGradGuard no_grad;
-  std::vector<size_t> still;
-  for (size_t index : in_flight_) {
-    Unit& u = *units_[index];
-    if (!wait_all && !u.work->is_completed()) {
-      still.push_back(index);
-      continue;
-    }
-    u.work->wait();
-    u.work.reset();
-    u.grad.add_(u.reduced);
-    // Freed, not pooled, so that the trim before the next block's backward returns it.
-    u.reduced = torch::Tensor();
-    pool_.give(std::move(u.full_grad));
+  std::vector<zero::ShardReduction> still;
+  for (auto& r : in_flight_) {
+    if (!wait_all && r.work && !r.work->is_completed())
+      still.push_back(std::move(r));
+    else
+      r.finish(&units_[r.unit]->grad, pool_);
   }
   in_flight_ = std::move(still);
 }

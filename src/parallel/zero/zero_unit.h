@@ -4,7 +4,8 @@
 // stages 1-2, a model block for stage 3. Which tensors exist per stage:
 //   flat_params  stages 1-2: the whole unit in compute precision; the model's
 //                parameters are views into it (stages 1-2 on one node: one
-//                copy shared by every rank). Stage 3: only while gathered.
+//                copy shared by every rank). Stage 3: `gathered` instead,
+//                while the unit's block runs (gathered_flat.h).
 //   master       this rank's fp32 shard (fp32 stages 1-2: a view of flat_params).
 //   grad         this rank's fp32 gradient shard (stage 1: a view of full_grad).
 //   full_grad    fp32, whole unit: stage 1 the reducer's bucket, kept
@@ -19,12 +20,7 @@ struct ZeroEngine::Unit {
   std::vector<size_t> members;  // indices into params_, buffer order
   std::unique_ptr<zero::FlatLayout> layout;
   torch::Tensor flat_params, master, grad, full_grad;
-  torch::Tensor reduced;        // stage 3: reduce-scatter output in flight
-  WorkHandle work;
-  // stage 3 gathering
-  torch::Tensor gather_src;
-  WorkHandle gather_work;
-  bool gathered = false;        // model parameters point into flat_params
+  zero::GatheredFlat gathered;  // stage 3: the whole unit while its block runs
 };
 
 }  // namespace paratorch::zero

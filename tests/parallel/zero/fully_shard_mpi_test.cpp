@@ -168,3 +168,24 @@ TEST(FullyShard, UnknownOrOverlappingOrUnreplaceableUnitsAreRefused) {
   what = usage_error_of({"layers"});  // the Sequential itself: its parent is not a Sequential
   EXPECT_NE(what.find("'layers', which is not a child of a torch::nn::Sequential"), std::string::npos) << what;
 }
+
+// One weight in two units (tied): refused, not trained as two copies.
+struct TiedImpl : torch::nn::Module {
+  explicit TiedImpl(torch::Tensor w) : weight(register_parameter("weight", std::move(w))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return x.matmul(weight.t()); }
+  torch::Tensor weight;
+};
+TORCH_MODULE(Tied);
+
+TEST(FullyShard, AWeightTiedAcrossUnitsIsRefused) {
+  auto w = torch::randn({4, 4});
+  torch::nn::Sequential net{Tied(w), torch::nn::ReLU(), Tied(w)};
+  std::string what = "(no error)";
+  try {
+    fully_shard(net.ptr(), test_world().comm());
+  } catch (const UsageError& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("parameter '2.weight' is the same tensor as '0.weight' (tied weights)"), std::string::npos)
+      << what;
+}
