@@ -34,8 +34,10 @@ struct Shared {
   std::shared_ptr<models::BundledModel> model;
   DistributedSampler batches;
   std::mutex log_mutex;  // metrics only; never held during an update
+  std::mutex checkpoint_mutex;  // one checkpoint written at a time
   std::unique_ptr<train::RunReporter> reporter;
   train::RunCadence cadence;
+  int threads = 1;
 
   explicit Shared(const train::Config& c) : config(c), batches(c.data.global_batch, 0, 1), cadence(c.train) {}
 };
@@ -64,8 +66,25 @@ torch::Tensor batch_loss(Shared& sh, int64_t s) {
   return sh.model->loss(sh.dataset->train_batch(sh.batches.global_indices(s)));
 }
 
+// The shared parameters as they are now, saved as the checkpoint of `step`
+// steps done. Copied first: the other threads keep updating them (Hogwild
+// takes no locks), so the copy is as consistent as any read of them is.
+void save_checkpoint(Shared& sh, int64_t step) {
+  std::lock_guard<std::mutex> lock(sh.checkpoint_mutex);
+  report::Tracer::Span span("checkpoint", "io");
+  train::Checkpoint ckpt;
+  ckpt.step = step;
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& item : sh.model->named_parameters(true)) ckpt.model[item.key()] = item.value().detach().clone();
+  }
+  ckpt.optimizer["step"] = torch::tensor(step, torch::kLong);
+  train::save_run_checkpoint(sh.config, std::move(ckpt), "hogwild threads=" + std::to_string(sh.threads));
+}
+
 // After each update: mid-run validation, as the synchronous trainer's, on the
-// shared parameters as they are now (the other threads keep updating them).
+// shared parameters as they are now (the other threads keep updating them),
+// and the checkpoints due during the run (the last is written at the end).
 void after_step(Shared& sh, int64_t s, double loss, double lr) {
   const double ms = (now_s() - step_started_s) * 1000;
   double validation = std::numeric_limits<double>::quiet_NaN();
@@ -74,6 +93,7 @@ void after_step(Shared& sh, int64_t s, double loss, double lr) {
     validation = validation_loss(*sh.model, *sh.dataset, sh.config.data.global_batch);
   }
   log_step(sh, s, loss, lr, ms, validation);
+  if (!sh.cadence.last(s + 1) && sh.cadence.checkpoints(s + 1)) save_checkpoint(sh, s + 1);
 }
 
 }  // namespace
@@ -95,6 +115,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   }
   sh.reporter = std::make_unique<train::RunReporter>(config, *sh.dataset, start);  // a resume trims metrics.jsonl
   const int threads = hogwild_threads(config);
+  sh.threads = threads;
   std::printf("paratorch train: %s; hogwild: %d threads share one parameter copy, lock-free SGD; steps %lld..%d -> %s\n",
               sh.dataset->describe().c_str(), threads, static_cast<long long>(start), config.train.steps,
               config.train.out_dir.c_str());
@@ -131,11 +152,7 @@ train::TrainResult run_hogwild(World& world, const train::Config& config, const 
   std::printf("\n");
   sh.reporter->write_final(m);
   sh.reporter->finish(" (hogwild)");
-  train::Checkpoint ckpt;
-  ckpt.step = config.train.steps;
-  for (const auto& item : sh.model->named_parameters(true)) ckpt.model[item.key()] = item.value().detach();
-  ckpt.optimizer["step"] = torch::tensor(static_cast<int64_t>(config.train.steps), torch::kLong);
-  train::save_run_checkpoint(config, std::move(ckpt), "hogwild threads=" + std::to_string(threads));
+  save_checkpoint(sh, config.train.steps);
   report::write_trace(*world.comm(), config.train.out_dir + "/trace.json");  // one rank: no peers to wait for
   return result;
 }

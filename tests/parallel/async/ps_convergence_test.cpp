@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 namespace paratorch::async {
 namespace {
@@ -356,6 +357,33 @@ TEST(Hogwild, ResumeLogsEachStepOnce) {
   for (std::string line; std::getline(in, line);) ++lines[std::atoll(line.c_str() + line.find("\"step\":") + 7)];
   const std::map<int64_t, int> want = {{2, 1}, {4, 1}, {6, 1}, {8, 1}, {10, 1}, {12, 2}};  // 12: its line and the final one
   EXPECT_EQ(lines, want);
+}
+
+// checkpoint_every applies to Hogwild as to every mode: a checkpoint of the
+// shared parameters every 2 steps and at the end, and a run resumed from a
+// mid-run one continues from its step.
+TEST(Hogwild, CheckpointsEveryCheckpointEverySteps) {
+  auto& world = test_world();
+  if (world.size() != 1) GTEST_SKIP() << "hogwild runs in one process";
+  const auto dir = scratch("hogwild_checkpoints");
+  auto config = [&](int steps, const std::string& out) {
+    auto c = job("mf", "hogwild", 0, dir + "/" + out);
+    c.optim.name = "sgd";
+    c.optim.lr = 0.5;
+    c.train.threads_per_rank = 2;
+    c.train.steps = steps;
+    c.train.log_every = 2;
+    c.train.checkpoint_every = 2;
+    return c;
+  };
+  train::Trainer(world, config(6, "run")).run();
+  for (const char* step : {"step-000002", "step-000004", "step-000006"})
+    EXPECT_TRUE(fs::exists(dir + "/run/checkpoints/" + step)) << step;
+  train::Trainer(world, config(8, "resumed")).run(dir + "/run/checkpoints/step-000004");
+  std::ifstream in(dir + "/resumed/metrics.jsonl");
+  std::set<int64_t> steps;  // threads log out of order
+  for (std::string line; std::getline(in, line);) steps.insert(std::atoll(line.c_str() + line.find("\"step\":") + 7));
+  EXPECT_EQ(steps, (std::set<int64_t>{6, 8})) << "a run resumed at step 4 logs steps 6 and 8 only";
 }
 
 TEST(Hogwild, RefusesAdamw) {
