@@ -333,6 +333,17 @@ TEST(Hogwild, TwoThreadsConvergeLikeOne) {
   EXPECT_NEAR(loss[2], loss[1], 0.25 * loss[1]);
 }
 
+// A few steps of Hogwild on mf (SGD, a line every 2 steps) into `out`.
+train::Config short_hogwild_job(const std::string& out, int steps, int threads) {
+  auto c = job("mf", "hogwild", 0, out);
+  c.optim.name = "sgd";
+  c.optim.lr = 0.5;
+  c.train.threads_per_rank = threads;
+  c.train.steps = steps;
+  c.train.log_every = 2;
+  return c;
+}
+
 // A resumed Hogwild run continues metrics.jsonl as the Trainer does
 // (RunHistory::resume_from): the lines an earlier run logged past the
 // checkpoint's step are dropped, not logged twice.
@@ -340,15 +351,7 @@ TEST(Hogwild, ResumeLogsEachStepOnce) {
   auto& world = test_world();
   if (world.size() != 1) GTEST_SKIP() << "hogwild runs in one process";
   const auto dir = scratch("hogwild_resume");
-  auto config = [&](int steps, const std::string& out) {
-    auto c = job("mf", "hogwild", 0, dir + "/" + out);
-    c.optim.name = "sgd";
-    c.optim.lr = 0.5;
-    c.train.threads_per_rank = 1;
-    c.train.steps = steps;
-    c.train.log_every = 2;
-    return c;
-  };
+  auto config = [&](int steps, const std::string& out) { return short_hogwild_job(dir + "/" + out, steps, 1); };
   train::Trainer(world, config(6, "first")).run();    // its final checkpoint: step 6
   train::Trainer(world, config(12, "run")).run();     // logged steps 2..12
   train::Trainer(world, config(12, "run")).run(dir + "/first/checkpoints");  // again from step 6
@@ -367,12 +370,7 @@ TEST(Hogwild, CheckpointsEveryCheckpointEverySteps) {
   if (world.size() != 1) GTEST_SKIP() << "hogwild runs in one process";
   const auto dir = scratch("hogwild_checkpoints");
   auto config = [&](int steps, const std::string& out) {
-    auto c = job("mf", "hogwild", 0, dir + "/" + out);
-    c.optim.name = "sgd";
-    c.optim.lr = 0.5;
-    c.train.threads_per_rank = 2;
-    c.train.steps = steps;
-    c.train.log_every = 2;
+    auto c = short_hogwild_job(dir + "/" + out, steps, 2);
     c.train.checkpoint_every = 2;
     return c;
   };
