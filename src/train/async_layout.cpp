@@ -23,6 +23,20 @@ void require_plain_layout(const train::Config& config) {
   if (config.train.precision != "fp32")
     refuse("[train] precision = \"" + config.train.precision + "\" cannot be combined with " + mode +
            "; set precision = \"fp32\"");
+  // Workers push fp32 gradients whole; nothing else here would take effect.
+  if (config.train.reduce_precision != "fp32")
+    refuse("[train] reduce_precision = \"" + config.train.reduce_precision + "\" cannot be combined with " + mode +
+           " (workers push fp32 gradients); set reduce_precision = \"fp32\"");
+  if (p.compression != "none")
+    refuse("[parallel] compression = \"" + p.compression + "\" cannot be combined with " + mode +
+           " (workers push fp32 gradients); set compression = \"none\"");
+  if (p.sequence_parallel)
+    refuse("[parallel] sequence_parallel = true cannot be combined with " + mode +
+           " (it needs tp > 1); set "
+           "sequence_parallel = false");
+  if (p.activation_checkpointing)
+    refuse("[parallel] activation_checkpointing = true cannot be combined with " + mode +
+           " (it recomputes pipeline stages); set activation_checkpointing = false");
 }
 
 }  // namespace

@@ -38,6 +38,16 @@ void require_supported(const Config& config, torch::Device device, const models:
            "precision = \"fp32\"");
   if (p.zero > 0 && p.mode != "sync")
     refuse("[parallel] zero", std::to_string(p.zero) + " with mode = \"" + p.mode + "\"", "zero = 0");
+  // Settings that would do nothing in this layout are refused, not ignored.
+  if (p.sequence_parallel && p.tp == 1)
+    throw UsageError(
+        "paratorch: [parallel] sequence_parallel = true splits activations along the sequence over "
+        "the tp group, but tp = 1; set tp > 1 or sequence_parallel = false");
+  if (p.activation_checkpointing && p.pp == 1)
+    throw UsageError(
+        "paratorch: [parallel] activation_checkpointing = true recomputes each pipeline stage's forward "
+        "in its backward, but pp = 1 (ZeRO-3 recomputes its blocks in any case); set pp > 1 or "
+        "activation_checkpointing = false");
   if (p.mode != "sync" && p.tp > 1)
     throw UsageError("paratorch: [parallel] tp = " + std::to_string(p.tp) + " runs with mode = \"sync\" only; set "
                      "tp = 1 for mode = \"" + p.mode + "\"");
