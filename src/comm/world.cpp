@@ -66,16 +66,17 @@ bool env_flag(const char* name) {
 // Open MPI's TCP transport is read by its event loop, which a progress call
 // ticks every time while Open MPI counts a user of it (a connected TCP peer)
 // and otherwise once per mpi_event_tick_rate (10 ms by default). Open MPI 4.1
-// miscounts after a peer dies: closing a failed reconnection to it takes one
-// off the count that no connection had added, so a survivor's count can reach
-// zero while it still talks to live peers over TCP, and every message then
-// waits for the next tick. Seen with a debugger on
+// miscounts when a peer dies: closing the dead peer's connection can take
+// more off the count than the connection added, so a survivor's count can
+// reach zero while it still talks to live peers over TCP, and every message
+// then waits for the next tick. Seen with a debugger on
 // opal_progress_event_users_increment/decrement in a parameter server that
 // lost a host's two workers: three connections added, three closes taken off
-// (the two dead peers and one failed reconnection), the live worker's
-// connection still open; that worker fell from ~490 to ~40 steps/s.
-// tests/comm/tcp_after_dead_peer.cpp measures a round trip of 10.6-11.2 ms in
-// that state, 0.11 ms with a 100 us tick, which costs one poll() per 100 us of
+// for the two dead peers, the live worker's connection still open; that
+// worker fell from ~490 to ~40 steps/s. A plain MPI program shows it too:
+// 3 ranks over TCP, rank 2 exits, and ranks 0 and 1 then take ~8 ms a round
+// trip. tests/comm/tcp_after_dead_peer.cpp measures 10.6-11.2 ms in that
+// state, 0.11 ms with a 100 us tick, which costs one poll() per 100 us of
 // waiting when no TCP peer is connected. The user's own setting wins: Open
 // MPI reads OMPI_MCA_* from the environment in MPI_Init.
 void keep_tcp_progress_ticking() { setenv("OMPI_MCA_mpi_event_tick_rate", "100", /*overwrite=*/0); }

@@ -5,12 +5,13 @@
 //
 // Open MPI's TCP transport is read by its event loop, ticked on every
 // progress call only while Open MPI counts a connected peer; Open MPI 4.1
-// takes one off that count when a connection attempt to a dead peer fails,
-// though none was added for it. Rank 0 then counts zero connected peers
-// while it still talks to rank 1, and each message waits for the slow tick
-// (mpi_event_tick_rate, 10 ms by default). World sets a 100 us tick
-// (world.cpp); this probe prints the median round trip rank 0 <-> rank 1
-// after the failed send, and says SLOW when it is over 2 ms.
+// can take more off that count when a peer dies than its connection added.
+// Rank 0 then counts zero connected peers while it still talks to rank 1,
+// and each message waits for the slow tick (mpi_event_tick_rate, 10 ms by
+// default). World sets a 100 us tick (world.cpp); this probe prints the
+// median round trip rank 0 <-> rank 1 once rank 2 is gone (and rank 0 has
+// tried to send to it, as a parameter server answering a dead worker does),
+// and says SLOW when it is over 2 ms.
 #include <paratorch/world.h>
 
 #include <mpi.h>
@@ -70,7 +71,8 @@ int main(int argc, char** argv) {
   MPI_Barrier(MPI_COMM_WORLD);
   if (rank == 2) std::_Exit(3);
   if (rank == 0) {
-    // After rank 2's socket has closed, a send to it: the reconnection fails.
+    // After rank 2's socket has closed, a send to it (the slowdown comes
+    // without it too; a server does send to workers it has not yet found dead).
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     MPI_Request r;
     MPI_Isend(&value, 1, MPI_INT, 2, 9, MPI_COMM_WORLD, &r);
