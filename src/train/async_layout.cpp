@@ -32,8 +32,7 @@ void require_plain_layout(const train::Config& config) {
            " (workers push fp32 gradients); set compression = \"none\"");
   if (p.sequence_parallel)
     refuse("[parallel] sequence_parallel = true cannot be combined with " + mode +
-           " (it needs tp > 1); set "
-           "sequence_parallel = false");
+           " (it needs tp > 1); set sequence_parallel = false");
   if (p.activation_checkpointing)
     refuse("[parallel] activation_checkpointing = true cannot be combined with " + mode +
            " (it recomputes pipeline stages); set activation_checkpointing = false");
