@@ -124,7 +124,11 @@ struct FullyShardOptions {
   /// The units, as dotted names of descendants of the module (e.g.
   /// "blocks.0"); empty = the module's direct children. Each must be a child
   /// of a torch::nn::Sequential (it is replaced there by its FsdpUnit), and
-  /// together they must hold every parameter of the module exactly once.
+  /// together they must hold every parameter of the module. A tensor that
+  /// two units share (tied weights, e.g. an embedding and the output head)
+  /// is sharded once, gathered while any of them runs and until the
+  /// backward ends, and its gradient is summed over both (PyTorch FSDP keeps
+  /// such weights in the root unit).
   std::vector<std::string> units;
   /// Issue the next unit's all-gather before this unit computes (the
   /// previous unit's in backward), so it overlaps the compute.
@@ -188,7 +192,9 @@ class FullyShardedModule {
 /// keeps 1/N of its parameters (padded flat fp32 shard) on each rank of
 /// `dp_group` and is replaced in its Sequential by an FsdpUnit, so the
 /// module's own forward runs the units unchanged. The units' inputs and
-/// outputs are single tensors. Collective. UsageError when a unit name is
+/// outputs are single tensors. Tied weights shared by units become one more
+/// shard (registered on `module` as "fsdp_tied_flat_param"; full_parameters
+/// lists them under each name). Collective. UsageError when a unit name is
 /// unknown or not in a Sequential, when two units overlap or one is named
 /// twice, or when a parameter is in no unit.
 FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,

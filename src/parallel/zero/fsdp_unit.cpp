@@ -14,7 +14,10 @@
 // one starts, and the last when the backward pass ends. With `prefetch` the next unit's
 // all-gather (previous unit's, in backward) is issued before this unit
 // computes, so the two overlap on the communication thread (the order of
-// the first forward is used, as PyTorch FSDP records it).
+// the first forward is used, as PyTorch FSDP records it). Tied weights
+// that several units use live in the shared unit (fsdp_state.h): gathered
+// with the first unit using them, differentiated in each user's backward,
+// reduce-scattered once in finish_backward().
 #include "parallel/zero/fsdp_state.h"
 
 #include "parallel/gradient_hooks.h"
@@ -67,16 +70,41 @@ void FsdpState::reduce_scatter_async(size_t index, const std::vector<torch::Tens
   pending.push_back(zero::ShardReduction::start(index, std::move(full), *u.layout, *group, hook, pool));
   if (!finish_queued) {  // the last unit's reduce-scatter: waited for when backward ends
     finish_queued = true;
-    at_end_of_backward([this] {
-      finish_reductions();
-      finish_queued = false;
-    });
+    at_end_of_backward([this] { finish_backward(); });
   }
 }
 
 void FsdpState::finish_reductions() {
   for (auto& r : pending) r.finish(&units[r.unit].shard.mutable_grad(), pool);
   pending.clear();
+}
+
+void FsdpState::gather_shared_for(size_t index) {
+  if (shared && !units[index].shared_members.empty()) ensure_gathered(*shared);
+}
+
+void FsdpState::add_shared_gradients(size_t index, const std::vector<torch::Tensor>& grads) {
+  if (grads.empty()) return;
+  torch::NoGradGuard no_grad;
+  Unit& s = units[*shared];
+  if (!shared_grad.defined())
+    shared_grad = pool.take(s.layout->padded_numel(), torch::kFloat, s.shard.device()).zero_();
+  const auto views = s.layout->views(shared_grad);
+  const auto& members = units[index].shared_members;
+  for (size_t k = 0; k < grads.size(); ++k)
+    if (grads[k].defined()) views[members[k]].add_(grads[k]);
+}
+
+void FsdpState::finish_backward() {
+  finish_reductions();
+  if (shared_grad.defined()) {
+    const Unit& s = units[*shared];
+    pending.push_back(zero::ShardReduction::start(*shared, std::move(shared_grad), *s.layout, *group, hook, pool));
+    shared_grad = torch::Tensor();
+    finish_reductions();
+  }
+  if (shared) release(*shared);
+  finish_queued = false;
 }
 
 namespace {
@@ -101,6 +129,7 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
     ctx->saved_data["state"] = state_address;
     ctx->saved_data["index"] = index;
     ctx->save_for_backward({input});
+    state->gather_shared_for(u);
     state->ensure_gathered(u);
     state->prefetch(u, +1);
     auto output = state->units[u].module.forward(to_compute(input, state->options.mixed_precision.param_dtype));
@@ -113,6 +142,7 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
     const auto u = static_cast<size_t>(ctx->saved_data["index"].toInt());
     auto& unit = state->units[u];
     const auto input = ctx->get_saved_variables()[0];
+    state->gather_shared_for(u);
     state->ensure_gathered(u);
     state->prefetch(u, -1);
     variable_list grads;
@@ -126,15 +156,22 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
       if (input_grad) wrt.push_back(x);
       for (const auto& p : unit.params)
         if (p.requires_grad()) wrt.push_back(p);
+      const auto* tied = state->shared ? &state->units[*state->shared].params : nullptr;
+      for (size_t m : unit.shared_members)
+        if ((*tied)[m].requires_grad()) wrt.push_back((*tied)[m]);
       auto computed = torch::autograd::grad({y}, wrt, {grad_outputs[0]}, /*retain_graph=*/false,
                                             /*create_graph=*/false, /*allow_unused=*/true);
       size_t next = 0;
       torch::Tensor input_gradient = input_grad ? computed[next++] : torch::Tensor();
       std::vector<torch::Tensor> param_grads;
       for (const auto& p : unit.params) param_grads.push_back(p.requires_grad() ? computed[next++] : torch::Tensor());
+      std::vector<torch::Tensor> tied_grads;
+      for (size_t m : unit.shared_members)
+        tied_grads.push_back((*tied)[m].requires_grad() ? computed[next++] : torch::Tensor());
       // The shard's gradient arrives through finish_reductions(), not autograd.
       grads = {input_gradient, torch::Tensor(), torch::Tensor(), torch::Tensor()};
       state->release(u);
+      state->add_shared_gradients(u, tied_grads);
       state->reduce_scatter_async(u, param_grads);
     }
     return grads;

@@ -7,14 +7,16 @@
 // torch::nn::Sequential calls its children through AnyModule slots. Each
 // unit's slot (and its registered child entry) is replaced by an FsdpUnit
 // that wraps the original AnyModule; the module's own forward then runs the
-// sharded units unchanged. The unit list must cover every parameter exactly
-// once: a parameter outside every unit would be neither sharded nor reduced.
+// sharded units unchanged. The unit list must cover every parameter: one
+// outside every unit would be neither sharded nor reduced. A tensor that two
+// units share (tied weights) is sharded once, in the shared unit (fsdp_state.h).
 #include "parallel/zero/fsdp_state.h"
 
 #include "parallel/ddp/reducer.h"
 #include "parallel/zero/sharded_optimizer.h"
 #include <paratorch/errors.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -82,20 +84,54 @@ void check_coverage(const ModulePtr& module, const std::vector<std::string>& nam
                      "must move into a child)");
 }
 
-// UsageError for one tensor in two units (tied weights): each unit would
-// shard and train its own copy, and the tie would silently break.
-void check_no_tied_parameters(const ModulePtr& module, const std::vector<std::string>& names) {
-  std::map<const void*, std::string> owner;  // TensorImpl -> its first parameter name
-  for (const auto& name : names)
-    for (const auto& item : find_descendant(module, name)->named_parameters()) {
-      const std::string full = name + "." + item.key();
-      auto [it, fresh] = owner.emplace(item.value().unsafeGetTensorImpl(), full);
-      if (!fresh && it->second.rfind(name + ".", 0) != 0)
-        throw UsageError("paratorch: FullyShardOptions::units: parameter '" + full + "' is the same tensor as '" +
-                         it->second +
-                         "' (tied weights), which fully_shard cannot share between units; put both "
-                         "modules in one unit");
+using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// Each unit's parameters under their full names.
+std::vector<Named> named_parameters_of(const ModulePtr& module, const std::vector<std::string>& names) {
+  std::vector<Named> out;
+  for (const auto& name : names) {
+    Named unit;
+    for (const auto& item : find_descendant(module, name)->named_parameters())
+      unit.emplace_back(name + "." + item.key(), item.value());
+    out.push_back(std::move(unit));
+  }
+  return out;
+}
+
+// Tensors used by two units or more (tied weights), first-seen order, under
+// their first name; the other names become aliases.
+Named tied_tensors(const std::vector<Named>& units, std::map<std::string, std::string>* aliases) {
+  std::map<const void*, std::set<size_t>> users;
+  for (size_t u = 0; u < units.size(); ++u)
+    for (const auto& [name, t] : units[u]) users[t.unsafeGetTensorImpl()].insert(u);
+  Named tied;
+  std::map<const void*, std::string> first;
+  for (const auto& unit : units)
+    for (const auto& [name, t] : unit) {
+      const void* impl = t.unsafeGetTensorImpl();
+      if (users[impl].size() < 2) continue;
+      auto [it, fresh] = first.emplace(impl, name);
+      if (fresh)
+        tied.emplace_back(name, t);
+      else if (it->second != name)
+        (*aliases)[name] = it->second;
     }
+  return tied;
+}
+
+// Splits a unit's parameters into its own and the tied ones it uses
+// (indices into `tied`, each once).
+Named own_parameters(const Named& unit, const Named& tied, std::vector<size_t>* shared_members) {
+  Named own;
+  for (const auto& [name, t] : unit) {
+    size_t k = 0;
+    while (k < tied.size() && !tied[k].second.is_same(t)) ++k;
+    if (k == tied.size())
+      own.emplace_back(name, t);
+    else if (std::find(shared_members->begin(), shared_members->end(), k) == shared_members->end())
+      shared_members->push_back(k);
+  }
+  return own;
 }
 
 // The Sequential holding unit `name`, and the unit's slot in it.
@@ -113,14 +149,14 @@ std::pair<torch::nn::SequentialImpl*, size_t> sequential_slot(const ModulePtr& r
                    "Sequential (modules have no forward hooks), so keep the units in one");
 }
 
-// Unit `name`'s fp32 shard (rank 0's values with sync_module_states); its
-// module's parameters are left empty until gathered.
-void shard_unit(FsdpState& state, FsdpState::Unit& unit, const ModulePtr& module) {
+// The unit's fp32 shard of `named` (rank 0's values with
+// sync_module_states); the parameters are left empty until gathered.
+void shard_unit(FsdpState& state, FsdpState::Unit& unit, const Named& named) {
   torch::NoGradGuard no_grad;
   std::vector<zero::FlatParam> flat_params;
-  for (const auto& item : module->named_parameters()) {
-    unit.params.push_back(item.value());
-    flat_params.push_back({unit.name + "." + item.key(), item.value().sizes().vec(), false});
+  for (const auto& [name, t] : named) {
+    unit.params.push_back(t);
+    flat_params.push_back({name, t.sizes().vec(), false});
   }
   unit.layout = std::make_unique<zero::FlatLayout>(std::move(flat_params), state.group->size(), state.group->rank());
   auto full = torch::zeros({unit.layout->padded_numel()},
@@ -148,7 +184,6 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
   if (names.empty()) throw UsageError("paratorch: fully_shard: the module has no children and FullyShardOptions::units is empty");
   check_unit_names(module, names);
   check_coverage(module, names);
-  check_no_tied_parameters(module, names);
   std::vector<std::pair<torch::nn::SequentialImpl*, size_t>> slots;
   for (const auto& name : names) slots.push_back(sequential_slot(module, name));
 
@@ -156,13 +191,22 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
   state->group = std::move(dp_group);
   state->options = options;
   state->hook = reduce_in_dtype(options.mixed_precision.reduce_dtype, *state->group);
-  state->units.resize(names.size());
+  const auto named = named_parameters_of(module, names);
+  const Named tied = tied_tensors(named, &state->aliases);
+  state->units.resize(names.size() + (tied.empty() ? 0 : 1));
   for (size_t u = 0; u < names.size(); ++u) {
     auto& unit = state->units[u];
     unit.name = names[u];
     auto [seq, index] = slots[u];
     unit.module = *(seq->begin() + static_cast<std::ptrdiff_t>(index));
-    shard_unit(*state, unit, unit.module.ptr());
+    shard_unit(*state, unit, own_parameters(named[u], tied, &unit.shared_members));
+  }
+  if (!tied.empty()) {
+    state->shared = names.size();
+    auto& unit = state->units.back();
+    unit.name = "(tied)";
+    shard_unit(*state, unit, tied);
+    module->register_parameter("fsdp_tied_flat_param", unit.shard);
   }
   for (size_t u = 0; u < names.size(); ++u) {
     FsdpUnit wrapper(state, u);
@@ -206,6 +250,7 @@ std::map<std::string, torch::Tensor> FullyShardedModule::full_parameters() const
   for (const auto& unit : state_->units)
     for (auto& [name, full] : zero::gather_full(*unit.layout, unit.shard.detach(), state_->group.get()))
       out[name] = full;
+  for (const auto& [alias, name] : state_->aliases) out[alias] = out.at(name);
   return out;
 }
 

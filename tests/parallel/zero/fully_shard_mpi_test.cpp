@@ -1,7 +1,8 @@
 // tests/parallel/zero/fully_shard_mpi_test.cpp — fully_shard trains exactly
 // as one process (with and without prefetch and resharding, and units
 // named inside a nested Sequential); its reduce-scatters go through the
-// comm hook; each rank holds only its shards; bad
+// comm hook; each rank holds only its shards; a weight tied across two
+// units is sharded once and trained as one process trains it; bad
 // unit lists are refused naming FullyShardOptions::units.
 #include <gtest/gtest.h>
 
@@ -9,6 +10,8 @@
 #include "zero_test_models.h"
 #include <paratorch/errors.h>
 #include <paratorch/zero.h>
+
+#include <algorithm>
 
 using namespace paratorch;
 using zero_test::Mlp;
@@ -169,23 +172,86 @@ TEST(FullyShard, UnknownOrOverlappingOrUnreplaceableUnitsAreRefused) {
   EXPECT_NE(what.find("'layers', which is not a child of a torch::nn::Sequential"), std::string::npos) << what;
 }
 
-// One weight in two units (tied): refused, not trained as two copies.
+// One weight in two units (tied, as an embedding and the output head):
+// sharded once, its gradient summed over both units, trained as one process
+// trains it. Each Tied also has a bias of its own, so a unit holds both.
 struct TiedImpl : torch::nn::Module {
-  explicit TiedImpl(torch::Tensor w) : weight(register_parameter("weight", std::move(w))) {}
-  torch::Tensor forward(const torch::Tensor& x) { return x.matmul(weight.t()); }
-  torch::Tensor weight;
+  explicit TiedImpl(torch::Tensor w)
+      : weight(register_parameter("weight", std::move(w))), bias(register_parameter("bias", torch::zeros({4}))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return x.matmul(weight.t()) + bias; }
+  torch::Tensor weight, bias;
 };
 TORCH_MODULE(Tied);
 
-TEST(FullyShard, AWeightTiedAcrossUnitsIsRefused) {
-  auto w = torch::randn({4, 4});
-  torch::nn::Sequential net{Tied(w), torch::nn::ReLU(), Tied(w)};
-  std::string what = "(no error)";
-  try {
-    fully_shard(net.ptr(), test_world().comm());
-  } catch (const UsageError& e) {
-    what = e.what();
-  }
-  EXPECT_NE(what.find("parameter '2.weight' is the same tensor as '0.weight' (tied weights)"), std::string::npos)
-      << what;
+torch::nn::Sequential make_tied() {
+  auto w = torch::randn({4, 4}, generator_for(5, "tied"));
+  torch::nn::Sequential net{Tied(w), torch::nn::Tanh(), torch::nn::Linear(4, 4), torch::nn::Tanh(), Tied(w)};
+  init_parameters(*net, 7, [](const std::string&, const torch::Tensor&) { return InitSpec::normal(0.0, 0.5); });
+  return net;
+}
+
+Batch tied_batch(int64_t step) {
+  return {torch::randn({8, 4}, generator_for(200 + static_cast<uint64_t>(step), "x")),
+          torch::randn({8, 4}, generator_for(200 + static_cast<uint64_t>(step), "y"))};
+}
+
+torch::Tensor tied_loss(torch::nn::Sequential& net, const Batch& b) {
+  return torch::mse_loss(net->forward(b.input), b.target);
+}
+
+void expect_tied_equivalent(const MakeOptimizer& make_optimizer, const std::string& what) {
+  EquivalenceOptions eq;
+  eq.steps = 4;
+  auto reference = [make_optimizer] {
+    auto net = make_tied();
+    // libtorch's parameters() lists a tied tensor once per module holding
+    // it; an optimizer given it twice would step it twice.
+    std::vector<torch::Tensor> params;
+    for (const auto& p : net->parameters())
+      if (std::none_of(params.begin(), params.end(), [&](const torch::Tensor& q) { return q.is_same(p); }))
+        params.push_back(p);
+    return plain_trainee(net.ptr(), make_optimizer(params),
+                         [net](const Batch& b) mutable { return tied_loss(net, b); });
+  };
+  auto parallel = [make_optimizer] {
+    auto net = make_tied();
+    auto comm = test_world().comm();
+    auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), comm));
+    auto opt = make_optimizer(sharded->parameters());
+    return Trainee{[net, opt, comm](const Batch& b) mutable {
+                     opt->zero_grad();
+                     auto loss = tied_loss(net, local_slice(b, comm->rank(), comm->size()));
+                     loss.backward();
+                     opt->step();
+                     auto mean = loss.detach().clone();
+                     comm->all_reduce(mean, ReduceOp::kAvg);
+                     return mean.item<double>();
+                   },
+                   [sharded] { return sharded->full_parameters(); }};
+  };
+  auto report = check_equivalence(test_world().comm(), tied_batch, reference, parallel, eq);
+  if (test_world().rank() == 0) std::printf("%s\n", report.summary_line(what).c_str());
+  EXPECT_TRUE(report.pass) << report.summary_line(what);
+}
+
+TEST(FullyShard, AWeightTiedAcrossUnitsTrainsAsOneProcess) {
+  expect_tied_equivalent(sgd, "fsdp-tied-sgd");
+  expect_tied_equivalent(adamw, "fsdp-tied-adamw");
+}
+
+// The tied tensor is held once (one shard), under both of its names in
+// full_parameters, and each unit's own bias stays in its unit.
+TEST(FullyShard, ATiedWeightIsShardedOnceAndKeepsBothNames) {
+  auto net = make_tied();
+  const auto before = net[0]->named_parameters()["weight"].clone();
+  auto sharded = fully_shard(net.ptr(), test_world().comm());
+  const int n = test_world().size();
+  int64_t held = 0;
+  for (const auto& p : sharded.parameters()) held += p.numel();
+  EXPECT_EQ(held, (4 + n - 1) / n + (20 + n - 1) / n + (4 + n - 1) / n + (16 + n - 1) / n)
+      << "two biases, the Linear, and the tied weight once";
+  auto full = sharded.full_parameters();
+  EXPECT_TRUE(torch::equal(full.at("0.weight"), before));
+  EXPECT_TRUE(torch::equal(full.at("4.weight"), before));
+  EXPECT_TRUE(full.count("0.bias") && full.count("4.bias"));
 }
