@@ -3,7 +3,7 @@
 // model trained in one process.
 //
 // The PyTorch program it mirrors:
-//   model = nn.Sequential(Embed(), Block(), Block(), Head())
+//   model = nn.Sequential(Embed(), Block(), Block(), Head())   # Head's weight is Embed's tok.weight
 //   for layer in model: fully_shard(layer, mp_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16))
 //   fully_shard(model)
 //   opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -22,6 +22,7 @@
 #include <paratorch/world.h>
 #include <paratorch/zero.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -70,20 +71,24 @@ struct BlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
+// The output layer reads the token embedding's weight (weight tying, Press &
+// Wolf 2017, as in GPT-2): one tensor in two units, which fully_shard shards
+// once and whose gradient it sums over both.
 struct HeadImpl : torch::nn::Module {
-  HeadImpl() {
+  explicit HeadImpl(torch::Tensor tok_weight) {
     ln = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({kModel})));
-    lm = register_module("lm", torch::nn::Linear(kModel, kVocab));
+    weight = register_parameter("weight", std::move(tok_weight));
   }
-  torch::Tensor forward(const torch::Tensor& x) { return lm(ln(x)); }
+  torch::Tensor forward(const torch::Tensor& x) { return torch::matmul(ln(x), weight.t()); }
   torch::nn::LayerNorm ln{nullptr};
-  torch::nn::Linear lm{nullptr};
+  torch::Tensor weight;
 };
 TORCH_MODULE(Head);
 
 // The same weights in every process and layout: seeded by parameter name.
 torch::nn::Sequential make_model() {
-  torch::nn::Sequential model{Embed(), Block(), Block(), Head()};
+  Embed embed;
+  torch::nn::Sequential model{embed, Block(), Block(), Head(embed->tok->weight)};
   paratorch::init_parameters(*model, 2026, [](const std::string& name, const torch::Tensor& p) {
     if (name.find("ln") != std::string::npos)
       return paratorch::InitSpec::constant(name.size() > 6 && name.substr(name.size() - 6) == "weight" ? 1.0 : 0.0);
@@ -109,11 +114,20 @@ std::shared_ptr<torch::optim::AdamW> adamw(const std::vector<torch::Tensor>& par
   return std::make_shared<torch::optim::AdamW>(params, torch::optim::AdamWOptions(3e-3));
 }
 
+// Each parameter once. libtorch's parameters() lists a tied tensor once per
+// module holding it (Python's deduplicates), and AdamW would step it twice.
+std::vector<torch::Tensor> unique_parameters(const torch::nn::Module& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : model.parameters())
+    if (std::none_of(out.begin(), out.end(), [&](const torch::Tensor& q) { return q.is_same(p); })) out.push_back(p);
+  return out;
+}
+
 // The model trained by fully_shard over `comm`, each rank on its slice.
 paratorch::Trainee sharded_trainee(std::shared_ptr<paratorch::Communicator> comm, torch::ScalarType compute) {
   auto model = make_model();
   paratorch::FullyShardOptions options;
-  options.units = {"0", "1", "2", "3"};  // embedding, each block, head
+  options.units = {"0", "1", "2", "3"};  // embedding, each block, head (tied to the embedding)
   options.mixed_precision.param_dtype = compute;
   auto sharded = std::make_shared<paratorch::FullyShardedModule>(paratorch::fully_shard(model.ptr(), comm, options));
   auto opt = adamw(sharded->parameters());
@@ -136,9 +150,9 @@ int main(int argc, char** argv) {
   paratorch::World world(argc, argv);
   auto reference = [] {
     auto model = make_model();
-    return paratorch::plain_trainee(model.ptr(), adamw(model->parameters()), [model](const paratorch::Batch& b) mutable {
-      return loss_of(model->forward(b.input), b.target);
-    });
+    return paratorch::plain_trainee(
+        model.ptr(), adamw(unique_parameters(*model)),
+        [model](const paratorch::Batch& b) mutable { return loss_of(model->forward(b.input), b.target); });
   };
   bool pass = true;
   for (auto compute : {torch::kFloat, torch::kBFloat16}) {
