@@ -20,6 +20,7 @@
 #include <paratorch/ddp.h>
 #include <paratorch/errors.h>
 #include <paratorch/flight_recorder.h>
+#include <paratorch/grad_clip.h>
 #include <paratorch/init.h>
 #include <paratorch/layout.h>
 #include <paratorch/mixed_precision.h>

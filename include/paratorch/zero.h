@@ -177,6 +177,11 @@ class FullyShardedModule {
   void register_comm_hook(CommHook hook);
   /// Every unit's shard, for the optimizer (also module->parameters() now).
   std::vector<torch::Tensor> parameters() const;
+  /// Clips the shards' gradients by the whole model's gradient norm, summed
+  /// over the group (PyTorch FSDP's clip_grad_norm_; paratorch/grad_clip.h).
+  /// Call it after backward, before the optimizer's step. Returns the norm
+  /// before clipping. Collective. UsageError unless max_norm > 0.
+  double clip_grad_norm(double max_norm) const;
   std::vector<FsdpUnit> units() const;
   /// The unit named `name`; UsageError when there is none.
   FsdpUnit unit(const std::string& name) const;

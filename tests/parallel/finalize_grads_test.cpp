@@ -8,6 +8,10 @@
 #include "mpi_test_env.h"
 #include "parallel/finalize_grads.h"
 #include "parallel/grad_norm.h"
+#include <paratorch/errors.h>
+#include <paratorch/grad_clip.h>
+
+#include <cmath>
 
 using namespace paratorch;
 using parallel::NormEntry;
@@ -109,4 +113,20 @@ TEST(FinalizeGradients, TiedCopiesEndWithTheirSum) {
   else two.zero = torch::zeros({3});
   parallel::sum_tied_gradients(two, &world());
   for (const auto& c : two.copies) EXPECT_TRUE(torch::equal(c, torch::full({3}, 3.0))) << c;
+}
+
+// The public clip (paratorch/grad_clip.h) over pipeline stages: each rank's
+// parameters are its own, so the squares add over pp, and every stage
+// scales by the same coefficient.
+TEST(GradNormPublicApi, StagesAddOverPp) {
+  auto p = torch::zeros({3}, torch::requires_grad());
+  p.mutable_grad() = grad_of(world().rank(), 3);
+  double want = 0;
+  for (int r = 0; r < world().size(); ++r) want += squares(grad_of(r, 3));
+  want = std::sqrt(want);
+  const GradNormGroups groups{nullptr, nullptr, test_world().comm()};
+  EXPECT_NEAR(grad_norm({p, p}, groups), want, 1e-9 * want) << "a tensor listed twice counts once";
+  EXPECT_NEAR(clip_grad_norm({p}, want / 2, groups), want, 1e-9 * want);
+  EXPECT_TRUE(torch::allclose(p.grad(), grad_of(world().rank(), 3) * (want / 2) / (want + 1e-6)));
+  EXPECT_THROW(clip_grad_norm({p}, -1.0, groups), UsageError);
 }

@@ -15,6 +15,7 @@
 #include "parallel/ddp/reducer.h"
 #include "parallel/zero/sharded_optimizer.h"
 #include <paratorch/errors.h>
+#include <paratorch/grad_clip.h>
 
 #include <algorithm>
 #include <map>
@@ -230,6 +231,10 @@ std::vector<torch::Tensor> FullyShardedModule::parameters() const {
   std::vector<torch::Tensor> out;
   for (const auto& unit : state_->units) out.push_back(unit.shard);
   return out;
+}
+
+double FullyShardedModule::clip_grad_norm(double max_norm) const {
+  return paratorch::clip_grad_norm(parameters(), max_norm, {state_->group, nullptr, nullptr});
 }
 
 std::vector<FsdpUnit> FullyShardedModule::units() const {

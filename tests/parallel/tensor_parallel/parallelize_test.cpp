@@ -2,13 +2,15 @@
 // user-written transformer (tiny_transformer.h): exactly the matched children
 // are swapped, in the registry and in Sequential / ModuleList / ModuleDict
 // parents; the output and every gradient equal the unsplit module's;
-// shard_specs names each parameter's split; whole parameters round-trip.
+// shard_specs names each parameter's split; whole parameters round-trip;
+// the gradient norm over the tp group is the unsplit module's.
 // The world is the tp group (np 1 and 2).
 #include <gtest/gtest.h>
 
 #include "mpi_test_env.h"
 #include "parallel/tensor_parallel/tiny_transformer.h"
 #include <paratorch/errors.h>
+#include <paratorch/grad_clip.h>
 #include <paratorch/init.h>
 
 #include <algorithm>
@@ -73,6 +75,33 @@ TEST(TensorParallelApi, OutputAndGradientsEqualTheUnsplitModule) {
     EXPECT_TRUE(torch::allclose(p.value().grad(), want, 1e-4, 1e-6))
         << p.key() << ": max diff " << (p.value().grad() - want).abs().max().item<double>();
   }
+}
+
+// The norm over the tp group is the unsplit module's: slices summed,
+// replicated parameters (LayerNorms, row-parallel biases) counted once; a
+// clip scales every slice as one process scales the whole gradient.
+TEST(TensorParallelApi, ClipGradNormIsTheUnsplitModules) {
+  auto reference = make_net(), net = make_net();
+  tp::parallelize(net.ptr(), tp_group(), megatron_plan());
+  const auto ids = token_ids();
+  const auto w = torch::randn({2, 4, kDim}, paratorch::generator_for(3, "w"));
+  (reference(ids) * w).sum().backward();
+  (net(ids) * w).sum().backward();
+  const paratorch::GradNormGroups groups{nullptr, tp_group(), nullptr};
+  const double want = paratorch::grad_norm(*reference);
+  EXPECT_NEAR(paratorch::grad_norm(*net, groups), want, 1e-5 * want);
+  const double max_norm = want / 3;
+  EXPECT_NEAR(paratorch::clip_grad_norm(*net, max_norm, groups), want, 1e-5 * want);
+  torch::nn::utils::clip_grad_norm_(reference->parameters(), max_norm);
+  const auto specs = tp::shard_specs(*net);
+  auto ref_params = reference->named_parameters();
+  for (const auto& p : net->named_parameters()) {
+    auto clipped = specs.at(p.key()).slice(ref_params[p.key()].grad());
+    EXPECT_TRUE(torch::allclose(p.value().grad(), clipped, 1e-4, 1e-6)) << p.key();
+  }
+  EXPECT_NEAR(paratorch::grad_norm(*net, groups), max_norm, 1e-4 * max_norm);
+  if (tp_group()->size() > 1)  // a list cannot say which parameters are tp slices
+    EXPECT_THROW(paratorch::grad_norm(net->parameters(), groups), paratorch::UsageError);
 }
 
 TEST(TensorParallelApi, FullParametersAreTheOriginalWeights) {

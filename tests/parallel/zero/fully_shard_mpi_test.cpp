@@ -9,6 +9,7 @@
 #include "mpi_test_env.h"
 #include "zero_test_models.h"
 #include <paratorch/errors.h>
+#include <paratorch/grad_clip.h>
 #include <paratorch/zero.h>
 
 #include <algorithm>
@@ -199,18 +200,21 @@ torch::Tensor tied_loss(torch::nn::Sequential& net, const Batch& b) {
   return torch::mse_loss(net->forward(b.input), b.target);
 }
 
+// libtorch's parameters() lists a tied tensor once per module holding it;
+// an optimizer given it twice would step it twice.
+std::vector<torch::Tensor> unique_parameters(const torch::nn::Module& net) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : net.parameters())
+    if (std::none_of(out.begin(), out.end(), [&](const torch::Tensor& q) { return q.is_same(p); })) out.push_back(p);
+  return out;
+}
+
 void expect_tied_equivalent(const MakeOptimizer& make_optimizer, const std::string& what) {
   EquivalenceOptions eq;
   eq.steps = 4;
   auto reference = [make_optimizer] {
     auto net = make_tied();
-    // libtorch's parameters() lists a tied tensor once per module holding
-    // it; an optimizer given it twice would step it twice.
-    std::vector<torch::Tensor> params;
-    for (const auto& p : net->parameters())
-      if (std::none_of(params.begin(), params.end(), [&](const torch::Tensor& q) { return q.is_same(p); }))
-        params.push_back(p);
-    return plain_trainee(net.ptr(), make_optimizer(params),
+    return plain_trainee(net.ptr(), make_optimizer(unique_parameters(*net)),
                          [net](const Batch& b) mutable { return tied_loss(net, b); });
   };
   auto parallel = [make_optimizer] {
@@ -254,4 +258,70 @@ TEST(FullyShard, ATiedWeightIsShardedOnceAndKeepsBothNames) {
   EXPECT_TRUE(torch::equal(full.at("0.weight"), before));
   EXPECT_TRUE(torch::equal(full.at("4.weight"), before));
   EXPECT_TRUE(full.count("0.bias") && full.count("4.bias"));
+}
+
+// clip_grad_norm sums the shards' squares over the group: the norm one
+// process measures (the tied weight counted once), and with a binding clip
+// the same training as torch::nn::utils::clip_grad_norm_ in one process
+// (SGD: a clip off by any factor changes the update).
+TEST(FullyShard, ClipGradNormMeasuresTheWholeModelsNorm) {
+  auto reference = make_tied(), net = make_tied();
+  auto comm = test_world().comm();
+  auto sharded = fully_shard(net.ptr(), comm);
+  const auto b = tied_batch(0);
+  tied_loss(reference, b).backward();
+  tied_loss(net, local_slice(b, comm->rank(), comm->size())).backward();
+  const double want = torch::nn::utils::clip_grad_norm_(unique_parameters(*reference), 1e9);
+  const double got = sharded.clip_grad_norm(1e9);  // does not bind: measures only
+  EXPECT_NEAR(got, want, 1e-5 * want);
+  EXPECT_NEAR(grad_norm(sharded.parameters(), {comm}), want, 1e-5 * want);
+  // One process: the list names the tied weight twice, the norm counts it once.
+  EXPECT_NEAR(grad_norm(reference->parameters()), want, 1e-6 * want);
+  EXPECT_THROW(sharded.clip_grad_norm(0), UsageError);
+  EXPECT_THROW(clip_grad_norm(sharded.parameters(), 1.0, {nullptr, comm, nullptr}), UsageError);
+}
+
+constexpr double kMaxNorm = 0.05;  // below every step's norm here (each reference step checks)
+
+TEST(FullyShard, ABindingClipTrainsAsOneProcess) {
+  EquivalenceOptions eq;
+  eq.steps = 4;
+  auto reference = [] {
+    auto net = make_tied();
+    auto opt = sgd(unique_parameters(*net));
+    auto params = unique_parameters(*net);
+    return Trainee{[net, opt, params](const Batch& b) mutable {
+                     opt->zero_grad();
+                     auto loss = tied_loss(net, b);
+                     loss.backward();
+                     EXPECT_GT(torch::nn::utils::clip_grad_norm_(params, kMaxNorm), kMaxNorm) << "the clip binds";
+                     opt->step();
+                     return loss.item<double>();
+                   },
+                   [net] {
+                     std::map<std::string, torch::Tensor> out;
+                     for (const auto& p : net->named_parameters()) out[p.key()] = p.value().detach().clone();
+                     return out;
+                   }};
+  };
+  auto parallel = [] {
+    auto net = make_tied();
+    auto comm = test_world().comm();
+    auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), comm));
+    auto opt = sgd(sharded->parameters());
+    return Trainee{[net, opt, comm, sharded](const Batch& b) mutable {
+                     opt->zero_grad();
+                     auto loss = tied_loss(net, local_slice(b, comm->rank(), comm->size()));
+                     loss.backward();
+                     sharded->clip_grad_norm(kMaxNorm);
+                     opt->step();
+                     auto mean = loss.detach().clone();
+                     comm->all_reduce(mean, ReduceOp::kAvg);
+                     return mean.item<double>();
+                   },
+                   [sharded] { return sharded->full_parameters(); }};
+  };
+  auto report = check_equivalence(test_world().comm(), tied_batch, reference, parallel, eq);
+  if (test_world().rank() == 0) std::printf("%s\n", report.summary_line("fsdp-tied-sgd-clip").c_str());
+  EXPECT_TRUE(report.pass) << report.summary_line("fsdp-tied-sgd-clip");
 }
