@@ -136,6 +136,15 @@ class Pipeline {
   std::vector<torch::Tensor> parameters() const;
   /// The same by full name.
   std::map<std::string, torch::Tensor> named_parameters() const;
+  /// Clips this rank's gradients by the whole model's gradient norm, the
+  /// stages' squares summed over the pp group and each tied weight counted
+  /// once (torch.nn.utils.clip_grad_norm_ as one process would apply it;
+  /// paratorch/grad_clip.h). With tensor-parallel layers in the blocks, pass
+  /// their `tp_group`: their slices are summed over it, replicated
+  /// parameters counted once. Call it after step(), before the optimizer's
+  /// step; gradients all-reduced over dp replicas need no group. Returns the
+  /// norm before clipping. Collective. UsageError unless max_norm > 0.
+  double clip_grad_norm(double max_norm, std::shared_ptr<Communicator> tp_group = nullptr);
   /// Every parameter of the whole model as a full CPU tensor under its name,
   /// on every rank (collective: each is broadcast from its stage). For
   /// check_equivalence and checkpoints.

@@ -12,6 +12,8 @@
 // be one more read and write of every gradient (Megatron-LM and apex fold
 // the clip into their fused optimizers the same way).
 #pragma once
+#include "parallel/grad_norm.h"
+
 #include <torch/torch.h>
 
 #include <functional>
@@ -33,5 +35,11 @@ double clip_coefficient(double norm, double max_norm);
 /// clip_coefficient. Returns the norm before clipping. max_norm <= 0 only measures.
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm,
                       const SumAcross& sum_squares_across = nullptr);
+
+/// The public clip (paratorch/grad_clip.h, Pipeline::clip_grad_norm): the
+/// norm of `entries` across `groups` (grad_norm.h's counting rules), and
+/// every entry's gradient, tied copies included, scaled by clip_coefficient.
+/// Returns the norm before clipping. UsageError unless max_norm > 0.
+double clip_norm_entries(const std::vector<NormEntry>& entries, double max_norm, const NormGroups& groups);
 
 }  // namespace paratorch::parallel

@@ -31,11 +31,14 @@ std::vector<parallel::NormEntry> unique_entries(const std::vector<torch::Tensor>
   return out;
 }
 
-double norm_of(const std::vector<parallel::NormEntry>& entries, const GradNormGroups& groups) {
+parallel::NormGroups raw(const GradNormGroups& groups) {
+  return {groups.shards.get(), groups.tp.get(), groups.pp.get()};
+}
+
+double norm_of(const std::vector<parallel::NormEntry>& entries, const parallel::NormGroups& groups) {
   double local = 0;
   for (const auto& e : entries) local += parallel::sum_of_squares(e.grad);
-  return std::sqrt(
-      parallel::sum_squares_across(local, entries, {groups.shards.get(), groups.tp.get(), groups.pp.get()}));
+  return std::sqrt(parallel::sum_squares_across(local, entries, groups));
 }
 
 std::vector<parallel::NormEntry> module_entries(const torch::nn::Module& module) {
@@ -50,23 +53,6 @@ std::vector<parallel::NormEntry> module_entries(const torch::nn::Module& module)
   return unique_entries(params, split);
 }
 
-double clip(const std::vector<parallel::NormEntry>& entries, double max_norm, const GradNormGroups& groups) {
-  if (!(max_norm > 0)) {
-    std::ostringstream what;
-    what << "paratorch: clip_grad_norm's max_norm = " << max_norm
-         << " must be > 0 (grad_norm() measures the norm without clipping)";
-    throw UsageError(what.str());
-  }
-  const double norm = norm_of(entries, groups);
-  const double coefficient = parallel::clip_coefficient(norm, max_norm);
-  if (coefficient < 1.0) {
-    torch::NoGradGuard no_grad;
-    for (const auto& e : entries)
-      if (e.grad.defined()) e.grad.mul_(coefficient);
-  }
-  return norm;
-}
-
 void require_no_tp(const GradNormGroups& groups) {
   if (spans(groups.tp))
     throw UsageError(
@@ -76,22 +62,43 @@ void require_no_tp(const GradNormGroups& groups) {
 
 }  // namespace
 
+namespace parallel {
+
+double clip_norm_entries(const std::vector<NormEntry>& entries, double max_norm, const NormGroups& groups) {
+  if (!(max_norm > 0)) {
+    std::ostringstream what;
+    what << "paratorch: clip_grad_norm's max_norm = " << max_norm
+         << " must be > 0 (grad_norm() measures the norm without clipping)";
+    throw UsageError(what.str());
+  }
+  const double norm = norm_of(entries, groups);
+  const double coefficient = clip_coefficient(norm, max_norm);
+  if (coefficient < 1.0) {
+    torch::NoGradGuard no_grad;
+    for (const auto& e : entries)
+      if (e.grad.defined()) e.grad.mul_(coefficient);
+  }
+  return norm;
+}
+
+}  // namespace parallel
+
 double grad_norm(const std::vector<torch::Tensor>& params, const GradNormGroups& groups) {
   require_no_tp(groups);
-  return norm_of(unique_entries(params, {}), groups);
+  return norm_of(unique_entries(params, {}), raw(groups));
 }
 
 double grad_norm(const torch::nn::Module& module, const GradNormGroups& groups) {
-  return norm_of(module_entries(module), groups);
+  return norm_of(module_entries(module), raw(groups));
 }
 
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm, const GradNormGroups& groups) {
   require_no_tp(groups);
-  return clip(unique_entries(params, {}), max_norm, groups);
+  return parallel::clip_norm_entries(unique_entries(params, {}), max_norm, raw(groups));
 }
 
 double clip_grad_norm(const torch::nn::Module& module, double max_norm, const GradNormGroups& groups) {
-  return clip(module_entries(module), max_norm, groups);
+  return parallel::clip_norm_entries(module_entries(module), max_norm, raw(groups));
 }
 
 }  // namespace paratorch

@@ -3,6 +3,7 @@
 #include <paratorch/pipeline.h>
 
 #include "parallel/pipeline/runner.h"
+#include "parallel/grad_clip.h"
 
 namespace paratorch {
 
@@ -26,6 +27,12 @@ torch::Tensor Pipeline::forward(const torch::Tensor& input) { return runner_->fo
 std::vector<torch::Tensor> Pipeline::parameters() const { return runner_->parameters().local(); }
 
 std::map<std::string, torch::Tensor> Pipeline::named_parameters() const { return runner_->parameters().named_local(); }
+
+double Pipeline::clip_grad_norm(double max_norm, std::shared_ptr<Communicator> tp_group) {
+  const bool tp = tp_group && tp_group->size() > 1;
+  return parallel::clip_norm_entries(runner_->norm_entries(tp), max_norm,
+                                     {nullptr, tp ? tp_group.get() : nullptr, &runner_->pp()});
+}
 
 std::map<std::string, torch::Tensor> Pipeline::full_parameters() { return runner_->parameters().full(runner_->pp()); }
 

@@ -5,6 +5,7 @@
 
 #include "parallel/pipeline/options.h"
 #include <paratorch/errors.h>
+#include <paratorch/tensor_parallel.h>
 
 namespace paratorch {
 
@@ -140,6 +141,26 @@ std::string PipelineRunner::describe() const {
     out += " (" + std::to_string(partition_.params[static_cast<size_t>(s)]) + " params)";
   }
   return out;
+}
+
+std::vector<parallel::NormEntry> PipelineRunner::norm_entries(bool tp_specs) const {
+  auto entries = params_->norm_entries();
+  if (!tp_specs) return entries;
+  std::map<const void*, tensor_parallel::ShardSpec> split;  // by tensor: names differ between block and model
+  for (int i = 0; i < model_->block_count(); ++i) {
+    const auto& block = model_->block(i);
+    const auto specs = tensor_parallel::shard_specs(*block.module);
+    for (const auto& p : block.module->named_parameters()) {
+      auto it = specs.find(p.key());
+      if (it != specs.end()) split[p.value().unsafeGetTensorImpl()] = it->second;
+    }
+  }
+  const auto local = params_->local();
+  for (size_t k = 0; k < entries.size(); ++k) {
+    auto it = split.find(local[k].unsafeGetTensorImpl());
+    if (it != split.end()) entries[k].spec = it->second;
+  }
+  return entries;
 }
 
 }  // namespace paratorch

@@ -26,6 +26,10 @@ class PipelineRunner {
   const ::paratorch::pipeline::Partition& partition() const { return partition_; }
   std::vector<std::string> local_block_names() const;
   std::string describe() const;
+  /// This rank's gradients for the global norm (StageParameters::
+  /// norm_entries), each with its tp split (shard_specs of its block's
+  /// module) when `tp_specs`.
+  std::vector<parallel::NormEntry> norm_entries(bool tp_specs) const;
 
  private:
   std::vector<double> measured_block_ms(const torch::Tensor& example_input);

@@ -135,6 +135,18 @@ std::map<std::string, torch::Tensor> StageParameters::full(Communicator& pp) con
   return out;
 }
 
+std::vector<NormEntry> StageParameters::norm_entries() const {
+  std::set<const void*> copies;
+  for (const auto& group : tied_) {
+    const auto mine = distinct_local(group);
+    const bool counts_here = owner_.at(group[0]) == rank_;
+    for (size_t i = counts_here ? 1 : 0; i < mine.size(); ++i) copies.insert(identity(mine[i]));
+  }
+  std::vector<NormEntry> out;
+  for (const auto& t : local()) out.push_back({t.grad(), {}, copies.count(identity(t)) > 0});
+  return out;
+}
+
 int64_t StageParameters::local_numel() const {
   int64_t n = 0;
   for (const auto& t : local()) n += t.numel();

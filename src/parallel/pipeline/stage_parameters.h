@@ -17,6 +17,8 @@
 
 #include <map>
 #include <string>
+#include "parallel/grad_norm.h"
+
 #include <vector>
 
 namespace paratorch::parallel::pipeline {
@@ -46,6 +48,11 @@ class StageParameters {
   std::map<std::string, torch::Tensor> named_local() const;
   /// Every parameter, full, on the CPU, on every rank (collective over `pp`).
   std::map<std::string, torch::Tensor> full(Communicator& pp) const;
+  /// This rank's distinct tensors for the global gradient norm (grad_norm.h):
+  /// a tied group is counted by the first of its tensors on the rank that
+  /// holds the group's first name; every other copy, holding the same
+  /// summed gradient after finish_step, is a tied copy.
+  std::vector<NormEntry> norm_entries() const;
   /// Parameter elements held by each rank, for describe().
   int64_t local_numel() const;
 

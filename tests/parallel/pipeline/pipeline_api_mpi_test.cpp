@@ -5,7 +5,9 @@
 // each bad input is refused with a message naming the option.
 #include <gtest/gtest.h>
 #include <paratorch/errors.h>
+#include <paratorch/layout.h>
 #include <paratorch/pipeline.h>
+#include <paratorch/tensor_parallel.h>
 #include <paratorch/verify.h>
 
 #include "mpi_test_env.h"
@@ -185,6 +187,101 @@ TEST(PipelineApi, TiedWeightsAcrossStagesMatchOneProcess) {
 TEST(PipelineApi, TiedWeightsInTheVOfZeroBubbleMatchOneProcess) {
   if (test_world().size() != 2) GTEST_SKIP() << "make_tied's 5 children make at most 4 stages (2 ranks in a V)";
   expect_tied_equivalent(with(PipelineSchedule::kZeroBubbleV, 2), "tied zb-v");
+}
+
+// clip_grad_norm sums the stages' squares over pp and counts the tied
+// pair once: the norm one process measures, and with a clip that binds
+// every step (SGD: a clip off by any factor changes the update) the same
+// training as torch::nn::utils::clip_grad_norm_ in one process.
+constexpr double kClipMaxNorm = 0.05;
+
+TEST(PipelineApi, ClipGradNormMatchesOneProcessWithTiedWeights) {
+  auto o = with(PipelineSchedule::kOneFOneB, 2);
+  o.tied = {{"embed.weight", "head.weight"}};
+  {
+    auto net = make_tied();
+    paratorch::Pipeline pipe(make_tied(), test_world().comm(), tied_batch_of(0).input, o);
+    const auto b = tied_batch_of(0);
+    mse(net->forward(b.input), b.target).backward();
+    pipe.step(b.input, b.target, mse);
+    const double want = torch::nn::utils::clip_grad_norm_(distinct(net->parameters()), 1e9);
+    EXPECT_NEAR(pipe.clip_grad_norm(1e9), want, 1e-5 * want);
+    EXPECT_THROW(pipe.clip_grad_norm(0), paratorch::UsageError);
+  }
+  paratorch::EquivalenceOptions eq;
+  eq.steps = 3;
+  auto reference = [] {
+    auto net = make_tied();
+    auto params = distinct(net->parameters());
+    auto opt = std::make_shared<torch::optim::SGD>(params, 0.1);
+    return paratorch::Trainee{[net, opt, params](const paratorch::Batch& b) mutable {
+                                opt->zero_grad();
+                                auto loss = mse(net->forward(b.input), b.target);
+                                loss.backward();
+                                EXPECT_GT(torch::nn::utils::clip_grad_norm_(params, kClipMaxNorm), kClipMaxNorm)
+                                    << "the clip binds";
+                                opt->step();
+                                return loss.item<double>();
+                              },
+                              [net] { return paratorch::named_parameter_copies(*net); }};
+  };
+  auto pipelined = [&o] {
+    auto pipe = std::make_shared<paratorch::Pipeline>(make_tied(), test_world().comm(), tied_batch_of(0).input, o);
+    auto opt = std::make_shared<torch::optim::SGD>(pipe->parameters(), 0.1);
+    return paratorch::Trainee{[pipe, opt](const paratorch::Batch& b) {
+                                opt->zero_grad();
+                                const double loss = pipe->step(b.input, b.target, mse);
+                                pipe->clip_grad_norm(kClipMaxNorm);
+                                opt->step();
+                                return loss;
+                              },
+                              [pipe] { return pipe->full_parameters(); }};
+  };
+  const auto report = paratorch::check_equivalence(test_world().comm(), tied_batch_of, reference, pipelined, eq);
+  EXPECT_TRUE(report.pass) << report.summary_line("tied clip") << " worst " << report.worst_param;
+}
+
+// Tensor-parallel layers inside the stages (pp = 2 x tp = 2): the clip's
+// norm sums the column/row slices over tp and counts the replicated
+// LayerNorms and row biases once, so it is the whole model's; after a
+// binding clip every rank's gradients measure max_norm together.
+struct TpBlockImpl : torch::nn::Module {
+  TpBlockImpl() {
+    ln = register_module("ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({8})));
+    mlp = register_module("mlp", torch::nn::Sequential({{"c_fc", torch::nn::Linear(8, 16)},
+                                                        {"act", torch::nn::GELU()},
+                                                        {"c_proj", torch::nn::Linear(16, 8)}}));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return x + mlp->forward(ln(x)); }
+  torch::nn::LayerNorm ln{nullptr};
+  torch::nn::Sequential mlp{nullptr};
+};
+TORCH_MODULE(TpBlock);
+
+torch::nn::Sequential make_tp_blocks() {
+  torch::manual_seed(0);
+  torch::nn::Sequential net;
+  for (int i = 0; i < 4; ++i) net->push_back("b" + std::to_string(i), TpBlock());
+  return net;
+}
+
+TEST(PipelineApi, ClipGradNormSumsTensorParallelSlicesOnce) {
+  if (test_world().size() != 4) GTEST_SKIP() << "pp = 2 x tp = 2 needs 4 ranks";
+  namespace tp = paratorch::tensor_parallel;
+  paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{1, 2, 2}.resolve(4));
+  auto reference = make_tp_blocks(), net = make_tp_blocks();
+  tp::parallelize(net.ptr(), groups.tp(),
+                  {{"*.mlp.c_fc", tp::ParallelStyle::colwise()}, {"*.mlp.c_proj", tp::ParallelStyle::rowwise()}});
+  auto o = with(PipelineSchedule::kOneFOneB, 2);
+  paratorch::Pipeline pipe(net, groups.pp(), torch::zeros({2, 8}), o);
+  torch::manual_seed(7);
+  const auto x = torch::randn({4, 8}), y = torch::randn({4, 8});
+  mse(reference->forward(x), y).backward();
+  pipe.step(x, y, mse);
+  const double want = torch::nn::utils::clip_grad_norm_(reference->parameters(), 1e9);
+  EXPECT_NEAR(pipe.clip_grad_norm(1e9, groups.tp()), want, 1e-5 * want);
+  EXPECT_NEAR(pipe.clip_grad_norm(want / 4, groups.tp()), want, 1e-5 * want);
+  EXPECT_NEAR(pipe.clip_grad_norm(1e9, groups.tp()), want / 4, 1e-5 * want) << "clipped alike on every rank";
 }
 
 TEST(PipelineApi, ForwardReturnsTheOutputOnEveryRank) {
