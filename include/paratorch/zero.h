@@ -63,6 +63,17 @@ struct ZeroRedundancyOptimizerOptions {
   bool reduce_gradients = true;
   /// Compute and reduction dtypes; the masters and optimizer state are fp32.
   MixedPrecisionPolicy mixed_precision;
+  /// > 0: step() clips the gradient shards by the whole model's gradient
+  /// norm before the inner optimizer steps (DeepSpeed's gradient_clipping;
+  /// torch::nn::utils::clip_grad_norm_'s rule), summing the shards' squares
+  /// over the dp group and, when the parameters are one pipeline stage's,
+  /// over `clip_pp_group`. 0: no clipping.
+  double max_grad_norm = 0;
+  /// The pp group when the parameters are a pipeline stage's (the named
+  /// constructor over Pipeline::named_parameters()); null otherwise. Tied
+  /// copies across stages and tensor-parallel slices are not told apart
+  /// here: clip those with Pipeline::clip_grad_norm under DDP instead.
+  std::shared_ptr<Communicator> clip_pp_group;
   /// Throws UsageError naming the field when a value is out of range.
   void validate() const;
 };
@@ -101,6 +112,9 @@ class ZeroRedundancyOptimizer {
   /// scaler->update() afterwards, as with GradScaler. Collective.
   bool step(LossScaler* scaler = nullptr);
 
+  /// The gradient norm the last step() measured before clipping
+  /// (options.max_grad_norm > 0; -1 before the first such step).
+  double last_grad_norm() const;
   /// The user's optimizer (e.g. to change its learning rate).
   torch::optim::Optimizer& optimizer();
   /// This rank's fp32 shards (what the optimizer steps).

@@ -41,6 +41,7 @@ struct ZeroRedundancyOptimizer::Impl {
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   std::vector<std::string> kinds;  // the optimizer's state tensors
   int64_t steps = 0;
+  double last_grad_norm = -1;  // before clipping, options.max_grad_norm > 0
 
   // stage 2 gradient path (zero_gradient_path.cpp); declared last, so it
   // goes first, before the buffers its hand-over writes

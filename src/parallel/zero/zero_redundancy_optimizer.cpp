@@ -14,6 +14,8 @@
 #include <paratorch/ddp.h>
 #include <paratorch/errors.h>
 
+#include "parallel/grad_clip.h"
+
 namespace paratorch {
 
 void ZeroRedundancyOptimizerOptions::validate() const {
@@ -26,6 +28,9 @@ void ZeroRedundancyOptimizerOptions::validate() const {
   if (stage == 2 && !reduce_gradients)
     throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::reduce_gradients = false needs stage 1; "
                      "stage 2 reduce-scatters the gradients itself (do not wrap the module in DDP)");
+  if (!(max_grad_norm >= 0))
+    throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::max_grad_norm = " + std::to_string(max_grad_norm) +
+                     " must be >= 0 (0 turns clipping off)");
   mixed_precision.validate();
 }
 
@@ -130,6 +135,13 @@ bool ZeroRedundancyOptimizer::step(LossScaler* scaler) {
   if (s.options.stage == 1) s.reduce_stage1();
   else s.reducer->finalize();  // normally done when backward returned; a no-op then
   if (scaler != nullptr && scaler->unscale(flat_shards(), s.group.get())) return false;
+  if (s.options.max_grad_norm > 0) {
+    // The shards are disjoint pieces over dp (padding's gradient is zero).
+    std::vector<parallel::NormEntry> entries;
+    for (const auto& b : s.buffers) entries.push_back({b.shard.grad(), {}, false});
+    s.last_grad_norm = parallel::clip_norm_entries(entries, s.options.max_grad_norm,
+                                                   {s.group.get(), nullptr, s.options.clip_pp_group.get()});
+  }
   s.optimizer->step();
   ++s.steps;
   s.all_gather_parameters();
@@ -149,6 +161,8 @@ void ZeroRedundancyOptimizer::Impl::all_gather_parameters() {
   }
   for (auto& w : works) w->wait();
 }
+
+double ZeroRedundancyOptimizer::last_grad_norm() const { return impl_->last_grad_norm; }
 
 torch::optim::Optimizer& ZeroRedundancyOptimizer::optimizer() { return *impl_->optimizer; }
 

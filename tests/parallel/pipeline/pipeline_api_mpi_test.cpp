@@ -8,6 +8,7 @@
 #include <paratorch/layout.h>
 #include <paratorch/pipeline.h>
 #include <paratorch/tensor_parallel.h>
+#include <paratorch/zero.h>
 #include <paratorch/verify.h>
 
 #include "mpi_test_env.h"
@@ -282,6 +283,53 @@ TEST(PipelineApi, ClipGradNormSumsTensorParallelSlicesOnce) {
   EXPECT_NEAR(pipe.clip_grad_norm(1e9, groups.tp()), want, 1e-5 * want);
   EXPECT_NEAR(pipe.clip_grad_norm(want / 4, groups.tp()), want, 1e-5 * want);
   EXPECT_NEAR(pipe.clip_grad_norm(1e9, groups.tp()), want / 4, 1e-5 * want) << "clipped alike on every rank";
+}
+
+// ZeRO-1 inside each stage of dp = 2 x pp = 2 with max_grad_norm: the
+// shards' squares add over dp and the stages' over clip_pp_group, so a clip
+// that binds every step trains as one process clipping its whole gradient.
+TEST(PipelineApi, ZeroInsideStagesClipsByTheWholeModelsNorm) {
+  if (test_world().size() != 4) GTEST_SKIP() << "dp = 2 x pp = 2 needs 4 ranks";
+  paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{2, 2, 1}.resolve(4));
+  auto reference = [] {
+    auto net = make_mlp();
+    auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), 0.1);
+    return paratorch::Trainee{
+        [net, opt](const paratorch::Batch& b) mutable {
+          opt->zero_grad();
+          auto loss = mse(net->forward(b.input), b.target);
+          loss.backward();
+          EXPECT_GT(torch::nn::utils::clip_grad_norm_(net->parameters(), kClipMaxNorm), kClipMaxNorm)
+              << "the clip binds";
+          opt->step();
+          return loss.item<double>();
+        },
+        [net] { return paratorch::named_parameter_copies(*net); }};
+  };
+  auto parallel = [&groups] {
+    auto pipe = std::make_shared<paratorch::Pipeline>(make_mlp(), groups.pp(), batch_of(0).input.narrow(0, 0, 2),
+                                                      with(PipelineSchedule::kOneFOneB, 2));
+    paratorch::ZeroRedundancyOptimizerOptions zo;
+    zo.max_grad_norm = kClipMaxNorm;
+    zo.clip_pp_group = groups.pp();
+    auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(
+        pipe->named_parameters(), groups.dp(),
+        [](std::vector<torch::Tensor> shards) { return std::make_unique<torch::optim::SGD>(shards, 0.1); }, zo);
+    auto dp = groups.dp();
+    return paratorch::Trainee{[pipe, zero, dp](const paratorch::Batch& b) {
+                                zero->zero_grad();
+                                const auto mine = paratorch::local_slice(b, dp->rank(), dp->size());
+                                auto loss = torch::tensor({pipe->step(mine.input, mine.target, mse)}, torch::kDouble);
+                                zero->step();
+                                dp->all_reduce(loss, paratorch::ReduceOp::kAvg);
+                                return loss.item<double>();
+                              },
+                              [pipe] { return pipe->full_parameters(); }};
+  };
+  paratorch::EquivalenceOptions eq;
+  eq.steps = 3;
+  const auto report = paratorch::check_equivalence(test_world().comm(), batch_of, reference, parallel, eq);
+  EXPECT_TRUE(report.pass) << report.summary_line("zero in stages, clipped") << " worst " << report.worst_param;
 }
 
 TEST(PipelineApi, ForwardReturnsTheOutputOnEveryRank) {

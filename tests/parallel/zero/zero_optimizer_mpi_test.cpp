@@ -270,3 +270,78 @@ TEST(ZeroOptimizer, BadOptionsNameTheField) {
     EXPECT_NE(std::string(e.what()).find("ZeroRedundancyOptimizerOptions::stage = 3"), std::string::npos);
   }
 }
+
+TEST(ZeroOptimizer, NegativeMaxGradNormNamesTheField) {
+  auto net = zero_test::make_mlp();
+  auto o = options(1);
+  o.max_grad_norm = -1;
+  try {
+    ZeroRedundancyOptimizer opt(net.ptr(), test_world().comm(), factory(Kind::kSgd), o);
+    ADD_FAILURE() << "max_grad_norm = -1 accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("ZeroRedundancyOptimizerOptions::max_grad_norm = -1"), std::string::npos)
+        << e.what();
+  }
+}
+
+// max_grad_norm clips by the whole model's norm, the shards' squares summed
+// over dp: the norm one process measures, and with a clip that binds every
+// step (SGD: a clip off by any factor changes the update) the same training
+// as torch::nn::utils::clip_grad_norm_ in one process, at stages 1 and 2.
+namespace {
+
+constexpr double kClipMaxNorm = 0.05;
+
+Trainee clipped_reference() {
+  auto net = zero_test::make_mlp();
+  std::shared_ptr<torch::optim::Optimizer> opt = make_optimizer(Kind::kSgd, net->parameters());
+  return {[net, opt](const Batch& b) mutable {
+            opt->zero_grad();
+            auto loss = zero_test::loss_of(net, b);
+            loss.backward();
+            EXPECT_GT(torch::nn::utils::clip_grad_norm_(net->parameters(), kClipMaxNorm), kClipMaxNorm)
+                << "the clip binds";
+            opt->step();
+            return loss.item<double>();
+          },
+          [net] { return named_parameter_copies(*net); }};
+}
+
+void expect_clipped_equivalent(int stage) {
+  EquivalenceOptions eq;
+  eq.steps = 4;
+  auto parallel = [stage] {
+    auto net = zero_test::make_mlp();
+    auto comm = test_world().comm();
+    auto o = options(stage);
+    o.max_grad_norm = kClipMaxNorm;
+    auto opt = std::make_shared<ZeroRedundancyOptimizer>(net.ptr(), comm, factory(Kind::kSgd), o);
+    return Trainee{[net, opt, comm](const Batch& b) mutable { return zero_step(net, *opt, *comm, b); },
+                   [net] { return named_parameter_copies(*net); }};
+  };
+  auto report = check_equivalence(test_world().comm(), zero_test::batch, clipped_reference, parallel, eq);
+  const std::string what = "zero" + std::to_string(stage) + "-sgd-clip";
+  if (test_world().rank() == 0) std::printf("%s\n", report.summary_line(what).c_str());
+  EXPECT_TRUE(report.pass) << report.summary_line(what);
+}
+
+}  // namespace
+
+TEST(ZeroOptimizer, MaxGradNormMeasuresTheWholeModelsNorm) {
+  auto reference = zero_test::make_mlp(), net = zero_test::make_mlp();
+  auto comm = test_world().comm();
+  auto o = options(2);
+  o.max_grad_norm = 1e9;  // measures, does not bind
+  ZeroRedundancyOptimizer opt(net.ptr(), comm, factory(Kind::kSgd), o);
+  EXPECT_EQ(opt.last_grad_norm(), -1);
+  const auto b = zero_test::batch(0);
+  zero_test::loss_of(reference, b).backward();
+  const double want = torch::nn::utils::clip_grad_norm_(reference->parameters(), 1e9);
+  opt.zero_grad();
+  zero_test::loss_of(net, local_slice(b, comm->rank(), comm->size())).backward();
+  opt.step();
+  EXPECT_NEAR(opt.last_grad_norm(), want, 1e-5 * want);
+}
+
+TEST(ZeroOptimizer, Stage1BindingClipEqualsOneProcess) { expect_clipped_equivalent(1); }
+TEST(ZeroOptimizer, Stage2BindingClipEqualsOneProcess) { expect_clipped_equivalent(2); }
