@@ -8,8 +8,8 @@
 #include "parallel/grad_clip.h"
 #include "parallel/grad_norm.h"
 
-#include <algorithm>
 #include <cmath>
+#include <set>
 #include <sstream>
 
 namespace paratorch {
@@ -21,11 +21,9 @@ bool spans(const std::shared_ptr<Communicator>& group) { return group && group->
 std::vector<parallel::NormEntry> unique_entries(const std::vector<torch::Tensor>& params,
                                                 const std::vector<tensor_parallel::ShardSpec>& specs) {
   std::vector<parallel::NormEntry> out;
-  std::vector<const void*> seen;
+  std::set<const void*> seen;
   for (size_t i = 0; i < params.size(); ++i) {
-    const void* impl = params[i].unsafeGetTensorImpl();
-    if (std::find(seen.begin(), seen.end(), impl) != seen.end()) continue;
-    seen.push_back(impl);
+    if (!seen.insert(params[i].unsafeGetTensorImpl()).second) continue;
     out.push_back({params[i].grad(), specs.empty() ? tensor_parallel::ShardSpec{} : specs[i], false});
   }
   return out;
