@@ -8,12 +8,14 @@
 //   model = GPTModel(...)   # ColumnParallelLinear / RowParallelLinear inside each block
 //   model = PipelineModule(layers=blocks, num_stages=2, partition_method="uniform")
 //   engine, *_ = deepspeed.initialize(model=model, config={"zero_optimization": {"stage": 1},
+//                                                          "gradient_clipping": 0.5,
 //                                                          "gradient_accumulation_steps": 4, ...})
 //   loss = engine.train_batch(data_iter)   # 1F1B over 4 micro-batches
 // composed here from three independent public pieces: parallelize() splits
 // the Linear children over the tp group, Pipeline cuts the Sequential over
 // the pp group, and ZeroRedundancyOptimizer over the stage's parameters
-// averages gradients and shards AdamW's state over the dp group. The result
+// averages gradients, clips them by the whole model's norm (summed over dp,
+// tp and pp) and shards AdamW's state over the dp group. The result
 // is checked against the same model trained in one process
 // (paratorch/verify.h): same losses and parameters up to float summation
 // order, or the program exits non-zero.
@@ -31,6 +33,7 @@ namespace nn = torch::nn;
 namespace tp = paratorch::tensor_parallel;
 
 constexpr int64_t kDim = 8, kHidden = 32, kBlocks = 4, kBatch = 16, kMicrobatches = 4;
+constexpr double kMaxGradNorm = 0.5;  // below every step's norm here (0.8-1.4): the clip acts
 
 // A pre-LayerNorm residual MLP block. Its Linear layers sit in a Sequential,
 // so parallelize() swaps them there and forward needs no change.
@@ -71,8 +74,15 @@ paratorch::Batch batch_of(int64_t step) {
 paratorch::Trainee reference() {
   auto net = make_model();
   std::shared_ptr<torch::optim::Optimizer> opt = adamw(net->parameters());
-  return paratorch::plain_trainee(net.ptr(), opt,
-                                  [net](const paratorch::Batch& b) mutable { return loss_fn(net->forward(b.input), b.target); });
+  return paratorch::Trainee{[net, opt](const paratorch::Batch& b) mutable {
+                              opt->zero_grad();
+                              auto loss = loss_fn(net->forward(b.input), b.target);
+                              loss.backward();
+                              torch::nn::utils::clip_grad_norm_(net->parameters(), kMaxGradNorm);
+                              opt->step();
+                              return loss.item<double>();
+                            },
+                            [net] { return paratorch::named_parameter_copies(*net); }};
 }
 
 // The three pieces, applied in order: tp splits the full weights, the
@@ -92,7 +102,12 @@ paratorch::Trainee hybrid(const paratorch::ProcessGroups& groups) {
   const int64_t micro = kBatch / groups.layout().dp / kMicrobatches;
   auto pipe = std::make_shared<paratorch::Pipeline>(net, groups.pp(), torch::zeros({micro, kDim}), po);
 
-  auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(pipe->named_parameters(), groups.dp(), adamw);
+  paratorch::ZeroRedundancyOptimizerOptions zo;
+  zo.max_grad_norm = kMaxGradNorm;  // the norm of the whole model: shards over dp, slices over tp, stages over pp
+  zo.clip_pp_group = groups.pp();
+  zo.clip_tp_group = groups.tp();
+  zo.clip_tp_specs = specs;
+  auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(pipe->named_parameters(), groups.dp(), adamw, zo);
 
   paratorch::Trainee t;
   auto dp = groups.dp();
@@ -101,7 +116,7 @@ paratorch::Trainee hybrid(const paratorch::ProcessGroups& groups) {
     const auto mine = paratorch::local_slice(global, dp_rank, dp->size());
     zero->zero_grad();
     const double local_loss = pipe->step(mine.input, mine.target, loss_fn);
-    zero->step();  // averages the gradients over dp, steps this rank's shard, all-gathers
+    zero->step();  // averages the gradients over dp, clips, steps this rank's shard, all-gathers
     auto loss = torch::tensor({local_loss}, torch::kDouble);
     dp->all_reduce(loss, paratorch::ReduceOp::kSum);  // mean over equal slices = the global mean
     return loss.item<double>() / dp->size();

@@ -33,6 +33,7 @@
 #include <paratorch/communicator.h>
 #include <paratorch/ddp.h>
 #include <paratorch/mixed_precision.h>
+#include <paratorch/tensor_parallel_layers.h>
 
 #include <torch/torch.h>
 
@@ -66,14 +67,19 @@ struct ZeroRedundancyOptimizerOptions {
   /// > 0: step() clips the gradient shards by the whole model's gradient
   /// norm before the inner optimizer steps (DeepSpeed's gradient_clipping;
   /// torch::nn::utils::clip_grad_norm_'s rule), summing the shards' squares
-  /// over the dp group and, when the parameters are one pipeline stage's,
-  /// over `clip_pp_group`. 0: no clipping.
+  /// over the dp group and, where the model is split further, over the
+  /// groups below. 0: no clipping.
   double max_grad_norm = 0;
   /// The pp group when the parameters are a pipeline stage's (the named
   /// constructor over Pipeline::named_parameters()); null otherwise. Tied
-  /// copies across stages and tensor-parallel slices are not told apart
-  /// here: clip those with Pipeline::clip_grad_norm under DDP instead.
+  /// copies across stages are not told apart (each counts): clip those with
+  /// Pipeline::clip_grad_norm under DDP instead.
   std::shared_ptr<Communicator> clip_pp_group;
+  /// With tensor-parallel layers: the tp group and every parameter's split
+  /// by name (tensor_parallel::shard_specs of the parallelized module), so
+  /// slices add over tp and replicated parameters count once.
+  std::shared_ptr<Communicator> clip_tp_group;
+  std::map<std::string, tensor_parallel::ShardSpec> clip_tp_specs;
   /// Throws UsageError naming the field when a value is out of range.
   void validate() const;
 };

@@ -15,6 +15,8 @@
 // between steps a rank holds only gradient shards.
 #include "parallel/zero/zero_redundancy_impl.h"
 
+#include "parallel/grad_clip.h"
+
 namespace paratorch {
 
 void ZeroRedundancyOptimizer::Impl::reduce_stage1() {
@@ -66,6 +68,26 @@ void ZeroRedundancyOptimizer::Impl::add_reduced_shard(size_t b, const torch::Ten
   auto& grad = buffers[b].shard.mutable_grad();
   if (!grad.defined()) grad = torch::zeros_like(buffers[b].shard);
   grad.add_(shard);
+}
+
+// The shards are disjoint pieces over dp (padding's gradient is zero). With
+// tp, each parameter's piece of the shard carries its split, so slices add
+// over tp and replicated pieces count once (grad_norm.h).
+void ZeroRedundancyOptimizer::Impl::clip_gradients() {
+  const bool tp = options.clip_tp_group && options.clip_tp_group->size() > 1;
+  std::vector<parallel::NormEntry> entries;
+  for (const auto& b : buffers) {
+    if (!tp || !b.shard.grad().defined()) {
+      entries.push_back({b.shard.grad(), {}, false});
+      continue;
+    }
+    for (const auto& piece : b.layout->pieces())
+      entries.push_back({b.shard.grad().narrow(0, piece.shard_offset, piece.length),
+                         options.clip_tp_specs.at(names[b.members[piece.param]]), false});
+  }
+  last_grad_norm = parallel::clip_norm_entries(
+      entries, options.max_grad_norm,
+      {group.get(), tp ? options.clip_tp_group.get() : nullptr, options.clip_pp_group.get()});
 }
 
 }  // namespace paratorch

@@ -53,6 +53,9 @@ struct ZeroRedundancyOptimizer::Impl {
   void install_reducer();
   void add_reduced_shard(size_t buffer, const torch::Tensor& shard);
   void reduce_stage1();
+  /// options.max_grad_norm > 0: the shards' gradients clipped by the whole
+  /// model's norm (zero_gradient_path.cpp); sets last_grad_norm.
+  void clip_gradients();
   void all_gather_parameters();
 };
 

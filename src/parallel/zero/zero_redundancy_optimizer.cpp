@@ -14,8 +14,6 @@
 #include <paratorch/ddp.h>
 #include <paratorch/errors.h>
 
-#include "parallel/grad_clip.h"
-
 namespace paratorch {
 
 void ZeroRedundancyOptimizerOptions::validate() const {
@@ -80,6 +78,11 @@ void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group,
     throw UsageError("paratorch: ZeroRedundancyOptimizer's " + source + " has no parameter that requires grad");
   group = std::move(dp_group);
   options = opts;
+  if (options.max_grad_norm > 0 && options.clip_tp_group && options.clip_tp_group->size() > 1)
+    for (const auto& name : names)
+      if (!options.clip_tp_specs.count(name))
+        throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::clip_tp_specs has no entry for parameter '" +
+                         name + "'; pass tensor_parallel::shard_specs() of the parallelized module");
   build_buffers(factory);
   if (options.stage == 2) install_reducer();
 }
@@ -135,13 +138,7 @@ bool ZeroRedundancyOptimizer::step(LossScaler* scaler) {
   if (s.options.stage == 1) s.reduce_stage1();
   else s.reducer->finalize();  // normally done when backward returned; a no-op then
   if (scaler != nullptr && scaler->unscale(flat_shards(), s.group.get())) return false;
-  if (s.options.max_grad_norm > 0) {
-    // The shards are disjoint pieces over dp (padding's gradient is zero).
-    std::vector<parallel::NormEntry> entries;
-    for (const auto& b : s.buffers) entries.push_back({b.shard.grad(), {}, false});
-    s.last_grad_norm = parallel::clip_norm_entries(entries, s.options.max_grad_norm,
-                                                   {s.group.get(), nullptr, s.options.clip_pp_group.get()});
-  }
+  if (s.options.max_grad_norm > 0) s.clip_gradients();
   s.optimizer->step();
   ++s.steps;
   s.all_gather_parameters();

@@ -266,6 +266,11 @@ torch::nn::Sequential make_tp_blocks() {
   return net;
 }
 
+paratorch::Batch tp_batch_of(int64_t step) {
+  torch::manual_seed(300 + step);
+  return {torch::randn({kBatch, 8}), torch::randn({kBatch, 8})};
+}
+
 TEST(PipelineApi, ClipGradNormSumsTensorParallelSlicesOnce) {
   if (test_world().size() != 4) GTEST_SKIP() << "pp = 2 x tp = 2 needs 4 ranks";
   namespace tp = paratorch::tensor_parallel;
@@ -330,6 +335,61 @@ TEST(PipelineApi, ZeroInsideStagesClipsByTheWholeModelsNorm) {
   eq.steps = 3;
   const auto report = paratorch::check_equivalence(test_world().comm(), batch_of, reference, parallel, eq);
   EXPECT_TRUE(report.pass) << report.summary_line("zero in stages, clipped") << " worst " << report.worst_param;
+}
+
+// ZeRO-1 over a tensor-parallel model (dp = 2 x tp = 2) with max_grad_norm:
+// each parameter's piece of a shard carries its tp split, so the column and
+// row slices add over tp and the LayerNorms and row biases count once; a
+// clip that binds every step trains as one process clipping the whole model.
+TEST(ZeroWithTensorParallel, BindingClipEqualsOneProcess) {
+  if (test_world().size() != 4) GTEST_SKIP() << "dp = 2 x tp = 2 needs 4 ranks";
+  namespace tp = paratorch::tensor_parallel;
+  paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{2, 1, 2}.resolve(4));
+  auto reference = [] {
+    auto net = make_tp_blocks();
+    auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), 0.1);
+    return paratorch::Trainee{
+        [net, opt](const paratorch::Batch& b) mutable {
+          opt->zero_grad();
+          auto loss = mse(net->forward(b.input), b.target);
+          loss.backward();
+          EXPECT_GT(torch::nn::utils::clip_grad_norm_(net->parameters(), kClipMaxNorm), kClipMaxNorm)
+              << "the clip binds";
+          opt->step();
+          return loss.item<double>();
+        },
+        [net] { return paratorch::named_parameter_copies(*net); }};
+  };
+  auto parallel = [&groups] {
+    auto net = make_tp_blocks();
+    tp::parallelize(net.ptr(), groups.tp(),
+                    {{"*.mlp.c_fc", tp::ParallelStyle::colwise()}, {"*.mlp.c_proj", tp::ParallelStyle::rowwise()}});
+    paratorch::ZeroRedundancyOptimizerOptions zo;
+    zo.bucket_mb = 200.0 / (1024 * 1024);  // several flat buffers, parameters split across shards
+    zo.max_grad_norm = kClipMaxNorm;
+    zo.clip_tp_group = groups.tp();
+    zo.clip_tp_specs = tp::shard_specs(*net);
+    auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(
+        net.ptr(), groups.dp(),
+        [](std::vector<torch::Tensor> shards) { return std::make_unique<torch::optim::SGD>(shards, 0.1); }, zo);
+    auto dp = groups.dp();
+    auto tp_group = groups.tp();
+    return paratorch::Trainee{[net, zero, dp](const paratorch::Batch& b) mutable {
+                                zero->zero_grad();
+                                const auto mine = paratorch::local_slice(b, dp->rank(), dp->size());
+                                auto loss = mse(net->forward(mine.input), mine.target);
+                                loss.backward();
+                                zero->step();
+                                auto mean = torch::tensor({loss.item<double>()}, torch::kDouble);
+                                dp->all_reduce(mean, paratorch::ReduceOp::kAvg);
+                                return mean.item<double>();
+                              },
+                              [net, tp_group] { return tp::full_parameters(*net, *tp_group); }};
+  };
+  paratorch::EquivalenceOptions eq;
+  eq.steps = 3;
+  const auto report = paratorch::check_equivalence(test_world().comm(), tp_batch_of, reference, parallel, eq);
+  EXPECT_TRUE(report.pass) << report.summary_line("zero-1 x tp, clipped") << " worst " << report.worst_param;
 }
 
 TEST(PipelineApi, ForwardReturnsTheOutputOnEveryRank) {
