@@ -196,6 +196,24 @@ TEST(PipelineApi, TiedWeightsInTheVOfZeroBubbleMatchOneProcess) {
 // training as torch::nn::utils::clip_grad_norm_ in one process.
 constexpr double kClipMaxNorm = 0.05;
 
+// One process, SGD, clipped by torch::nn::utils::clip_grad_norm_ at
+// kClipMaxNorm, which must bind on every step.
+paratorch::Trainee clipped_reference(const std::function<torch::nn::Sequential()>& make) {
+  auto net = make();
+  auto params = distinct(net->parameters());
+  auto opt = std::make_shared<torch::optim::SGD>(params, 0.1);
+  return paratorch::Trainee{[net, opt, params](const paratorch::Batch& b) mutable {
+                              opt->zero_grad();
+                              auto loss = mse(net->forward(b.input), b.target);
+                              loss.backward();
+                              EXPECT_GT(torch::nn::utils::clip_grad_norm_(params, kClipMaxNorm), kClipMaxNorm)
+                                  << "the clip binds";
+                              opt->step();
+                              return loss.item<double>();
+                            },
+                            [net] { return paratorch::named_parameter_copies(*net); }};
+}
+
 TEST(PipelineApi, ClipGradNormMatchesOneProcessWithTiedWeights) {
   auto o = with(PipelineSchedule::kOneFOneB, 2);
   o.tied = {{"embed.weight", "head.weight"}};
@@ -211,21 +229,7 @@ TEST(PipelineApi, ClipGradNormMatchesOneProcessWithTiedWeights) {
   }
   paratorch::EquivalenceOptions eq;
   eq.steps = 3;
-  auto reference = [] {
-    auto net = make_tied();
-    auto params = distinct(net->parameters());
-    auto opt = std::make_shared<torch::optim::SGD>(params, 0.1);
-    return paratorch::Trainee{[net, opt, params](const paratorch::Batch& b) mutable {
-                                opt->zero_grad();
-                                auto loss = mse(net->forward(b.input), b.target);
-                                loss.backward();
-                                EXPECT_GT(torch::nn::utils::clip_grad_norm_(params, kClipMaxNorm), kClipMaxNorm)
-                                    << "the clip binds";
-                                opt->step();
-                                return loss.item<double>();
-                              },
-                              [net] { return paratorch::named_parameter_copies(*net); }};
-  };
+  auto reference = [] { return clipped_reference(make_tied); };
   auto pipelined = [&o] {
     auto pipe = std::make_shared<paratorch::Pipeline>(make_tied(), test_world().comm(), tied_batch_of(0).input, o);
     auto opt = std::make_shared<torch::optim::SGD>(pipe->parameters(), 0.1);
@@ -296,21 +300,7 @@ TEST(PipelineApi, ClipGradNormSumsTensorParallelSlicesOnce) {
 TEST(PipelineApi, ZeroInsideStagesClipsByTheWholeModelsNorm) {
   if (test_world().size() != 4) GTEST_SKIP() << "dp = 2 x pp = 2 needs 4 ranks";
   paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{2, 2, 1}.resolve(4));
-  auto reference = [] {
-    auto net = make_mlp();
-    auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), 0.1);
-    return paratorch::Trainee{
-        [net, opt](const paratorch::Batch& b) mutable {
-          opt->zero_grad();
-          auto loss = mse(net->forward(b.input), b.target);
-          loss.backward();
-          EXPECT_GT(torch::nn::utils::clip_grad_norm_(net->parameters(), kClipMaxNorm), kClipMaxNorm)
-              << "the clip binds";
-          opt->step();
-          return loss.item<double>();
-        },
-        [net] { return paratorch::named_parameter_copies(*net); }};
-  };
+  auto reference = [] { return clipped_reference(make_mlp); };
   auto parallel = [&groups] {
     auto pipe = std::make_shared<paratorch::Pipeline>(make_mlp(), groups.pp(), batch_of(0).input.narrow(0, 0, 2),
                                                       with(PipelineSchedule::kOneFOneB, 2));
@@ -345,21 +335,7 @@ TEST(ZeroWithTensorParallel, BindingClipEqualsOneProcess) {
   if (test_world().size() != 4) GTEST_SKIP() << "dp = 2 x tp = 2 needs 4 ranks";
   namespace tp = paratorch::tensor_parallel;
   paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{2, 1, 2}.resolve(4));
-  auto reference = [] {
-    auto net = make_tp_blocks();
-    auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), 0.1);
-    return paratorch::Trainee{
-        [net, opt](const paratorch::Batch& b) mutable {
-          opt->zero_grad();
-          auto loss = mse(net->forward(b.input), b.target);
-          loss.backward();
-          EXPECT_GT(torch::nn::utils::clip_grad_norm_(net->parameters(), kClipMaxNorm), kClipMaxNorm)
-              << "the clip binds";
-          opt->step();
-          return loss.item<double>();
-        },
-        [net] { return paratorch::named_parameter_copies(*net); }};
-  };
+  auto reference = [] { return clipped_reference(make_tp_blocks); };
   auto parallel = [&groups] {
     auto net = make_tp_blocks();
     tp::parallelize(net.ptr(), groups.tp(),
