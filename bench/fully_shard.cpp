@@ -10,7 +10,11 @@
 // one path, then of the other (the order alternating); each path's figure is
 // the median over rounds of its median step (the slowest rank's), and the
 // ratio is the median of the rounds' own ratios. Ends with a check that both
-// paths computed the same gradients (exit 1 if not). Last line, for scripts:
+// paths computed the same gradients (exit 1 if not). Before it, the cost of
+// clip_grad_norm over the shards (the norm summed over the ranks) beside
+// torch::nn::utils::clip_grad_norm_ over the same shards on each rank alone
+// (its local part, without the sum), medians of 21 calls that do not bind.
+// Last line, for scripts:
 //   fully_shard: ranks=N overlapped_ms=O blocking_ms=B speedup=S
 #include <paratorch/ddp.h>
 #include <paratorch/world.h>
@@ -20,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <vector>
 
 namespace {
@@ -117,6 +122,24 @@ int main(int argc, char** argv) {
     ratio.push_back(b / o);
     if (world.rank() == 0) std::printf("round %d: overlapped %.1f ms, blocking %.1f ms\n", r, o, b);
   }
+  // The clip's cost: the shards' gradients of the last step, not binding.
+  auto time_calls = [&](const std::function<void()>& call) {
+    std::vector<double> ms;
+    for (int i = 0; i < 21; ++i) {
+      comm->barrier();
+      const auto t0 = std::chrono::steady_clock::now();
+      call();
+      ms.push_back(slowest(*comm, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3));
+    }
+    return median(ms);
+  };
+  const double clip_ms = time_calls([&] { overlapped.sharded->clip_grad_norm(1e9); });
+  const double local_ms = time_calls([&] { torch::nn::utils::clip_grad_norm_(overlapped.sharded->parameters(), 1e9); });
+  if (world.rank() == 0)
+    std::printf(
+        "clip: clip_grad_norm %.2f ms, torch's clip_grad_norm_ over this rank's shards alone %.2f ms "
+        "(a step: %.1f ms)\n",
+        clip_ms, local_ms, median(o_ms));
   // Same parameters, same batch: the two paths' gradients must agree.
   Run a(comm, true), b(comm, false);
   a.step(0, world.rank(), world.size());
