@@ -145,6 +145,11 @@ class Pipeline {
   /// step; gradients all-reduced over dp replicas need no group. Returns the
   /// norm before clipping. Collective. UsageError unless max_norm > 0.
   double clip_grad_norm(double max_norm, std::shared_ptr<Communicator> tp_group = nullptr);
+  /// Names of this rank's parameters whose gradient a norm must not count
+  /// here: copies of a tied weight (PipelineOptions::tied) that the holder
+  /// of the group's first name counts. For ZeroRedundancyOptimizerOptions::
+  /// clip_tied_copies when ZeRO runs inside the stages.
+  std::vector<std::string> tied_copies() const;
   /// Every parameter of the whole model as a full CPU tensor under its name,
   /// on every rank (collective: each is broadcast from its stage). For
   /// check_equivalence and checkpoints.

@@ -71,10 +71,11 @@ struct ZeroRedundancyOptimizerOptions {
   /// groups below. 0: no clipping.
   double max_grad_norm = 0;
   /// The pp group when the parameters are a pipeline stage's (the named
-  /// constructor over Pipeline::named_parameters()); null otherwise. Tied
-  /// copies across stages are not told apart (each counts): clip those with
-  /// Pipeline::clip_grad_norm under DDP instead.
+  /// constructor over Pipeline::named_parameters()); null otherwise.
   std::shared_ptr<Communicator> clip_pp_group;
+  /// Parameters whose gradient another stage counts (Pipeline::tied_copies()
+  /// with PipelineOptions::tied): left out of the norm, still clipped.
+  std::vector<std::string> clip_tied_copies;
   /// With tensor-parallel layers: the tp group and every parameter's split
   /// by name (tensor_parallel::shard_specs of the parallelized module), so
   /// slices add over tp and replicated parameters count once.

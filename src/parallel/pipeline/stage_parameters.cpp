@@ -135,13 +135,26 @@ std::map<std::string, torch::Tensor> StageParameters::full(Communicator& pp) con
   return out;
 }
 
-std::vector<NormEntry> StageParameters::norm_entries() const {
+std::set<const void*> StageParameters::tied_copies() const {
   std::set<const void*> copies;
   for (const auto& group : tied_) {
     const auto mine = distinct_local(group);
     const bool counts_here = owner_.at(group[0]) == rank_;
     for (size_t i = counts_here ? 1 : 0; i < mine.size(); ++i) copies.insert(identity(mine[i]));
   }
+  return copies;
+}
+
+std::vector<std::string> StageParameters::tied_copy_names() const {
+  const auto copies = tied_copies();
+  std::vector<std::string> out;
+  for (const auto& [name, t] : named_local())
+    if (copies.count(identity(t))) out.push_back(name);
+  return out;
+}
+
+std::vector<NormEntry> StageParameters::norm_entries() const {
+  const auto copies = tied_copies();
   std::vector<NormEntry> out;
   for (const auto& t : local()) out.push_back({t.grad(), {}, copies.count(identity(t)) > 0});
   return out;

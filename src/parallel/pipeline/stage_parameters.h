@@ -19,6 +19,7 @@
 #include <string>
 #include "parallel/grad_norm.h"
 
+#include <set>
 #include <vector>
 
 namespace paratorch::parallel::pipeline {
@@ -53,11 +54,16 @@ class StageParameters {
   /// holds the group's first name; every other copy, holding the same
   /// summed gradient after finish_step, is a tied copy.
   std::vector<NormEntry> norm_entries() const;
+  /// The names of this rank's parameters that norm_entries() marks as tied
+  /// copies (another rank, or another tensor here, counts their gradient).
+  std::vector<std::string> tied_copy_names() const;
   /// Parameter elements held by each rank, for describe().
   int64_t local_numel() const;
 
  private:
   void check_tied(const std::vector<std::vector<std::string>>& tied) const;
+  /// This rank's tensors that are tied copies, by identity.
+  std::set<const void*> tied_copies() const;
   std::vector<torch::Tensor> distinct_local(const std::vector<std::string>& names) const;
 
   int rank_;

@@ -17,6 +17,8 @@
 
 #include "parallel/grad_clip.h"
 
+#include <set>
+
 namespace paratorch {
 
 void ZeroRedundancyOptimizer::Impl::reduce_stage1() {
@@ -71,19 +73,22 @@ void ZeroRedundancyOptimizer::Impl::add_reduced_shard(size_t b, const torch::Ten
 }
 
 // The shards are disjoint pieces over dp (padding's gradient is zero). With
-// tp, each parameter's piece of the shard carries its split, so slices add
-// over tp and replicated pieces count once (grad_norm.h).
+// tp or tied copies, each parameter's piece of the shard carries its split
+// and whether another stage counts it (grad_norm.h's rules).
 void ZeroRedundancyOptimizer::Impl::clip_gradients() {
   const bool tp = options.clip_tp_group && options.clip_tp_group->size() > 1;
+  const std::set<std::string> copies(options.clip_tied_copies.begin(), options.clip_tied_copies.end());
   std::vector<parallel::NormEntry> entries;
   for (const auto& b : buffers) {
-    if (!tp || !b.shard.grad().defined()) {
+    if ((!tp && copies.empty()) || !b.shard.grad().defined()) {
       entries.push_back({b.shard.grad(), {}, false});
       continue;
     }
-    for (const auto& piece : b.layout->pieces())
+    for (const auto& piece : b.layout->pieces()) {
+      const std::string& name = names[b.members[piece.param]];
       entries.push_back({b.shard.grad().narrow(0, piece.shard_offset, piece.length),
-                         options.clip_tp_specs.at(names[b.members[piece.param]]), false});
+                         tp ? options.clip_tp_specs.at(name) : tensor_parallel::ShardSpec{}, copies.count(name) > 0});
+    }
   }
   last_grad_norm = parallel::clip_norm_entries(
       entries, options.max_grad_norm,

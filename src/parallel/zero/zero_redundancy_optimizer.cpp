@@ -14,6 +14,8 @@
 #include <paratorch/ddp.h>
 #include <paratorch/errors.h>
 
+#include <algorithm>
+
 namespace paratorch {
 
 void ZeroRedundancyOptimizerOptions::validate() const {
@@ -83,6 +85,10 @@ void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group,
       if (!options.clip_tp_specs.count(name))
         throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::clip_tp_specs has no entry for parameter '" +
                          name + "'; pass tensor_parallel::shard_specs() of the parallelized module");
+  for (const auto& name : options.clip_tied_copies)
+    if (std::find(names.begin(), names.end(), name) == names.end())
+      throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::clip_tied_copies names '" + name +
+                       "', which is no parameter of this optimizer; pass Pipeline::tied_copies()");
   build_buffers(factory);
   if (options.stage == 2) install_reducer();
 }

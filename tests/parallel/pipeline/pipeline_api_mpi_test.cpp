@@ -294,37 +294,65 @@ TEST(PipelineApi, ClipGradNormSumsTensorParallelSlicesOnce) {
   EXPECT_NEAR(pipe.clip_grad_norm(1e9, groups.tp()), want / 4, 1e-5 * want) << "clipped alike on every rank";
 }
 
-// ZeRO-1 inside each stage of dp = 2 x pp = 2 with max_grad_norm: the
-// shards' squares add over dp and the stages' over clip_pp_group, so a clip
-// that binds every step trains as one process clipping its whole gradient.
+// A pipeline with ZeRO-1 (SGD) inside each stage, clipped at kClipMaxNorm:
+// the shards' squares add over dp, the stages' over clip_pp_group, and the
+// copies Pipeline::tied_copies() names are left out.
+paratorch::Trainee zero_in_stages(const paratorch::ProcessGroups& groups,
+                                  const std::function<torch::nn::Sequential()>& make, const torch::Tensor& example,
+                                  const PipelineOptions& o) {
+  auto pipe = std::make_shared<paratorch::Pipeline>(make(), groups.pp(), example, o);
+  paratorch::ZeroRedundancyOptimizerOptions zo;
+  zo.max_grad_norm = kClipMaxNorm;
+  zo.clip_pp_group = groups.pp();
+  zo.clip_tied_copies = pipe->tied_copies();
+  auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(
+      pipe->named_parameters(), groups.dp(),
+      [](std::vector<torch::Tensor> shards) { return std::make_unique<torch::optim::SGD>(shards, 0.1); }, zo);
+  auto dp = groups.dp();
+  return paratorch::Trainee{[pipe, zero, dp](const paratorch::Batch& b) {
+                              zero->zero_grad();
+                              const auto mine = paratorch::local_slice(b, dp->rank(), dp->size());
+                              auto loss = torch::tensor({pipe->step(mine.input, mine.target, mse)}, torch::kDouble);
+                              zero->step();
+                              dp->all_reduce(loss, paratorch::ReduceOp::kAvg);
+                              return loss.item<double>();
+                            },
+                            [pipe] { return pipe->full_parameters(); }};
+}
+
+// dp = 2 x pp = 2: a clip that binds every step trains as one process
+// clipping its whole gradient.
 TEST(PipelineApi, ZeroInsideStagesClipsByTheWholeModelsNorm) {
   if (test_world().size() != 4) GTEST_SKIP() << "dp = 2 x pp = 2 needs 4 ranks";
   paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{2, 2, 1}.resolve(4));
-  auto reference = [] { return clipped_reference(make_mlp); };
-  auto parallel = [&groups] {
-    auto pipe = std::make_shared<paratorch::Pipeline>(make_mlp(), groups.pp(), batch_of(0).input.narrow(0, 0, 2),
-                                                      with(PipelineSchedule::kOneFOneB, 2));
-    paratorch::ZeroRedundancyOptimizerOptions zo;
-    zo.max_grad_norm = kClipMaxNorm;
-    zo.clip_pp_group = groups.pp();
-    auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(
-        pipe->named_parameters(), groups.dp(),
-        [](std::vector<torch::Tensor> shards) { return std::make_unique<torch::optim::SGD>(shards, 0.1); }, zo);
-    auto dp = groups.dp();
-    return paratorch::Trainee{[pipe, zero, dp](const paratorch::Batch& b) {
-                                zero->zero_grad();
-                                const auto mine = paratorch::local_slice(b, dp->rank(), dp->size());
-                                auto loss = torch::tensor({pipe->step(mine.input, mine.target, mse)}, torch::kDouble);
-                                zero->step();
-                                dp->all_reduce(loss, paratorch::ReduceOp::kAvg);
-                                return loss.item<double>();
-                              },
-                              [pipe] { return pipe->full_parameters(); }};
-  };
   paratorch::EquivalenceOptions eq;
   eq.steps = 3;
-  const auto report = paratorch::check_equivalence(test_world().comm(), batch_of, reference, parallel, eq);
+  const auto report = paratorch::check_equivalence(
+      test_world().comm(), batch_of, [] { return clipped_reference(make_mlp); },
+      [&groups] {
+        return zero_in_stages(groups, make_mlp, batch_of(0).input.narrow(0, 0, 2),
+                              with(PipelineSchedule::kOneFOneB, 2));
+      },
+      eq);
   EXPECT_TRUE(report.pass) << report.summary_line("zero in stages, clipped") << " worst " << report.worst_param;
+}
+
+// Tied weights (dp = size / 2 x pp = 2): the last stage's copy is a tied
+// copy, so the norm counts the weight once, on the first stage.
+TEST(PipelineApi, ZeroInsideStagesCountsTiedCopiesOnce) {
+  const int n = test_world().size();
+  paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{n / 2, 2, 1}.resolve(n));
+  auto o = with(PipelineSchedule::kOneFOneB, 2);
+  o.tied = {{"embed.weight", "head.weight"}};
+  const paratorch::Pipeline probe(make_tied(), groups.pp(), tied_batch_of(0).input, o);
+  EXPECT_EQ(probe.tied_copies(),
+            groups.coords().pp == 1 ? std::vector<std::string>{"head.weight"} : std::vector<std::string>{});
+  paratorch::EquivalenceOptions eq;
+  eq.steps = 3;
+  const auto report = paratorch::check_equivalence(
+      test_world().comm(), tied_batch_of, [] { return clipped_reference(make_tied); },
+      [&groups, &o] { return zero_in_stages(groups, make_tied, tied_batch_of(0).input, o); }, eq);
+  EXPECT_TRUE(report.pass) << report.summary_line("zero in stages, tied, clipped") << " worst " << report.worst_param;
 }
 
 // ZeRO-1 over a tensor-parallel model (dp = 2 x tp = 2) with max_grad_norm:

@@ -345,3 +345,18 @@ TEST(ZeroOptimizer, MaxGradNormMeasuresTheWholeModelsNorm) {
 
 TEST(ZeroOptimizer, Stage1BindingClipEqualsOneProcess) { expect_clipped_equivalent(1); }
 TEST(ZeroOptimizer, Stage2BindingClipEqualsOneProcess) { expect_clipped_equivalent(2); }
+
+TEST(ZeroOptimizer, ClipTiedCopiesNamingNoParameterIsRefused) {
+  auto net = zero_test::make_mlp();
+  auto o = options(1);
+  o.max_grad_norm = 1.0;
+  o.clip_tied_copies = {"layers.9.weight"};
+  try {
+    ZeroRedundancyOptimizer opt(net.ptr(), test_world().comm(), factory(Kind::kSgd), o);
+    ADD_FAILURE() << "an unknown name accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("ZeroRedundancyOptimizerOptions::clip_tied_copies names 'layers.9.weight'"),
+              std::string::npos)
+        << e.what();
+  }
+}
