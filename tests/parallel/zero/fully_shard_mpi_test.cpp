@@ -209,6 +209,26 @@ std::vector<torch::Tensor> unique_parameters(const torch::nn::Module& net) {
   return out;
 }
 
+// The tied model under fully_shard, each rank on its slice; with
+// max_norm > 0 the shards' gradients are clipped before each step.
+Trainee fsdp_tied_trainee(const MakeOptimizer& make_optimizer, double max_norm = 0) {
+  auto net = make_tied();
+  auto comm = test_world().comm();
+  auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), comm));
+  auto opt = make_optimizer(sharded->parameters());
+  return {[net, opt, comm, sharded, max_norm](const Batch& b) mutable {
+            opt->zero_grad();
+            auto loss = tied_loss(net, local_slice(b, comm->rank(), comm->size()));
+            loss.backward();
+            if (max_norm > 0) sharded->clip_grad_norm(max_norm);
+            opt->step();
+            auto mean = loss.detach().clone();
+            comm->all_reduce(mean, ReduceOp::kAvg);
+            return mean.item<double>();
+          },
+          [sharded] { return sharded->full_parameters(); }};
+}
+
 void expect_tied_equivalent(const MakeOptimizer& make_optimizer, const std::string& what) {
   EquivalenceOptions eq;
   eq.steps = 4;
@@ -217,22 +237,7 @@ void expect_tied_equivalent(const MakeOptimizer& make_optimizer, const std::stri
     return plain_trainee(net.ptr(), make_optimizer(unique_parameters(*net)),
                          [net](const Batch& b) mutable { return tied_loss(net, b); });
   };
-  auto parallel = [make_optimizer] {
-    auto net = make_tied();
-    auto comm = test_world().comm();
-    auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), comm));
-    auto opt = make_optimizer(sharded->parameters());
-    return Trainee{[net, opt, comm](const Batch& b) mutable {
-                     opt->zero_grad();
-                     auto loss = tied_loss(net, local_slice(b, comm->rank(), comm->size()));
-                     loss.backward();
-                     opt->step();
-                     auto mean = loss.detach().clone();
-                     comm->all_reduce(mean, ReduceOp::kAvg);
-                     return mean.item<double>();
-                   },
-                   [sharded] { return sharded->full_parameters(); }};
-  };
+  auto parallel = [make_optimizer] { return fsdp_tied_trainee(make_optimizer); };
   auto report = check_equivalence(test_world().comm(), tied_batch, reference, parallel, eq);
   if (test_world().rank() == 0) std::printf("%s\n", report.summary_line(what).c_str());
   EXPECT_TRUE(report.pass) << report.summary_line(what);
@@ -298,29 +303,9 @@ TEST(FullyShard, ABindingClipTrainsAsOneProcess) {
                      opt->step();
                      return loss.item<double>();
                    },
-                   [net] {
-                     std::map<std::string, torch::Tensor> out;
-                     for (const auto& p : net->named_parameters()) out[p.key()] = p.value().detach().clone();
-                     return out;
-                   }};
+                   [net] { return named_parameter_copies(*net); }};
   };
-  auto parallel = [] {
-    auto net = make_tied();
-    auto comm = test_world().comm();
-    auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), comm));
-    auto opt = sgd(sharded->parameters());
-    return Trainee{[net, opt, comm, sharded](const Batch& b) mutable {
-                     opt->zero_grad();
-                     auto loss = tied_loss(net, local_slice(b, comm->rank(), comm->size()));
-                     loss.backward();
-                     sharded->clip_grad_norm(kMaxNorm);
-                     opt->step();
-                     auto mean = loss.detach().clone();
-                     comm->all_reduce(mean, ReduceOp::kAvg);
-                     return mean.item<double>();
-                   },
-                   [sharded] { return sharded->full_parameters(); }};
-  };
+  auto parallel = [] { return fsdp_tied_trainee(sgd, kMaxNorm); };
   auto report = check_equivalence(test_world().comm(), tied_batch, reference, parallel, eq);
   if (test_world().rank() == 0) std::printf("%s\n", report.summary_line("fsdp-tied-sgd-clip").c_str());
   EXPECT_TRUE(report.pass) << report.summary_line("fsdp-tied-sgd-clip");
