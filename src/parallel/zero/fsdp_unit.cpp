@@ -3,24 +3,32 @@
 //
 // ZeRO stage 3 (Rajbhandari et al., 2019, §5.3) without module hooks: the
 // unit runs inside a custom autograd function whose inputs are the unit's
-// input and its flat shard. Forward (autograd off) all-gathers the unit,
+// input and the state's anchor. Forward (autograd off) all-gathers the unit,
 // runs it, and frees it (reshard_after_forward), keeping only its input.
 // Backward gathers it again, recomputes the unit with autograd from the
 // saved input (activation checkpointing, Chen et al. 2016), differentiates
 // it, frees it, and starts the reduce-scatter of the unit's full gradient
-// through the comm hook (the same seam as DDP's and the engines'). It runs
-// while the next unit back computes; the previous one is finished (added
-// into flat_param.grad, where the user's optimizer reads it) before a new
-// one starts, and the last when the backward pass ends. With `prefetch` the next unit's
+// through the comm hook (the same seam as DDP's and stages 1-2's). It runs
+// while the next unit back recomputes; it is finished (added into the
+// shard's gradient, where the optimizer reads it) before that unit's
+// gradients are taken, and the last when the backward pass ends, so at most
+// two full gradient buffers are ever live. With `prefetch` the next unit's
 // all-gather (previous unit's, in backward) is issued before this unit
 // computes, so the two overlap on the communication thread (the order of
 // the first forward is used, as PyTorch FSDP records it). Tied weights
 // that several units use live in the shared unit (fsdp_state.h): gathered
 // with the first unit using them, differentiated in each user's backward,
 // reduce-scattered once in finish_backward().
+//
+// Memory: in fp32 the parameters' .grad are views of the unit's flat
+// gradient buffer (and the tied ones' of shared_grad) while its backward
+// runs, so autograd accumulates in place (AccumulateGrad adds into a
+// defined .grad) and no second, per-parameter copy of the gradients exists;
+// a 16-bit unit's gradients are widened into the buffer instead.
 #include "parallel/zero/fsdp_state.h"
 
 #include "parallel/gradient_hooks.h"
+#include "report/trace.h"
 
 #include <paratorch/errors.h>
 
@@ -37,7 +45,13 @@ void FsdpState::gather_async(size_t index) {
   }
   torch::NoGradGuard no_grad;
   u.gathered_version = u.shard._version();
-  u.flat.start(*group, u.shard.detach().to(options.mixed_precision.param_dtype, false, /*copy=*/true), false, pool);
+  // In the shard's own dtype the gather reads the shard itself, which
+  // nothing writes before the optimizer step; otherwise a pooled copy.
+  const auto dtype = options.mixed_precision.param_dtype;
+  if (dtype == u.shard.scalar_type()) return u.flat.start(*group, u.shard.detach(), false, pool);
+  auto src = pool.take(u.shard.numel(), dtype, u.shard.device());
+  src.copy_(u.shard.detach());
+  u.flat.start(*group, std::move(src), true, pool);
 }
 
 void FsdpState::ensure_gathered(size_t index) {
@@ -55,18 +69,8 @@ void FsdpState::prefetch(size_t index, int offset) {
   if (pos >= 0 && pos < static_cast<int64_t>(order.size())) gather_async(order[static_cast<size_t>(pos)]);
 }
 
-// At most one reduce-scatter is left in flight: the previous unit's is
-// finished before this one's full gradient buffer is taken, so it overlaps
-// this unit's recompute and backward, and no more than two full gradient
-// buffers are live (as ZeroEngine's stage 3 and PyTorch FSDP bound theirs).
-void FsdpState::reduce_scatter_async(size_t index, const std::vector<torch::Tensor>& grads) {
-  torch::NoGradGuard no_grad;
-  finish_reductions();
-  Unit& u = units[index];
-  auto full = pool.take(u.layout->padded_numel(), torch::kFloat, u.shard.device()).zero_();
-  const auto views = u.layout->views(full);
-  for (size_t k = 0; k < grads.size(); ++k)
-    if (grads[k].defined()) views[k].copy_(grads[k]);
+void FsdpState::reduce_scatter_async(size_t index, torch::Tensor full) {
+  const Unit& u = units[index];
   pending.push_back(zero::ShardReduction::start(index, std::move(full), *u.layout, *group, hook, pool));
   if (!finish_queued) {  // the last unit's reduce-scatter: waited for when backward ends
     finish_queued = true;
@@ -74,37 +78,92 @@ void FsdpState::reduce_scatter_async(size_t index, const std::vector<torch::Tens
   }
 }
 
-void FsdpState::finish_reductions() {
-  for (auto& r : pending) r.finish(&units[r.unit].shard.mutable_grad(), pool);
-  pending.clear();
+void FsdpState::finish_reductions(bool wait) {
+  std::vector<zero::ShardReduction> still;
+  for (auto& r : pending) {
+    if (!wait && r.work && !r.work->is_completed())
+      still.push_back(std::move(r));
+    else
+      r.finish(&units[r.unit].shard.mutable_grad(), pool);
+  }
+  pending = std::move(still);
 }
 
 void FsdpState::gather_shared_for(size_t index) {
   if (shared && !units[index].shared_members.empty()) ensure_gathered(*shared);
 }
 
-void FsdpState::add_shared_gradients(size_t index, const std::vector<torch::Tensor>& grads) {
-  if (grads.empty()) return;
-  torch::NoGradGuard no_grad;
-  Unit& s = units[*shared];
-  if (!shared_grad.defined())
-    shared_grad = pool.take(s.layout->padded_numel(), torch::kFloat, s.shard.device()).zero_();
-  const auto views = s.layout->views(shared_grad);
-  const auto& members = units[index].shared_members;
-  for (size_t k = 0; k < grads.size(); ++k)
-    if (grads[k].defined()) views[members[k]].add_(grads[k]);
-}
-
 void FsdpState::finish_backward() {
   finish_reductions();
   if (shared_grad.defined()) {
-    const Unit& s = units[*shared];
-    pending.push_back(zero::ShardReduction::start(*shared, std::move(shared_grad), *s.layout, *group, hook, pool));
+    reduce_scatter_async(*shared, std::move(shared_grad));
     shared_grad = torch::Tensor();
     finish_reductions();
   }
   if (shared) release(*shared);
   finish_queued = false;
+  trim();
+}
+
+namespace {
+
+// The tensors a unit's backward differentiates for: its input where it
+// needs a gradient, its parameters and the tied ones it uses that require
+// one. `slots[k]` is the gradient slot of params[k] (undefined: none).
+struct Targets {
+  std::vector<torch::Tensor> params, slots;
+};
+
+Targets targets_of(FsdpState& state, size_t index, const torch::Tensor& full) {
+  FsdpState::Unit& unit = state.units[index];
+  Targets t;
+  const auto views = unit.layout->views(full);
+  for (size_t k = 0; k < unit.params.size(); ++k)
+    if (unit.params[k].requires_grad()) t.params.push_back(unit.params[k]), t.slots.push_back(views[k]);
+  if (unit.shared_members.empty()) return t;
+  FsdpState::Unit& tied = state.units[*state.shared];
+  if (!state.shared_grad.defined())
+    state.shared_grad = state.pool.take(tied.layout->padded_numel(), torch::kFloat, tied.shard.device()).zero_();
+  const auto shared_views = tied.layout->views(state.shared_grad);
+  for (size_t m : unit.shared_members)
+    if (tied.params[m].requires_grad()) t.params.push_back(tied.params[m]), t.slots.push_back(shared_views[m]);
+  return t;
+}
+
+}  // namespace
+
+torch::Tensor FsdpState::differentiate(size_t index, const torch::Tensor& y, const torch::Tensor& grad_output,
+                                       const torch::Tensor& x) {
+  // The previous unit's reduce-scatter overlapped this recompute; finishing
+  // it now gives its full gradient buffer back before this unit's is taken.
+  finish_reductions();
+  trim();
+  Unit& unit = units[index];
+  auto full = pool.take(unit.layout->padded_numel(), torch::kFloat, unit.shard.device()).zero_();
+  Targets t = targets_of(*this, index, full);
+  std::vector<torch::Tensor> wrt = t.params;
+  if (x.defined()) wrt.push_back(x);
+  torch::Tensor input_gradient;
+  if (!wrt.empty() && y.requires_grad()) {
+    const bool in_place = options.mixed_precision.param_dtype == torch::kFloat;
+    if (in_place) {
+      for (size_t k = 0; k < t.params.size(); ++k) t.params[k].mutable_grad() = t.slots[k];
+      torch::autograd::backward({y}, {grad_output}, /*retain_graph=*/false, /*create_graph=*/false, wrt);
+      if (x.defined()) input_gradient = x.grad();
+    } else {
+      auto computed = torch::autograd::grad({y}, wrt, {grad_output}, /*retain_graph=*/false,
+                                            /*create_graph=*/false, /*allow_unused=*/true);
+      torch::NoGradGuard no_grad;
+      for (size_t k = 0; k < t.params.size(); ++k)
+        if (computed[k].defined()) t.slots[k].add_(computed[k]);  // widened to fp32; a tied slot sums its users
+      if (x.defined()) input_gradient = computed.back();
+    }
+    for (auto& p : t.params) p.mutable_grad().reset();  // the slots now hold them
+  }
+  release(index);
+  reduce_scatter_async(index, std::move(full));
+  trim();
+  return input_gradient;
 }
 
 namespace {
@@ -121,9 +180,9 @@ torch::Tensor to_compute(const torch::Tensor& x, torch::ScalarType dtype) {
 }
 
 struct UnitFunction : torch::autograd::Function<UnitFunction> {
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, const torch::Tensor& shard,
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& input, const torch::Tensor& anchor,
                                int64_t state_address, int64_t index) {
-    (void)shard;  // an input only so that backward can hand it its gradient
+    (void)anchor;  // an input only so that backward runs (fsdp_state.h)
     auto* state = reinterpret_cast<FsdpState*>(static_cast<intptr_t>(state_address));
     const auto u = static_cast<size_t>(index);
     ctx->saved_data["state"] = state_address;
@@ -132,66 +191,52 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
     state->gather_shared_for(u);
     state->ensure_gathered(u);
     state->prefetch(u, +1);
-    auto output = state->units[u].module.forward(to_compute(input, state->options.mixed_precision.param_dtype));
+    torch::Tensor output;
+    {
+      report::Tracer::Span span("forward " + state->units[u].name, "compute");
+      output = state->units[u].forward(to_compute(input, state->options.mixed_precision.param_dtype));
+    }
     if (state->options.reshard_after_forward) state->release(u);
+    state->trim();
     return output;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     auto* state = state_of(ctx);
     const auto u = static_cast<size_t>(ctx->saved_data["index"].toInt());
-    auto& unit = state->units[u];
     const auto input = ctx->get_saved_variables()[0];
+    // A reduce-scatter already done gives its buffer back before the
+    // gathers below take theirs from the pool.
+    state->finish_reductions(/*wait=*/false);
     state->gather_shared_for(u);
     state->ensure_gathered(u);
     state->prefetch(u, -1);
-    variable_list grads;
+    report::Tracer::Span span("backward " + state->units[u].name, "compute");
+    torch::AutoGradMode enable(true);
     torch::Tensor x = input.detach();
-    {
-      torch::AutoGradMode enable(true);
-      const bool input_grad = x.is_floating_point() && input.requires_grad();
-      if (input_grad) x.requires_grad_(true);
-      auto y = unit.module.forward(to_compute(x, state->options.mixed_precision.param_dtype));
-      variable_list wrt;
-      if (input_grad) wrt.push_back(x);
-      for (const auto& p : unit.params)
-        if (p.requires_grad()) wrt.push_back(p);
-      const auto* tied = state->shared ? &state->units[*state->shared].params : nullptr;
-      for (size_t m : unit.shared_members)
-        if ((*tied)[m].requires_grad()) wrt.push_back((*tied)[m]);
-      auto computed = torch::autograd::grad({y}, wrt, {grad_outputs[0]}, /*retain_graph=*/false,
-                                            /*create_graph=*/false, /*allow_unused=*/true);
-      size_t next = 0;
-      torch::Tensor input_gradient = input_grad ? computed[next++] : torch::Tensor();
-      std::vector<torch::Tensor> param_grads;
-      for (const auto& p : unit.params) param_grads.push_back(p.requires_grad() ? computed[next++] : torch::Tensor());
-      std::vector<torch::Tensor> tied_grads;
-      for (size_t m : unit.shared_members)
-        tied_grads.push_back((*tied)[m].requires_grad() ? computed[next++] : torch::Tensor());
-      // The shard's gradient arrives through finish_reductions(), not autograd.
-      grads = {input_gradient, torch::Tensor(), torch::Tensor(), torch::Tensor()};
-      state->release(u);
-      state->add_shared_gradients(u, tied_grads);
-      state->reduce_scatter_async(u, param_grads);
-    }
-    return grads;
+    const bool input_grad = x.is_floating_point() && input.requires_grad();
+    if (input_grad) x.requires_grad_(true);
+    auto y = state->units[u].forward(to_compute(x, state->options.mixed_precision.param_dtype));
+    auto input_gradient = state->differentiate(u, y, grad_outputs[0], input_grad ? x : torch::Tensor());
+    // The shard's gradient arrives through finish_reductions(), not autograd.
+    return {input_gradient, torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
 }  // namespace
+
+torch::Tensor FsdpState::run(size_t index, const torch::Tensor& input) {
+  if (std::find(order.begin(), order.end(), index) == order.end()) order.push_back(index);
+  return UnitFunction::apply(input, anchor, static_cast<int64_t>(reinterpret_cast<intptr_t>(this)),
+                             static_cast<int64_t>(index));
+}
 
 FsdpUnitImpl::FsdpUnitImpl(std::shared_ptr<FsdpState> state, size_t index)
     : state_(std::move(state)), index_(index) {
   register_parameter("flat_param", state_->units[index_].shard);
 }
 
-torch::Tensor FsdpUnitImpl::forward(const torch::Tensor& input) {
-  auto& order = state_->order;
-  if (std::find(order.begin(), order.end(), index_) == order.end()) order.push_back(index_);
-  return UnitFunction::apply(input, state_->units[index_].shard,
-                             static_cast<int64_t>(reinterpret_cast<intptr_t>(state_.get())),
-                             static_cast<int64_t>(index_));
-}
+torch::Tensor FsdpUnitImpl::forward(const torch::Tensor& input) { return state_->run(index_, input); }
 
 const std::string& FsdpUnitImpl::name() const { return state_->units[index_].name; }
 

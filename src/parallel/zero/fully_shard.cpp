@@ -159,7 +159,7 @@ void shard_unit(FsdpState& state, FsdpState::Unit& unit, const Named& named) {
     unit.params.push_back(t);
     flat_params.push_back({name, t.sizes().vec(), false});
   }
-  unit.layout = std::make_unique<zero::FlatLayout>(std::move(flat_params), state.group->size(), state.group->rank());
+  unit.layout = std::make_shared<zero::FlatLayout>(std::move(flat_params), state.group->size(), state.group->rank());
   auto full = torch::zeros({unit.layout->padded_numel()},
                            torch::TensorOptions().dtype(torch::kFloat).device(unit.params.empty()
                                                                                   ? torch::Device(torch::kCPU)
@@ -199,7 +199,9 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
     auto& unit = state->units[u];
     unit.name = names[u];
     auto [seq, index] = slots[u];
-    unit.module = *(seq->begin() + static_cast<std::ptrdiff_t>(index));
+    unit.forward = [module = *(seq->begin() + static_cast<std::ptrdiff_t>(index))](const torch::Tensor& x) mutable {
+      return module.forward(x);
+    };
     shard_unit(*state, unit, own_parameters(named[u], tied, &unit.shared_members));
   }
   if (!tied.empty()) {

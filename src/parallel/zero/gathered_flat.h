@@ -1,8 +1,7 @@
 // src/parallel/zero/gathered_flat.h — one fully sharded flat buffer at run
-// time (ZeRO stage 3, Rajbhandari et al. 2019, §5.3): the mechanics that
-// both drivers of stage 3 share, ZeroEngine's walk over a bundled model's
-// blocks (zero_engine_stage3.cpp) and fully_shard's autograd function around
-// each unit (fsdp_unit.cpp).
+// time (ZeRO stage 3, Rajbhandari et al. 2019, §5.3): the mechanics of
+// stage 3's driver (fsdp_state.h), which runs fully_shard's units and
+// ZeroEngine's blocks alike.
 //
 // Between uses a rank holds only its shard of the unit's padded flat buffer
 // (flat_buffer.h). gather() all-gathers the whole buffer, in the compute

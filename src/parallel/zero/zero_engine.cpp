@@ -48,13 +48,13 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
     names_.push_back(item.key());
     params_.push_back(item.value());
   }
-  if (options_.stage == 3) plan_blocks();
+  if (options_.stage == 3) blocks_ = model_->blocks();
   build_units();
+  if (options_.stage == 3) build_fsdp();
   std::vector<zero::ShardUnit> shards;
   for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
   pieces_ = zero::make_pieces(shards);
   if (options_.stage < 3) install_reducer();
-  else if (options_.release_freed_memory) install_trim_hooks();
 }
 
 ZeroEngine::~ZeroEngine() {
@@ -70,17 +70,13 @@ ZeroEngine::~ZeroEngine() {
 
 int ZeroEngine::shard_ranks() const { return groups_.layout().dp; }
 
-// Units: stage 3 one per model block (owned parameters); stages 1-2 buckets of
-// <= bucket_mb in reverse model order, the order backward produces gradients.
+// Units: stage 3 one per model block (stage3_members: tied weights in one
+// more unit); stages 1-2 buckets of <= bucket_mb in reverse model order, the
+// order backward produces gradients.
 void ZeroEngine::build_units() {
   std::vector<std::vector<size_t>> members;
   if (options_.stage == 3) {
-    std::map<std::string, size_t> index;
-    for (size_t i = 0; i < names_.size(); ++i) index[names_[i]] = i;
-    for (const auto& block : blocks_) {
-      members.emplace_back();
-      for (const auto& name : block.parameters) members.back().push_back(index.at(name));
-    }
+    members = stage3_members();
   } else {
     const double cap = options_.bucket_mb * 1024 * 1024;
     double bytes = cap;
@@ -103,7 +99,7 @@ void ZeroEngine::build_units() {
       slots_[list[k]] = Slot{units_.size(), k};
     }
     unit->members = list;
-    unit->layout = std::make_unique<zero::FlatLayout>(flat, ranks, rank);
+    unit->layout = std::make_shared<zero::FlatLayout>(flat, ranks, rank);
     const auto& L = *unit->layout;
     if (options_.stage == 3) {
       std::vector<std::string> unit_names;
@@ -113,9 +109,8 @@ void ZeroEngine::build_units() {
     // fp32 with one node-shared copy: initialize straight into it (dp rank 0
     // writes, the barrier at the end publishes), no per-rank temporary.
     const bool into_shared = arenas.params.defined() && dtype_ == torch::kFloat;
-    auto full = options_.stage == 3 ? pool_.take(L.padded_numel(), torch::kFloat, device_).zero_()
-                : into_shared       ? arenas.params.narrow(0, arenas.used, L.padded_numel())
-                                    : torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
+    auto full = into_shared ? arenas.params.narrow(0, arenas.used, L.padded_numel())
+                            : torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
     auto views = L.views(full);
     if (!into_shared || groups_.coords().dp == 0)
       for (size_t k = 0; k < list.size(); ++k) views[k].copy_(params_[list[k]]);
@@ -124,11 +119,8 @@ void ZeroEngine::build_units() {
       unit->master = shard.clone();
       for (size_t k : list) params_[k].set_data(torch::empty({0}, full.options().dtype(dtype_)));
       unit->grad = torch::zeros({L.shard_numel()}, full.options());
-      std::vector<torch::Tensor> handles;
-      for (size_t k : list) handles.push_back(params_[k]);
-      unit->gathered = zero::GatheredFlat(unit->layout.get(), std::move(handles));
       views.clear();
-      pool_.give(std::move(full));
+      full = torch::Tensor();
       zero::return_free_memory_to_os();  // this unit's initialized tensors, now sharded and freed
     } else {
       // fp32 stages 1-2: the model's own fp32 parameters are the masters.
@@ -242,7 +234,7 @@ parallel::EvalResult ZeroEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
   auto batch = to_device(piece);
-  auto output = options_.stage == 3 ? forward_blocks(batch.input, nullptr) : model_->forward(batch.input);
+  auto output = options_.stage == 3 ? forward_blocks(batch.input) : model_->forward(batch.input);
   const parallel::EvalResult mine = parallel::score_output(*model_, output, batch);
   auto sums = torch::tensor({mine.loss, mine.accuracy}, torch::kDouble);
   groups_.dp()->all_reduce(sums, ReduceOp::kAvg);

@@ -24,6 +24,9 @@
 //            with autograd (activation checkpointing), backward through it,
 //            reduce-scatter its gradients into the owner's shard, free. The
 //            next block's gather is issued before the current block computes.
+//            The blocks run through fully_shard's driver (fsdp_state.h), as
+//            its units over the engine's master shards; tied weights (gpt's
+//            wte and output head) form one more unit, as in fully_shard.
 // Stage 0 (nothing sharded) is DataParallelEngine, in any precision.
 // Mixed precision ([train] precision = bf16 | fp16): the model computes in
 // the low precision; masters, optimizer state and gradient reduction are
@@ -43,14 +46,16 @@
 #include "parallel/ddp/reducer.h"
 #include "parallel/engine.h"
 #include "parallel/tensor_parallel/tp_shards.h"
-#include "parallel/ddp/buffer_pool.h"
 #include "parallel/zero/flat_buffer.h"
-#include "parallel/zero/gathered_flat.h"
 #include "parallel/zero/loss_scaler.h"
 #include "parallel/mixed_precision/precision.h"
 #include "parallel/zero/sharded_optimizer.h"
 
 #include <memory>
+
+namespace paratorch {
+struct FsdpState;  // parallel/zero/fsdp_state.h
+}
 
 namespace paratorch::zero {
 
@@ -133,18 +138,12 @@ class ZeroEngine : public parallel::Engine {
   int shard_ranks() const;
 
   // stage 3 (zero_engine_stage3.cpp)
-  void plan_blocks();
-  void install_trim_hooks();
-  /// zero::return_free_memory_to_os() when options_.release_freed_memory.
-  void release_freed_memory() const;
+  /// Each unit's members (indices into params_): one unit per block, of the
+  /// parameters it owns but the tied ones; the tied ones in one more unit.
+  std::vector<std::vector<size_t>> stage3_members() const;
+  void build_fsdp();
   double forward_backward_blocks(const models::Batch& batch, int microbatches);
-  torch::Tensor forward_blocks(const torch::Tensor& input, std::vector<torch::Tensor>* inputs);
-  void gather_async(size_t u);
-  void ensure_gathered(size_t u);
-  void release(size_t u);
-  void attach_gradient_buffers(size_t u);
-  void reduce_unit_gradients(size_t u);
-  void finish_reductions(bool wait_all);
+  torch::Tensor forward_blocks(const torch::Tensor& input);
 
   const ProcessGroups& groups_;
   std::shared_ptr<models::BundledModel> model_;
@@ -159,17 +158,15 @@ class ZeroEngine : public parallel::Engine {
   zero::Pieces pieces_;
   zero::LossScaler scaler_;
   bool params_shared_ = false;            // stages 1-2: one parameter copy on the node
-  std::vector<zero::ShardReduction> in_flight_;  // stage 3: units' reduce-scatters in flight
   const zero::ShardedOptimizer* optimizer_ = nullptr;
-  zero::BufferPool pool_;                 // stage 3: transient unit-sized buffers, reused
   parallel::TpShards tp_;                 // every parameter's tp split, and the tp group
   // stages 1-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
   // (declared after them, so it goes first: its hand-over writes u->grad)
   std::shared_ptr<Reducer> reducer_;
-  // stage 3 plan
+  // stage 3: the model's blocks, run as fully sharded units by the one
+  // stage-3 driver fully_shard has too (fsdp_state.h)
   std::vector<models::ModelBlock> blocks_;
-  std::vector<std::vector<size_t>> block_units_;  // units each block needs (own + shared)
-  std::vector<size_t> last_user_;                 // per unit: the lowest block index using it
+  std::shared_ptr<FsdpState> fsdp_;
 };
 
 }  // namespace paratorch::zero

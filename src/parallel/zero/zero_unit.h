@@ -4,8 +4,8 @@
 // stages 1-2, a model block for stage 3. Which tensors exist per stage:
 //   flat_params  stages 1-2: the whole unit in compute precision; the model's
 //                parameters are views into it (stages 1-2 on one node: one
-//                copy shared by every rank). Stage 3: `gathered` instead,
-//                while the unit's block runs (gathered_flat.h).
+//                copy shared by every rank). Stage 3: none; the unit's
+//                FsdpState twin gathers it while its block runs (fsdp_state.h).
 //   master       this rank's fp32 shard (fp32 stages 1-2: a view of flat_params).
 //   grad         this rank's fp32 gradient shard (stage 1: a view of full_grad).
 //   full_grad    fp32, whole unit: stage 1 the reducer's bucket, kept
@@ -18,9 +18,8 @@ namespace paratorch::zero {
 
 struct ZeroEngine::Unit {
   std::vector<size_t> members;  // indices into params_, buffer order
-  std::unique_ptr<zero::FlatLayout> layout;
+  std::shared_ptr<zero::FlatLayout> layout;  // stage 3: shared with the FsdpState unit
   torch::Tensor flat_params, master, grad, full_grad;
-  zero::GatheredFlat gathered;  // stage 3: the whole unit while its block runs
 };
 
 }  // namespace paratorch::zero
