@@ -4,6 +4,7 @@
 #include "formats/atomic_file.h"
 #include "formats/safetensors.h"
 #include "formats/sharded_checkpoint.h"
+#include "parallel/async/shard_plan.h"
 #include "train/sharded_checkpoint.h"
 #include <paratorch/compat.h>
 #include <paratorch/errors.h>
@@ -149,9 +150,64 @@ std::string resolve_step_folder(const std::string& path) {
   return dir.string();
 }
 
+namespace {
+
+// The server-K folders, in K order, that a parameter-server run with
+// staleness != 0 writes under its out_dir/checkpoints (or `path` itself); none
+// when `path` holds no such run.
+std::vector<fs::path> server_folders(const std::string& path) {
+  for (const fs::path& base : {fs::path(path) / "checkpoints", fs::path(path)}) {
+    std::vector<fs::path> out;
+    while (fs::exists(base / ("server-" + std::to_string(out.size()))))
+      out.push_back(base / ("server-" + std::to_string(out.size())));
+    if (!out.empty()) return out;
+  }
+  return {};
+}
+
+// The servers' pieces joined into one checkpoint of whole tensors by
+// parameter name, as every other layout writes: any layout (another server
+// count included) resumes from it. The servers checkpoint a few updates
+// apart, so its step is the oldest server's; the optimizer's step count and
+// the config are server 0's.
+Checkpoint join_server_checkpoints(const std::vector<fs::path>& folders) {
+  Checkpoint out;
+  std::map<std::string, torch::Tensor> model, optimizer;
+  for (size_t k = 0; k < folders.size(); ++k) {
+    Checkpoint part = read_checkpoint(folders[k].string());
+    if (k == 0) {
+      out.step = part.step, out.config_toml = part.config_toml, out.layout = part.layout;
+      int servers = 0, workers = 0;  // each server wrote alone: the job's size is in its layout
+      const bool named = std::sscanf(part.layout.c_str(), "ps servers=%d workers=%d", &servers, &workers) == 2;
+      out.world_size = named ? servers + workers : part.world_size;
+    }
+    out.step = std::min(out.step, part.step);
+    model.insert(part.model.begin(), part.model.end());
+    if (k > 0) part.optimizer.erase("step");
+    optimizer.insert(part.optimizer.begin(), part.optimizer.end());
+  }
+  try {
+    out.model = async::whole_from_pieces(model);
+    out.optimizer = async::whole_from_pieces(optimizer);
+  } catch (const RuntimeFailure& e) {
+    const std::string what = e.what(), prefix = "paratorch: ";
+    throw bad_checkpoint(folders.front().parent_path().string(),
+                         what.compare(0, prefix.size(), prefix) == 0 ? what.substr(prefix.size()) : what);
+  }
+  return out;
+}
+
+bool is_checkpoint_folder(const fs::path& dir) {
+  return fs::exists(dir / formats::kIndexFile) || fs::exists(dir / "manifest.json");
+}
+
+}  // namespace
+
 Checkpoint read_checkpoint(const std::string& path, const formats::ShardPlan& plan) {
   const fs::path dir(resolve_step_folder(path));
   const std::string where = dir.string();
+  if (!is_checkpoint_folder(dir))
+    if (const auto servers = server_folders(path); !servers.empty()) return join_server_checkpoints(servers);
   if (!fs::is_directory(dir)) throw bad_checkpoint(where, "no such folder");
   if (fs::exists(dir / formats::kIndexFile)) return read_sharded_checkpoint(where, plan);
   if (!fs::exists(dir / "manifest.json"))

@@ -56,6 +56,9 @@ std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt);
 /// Reads a step folder, or the folder `latest` names when `path` holds one
 /// (a checkpoints folder or a run's out_dir), in either format: whole
 /// tensors (manifest.json) or sharded (index.json, train/sharded_checkpoint.h).
+/// A parameter-server run's out_dir (one server-K folder per server) reads
+/// as one checkpoint: its pieces joined into whole tensors, at the oldest
+/// server's step.
 /// Every byte used is checked against its size and checksum first. From a
 /// sharded folder only the parameters `plan` names are read (all when it is
 /// empty), with their optimizer state and the state of no parameter

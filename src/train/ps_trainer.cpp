@@ -78,16 +78,14 @@ void save_server(const Job& job, const Server& server, int k, int64_t step) {
   train::save_run_checkpoint(job.config, std::move(ckpt), job.layout(), "checkpoints/server-" + std::to_string(k));
 }
 
-// Restores server k from <dir>/checkpoints/server-k (or <dir>/server-k); returns its step.
+// Restores server k from a checkpoint of any layout: the servers' own
+// (read_checkpoint joins their pieces into whole tensors, so another server
+// count resumes too) or any other run's; returns its step.
 int64_t resume_server(const Job& job, Server& server, int k, const std::string& dir) {
-  std::string path = dir + "/checkpoints/server-" + std::to_string(k);
-  if (!std::filesystem::exists(path)) path = dir + "/server-" + std::to_string(k);
-  if (!std::filesystem::exists(path))
-    throw UsageError("paratorch: --resume " + dir + " has no server-" + std::to_string(k) +
-                     " checkpoint (a ps run writes <out_dir>/checkpoints/server-K/)");
-  train::Checkpoint ckpt = train::read_checkpoint_to_resume(path);
+  train::Checkpoint ckpt = train::read_checkpoint_to_resume(dir);
   train::require_compatible(ckpt, job.config);
-  server.load(ckpt.model, ckpt.optimizer);
+  const auto pieces = job.plan.pieces_of(k);
+  server.load(pieces_from_whole(ckpt.model, pieces), pieces_from_whole(ckpt.optimizer, pieces));
   return ckpt.step;
 }
 

@@ -14,29 +14,21 @@ namespace {
 // layout's). Loading takes this server's rows of each whole tensor.
 class PieceStateOptimizer final : public optim::Optimizer {
  public:
-  PieceStateOptimizer(std::unique_ptr<optim::Optimizer> inner, std::vector<Piece> pieces,
-                      std::vector<std::string> kinds)
-      : inner_(std::move(inner)), pieces_(std::move(pieces)), kinds_(std::move(kinds)) {}
+  PieceStateOptimizer(std::unique_ptr<optim::Optimizer> inner, std::vector<Piece> pieces)
+      : inner_(std::move(inner)), pieces_(std::move(pieces)) {}
   void step(double lr, double grad_scale) override {
     inner_->step(lr, grad_scale);
     steps_ = inner_->steps_taken();
   }
   std::map<std::string, torch::Tensor> state_tensors() const override { return inner_->state_tensors(); }
   void load_state_tensors(const std::map<std::string, torch::Tensor>& state) override {
-    std::map<std::string, torch::Tensor> mine;
-    if (auto step = state.find("step"); step != state.end()) mine["step"] = step->second;
-    for (const auto& piece : pieces_)
-      for (const auto& kind : kinds_)
-        if (auto it = state.find(piece.name + "." + kind); it != state.end())
-          mine[piece.key + "." + kind] = piece_view(it->second, piece);
-    inner_->load_state_tensors(mine);  // names what is missing or mis-shaped
+    inner_->load_state_tensors(pieces_from_whole(state, pieces_));  // names what is missing or mis-shaped
     steps_ = inner_->steps_taken();
   }
 
  private:
   std::unique_ptr<optim::Optimizer> inner_;
   std::vector<Piece> pieces_;
-  std::vector<std::string> kinds_;
 };
 
 // The per-parameter state kinds of `options`' optimizer ("<parameter>.<kind>",
@@ -133,7 +125,7 @@ parallel::EvalResult PsEngine::evaluate(const models::Batch& batch) {
 std::unique_ptr<optim::Optimizer> PsEngine::build_optimizer(const optim::OptimizerOptions& options) {
   state_kinds_ = state_kinds(options);
   return std::make_unique<PieceStateOptimizer>(optim::make_optimizer(options, named_parameters()),
-                                               server_ ? server_->pieces() : std::vector<Piece>{}, state_kinds_);
+                                               server_ ? server_->pieces() : std::vector<Piece>{});
 }
 
 // Each kind assembled from the servers' pieces as full_parameters() is; the

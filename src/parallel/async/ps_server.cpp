@@ -129,7 +129,7 @@ void Server::load(const std::map<std::string, torch::Tensor>& values, const std:
     auto it = values.find(pieces_[i].key);
     if (it == values.end() || it->second.sizes() != values_[i].sizes())
       throw RuntimeFailure("paratorch: server checkpoint lacks a tensor '" + pieces_[i].key + "' of shape " +
-                           c10::str(values_[i].sizes()) + " (was it written by another number of servers?)");
+                           c10::str(values_[i].sizes()) + " (is the checkpoint complete?)");
     values_[i].copy_(it->second);
   }
   if (optimizer_) {

@@ -1,7 +1,11 @@
 // src/parallel/async/shard_plan.cpp — see shard_plan.h.
 #include "parallel/async/shard_plan.h"
 
+#include <paratorch/errors.h>
+
 #include <algorithm>
+#include <cctype>
+#include <set>
 
 namespace paratorch::async {
 
@@ -62,6 +66,81 @@ ShardPlan plan_shards(const std::vector<std::pair<std::string, torch::Tensor>>& 
 torch::Tensor piece_view(const torch::Tensor& full, const Piece& piece) {
   if (full.dim() == 0) return full;
   return full.narrow(0, piece.row_begin, piece.row_end - piece.row_begin);
+}
+
+std::map<std::string, torch::Tensor> pieces_from_whole(const std::map<std::string, torch::Tensor>& whole,
+                                                       const std::vector<Piece>& pieces) {
+  std::map<std::string, torch::Tensor> out;
+  if (auto step = whole.find("step"); step != whole.end()) out["step"] = step->second;
+  std::set<std::string> names;
+  for (const auto& piece : pieces) names.insert(piece.name);
+  for (const auto& piece : pieces) {
+    if (auto it = whole.find(piece.name); it != whole.end()) out[piece.key] = piece_view(it->second, piece);
+    // State kinds have no dot ("exp_avg", "momentum_buffer"), parameter names may.
+    for (auto it = whole.lower_bound(piece.name + "."); it != whole.end(); ++it) {
+      const std::string& key = it->first;
+      if (key.compare(0, piece.name.size() + 1, piece.name + ".") != 0) break;
+      const std::string kind = key.substr(piece.name.size() + 1);
+      if (kind.find('.') == std::string::npos && !names.count(key))
+        out[piece.key + "." + kind] = piece_view(it->second, piece);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+// "<name>@rows<a>-<b>[.<kind>]" -> ("<name>[.<kind>]", a, b); false for other keys.
+bool parse_row_key(const std::string& key, std::string* whole, int64_t* a, int64_t* b) {
+  const auto at = key.rfind("@rows");
+  if (at == std::string::npos) return false;
+  const auto dash = key.find('-', at);
+  if (dash == std::string::npos) return false;
+  size_t end = dash + 1;
+  while (end < key.size() && std::isdigit(static_cast<unsigned char>(key[end]))) ++end;
+  try {
+    *a = std::stoll(key.substr(at + 5, dash - at - 5));
+    *b = std::stoll(key.substr(dash + 1, end - dash - 1));
+  } catch (const std::exception&) {
+    return false;
+  }
+  *whole = key.substr(0, at) + key.substr(end);
+  return true;
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> whole_from_pieces(const std::map<std::string, torch::Tensor>& pieces) {
+  std::map<std::string, torch::Tensor> out;
+  std::map<std::string, std::map<int64_t, std::pair<int64_t, torch::Tensor>>> rows;  // whole key -> a -> (b, piece)
+  for (const auto& [key, t] : pieces) {
+    std::string whole;
+    int64_t a = 0, b = 0;
+    if (parse_row_key(key, &whole, &a, &b))
+      rows[whole][a] = {b, t};
+    else
+      out[key] = t;
+  }
+  for (auto& [whole, parts] : rows) {
+    std::vector<torch::Tensor> ordered;
+    int64_t next = 0;
+    for (auto& [a, part] : parts) {
+      if (a != next)
+        throw RuntimeFailure("paratorch: the pieces of '" + whole + "' " + (a > next ? "miss" : "overlap at") +
+                             " rows " + std::to_string(std::min(a, next)) + "-" + std::to_string(std::max(a, next)) +
+                             " (a server's checkpoint is missing or from another run)");
+      if (part.second.dim() == 0 || part.second.size(0) != part.first - a)
+        throw RuntimeFailure("paratorch: the piece of '" + whole + "' for rows " + std::to_string(a) + "-" +
+                             std::to_string(part.first) + " has shape " + c10::str(part.second.sizes()));
+      ordered.push_back(part.second);
+      next = part.first;
+    }
+    if (out.count(whole))
+      throw RuntimeFailure("paratorch: '" + whole +
+                           "' is both whole and in row pieces (checkpoints of two server counts?)");
+    out[whole] = torch::cat(ordered, 0);
+  }
+  return out;
 }
 
 }  // namespace paratorch::async

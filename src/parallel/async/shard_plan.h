@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,5 +48,19 @@ ShardPlan plan_shards(const std::vector<std::pair<std::string, torch::Tensor>>& 
 
 /// The rows of `full` a piece covers, as a view (0-dim tensors: the tensor).
 torch::Tensor piece_view(const torch::Tensor& full, const Piece& piece);
+
+/// `pieces`' part of tensors kept whole by parameter name (a checkpoint of
+/// any layout): "<name>" becomes each piece's "<key>", and optimizer state
+/// "<name>.<kind>" its "<key>.<kind>"; "step" is kept; other keys (none of
+/// these pieces', or "trainer.*") are left out. Views of `whole`.
+std::map<std::string, torch::Tensor> pieces_from_whole(const std::map<std::string, torch::Tensor>& whole,
+                                                       const std::vector<Piece>& pieces);
+
+/// The reverse, over every server's pieces at once: pieces keyed "<name>",
+/// "<name>@rows<a>-<b>" (optionally followed by ".<kind>") joined by rows
+/// into whole tensors keyed "<name>" ("<name>.<kind>"); other keys ("step")
+/// are kept. RuntimeFailure naming the rows missing or overlapping when the
+/// pieces of a tensor do not tile it.
+std::map<std::string, torch::Tensor> whole_from_pieces(const std::map<std::string, torch::Tensor>& pieces);
 
 }  // namespace paratorch::async

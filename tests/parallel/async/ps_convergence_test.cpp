@@ -6,6 +6,8 @@
 #include "parallel/async/ps_protocol.h"
 #include "parallel/async/ps_server.h"
 #include "parallel/async/ps_worker.h"
+#include "parallel/async/shard_plan.h"
+#include "models/registry.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -18,6 +20,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -239,6 +242,75 @@ TEST(PsConvergence, BulkSynchronousCheckpointsResumeAcrossModes) {
     ASSERT_EQ(ps.size(), 2u);
     expect_same_steps(ps, step_values(dir + "/sync_from_ps"), "sync resumed from ps");
     expect_same_steps(sync, step_values(dir + "/ps_from_sync"), "ps resumed from sync");
+  }
+  world.comm()->barrier();
+}
+
+// An SSP run's checkpoint is each server's pieces (rows of the split tables)
+// in its own folder; read_checkpoint joins them into whole tensors by
+// parameter name, so any layout resumes from it, and an SSP run resumes from
+// any layout's checkpoint, each server cutting its own pieces out:
+//  - the joined tensors and momentum buffers equal each server's pieces, row
+//    for row, and the step is the oldest server's;
+//  - sync dp=3 resumed from the ps run logs steps 5-6 as sync resumed from a
+//    whole-tensor copy of the joined checkpoint does;
+//  - ps (2 servers, 1 worker: its first step after a resume computes on the
+//    checkpoint's parameters alone) resumed from sync's step-6 checkpoint
+//    logs step 7 as sync resumed from it does.
+TEST(PsConvergence, AsynchronousCheckpointsResumeInAnyLayout) {
+  auto& world = test_world();
+  const auto dir = scratch("ssp_resume");
+  auto config = [&](const std::string& mode, const std::string& out, int steps) {
+    auto c = job("mf", mode, mode == "ps" ? 2 : 0, dir + "/" + out);
+    c.optim.name = "sgd";
+    c.parallel.servers = 2;
+    c.train.steps = steps;
+    c.train.log_every = 1;
+    c.train.checkpoint_every = 2;
+    return c;
+  };
+  train::Trainer(world, config("ps", "ps", 4)).run();
+  if (world.rank() == 0) {
+    const auto joined = train::read_checkpoint(dir + "/ps");
+    auto model = models::make_model(config("ps", "ps", 4).model);
+    std::vector<std::pair<std::string, torch::Tensor>> named;
+    for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
+    const auto plan = async::plan_shards(named, 2);
+    int64_t oldest = std::numeric_limits<int64_t>::max();
+    int split = 0;
+    for (int k = 0; k < 2; ++k) {
+      const auto server = train::read_checkpoint(dir + "/ps/checkpoints/server-" + std::to_string(k));
+      oldest = std::min(oldest, server.step);
+      for (const auto& piece : plan.pieces_of(k)) {
+        split += piece.key != piece.name;
+        ASSERT_TRUE(joined.model.count(piece.name)) << piece.name;
+        EXPECT_TRUE(torch::equal(async::piece_view(joined.model.at(piece.name), piece), server.model.at(piece.key)))
+            << piece.key;
+        const std::string kind = ".momentum_buffer";
+        ASSERT_TRUE(joined.optimizer.count(piece.name + kind)) << piece.name << kind;
+        EXPECT_TRUE(torch::equal(async::piece_view(joined.optimizer.at(piece.name + kind), piece),
+                                 server.optimizer.at(piece.key + kind)))
+            << piece.key << kind;
+      }
+    }
+    EXPECT_GT(split, 0) << "some table is split by rows across the servers";
+    EXPECT_EQ(joined.step, oldest);
+    for (const auto& [name, t] : named) EXPECT_EQ(joined.model.at(name).sizes(), t.sizes()) << name;
+    train::write_checkpoint(dir + "/whole/checkpoints", joined);
+  }
+  world.comm()->barrier();
+  const int64_t resumed_at = train::read_checkpoint(dir + "/ps").step;
+  train::Trainer(world, config("sync", "sync_from_ps", 6)).run(dir + "/ps");
+  train::Trainer(world, config("sync", "sync_from_whole", 6)).run(dir + "/whole");
+  train::Trainer(world, config("ps", "ps_from_sync", 7)).run(dir + "/sync_from_ps");
+  train::Trainer(world, config("sync", "sync_step_7", 7)).run(dir + "/sync_from_ps");
+  if (world.rank() == 0) {
+    const auto from_ps = step_values(dir + "/sync_from_ps");
+    ASSERT_EQ(from_ps.begin()->first, resumed_at + 1) << "sync resumed at the ps checkpoint's step";
+    expect_same_steps(step_values(dir + "/sync_from_whole"), from_ps, "sync resumed from the ps servers' pieces");
+    const auto ps = step_values(dir + "/ps_from_sync"), sync = step_values(dir + "/sync_step_7");
+    ASSERT_TRUE(ps.count(7) && sync.count(7)) << "both resumed runs log step 7";
+    EXPECT_NEAR(ps.at(7), sync.at(7), 1e-5 * std::abs(sync.at(7))) << "ps resumed from sync's checkpoint";
   }
   world.comm()->barrier();
 }

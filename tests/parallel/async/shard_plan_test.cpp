@@ -2,7 +2,11 @@
 // exactly one owner, servers get about equal bytes, large tensors split by rows.
 #include "parallel/async/shard_plan.h"
 
+#include <paratorch/errors.h>
+
 #include <gtest/gtest.h>
+
+#include <map>
 
 namespace paratorch::async {
 namespace {
@@ -59,6 +63,46 @@ TEST(ShardPlan, MoreServersThanRowsLeavesSomeEmpty) {
   int64_t sum = 0;
   for (auto b : bytes) sum += b;
   EXPECT_EQ(sum, 8 * 4);
+}
+
+// A checkpoint of whole tensors cut into any server count's pieces (values
+// and "<name>.<kind>" optimizer state, dotted names included) joins back bit
+// for bit, and "step" passes through both ways.
+TEST(ShardPlan, PiecesCutFromWholeTensorsJoinBackBitForBit) {
+  Params params = {
+      {"emb.weight", torch::randn({300, 16})}, {"emb.bias", torch::randn({300})}, {"mu", torch::randn({})}};
+  std::map<std::string, torch::Tensor> whole = {{"step", torch::tensor(7, torch::kLong)}};
+  for (const auto& [name, t] : params) whole[name] = t, whole[name + ".exp_avg"] = t * 2;
+  for (int servers : {1, 2, 3}) {
+    const auto plan = plan_shards(params, servers);
+    std::map<std::string, torch::Tensor> all;
+    for (int k = 0; k < servers; ++k)
+      for (const auto& [key, t] : pieces_from_whole(whole, plan.pieces_of(k))) all[key] = t.clone();
+    for (const auto& piece : plan.pieces) {
+      EXPECT_TRUE(all.count(piece.key)) << piece.key;
+      EXPECT_TRUE(all.count(piece.key + ".exp_avg")) << piece.key;
+    }
+    const auto back = whole_from_pieces(all);
+    ASSERT_EQ(back.size(), whole.size()) << servers << " servers";
+    for (const auto& [key, t] : whole)
+      EXPECT_TRUE(torch::equal(back.at(key), t)) << key << ", " << servers << " servers";
+  }
+}
+
+TEST(ShardPlan, JoiningPiecesThatDoNotTileATensorIsRefused) {
+  const auto rows = torch::zeros({10, 2});
+  auto join = [&](std::map<std::string, torch::Tensor> pieces) { return whole_from_pieces(pieces); };
+  EXPECT_THROW(join({{"w@rows0-4", rows.narrow(0, 0, 4)}, {"w@rows5-10", rows.narrow(0, 5, 5)}}), RuntimeFailure)
+      << "rows 4-5 missing";
+  EXPECT_THROW(join({{"w@rows0-6", rows.narrow(0, 0, 6)}, {"w@rows5-10", rows.narrow(0, 5, 5)}}), RuntimeFailure)
+      << "rows 5-6 twice";
+  EXPECT_THROW(join({{"w@rows0-4", rows.narrow(0, 0, 3)}}), RuntimeFailure) << "a piece of the wrong size";
+  EXPECT_THROW(join({{"w", rows}, {"w@rows0-10", rows}}), RuntimeFailure) << "whole and in pieces";
+  try {
+    join({{"w@rows0-4", rows.narrow(0, 0, 4)}, {"w@rows5-10", rows.narrow(0, 5, 5)}});
+  } catch (const RuntimeFailure& e) {
+    EXPECT_NE(std::string(e.what()).find("miss rows 4-5"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
