@@ -44,8 +44,9 @@ class BufferPool {
 /// glibc's mmap and trim thresholds to 1 GiB (WorldOptions::tune_malloc; it
 /// is that setting, not Open MPI, measured with a plain MPI program: under
 /// mpirun glibc still mmaps and unmaps 8 MiB blocks). ZeRO-3 calls this after
-/// sharding each unit and at the points of its block walk where transients
-/// pile up (zero_engine_stage3.cpp). A no-op elsewhere.
+/// sharding each unit and, with ZeroEngineOptions::release_freed_memory, at
+/// the points of a unit's run where transients pile up (zero_engine_stage3.cpp,
+/// FsdpState::after_release). A no-op elsewhere.
 void return_free_memory_to_os();
 
 }  // namespace paratorch::zero

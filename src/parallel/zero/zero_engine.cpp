@@ -1,7 +1,7 @@
 // src/parallel/zero/zero_engine.cpp — see zero_engine.h. Construction, the step,
 // publishing, the Engine interface. The gradient path (DDP's reducer over
-// the units) is in zero_engine_reduce.cpp; stage 3's block walk in
-// zero_engine_stage3.cpp; whole parameters in and out of the shards in zero_engine_parameters.cpp.
+// the units) is in zero_engine_reduce.cpp; stage 3's blocks as fully
+// sharded units in zero_engine_stage3.cpp; whole parameters in and out of the shards in zero_engine_parameters.cpp.
 #include "parallel/zero/zero_engine.h"
 
 #include "parallel/finalize_grads.h"
