@@ -227,6 +227,8 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
 
 torch::Tensor FsdpState::run(size_t index, const torch::Tensor& input) {
   if (std::find(order.begin(), order.end(), index) == order.end()) order.push_back(index);
+  if (anchor.device() != input.device())  // on the units' device, as an input of their autograd nodes
+    anchor = torch::zeros({0}, torch::TensorOptions().device(input.device())).requires_grad_(true);
   return UnitFunction::apply(input, anchor, static_cast<int64_t>(reinterpret_cast<intptr_t>(this)),
                              static_cast<int64_t>(index));
 }
