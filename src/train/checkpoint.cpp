@@ -201,13 +201,23 @@ bool is_checkpoint_folder(const fs::path& dir) {
   return fs::exists(dir / formats::kIndexFile) || fs::exists(dir / "manifest.json");
 }
 
+// Where one out_dir holds both a step folder and server folders (a ps run
+// after a sync one in the same folder, or the reverse), the one written
+// last is the run to resume.
+bool servers_written_last(const std::vector<fs::path>& servers, const fs::path& step_folder) {
+  std::error_code ours, theirs;
+  const auto servers_time = fs::last_write_time(servers.front() / "latest", ours);
+  const auto step_time = fs::last_write_time(step_folder, theirs);
+  return !ours && (theirs || servers_time > step_time);
+}
+
 }  // namespace
 
 Checkpoint read_checkpoint(const std::string& path, const formats::ShardPlan& plan) {
   const fs::path dir(resolve_step_folder(path));
   const std::string where = dir.string();
-  if (!is_checkpoint_folder(dir))
-    if (const auto servers = server_folders(path); !servers.empty()) return join_server_checkpoints(servers);
+  if (const auto servers = server_folders(path); !servers.empty())
+    if (!is_checkpoint_folder(dir) || servers_written_last(servers, dir)) return join_server_checkpoints(servers);
   if (!fs::is_directory(dir)) throw bad_checkpoint(where, "no such folder");
   if (fs::exists(dir / formats::kIndexFile)) return read_sharded_checkpoint(where, plan);
   if (!fs::exists(dir / "manifest.json"))

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -56,6 +57,45 @@ TEST(Checkpoint, RoundTripsEveryTensorAndField) {
   ASSERT_EQ(back.model.size(), c.model.size());
   for (const auto& [name, t] : c.model) EXPECT_TRUE(torch::equal(back.model.at(name), t)) << name;
   for (const auto& [name, t] : c.optimizer) EXPECT_TRUE(torch::equal(back.optimizer.at(name), t)) << name;
+}
+
+// A parameter-server run's out_dir (a folder per server, tables in row
+// pieces) reads as one checkpoint of whole tensors at the oldest server's
+// step; where the out_dir also holds a step folder, the run written last is read.
+TEST(Checkpoint, ServerFoldersReadAsOneWholeCheckpointAndTheRunWrittenLastWins) {
+  const auto root = scratch("servers");
+  const Checkpoint whole = sample_checkpoint(6);
+  const auto& wte = whole.model.at("transformer.wte.weight");
+  const auto& moment = whole.optimizer.at("transformer.wte.weight.exp_avg");
+  Checkpoint s0 = whole, s1 = whole;
+  s0.layout = s1.layout = "ps servers=2 workers=3";
+  s0.world_size = s1.world_size = 1;  // each server writes alone
+  s1.step = 5;
+  s0.model = {{"transformer.wte.weight@rows0-3", wte.narrow(0, 0, 3)},
+              {"transformer.ln_f.bias", whole.model.at("transformer.ln_f.bias")}};
+  s1.model = {{"transformer.wte.weight@rows3-7", wte.narrow(0, 3, 4)}};
+  s0.optimizer = {{"step", torch::tensor(6, torch::kLong)},
+                  {"transformer.wte.weight@rows0-3.exp_avg", moment.narrow(0, 0, 3)}};
+  s1.optimizer = {{"step", torch::tensor(5, torch::kLong)},
+                  {"transformer.wte.weight@rows3-7.exp_avg", moment.narrow(0, 3, 4)}};
+  write_checkpoint((root / "checkpoints" / "server-0").string(), s0);
+  write_checkpoint((root / "checkpoints" / "server-1").string(), s1);
+  const Checkpoint back = read_checkpoint(root.string());
+  EXPECT_EQ(back.step, 5) << "the oldest server's";
+  EXPECT_EQ(back.world_size, 5) << "servers + workers";
+  EXPECT_EQ(back.layout, s0.layout);
+  ASSERT_EQ(back.model.size(), whole.model.size());
+  for (const auto& [name, t] : whole.model) EXPECT_TRUE(torch::equal(back.model.at(name), t)) << name;
+  EXPECT_TRUE(torch::equal(back.optimizer.at("transformer.wte.weight.exp_avg"), moment));
+  EXPECT_EQ(back.optimizer.at("step").item<int64_t>(), 6) << "server 0's optimizer step count";
+
+  using namespace std::chrono_literals;
+  const auto later = fs::file_time_type::clock::now() + 10s;
+  const std::string sync_step = write_checkpoint((root / "checkpoints").string(), sample_checkpoint(9));
+  fs::last_write_time(sync_step, later);
+  EXPECT_EQ(read_checkpoint(root.string()).step, 9) << "a sync run written after the servers";
+  fs::last_write_time(root / "checkpoints" / "server-0" / "latest", later + 10s);
+  EXPECT_EQ(read_checkpoint(root.string()).step, 5) << "servers written after the sync run";
 }
 
 TEST(Checkpoint, LatestPointsAtTheNewestAndOldOnesArePruned) {
