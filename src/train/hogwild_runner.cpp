@@ -1,160 +1,213 @@
-// src/train/hogwild_runner.cpp — see hogwild.h.
+// src/train/hogwild_runner.cpp — see hogwild_runner.h.
 #include "train/hogwild_runner.h"
 
 #include "train/async_layout.h"
-#include "train/run_cadence.h"
 #include "parallel/async/ps_protocol.h"
-#include "parallel/async/ps_trace.h"
 #include "parallel/async/validation.h"
 #include "data/dataset.h"
 #include "models/registry.h"
-#include "report/metrics.h"
 #include "report/trace.h"
 #include "train/checkpoint.h"
 #include "optim/lr_schedule.h"
-#include "train/run_history.h"
 #include "train/run_reporter.h"
 #include <paratorch/async.h>
 #include <paratorch/errors.h>
 #include <paratorch/sampler.h>
 
-#include <chrono>
-#include <cmath>
-#include <cstdio>
-#include <limits>
+#include <algorithm>
+#include <condition_variable>
+#include <exception>
+#include <map>
 #include <mutex>
+#include <thread>
+#include <vector>
 
 namespace paratorch::async {
 namespace {
 
-
-struct Shared {
-  const train::Config& config;
-  std::unique_ptr<data::Dataset> dataset;
-  std::shared_ptr<models::BundledModel> model;
-  DistributedSampler batches;
-  std::mutex log_mutex;  // metrics only; never held during an update
-  std::mutex checkpoint_mutex;  // one checkpoint written at a time
-  std::unique_ptr<train::RunReporter> reporter;
-  train::RunCadence cadence;
-  int threads = 1;
-
-  explicit Shared(const train::Config& c) : config(c), batches(c.data.global_batch, 0, 1), cadence(c.train) {}
+// Steps the threads finished, until the loop takes them in order.
+struct FinishedSteps {
+  struct Step {
+    double loss, lr, finished_s;
+  };
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::map<int64_t, Step> steps;
+  bool ended = false;        // hogwild() returned or threw
+  bool stopping = false;     // the loop gave up: the threads stop at their next step
+  std::exception_ptr error;  // what hogwild() threw
 };
 
-thread_local double step_started_s = 0;  // this thread's current step (for step_ms)
-
-void log_step(Shared& sh, int64_t s, double loss, double lr, double ms, double validation) {
-  const int64_t step = s + 1;
-  if (!sh.cadence.logs(step)) return;
-  std::lock_guard<std::mutex> lock(sh.log_mutex);
-  report::StepMetrics m = sh.reporter->line(step, loss, lr, ms);
-  std::string val;
-  if (std::isfinite(validation)) {
-    m.extra["val_loss"] = validation;
-    val = " val_loss " + std::to_string(validation);
+class HogwildRunner : public train::StepRunner {
+ public:
+  HogwildRunner(World& w, train::Config c)
+      : world_(w), config_(std::move(c)), batches_(config_.data.global_batch, 0, 1) {
+    check_async_layout(config_, world_.size());
+    threads_ = hogwild_threads(config_);
+    dataset_ = data::make_dataset(config_.data.source, config_.model, static_cast<uint64_t>(config_.train.seed));
+    model_ = models::make_model(config_.model);
+    model_->initialize(static_cast<uint64_t>(config_.train.seed));
+    schedule_ = optim::LrSchedule{config_.optim.lr, config_.optim.warmup_steps, config_.train.steps};
   }
-  sh.reporter->write(m);
-  std::printf("step %lld loss %.4f (thread-local step %.1f ms)%s\n", static_cast<long long>(step), loss, ms, val.c_str());
+  ~HogwildRunner() override { stop(); }
+
+  World& world() override { return world_; }
+  const train::Config& config() const override { return config_; }
+  const data::Dataset& dataset() const override { return *dataset_; }
+  int64_t begin(const std::string& resume_dir) override;
+  void announce(int64_t start) override;
+  train::StepOutcome step(int64_t s) override;
+  train::Validation validate() override {
+    report::Tracer::Span span("validation", "compute");
+    return {validation_loss(*model_, *dataset_, config_.data.global_batch), -1};
+  }
+  void checkpoint(int64_t steps_done) override;
+  void finish() override {
+    report::write_trace(*world_.comm(), config_.train.out_dir + "/trace.json");  // one rank: no peers to wait for
+  }
+  /// The final parameters' validation loss: no single step's training loss
+  /// stands for a Hogwild run, whose threads finish steps out of order.
+  double final_loss(double, const train::Validation& final) const override { return final.loss; }
+  std::string plot_suffix() const override { return " (hogwild)"; }
+
+ private:
+  void start_threads();
+  void stop();
+
+  World& world_;
+  train::Config config_;
+  DistributedSampler batches_;
+  int threads_ = 1;
+  std::unique_ptr<data::Dataset> dataset_;
+  std::shared_ptr<models::BundledModel> model_;
+  optim::LrSchedule schedule_;
+  int64_t start_ = 0;
+  FinishedSteps finished_;
+  std::thread runner_;  // runs hogwild(), which runs the SGD threads
+  HogwildReport report_;
+  std::unique_ptr<StepPace> pace_;
+};
+
+int64_t HogwildRunner::begin(const std::string& resume_dir) {
+  if (resume_dir.empty()) return start_ = 0;
+  train::Checkpoint ckpt = train::read_checkpoint_to_resume(resume_dir);
+  train::require_compatible(ckpt, config_);
+  torch::NoGradGuard no_grad;
+  for (auto& item : model_->named_parameters(true)) item.value().copy_(ckpt.model.at(item.key()));
+  return start_ = ckpt.step;
+}
+
+void HogwildRunner::announce(int64_t start) {
+  std::printf(
+      "paratorch train: %s; hogwild: %d threads share one parameter copy, lock-free SGD; steps %lld..%d -> %s\n",
+      dataset_->describe().c_str(), threads_, static_cast<long long>(start), config_.train.steps,
+      config_.train.out_dir.c_str());
   std::fflush(stdout);
 }
 
-// The bundled model's loss on global batch s (what each Hogwild thread differentiates).
-torch::Tensor batch_loss(Shared& sh, int64_t s) {
-  step_started_s = now_s();
-  if (s == train::RunCadence::kTracedSteps) report::Tracer::instance().disable();
-  return sh.model->loss(sh.dataset->train_batch(sh.batches.global_indices(s)));
+// hogwild() on a thread of its own: each SGD thread hands its finished steps over.
+void HogwildRunner::start_threads() {
+  HogwildOptions options;
+  options.steps = config_.train.steps;
+  options.first_step = start_;
+  options.lr_at = [schedule = schedule_](int64_t step) { return schedule.at(step); };
+  options.weight_decay = config_.optim.weight_decay;
+  options.grad_clip = config_.optim.grad_clip;
+  options.on_step = [this](int64_t s, double loss, double lr) {
+    std::lock_guard<std::mutex> lock(finished_.mutex);
+    if (finished_.stopping) throw RuntimeFailure("paratorch: hogwild stopped: the training loop ended early");
+    finished_.steps[s] = {loss, lr, now_s()};
+    finished_.changed.notify_all();
+  };
+  auto loss_of = [this](int64_t s) { return model_->loss(dataset_->train_batch(batches_.global_indices(s))); };
+  pace_ = std::make_unique<StepPace>(threads_, now_s());
+  runner_ = std::thread([this, options, loss_of] {
+    HogwildReport report;
+    std::exception_ptr error;
+    try {
+      report = hogwild(model_, threads_, loss_of, options);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(finished_.mutex);
+    report_ = std::move(report);
+    finished_.error = error;
+    finished_.ended = true;
+    finished_.changed.notify_all();
+  });
 }
 
-// The shared parameters as they are now, saved as the checkpoint of `step`
-// steps done. Copied first: the other threads keep updating them (Hogwild
+// Waits for step s; at the last step, for the threads to end too, whose
+// step counts go into that line.
+train::StepOutcome HogwildRunner::step(int64_t s) {
+  if (!runner_.joinable()) start_threads();
+  std::unique_lock<std::mutex> lock(finished_.mutex);
+  finished_.changed.wait(lock, [&] { return finished_.steps.count(s) || finished_.ended; });
+  auto it = finished_.steps.find(s);
+  if (it == finished_.steps.end()) {
+    lock.unlock();
+    runner_.join();
+    try {
+      if (finished_.error) std::rethrow_exception(finished_.error);
+    } catch (const RuntimeFailure& e) {
+      throw RuntimeFailure(std::string(e.what()) + " (in the config: [optim] lr, [optim] grad_clip)");
+    }
+    throw RuntimeFailure("paratorch: hogwild's threads ended before step " + std::to_string(s + 1));
+  }
+  train::StepOutcome o;
+  o.loss = it->second.loss;
+  o.lr = it->second.lr;
+  o.ms = pace_->ms(it->second.finished_s);
+  finished_.steps.erase(it);
+  lock.unlock();
+  if (s + 1 == config_.train.steps) {
+    runner_.join();
+    if (finished_.error) std::rethrow_exception(finished_.error);
+    o.extra["hogwild_threads"] = threads_;
+    for (int i = 0; i < threads_; ++i)
+      o.extra["thread" + std::to_string(i) + "_steps"] =
+          static_cast<double>(report_.steps_per_thread[static_cast<size_t>(i)]);
+  }
+  return o;
+}
+
+// The shared parameters as they are now, saved as the checkpoint of
+// `steps_done` steps. Copied first: the threads keep updating them (Hogwild
 // takes no locks), so the copy is as consistent as any read of them is.
-void save_checkpoint(Shared& sh, int64_t step) {
-  std::lock_guard<std::mutex> lock(sh.checkpoint_mutex);
+void HogwildRunner::checkpoint(int64_t steps_done) {
   report::Tracer::Span span("checkpoint", "io");
   train::Checkpoint ckpt;
-  ckpt.step = step;
+  ckpt.step = steps_done;
   {
     torch::NoGradGuard no_grad;
-    for (const auto& item : sh.model->named_parameters(true)) ckpt.model[item.key()] = item.value().detach().clone();
+    for (const auto& item : model_->named_parameters(true)) ckpt.model[item.key()] = item.value().detach().clone();
   }
-  ckpt.optimizer["step"] = torch::tensor(step, torch::kLong);
-  train::save_run_checkpoint(sh.config, std::move(ckpt), "hogwild threads=" + std::to_string(sh.threads));
+  ckpt.optimizer["step"] = torch::tensor(steps_done, torch::kLong);
+  train::save_run_checkpoint(config_, std::move(ckpt), "hogwild threads=" + std::to_string(threads_));
 }
 
-// After each update: mid-run validation, as the synchronous trainer's, on the
-// shared parameters as they are now (the other threads keep updating them),
-// and the checkpoints due during the run (the last is written at the end).
-void after_step(Shared& sh, int64_t s, double loss, double lr) {
-  const double ms = (now_s() - step_started_s) * 1000;
-  double validation = std::numeric_limits<double>::quiet_NaN();
-  if (sh.cadence.validates_mid_run(s + 1)) {
-    report::Tracer::Span span("validation", "compute");
-    validation = validation_loss(*sh.model, *sh.dataset, sh.config.data.global_batch);
+// The loop ended early (an error): the threads stop at their next step.
+void HogwildRunner::stop() {
+  if (!runner_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(finished_.mutex);
+    finished_.stopping = true;
   }
-  log_step(sh, s, loss, lr, ms, validation);
-  if (!sh.cadence.last(s + 1) && sh.cadence.checkpoints(s + 1)) save_checkpoint(sh, s + 1);
+  runner_.join();
 }
 
 }  // namespace
 
-train::TrainResult run_hogwild(World& world, const train::Config& config, const std::string& resume_dir) {
-  check_async_layout(config, world.size());
-  Shared sh(config);
-  sh.dataset = data::make_dataset(config.data.source, config.model, static_cast<uint64_t>(config.train.seed));
-  sh.model = models::make_model(config.model);
-  sh.model->initialize(static_cast<uint64_t>(config.train.seed));
-  const optim::LrSchedule schedule{config.optim.lr, config.optim.warmup_steps, config.train.steps};
-  int64_t start = 0;
-  if (!resume_dir.empty()) {
-    train::Checkpoint ckpt = train::read_checkpoint_to_resume(resume_dir);
-    train::require_compatible(ckpt, config);
-    torch::NoGradGuard no_grad;
-    for (auto& item : sh.model->named_parameters(true)) item.value().copy_(ckpt.model.at(item.key()));
-    start = ckpt.step;
-  }
-  sh.reporter = std::make_unique<train::RunReporter>(config, *sh.dataset, start);  // a resume trims metrics.jsonl
-  const int threads = hogwild_threads(config);
-  sh.threads = threads;
-  std::printf("paratorch train: %s; hogwild: %d threads share one parameter copy, lock-free SGD; steps %lld..%d -> %s\n",
-              sh.dataset->describe().c_str(), threads, static_cast<long long>(start), config.train.steps,
-              config.train.out_dir.c_str());
-  std::fflush(stdout);
-  report::Tracer::instance().clear();  // this run's spans only
-  report::Tracer::instance().enable(world.rank());
-  HogwildOptions options;
-  options.steps = config.train.steps;
-  options.first_step = start;
-  options.lr_at = [schedule](int64_t step) { return schedule.at(step); };
-  options.weight_decay = config.optim.weight_decay;
-  options.grad_clip = config.optim.grad_clip;
-  options.on_step = [&sh](int64_t s, double loss, double lr) { after_step(sh, s, loss, lr); };
-  HogwildReport run;
-  try {
-    run = hogwild(sh.model, threads, [&sh](int64_t s) { return batch_loss(sh, s); }, options);
-  } catch (const RuntimeFailure& e) {
-    throw RuntimeFailure(std::string(e.what()) + " (in the config: [optim] lr, [optim] grad_clip)");
-  }
-  const double seconds = run.seconds;
-  const auto& steps_done = run.steps_per_thread;
+StepPace::StepPace(int window, double start_s) : window_(static_cast<size_t>(std::max(1, window))), done_by_{start_s} {}
 
-  const train::TrainResult result =
-      train::run_result(config, *sh.dataset, validation_loss(*sh.model, *sh.dataset, config.data.global_batch),
-                        seconds * 1000 / static_cast<double>(config.train.steps - start));
-  report::StepMetrics m = sh.reporter->line(config.train.steps, result.final_loss, 0, result.mean_step_ms);
-  train::add_validation_fields(m, config.model.name, result.final_loss, /*accuracy: not measured*/ -1);
-  m.extra["hogwild_threads"] = threads;
-  std::printf("paratorch hogwild: steps per thread:");
-  for (int i = 0; i < threads; ++i) {
-    m.extra["thread" + std::to_string(i) + "_steps"] = static_cast<double>(steps_done[static_cast<size_t>(i)]);
-    std::printf(" %lld", static_cast<long long>(steps_done[static_cast<size_t>(i)]));
-  }
-  std::printf("\n");
-  sh.reporter->write_final(m);
-  sh.reporter->finish(" (hogwild)");
-  save_checkpoint(sh, config.train.steps);
-  report::write_trace(*world.comm(), config.train.out_dir + "/trace.json");  // one rank: no peers to wait for
-  return result;
+double StepPace::ms(double finished_s) {
+  done_by_.push_back(std::max(done_by_.back(), finished_s));
+  const size_t n = std::min(window_, done_by_.size() - 1);
+  return (done_by_.back() - done_by_[done_by_.size() - 1 - n]) * 1000 / static_cast<double>(n);
+}
+
+std::unique_ptr<train::StepRunner> make_hogwild_runner(World& world, train::Config config) {
+  return std::make_unique<HogwildRunner>(world, std::move(config));
 }
 
 }  // namespace paratorch::async

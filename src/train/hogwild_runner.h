@@ -14,8 +14,11 @@
 // (mlp, gpt) run too, but there every update writes every coordinate, so
 // collisions are the rule and the benefit is only the parallel gradient
 // computation. Details and measurements: docs/async.md. The threads and the
-// lock-free update are paratorch::hogwild (<paratorch/async.h>); this runner
-// adds the config, dataset, metrics, validation and checkpoint around it.
+// lock-free update are paratorch::hogwild (<paratorch/async.h>), run on a
+// thread of their own; this runner hands their steps to the training loop
+// (run_loop.h) in step order as they finish, so metrics lines, validations
+// and checkpoints come where a sync run's do, on the shared parameters as
+// they are then (the threads keep updating them: Hogwild's reads race).
 //
 // The update is plain SGD, p -= lr * (g + wd * p) (weight decay on dim >= 2),
 // so [optim] name must be "sgd" (momentum is not used: a shared momentum
@@ -23,13 +26,33 @@
 // set to 1: the parallelism is the T SGD threads.
 #pragma once
 #include "train/config.h"
-#include "train/trainer.h"
+#include "train/run_loop.h"
 #include <paratorch/world.h>
 
-#include <string>
+#include <memory>
+#include <vector>
 
 namespace paratorch::async {
 
-train::TrainResult run_hogwild(World& world, const train::Config& config, const std::string& resume_dir);
+/// A Hogwild run's pace at each step, in ms per step, from the times its
+/// steps finish (given in step order). T threads finish T steps in about
+/// one step's time, and not in step order, so a step's own duration or the
+/// gap to the step before would mislead. With F(s) the time by which the
+/// steps up to s had all finished, the mean over the last `window` (= T)
+/// steps, (F(s) - F(s - T)) / T, is never negative, and over a run sums to
+/// about its wall time.
+class StepPace {
+ public:
+  StepPace(int window, double start_s);
+  double ms(double finished_s);
+
+ private:
+  size_t window_;
+  std::vector<double> done_by_;  // F(s) for each step so far; [0]: the start
+};
+
+/// The runner of [parallel] mode = "hogwild" (UsageError naming the key
+/// when the config asks for what Hogwild does not do).
+std::unique_ptr<train::StepRunner> make_hogwild_runner(World& world, train::Config config);
 
 }  // namespace paratorch::async

@@ -2,13 +2,14 @@
 // in one place: metrics.jsonl (kept consistent across a resume), loss.svg,
 // checkpoints under <out_dir>, and the summary's TrainResult.
 //
-// `paratorch train` has one loop for ranks that step together (the Trainer:
-// sync layouts, ps with staleness 0) and two runners for those that do not
-// (ps with staleness != 0: server 0 logs; hogwild: threads of one process).
-// Each owns a RunReporter on the rank that writes, so the three produce the
-// same files with the same fields, trimmed the same way on resume, and the
-// same loss.svg. (trace.json is written by report::write_trace, or by the
-// parameter server's point-to-point variant, ps_trace.h.)
+// `paratorch train` has one training loop (run_loop.h), which writes
+// through a RunReporter on rank 0 whatever the runner (sync layouts, ps with
+// staleness 0, hogwild), and the asynchronous parameter server, whose server
+// 0 writes through one as pushes arrive (ps_logger.h). So every mode
+// produces the same files with the same fields, trimmed the same way on
+// resume, and the same loss.svg. (trace.json is written by
+// report::write_trace, or by the parameter server's point-to-point variant,
+// ps_trace.h.)
 //
 // Example (one loop's writing rank):
 //   RunReporter reporter(config, dataset, start);         // trims metrics.jsonl past `start`

@@ -1,6 +1,7 @@
-// src/train/trainer.h — the training loop behind `paratorch train`.
+// src/train/trainer.h — `paratorch train`: a config's runner (how its
+// steps are taken) driven by the one training loop (run_loop.h).
 //
-// One step, top to bottom (train_step.cpp, take_step):
+// One synchronous step, top to bottom (train_step.cpp, take_step):
 //   lr = warm-up/cosine(step)                    (lr_schedule.h)
 //   ids = the global batch of this step           (DistributedSampler)
 //   loss = engine.forward_backward(ids)           (layout-specific: engine.h)
@@ -32,22 +33,23 @@ struct TrainResult {
   std::string summary_line() const;
 };
 
+class StepRunner;
+
 class Trainer {
  public:
-  /// [parallel] mode "ps" with staleness != 0 and "hogwild" do not step
-  /// every rank together: run() hands them to their own runners
-  /// (src/train/async_runner.h). Sync layouts and ps with staleness 0 run
-  /// this loop over their engine (make_engine).
+  /// Sync layouts and ps with staleness 0 take each step through their
+  /// engine (make_engine); "hogwild" through its threads (hogwild_runner.h);
+  /// both run the training loop (run_loop.h). The asynchronous parameter
+  /// server (ps, staleness != 0) runs its servers and workers (ps_trainer.h).
   Trainer(World& world, Config config);
   ~Trainer();
   /// Runs to config.train.steps (from `resume_dir`'s step when given).
   TrainResult run(const std::string& resume_dir = "");
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;  // ranks that step together
   World& world_;
-  std::unique_ptr<Config> async_config_;  // the other modes
+  std::unique_ptr<StepRunner> runner_;
+  std::unique_ptr<Config> async_config_;  // the asynchronous parameter server
 };
 
 /// Peak resident memory of this process in MiB (getrusage).
