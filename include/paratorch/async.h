@@ -27,6 +27,11 @@
 ///     ps.finish();
 ///   }
 ///   auto trained = ps.full_parameters();                  // collective: every rank
+///   paratorch::save_checkpoint("ckpt", ps.training_state(steps), world.comm().get());
+// A checkpoint holds whole tensors by name (the servers' rows joined, their
+// optimizer state too), so it resumes a parameter server of any server
+// count (ps.load(paratorch::load_checkpoint("ckpt")) before the first pull
+// or serve) or a plain module and optimizer (paratorch/checkpoint.h).
 //
 // Hogwild (Niu, Recht, Ré & Wright, NIPS 2011): threads of one process share
 // one module and update it with plain SGD, without locks:
@@ -36,6 +41,7 @@
 ///   paratorch::hogwild(model, /*threads=*/4, [&](int64_t step) {
 ///     return torch::mse_loss(model->forward(x_of(step)), y_of(step)); }, h);
 #pragma once
+#include <paratorch/checkpoint.h>
 #include <paratorch/communicator.h>
 
 #include <torch/torch.h>
@@ -144,6 +150,21 @@ class ParameterServer {
   std::map<std::string, torch::Tensor> full_parameters();
   /// full_parameters() copied into the module on every rank. Collective.
   void load_into_module();
+  /// What a checkpoint of the job holds, on every rank (collective): the
+  /// managed parameters' current values, and the servers' optimizer state
+  /// with each parameter's rows joined, by the module's names
+  /// ("<name>.exp_avg", ..., "<name>.step", as optimizer_state_by_name),
+  /// at `step`. Call it where no push is in flight: after serve() and
+  /// finish(), or between serve_step() rounds. UsageError for an optimizer
+  /// whose state paratorch cannot name.
+  TrainingState training_state(int64_t step);
+  /// Restores a checkpoint of any layout (collective): every rank's module
+  /// takes its parameters, each server its rows of them and of the
+  /// optimizer state, and the job goes on from state.step (workers' step(),
+  /// the learning rate's step). Call it before the first pull() or serve().
+  /// RuntimeFailure naming a parameter the checkpoint lacks or a shape
+  /// that does not fit.
+  void load(const TrainingState& state);
 
  private:
   friend struct ParameterServerSetup;  // the set-up shared by both constructors (parameter_server.cpp)

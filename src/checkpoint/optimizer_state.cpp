@@ -37,37 +37,16 @@ std::map<std::string, torch::Tensor> optimizer_state_by_name(const torch::optim:
                                                              const torch::nn::Module& module) {
   zero::state_kinds(optimizer);  // refuses optimizers whose state it cannot name
   std::map<std::string, torch::Tensor> out;
-  for (const auto& [name, p] : named_optimizer_params(optimizer, module)) {
-    const auto kinds = zero::read_state(optimizer, p);
-    if (kinds.empty()) continue;  // no step taken with a gradient for it yet
-    for (const auto& [kind, t] : kinds)
-      if (t.defined()) out[name + "." + kind] = t.detach().to(torch::kCPU).clone();
-    out[name + ".step"] = torch::tensor({zero::read_step(optimizer, p)}, torch::kLong);
-  }
+  for (const auto& [name, p] : named_optimizer_params(optimizer, module))
+    zero::read_named_state(optimizer, p, name, out);
   return out;
 }
 
 void load_optimizer_state(torch::optim::Optimizer& optimizer, const torch::nn::Module& module,
                           const std::map<std::string, torch::Tensor>& state) {
-  const auto kinds = zero::state_kinds(optimizer);
-  for (const auto& [name, p] : named_optimizer_params(optimizer, module)) {
-    std::map<std::string, torch::Tensor> tensors;
-    for (const auto& kind : kinds) {
-      auto it = state.find(name + "." + kind);
-      if (it == state.end()) continue;
-      if (!it->second.sizes().equals(p.sizes()))
-        throw RuntimeFailure("paratorch: optimizer state '" + it->first + "' has shape " +
-                             c10::str(it->second.sizes()) + ", parameter '" + name + "' has " + c10::str(p.sizes()));
-      tensors[kind] = it->second.to(p.options()).clone();
-    }
-    if (tensors.empty()) continue;  // it had no state when saved
-    if (tensors.size() != kinds.size())
-      throw RuntimeFailure("paratorch: optimizer state of '" + name + "' is incomplete: the optimizer keeps " +
-                           std::to_string(kinds.size()) + " tensors per parameter, the checkpoint has " +
-                           std::to_string(tensors.size()) + " (saved with other optimizer options?)");
-    auto step = state.find(name + ".step");
-    zero::write_state(optimizer, p, tensors, step == state.end() ? 0 : step->second.item<int64_t>());
-  }
+  zero::state_kinds(optimizer);
+  for (const auto& [name, p] : named_optimizer_params(optimizer, module))
+    zero::write_named_state(optimizer, p, name, state);
 }
 
 }  // namespace paratorch

@@ -48,6 +48,9 @@ class ShardOptimizer {
   virtual void step(int64_t step) = 0;
   /// Steps taken so far (a restored shard's version).
   virtual int64_t steps_taken() const = 0;
+  /// The state tensors it keeps per piece ("exp_avg", ...); empty where it
+  /// names none.
+  virtual std::vector<std::string> state_kinds() const { return {}; }
   /// State by key for checkpoints; empty where the optimizer keeps none by name.
   virtual std::map<std::string, torch::Tensor> state_tensors() const { return {}; }
   virtual void load_state_tensors(const std::map<std::string, torch::Tensor>& state) { (void)state; }
@@ -120,6 +123,9 @@ class Server {
   std::vector<std::pair<std::string, torch::Tensor>> named_values() const;
   std::map<std::string, torch::Tensor> optimizer_state() const {
     return optimizer_ ? optimizer_->state_tensors() : std::map<std::string, torch::Tensor>{};
+  }
+  std::vector<std::string> optimizer_state_kinds() const {
+    return optimizer_ ? optimizer_->state_kinds() : std::vector<std::string>{};
   }
   void load(const std::map<std::string, torch::Tensor>& values, const std::map<std::string, torch::Tensor>& state);
   /// Overwrites this shard from full tensors by parameter name (workers re-pull it).

@@ -81,8 +81,10 @@ std::map<std::string, torch::Tensor> pieces_from_whole(const std::map<std::strin
       const std::string& key = it->first;
       if (key.compare(0, piece.name.size() + 1, piece.name + ".") != 0) break;
       const std::string kind = key.substr(piece.name.size() + 1);
-      if (kind.find('.') == std::string::npos && !names.count(key))
-        out[piece.key + "." + kind] = piece_view(it->second, piece);
+      if (kind.find('.') != std::string::npos || names.count(key)) continue;
+      // A per-parameter step count (torch::optim's Adam keeps one) holds for
+      // every row: each piece takes it whole.
+      out[piece.key + "." + kind] = kind == "step" ? it->second : piece_view(it->second, piece);
     }
   }
   return out;

@@ -51,8 +51,9 @@ torch::Tensor piece_view(const torch::Tensor& full, const Piece& piece);
 
 /// `pieces`' part of tensors kept whole by parameter name (a checkpoint of
 /// any layout): "<name>" becomes each piece's "<key>", and optimizer state
-/// "<name>.<kind>" its "<key>.<kind>"; "step" is kept; other keys (none of
-/// these pieces', or "trainer.*") are left out. Views of `whole`.
+/// "<name>.<kind>" its "<key>.<kind>" (a per-parameter count "<name>.step"
+/// whole, for each piece); "step" is kept; other keys (none of these
+/// pieces', or "trainer.*") are left out. Views of `whole`.
 std::map<std::string, torch::Tensor> pieces_from_whole(const std::map<std::string, torch::Tensor>& whole,
                                                        const std::vector<Piece>& pieces);
 

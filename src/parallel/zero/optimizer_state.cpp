@@ -125,4 +125,34 @@ void write_state(topt::Optimizer& o, const torch::Tensor& tensor, const std::map
   o.state()[key_of(tensor)] = std::move(state);
 }
 
+void read_named_state(const torch::optim::Optimizer& optimizer, const torch::Tensor& tensor, const std::string& name,
+                      std::map<std::string, torch::Tensor>& out) {
+  const auto kinds = read_state(optimizer, tensor);
+  if (kinds.empty()) return;  // no step taken with a gradient for it yet
+  for (const auto& [kind, t] : kinds)
+    if (t.defined()) out[name + "." + kind] = t.detach().to(torch::kCPU).clone();
+  out[name + ".step"] = torch::tensor({read_step(optimizer, tensor)}, torch::kLong);
+}
+
+void write_named_state(torch::optim::Optimizer& optimizer, const torch::Tensor& tensor, const std::string& name,
+                       const std::map<std::string, torch::Tensor>& state) {
+  const auto kinds = state_kinds(optimizer);
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& kind : kinds) {
+    auto it = state.find(name + "." + kind);
+    if (it == state.end()) continue;
+    if (!it->second.sizes().equals(tensor.sizes()))
+      throw RuntimeFailure("paratorch: optimizer state '" + it->first + "' has shape " + c10::str(it->second.sizes()) +
+                           ", parameter '" + name + "' has " + c10::str(tensor.sizes()));
+    tensors[kind] = it->second.to(tensor.options()).clone();
+  }
+  if (tensors.empty()) return;  // it had no state when saved
+  if (tensors.size() != kinds.size())
+    throw RuntimeFailure("paratorch: optimizer state of '" + name + "' is incomplete: the optimizer keeps " +
+                         std::to_string(kinds.size()) + " tensors per parameter, the checkpoint has " +
+                         std::to_string(tensors.size()) + " (saved with other optimizer options?)");
+  auto step = state.find(name + ".step");
+  write_state(optimizer, tensor, tensors, step == state.end() ? 0 : step->second.item<int64_t>());
+}
+
 }  // namespace paratorch::zero

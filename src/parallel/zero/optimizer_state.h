@@ -37,4 +37,16 @@ int64_t read_step(const torch::optim::Optimizer& optimizer, const torch::Tensor&
 void write_state(torch::optim::Optimizer& optimizer, const torch::Tensor& tensor,
                  const std::map<std::string, torch::Tensor>& kinds, int64_t step);
 
+/// `tensor`'s state under `name`, as checkpoints keep it: "<name>.<kind>"
+/// copies and "<name>.step", added to `out` (nothing while it has no state).
+void read_named_state(const torch::optim::Optimizer& optimizer, const torch::Tensor& tensor, const std::string& name,
+                      std::map<std::string, torch::Tensor>& out);
+
+/// The inverse: `tensor`'s state from `state`'s "<name>.<kind>" and
+/// "<name>.step" (none there: left without state). RuntimeFailure naming a
+/// tensor whose shape is not `tensor`'s, or a set of kinds that is not the
+/// optimizer's.
+void write_named_state(torch::optim::Optimizer& optimizer, const torch::Tensor& tensor, const std::string& name,
+                       const std::map<std::string, torch::Tensor>& state);
+
 }  // namespace paratorch::zero

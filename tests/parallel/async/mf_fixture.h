@@ -1,5 +1,6 @@
 // tests/parallel/async/mf_fixture.h — a tiny matrix-factorization model and
-// its synthetic ratings, shared by the parameter-server and Hogwild tests.
+// its synthetic ratings, shared by the parameter-server and Hogwild tests,
+// with the optimizer and batch split the parameter-server tests use.
 // The rating matrix is exactly rank 2 plus noise of std 0.05, so a model
 // that learned it reaches an RMSE near 0.05; predicting the mean (what an
 // untrained model does) leaves an RMSE near the ratings' spread (~0.6).
@@ -55,6 +56,25 @@ inline double rmse(Mf& model, const torch::Tensor& ratings) {
   torch::NoGradGuard no_grad;
   auto all = torch::stack({torch::arange(kUsers).repeat_interleave(kItems), torch::arange(kItems).repeat({kUsers})}, 1);
   return std::sqrt(torch::mse_loss(model->forward(all), ratings.reshape({-1})).item<double>());
+}
+
+// Adam with two groups (decay on the tables, none on the biases): a server
+// re-points each group at its rows and must keep the groups' options.
+inline std::shared_ptr<torch::optim::Adam> make_adam(Mf& model) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::vector<torch::Tensor>{model->users->weight, model->items->weight},
+                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(0.05).weight_decay(0.01)));
+  groups.emplace_back(std::vector<torch::Tensor>{model->user_bias, model->item_bias},
+                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(0.05)));
+  return std::make_shared<torch::optim::Adam>(std::move(groups));
+}
+
+// The worker's contiguous share of the global batch (equal shares: the mean
+// of the workers' means is the global mean).
+inline std::pair<torch::Tensor, torch::Tensor> share(const std::pair<torch::Tensor, torch::Tensor>& b, int index,
+                                                     int workers) {
+  const int64_t n = b.first.size(0) / workers;
+  return {b.first.narrow(0, index * n, n), b.second.narrow(0, index * n, n)};
 }
 
 }  // namespace mf_fixture

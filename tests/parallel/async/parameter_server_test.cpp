@@ -23,24 +23,6 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Adam with two groups (decay on the tables, none on the biases): a server
-// re-points each group at its rows and must keep the groups' options.
-std::shared_ptr<torch::optim::Adam> make_adam(Mf& model) {
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(std::vector<torch::Tensor>{model->users->weight, model->items->weight},
-                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(0.05).weight_decay(0.01)));
-  groups.emplace_back(std::vector<torch::Tensor>{model->user_bias, model->item_bias},
-                      std::make_unique<torch::optim::AdamOptions>(torch::optim::AdamOptions(0.05)));
-  return std::make_shared<torch::optim::Adam>(std::move(groups));
-}
-
-// The worker's contiguous share of the global batch (equal shares: the mean
-// of the workers' means is the global mean).
-std::pair<torch::Tensor, torch::Tensor> share(const std::pair<torch::Tensor, torch::Tensor>& b, int index, int workers) {
-  const int64_t n = b.first.size(0) / workers;
-  return {b.first.narrow(0, index * n, n), b.second.narrow(0, index * n, n)};
-}
-
 // Trains `steps` steps through a parameter server; servers serve(), workers
 // call `on_step(step)` around each step. Returns the RMSE of the result.
 double train_ps(ParameterServerOptions options, int64_t steps, const std::function<void(ParameterServer&, int64_t)>& before_push = {}) {

@@ -89,6 +89,24 @@ TEST(ShardPlan, PiecesCutFromWholeTensorsJoinBackBitForBit) {
   }
 }
 
+// torch::optim's Adam keeps a step count per parameter ("<name>.step", as
+// optimizer_state_by_name writes it): it holds for every row, so each
+// server's piece takes it whole while the moments are cut by rows.
+TEST(ShardPlan, APerParameterStepCountGoesWholeToEveryPiece) {
+  Params params = {{"emb.weight", torch::randn({300, 16})}};
+  const std::map<std::string, torch::Tensor> whole = {{"emb.weight", params[0].second},
+                                                      {"emb.weight.exp_avg", params[0].second * 2},
+                                                      {"emb.weight.step", torch::tensor({9}, torch::kLong)}};
+  const auto plan = plan_shards(params, 2);
+  ASSERT_EQ(plan.pieces.size(), 2u);
+  for (int k = 0; k < 2; ++k) {
+    const auto piece = plan.pieces_of(k).at(0);
+    const auto cut = pieces_from_whole(whole, plan.pieces_of(k));
+    EXPECT_TRUE(torch::equal(cut.at(piece.key + ".step"), whole.at("emb.weight.step"))) << piece.key;
+    EXPECT_TRUE(torch::equal(cut.at(piece.key + ".exp_avg"), piece_view(whole.at("emb.weight.exp_avg"), piece)));
+  }
+}
+
 TEST(ShardPlan, JoiningPiecesThatDoNotTileATensorIsRefused) {
   const auto rows = torch::zeros({10, 2});
   auto join = [&](std::map<std::string, torch::Tensor> pieces) { return whole_from_pieces(pieces); };
