@@ -42,9 +42,10 @@ struct ScatterRun {
   std::map<size_t, torch::Tensor> shards;  // bucket -> shard handed over in the last pass
   std::shared_ptr<Reducer> reducer;
 
-  explicit ScatterRun(std::shared_ptr<paratorch::Communicator> comm) {
+  explicit ScatterRun(std::shared_ptr<paratorch::Communicator> comm, int reduce_slots = 0) {
     ReduceScatterOptions options;
     options.buckets = layouts;
+    options.reduce_slots = reduce_slots;
     options.on_shard = [this](size_t b, const torch::Tensor& shard) { shards[b] = shard.clone(); };
     std::vector<std::string> names;
     for (const auto& item : (*seq)->named_parameters()) names.push_back(item.key());
@@ -67,10 +68,34 @@ torch::Tensor expected_shard(torch::nn::Sequential& ref, const paratorch::Bucket
   return flat.narrow(0, shard * comm.rank(), shard);
 }
 
-TEST(DDPReduceScatter, EachRankGetsItsAveragedSliceOfEveryPaddedBucketEachPass) {
+// A comm hook whose reduce-scatter runs only when its work is waited for,
+// so a bucket is still unreduced when the next one launches: a slot reused
+// before its bucket handed over its shard would hand over the next
+// bucket's gradients.
+struct LazyWork : paratorch::Work {
+  std::function<void()> run;
+  bool done = false;
+  void wait() override {
+    if (!done) run();
+    done = true;
+  }
+  bool is_completed() override { return done; }
+};
+paratorch::CommHook lazy_reduce_scatter() {
+  return [](paratorch::Communicator& comm, paratorch::GradBucket& bucket) -> paratorch::WorkHandle {
+    auto work = std::make_shared<LazyWork>();
+    work->run = [&comm, in = bucket.buffer, out = bucket.shard] {
+      comm.reduce_scatter(out, in, paratorch::ReduceOp::kAvg);
+    };
+    return work;
+  };
+}
+
+void expect_averaged_slices(int reduce_slots, bool lazy = false) {
   auto& world = test_world();
   auto comm = world.comm();
-  ScatterRun run(comm);
+  ScatterRun run(comm, reduce_slots);
+  if (lazy) run.reducer->set_comm_hook(lazy_reduce_scatter());
   ASSERT_EQ(run.layouts.size(), 3u);
   ASSERT_EQ(run.layouts[0].params.size(), 2u);
   auto ref = make_odd_seq();
@@ -89,6 +114,21 @@ TEST(DDPReduceScatter, EachRankGetsItsAveragedSliceOfEveryPaddedBucketEachPass) 
     // The full gradients left .grad: between passes only shards remain.
     for (const auto& p : run.params) EXPECT_FALSE(p.grad().defined());
   }
+}
+
+TEST(DDPReduceScatter, EachRankGetsItsAveragedSliceOfEveryPaddedBucketEachPass) { expect_averaged_slices(0); }
+
+// The buckets reduced in slots of the communicator's reduce buffer (ZeRO
+// stage 2 on the CPU; shared memory on one node): 3 buckets in 1 slot (each
+// waits for the one before to hand over its shard) and in 2 (the third
+// takes the first's slot), with the same shards; also when each reduction
+// runs only once waited for.
+TEST(DDPReduceScatter, BucketsReducedInCommunicatorSlotsGiveTheSameSlices) {
+  for (int slots : {1, 2})
+    for (bool lazy : {false, true}) {
+      SCOPED_TRACE(std::to_string(slots) + " slot(s)" + (lazy ? ", reduced when waited for" : ""));
+      expect_averaged_slices(slots, lazy);
+    }
 }
 
 TEST(DDPReduceScatter, Bf16HookReduceScattersIn16Bits) {

@@ -112,6 +112,10 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
     if (params_[i].requires_grad() && !placed[i])
       throw UsageError("paratorch: ReduceScatterOptions::buckets misses parameter '" + names_[i] + "'");
   if (!scatter_.buffers.empty() || scatter_.all_reduce) adopt_caller_buffers();
+  int64_t widest = 0;
+  for (const auto& layout : layouts_) widest = std::max(widest, padded_bucket_numel(layout.numel, comm_->size()));
+  if (scatter_.buffers.empty() && !scatter_.all_reduce && scatter_.reduce_slots > 0 && comm_->size() > 1)
+    slots_in_comm_ = ReduceSlots(*comm_, scatter_.reduce_slots, widest, scatter_.buffer_dtype);
 }
 
 // ReduceScatterOptions::buffers: checked, kept as the buckets for good; a
@@ -304,15 +308,23 @@ void Reducer::launch_in_order() {
     if (mode_ == ReduceMode::kReduceScatter) {
       view.buffer = scatter_buffer(b);
       const int64_t n = view.buffer.numel() / comm_->size();
-      bucket.shard = scatter_.buffers.empty() ? pool_.take(n, scatter_.buffer_dtype, view.buffer.device())
-                                              : view.buffer.narrow(0, comm_->rank() * n, n);  // in place
+      if (const size_t k = slots_in_comm_.count(); k > 0) {
+        retire_reduced(b >= k ? b - k + 1 : 0);  // its slot's previous bucket hands over first
+        view.buffer = slots_in_comm_.place(b, view.buffer);
+        pool_.give(std::move(bucket.flat));
+        bucket.flat = view.buffer;
+        bucket.in_slot = true;
+      }
+      bucket.shard = scatter_.buffers.empty() && !bucket.in_slot
+                         ? pool_.take(n, scatter_.buffer_dtype, view.buffer.device())
+                         : view.buffer.narrow(0, comm_->rank() * n, n);  // in place
       view.shard = bucket.shard;
     }
     bucket.work = hook_(*comm_, view);
     bucket.state = BucketState::kLaunched;
     ++launched_total_;
   }
-  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(false);
+  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(0);
 }
 
 void Reducer::finalize() {
@@ -341,7 +353,7 @@ void Reducer::finalize() {
     --buckets_[slots_[i].bucket].pending;
   }
   launch_in_order();
-  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(true);
+  if (mode_ == ReduceMode::kReduceScatter) retire_reduced(next_to_launch_);
   for (auto& b : buckets_) {
     if (b.work) b.work->wait();
     b.state = BucketState::kReduced;
@@ -353,19 +365,20 @@ void Reducer::finalize() {
 // Reduce-scatter mode: in launch order, each finished bucket hands its
 // averaged shard to the owner and its buffers back to the pool, so the next
 // bucket (or pass) reuses the memory: ZeRO's constant-size buffers (§5.3).
-void Reducer::retire_reduced(bool wait_all) {
-  while (next_to_retire_ < next_to_launch_) {
+void Reducer::retire_reduced(size_t wait_below) {
+  while (next_to_retire_ < next_to_launch_ && buckets_[next_to_retire_].work) {
     Bucket& bucket = buckets_[next_to_retire_];
-    if (!wait_all && !bucket.work->is_completed()) return;
+    if (next_to_retire_ >= wait_below && !bucket.work->is_completed()) return;
     bucket.work->wait();
     bucket.work.reset();
     bucket.state = BucketState::kReduced;
     if (scatter_.on_shard) scatter_.on_shard(next_to_retire_, bucket.shard);
-    if (scatter_.buffers.empty()) {
+    if (scatter_.buffers.empty() && !bucket.in_slot) {
       pool_.give(std::move(bucket.shard));
       pool_.give(std::move(bucket.flat));
-      bucket.flat = torch::Tensor();
     }
+    if (scatter_.buffers.empty()) bucket.flat = torch::Tensor();
+    bucket.in_slot = false;
     bucket.shard = torch::Tensor();
     ++next_to_retire_;
   }

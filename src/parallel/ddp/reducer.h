@@ -48,6 +48,7 @@
 #include <paratorch/ddp.h>
 
 #include "parallel/ddp/buffer_pool.h"
+#include "parallel/ddp/reduce_slots.h"
 
 #include <torch/torch.h>
 
@@ -87,6 +88,12 @@ struct ReduceScatterOptions {
   /// With `buffers`: all-reduce each bucket whole instead of scattering it,
   /// so every rank gets the whole average (ZeRO stage 0; pad to 1 rank).
   bool all_reduce = false;
+  /// Without `buffers` (CPU parameters): reduce each pooled bucket in one of
+  /// this many slots of a reduce buffer from the communicator
+  /// (reduce_slots.h: on one node, shared memory reduced in place); a
+  /// bucket then waits for the one `reduce_slots` before it to be handed
+  /// over. 0: reduce the pooled buffers themselves.
+  int reduce_slots = 0;
 };
 
 /// The comm hook that reduces in `dtype` ([train] reduce_precision, FSDP's
@@ -151,6 +158,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
     size_t expected = 0;                // members that get a gradient each pass
     BucketState state = BucketState::kFilling;
     WorkHandle work;
+    bool in_slot = false;  // flat and shard live in a ReduceSlots slot, not the pool
   };
   struct Slot {
     size_t bucket = 0, member = 0;
@@ -172,7 +180,9 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   void adopt_caller_buffers();
   void take_gradient(size_t param);
   void start_accumulation();
-  void retire_reduced(bool wait_all);
+  /// Reduce-scatter mode: hands over, in launch order, the shards of the
+  /// buckets that are reduced, waiting for those below `wait_below`.
+  void retire_reduced(size_t wait_below);
   void reset_for_next_pass();
   int active_ranks(bool me_active);
 
@@ -186,6 +196,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   bool caller_buckets_ = false;  // built from ReduceScatterOptions (ZeRO's own bucket layout)
   ReduceScatterOptions scatter_;
   zero::BufferPool pool_;  // reduce-scatter: full buckets and shards of the pass in flight
+  ReduceSlots slots_in_comm_;  // reduce-scatter: where pooled buckets are reduced (reduce_slots.h)
   std::vector<BucketLayout> layouts_;
   std::vector<Bucket> buckets_;
   std::vector<Slot> slots_;

@@ -4,7 +4,9 @@
 // stage's dp reduction goes through (stage 3's per-block reduce-scatter in
 // zero_engine_stage3.cpp included).
 //   stage 2  reduce-scatter mode with pooled buckets: each micro-batch's
-//            averaged shard is added into u->grad (on_shard).
+//            averaged shard is added into u->grad (on_shard). On the CPU
+//            each bucket is reduced in one of kReduceSlots slots of the
+//            communicator's reduce buffer (ddp/reduce_slots.h).
 //   stage 1  reduce-scatter mode over the units' kept fp32 buffers
 //            (u->full_grad, a slice of the communicator's reduce buffer):
 //            micro-batches accumulate in them (no_sync until the last), and
@@ -30,6 +32,7 @@ void ZeroEngine::install_reducer() {
       torch::NoGradGuard no_grad;
       units_[u]->grad.add_(shard);
     };
+    scatter.reduce_slots = kReduceSlots * device_.is_cpu();
   }
   reducer_ = std::make_shared<Reducer>(params_, names_, groups_.dp(), std::move(scatter));
   reducer_->set_comm_hook(gradient_hook());

@@ -59,6 +59,7 @@ void ZeroRedundancyOptimizer::Impl::install_reducer() {
     scatter.buckets.push_back(BucketLayout{b.members, b.layout->numel(), b.flat.scalar_type()});
   scatter.buffer_dtype = torch::kFloat;
   scatter.on_shard = [this](size_t b, const torch::Tensor& shard) { add_reduced_shard(b, shard); };
+  scatter.reduce_slots = kReduceSlots * (!buffers.empty() && buffers.front().flat.device().is_cpu());
   reducer = std::make_shared<Reducer>(params, names, group, std::move(scatter));
   reducer->set_comm_hook(reduce_in_dtype(options.mixed_precision.reduce_dtype, *group));
   reducer->install_hooks();
