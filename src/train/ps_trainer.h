@@ -4,11 +4,11 @@
 // (ps_engine.h), the path `verify` checks.
 //
 // The synchronous Trainer steps every rank together; an SSP or asynchronous
-// parameter-server job does not: servers (ranks [0, S)) run a serve loop and workers (ranks
-// [S, N)) run their own step loop, each at its own pace within the
-// staleness bound (ps_server.h). This runner reuses the trainer's pieces
-// (dataset, sampler, lr schedule, optimizer, metrics writer, checkpoints,
-// summary line) around that split.
+// parameter-server job does not: workers (ranks [S, N)) compute at their own
+// pace within the staleness bound (ps_server.h), and the servers (ranks
+// [0, S)) serve them. The servers follow the run's global steps in order,
+// so they run the training loop every mode runs (run_loop.h), server 0
+// writing the lines: ps_server_runner.h says what a step is there.
 //
 // With staleness > 0 worker w computes, at its step t, the w-th of W slices
 // of global batch t (DistributedSampler). With staleness -1 server 0 hands
@@ -16,11 +16,12 @@
 // workers take more of them than a straggler. Either way the job processes
 // steps x global_batch samples, the synchronous run's samples.
 //
-// Outputs (rank 0 = server 0): metrics.jsonl with one line per log_every
-// "global steps" (W pushes), loss.svg, a last line with the staleness
-// histogram, per-worker steps/s and per-server apply rates; server
-// checkpoints in <out_dir>/checkpoints/server-K/. final_loss in the summary
-// line is the validation loss of the final parameters.
+// Outputs (rank 0 = server 0), as every mode's: metrics.jsonl with a line
+// per log_every global steps, mid-run validations, loss.svg, trace.json;
+// the last line adds the staleness histogram, per-worker steps/s, per-server
+// apply rates and lost_workers; server checkpoints in
+// <out_dir>/checkpoints/server-K/. final_loss in the summary line is the
+// validation loss of the final parameters.
 //
 // Injected faults (ps_faults.h), for tests and bench/async_compare:
 //   PARATORCH_PS_STRAGGLER=RANK:FACTOR  that worker computes FACTOR x slower

@@ -95,10 +95,14 @@ TrainResult run_loop(StepRunner& runner, const std::string& resume_dir) {
   if (out) out->finish();
   TrainResult result = run_result(config, runner.dataset(), runner.final_loss(loss, last_validation),
                                   timed_steps ? step_ms_sum / static_cast<double>(timed_steps) : 0);
-  auto rss = torch::tensor({peak_rss_mb()}, torch::kDouble);
-  world.comm()->all_reduce(rss, ReduceOp::kMax);
-  result.peak_rss_mb = rss.item<double>();
+  result.peak_rss_mb = runner.job_peak_rss_mb();
   return result;
+}
+
+double StepRunner::job_peak_rss_mb() {
+  auto rss = torch::tensor({peak_rss_mb()}, torch::kDouble);
+  world().comm()->all_reduce(rss, ReduceOp::kMax);
+  return rss.item<double>();
 }
 
 }  // namespace paratorch::train

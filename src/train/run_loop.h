@@ -11,11 +11,11 @@
 //   - Hogwild's threads take steps on their own, each the next number from
 //     a shared counter; its runner hands them to the loop in step order as
 //     they finish (hogwild_runner.h), so validation, lines and checkpoints
-//     come where a sync run's do.
-// The asynchronous parameter server (staleness != 0) has no rank that
-// follows the run step by step: workers compute at their own pace and
-// servers serve them (ps_trainer.h); it writes through the same reporter
-// and cadence.
+//     come where a sync run's do;
+//   - in an SSP or asynchronous parameter-server job the workers compute at
+//     their own pace; the servers run the loop, and a server's step s
+//     serves them until every live worker has pushed step s
+//     (ps_server_runner.h).
 //
 // Example (a runner of one's own):
 //   struct MyRunner : train::StepRunner { ... };
@@ -83,6 +83,9 @@ class StepRunner {
   virtual double final_loss(double last_loss, const Validation& /*final*/) const { return last_loss; }
   /// Appended to loss.svg's title.
   virtual std::string plot_suffix() const { return ""; }
+  /// The job's peak resident memory in MiB, complete on rank 0, after
+  /// finish: the largest of every rank's (collective over the world).
+  virtual double job_peak_rss_mb();
 };
 
 /// Runs `runner` from `resume_dir`'s step (0 when empty) to

@@ -3,6 +3,7 @@
 
 #include "train/sharded_checkpoint.h"
 
+#include <cmath>
 #include <filesystem>
 
 namespace paratorch::train {
@@ -33,12 +34,7 @@ void RunReporter::write(const report::StepMetrics& m) {
   writer_->write(m);
   history_.add_train(m.step, m.loss);
   auto val = m.extra.find("val_loss");
-  if (val != m.extra.end() && !m.extra.count("val_loss_step")) history_.add_validation(m.step, val->second);
-}
-
-void RunReporter::write_final(const report::StepMetrics& m) {
-  writer_->write(m);
-  history_.add_validation(m.step, m.loss);
+  if (val != m.extra.end() && std::isfinite(val->second)) history_.add_validation(m.step, val->second);
 }
 
 void RunReporter::finish(const std::string& suffix) const {

@@ -3,13 +3,11 @@
 // checkpoints under <out_dir>, and the summary's TrainResult.
 //
 // `paratorch train` has one training loop (run_loop.h), which writes
-// through a RunReporter on rank 0 whatever the runner (sync layouts, ps with
-// staleness 0, hogwild), and the asynchronous parameter server, whose server
-// 0 writes through one as pushes arrive (ps_logger.h). So every mode
-// produces the same files with the same fields, trimmed the same way on
-// resume, and the same loss.svg. (trace.json is written by
-// report::write_trace, or by the parameter server's point-to-point variant,
-// ps_trace.h.)
+// through a RunReporter on rank 0 whatever the runner (sync layouts, the
+// parameter server, hogwild). So every mode produces the same files with
+// the same fields, trimmed the same way on resume, and the same loss.svg.
+// (trace.json is written by report::write_trace, or by the parameter
+// server's point-to-point variant, ps_trace.h.)
 //
 // Example (one loop's writing rank):
 //   RunReporter reporter(config, dataset, start);         // trims metrics.jsonl past `start`
@@ -48,13 +46,8 @@ class RunReporter {
   report::StepMetrics line(int64_t step, double loss, double lr, double ms) const;
 
   /// Writes `m` to metrics.jsonl. Its loss joins loss.svg's training curve,
-  /// its val_loss the validation curve (unless val_loss_step says it was
-  /// measured at another step: add that with add_validation).
+  /// its val_loss (where measured: not NaN) the validation curve.
   void write(const report::StepMetrics& m);
-  /// Writes a run's closing line, whose loss is the final validation loss:
-  /// it joins the validation curve only.
-  void write_final(const report::StepMetrics& m);
-  void add_validation(int64_t step, double loss) { history_.add_validation(step, loss); }
 
   /// loss.svg, titled "<model> on <source><suffix>".
   void finish(const std::string& suffix = "") const;

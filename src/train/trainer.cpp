@@ -44,9 +44,9 @@ constexpr int kValidationBatches = 4;
 // bulk-synchronous parameter server (ps, staleness 0:
 // parallel/async/ps_engine.h), so `train` is the path `verify` checks —
 // clipping the global gradient norm once per step, checkpointing whole
-// tensors. Hogwild's threads step on their own (hogwild_runner.h); the
-// asynchronous parameter server has no rank that follows the steps in
-// order (ps_trainer.h).
+// tensors. Hogwild's threads step on their own (hogwild_runner.h); in the
+// asynchronous parameter server the workers do, and the servers run the
+// loop (ps_trainer.h).
 bool steps_together(const Config& config) {
   const auto& p = config.parallel;
   return p.mode == "sync" || (p.mode == "ps" && p.staleness == 0);

@@ -145,16 +145,22 @@ void Server::set_values(const std::map<std::string, torch::Tensor>& full) {
   ++version_;  // a new version: every worker's copy is out of date
 }
 
+bool Server::finished() const {
+  for (size_t w = 0; w < done_.size(); ++w)
+    if (!done_[w] && !lost_[w]) return false;
+  return true;
+}
+
 void Server::serve() {
-  auto finished = [&] {
-    for (size_t w = 0; w < done_.size(); ++w)
-      if (!done_[w] && !lost_[w]) return false;
-    return true;
-  };
-  while (!finished()) {
+  serve_until([] { return false; });
+}
+
+bool Server::serve_until(const std::function<bool()>& enough) {
+  while (!finished() && !enough()) {
     listen();
     check_silence();
   }
+  return finished();
 }
 
 // Replies complete as workers receive them; MPI progresses them while this

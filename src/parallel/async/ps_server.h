@@ -112,6 +112,11 @@ class Server {
 
   /// Serves until every worker has sent DONE or is lost.
   void serve();
+  /// Serves until `enough()` holds (checked after each request heard, and
+  /// at least every 0.25 s) or serve() would end; returns finished().
+  bool serve_until(const std::function<bool()>& enough);
+  /// Whether every worker has sent DONE or is lost.
+  bool finished() const;
   /// Bulk-synchronous lockstep (PsEngine, ParameterServer::serve_step):
   /// serves until every worker's PUSH of step `step` is handled and the
   /// step's update applied.

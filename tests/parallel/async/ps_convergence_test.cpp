@@ -116,9 +116,8 @@ void expect_modes_agree(const std::string& model, double tolerance) {
 TEST(PsConvergence, MfAsyncAndSspReachSyncLoss) { expect_modes_agree("mf", 0.05); }
 TEST(PsConvergence, MlpAsyncAndSspReachSyncLoss) { expect_modes_agree("mlp", 0.05); }
 
-// Step -> `field` ("loss" or "grad_norm") of every per-step line of a run's
-// metrics.jsonl (an asynchronous ps run's closing summary line, which
-// repeats the last step with the validation loss, is left out).
+// Step -> `field` ("loss" or "grad_norm") of every line of a run's
+// metrics.jsonl.
 std::map<int64_t, double> step_values(const std::string& out_dir, const std::string& field = "loss") {
   std::ifstream in(out_dir + "/metrics.jsonl");
   std::map<int64_t, double> out;
@@ -126,8 +125,7 @@ std::map<int64_t, double> step_values(const std::string& out_dir, const std::str
   const std::string key = "\"" + field + "\":";
   while (std::getline(in, line)) {
     const auto value = line.find(key), step = line.find("\"step\":");
-    if (value == std::string::npos || step == std::string::npos || line.find("\"lost_workers\"") != std::string::npos)
-      continue;
+    if (value == std::string::npos || step == std::string::npos) continue;
     out[std::atoll(line.c_str() + step + 7)] = std::atof(line.c_str() + value + key.size());
   }
   return out;
