@@ -74,4 +74,10 @@ std::shared_ptr<BundledModel> make_model(const ModelConfig& config, const tensor
   return model_family(config.name).make(config, tp);
 }
 
+Batch Batch::to(torch::Device device, torch::ScalarType compute) const {
+  Batch b{input.to(device), target.to(device)};
+  if (b.input.is_floating_point()) b.input = b.input.to(compute);
+  return b;
+}
+
 }  // namespace paratorch::models

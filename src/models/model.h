@@ -42,6 +42,9 @@ struct Batch {
   torch::Tensor input;
   torch::Tensor target;
   int64_t size() const { return input.size(0); }
+  /// On `device`, a floating-point input cast to `compute` (the engines'
+  /// compute dtype; integer inputs such as tokens stay as they are).
+  Batch to(torch::Device device, torch::ScalarType compute) const;
 };
 
 /// One piece of a model in forward order, for the pipeline partitioner:

@@ -60,19 +60,12 @@ BatchShare DataParallelEngine::batch_share() const {
   return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
 }
 
-models::Batch DataParallelEngine::to_device(models::Batch b) const {
-  b.input = b.input.to(device_);
-  if (b.input.is_floating_point()) b.input = b.input.to(options_.compute_dtype);
-  b.target = b.target.to(device_);
-  return b;
-}
-
 double DataParallelEngine::forward_backward(const std::vector<models::Batch>& microbatches) {
   const int m = static_cast<int>(microbatches.size());
   const double scale = precision_->loss_scale();  // fp16's S, else 1
   double local = 0;
   for (int k = 0; k < m; ++k) {
-    const models::Batch batch = to_device(microbatches[static_cast<size_t>(k)]);
+    const models::Batch batch = microbatches[static_cast<size_t>(k)].to(device_, options_.compute_dtype);
     torch::Tensor loss;
     {
       report::Tracer::Span span("forward", "compute");
@@ -102,7 +95,7 @@ double DataParallelEngine::forward_backward(const std::vector<models::Batch>& mi
 EvalResult DataParallelEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
-  auto batch = to_device(piece);
+  auto batch = piece.to(device_, options_.compute_dtype);
   const EvalResult mine = score_output(*model_, model_->forward(batch.input), batch);
   auto sums = torch::tensor({mine.loss, mine.accuracy}, torch::kDouble);
   groups_.dp()->all_reduce(sums, ReduceOp::kAvg);

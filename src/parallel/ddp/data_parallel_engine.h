@@ -79,7 +79,6 @@ class DataParallelEngine : public Engine {
   int64_t skipped_steps() const { return precision_->skipped_steps(); }
 
  private:
-  models::Batch to_device(models::Batch b) const;
   /// The model's own parameters (in the compute dtype), by name.
   optim::NamedTensors model_parameters() const;
   /// The loss scaler's verdict, the same on every rank of the replica set.

@@ -93,7 +93,7 @@ void PipelineEngine::choose_partition(const std::vector<models::ModelBlock>& blo
       std::vector<int64_t> ids;
       for (int64_t i = 0; i < sampler.local_batch() / options_.microbatches; ++i) ids.push_back(i);
       auto measure_blocks = blocks;
-      auto measured = pipeline::measure_block_ms(measure_blocks, to_device(dataset_.train_batch(ids)).input);
+      auto measured = pipeline::measure_block_ms(measure_blocks, dataset_.train_batch(ids).to(device_, dtype_).input);
       for (size_t i = 0; i < measured.size(); ++i) ms[static_cast<int64_t>(i)] = measured[i];
       for (auto& p : model_->parameters()) p.mutable_grad() = torch::Tensor();  // measuring left gradients
     }
@@ -111,7 +111,7 @@ void PipelineEngine::choose_partition(const std::vector<models::ModelBlock>& blo
 std::vector<pipeline::BoundarySpec> PipelineEngine::boundary_specs(const std::vector<models::ModelBlock>& blocks) {
   torch::NoGradGuard no_grad;
   std::vector<pipeline::BoundarySpec> out;
-  torch::Tensor x = to_device(dataset_.train_batch({0})).input;
+  torch::Tensor x = dataset_.train_batch({0}).to(device_, dtype_).input;
   for (int s = 0; s + 1 < partition_.stages(); ++s) {
     for (int i = partition_.first[static_cast<size_t>(s)]; i < partition_.first[static_cast<size_t>(s) + 1]; ++i)
       x = blocks[static_cast<size_t>(i)].forward(x);
@@ -173,17 +173,10 @@ parallel::BatchShare PipelineEngine::batch_share() const {
   return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
 }
 
-models::Batch PipelineEngine::to_device(models::Batch b) const {
-  b.input = b.input.to(device_);
-  if (b.input.is_floating_point()) b.input = b.input.to(dtype_);
-  b.target = b.target.to(device_);
-  return b;
-}
-
 double PipelineEngine::forward_backward(const std::vector<models::Batch>& microbatches) {
   const int m = static_cast<int>(microbatches.size());
   std::vector<models::Batch> micro;
-  for (const auto& b : microbatches) micro.push_back(to_device(b));
+  for (const auto& b : microbatches) micro.push_back(b.to(device_, dtype_));
   // The loss in fp32 from the last stage's output; fp16 scales it by S
   // before backward (and the summed losses are divided by S again).
   auto criterion = [this](const torch::Tensor& out, const models::Batch& b) {
@@ -237,7 +230,7 @@ void PipelineEngine::average_over_dp(const std::vector<torch::Tensor>& grads) {
 parallel::EvalResult PipelineEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
-  auto batch = to_device(piece);
+  auto batch = piece.to(device_, dtype_);
   auto out = executor_->forward_only(batch);
   auto sums = torch::zeros({2}, torch::kDouble);  // loss, accuracy: set on the last stage only
   const bool classifies = batch.target.scalar_type() == torch::kLong && batch.target.dim() == 1;

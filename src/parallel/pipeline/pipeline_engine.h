@@ -118,7 +118,6 @@ class PipelineEngine : public parallel::Engine {
   int64_t dp_reductions_launched() const;
 
  private:
-  models::Batch to_device(models::Batch b) const;
   void choose_partition(const std::vector<models::ModelBlock>& blocks);
   std::vector<pipeline::BoundarySpec> boundary_specs(const std::vector<models::ModelBlock>& blocks);
   void keep_own_parameters(const std::vector<models::ModelBlock>& blocks, const pipeline::PipelineShape& shape);

@@ -177,13 +177,6 @@ parallel::BatchShare ZeroEngine::batch_share() const {
   return {groups_.coords().dp, groups_.layout().dp, options_.microbatches};
 }
 
-models::Batch ZeroEngine::to_device(models::Batch b) const {
-  b.input = b.input.to(device_);
-  if (b.input.is_floating_point()) b.input = b.input.to(dtype_);
-  b.target = b.target.to(device_);
-  return b;
-}
-
 // The loss is the model's own criterion (models/*.cpp: vocab-parallel
 // cross-entropy for a tp-built gpt), on the output widened to fp32.
 torch::Tensor ZeroEngine::fp32_loss(const torch::Tensor& output, const models::Batch& batch) const {
@@ -199,7 +192,7 @@ double ZeroEngine::forward_backward(const std::vector<models::Batch>& microbatch
   const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
   double local = 0;
   for (int k = 0; k < m; ++k) {
-    const models::Batch batch = to_device(microbatches[static_cast<size_t>(k)]);
+    const models::Batch batch = microbatches[static_cast<size_t>(k)].to(device_, dtype_);
     if (options_.stage == 3) {
       local += forward_backward_blocks(batch, m);
       continue;
@@ -233,7 +226,7 @@ double ZeroEngine::forward_backward(const std::vector<models::Batch>& microbatch
 parallel::EvalResult ZeroEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
-  auto batch = to_device(piece);
+  auto batch = piece.to(device_, dtype_);
   auto output = options_.stage == 3 ? forward_blocks(batch.input) : model_->forward(batch.input);
   const parallel::EvalResult mine = parallel::score_output(*model_, output, batch);
   auto sums = torch::tensor({mine.loss, mine.accuracy}, torch::kDouble);

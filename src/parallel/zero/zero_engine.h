@@ -132,7 +132,6 @@ class ZeroEngine : public parallel::Engine {
   void publish_parameters();
   bool may_step();
   void unscale_gradients();
-  models::Batch to_device(models::Batch b) const;
   /// The model's criterion of `output` widened to fp32 (losses are computed in fp32).
   torch::Tensor fp32_loss(const torch::Tensor& output, const models::Batch& batch) const;
   int shard_ranks() const;
