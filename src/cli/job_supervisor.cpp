@@ -2,6 +2,7 @@
 // (start, signals, wait) and the ranks' failure reports in its folder.
 #include "cli/job_supervisor.h"
 
+#include "cli/stderr_relay.h"
 #include "cli/survivable_launch.h"
 #include "formats/atomic_file.h"
 
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace paratorch::cli {
@@ -118,11 +120,18 @@ int run_supervised_job(const std::vector<std::string>& mpirun_cmd, int required_
   if (required_ranks > 0) setenv(kExitDirVar, dir.c_str(), 1);
   std::fflush(stdout);
   std::fflush(stderr);
+  std::optional<StderrRelay> relay;  // a survivable job's ranks skip MPI_Finalize: stderr_relay.h
+  if (required_ranks > 0) relay.emplace(is_skipped_finalize_noise);
   g_supervised_mpirun = fork();
   if (g_supervised_mpirun < 0)
     throw RuntimeFailure(std::string("paratorch: fork failed (") + std::strerror(errno) + ")");
-  if (g_supervised_mpirun == 0) exec_mpirun(mpirun_cmd);
+  if (g_supervised_mpirun == 0) {
+    if (relay) relay->attach_child();
+    exec_mpirun(mpirun_cmd);
+  }
+  if (relay) relay->start();
   int code = wait_for(g_supervised_mpirun);
+  if (relay) relay->finish();
   const bool reported = print_failures(dir);
   if (required_ranks > 0) code = std::max(code, required_ranks_code(dir, required_ranks));
   // 1 and 2 are ours: a rank said why (or a deadline's report did, before MPI_Abort).
