@@ -176,8 +176,12 @@ train::Validation PsServerRunner::validate() {
     for (auto& item : job_.model->named_parameters(true)) item.value().copy_(final_params_.at(item.key()));
     return {async::validation_loss(*job_.model, *job_.dataset, job_.config.data.global_batch)};
   }
-  // Sent with share 0's push of this step; none comes if its worker is lost.
-  server_->serve_until([&] { return validations_.count(taken_) > 0; });
+  // Sent with share 0's push of this step. Once a worker is lost it may
+  // never come: then wait no longer than the step itself. (With staleness > 0
+  // the step is done only once share 0's worker pushed it or was lost.)
+  server_->serve_until([&] {
+    return validations_.count(taken_) > 0 || (!server_->stats().lost_workers.empty() && steps_done() > taken_);
+  });
   const auto it = validations_.find(taken_);
   return {it == validations_.end() ? kNone : it->second};
 }
