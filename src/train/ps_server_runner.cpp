@@ -170,7 +170,7 @@ void PsServerRunner::add_final_fields(train::StepOutcome& o) const {
 }
 
 train::Validation PsServerRunner::validate() {
-  if (index_ != 0) return {kNone};
+  if (index_ != 0) return {kNone, -1, false};
   if (taken_ == job_.config.train.steps) {
     torch::NoGradGuard no_grad;
     for (auto& item : job_.model->named_parameters(true)) item.value().copy_(final_params_.at(item.key()));
@@ -183,7 +183,8 @@ train::Validation PsServerRunner::validate() {
     return validations_.count(taken_) > 0 || (!server_->stats().lost_workers.empty() && steps_done() > taken_);
   });
   const auto it = validations_.find(taken_);
-  return {it == validations_.end() ? kNone : it->second};
+  if (it == validations_.end()) return {kNone, -1, false};
+  return {it->second};
 }
 
 void PsServerRunner::checkpoint(int64_t steps_done) {

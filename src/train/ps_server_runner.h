@@ -16,7 +16,8 @@
 //     updates under BSP) and sends it with that push; server 0 serves
 //     until it arrives, so the line for s + 1 carries its val_loss. After
 //     a worker is lost it waits no longer than step s + 1 itself (the
-//     validating worker may be the lost one), and the line has none;
+//     validating worker may be the lost one), and the line has none
+//     (Validation::measured false);
 //   - the last step serves until every worker is done or lost; server 0
 //     then joins the servers' rows into the final parameters, validates
 //     them (the summary's final_loss), and adds the staleness histogram,

@@ -31,8 +31,8 @@ class LoopOutput {
     report::StepMetrics m = reporter_.line(step, o.loss, o.lr, ms);
     m.grad_norm = o.grad_norm;
     m.extra = o.extra;
-    if (val) add_validation_fields(m, runner_.config().model.name, val->loss, val->accuracy);
-    std::string shown;
+    if (val && val->measured) add_validation_fields(m, runner_.config().model.name, val->loss, val->accuracy);
+    std::string shown = val && !val->measured ? " none measured" : "";
     for (const auto& [key, value] : m.extra) shown += " " + key + "=" + std::to_string(value);
     for (const auto& [key, value] : o.counters) m.extra[key] = value;
     reporter_.write(m);

@@ -55,6 +55,9 @@ struct StepOutcome {
 struct Validation {
   double loss = 0;
   double accuracy = -1;
+  /// False when none could be measured this time (an SSP job's validating
+  /// worker was lost): the line then has no validation fields.
+  bool measured = true;
 };
 
 /// How a mode takes steps; run_loop does the rest.
