@@ -24,6 +24,21 @@ int closed_form_in_flight(const PlanLayout& L, int64_t m) {
   return static_cast<int>(std::min<int64_t>(m, L.pp));
 }
 
+// A schedule's shape error in the planner's terms: its micro-batches are
+// [data] global_batch / (dp x micro-batch size), not an option of their own.
+std::string in_plan_words(std::string message) {
+  const std::string prefix = "paratorch: ";
+  if (message.rfind(prefix, 0) == 0) message.erase(0, prefix.size());
+  const std::pair<std::string, std::string> words[] = {
+      {"PipelineShape::microbatches", "micro-batches ([data] global_batch / (dp x micro-batch size))"},
+      {"PipelineShape::stages", "pp"},
+      {"PipelineShape::virtual_stages", "virtual stages"}};
+  for (const auto& [from, to] : words)
+    for (size_t at = message.find(from); at != std::string::npos; at = message.find(from, at + to.size()))
+      message.replace(at, from.size(), to);
+  return message;
+}
+
 }  // namespace
 
 double optimizer_bytes_per_parameter(const std::string& precision, const std::string& optimizer) {
@@ -37,6 +52,8 @@ double optimizer_bytes_per_parameter(const std::string& precision, const std::st
 std::string PlanLayout::layout_text() const {
   return "dp=" + std::to_string(dp) + ",pp=" + std::to_string(pp) + ",tp=" + std::to_string(tp);
 }
+
+int PlanLayout::chunks_per_rank() const { return pp > 1 && schedule == "zb-v" ? 2 : virtual_stages; }
 
 std::string PlanLayout::schedule_text() const {
   if (pp == 1) return "none";
@@ -75,8 +92,9 @@ void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLa
   // paratorch's pipelines cut the embedding (or input projection) and the
   // head as blocks of their own, so each of pp x v chunks needs one of
   // n_layers + 2 blocks.
-  if (g.layers + 2 < static_cast<int64_t>(L.pp) * L.virtual_stages)
-    fail("pp x virtual stages = " + std::to_string(L.pp * L.virtual_stages) + " is more than the model's blocks, " +
+  if (g.layers + 2 < static_cast<int64_t>(L.pp) * L.chunks_per_rank())
+    fail("pp x chunks per rank = " + std::to_string(L.pp * L.chunks_per_rank()) +
+         (L.schedule == "zb-v" ? " (zb-v keeps two per rank)" : "") + " is more than the model's blocks, " +
          "[model] n_layers + 2 = " + std::to_string(g.layers + 2) + ": every chunk needs a block");
   if (L.microbatch_size < 1 || run.global_batch % (L.dp * L.microbatch_size) != 0)
     fail("dp x micro-batch size = " + std::to_string(L.dp * L.microbatch_size) +
@@ -93,7 +111,7 @@ void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLa
           L.schedule, pipeline::shape_for(L.schedule, L.pp, static_cast<int>(L.microbatches(run.global_batch)),
                                           L.virtual_stages));
     } catch (const UsageError& e) {
-      fail(std::string("schedule ") + L.schedule_text() + ": " + e.what());
+      fail(in_plan_words(e.what()));
     }
   }
 }
@@ -189,7 +207,7 @@ Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout
 
   // The dp reduction overlaps the rank's last backward (its last chunk's).
   const double grads = params_here * dtype_bytes(run.reduce_precision);
-  const double window = stage_b / L.virtual_stages;
+  const double window = stage_b / L.chunks_per_rank();
   const double last_bucket = std::min(1.0, kBucketBytes / std::max(grads, 1.0));
   auto exposed = [&](double t) { return std::max(t - window, t * last_bucket); };
   if (L.zero == 0) p.time.dp_exposed = exposed(comm.all_reduce_s(grads, dp_group));

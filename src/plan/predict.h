@@ -49,8 +49,9 @@ struct PlanLayout {
   int dp = 1, pp = 1, tp = 1;
   int zero = 0;
   int64_t microbatch_size = 1;
-  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved (ignored at pp = 1)
-  int virtual_stages = 1;
+  std::string schedule = "1f1b";  // gpipe | 1f1b | interleaved | zb-h1 | zb-v (ignored at pp = 1)
+  int virtual_stages = 1;         // interleaved's v; 1 for the others
+  int chunks_per_rank() const;    // model chunks a rank holds: v, or 2 for zb-v's V
   bool recompute = false;  // implied by zero = 3: paratorch's stage 3 recomputes each block in backward
   int64_t microbatches(int64_t global_batch) const { return global_batch / (dp * microbatch_size); }
   std::string layout_text() const;    // "dp=A,pp=B,tp=C"

@@ -23,10 +23,12 @@ std::vector<PlanLayout> candidates(const RunShape& run, const Cluster& cluster, 
         if ((run.global_batch / dp) % mbs) continue;
         const int64_t m = run.global_batch / (dp * mbs);
         std::vector<std::pair<std::string, int>> schedules = {{"1f1b", 1}};
-        if (pp > 1) schedules = {{"gpipe", 1}, {"1f1b", 1}, {"interleaved", 2}, {"interleaved", 4}};
+        if (pp > 1)
+          schedules = {{"gpipe", 1}, {"1f1b", 1}, {"interleaved", 2}, {"interleaved", 4}, {"zb-h1", 1}, {"zb-v", 1}};
         for (const auto& [schedule, v] : schedules) {
           if (!o.schedule.empty() && pp > 1 && schedule != o.schedule) continue;
           if (v > 1 && (g.layers % (pp * v) || m % pp)) continue;
+          if (schedule == "zb-v" && g.layers % (2 * pp)) continue;  // the V: two equal chunks per rank
           for (int zero = 0; zero <= 3; ++zero) {
             if ((o.zero >= 0 && zero != o.zero) || (zero > 1 && pp > 1) || (zero > 0 && dp == 1)) continue;
             for (bool recompute : {false, true})

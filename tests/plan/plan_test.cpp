@@ -32,6 +32,20 @@ std::string usage_error_of(const std::function<void()>& f) {
   return "";
 }
 
+// One DGX node of Selene, and a 6.7B-parameter gpt (32 layers of width
+// 4096, sequence 2048) with `global_batch` sequences: the pipeline cases.
+Cluster one_selene_node() {
+  Cluster c = load_cluster(kSelene);
+  c.nodes = 1;
+  return c;
+}
+RunShape gpt_6_7b(int64_t global_batch) {
+  RunShape run;
+  run.model = {32, 4096, 32, 2048, 51200};
+  run.global_batch = global_batch;
+  return run;
+}
+
 }  // namespace
 
 // ZeRO paper Table 1: mixed-precision Adam, 16 bytes per parameter at stage
@@ -167,11 +181,8 @@ TEST(PlanComm, GroupsCrossNodesByRankOrder) {
 
 // A pipeline's predicted bubble follows its schedule: interleaving shrinks it.
 TEST(PlanPipeline, InterleavingShrinksTheSimulatedBubble) {
-  Cluster c = load_cluster(kSelene);
-  c.nodes = 1;
-  RunShape run;
-  run.model = {32, 4096, 32, 2048, 51200};
-  run.global_batch = 16;
+  const Cluster c = one_selene_node();
+  RunShape run = gpt_6_7b(16);
   PlanLayout one{1, 8, 1, 0, 1, "1f1b", 1, true};
   PlanLayout inter{1, 8, 1, 0, 1, "interleaved", 2, true};
   const Prediction a = predict(run, c, one), b = predict(run, c, inter);
@@ -223,11 +234,8 @@ TEST(PlanThroughput, DISABLED_CalibrateSeleneOnTwoRows) {
 // 1F1B's activation memory (2p half-stage chunks), and recompute is refused
 // as the engine refuses activation checkpointing with them.
 TEST(PlanPipeline, ZeroBubbleSchedulesShrinkTheBubbleAtOneFOneBsMemory) {
-  Cluster c = load_cluster(kSelene);
-  c.nodes = 1;
-  RunShape run;
-  run.model = {32, 4096, 32, 2048, 51200};
-  run.global_batch = 16;
+  const Cluster c = one_selene_node();
+  RunShape run = gpt_6_7b(16);
   const PlanLayout one{1, 8, 1, 0, 1, "1f1b", 1, false}, h1{1, 8, 1, 0, 1, "zb-h1", 1, false},
       v{1, 8, 1, 0, 1, "zb-v", 1, false};
   const Prediction a = predict(run, c, one), b = predict(run, c, h1), d = predict(run, c, v);
@@ -240,6 +248,34 @@ TEST(PlanPipeline, ZeroBubbleSchedulesShrinkTheBubbleAtOneFOneBsMemory) {
   PlanLayout recompute = h1;
   recompute.recompute = true;
   EXPECT_NE(usage_error_of([&] { predict(run, c, recompute); }).find("do not combine with activation checkpointing"),
+            std::string::npos);
+}
+
+// The search tries zb-h1 and zb-v beside the other schedules: with
+// recomputation off (they do not combine with it) and pp fixed, zb-v's
+// half-forward skew beats 1F1B's and interleaving's idle time at the same
+// activation memory, so it is the pick; asked for by name, it is the only
+// schedule returned; and a V of more chunks than the model has blocks is
+// refused, counting its two chunks per rank.
+TEST(PlanSearch, ConsidersTheZeroBubbleSchedules) {
+  const Cluster c = one_selene_node();
+  RunShape run = gpt_6_7b(32);
+  SearchOptions o;
+  o.pp = 8, o.tp = 1, o.zero = 0, o.recompute = 0, o.microbatch_size = 1;
+  const SearchResult free = search_layouts(run, c, o);
+  ASSERT_TRUE(free.any_fits());
+  EXPECT_EQ(free.ranked.front().layout.schedule, "zb-v") << contract_line("", free.ranked.front());
+  bool saw_h1 = false, saw_1f1b = false;
+  for (const auto& p : free.ranked) saw_h1 |= p.layout.schedule == "zb-h1", saw_1f1b |= p.layout.schedule == "1f1b";
+  EXPECT_TRUE(saw_h1 && saw_1f1b) << "the search should rank zb-h1 and 1f1b too";
+  o.schedule = "zb-h1";
+  const SearchResult named = search_layouts(run, c, o);
+  ASSERT_TRUE(named.any_fits());
+  for (const auto& p : named.ranked) EXPECT_EQ(p.layout.schedule, "zb-h1");
+  run.model = {8, 1024, 16, 512, 32000};
+  EXPECT_NE(usage_error_of([&] {
+              predict(run, c, {1, 8, 1, 0, 1, "zb-v", 1, false});
+            }).find("zb-v keeps two per rank"),
             std::string::npos);
 }
 

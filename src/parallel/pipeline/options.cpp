@@ -105,9 +105,9 @@ std::string schedule_field(PipelineSchedule schedule) {
                      std::to_string(32767 / (2 * stages)) + ")");
   if ((o.schedule == PipelineSchedule::kZeroBubbleH1 || o.schedule == PipelineSchedule::kZeroBubbleV) &&
       o.microbatches < pp_size)
-    throw UsageError("paratorch: PipelineOptions::microbatches = " + std::to_string(o.microbatches) + " is below the pp "
-                     "group's size " + std::to_string(pp_size) + ", which " + schedule_field(o.schedule) +
-                     " needs; raise microbatches or use PipelineSchedule::kOneFOneB");
+    throw UsageError("paratorch: PipelineOptions::microbatches = " + std::to_string(o.microbatches) +
+                     " is below the pp group's size " + std::to_string(pp_size) + ", which " + schedule_field(o.schedule) +
+                     " needs; raise PipelineOptions::microbatches or use PipelineSchedule::kOneFOneB");
   return shape;
 }
 

@@ -178,12 +178,15 @@ std::vector<double> measure_block_ms(std::vector<models::ModelBlock>& blocks, co
 void check_block_count(int n_blocks, int pp, int virtual_stages, const std::string& schedule,
                        const std::string& model_name) {
   const int stages = pp * virtual_stages;
+  // zb-v's two chunks per rank are the schedule's, not an option the user set.
+  const std::string chunks = schedule == "zb-v" ? " x the 2 chunks per rank of schedule \"zb-v\""
+                             : virtual_stages > 1
+                                 ? " x PipelineEngineOptions::virtual_stages = " + std::to_string(virtual_stages)
+                                 : std::string();
   if (stages > n_blocks)
-    throw UsageError("paratorch: Layout::pp = " + std::to_string(pp) +
-                     (virtual_stages > 1 ? " x PipelineEngineOptions::virtual_stages = " + std::to_string(virtual_stages)
-                                         : std::string()) +
-                     " needs " + std::to_string(stages) + " blocks but model \"" + model_name + "\" has " +
-                     std::to_string(n_blocks) + "; lower Layout::pp or give the model more blocks (ModelConfig::n_layers)");
+    throw UsageError("paratorch: Layout::pp = " + std::to_string(pp) + chunks + " needs " + std::to_string(stages) +
+                     " blocks but model \"" + model_name + "\" has " + std::to_string(n_blocks) +
+                     "; lower Layout::pp or give the model more blocks (ModelConfig::n_layers)");
   if (schedule == "zb-v" && n_blocks % stages != 0)
     throw UsageError("paratorch: schedule \"zb-v\" needs the model's " + std::to_string(n_blocks) +
                      " blocks divisible by 2 x Layout::pp = " + std::to_string(stages) +

@@ -129,9 +129,10 @@ void validate_schedule_shape(const std::string& name, const PipelineShape& s) {
                      " needs schedule \"interleaved\" (or 2 for \"zb-v\"), got \"" + name + "\"");
   if (splits_backward(name) && s.microbatches < s.stages)
     throw UsageError("paratorch: schedule \"" + name + "\" needs at least as many micro-batches as pipeline ranks (" +
-                     std::to_string(s.stages) + "), got microbatches = " + std::to_string(s.microbatches) +
+                     std::to_string(s.stages) +
+                     "), got PipelineShape::microbatches = " + std::to_string(s.microbatches) +
                      ": its weight passes fill the bubble only once every rank has work in flight; "
-                     "raise microbatches or use 1f1b");
+                     "raise PipelineShape::microbatches or use 1f1b");
   if (name == "interleaved" && s.microbatches % s.stages != 0)
     throw UsageError("paratorch: PipelineShape::microbatches = " + std::to_string(s.microbatches) +
                      " must be a multiple of PipelineShape::stages = " + std::to_string(s.stages) +

@@ -139,10 +139,12 @@ TEST(PipelineSchedule, BadShapesAreUsageErrorsNamingTheKey) {
   EXPECT_NE(message("interleaved", {4, 6, 2}).find("PipelineShape::microbatches = 6 must be a multiple of PipelineShape::stages = 4"), std::string::npos);
   EXPECT_NE(message("gpipe", {2, 0, 1}).find("microbatches must be >= 1"), std::string::npos);
   // the zero-bubble schedules (zero_bubble_schedule_test.cpp)
-  EXPECT_NE(message("zb-h1", {4, 3, 1}).find("needs at least as many micro-batches as pipeline ranks (4), got "
-                                             "microbatches = 3"),
+  EXPECT_NE(message("zb-h1", {4, 3, 1})
+                .find("needs at least as many micro-batches as pipeline ranks (4), got "
+                      "PipelineShape::microbatches = 3"),
             std::string::npos);
-  EXPECT_NE(message("zb-v", shape_for("zb-v", 4, 2, 1)).find("raise microbatches or use 1f1b"), std::string::npos);
+  EXPECT_NE(message("zb-v", shape_for("zb-v", 4, 2, 1)).find("raise PipelineShape::microbatches or use 1f1b"),
+            std::string::npos);
   EXPECT_NE(message("zb-v", shape_for("zb-v", 2, 4, 3)).find("exactly 2 chunks per rank in a V; got virtual_stages = 3"),
             std::string::npos);
   EXPECT_NE(message("zb-h1", {2, 4, 2}).find("virtual_stages = 2 needs schedule \"interleaved\" (or 2 for \"zb-v\")"),
