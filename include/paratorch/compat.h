@@ -3,6 +3,12 @@
 // paratorch builds against Debian's libtorch 1.13 (CPU) and libtorch 2.x
 // (CUDA, from pip torch). Every API difference between the two is bridged
 // here with TORCH_VERSION checks; nothing else in the tree tests versions.
+//
+/// Usage: call these where the two libtorch lines differ, and the code
+/// means the same on both.
+///
+///   paratorch::compat::zero_grad_in_place(model->parameters());  // keeps DDP's bucket views
+///   std::cout << "libtorch " << paratorch::compat::torch_version() << "\n";
 #pragma once
 #include <torch/torch.h>
 #include <torch/version.h>

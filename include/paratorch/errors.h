@@ -5,6 +5,19 @@
 // RuntimeFailure: something went wrong while running (I/O, communication,
 // numerical). The CLI exits with code 1.
 // Messages always say what to change.
+//
+/// Usage: catch them apart, as the `paratorch` command does.
+///
+///   try {
+///     paratorch::DistributedDataParallel ddp(model, world.comm(), options);
+///     ... train ...
+///   } catch (const paratorch::UsageError& e) {      // fix the input, e.g. an option field
+///     std::cerr << e.what() << "\n";
+///     return 2;
+///   } catch (const paratorch::RuntimeFailure& e) {  // a peer died, a deadline passed, I/O failed
+///     std::cerr << e.what() << "\n";
+///     return 1;
+///   }
 #pragma once
 #include <stdexcept>
 #include <string>

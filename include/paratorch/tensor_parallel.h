@@ -59,6 +59,11 @@ struct ParallelStyle {
   }
   static ParallelStyle rowwise(bool input_is_parallel = true) { return {Kind::kRowwise, 1, false, input_is_parallel}; }
   static ParallelStyle vocab() { return {Kind::kVocab, 1, false, true}; }
+
+  /// UsageError naming the field: fused_parts below 1, or a colwise-only
+  /// field (fused_parts > 1, gather_output) set on another kind.
+  /// parallelize() checks every style of its plan before it replaces anything.
+  void validate() const;
 };
 
 /// Child-name patterns and their styles. A pattern is a dotted child name

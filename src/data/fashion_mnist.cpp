@@ -16,10 +16,18 @@ bool reads_features(const models::ModelConfig& model) {
   return models::model_family(model.name).input == models::ModelInput::kFeatures;
 }
 
+// The families an image source can feed: those reading images or flattened features.
+bool reads_images(const models::ModelFamily& f) {
+  return f.input == models::ModelInput::kImages || f.input == models::ModelInput::kFeatures;
+}
+
 void require_image_model(const models::ModelConfig& model) {
   const std::string source = "paratorch: [data] source = \"fashion_mnist\"";
-  if (model.name != "cnn" && model.name != "mlp")
-    throw UsageError(source + " does not fit [model] name = \"" + model.name + "\"; it feeds: cnn, mlp");
+  if (!reads_images(models::model_family(model.name))) {
+    std::string fed;
+    for (const auto& name : models::model_family_names(reads_images)) fed += (fed.empty() ? "" : ", ") + name;
+    throw UsageError(source + " does not fit [model] name = \"" + model.name + "\"; it feeds: " + fed);
+  }
   if (reads_features(model) && model.d_in != 784)
     throw UsageError(source + " feeds 28x28 = 784 features; set [model] d_in = 784 (it is " +
                      std::to_string(model.d_in) + ")");

@@ -1,14 +1,30 @@
 // src/plan/transformer_cost.cpp — see transformer_cost.h.
 #include "plan/transformer_cost.h"
 
+#include "models/registry.h"
+
 #include <paratorch/errors.h>
 
 namespace paratorch::plan {
 
+namespace {
+// The planner costs two shapes, picked by what the registry says a family
+// reads: token windows go through a transformer (gpt), feature vectors
+// through an mlp. Images (cnn) and id pairs (mf) have no cost model here.
+bool modelled(const models::ModelFamily& f) {
+  return f.input == models::ModelInput::kTokens || f.input == models::ModelInput::kFeatures;
+}
+}  // namespace
+
 ModelShape ModelShape::from(const models::ModelConfig& c) {
-  if (c.name == "gpt") return {c.n_layers, c.d_model, c.n_heads, c.seq_len, c.vocab_size, 0, Family::kGpt};
-  if (c.name == "mlp") return {c.n_layers, c.d_model, 1, 1, c.n_classes, c.d_in, Family::kMlp};
-  throw UsageError("paratorch: plan and simulate model the gpt and mlp families; ModelConfig::name = \"" + c.name +
+  const models::ModelFamily& family = models::model_family(c.name);
+  if (family.input == models::ModelInput::kTokens)
+    return {c.n_layers, c.d_model, c.n_heads, c.seq_len, c.vocab_size, 0, Family::kGpt};
+  if (family.input == models::ModelInput::kFeatures)
+    return {c.n_layers, c.d_model, 1, 1, c.n_classes, c.d_in, Family::kMlp};
+  std::string names;
+  for (const auto& name : models::model_family_names(modelled)) names += (names.empty() ? "" : " and ") + name;
+  throw UsageError("paratorch: plan and simulate model the " + names + " families; ModelConfig::name = \"" + c.name +
                    "\": use one of them");
 }
 

@@ -105,7 +105,13 @@ TEST(FashionMnist, ModelsThatCannotTakeImagesAreUsageErrors) {
   } catch (const paratorch::UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("set [model] d_in = 784 (it is 100)"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(paratorch::data::make_dataset("fashion_mnist", image_model("gpt"), 1), paratorch::UsageError);
+  try {
+    paratorch::data::make_dataset("fashion_mnist", image_model("gpt"), 1);
+    FAIL() << "gpt fed with images";
+  } catch (const paratorch::UsageError& e) {  // the families named from the registry
+    EXPECT_NE(std::string(e.what()).find("does not fit [model] name = \"gpt\"; it feeds: cnn, mlp"), std::string::npos)
+        << e.what();
+  }
   auto cnn = image_model("cnn");
   cnn.n_classes = 5;
   EXPECT_THROW(FashionMnist(cnn, 1, "/nonexistent"), paratorch::UsageError);

@@ -99,10 +99,10 @@ struct ReduceScatterOptions {
 /// The comm hook that reduces in `dtype` ([train] reduce_precision, FSDP's
 /// reduce_dtype): kFloat the default all-reduce; bf16 | fp16 DDP's
 /// compression hooks, which round each rank's (pre-divided) gradient to 16
-/// bits and the result after the sum. PyTorch over NCCL moves 16-bit words;
-/// MPI has no 16-bit float sum, so the communicator widens internally: the
-/// numerics are a 16-bit reduction's, the bytes on the wire fp32's
-/// (docs/zero.md). A group of one rank reduces nothing, so it rounds nothing.
+/// bits and the result after the sum. The 16-bit words go on the wire as
+/// they are (half fp32's bytes); MPI has no 16-bit float sum, so the
+/// communicator registers one that adds pairs at fp32 and rounds
+/// (comm/mpi_buffers.cpp). A group of one rank reduces nothing, so it rounds nothing.
 CommHook reduce_in_dtype(torch::ScalarType dtype, const Communicator& group);
 
 /// Elements of a bucket of `numel` padded to a multiple of `ranks`.

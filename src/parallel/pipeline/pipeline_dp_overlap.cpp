@@ -33,24 +33,6 @@
 #include <set>
 
 namespace paratorch::pipeline {
-namespace {
-
-// Averages a bucket over dp in `dtype`, exactly as the post-schedule path
-// does (average_over_dp): bf16/fp16 round the bucket to 16 bits, reduce it
-// as such and widen the average back.
-CommHook average_in(torch::ScalarType dtype) {
-  return [dtype](Communicator& comm, GradBucket& bucket) -> WorkHandle {
-    if (bucket.buffer.scalar_type() == dtype) return comm.all_reduce_async(bucket.buffer, ReduceOp::kAvg);
-    torch::NoGradGuard no_grad;
-    torch::Tensor wire = bucket.buffer.to(dtype), buffer = bucket.buffer;
-    return then(comm.all_reduce_async(wire, ReduceOp::kAvg), [wire, buffer]() mutable {
-      torch::NoGradGuard guard;
-      buffer.copy_(wire);
-    });
-  };
-}
-
-}  // namespace
 
 void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk>& chunks) {
   const auto& last = executor_->last_backwards();
@@ -83,7 +65,9 @@ void PipelineEngine::overlap_dp_reduction(const std::vector<pipeline::StageChunk
     r.reducer = std::make_shared<Reducer>(std::move(params), r.names, groups_.dp(), ddp);  // collective over dp
     r.reducer->install_hooks();
     r.reducer->set_finalize_at_end_of_backward(!split);
-    r.reducer->set_comm_hook(average_in(options_.reduce_dtype));
+    // The same hook as every other dp reduction (reduce_in_dtype: plain, or
+    // DDP's 16-bit compression) and as the post-schedule path (average_over_dp).
+    r.reducer->set_comm_hook(reduce_in_dtype(options_.reduce_dtype, *groups_.dp()));
     if (!precision_->enabled()) continue;
     const auto grads = r.reducer->main_grads();
     for (size_t i = 0; i < r.names.size(); ++i) main_grads[r.names[i]] = grads[i];

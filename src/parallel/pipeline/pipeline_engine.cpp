@@ -1,6 +1,7 @@
 // src/parallel/pipeline/pipeline_engine.cpp — see pipeline_engine.h.
 #include "parallel/pipeline/pipeline_engine.h"
 
+#include "parallel/ddp/reducer.h"
 #include "parallel/pipeline/options.h"
 #include "parallel/mixed_precision/precision.h"
 
@@ -216,10 +217,13 @@ void PipelineEngine::average_over_dp(const std::vector<torch::Tensor>& grads) {
   if (grads.empty()) return;
   std::vector<torch::Tensor> flat_parts;
   for (auto& g : grads) flat_parts.push_back(g.reshape({-1}));
-  // reduce_precision bf16/fp16: the flat gradient rounded to 16 bits and
-  // reduced as such (zero_engine.cpp's launch_low_precision says why).
-  auto flat = torch::cat(flat_parts).to(options_.reduce_dtype);
-  groups_.dp()->all_reduce(flat, ReduceOp::kAvg);
+  // One bucket through the hook the overlapped reducers use, so a chunk
+  // reduced here rounds (reduce_precision bf16/fp16) exactly as they do.
+  GradBucket bucket;
+  bucket.buffer = torch::cat(flat_parts);
+  bucket.divisor = groups_.dp()->size();
+  reduce_in_dtype(options_.reduce_dtype, *groups_.dp())(*groups_.dp(), bucket)->wait();
+  const torch::Tensor& flat = bucket.buffer;
   int64_t offset = 0;
   for (auto g : grads) {
     g.copy_(flat.narrow(0, offset, g.numel()).view_as(g));

@@ -159,12 +159,23 @@ Swap prepare(const std::shared_ptr<nn::Module>& root, const std::string& name, c
 
 }  // namespace
 
+void ParallelStyle::validate() const {
+  if (fused_parts < 1)
+    throw UsageError("paratorch: ParallelStyle::fused_parts = " + std::to_string(fused_parts) +
+                     " must be >= 1 (the number of fused output blocks, e.g. 3 for a qkv projection)");
+  if (kind != Kind::kColwise && (fused_parts != 1 || gather_output))
+    throw UsageError(std::string("paratorch: ParallelStyle::") + (fused_parts != 1 ? "fused_parts" : "gather_output") +
+                     " applies to colwise only; this style is " + style_name(kind) +
+                     ": build it with ParallelStyle::colwise(), or leave the field at its default");
+}
+
 std::vector<std::string> parallelize(const std::shared_ptr<nn::Module>& module, std::shared_ptr<Communicator> tp_group,
                                      const TensorParallelPlan& plan) {
   if (!module) throw UsageError("paratorch: parallelize: module is null");
   if (!tp_group)
     throw UsageError("paratorch: parallelize: tp_group is null; pass the tp group (World::comm() or "
                      "ProcessGroups::tp())");
+  for (const auto& entry : plan) entry.second.validate();
   std::vector<std::string> names;
   for (const auto& m : module->named_modules("", /*include_self=*/false)) names.push_back(m.key());
   const auto matches = match_plan(names, plan);

@@ -128,3 +128,23 @@ TEST(TensorParallelApiErrors, FusedPartsAndLoading) {
   expect_usage_error([&] { tp::forward_child(*net, "nope", torch::zeros({1})); },
                      {"has no child named \"nope\""});
 }
+
+// A style whose fields contradict its kind is refused before any child is
+// matched or replaced, naming the field.
+TEST(TensorParallelApiErrors, StyleFieldsThatDoNotFitItsKind) {
+  auto net = make_net();
+  std::map<std::string, const nn::Module*> before;
+  for (const auto& m : net->named_modules("", false)) before[m.key()] = m.value().get();
+  auto zero_parts = tp::ParallelStyle::colwise(0);
+  expect_usage_error([&] { zero_parts.validate(); }, {"ParallelStyle::fused_parts = 0 must be >= 1"});
+  auto rowwise_gathering = tp::ParallelStyle::rowwise();
+  rowwise_gathering.gather_output = true;
+  auto plan = megatron_plan();
+  plan.push_back({"h.*.mlp.c_proj", rowwise_gathering});  // after good entries: checked before any swap
+  expect_usage_error([&] { apply_plan(net, plan); },
+                     {"ParallelStyle::gather_output applies to colwise only; this style is rowwise"});
+  auto vocab_fused = tp::ParallelStyle::vocab();
+  vocab_fused.fused_parts = 3;
+  expect_usage_error([&] { vocab_fused.validate(); }, {"ParallelStyle::fused_parts applies to colwise only"});
+  for (const auto& m : net->named_modules("", false)) EXPECT_EQ(m.value().get(), before.at(m.key())) << m.key();
+}
