@@ -141,10 +141,20 @@ class ZeroRedundancyOptimizer {
   std::unique_ptr<Impl> impl_;
 };
 
+/// How a unit runs: its module and input in, its output out.
+using UnitForward = std::function<torch::Tensor(torch::nn::Module& unit, const torch::Tensor& input)>;
+
+/// UnitForward for units of type `M` (the Impl class): calls M::forward.
+template <typename M>
+UnitForward forward_as() {
+  return [](torch::nn::Module& unit, const torch::Tensor& input) { return unit.as<M>()->forward(input); };
+}
+
 struct FullyShardOptions {
   /// The units, as dotted names of descendants of the module (e.g.
-  /// "blocks.0"); empty = the module's direct children. Each must be a child
-  /// of a torch::nn::Sequential (it is replaced there by its FsdpUnit), and
+  /// "blocks.0"); empty = the module's direct children. Each must be an
+  /// element of a torch::nn::Sequential or ModuleList (it is replaced there
+  /// by its FsdpUnit; see forward_unit for a ModuleList's caller), and
   /// together they must hold every parameter of the module. A tensor that
   /// two units share (tied weights, e.g. an embedding and the output head)
   /// is sharded once, gathered while any of them runs and until the
@@ -163,6 +173,9 @@ struct FullyShardOptions {
   /// param_dtype: dtype the units are gathered and compute in (their inputs
   /// are cast to it); reduce_dtype: dtype of the gradient reduce-scatter.
   MixedPrecisionPolicy mixed_precision;
+  /// How units that sit in a ModuleList compute (a Sequential's own slot
+  /// knows): e.g. forward_as<BlockImpl>(). Required when any unit does.
+  UnitForward unit_forward;
   void validate() const;
 };
 
@@ -185,6 +198,16 @@ class FsdpUnitImpl : public torch::nn::Module {
   size_t index_;
 };
 TORCH_MODULE(FsdpUnit);
+
+/// Runs a ModuleList element `m` of type `M`, sharded or not: through its
+/// FsdpUnit once fully_shard replaced it, else as M. Write the model's loop
+/// with it and the same model runs whole and fully sharded:
+///   for (const auto& m : *blocks) x = paratorch::forward_unit<BlockImpl>(m, x);
+template <typename M>
+torch::Tensor forward_unit(const std::shared_ptr<torch::nn::Module>& m, const torch::Tensor& input) {
+  if (auto* unit = m->as<FsdpUnitImpl>()) return unit->forward(input);
+  return m->as<M>()->forward(input);
+}
 
 /// What fully_shard returns: the units and the way back to full parameters.
 class FullyShardedModule {
@@ -216,12 +239,14 @@ class FullyShardedModule {
 
 /// ZeRO stage 3 over `module`'s units (FullyShardOptions::units). Each unit
 /// keeps 1/N of its parameters (padded flat fp32 shard) on each rank of
-/// `dp_group` and is replaced in its Sequential by an FsdpUnit, so the
-/// module's own forward runs the units unchanged. The units' inputs and
+/// `dp_group` and is replaced in its Sequential (or ModuleList) by an
+/// FsdpUnit, so the module's own forward runs the units unchanged (a
+/// ModuleList's loop through forward_unit). The units' inputs and
 /// outputs are single tensors. Tied weights shared by units become one more
 /// shard (registered on `module` as "fsdp_tied_flat_param"; full_parameters
 /// lists them under each name). Collective. UsageError when a unit name is
-/// unknown or not in a Sequential, when two units overlap or one is named
+/// unknown or not in a Sequential or ModuleList (one in a ModuleList without
+/// FullyShardOptions::unit_forward), when two units overlap or one is named
 /// twice, or when a parameter is in no unit.
 FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
                                std::shared_ptr<Communicator> dp_group, FullyShardOptions options = {});

@@ -7,7 +7,9 @@
 // torch::nn::Sequential calls its children through AnyModule slots. Each
 // unit's slot (and its registered child entry) is replaced by an FsdpUnit
 // that wraps the original AnyModule; the module's own forward then runs the
-// sharded units unchanged. The unit list must cover every parameter: one
+// sharded units unchanged. A ModuleList's element is replaced the same way;
+// its caller runs it through forward_unit<M>() (the FsdpUnit once sharded),
+// and the unit computes through FullyShardOptions::unit_forward. The unit list must cover every parameter: one
 // outside every unit would be neither sharded nor reduced. A tensor that two
 // units share (tied weights) is sharded once, in the shared unit (fsdp_state.h).
 #include "parallel/zero/fsdp_state.h"
@@ -135,19 +137,59 @@ Named own_parameters(const Named& unit, const Named& tied, std::vector<size_t>* 
   return own;
 }
 
-// The Sequential holding unit `name`, and the unit's slot in it.
-std::pair<torch::nn::SequentialImpl*, size_t> sequential_slot(const ModulePtr& root, const std::string& name) {
+// Where unit `name` sits: its slot in the Sequential or ModuleList holding
+// it, which the FsdpUnit takes over (the caller dispatches through the slot).
+struct UnitSlot {
+  torch::nn::SequentialImpl* sequential = nullptr;
+  torch::nn::ModuleListImpl* list = nullptr;
+  size_t index = 0;
+  ModulePtr original;
+};
+
+UnitSlot unit_slot(const ModulePtr& root, const std::string& name, const FullyShardOptions& options) {
   const auto dot = name.rfind('.');
   const auto parent = dot == std::string::npos ? root : find_descendant(root, name.substr(0, dot));
-  const auto child = name.substr(dot == std::string::npos ? 0 : dot + 1);
-  auto* seq = dynamic_cast<torch::nn::SequentialImpl*>(parent.get());
-  const auto target = find_descendant(root, name);
-  if (seq != nullptr)
-    for (size_t i = 0; i < seq->size(); ++i)
-      if (seq->ptr(i) == target) return {seq, i};
+  UnitSlot slot;
+  slot.original = find_descendant(root, name);
+  if ((slot.sequential = dynamic_cast<torch::nn::SequentialImpl*>(parent.get())))
+    for (; slot.index < slot.sequential->size(); ++slot.index)
+      if (slot.sequential->ptr(slot.index) == slot.original) return slot;
+  if ((slot.list = dynamic_cast<torch::nn::ModuleListImpl*>(parent.get()))) {
+    if (!options.unit_forward)
+      throw UsageError("paratorch: FullyShardOptions::units names '" + name +
+                       "', an element of a torch::nn::ModuleList, which cannot call it by itself; set "
+                       "FullyShardOptions::unit_forward (e.g. forward_as<BlockImpl>()) so its FsdpUnit can");
+    for (; slot.index < slot.list->size(); ++slot.index)
+      if (slot.list->ptr(slot.index) == slot.original) return slot;
+  }
   throw UsageError("paratorch: FullyShardOptions::units names '" + name +
-                   "', which is not a child of a torch::nn::Sequential; fully_shard replaces each unit in its "
-                   "Sequential (modules have no forward hooks), so keep the units in one");
+                   "', which is not a child of a torch::nn::Sequential or ModuleList; fully_shard replaces each "
+                   "unit in its container (modules have no forward hooks), so keep the units in one");
+}
+
+// The unit's computation: its Sequential slot's AnyModule, or unit_forward.
+std::function<torch::Tensor(const torch::Tensor&)> unit_computation(const UnitSlot& slot,
+                                                                    const FullyShardOptions& options) {
+  if (slot.sequential)
+    return [module = *(slot.sequential->begin() + static_cast<std::ptrdiff_t>(slot.index))](
+               const torch::Tensor& x) mutable { return module.forward(x); };
+  return [original = slot.original, forward = options.unit_forward](const torch::Tensor& x) {
+    return forward(*original, x);
+  };
+}
+
+// Puts `wrapper` in the unit's slot and its parent's registry.
+void install_unit(const UnitSlot& slot, const std::string& name, const FsdpUnit& wrapper) {
+  const auto dot = name.rfind('.');
+  const std::string key = dot == std::string::npos ? name : name.substr(dot + 1);
+  const auto at = static_cast<std::ptrdiff_t>(slot.index);
+  if (slot.sequential) {
+    *(slot.sequential->begin() + at) = torch::nn::AnyModule(wrapper);
+    slot.sequential->replace_module(key, wrapper.ptr());
+  } else {
+    *(slot.list->begin() + at) = wrapper.ptr();
+    slot.list->replace_module(key, wrapper.ptr());
+  }
 }
 
 // The unit's fp32 shard of `named` (rank 0's values with
@@ -185,8 +227,8 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
   if (names.empty()) throw UsageError("paratorch: fully_shard: the module has no children and FullyShardOptions::units is empty");
   check_unit_names(module, names);
   check_coverage(module, names);
-  std::vector<std::pair<torch::nn::SequentialImpl*, size_t>> slots;
-  for (const auto& name : names) slots.push_back(sequential_slot(module, name));
+  std::vector<UnitSlot> slots;
+  for (const auto& name : names) slots.push_back(unit_slot(module, name, options));
 
   auto state = std::make_shared<FsdpState>();
   state->group = std::move(dp_group);
@@ -198,10 +240,7 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
   for (size_t u = 0; u < names.size(); ++u) {
     auto& unit = state->units[u];
     unit.name = names[u];
-    auto [seq, index] = slots[u];
-    unit.forward = [module = *(seq->begin() + static_cast<std::ptrdiff_t>(index))](const torch::Tensor& x) mutable {
-      return module.forward(x);
-    };
+    unit.forward = unit_computation(slots[u], options);
     shard_unit(*state, unit, own_parameters(named[u], tied, &unit.shared_members));
   }
   if (!tied.empty()) {
@@ -214,10 +253,7 @@ FullyShardedModule fully_shard(const std::shared_ptr<torch::nn::Module>& module,
   for (size_t u = 0; u < names.size(); ++u) {
     FsdpUnit wrapper(state, u);
     state->wrappers.push_back(wrapper.ptr());
-    auto [seq, index] = slots[u];
-    *(seq->begin() + static_cast<std::ptrdiff_t>(index)) = torch::nn::AnyModule(wrapper);
-    const auto dot = names[u].rfind('.');
-    seq->replace_module(dot == std::string::npos ? names[u] : names[u].substr(dot + 1), wrapper.ptr());
+    install_unit(slots[u], names[u], wrapper);
   }
   return FullyShardedModule(state);
 }

@@ -31,20 +31,27 @@ std::shared_ptr<torch::optim::Optimizer> sgd(std::vector<torch::Tensor> params) 
   return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(0.1).momentum(0.9));
 }
 
+// One step of a fully sharded model: each rank trains on its slice, and the
+// step's loss is the mean over the group (the global batch's).
+std::function<double(const Batch&)> sharded_step(std::shared_ptr<torch::optim::Optimizer> opt,
+                                                 std::function<torch::Tensor(const Batch&)> loss_of) {
+  auto comm = test_world().comm();
+  return [opt, comm, loss_of](const Batch& b) {
+    opt->zero_grad();
+    auto loss = loss_of(local_slice(b, comm->rank(), comm->size()));
+    loss.backward();
+    opt->step();
+    auto mean = loss.detach().clone();
+    comm->all_reduce(mean, ReduceOp::kAvg);
+    return mean.item<double>();
+  };
+}
+
 Trainee fsdp_trainee(FullyShardOptions options, const MakeOptimizer& make_optimizer) {
   auto net = zero_test::make_mlp();
-  auto comm = test_world().comm();
-  auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), comm, options));
-  auto opt = make_optimizer(sharded->parameters());
-  return {[net, opt, comm](const Batch& b) mutable {
-            opt->zero_grad();
-            auto loss = zero_test::loss_of(net, local_slice(b, comm->rank(), comm->size()));
-            loss.backward();
-            opt->step();
-            auto mean = loss.detach().clone();
-            comm->all_reduce(mean, ReduceOp::kAvg);
-            return mean.item<double>();
-          },
+  auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), test_world().comm(), options));
+  return {sharded_step(make_optimizer(sharded->parameters()),
+                       [net](const Batch& b) mutable { return zero_test::loss_of(net, b); }),
           [sharded] { return sharded->full_parameters(); }};
 }
 
@@ -309,4 +316,83 @@ TEST(FullyShard, ABindingClipTrainsAsOneProcess) {
   auto report = check_equivalence(test_world().comm(), tied_batch, reference, parallel, eq);
   if (test_world().rank() == 0) std::printf("%s\n", report.summary_line("fsdp-tied-sgd-clip").c_str());
   EXPECT_TRUE(report.pass) << report.summary_line("fsdp-tied-sgd-clip");
+}
+
+// Blocks in a torch::nn::ModuleList, as many user transformers keep them:
+// the model's loop calls each through forward_unit<ListBlockImpl>, so the
+// same model runs whole (the reference) and fully sharded (each element
+// replaced by its FsdpUnit, which computes through unit_forward), and
+// trains as one process trains it. Without unit_forward it is refused.
+namespace {
+struct ListBlockImpl : torch::nn::Module {
+  ListBlockImpl() : fc(register_module("fc", torch::nn::Linear(6, 6))) {}
+  torch::Tensor forward(const torch::Tensor& x) { return x + torch::tanh(fc->forward(x)); }
+  torch::nn::Linear fc;
+};
+TORCH_MODULE(ListBlock);
+
+struct ListNetImpl : torch::nn::Module {
+  ListNetImpl() : blocks(register_module("blocks", torch::nn::ModuleList())) {
+    for (int i = 0; i < 3; ++i) blocks->push_back(ListBlock());
+  }
+  torch::Tensor forward(torch::Tensor x) {
+    for (const auto& m : *blocks) x = forward_unit<ListBlockImpl>(m, x);
+    return x;
+  }
+  torch::nn::ModuleList blocks;
+};
+TORCH_MODULE(ListNet);
+
+ListNet make_list_net() {
+  ListNet net;
+  init_parameters(*net, 11, [](const std::string&, const torch::Tensor&) { return InitSpec::normal(0.0, 0.4); });
+  return net;
+}
+
+Batch list_batch(int64_t step) {
+  return {torch::randn({8, 6}, generator_for(300 + static_cast<uint64_t>(step), "x")),
+          torch::randn({8, 6}, generator_for(300 + static_cast<uint64_t>(step), "y"))};
+}
+
+FullyShardOptions list_units() {
+  FullyShardOptions o;
+  o.units = {"blocks.0", "blocks.1", "blocks.2"};
+  o.unit_forward = forward_as<ListBlockImpl>();
+  return o;
+}
+}  // namespace
+
+TEST(FullyShard, UnitsInAModuleListTrainAsOneProcess) {
+  auto reference = [] {
+    auto net = make_list_net();
+    return plain_trainee(net.ptr(), adamw(net->parameters()),
+                         [net](const Batch& b) mutable { return torch::mse_loss(net->forward(b.input), b.target); });
+  };
+  auto parallel = [] {
+    auto net = make_list_net();
+    auto sharded = std::make_shared<FullyShardedModule>(fully_shard(net.ptr(), test_world().comm(), list_units()));
+    for (size_t i = 0; i < net->blocks->size(); ++i)
+      EXPECT_NE(net->blocks->ptr(i)->as<FsdpUnitImpl>(), nullptr) << "element " << i << " was not replaced";
+    return Trainee{
+        sharded_step(adamw(sharded->parameters()),
+                     [net](const Batch& b) mutable { return torch::mse_loss(net->forward(b.input), b.target); }),
+        [sharded] { return sharded->full_parameters(); }};
+  };
+  EquivalenceOptions eq;
+  eq.steps = 4;
+  auto report = check_equivalence(test_world().comm(), list_batch, reference, parallel, eq);
+  if (test_world().rank() == 0) std::printf("%s\n", report.summary_line("fsdp-module-list").c_str());
+  EXPECT_TRUE(report.pass) << report.summary_line("fsdp-module-list");
+
+  auto net = make_list_net();
+  FullyShardOptions no_forward = list_units();
+  no_forward.unit_forward = nullptr;
+  try {
+    fully_shard(net.ptr(), test_world().comm(), no_forward);
+    ADD_FAILURE() << "a ModuleList unit without unit_forward was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("'blocks.0', an element of a torch::nn::ModuleList"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("set FullyShardOptions::unit_forward"), std::string::npos) << e.what();
+  }
 }
