@@ -22,8 +22,12 @@ class DistributedSampler {
   int64_t local_batch() const { return global_batch_ / dp_size_; }
   /// Every sample id of step `step`, in order.
   std::vector<int64_t> global_indices(int64_t step) const;
-  /// This rank's slice of global_indices(step).
+  /// This rank's slice of global_indices(step): share_of(global_indices(step), dp_rank, dp_size).
   std::vector<int64_t> local_indices(int64_t step) const;
+  /// Rank `dp_rank`'s contiguous share of any list of `ids` over `dp_size`
+  /// ranks (the rule above, for a validation batch too). UsageError unless
+  /// ids.size() is a multiple of dp_size.
+  static std::vector<int64_t> share_of(const std::vector<int64_t>& ids, int dp_rank, int dp_size);
 
  private:
   int64_t global_batch_;

@@ -29,10 +29,17 @@ std::vector<int64_t> DistributedSampler::global_indices(int64_t step) const {
 }
 
 std::vector<int64_t> DistributedSampler::local_indices(int64_t step) const {
-  int64_t n = local_batch();
-  std::vector<int64_t> ids(static_cast<size_t>(n));
-  for (int64_t j = 0; j < n; ++j) ids[static_cast<size_t>(j)] = step * global_batch_ + dp_rank_ * n + j;
-  return ids;
+  return share_of(global_indices(step), dp_rank_, dp_size_);
+}
+
+std::vector<int64_t> DistributedSampler::share_of(const std::vector<int64_t>& ids, int dp_rank, int dp_size) {
+  if (dp_size < 1 || dp_rank < 0 || dp_rank >= dp_size || ids.size() % static_cast<size_t>(dp_size) != 0)
+    throw UsageError("paratorch: DistributedSampler::share_of: " + std::to_string(ids.size()) +
+                     " sample ids do not split into " + std::to_string(dp_size) + " equal shares (rank " +
+                     std::to_string(dp_rank) + ")");
+  const size_t n = ids.size() / static_cast<size_t>(dp_size), r = static_cast<size_t>(dp_rank);
+  return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(r * n),
+                              ids.begin() + static_cast<std::ptrdiff_t>((r + 1) * n));
 }
 
 }  // namespace paratorch

@@ -3,6 +3,7 @@
 
 #include "report/trace.h"
 #include <paratorch/errors.h>
+#include <paratorch/sampler.h>
 
 namespace paratorch::parallel {
 namespace {
@@ -11,15 +12,13 @@ namespace {
 // global batch (sampler.h); empty for replica < 0.
 std::vector<int64_t> replica_slice(const std::vector<int64_t>& ids, const BatchShare& s, const char* what) {
   if (s.replica < 0) return {};
-  const auto replicas = static_cast<size_t>(s.replicas), pieces = replicas * static_cast<size_t>(s.microbatches);
+  const auto pieces = static_cast<size_t>(s.replicas) * static_cast<size_t>(s.microbatches);
   if (s.replicas < 1 || s.microbatches < 1 || ids.empty() || ids.size() % pieces != 0)
     throw UsageError("paratorch: a " + std::string(what) + " batch of " + std::to_string(ids.size()) +
                      " samples does not divide into " + std::to_string(s.replicas) + " replica(s) x " +
                      std::to_string(s.microbatches) + " micro-batch(es); use a batch size divisible by " +
                      std::to_string(pieces));
-  const size_t n = ids.size() / replicas, r = static_cast<size_t>(s.replica);
-  return std::vector<int64_t>(ids.begin() + static_cast<std::ptrdiff_t>(r * n),
-                              ids.begin() + static_cast<std::ptrdiff_t>((r + 1) * n));
+  return DistributedSampler::share_of(ids, s.replica, s.replicas);  // the sampler's rule
 }
 
 }  // namespace

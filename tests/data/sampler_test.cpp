@@ -27,3 +27,16 @@ TEST(Sampler, BatchNotDivisibleByDpIsAUsageError) {
               std::string::npos) << e.what();
   }
 }
+
+// share_of cuts any id list as local_indices cuts a step's batch (the
+// engines slice validation batches with it): contiguous, in rank order.
+TEST(Sampler, ShareOfAnyListFollowsTheSameRule) {
+  const std::vector<int64_t> ids = {40, 41, 7, 9, 100, 3};
+  EXPECT_EQ(DistributedSampler::share_of(ids, 1, 3), (std::vector<int64_t>{7, 9}));
+  EXPECT_EQ(DistributedSampler::share_of(ids, 0, 2), (std::vector<int64_t>{40, 41, 7}));
+  DistributedSampler s(12, 2, 4);
+  EXPECT_EQ(s.local_indices(5), DistributedSampler::share_of(s.global_indices(5), 2, 4));
+  EXPECT_EQ(s.local_indices(5), (std::vector<int64_t>{66, 67, 68}));
+  EXPECT_THROW(DistributedSampler::share_of(ids, 0, 4), paratorch::UsageError);
+  EXPECT_THROW(DistributedSampler::share_of(ids, 3, 3), paratorch::UsageError);
+}
