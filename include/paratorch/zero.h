@@ -51,8 +51,9 @@ using OptimizerFactory =
     std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor> flat_shards)>;
 
 struct ZeroRedundancyOptimizerOptions {
-  /// 1: optimizer state and fp32 masters sharded; gradients all-reduced in
-  /// step() (each .grad then holds the dp average, as with DDP).
+  /// 1: optimizer state and fp32 masters sharded; gradients all-reduced
+  /// during backward by DDP's reducer, each flat buffer as soon as its
+  /// gradients are final (each .grad then holds the dp average, as with DDP).
   /// 2: also gradients: each flat buffer is reduce-scattered during backward
   /// as soon as its gradients are final, and a rank keeps only its shard.
   int stage = 1;

@@ -81,12 +81,17 @@ std::vector<torch::Tensor> StageParameters::distinct_local(const std::vector<std
   return out;
 }
 
+// What a tied copy's .grad held before the step is set aside and the
+// gradient zeroed in place, not replaced: the tensor may be a view that a
+// gradient reducer owns (ZeRO's or DDP's bucket), which must keep seeing it.
 void StageParameters::begin_step() {
+  torch::NoGradGuard no_grad;
   set_aside_.clear();
   for (const auto& group : tied_)
     for (auto& t : distinct_local(group)) {
-      set_aside_[identity(t)] = t.grad();
-      t.mutable_grad() = torch::Tensor();
+      if (!t.grad().defined()) continue;
+      set_aside_[identity(t)] = t.grad().clone();
+      t.mutable_grad().zero_();
     }
 }
 

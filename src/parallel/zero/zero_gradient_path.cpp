@@ -2,10 +2,12 @@
 // gradients: from the module's .grad to the averaged fp32 gradient shard
 // the user's optimizer reads.
 //
-// Stage 1: step() moves every gradient into its flat buffer (the module's
-// .grad aliases it afterwards, so later backwards accumulate there in place)
-// and all-reduces the buffers, averaged over dp: each .grad then holds the
-// average, as after DDP, and the shard's .grad is this rank's slice of it.
+// Stage 1 is DDP's gradient reducer over the caller's buffers: each flat
+// buffer's fp32 full_grad is a bucket (the module's fp32 .grad aliases it),
+// all-reduced in place on the communication thread while backward goes on,
+// averaged over dp, so each .grad holds the average, as after DDP, and the
+// shard's .grad is this rank's slice of it. Under DDP (reduce_gradients =
+// false) or on a group of one, step() only copies the gradients in.
 // Stage 2 (Rajbhandari et al., 2019, §5.2) is DDP's gradient reducer in its
 // reduce-scatter mode (parallel/ddp/reducer.h): each buffer's gradients move
 // into a pooled full buffer as they become final, a full buffer is
@@ -23,8 +25,19 @@ namespace paratorch {
 
 void ZeroRedundancyOptimizer::Impl::reduce_stage1() {
   torch::NoGradGuard no_grad;
+  if (reducer)
+    reducer->finalize();  // normally done when backward returned; a no-op then
+  else
+    copy_stage1_gradients();
+  for (auto& b : buffers)
+    b.shard.mutable_grad() = b.full_grad.narrow(0, b.layout->shard_begin(), b.layout->shard_numel())
+                                 .to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
+}
+
+// Without the reducer: each .grad into its slot of full_grad (under DDP,
+// .grad is DDP's bucket view and already holds the average).
+void ZeroRedundancyOptimizer::Impl::copy_stage1_gradients() {
   const auto reduce_dtype = options.mixed_precision.reduce_dtype;
-  std::vector<WorkHandle> works;
   for (auto& b : buffers) {
     if (!b.full_grad.defined()) {
       b.full_grad = torch::zeros({b.layout->padded_numel()}, b.flat.options().dtype(reduce_dtype));
@@ -41,13 +54,7 @@ void ZeroRedundancyOptimizer::Impl::reduce_stage1() {
       else views[k].zero_();  // no gradient this step (unused parameter)
       if (!b.grad_views.empty()) grad = b.grad_views[k];
     }
-    if (options.reduce_gradients && group->size() > 1)
-      works.push_back(group->all_reduce_async(b.full_grad, ReduceOp::kAvg));
   }
-  for (auto& w : works) w->wait();
-  for (auto& b : buffers)
-    b.shard.mutable_grad() = b.full_grad.narrow(0, b.layout->shard_begin(), b.layout->shard_numel())
-                                 .to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
 }
 
 // The buffers are the reducer's buckets, so its shards are the masters'
@@ -58,8 +65,17 @@ void ZeroRedundancyOptimizer::Impl::install_reducer() {
   for (const auto& b : buffers)
     scatter.buckets.push_back(BucketLayout{b.members, b.layout->numel(), b.flat.scalar_type()});
   scatter.buffer_dtype = torch::kFloat;
-  scatter.on_shard = [this](size_t b, const torch::Tensor& shard) { add_reduced_shard(b, shard); };
-  scatter.reduce_slots = kReduceSlots * (!buffers.empty() && buffers.front().flat.device().is_cpu());
+  if (options.stage == 1) {  // the whole gradient, kept: the caller's buffers, all-reduced in place
+    scatter.all_reduce = true;
+    for (auto& b : buffers) {
+      b.full_grad = torch::zeros({b.layout->padded_numel()}, b.flat.options().dtype(torch::kFloat));
+      if (b.flat.scalar_type() == torch::kFloat) b.grad_views = b.layout->views(b.full_grad);  // .grad aliases
+      scatter.buffers.push_back(b.full_grad.narrow(0, 0, b.layout->numel()));                  // the padding stays zero
+    }
+  } else {
+    scatter.on_shard = [this](size_t b, const torch::Tensor& shard) { add_reduced_shard(b, shard); };
+    scatter.reduce_slots = kReduceSlots * (!buffers.empty() && buffers.front().flat.device().is_cpu());
+  }
   reducer = std::make_shared<Reducer>(params, names, group, std::move(scatter));
   reducer->set_comm_hook(reduce_in_dtype(options.mixed_precision.reduce_dtype, *group));
   reducer->install_hooks();

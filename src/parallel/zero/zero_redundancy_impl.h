@@ -9,9 +9,11 @@
 //   shard      this rank's fp32 master shard (parallel/zero/flat_buffer.h's
 //              arithmetic); the user's optimizer steps it; shard.grad is the
 //              averaged gradient shard.
-//   full_grad  stage 1: the whole gradient in reduce_dtype, kept (the
-//              module's .grad aliases it when the dtypes match) and
-//              all-reduced. Stage 2 has none: DDP's gradient reducer in its
+//   full_grad  stage 1: the whole gradient, kept (the module's .grad
+//              aliases it when the dtypes match): with more than one rank
+//              fp32, all-reduced in place by DDP's gradient reducer during
+//              backward; under DDP, in reduce_dtype, copied in by step().
+//              Stage 2 has none: DDP's gradient reducer in its
 //              reduce-scatter mode (parallel/ddp/reducer.h) collects each
 //              buffer's gradients for one backward and hands over the
 //              averaged shard, which is added into shard.grad.
@@ -43,7 +45,8 @@ struct ZeroRedundancyOptimizer::Impl {
   int64_t steps = 0;
   double last_grad_norm = -1;  // before clipping, options.max_grad_norm > 0
 
-  // stage 2 gradient path (zero_gradient_path.cpp); declared last, so it
+  // the gradient path of stage 2, and of stage 1 when it reduces over more
+  // than one rank (zero_gradient_path.cpp); declared last, so it
   // goes first, before the buffers its hand-over writes
   std::shared_ptr<Reducer> reducer;
 
@@ -53,6 +56,7 @@ struct ZeroRedundancyOptimizer::Impl {
   void install_reducer();
   void add_reduced_shard(size_t buffer, const torch::Tensor& shard);
   void reduce_stage1();
+  void copy_stage1_gradients();
   /// options.max_grad_norm > 0: the shards' gradients clipped by the whole
   /// model's norm (zero_gradient_path.cpp); sets last_grad_norm.
   void clip_gradients();

@@ -6,7 +6,7 @@
 // keeps optimizer state and fp32 masters for 1/N of every flat buffer and
 // updates only that; the new parameters are then all-gathered. The flat
 // arithmetic (padding, shard ranges) is parallel/zero/flat_buffer.h's; the gradient
-// path (stage 1 all-reduce, stage 2 reduce-scatter during backward) is in
+// path (DDP's reducer during backward: stage 1 all-reduce, stage 2 reduce-scatter) is in
 // zero_gradient_path.cpp, the state_dict by name in zero_state_dict.cpp.
 #include "parallel/zero/zero_redundancy_impl.h"
 
@@ -90,7 +90,7 @@ void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group,
       throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::clip_tied_copies names '" + name +
                        "', which is no parameter of this optimizer; pass Pipeline::tied_copies()");
   build_buffers(factory);
-  if (options.stage == 2) install_reducer();
+  if (options.stage == 2 || (options.reduce_gradients && group->size() > 1)) install_reducer();
 }
 
 ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(std::shared_ptr<torch::nn::Module> module,
@@ -141,8 +141,10 @@ void ZeroRedundancyOptimizer::zero_grad() {
 
 bool ZeroRedundancyOptimizer::step(LossScaler* scaler) {
   Impl& s = *impl_;
-  if (s.options.stage == 1) s.reduce_stage1();
-  else s.reducer->finalize();  // normally done when backward returned; a no-op then
+  if (s.options.stage == 1)
+    s.reduce_stage1();
+  else
+    s.reducer->finalize();  // normally done when backward returned; a no-op then
   if (scaler != nullptr && scaler->unscale(flat_shards(), s.group.get())) return false;
   if (s.options.max_grad_norm > 0) s.clip_gradients();
   s.optimizer->step();
