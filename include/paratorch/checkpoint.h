@@ -68,6 +68,29 @@ TrainingState training_state(const torch::nn::Module& module, const torch::optim
 /// the path when it cannot be written.
 std::string save_checkpoint(const std::string& root, const TrainingState& state, Communicator* comm = nullptr);
 
+/// A piece of a whole tensor that this rank holds, for save_sharded_checkpoint:
+/// `data` holds elements [flat_offset, flat_offset + data.numel()) of tensor
+/// `name` (shape `whole_shape`) in row-major order, as a ZeRO or FSDP shard
+/// holds a parameter's piece; a whole tensor is the piece at offset 0.
+struct CheckpointSlice {
+  std::string name;  ///< a parameter's name, or "<parameter>.<state>" / "step" with optimizer_state
+  std::vector<int64_t> whole_shape;
+  int64_t flat_offset = 0;
+  torch::Tensor data;
+  bool optimizer_state = false;  ///< TrainingState::optimizer rather than ::model
+};
+
+/// Collective over `comm`: each rank writes the slices it holds into its own
+/// shard file of root/step-NNNNNN (in parallel; no tensor crosses the
+/// network), the index records where every slice lies, and rank 0 commits
+/// the folder and points root/latest at it; returns that folder. The same
+/// format, atomicity and checks as save_checkpoint: load_checkpoint reads
+/// whole tensors back, into any layout. Each element must come from exactly
+/// one rank (FullyShardedModule::checkpoint_slices gives a rank's own).
+/// RuntimeFailure naming the rank and file when a write fails.
+std::string save_sharded_checkpoint(const std::string& root, int64_t step, const std::vector<CheckpointSlice>& mine,
+                                    Communicator& comm, const std::string& layout = "", const std::string& config = "");
+
 /// Reads a step folder (or the one `latest` names inside `dir`), every
 /// file's size and checksum checked first. RuntimeFailure saying what is wrong.
 TrainingState load_checkpoint(const std::string& dir);

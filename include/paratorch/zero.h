@@ -30,6 +30,7 @@
 ///   ... model->forward(x) as before; loss.backward(); opt.step(); ...
 ///   auto full = sharded.full_parameters();                // collective: every name, full shape
 #pragma once
+#include <paratorch/checkpoint.h>
 #include <paratorch/communicator.h>
 #include <paratorch/ddp.h>
 #include <paratorch/mixed_precision.h>
@@ -233,6 +234,13 @@ class FullyShardedModule {
   /// Every parameter under its name in the unsharded module, at its full
   /// shape, fp32 (collective: all-gathers the shards).
   std::map<std::string, torch::Tensor> full_parameters() const;
+  /// This rank's pieces of every parameter and of `optimizer`'s state for
+  /// them (the optimizer over parameters()), for save_sharded_checkpoint: no
+  /// gather, each element from its one holder; "<name>.step" and "step"
+  /// (= `step`) from the holder of the first element and rank 0. A tied
+  /// weight's pieces come under each of its names. Not collective.
+  ///   paratorch::save_sharded_checkpoint("ckpt", step, sharded.checkpoint_slices(opt, step), *world.comm());
+  std::vector<CheckpointSlice> checkpoint_slices(const torch::optim::Optimizer& optimizer, int64_t step) const;
 
  private:
   std::shared_ptr<FsdpState> state_;

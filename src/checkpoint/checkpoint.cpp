@@ -32,6 +32,31 @@ std::string save_checkpoint(const std::string& root, const TrainingState& state,
   return train::write_whole_checkpoint(root, ckpt, comm);
 }
 
+std::string save_sharded_checkpoint(const std::string& root, int64_t step, const std::vector<CheckpointSlice>& mine,
+                                    Communicator& comm, const std::string& layout, const std::string& config) {
+  if (root.empty()) throw UsageError("paratorch: save_sharded_checkpoint needs a folder (root), got an empty path");
+  std::vector<formats::Piece> pieces;
+  for (const auto& s : mine) {
+    if (!s.data.defined() || s.name.empty())
+      throw UsageError("paratorch: save_sharded_checkpoint: a CheckpointSlice has no name or no data");
+    int64_t whole = 1;
+    for (int64_t d : s.whole_shape) whole *= d;
+    if (s.flat_offset < 0 || s.flat_offset + s.data.numel() > whole)
+      throw UsageError("paratorch: save_sharded_checkpoint: CheckpointSlice '" + s.name + "' covers elements [" +
+                       std::to_string(s.flat_offset) + ", " + std::to_string(s.flat_offset + s.data.numel()) +
+                       ") of a tensor of " + std::to_string(whole));
+    formats::Piece p;
+    p.section = s.optimizer_state ? "optimizer" : "model";
+    p.name = s.name;
+    p.whole_shape = s.whole_shape;
+    p.region.flat_offset = s.flat_offset;
+    p.data = s.data.detach();
+    pieces.push_back(std::move(p));
+  }
+  train::ShardedCheckpointInfo info{step, layout, config};
+  return train::write_sharded_checkpoint(root, pieces, info, comm);
+}
+
 TrainingState load_checkpoint(const std::string& dir) {
   train::Checkpoint ckpt = train::read_checkpoint(dir);
   TrainingState state;

@@ -15,6 +15,7 @@
 #include "parallel/zero/fsdp_state.h"
 
 #include "parallel/ddp/reducer.h"
+#include "parallel/zero/optimizer_state.h"
 #include "parallel/zero/sharded_optimizer.h"
 #include <paratorch/errors.h>
 #include <paratorch/grad_clip.h>
@@ -286,6 +287,30 @@ FsdpUnit FullyShardedModule::unit(const std::string& name) const {
   for (const auto& wrapper : units())
     if (wrapper->name() == name) return wrapper;
   throw UsageError("paratorch: FullyShardedModule::unit: no unit named '" + name + "'");
+}
+
+std::vector<CheckpointSlice> FullyShardedModule::checkpoint_slices(const torch::optim::Optimizer& optimizer,
+                                                                   int64_t step) const {
+  std::vector<CheckpointSlice> out;
+  std::multimap<std::string, std::string> aliases_of;  // a tied weight's first name -> its other names
+  for (const auto& [alias, name] : state_->aliases) aliases_of.emplace(name, alias);
+  for (const auto& unit : state_->units) {
+    const auto kinds = zero::read_state(optimizer, unit.shard);
+    for (const auto& piece : unit.layout->pieces()) {
+      const zero::FlatParam& p = unit.layout->params()[piece.param];
+      auto slice_of = [&](const torch::Tensor& t) { return t.detach().narrow(0, piece.shard_offset, piece.length); };
+      std::vector<std::string> names = {p.name};
+      for (auto [it, end] = aliases_of.equal_range(p.name); it != end; ++it) names.push_back(it->second);
+      for (const auto& name : names) out.push_back({name, p.shape, piece.param_offset, slice_of(unit.shard), false});
+      for (const auto& [kind, t] : kinds)
+        if (t.defined()) out.push_back({p.name + "." + kind, p.shape, piece.param_offset, slice_of(t), true});
+      if (!kinds.empty() && piece.param_offset == 0)
+        out.push_back(
+            {p.name + ".step", {1}, 0, torch::tensor({zero::read_step(optimizer, unit.shard)}, torch::kLong), true});
+    }
+  }
+  if (state_->group->rank() == 0) out.push_back({"step", {1}, 0, torch::tensor({step}, torch::kLong), true});
+  return out;
 }
 
 std::map<std::string, torch::Tensor> FullyShardedModule::full_parameters() const {
