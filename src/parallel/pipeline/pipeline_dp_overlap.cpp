@@ -29,6 +29,7 @@
 #include "parallel/pipeline/pipeline_engine.h"
 #include "parallel/mixed_precision/precision.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -115,6 +116,13 @@ int64_t PipelineEngine::dp_reductions_launched() const {
   for (const auto& r : reducers_)
     if (r.reducer) n += r.reducer->reductions_launched();
   return n;
+}
+
+int64_t PipelineEngine::dp_reductions_launched(const std::string& name) const {
+  for (const auto& r : reducers_)
+    if (r.reducer && std::find(r.names.begin(), r.names.end(), name) != r.names.end())
+      return r.reducer->reductions_launched();
+  return -1;
 }
 
 }  // namespace paratorch::pipeline

@@ -116,6 +116,8 @@ class PipelineEngine : public parallel::Engine {
   /// i.e. dp = 1) and the bucket all-reduces launched so far.
   size_t dp_buckets() const;
   int64_t dp_reductions_launched() const;
+  /// The same, of the one chunk reducer that reduces parameter `name` (-1: none does).
+  int64_t dp_reductions_launched(const std::string& name) const;
 
  private:
   void choose_partition(const std::vector<models::ModelBlock>& blocks);

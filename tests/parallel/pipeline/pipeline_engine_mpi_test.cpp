@@ -181,12 +181,14 @@ TEST(PipelineEngine, BindingClipScalesEveryStageAlike) {
 // once by the step's end. A path that reduces after the schedule launches
 // nothing inside any backward.
 // zb-h1 the same with W for backward: W makes the gradients final, and its
-// several autograd calls still end the reducer's pass once.
-void expect_dp_buckets_reduced_during_last_backward(const std::string& schedule) {
+// several autograd calls still end the reducer's pass once. zb-v the same per
+// chunk: each parameter's count is its own chunk's reducer's (mlp: no weight
+// is shared by the V's two chunks).
+void expect_dp_buckets_reduced_during_last_backward(const std::string& schedule, const std::string& model = "gpt") {
   SCOPED_TRACE(schedule);
   auto& world = test_world();
   const int m = 4;
-  Config config = pipeline_config({"gpt", schedule, 2, 2, m}, 0);
+  Config config = pipeline_config({model, schedule, 2, 2, m}, 0);
   config.parallel.bucket_mb = 1.0 / 1024;  // 1 KiB: several buckets per stage
   auto dataset = data::make_dataset(config.data.source, config.model, 99);
   ProcessGroups groups(world.comm(), Layout{2, 2, 1});
@@ -198,14 +200,16 @@ void expect_dp_buckets_reduced_during_last_backward(const std::string& schedule)
   int64_t at_start = 0;
   std::map<std::string, int> calls;      // backwards seen per parameter this step
   std::vector<int64_t> early, in_last;   // launches seen in earlier / the last backward
+  std::map<std::string, int64_t> start_of;  // each parameter's reducer's launches before the step
   for (auto& [name, p] : engine->named_parameters())
     p.register_hook([&, name = name](const torch::Tensor&) {
-      (++calls[name] < m ? early : in_last).push_back(pipe->dp_reductions_launched() - at_start);
+      (++calls[name] < m ? early : in_last).push_back(pipe->dp_reductions_launched(name) - start_of[name]);
     });
   DistributedSampler batches(config.data.global_batch, 0, 1);
   for (int step = 0; step < 2; ++step) {
     calls.clear(), early.clear(), in_last.clear();
     at_start = pipe->dp_reductions_launched();
+    for (auto& [name, p] : engine->named_parameters()) start_of[name] = pipe->dp_reductions_launched(name);
     take_step(*engine, *opt, parallel::local_microbatches(*engine, *dataset, batches.global_indices(step)),
               config.optim.lr, 0, step + 1);
     ASSERT_FALSE(early.empty());
@@ -224,6 +228,7 @@ TEST(PipelineEngine, DpBucketsAllReduceDuringTheLastBackward) {
   if (test_world().size() != 4) GTEST_SKIP() << "dp=2 x pp=2 needs 4 ranks";
   expect_dp_buckets_reduced_during_last_backward("1f1b");
   expect_dp_buckets_reduced_during_last_backward("zb-h1");
+  expect_dp_buckets_reduced_during_last_backward("zb-v", "mlp");
 }
 
 // zb-v: a rank's two chunks (stage r and 2p-1-r) each reduce once per step,
