@@ -238,7 +238,7 @@ class FullyShardedModule {
   /// them (the optimizer over parameters()), for save_sharded_checkpoint: no
   /// gather, each element from its one holder; "<name>.step" and "step"
   /// (= `step`) from the holder of the first element and rank 0. A tied
-  /// weight's pieces come under each of its names. Not collective.
+  /// weight's pieces and state come under each of its names. Not collective.
   ///   paratorch::save_sharded_checkpoint("ckpt", step, sharded.checkpoint_slices(opt, step), *world.comm());
   std::vector<CheckpointSlice> checkpoint_slices(const torch::optim::Optimizer& optimizer, int64_t step) const;
 

@@ -301,12 +301,16 @@ std::vector<CheckpointSlice> FullyShardedModule::checkpoint_slices(const torch::
       auto slice_of = [&](const torch::Tensor& t) { return t.detach().narrow(0, piece.shard_offset, piece.length); };
       std::vector<std::string> names = {p.name};
       for (auto [it, end] = aliases_of.equal_range(p.name); it != end; ++it) names.push_back(it->second);
-      for (const auto& name : names) out.push_back({name, p.shape, piece.param_offset, slice_of(unit.shard), false});
-      for (const auto& [kind, t] : kinds)
-        if (t.defined()) out.push_back({p.name + "." + kind, p.shape, piece.param_offset, slice_of(t), true});
-      if (!kinds.empty() && piece.param_offset == 0)
-        out.push_back(
-            {p.name + ".step", {1}, 0, torch::tensor({zero::read_step(optimizer, unit.shard)}, torch::kLong), true});
+      // A tied weight's state under each of its names too: a plain module's
+      // optimizer_state_by_name keys it by whichever name it meets last.
+      for (const auto& name : names) {
+        out.push_back({name, p.shape, piece.param_offset, slice_of(unit.shard), false});
+        for (const auto& [kind, t] : kinds)
+          if (t.defined()) out.push_back({name + "." + kind, p.shape, piece.param_offset, slice_of(t), true});
+        if (!kinds.empty() && piece.param_offset == 0)
+          out.push_back(
+              {name + ".step", {1}, 0, torch::tensor({zero::read_step(optimizer, unit.shard)}, torch::kLong), true});
+      }
     }
   }
   if (state_->group->rank() == 0) out.push_back({"step", {1}, 0, torch::tensor({step}, torch::kLong), true});

@@ -34,30 +34,38 @@ void expect_close(const std::map<std::string, torch::Tensor>& got, torch::nn::Mo
   }
 }
 
-}  // namespace
+// One model of the test: how to build it, its loss, its batches and units.
+struct Case {
+  std::string label;
+  std::function<std::shared_ptr<torch::nn::Module>()> make;
+  std::function<torch::Tensor(torch::nn::Module&, const Batch&)> loss;
+  std::function<Batch(int64_t)> batch;
+  std::vector<std::string> units;
+};
 
-TEST(FullyShardCheckpoint, EachRankSavesItsPiecesAndTheWholeLoadsAnywhere) {
+// Trains 3 steps fully sharded and in one process, saves each rank's slices,
+// loads them whole on every rank, and takes one more step from them.
+void expect_resumes_from_slices(const Case& c) {
+  SCOPED_TRACE(c.label);
   auto comm = test_world().comm();
-  const std::string dir = "/tmp/paratorch-fsdp-slices-np" + std::to_string(comm->size());
+  const std::string dir = "/tmp/paratorch-fsdp-slices-" + c.label + "-np" + std::to_string(comm->size());
   if (comm->rank() == 0) std::filesystem::remove_all(dir);
   auto sync = torch::zeros({1});
   comm->all_reduce(sync, ReduceOp::kSum);  // the folder is gone before anyone writes
 
-  auto reference = zero_test::make_mlp();
-  auto ref_opt = adamw_over(reference->parameters());
-  auto net = zero_test::make_mlp();
+  auto reference = c.make();
+  auto ref_opt = adamw_over(zero_test::unique_parameters(*reference));
+  auto net = c.make();
   FullyShardOptions o;
-  o.units = {"layers.0", "layers.2", "layers.4"};
-  FullyShardedModule sharded = fully_shard(net.ptr(), comm, o);
+  o.units = c.units;
+  FullyShardedModule sharded = fully_shard(net, comm, o);
   auto opt = adamw_over(sharded.parameters());
   for (int64_t s = 0; s < 3; ++s) {
-    const auto b = zero_test::batch(s);
-    train_step(ref_opt, [&] { return zero_test::loss_of(reference, b); });
-    train_step(opt, [&] { return zero_test::loss_of(net, local_slice(b, comm->rank(), comm->size())); });
+    const auto b = c.batch(s);
+    train_step(ref_opt, [&] { return c.loss(*reference, b); });
+    train_step(opt, [&] { return c.loss(*net, local_slice(b, comm->rank(), comm->size())); });
   }
-  const std::string folder =
-      save_sharded_checkpoint(dir, 3, sharded.checkpoint_slices(*opt, 3), *comm, "dp=" + std::to_string(comm->size()));
-
+  const std::string folder = save_sharded_checkpoint(dir, 3, sharded.checkpoint_slices(*opt, 3), *comm);
   int shard_files = 0;
   for (const auto& entry : std::filesystem::directory_iterator(folder))
     shard_files += entry.path().filename().string().rfind("shard-", 0) == 0;
@@ -68,17 +76,39 @@ TEST(FullyShardCheckpoint, EachRankSavesItsPiecesAndTheWholeLoadsAnywhere) {
   expect_close(state.model, *reference, "saved parameters");
   // Loaded into a plain module and optimizer, one more step equals the
   // reference's: the moments and step counts came back too.
-  auto resumed = zero_test::make_mlp();
-  auto resumed_opt = adamw_over(resumed->parameters());
+  auto resumed = c.make();
+  auto resumed_opt = adamw_over(zero_test::unique_parameters(*resumed));
   load_parameters(*resumed, state.model);
   load_optimizer_state(*resumed_opt, *resumed, state.optimizer);
-  const auto b = zero_test::batch(3);
-  train_step(ref_opt, [&] { return zero_test::loss_of(reference, b); });
-  train_step(resumed_opt, [&] { return zero_test::loss_of(resumed, b); });
+  const auto b = c.batch(3);
+  train_step(ref_opt, [&] { return c.loss(*reference, b); });
+  train_step(resumed_opt, [&] { return c.loss(*resumed, b); });
   std::map<std::string, torch::Tensor> after;
   for (const auto& item : resumed->named_parameters()) after[item.key()] = item.value().detach();
   expect_close(after, *reference, "one step after the resume");
+}
 
-  EXPECT_THROW(save_sharded_checkpoint(dir, 4, {{"x", {2}, 1, torch::zeros({2}), false}}, *comm), UsageError)
+}  // namespace
+
+// The mlp (parameters straddling the shards), and a weight tied across two
+// units, whose pieces and state come under both names.
+TEST(FullyShardCheckpoint, EachRankSavesItsPiecesAndTheWholeLoadsAnywhere) {
+  expect_resumes_from_slices({"mlp",
+                              [] { return zero_test::make_mlp().ptr(); },
+                              [](torch::nn::Module& m, const Batch& b) {
+                                return torch::mse_loss(m.as<zero_test::MlpImpl>()->forward(b.input), b.target);
+                              },
+                              zero_test::batch,
+                              {"layers.0", "layers.2", "layers.4"}});
+  expect_resumes_from_slices({"tied",
+                              [] { return zero_test::make_tied().ptr(); },
+                              [](torch::nn::Module& m, const Batch& b) {
+                                return torch::mse_loss(m.as<torch::nn::SequentialImpl>()->forward(b.input), b.target);
+                              },
+                              zero_test::tied_batch,
+                              {}});
+  EXPECT_THROW(save_sharded_checkpoint("/tmp/paratorch-fsdp-slices-bad", 4, {{"x", {2}, 1, torch::zeros({2}), false}},
+                                       *test_world().comm()),
+               UsageError)
       << "a slice past its tensor's end";
 }

@@ -180,41 +180,13 @@ TEST(FullyShard, UnknownOrOverlappingOrUnreplaceableUnitsAreRefused) {
   EXPECT_NE(what.find("'layers', which is not a child of a torch::nn::Sequential"), std::string::npos) << what;
 }
 
-// One weight in two units (tied, as an embedding and the output head):
-// sharded once, its gradient summed over both units, trained as one process
-// trains it. Each Tied also has a bias of its own, so a unit holds both.
-struct TiedImpl : torch::nn::Module {
-  explicit TiedImpl(torch::Tensor w)
-      : weight(register_parameter("weight", std::move(w))), bias(register_parameter("bias", torch::zeros({4}))) {}
-  torch::Tensor forward(const torch::Tensor& x) { return x.matmul(weight.t()) + bias; }
-  torch::Tensor weight, bias;
-};
-TORCH_MODULE(Tied);
-
-torch::nn::Sequential make_tied() {
-  auto w = torch::randn({4, 4}, generator_for(5, "tied"));
-  torch::nn::Sequential net{Tied(w), torch::nn::Tanh(), torch::nn::Linear(4, 4), torch::nn::Tanh(), Tied(w)};
-  init_parameters(*net, 7, [](const std::string&, const torch::Tensor&) { return InitSpec::normal(0.0, 0.5); });
-  return net;
-}
-
-Batch tied_batch(int64_t step) {
-  return {torch::randn({8, 4}, generator_for(200 + static_cast<uint64_t>(step), "x")),
-          torch::randn({8, 4}, generator_for(200 + static_cast<uint64_t>(step), "y"))};
-}
-
-torch::Tensor tied_loss(torch::nn::Sequential& net, const Batch& b) {
-  return torch::mse_loss(net->forward(b.input), b.target);
-}
-
-// libtorch's parameters() lists a tied tensor once per module holding it;
-// an optimizer given it twice would step it twice.
-std::vector<torch::Tensor> unique_parameters(const torch::nn::Module& net) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : net.parameters())
-    if (std::none_of(out.begin(), out.end(), [&](const torch::Tensor& q) { return q.is_same(p); })) out.push_back(p);
-  return out;
-}
+// One weight in two units (tied, as an embedding and the output head;
+// zero_test::make_tied): sharded once, its gradient summed over both units,
+// trained as one process trains it.
+using zero_test::make_tied;
+using zero_test::tied_batch;
+using zero_test::tied_loss;
+using zero_test::unique_parameters;
 
 // The tied model under fully_shard, each rank on its slice; with
 // max_norm > 0 the shards' gradients are clipped before each step.
