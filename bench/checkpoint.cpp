@@ -7,9 +7,9 @@
 // run's would be. After one training step, BENCH_ROUNDS (default 3) rounds,
 // each timing both ways in turn:
 //  - sharded: Engine::checkpoint_pieces, then write_sharded_checkpoint (every
-//    rank writes its own file; train/sharded_checkpoint.h);
+//    rank writes its own file; checkpoint/sharded_folder.h);
 //  - gathered: the whole tensors gathered to every rank (full_parameters,
-//    full_optimizer_state), then rank 0 writes them (train::write_checkpoint:
+//    full_optimizer_state), then rank 0 writes them (checkpoints::write_checkpoint:
 //    the single-file format, which paratorch wrote before sharding);
 // and the loads of each into the same engine (every rank reads what it
 // needs: read_checkpoint with the engine's filter; the single-file format
@@ -19,9 +19,8 @@
 // against the model + optimizer state.
 #include "data/dataset.h"
 #include "parallel/engine.h"
-#include "train/checkpoint.h"
+#include "checkpoint/sharded_folder.h"
 #include "train/engine_factory.h"
-#include "train/sharded_checkpoint.h"
 #include <paratorch/sampler.h>
 #include <paratorch/world.h>
 
@@ -114,7 +113,7 @@ int main(int argc, char** argv) {
     if (save) into->peak_mib.push_back(status_mib("VmHWM:") - before);
   };
   auto load = [&](const std::string& dir, const formats::ShardPlan& plan) {
-    train::Checkpoint back = train::read_checkpoint(dir, plan);
+    checkpoints::Checkpoint back = checkpoints::read_checkpoint(dir, plan);
     engine->load_full_parameters(back.model);
     optimizer->load_state_tensors(back.optimizer);
   };
@@ -122,15 +121,18 @@ int main(int argc, char** argv) {
   for (int r = 0; r < rounds; ++r) {
     timed([&] {
       auto pieces = engine->checkpoint_pieces(*optimizer);
-      train::write_sharded_checkpoint(sharded_root, *pieces, {1 + r, "dp=" + std::to_string(layout.dp) + ",pp=1,tp=1", ""}, *world.comm());
+      checkpoints::write_sharded_checkpoint(
+          sharded_root, *pieces, {1 + r, "dp=" + std::to_string(layout.dp) + ",pp=1,tp=1", ""}, *world.comm());
     }, &sharded, true);
-    timed([&] {
-      train::Checkpoint ckpt;
-      ckpt.step = 1 + r;
-      ckpt.model = engine->full_parameters();
-      ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
-      if (world.rank() == 0) train::write_checkpoint(gathered_root, ckpt);
-    }, &gathered, true);
+    timed(
+        [&] {
+          checkpoints::Checkpoint ckpt;
+          ckpt.step = 1 + r;
+          ckpt.model = engine->full_parameters();
+          ckpt.optimizer = engine->full_optimizer_state(optimizer->state_tensors());
+          if (world.rank() == 0) checkpoints::write_checkpoint(gathered_root, ckpt);
+        },
+        &gathered, true);
     timed([&] { load(sharded_root, wanted); }, &sharded, false);
     timed([&] { load(gathered_root, {}); }, &gathered, false);
   }
@@ -138,8 +140,8 @@ int main(int argc, char** argv) {
     const double mb = 1e6;
     const double params_mb = engine->parameter_count() * 4.0 / mb;
     const double state_mb = params_mb * 3.0;  // fp32 weights + AdamW's exp_avg and exp_avg_sq
-    const double bytes_sharded = folder_bytes(train::resolve_step_folder(sharded_root)) / mb;
-    const double bytes_gathered = folder_bytes(train::resolve_step_folder(gathered_root)) / mb;
+    const double bytes_sharded = folder_bytes(checkpoints::resolve_step_folder(sharded_root)) / mb;
+    const double bytes_gathered = folder_bytes(checkpoints::resolve_step_folder(gathered_root)) / mb;
     std::printf("checkpoint: ranks=%d layers=%d params_MB=%.0f model+optimizer_MB=%.0f "
                 "save_ms sharded=%.0f gathered=%.0f speedup=%.2f "
                 "load_ms sharded=%.0f gathered=%.0f speedup=%.2f "

@@ -1,12 +1,12 @@
 // src/checkpoint/checkpoint.cpp — the public checkpoint API
 // (paratorch/checkpoint.h) over the folder format the trainer writes
-// (train/sharded_checkpoint.h: shard files, index.json with regions and
+// (checkpoint/sharded_folder.h: shard files, index.json with regions and
 // checksums, committed atomically); it reads the earlier single-file format too.
 #include <paratorch/checkpoint.h>
 #include <paratorch/errors.h>
 
-#include "train/checkpoint.h"
-#include "train/sharded_checkpoint.h"
+#include "checkpoint/sharded_folder.h"
+#include "checkpoint/step_folder.h"
 
 namespace paratorch {
 
@@ -22,14 +22,14 @@ TrainingState training_state(const torch::nn::Module& module, const torch::optim
 
 std::string save_checkpoint(const std::string& root, const TrainingState& state, Communicator* comm) {
   if (root.empty()) throw UsageError("paratorch: save_checkpoint needs a folder (root), got an empty path");
-  train::Checkpoint ckpt;
+  checkpoints::Checkpoint ckpt;
   ckpt.step = state.step;
   ckpt.config_toml = state.config;
   ckpt.layout = state.layout;
   ckpt.model = state.model;  // only rank 0's are written
   ckpt.optimizer = state.optimizer;
   // Collective with `comm`: a failure on rank 0 reaches every rank as the same error.
-  return train::write_whole_checkpoint(root, ckpt, comm);
+  return checkpoints::write_whole_checkpoint(root, ckpt, comm);
 }
 
 std::string save_sharded_checkpoint(const std::string& root, int64_t step, const std::vector<CheckpointSlice>& mine,
@@ -53,12 +53,12 @@ std::string save_sharded_checkpoint(const std::string& root, int64_t step, const
     p.data = s.data.detach();
     pieces.push_back(std::move(p));
   }
-  train::ShardedCheckpointInfo info{step, layout, config};
-  return train::write_sharded_checkpoint(root, pieces, info, comm);
+  checkpoints::ShardedCheckpointInfo info{step, layout, config};
+  return checkpoints::write_sharded_checkpoint(root, pieces, info, comm);
 }
 
 TrainingState load_checkpoint(const std::string& dir) {
-  train::Checkpoint ckpt = train::read_checkpoint(dir);
+  checkpoints::Checkpoint ckpt = checkpoints::read_checkpoint(dir);
   TrainingState state;
   state.step = ckpt.step;
   state.model = std::move(ckpt.model);

@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "formats/safetensors.h"
 #include "formats/sharded_checkpoint.h"
-#include "train/checkpoint.h"
+#include "checkpoint/step_folder.h"
 
 #include <paratorch/errors.h>
 
@@ -39,7 +39,7 @@ std::map<std::string, torch::Tensor> model_tensors(const std::string& dir, int64
     }
     return out;
   }
-  train::Checkpoint ckpt = train::read_checkpoint(dir);
+  checkpoints::Checkpoint ckpt = checkpoints::read_checkpoint(dir);
   *step = ckpt.step;
   *layout = ckpt.layout;
   return ckpt.model;
@@ -55,7 +55,7 @@ int run_checkpoint(const std::vector<std::string>& args) {
   if (args.size() != 3 || args[0] != "export")
     throw UsageError("paratorch checkpoint: give 'export DIR FILE', e.g. 'paratorch checkpoint export runs/a "
                      "model.safetensors' (see --help)");
-  const std::string dir = train::resolve_step_folder(args[1]);
+  const std::string dir = checkpoints::resolve_step_folder(args[1]);
   if (!std::filesystem::is_directory(dir))
     throw UsageError("paratorch checkpoint export: no checkpoint folder " + args[1] +
                      " (give a step folder, a checkpoints folder or a run's out_dir)");

@@ -1,94 +1,28 @@
-// src/train/checkpoint.h — training checkpoints: read back with every byte
-// checked, refused when they do not fit the config; and the earlier
-// single-file format's writer.
-//
-// Every paratorch writer now writes the sharded format
-// (train/sharded_checkpoint.h: shard files and index.json). The earlier
-// format, which checkpoints written before still have, is one folder
-// <out_dir>/checkpoints/step-NNNNNN/ holding
-//   model.safetensors      every parameter as a full, unsharded tensor under
-//                          the model's own names (nanoGPT's for gpt)
-//   optimizer.safetensors  optimizer state by parameter name, "step", and the
-//                          torch CPU generator state ("trainer.rng_cpu")
-//   config.toml            the resolved config of the run that wrote it
-//   manifest.json          format, step, layout, world size, and each file's
-//                          size and FNV-1a 64 checksum; written last
-// read_checkpoint reads both. write_checkpoint still writes the earlier
-// format, so the tests can check that such checkpoints keep loading. Both
-// formats assemble the folder under a temporary name and rename it into
-// place, then replace checkpoints/latest atomically, so a crash at any
-// moment leaves the previous checkpoint whole and `latest` pointing at it.
+// src/train/checkpoint.h — the trainer's side of checkpoints: reading one to
+// `--resume` (errors that say what to pass on the command line) and refusing
+// one that does not fit the config. The folder format, its writers and its
+// reader are the library's (checkpoint/step_folder.h,
+// checkpoint/sharded_folder.h).
 //
 // Example:
-///   Checkpoint back = read_checkpoint(out_dir + "/checkpoints");  // follows latest
+///   checkpoints::Checkpoint back = read_checkpoint_to_resume(out_dir, engine.parameters_to_load());
 ///   require_compatible(back, config);
 #pragma once
-#include "formats/sharded_checkpoint.h"
+#include "checkpoint/step_folder.h"
 #include "train/config.h"
 
-#include <torch/torch.h>
-
-#include <cstdint>
-#include <functional>
-#include <map>
 #include <string>
 
 namespace paratorch::train {
 
-struct Checkpoint {
-  int64_t step = 0;            // optimizer steps completed
-  std::string config_toml;     // to_toml of the writer's config
-  std::string layout;          // "dp=2,pp=1,tp=1"
-  int world_size = 1;
-  std::map<std::string, torch::Tensor> model;      // full tensors by parameter name
-  std::map<std::string, torch::Tensor> optimizer;  // by "<parameter>.<state>", "step", "trainer.*"
-};
-
-/// How many step folders write_checkpoint keeps (older ones are removed
-/// only after a newer one is complete).
-constexpr int kCheckpointsKept = 3;
-
-/// Writes `ckpt` under `root` (created if missing) in the earlier single-file
-/// format and points root/latest at it (tests: old checkpoints keep
-/// loading). Returns the step folder. Throws RuntimeFailure naming the path.
-std::string write_checkpoint(const std::string& root, const Checkpoint& ckpt);
-
-/// Reads a step folder, or the folder `latest` names when `path` holds one
-/// (a checkpoints folder or a run's out_dir), in either format: whole
-/// tensors (manifest.json) or sharded (index.json, train/sharded_checkpoint.h).
-/// A parameter-server run's out_dir (one server-K folder per server) reads
-/// as one checkpoint: its pieces joined into whole tensors, at the oldest
-/// server's step.
-/// Every byte used is checked against its size and checksum first. From a
-/// sharded folder only the parameters `plan` names are read (all when it is
-/// empty), with their optimizer state and the state of no parameter
-/// ("step"); a parameter's tensors come back as the tp shard the plan gives
-/// where the checkpoint holds that same split (else whole: TpShards's
-/// local_part takes either). Throws RuntimeFailure saying what is wrong.
-Checkpoint read_checkpoint(const std::string& path, const formats::ShardPlan& plan = {});
 /// read_checkpoint for `--resume`: a checkpoint that cannot be read also
 /// says what to do on the command line (the library's load_checkpoint and
 /// `paratorch checkpoint export` use read_checkpoint's own words).
-Checkpoint read_checkpoint_to_resume(const std::string& path, const formats::ShardPlan& plan = {});
-
-/// The step folder `path` means: itself, or the one `latest` names inside
-/// it (or inside path/checkpoints).
-std::string resolve_step_folder(const std::string& path);
-
-/// "step-000400".
-std::string step_folder_name(int64_t step);
-
-/// Moves the finished `tmp_dir` to root/step-NNNNNN (a folder already there
-/// is replaced, and put back if the rename fails), fsyncs `root`, points
-/// root/latest at it and prunes to kCheckpointsKept. RuntimeFailure naming
-/// the path.
-void commit_step_folder(const std::string& root, const std::string& tmp_dir, int64_t step);
+checkpoints::Checkpoint read_checkpoint_to_resume(const std::string& path, const formats::ShardPlan& plan = {});
 
 /// UsageError unless `ckpt` was written for the same model as `config`
-/// (every [model] key) and its step is below config.train.steps.
-void require_compatible(const Checkpoint& ckpt, const Config& config);
-
-/// FNV-1a 64 of `bytes`, as 16 hex digits.
-std::string fnv1a64_hex(const std::string& bytes);
+/// (every [model] key and the optimizer) and its step is below
+/// config.train.steps.
+void require_compatible(const checkpoints::Checkpoint& ckpt, const Config& config);
 
 }  // namespace paratorch::train

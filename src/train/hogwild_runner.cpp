@@ -62,9 +62,7 @@ class HogwildRunner : public train::StepRunner {
     return {validation_loss(*model_, *dataset_, config_.data.global_batch), -1};
   }
   void checkpoint(int64_t steps_done) override;
-  void finish() override {
-    report::write_trace(*world_.comm(), config_.train.out_dir + "/trace.json");  // one rank: no peers to wait for
-  }
+  void finish() override {}
   /// The final parameters' validation loss: no single step's training loss
   /// stands for a Hogwild run, whose threads finish steps out of order.
   double final_loss(double, const train::Validation& final) const override { return final.loss; }
@@ -90,7 +88,7 @@ class HogwildRunner : public train::StepRunner {
 
 int64_t HogwildRunner::begin(const std::string& resume_dir) {
   if (resume_dir.empty()) return start_ = 0;
-  train::Checkpoint ckpt = train::read_checkpoint_to_resume(resume_dir);
+  checkpoints::Checkpoint ckpt = train::read_checkpoint_to_resume(resume_dir);
   train::require_compatible(ckpt, config_);
   torch::NoGradGuard no_grad;
   for (auto& item : model_->named_parameters(true)) item.value().copy_(ckpt.model.at(item.key()));
@@ -176,7 +174,7 @@ train::StepOutcome HogwildRunner::step(int64_t s) {
 // takes no locks), so the copy is as consistent as any read of them is.
 void HogwildRunner::checkpoint(int64_t steps_done) {
   report::Tracer::Span span("checkpoint", "io");
-  train::Checkpoint ckpt;
+  checkpoints::Checkpoint ckpt;
   ckpt.step = steps_done;
   {
     torch::NoGradGuard no_grad;

@@ -61,7 +61,7 @@ int64_t PsServerRunner::begin(const std::string& resume_dir) {
   server_ = std::make_unique<Server>(job_.world.comm(), job_.plan, index_, job_.full, options);
   int64_t start = 0;
   if (!resume_dir.empty()) {
-    train::Checkpoint ckpt = train::read_checkpoint_to_resume(resume_dir);
+    checkpoints::Checkpoint ckpt = train::read_checkpoint_to_resume(resume_dir);
     train::require_compatible(ckpt, job_.config);
     const auto pieces = job_.plan.pieces_of(index_);
     server_->load(pieces_from_whole(ckpt.model, pieces), pieces_from_whole(ckpt.optimizer, pieces));
@@ -188,7 +188,7 @@ train::Validation PsServerRunner::validate() {
 }
 
 void PsServerRunner::checkpoint(int64_t steps_done) {
-  train::Checkpoint ckpt;
+  checkpoints::Checkpoint ckpt;
   ckpt.step = steps_done;
   ckpt.model = server_->shard();
   ckpt.optimizer = server_->optimizer_state();
@@ -196,16 +196,20 @@ void PsServerRunner::checkpoint(int64_t steps_done) {
                              "checkpoints/server-" + std::to_string(index_));
 }
 
-// trace.json (gathered point to point from the servers and the workers that
-// finished) and the closing lines.
-void PsServerRunner::finish() {
+void PsServerRunner::write_trace(const std::string& path) {
   if (index_ != 0) return send_trace(*job_.world.comm(), job_.config.comm.timeout_s);
   std::vector<int> traced;
   for (int r = 1; r < job_.servers; ++r) traced.push_back(r);
   const auto& reports = server_->reports();
   for (int w = 0; w < job_.workers; ++w)
     if (!reports[static_cast<size_t>(w)].empty()) traced.push_back(job_.servers + w);
-  write_ps_trace(*job_.world.comm(), traced, job_.config.comm.timeout_s, job_.out("trace.json"));
+  write_ps_trace(*job_.world.comm(), traced, job_.config.comm.timeout_s, path);
+}
+
+// Server 0's closing lines: the workers lost, and each one's pace.
+void PsServerRunner::finish() {
+  if (index_ != 0) return;
+  const auto& reports = server_->reports();
   int lost = 0;
   for (int w = 0; w < job_.workers; ++w) {
     const int rank = job_.servers + w;

@@ -49,6 +49,9 @@ class PsServerRunner : public train::StepRunner {
   train::StepOutcome step(int64_t s) override;
   train::Validation validate() override;
   void checkpoint(int64_t steps_done) override;
+  /// Point to point (ps_trace.h): server 0 gathers the other servers' and
+  /// the finished workers' spans, so a lost worker is not waited for.
+  void write_trace(const std::string& path) override;
   void finish() override;
   /// The final parameters' validation loss.
   double final_loss(double /*last_loss*/, const train::Validation& final) const override { return final.loss; }

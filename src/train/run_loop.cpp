@@ -91,6 +91,7 @@ TrainResult run_loop(StepRunner& runner, const std::string& resume_dir) {
       out->progress(s + 1, o.loss, ms, now_s() - started);
     if (cadence.checkpoints(s + 1)) runner.checkpoint(s + 1);
   }
+  runner.write_trace(config.train.out_dir + "/trace.json");
   runner.finish();
   if (out) out->finish();
   TrainResult result = run_result(config, runner.dataset(), runner.final_loss(loss, last_validation),
@@ -98,6 +99,8 @@ TrainResult run_loop(StepRunner& runner, const std::string& resume_dir) {
   result.peak_rss_mb = runner.job_peak_rss_mb();
   return result;
 }
+
+void StepRunner::write_trace(const std::string& path) { report::write_trace(*world().comm(), path); }
 
 double StepRunner::job_peak_rss_mb() {
   auto rss = torch::tensor({peak_rss_mb()}, torch::kDouble);

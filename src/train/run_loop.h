@@ -2,7 +2,7 @@
 // every mode. Read run_loop.cpp's run_loop top to bottom: begin (fresh or
 // resumed), then for each step s: take it, validate, log and checkpoint
 // where the run's cadence (run_cadence.h) says, then the end-of-run outputs
-// and the summary.
+// (trace.json, the runner's own, loss.svg) and the summary.
 //
 // What differs between modes is how a step is taken, so that is all a
 // StepRunner says:
@@ -78,8 +78,12 @@ class StepRunner {
   virtual Validation validate() = 0;
   /// Writes the checkpoint of `steps_done` steps (every rank calls it).
   virtual void checkpoint(int64_t steps_done) = 0;
-  /// Outputs beside metrics.jsonl and loss.svg (trace.json, charts, a
-  /// sample), on every rank, after the last step.
+  /// Writes the traced steps' spans of every rank to `path` (trace.json),
+  /// on every rank, after the last step. By default a collective over the
+  /// world; a mode whose ranks may be lost gathers them its own way.
+  virtual void write_trace(const std::string& path);
+  /// Outputs beside metrics.jsonl, loss.svg and trace.json (charts, a
+  /// sample, closing lines), on every rank, after write_trace.
   virtual void finish() = 0;
   /// The summary's final_loss, given the last step's training loss and the
   /// final validation: the training loss unless the mode says otherwise.

@@ -1,7 +1,7 @@
 // src/train/run_reporter.cpp — see run_reporter.h.
 #include "train/run_reporter.h"
 
-#include "train/sharded_checkpoint.h"
+#include "checkpoint/sharded_folder.h"
 
 #include <cmath>
 #include <filesystem>
@@ -56,11 +56,11 @@ TrainResult run_result(const Config& config, const data::Dataset& dataset, doubl
   return r;
 }
 
-std::string save_run_checkpoint(const Config& config, Checkpoint ckpt, const std::string& layout,
+std::string save_run_checkpoint(const Config& config, checkpoints::Checkpoint ckpt, const std::string& layout,
                                 const std::string& folder) {
   ckpt.config_toml = to_toml(config);
   ckpt.layout = layout;
-  return write_whole_checkpoint(config.train.out_dir + "/" + folder, ckpt);
+  return checkpoints::write_whole_checkpoint(config.train.out_dir + "/" + folder, ckpt);
 }
 
 }  // namespace paratorch::train

@@ -6,8 +6,9 @@
 // through a RunReporter on rank 0 whatever the runner (sync layouts, the
 // parameter server, hogwild). So every mode produces the same files with
 // the same fields, trimmed the same way on resume, and the same loss.svg.
-// (trace.json is written by report::write_trace, or by the parameter
-// server's point-to-point variant, ps_trace.h.)
+// trace.json is the loop's too: run_loop has the runner gather every rank's
+// spans after the last step (StepRunner::write_trace, collective; the
+// parameter server's servers gather point to point, ps_trace.h).
 //
 // Example (one loop's writing rank):
 //   RunReporter reporter(config, dataset, start);         // trims metrics.jsonl past `start`
@@ -20,7 +21,7 @@
 #pragma once
 #include "data/dataset.h"
 #include "report/metrics.h"
-#include "train/checkpoint.h"
+#include "checkpoint/step_folder.h"
 #include "train/config.h"
 #include "train/run_history.h"
 #include "train/trainer.h"
@@ -71,7 +72,7 @@ TrainResult run_result(const Config& config, const data::Dataset& dataset, doubl
 /// sharded checkpoint of one shard file (the format every paratorch writer
 /// uses), after filling in what every run's checkpoint carries: the config
 /// (as TOML) and the layout that wrote it. Returns the step folder.
-std::string save_run_checkpoint(const Config& config, Checkpoint ckpt, const std::string& layout,
+std::string save_run_checkpoint(const Config& config, checkpoints::Checkpoint ckpt, const std::string& layout,
                                 const std::string& folder = "checkpoints");
 
 }  // namespace paratorch::train

@@ -16,7 +16,7 @@
 #include "parallel/pipeline/schedule.h"
 #include "parallel/pipeline/timeline.h"
 #include "train/checkpoint.h"
-#include "train/sharded_checkpoint.h"
+#include "checkpoint/sharded_folder.h"
 #include "train/generate.h"
 #include "optim/lr_schedule.h"
 #include "train/run_history.h"
@@ -130,7 +130,7 @@ class SyncRunner : public StepRunner {
 int64_t SyncRunner::resume(const std::string& dir) {
   // A sharded checkpoint: this rank reads only the parameters it holds,
   // and of a tp-sharded one only its shard where the split is the same.
-  Checkpoint ckpt = read_checkpoint_to_resume(dir, engine_->parameters_to_load());
+  checkpoints::Checkpoint ckpt = read_checkpoint_to_resume(dir, engine_->parameters_to_load());
   require_compatible(ckpt, config_);
   engine_->load_full_parameters(ckpt.model);
   optimizer_->load_state_tensors(ckpt.optimizer);
@@ -206,8 +206,8 @@ void SyncRunner::checkpoint(int64_t steps_done) {
   const int rank = world_.comm()->rank(), size = world_.comm()->size();
   auto pieces = engine_->checkpoint_pieces(*optimizer_);
   if (!pieces)
-    pieces = spread_whole_tensors(engine_->full_parameters(),
-                                  engine_->full_optimizer_state(optimizer_->state_tensors()), rank, size);
+    pieces = checkpoints::spread_whole_tensors(engine_->full_parameters(),
+                                               engine_->full_optimizer_state(optimizer_->state_tensors()), rank, size);
   // State equal on every rank (the fp16 loss scaler, the CPU generator): rank 0's.
   std::map<std::string, torch::Tensor> global = engine_->checkpoint_state();
   {
@@ -216,15 +216,15 @@ void SyncRunner::checkpoint(int64_t steps_done) {
     global["trainer.rng_cpu"] = cpu.get_state();
   }
   if (rank == 0) {
-    auto more = spread_whole_tensors({}, global, 0, 1);
+    auto more = checkpoints::spread_whole_tensors({}, global, 0, 1);
     pieces->insert(pieces->end(), more.begin(), more.end());
   }
-  ShardedCheckpointInfo info{steps_done, layout_text(config_.parallel, groups_.layout(), size), to_toml(config_)};
-  write_sharded_checkpoint(config_.train.out_dir + "/checkpoints", *pieces, info, *world_.comm());
+  checkpoints::ShardedCheckpointInfo info{steps_done, layout_text(config_.parallel, groups_.layout(), size),
+                                          to_toml(config_)};
+  checkpoints::write_sharded_checkpoint(config_.train.out_dir + "/checkpoints", *pieces, info, *world_.comm());
 }
 
 void SyncRunner::finish() {
-  report::write_trace(*world_.comm(), out("trace.json"));
   if (leader() && groups_.layout().pp > 1) {  // measured bubble and pipeline.svg (docs/pipeline.md)
     const auto& p = config_.parallel;
     const double theory = pipeline::theoretical_bubble(p.schedule, pipeline::shape_for(p.schedule, p.pp, p.microbatches, p.virtual_stages));

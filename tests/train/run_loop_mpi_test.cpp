@@ -6,12 +6,15 @@
 #include "train/run_loop.h"
 
 #include "data/dataset.h"
+#include "report/trace.h"
 #include "mpi_test_env.h"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <vector>
 
@@ -30,6 +33,7 @@ class ScriptedRunner : public StepRunner {
   int64_t begin(const std::string& resume_dir) override { return resume_dir.empty() ? 0 : 4; }
   void announce(int64_t) override {}
   StepOutcome step(int64_t s) override {
+    report::Tracer::Span span("scripted step", "compute");
     taken.push_back(s);
     StepOutcome o;
     o.loss = 10.0 - static_cast<double>(s);
@@ -99,6 +103,15 @@ TEST(RunLoop, StepsValidatesLogsAndCheckpointsOnTheCadence) {
     EXPECT_EQ(lines[i][2], i == 4 ? 101.0 : i == 9 ? 102.0 : -1.0) << "step " << i + 1;
   }
   EXPECT_TRUE(fs::exists(dir / "loss.svg"));
+  // trace.json: the loop gathers every rank's spans; the runner writes none itself.
+  std::ifstream trace_file(dir / "trace.json");
+  const auto trace = nlohmann::json::parse(trace_file, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(trace.is_object() && trace.contains("traceEvents")) << "no trace.json from the loop";
+  std::map<int, int> steps_by_rank;
+  for (const auto& e : trace["traceEvents"])
+    if (e.value("name", "") == "scripted step") ++steps_by_rank[e.value("pid", -1)];
+  for (int rank = 0; rank < test_world().size(); ++rank)
+    EXPECT_GT(steps_by_rank[rank], 0) << "rank " << rank << "'s traced steps are missing from trace.json";
 }
 
 // A resumed run starts at the runner's first step, logs that step and the

@@ -2,7 +2,7 @@
 // falls, the outputs docs/training.md lists appear, gradient accumulation
 // trains as one process does, and a resumed run ends bit-for-bit where an
 // uninterrupted one does. Run under mpirun by CTest.
-#include "train/checkpoint.h"
+#include "checkpoint/step_folder.h"
 #include "train/trainer.h"
 
 #include "data/dataset.h"
@@ -106,7 +106,7 @@ TEST(Trainer, MlpLossFallsAndOutputsAppear) {
   const std::string trace = formats::read_file_bytes(out + "/trace.json");
   for (const char* event : {"\"forward\"", "\"backward\"", "\"optimizer\"", "all_reduce"})
     EXPECT_NE(trace.find(event), std::string::npos) << event;
-  EXPECT_EQ(read_checkpoint(out).step, 40);  // the final checkpoint
+  EXPECT_EQ(checkpoints::read_checkpoint(out).step, 40);  // the final checkpoint
   EXPECT_NE(r.summary_line().find("train: steps=40 final_loss="), std::string::npos);
 }
 
@@ -117,7 +117,8 @@ TEST(Trainer, ResumeContinuesBitForBit) {
   Trainer(test_world(), tiny_gpt(dir + "/whole", corpus)).run();
   // Interrupted after step 3: a new run resumes from the step-3 checkpoint.
   Trainer(test_world(), tiny_gpt(dir + "/resumed", corpus)).run(dir + "/whole/checkpoints/step-000003");
-  const Checkpoint whole = read_checkpoint(dir + "/whole"), resumed = read_checkpoint(dir + "/resumed");
+  const checkpoints::Checkpoint whole = checkpoints::read_checkpoint(dir + "/whole"),
+                                resumed = checkpoints::read_checkpoint(dir + "/resumed");
   ASSERT_EQ(whole.step, 6);
   ASSERT_EQ(resumed.step, 6);
   ASSERT_EQ(whole.model.size(), resumed.model.size());
@@ -165,7 +166,7 @@ TEST(Trainer, MicrobatchesAccumulateAsOneProcessFullBatch) {
     const optim::LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps};  // as the trainer
     const auto ref = reference::one_process(c, c.train.steps, [&](int s) { return schedule.at(s); });
     const std::string what = "microbatches=" + std::to_string(m);
-    const Checkpoint got = read_checkpoint(c.train.out_dir);
+    const checkpoints::Checkpoint got = checkpoints::read_checkpoint(c.train.out_dir);
     ASSERT_EQ(got.step, 3) << what;
     ASSERT_FALSE(ref.params.empty());
     ASSERT_EQ(got.model.size(), ref.params.size()) << what;
@@ -208,7 +209,8 @@ TEST(Trainer, TensorParallelCheckpointResumesInAnotherLayout) {
   Config dp2 = tiny_gpt(dir + "/dp2", corpus);
   dp2.optim.name = "sgd";
   Trainer(test_world(), dp2).run(dir + "/tp2/checkpoints/step-000003");
-  const Checkpoint a = read_checkpoint(dir + "/tp2"), b = read_checkpoint(dir + "/dp2");
+  const checkpoints::Checkpoint a = checkpoints::read_checkpoint(dir + "/tp2"),
+                                b = checkpoints::read_checkpoint(dir + "/dp2");
   ASSERT_EQ(b.step, 6);
   ASSERT_EQ(a.model.size(), b.model.size());
   for (const auto& [name, t] : a.model) {

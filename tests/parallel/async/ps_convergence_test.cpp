@@ -8,7 +8,7 @@
 #include "parallel/async/ps_worker.h"
 #include "parallel/async/shard_plan.h"
 #include "models/registry.h"
-#include "train/checkpoint.h"
+#include "checkpoint/step_folder.h"
 #include "train/trainer.h"
 
 #include "mpi_test_env.h"
@@ -168,8 +168,8 @@ TEST(PsConvergence, BulkSynchronousSgdStepsLikeSync) {
     for (const auto& [step, loss] : want) EXPECT_NEAR(got.at(step), loss, 1e-5 * loss) << "step " << step;
     EXPECT_LT(want.rbegin()->second, 0.9 * want.begin()->second) << "the loss must fall: the run must train";
     EXPECT_NEAR(ps, sync, 1e-5 * sync) << "final validation loss";
-    const auto a = train::read_checkpoint(dir + "/sync/checkpoints").model;
-    const auto b = train::read_checkpoint(dir + "/ps/checkpoints").model;
+    const auto a = checkpoints::read_checkpoint(dir + "/sync/checkpoints").model;
+    const auto b = checkpoints::read_checkpoint(dir + "/ps/checkpoints").model;
     ASSERT_FALSE(a.empty());
     ASSERT_EQ(a.size(), b.size()) << "the checkpoint holds every parameter whole";
     for (const auto& [name, p] : a) {
@@ -269,7 +269,7 @@ TEST(PsConvergence, AsynchronousCheckpointsResumeInAnyLayout) {
   };
   train::Trainer(world, config("ps", "ps", 4)).run();
   if (world.rank() == 0) {
-    const auto joined = train::read_checkpoint(dir + "/ps");
+    const auto joined = checkpoints::read_checkpoint(dir + "/ps");
     auto model = models::make_model(config("ps", "ps", 4).model);
     std::vector<std::pair<std::string, torch::Tensor>> named;
     for (const auto& item : model->named_parameters(true)) named.emplace_back(item.key(), item.value());
@@ -277,7 +277,7 @@ TEST(PsConvergence, AsynchronousCheckpointsResumeInAnyLayout) {
     int64_t oldest = std::numeric_limits<int64_t>::max();
     int split = 0;
     for (int k = 0; k < 2; ++k) {
-      const auto server = train::read_checkpoint(dir + "/ps/checkpoints/server-" + std::to_string(k));
+      const auto server = checkpoints::read_checkpoint(dir + "/ps/checkpoints/server-" + std::to_string(k));
       oldest = std::min(oldest, server.step);
       for (const auto& piece : plan.pieces_of(k)) {
         split += piece.key != piece.name;
@@ -294,10 +294,10 @@ TEST(PsConvergence, AsynchronousCheckpointsResumeInAnyLayout) {
     EXPECT_GT(split, 0) << "some table is split by rows across the servers";
     EXPECT_EQ(joined.step, oldest);
     for (const auto& [name, t] : named) EXPECT_EQ(joined.model.at(name).sizes(), t.sizes()) << name;
-    train::write_checkpoint(dir + "/whole/checkpoints", joined);
+    checkpoints::write_checkpoint(dir + "/whole/checkpoints", joined);
   }
   world.comm()->barrier();
-  const int64_t resumed_at = train::read_checkpoint(dir + "/ps").step;
+  const int64_t resumed_at = checkpoints::read_checkpoint(dir + "/ps").step;
   train::Trainer(world, config("sync", "sync_from_ps", 6)).run(dir + "/ps");
   train::Trainer(world, config("sync", "sync_from_whole", 6)).run(dir + "/whole");
   train::Trainer(world, config("ps", "ps_from_sync", 7)).run(dir + "/sync_from_ps");

@@ -1,4 +1,4 @@
-// src/train/sharded_checkpoint.h — the collective save of a sharded
+// src/checkpoint/sharded_folder.h — the collective save of a sharded
 // checkpoint, and its reading into a Checkpoint (docs/checkpoints.md).
 //
 // Saving (every rank of the world calls it, with the pieces it holds:
@@ -20,13 +20,13 @@
 ///   Checkpoint back = read_checkpoint(out_dir, engine.parameters_to_load());
 #pragma once
 #include "formats/sharded_checkpoint.h"
-#include "train/checkpoint.h"
+#include "checkpoint/step_folder.h"
 #include <paratorch/communicator.h>
 
 #include <string>
 #include <vector>
 
-namespace paratorch::train {
+namespace paratorch::checkpoints {
 
 struct ShardedCheckpointInfo {
   int64_t step = 0;
@@ -52,4 +52,4 @@ std::vector<formats::Piece> spread_whole_tensors(const std::map<std::string, tor
                                                  const std::map<std::string, torch::Tensor>& optimizer, int rank,
                                                  int world);
 
-}  // namespace paratorch::train
+}  // namespace paratorch::checkpoints

@@ -1,5 +1,5 @@
-// src/train/sharded_checkpoint.cpp — see sharded_checkpoint.h.
-#include "train/sharded_checkpoint.h"
+// src/checkpoint/sharded_folder.cpp — see sharded_folder.h.
+#include "checkpoint/sharded_folder.h"
 
 #include "formats/atomic_file.h"
 #include <paratorch/compat.h>
@@ -13,7 +13,7 @@
 #include <filesystem>
 #include <unistd.h>
 
-namespace paratorch::train {
+namespace paratorch::checkpoints {
 namespace fs = std::filesystem;
 namespace {
 
@@ -142,7 +142,8 @@ std::string write_sharded(const std::string& root, const std::vector<formats::Pi
   }
   const auto outcome = all_gather_strings(world, rank == 0 ? problem : "");
   if (!outcome[0].empty())
-    throw RuntimeFailure("paratorch: checkpoint of step " + std::to_string(info.step) + " not written (" + outcome[0] + ")");
+    throw RuntimeFailure("paratorch: checkpoint of step " + std::to_string(info.step) + " not written (" + outcome[0] +
+                         ")");
   return (fs::path(root) / step_folder_name(info.step)).string();
 }
 
@@ -185,8 +186,10 @@ Checkpoint read_sharded(const std::string& dir, const formats::ShardPlan& plan) 
   for (const auto& key : reader.names("optimizer")) {
     const auto dot = key.rfind('.');
     const std::string parameter = dot == std::string::npos ? "" : key.substr(0, dot);
-    if (!reader.has("model", parameter)) ckpt.optimizer[key] = reader.whole("optimizer", key);
-    else if (wanted(parameter)) ckpt.optimizer[key] = read("optimizer", key, parameter);
+    if (!reader.has("model", parameter))
+      ckpt.optimizer[key] = reader.whole("optimizer", key);
+    else if (wanted(parameter))
+      ckpt.optimizer[key] = read("optimizer", key, parameter);
   }
   return ckpt;
 }
@@ -218,4 +221,4 @@ std::vector<formats::Piece> spread_whole_tensors(const std::map<std::string, tor
   return out;
 }
 
-}  // namespace paratorch::train
+}  // namespace paratorch::checkpoints
