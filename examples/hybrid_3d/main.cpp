@@ -108,6 +108,8 @@ paratorch::Trainee hybrid(const paratorch::ProcessGroups& groups) {
   zo.clip_tp_group = groups.tp();
   zo.clip_tp_specs = specs;
   auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(pipe->named_parameters(), groups.dp(), adamw, zo);
+  // One dp reduction per step, during the stage's last backward, not one per micro-batch.
+  pipe->set_gradient_sync([zero](bool last) { zero->set_requires_gradient_sync(last); });
 
   paratorch::Trainee t;
   auto dp = groups.dp();
@@ -116,7 +118,7 @@ paratorch::Trainee hybrid(const paratorch::ProcessGroups& groups) {
     const auto mine = paratorch::local_slice(global, dp_rank, dp->size());
     zero->zero_grad();
     const double local_loss = pipe->step(mine.input, mine.target, loss_fn);
-    zero->step();  // averages the gradients over dp, clips, steps this rank's shard, all-gathers
+    zero->step();  // the gradients are dp averages; clips, steps this rank's shard, all-gathers
     auto loss = torch::tensor({local_loss}, torch::kDouble);
     dp->all_reduce(loss, paratorch::ReduceOp::kSum);  // mean over equal slices = the global mean
     return loss.item<double>() / dp->size();

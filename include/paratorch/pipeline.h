@@ -150,6 +150,15 @@ class Pipeline {
   /// of the group's first name counts. For ZeroRedundancyOptimizerOptions::
   /// clip_tied_copies when ZeRO runs inside the stages.
   std::vector<std::string> tied_copies() const;
+  /// Called right before each backward pass of this rank (each weight pass
+  /// under the zero-bubble schedules) with `last` = whether it is this
+  /// rank's final one of the step. A data-parallel wrapper of this rank's
+  /// parameters then reduces once per step, during its last backward,
+  /// instead of after every micro-batch (PyTorch's pipelining runs all but
+  /// the last backward under DDP's no_sync):
+  ///   pipe.set_gradient_sync([&opt](bool last) { opt.set_requires_gradient_sync(last); });
+  /// Gradients still add up as without it. An empty function removes it.
+  void set_gradient_sync(std::function<void(bool last)> sync);
   /// Every parameter of the whole model as a full CPU tensor under its name,
   /// on every rank (collective: each is broadcast from its stage). For
   /// check_equivalence and checkpoints.

@@ -120,6 +120,17 @@ class ZeroRedundancyOptimizer {
   /// false, the same on every rank) when one is inf/NaN; call
   /// scaler->update() afterwards, as with GradScaler. Collective.
   bool step(LossScaler* scaler = nullptr);
+  /// false: the following backward passes accumulate gradients without
+  /// reducing them (DDP's no_sync, FSDP2's set_requires_gradient_sync); the
+  /// next backward with true reduces the total during its pass, or else
+  /// step() reduces it, all buffers at once. Stage 2 then keeps whole
+  /// gradients between the passes, as FSDP does. Inside a pipeline,
+  /// Pipeline::set_gradient_sync turns it on for each step's last backward only:
+  ///   pipe.set_gradient_sync([&opt](bool last) { opt.set_requires_gradient_sync(last); });
+  void set_requires_gradient_sync(bool sync);
+  /// Flat-buffer reductions launched so far (0 when nothing is reduced:
+  /// one rank, or reduce_gradients = false).
+  int64_t reductions_launched() const;
 
   /// The gradient norm the last step() measured before clipping
   /// (options.max_grad_norm > 0; -1 before the first such step).

@@ -284,6 +284,7 @@ void Reducer::on_gradient_ready(size_t i) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (main_grads_ && !accumulation_started_) start_accumulation();
   if (!sync_enabled_) {  // no_sync(): accumulate locally only (in the kept buckets, if any)
+    unreduced_ = true;
     if ((main_grads_ || !scatter_.buffers.empty()) && !slots_[i].aliased) move_grad_into_bucket(i);
     return;
   }
@@ -359,7 +360,29 @@ void Reducer::finalize() {
     b.state = BucketState::kReduced;
   }
   accumulation_started_ = false;  // main gradients: the next gradient starts a new sum
+  unreduced_ = false;
   reset_for_next_pass();
+}
+
+void Reducer::reduce_accumulated() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!unreduced_ || phase_ != Phase::kIdle) return;
+    // A pass with no hook: finalize takes every parameter as unused, i.e.
+    // reduces the gradient each holds (find_unused_parameters' rule).
+    phase_ = Phase::kBackward;
+    ++passes_;
+    divisor_ = join_enabled_ ? active_ranks(true) : comm_->size();
+  }
+  const bool find_unused = options_.find_unused_parameters;
+  options_.find_unused_parameters = true;
+  try {
+    finalize();
+  } catch (...) {
+    options_.find_unused_parameters = find_unused;
+    throw;
+  }
+  options_.find_unused_parameters = find_unused;
 }
 
 // Reduce-scatter mode: in launch order, each finished bucket hands its

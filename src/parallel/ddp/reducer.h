@@ -125,6 +125,14 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   bool sync_enabled() const { return sync_enabled_; }
   /// Ends the current backward pass: launch what is left, wait, average.
   void finalize();
+  /// True when a backward under set_sync(false) added gradients that no
+  /// synchronized pass has reduced since.
+  bool holds_unreduced_gradients() const { return unreduced_; }
+  /// Reduces what set_sync(false) passes accumulated, as a synchronized pass
+  /// that reached no parameter would (every bucket launched at once, no
+  /// overlap): for a step taken with no synchronized backward after them.
+  /// Nothing when none are held, or during a backward pass.
+  void reduce_accumulated();
   /// false: a pass ends only at finalize(), not when the autograd engine's
   /// backward ends — for a backward run as several engine calls (the
   /// pipeline's split weight passes, parallel/pipeline/split_backward.h).
@@ -206,6 +214,7 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   size_t next_to_launch_ = 0;
   size_t next_to_retire_ = 0;  // reduce-scatter: first bucket whose shard is not handed over yet
   bool sync_enabled_ = true;
+  bool unreduced_ = false;  // set_sync(false) passes added gradients not reduced since
   bool finalize_at_end_ = true;
   int64_t launched_total_ = 0;
   CommHook hook_;

@@ -36,6 +36,8 @@ double Pipeline::clip_grad_norm(double max_norm, std::shared_ptr<Communicator> t
 
 std::vector<std::string> Pipeline::tied_copies() const { return runner_->parameters().tied_copy_names(); }
 
+void Pipeline::set_gradient_sync(std::function<void(bool last)> sync) { runner_->set_gradient_sync(std::move(sync)); }
+
 std::map<std::string, torch::Tensor> Pipeline::full_parameters() { return runner_->parameters().full(runner_->pp()); }
 
 const std::vector<int>& Pipeline::stage_starts() const { return runner_->partition().first; }

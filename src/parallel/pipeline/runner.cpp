@@ -7,6 +7,8 @@
 #include <paratorch/errors.h>
 #include <paratorch/tensor_parallel.h>
 
+#include <algorithm>
+
 namespace paratorch {
 
 using parallel::pipeline::BlockModel;
@@ -161,6 +163,16 @@ std::vector<parallel::NormEntry> PipelineRunner::norm_entries(bool tp_specs) con
     if (it != split.end()) entries[k].spec = it->second;
   }
   return entries;
+}
+
+void PipelineRunner::set_gradient_sync(std::function<void(bool last)> sync) {
+  if (!sync) return executor_->observe_backwards({});
+  // The chunk whose last backward comes last in this rank's action list.
+  const auto& last = executor_->last_backwards();
+  const int final_chunk = static_cast<int>(std::max_element(last.begin(), last.end()) - last.begin());
+  executor_->observe_backwards([sync = std::move(sync), final_chunk](int chunk, bool last_of_chunk) {
+    sync(last_of_chunk && chunk == final_chunk);
+  });
 }
 
 }  // namespace paratorch

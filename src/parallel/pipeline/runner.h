@@ -30,6 +30,9 @@ class PipelineRunner {
   /// norm_entries), each with its tp split (shard_specs of its block's
   /// module) when `tp_specs`.
   std::vector<parallel::NormEntry> norm_entries(bool tp_specs) const;
+  /// Pipeline::set_gradient_sync: `sync(last)` before each of this rank's
+  /// backward (or W) actions, `last` for the final one in its action list.
+  void set_gradient_sync(std::function<void(bool last)> sync);
 
  private:
   std::vector<double> measured_block_ms(const torch::Tensor& example_input);

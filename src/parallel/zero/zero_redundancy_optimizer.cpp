@@ -141,6 +141,9 @@ void ZeroRedundancyOptimizer::zero_grad() {
 
 bool ZeroRedundancyOptimizer::step(LossScaler* scaler) {
   Impl& s = *impl_;
+  // Gradients accumulated with the sync off and no synchronized backward
+  // after them: reduced now, all buffers at once.
+  if (s.reducer) s.reducer->reduce_accumulated();
   if (s.options.stage == 1)
     s.reduce_stage1();
   else
@@ -165,6 +168,14 @@ void ZeroRedundancyOptimizer::Impl::all_gather_parameters() {
     else b.flat.copy_(sources.back());
   }
   for (auto& w : works) w->wait();
+}
+
+void ZeroRedundancyOptimizer::set_requires_gradient_sync(bool sync) {
+  if (impl_->reducer) impl_->reducer->set_sync(sync);
+}
+
+int64_t ZeroRedundancyOptimizer::reductions_launched() const {
+  return impl_->reducer ? impl_->reducer->reductions_launched() : 0;
 }
 
 double ZeroRedundancyOptimizer::last_grad_norm() const { return impl_->last_grad_norm; }

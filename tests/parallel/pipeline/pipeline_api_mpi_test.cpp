@@ -297,9 +297,13 @@ TEST(PipelineApi, ClipGradNormSumsTensorParallelSlicesOnce) {
 // A pipeline with ZeRO-1 (SGD) inside each stage, clipped at kClipMaxNorm:
 // the shards' squares add over dp, the stages' over clip_pp_group, and the
 // copies Pipeline::tied_copies() names are left out.
+// With `sync_once`, the gradients reduce during each step's last backward
+// only (Pipeline::set_gradient_sync); `reductions` counts the flat-buffer
+// reductions each step's backwards launched.
 paratorch::Trainee zero_in_stages(const paratorch::ProcessGroups& groups,
                                   const std::function<torch::nn::Sequential()>& make, const torch::Tensor& example,
-                                  const PipelineOptions& o) {
+                                  const PipelineOptions& o, bool sync_once = false,
+                                  std::shared_ptr<std::vector<int64_t>> reductions = nullptr) {
   auto pipe = std::make_shared<paratorch::Pipeline>(make(), groups.pp(), example, o);
   paratorch::ZeroRedundancyOptimizerOptions zo;
   zo.max_grad_norm = kClipMaxNorm;
@@ -308,11 +312,15 @@ paratorch::Trainee zero_in_stages(const paratorch::ProcessGroups& groups,
   auto zero = std::make_shared<paratorch::ZeroRedundancyOptimizer>(
       pipe->named_parameters(), groups.dp(),
       [](std::vector<torch::Tensor> shards) { return std::make_unique<torch::optim::SGD>(shards, 0.1); }, zo);
+  if (sync_once) pipe->set_gradient_sync([zero](bool last) { zero->set_requires_gradient_sync(last); });
   auto dp = groups.dp();
-  return paratorch::Trainee{[pipe, zero, dp](const paratorch::Batch& b) {
+  return paratorch::Trainee{[pipe, zero, dp, reductions](const paratorch::Batch& b) {
                               zero->zero_grad();
                               const auto mine = paratorch::local_slice(b, dp->rank(), dp->size());
+                              const int64_t before = zero->reductions_launched();
                               auto loss = torch::tensor({pipe->step(mine.input, mine.target, mse)}, torch::kDouble);
+                              // launched during the pipeline's backwards (step() would reduce what they left)
+                              if (reductions) reductions->push_back(zero->reductions_launched() - before);
                               zero->step();
                               dp->all_reduce(loss, paratorch::ReduceOp::kAvg);
                               return loss.item<double>();
@@ -353,6 +361,35 @@ TEST(PipelineApi, ZeroInsideStagesCountsTiedCopiesOnce) {
       test_world().comm(), tied_batch_of, [] { return clipped_reference(make_tied); },
       [&groups, &o] { return zero_in_stages(groups, make_tied, tied_batch_of(0).input, o); }, eq);
   EXPECT_TRUE(report.pass) << report.summary_line("zero in stages, tied, clipped") << " worst " << report.worst_param;
+}
+
+// dp = 2 x pp = 2 with four micro-batches: with Pipeline::set_gradient_sync
+// each step reduces its flat buffer once, during the last backward (under
+// ZB-V, the last W of the rank's first chunk: the other chunk's gradients,
+// accumulated unreduced, go with it), and still trains as one process;
+// without it, every micro-batch's backward reduces.
+TEST(PipelineApi, ZeroInsideStagesReducesOncePerStepWithGradientSync) {
+  if (test_world().size() != 4) GTEST_SKIP() << "dp = 2 x pp = 2 needs 4 ranks";
+  paratorch::ProcessGroups groups(test_world().comm(), paratorch::Layout{2, 2, 1}.resolve(4));
+  const auto example = batch_of(0).input.narrow(0, 0, 1);
+  for (const auto schedule : {PipelineSchedule::kOneFOneB, PipelineSchedule::kZeroBubbleV}) {
+    const int m = 4;
+    auto once = std::make_shared<std::vector<int64_t>>(), every = std::make_shared<std::vector<int64_t>>();
+    paratorch::EquivalenceOptions eq;
+    eq.steps = 3;
+    const auto report = paratorch::check_equivalence(
+        test_world().comm(), batch_of, [] { return clipped_reference(make_mlp); },
+        [&] { return zero_in_stages(groups, make_mlp, example, with(schedule, m), /*sync_once=*/true, once); }, eq);
+    EXPECT_TRUE(report.pass) << report.summary_line("zero in stages, synced once") << " worst " << report.worst_param;
+    auto plain = zero_in_stages(groups, make_mlp, example, with(schedule, m), /*sync_once=*/false, every);
+    plain.step(batch_of(0));
+    ASSERT_EQ(once->size(), 3u);
+    ASSERT_EQ(every->size(), 1u);
+    for (int64_t n : *once) EXPECT_EQ(n, 1) << "one flat buffer, reduced once per step";
+    const int chunks = schedule == PipelineSchedule::kZeroBubbleV ? 2 : 1;
+    // (ZB-V's weight passes may take more than one autograd call each: 12 at m = 4)
+    EXPECT_GE(every->front(), chunks * m) << "without the hook, at least once per backward of each chunk";
+  }
 }
 
 // ZeRO-1 over a tensor-parallel model (dp = 2 x tp = 2) with max_grad_norm:

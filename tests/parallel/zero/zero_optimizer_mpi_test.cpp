@@ -87,6 +87,68 @@ TEST(ZeroOptimizer, Stage2SgdEqualsOneProcess) {
 
 namespace {
 
+// Gradient accumulation: each rank's slice in two halves, backward under
+// set_requires_gradient_sync(false) for the first; the second is synced
+// (its pass reduces the total) or not (step() reduces it). Either way each
+// flat buffer is reduced once per step, never in the unsynced pass, and the
+// run equals one process.
+Trainee accumulating_trainee(Kind kind, int stage, bool last_synced, std::shared_ptr<std::vector<int64_t>> launched) {
+  auto net = zero_test::make_mlp();
+  auto comm = test_world().comm();
+  auto opt = std::make_shared<ZeroRedundancyOptimizer>(net.ptr(), comm, factory(kind), options(stage));
+  return {[net, opt, comm, last_synced, launched](const Batch& global) mutable {
+            opt->zero_grad();
+            const Batch mine = local_slice(global, comm->rank(), comm->size());
+            const int64_t before = opt->reductions_launched();
+            double loss_sum = 0;
+            for (int half = 0; half < 2; ++half) {
+              opt->set_requires_gradient_sync(half == 1 && last_synced);
+              const Batch part = local_slice(mine, half, 2);
+              auto loss = zero_test::loss_of(net, part) / 2;
+              loss.backward();
+              loss_sum += loss.item<double>();
+            }
+            opt->set_requires_gradient_sync(true);
+            launched->push_back(opt->reductions_launched() - before);  // by the backward passes
+            opt->step();
+            launched->push_back(opt->reductions_launched() - before);
+            auto mean = torch::tensor({loss_sum}, torch::kDouble);
+            comm->all_reduce(mean, ReduceOp::kAvg);
+            return mean.item<double>();
+          },
+          [net] { return named_parameter_copies(*net); }};
+}
+
+void expect_accumulation_equivalent(int stage, bool last_synced) {
+  auto launched = std::make_shared<std::vector<int64_t>>();
+  expect_equivalent(
+      [&] { return accumulating_trainee(Kind::kAdamW, stage, last_synced, launched); }, Kind::kAdamW,
+      "zero" + std::to_string(stage) + (last_synced ? "-accumulate-synced-last" : "-accumulate-unsynced"));
+  auto probe = zero_test::make_mlp();
+  const auto buffers = static_cast<int64_t>(
+      ZeroRedundancyOptimizer(probe.ptr(), test_world().comm(), factory(Kind::kAdamW), options(stage))
+          .flat_shards()
+          .size());
+  ASSERT_FALSE(launched->empty());
+  for (size_t i = 0; i + 1 < launched->size(); i += 2) {
+    EXPECT_EQ((*launched)[i], last_synced ? buffers : 0) << "reduced during the synced backward, and only then";
+    EXPECT_EQ((*launched)[i + 1], buffers) << "each flat buffer reduced once per step";
+  }
+}
+
+}  // namespace
+
+TEST(ZeroOptimizer, Stage1AccumulatesWithoutSyncAndReducesOnTheLastBackward) {
+  expect_accumulation_equivalent(1, true);
+}
+TEST(ZeroOptimizer, Stage2AccumulatesWithoutSyncAndReducesOnTheLastBackward) {
+  expect_accumulation_equivalent(2, true);
+}
+TEST(ZeroOptimizer, Stage1StepReducesWhatWasAccumulatedWithoutSync) { expect_accumulation_equivalent(1, false); }
+TEST(ZeroOptimizer, Stage2StepReducesWhatWasAccumulatedWithoutSync) { expect_accumulation_equivalent(2, false); }
+
+namespace {
+
 // Over named parameters: a part of the model, as a pipeline stage holds it.
 // The first Linear is left out (its gradients are never stepped); the
 // reference freezes it, so the rest must train exactly as one process.
