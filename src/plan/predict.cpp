@@ -14,13 +14,19 @@ constexpr double kBucketBytes = 25.0 * 1024 * 1024;  // DDPOptions::bucket_mb's 
 
 double dtype_bytes(const std::string& precision) { return precision == "fp32" ? 4 : 2; }
 
+bool v_shaped(const PlanLayout& L) {
+  const pipeline::ScheduleKind* kind = pipeline::find_schedule_kind(L.schedule);
+  return kind && kind->v_shape;
+}
+
 // Micro-batches (times chunks) rank 0 keeps in flight, when not simulated.
 int closed_form_in_flight(const PlanLayout& L, int64_t m) {
   if (L.pp == 1) return 1;
-  if (L.schedule == "gpipe") return static_cast<int>(m);
-  if (L.schedule == "interleaved")
+  const pipeline::ScheduleKind& kind = pipeline::schedule_kind(L.schedule);
+  if (kind.all_forwards_first) return static_cast<int>(m);
+  if (kind.interleaves_chunks)
     return static_cast<int>(std::min<int64_t>(m * L.virtual_stages, (L.virtual_stages + 1) * L.pp));
-  if (L.schedule == "zb-v") return static_cast<int>(std::min<int64_t>(2 * m, 2 * L.pp));  // half-stage chunks
+  if (kind.v_shape) return static_cast<int>(std::min<int64_t>(2 * m, 2 * L.pp));  // half-stage chunks
   return static_cast<int>(std::min<int64_t>(m, L.pp));
 }
 
@@ -53,11 +59,15 @@ std::string PlanLayout::layout_text() const {
   return "dp=" + std::to_string(dp) + ",pp=" + std::to_string(pp) + ",tp=" + std::to_string(tp);
 }
 
-int PlanLayout::chunks_per_rank() const { return pp > 1 && schedule == "zb-v" ? 2 : virtual_stages; }
+int PlanLayout::chunks_per_rank() const {
+  const pipeline::ScheduleKind* kind = pipeline::find_schedule_kind(schedule);
+  return pp > 1 && kind ? kind->chunks_per_rank(virtual_stages) : virtual_stages;
+}
 
 std::string PlanLayout::schedule_text() const {
   if (pp == 1) return "none";
-  return schedule == "interleaved" ? "interleaved-v" + std::to_string(virtual_stages) : schedule;
+  const pipeline::ScheduleKind* kind = pipeline::find_schedule_kind(schedule);
+  return kind && kind->interleaves_chunks ? schedule + "-v" + std::to_string(virtual_stages) : schedule;
 }
 
 MemoryBreakdown model_state_bytes(double parameters, const std::string& precision, const std::string& optimizer,
@@ -94,7 +104,7 @@ void check_plan_layout(const RunShape& run, const Cluster& cluster, const PlanLa
   // n_layers + 2 blocks.
   if (g.layers + 2 < static_cast<int64_t>(L.pp) * L.chunks_per_rank())
     fail("pp x chunks per rank = " + std::to_string(L.pp * L.chunks_per_rank()) +
-         (L.schedule == "zb-v" ? " (zb-v keeps two per rank)" : "") + " is more than the model's blocks, " +
+         (v_shaped(L) ? " (" + L.schedule + " keeps two per rank)" : "") + " is more than the model's blocks, " +
          "[model] n_layers + 2 = " + std::to_string(g.layers + 2) + ": every chunk needs a block");
   if (L.microbatch_size < 1 || run.global_batch % (L.dp * L.microbatch_size) != 0)
     fail("dp x micro-batch size = " + std::to_string(L.dp * L.microbatch_size) +
@@ -187,10 +197,11 @@ Prediction predict(const RunShape& run, const Cluster& cluster, const PlanLayout
   } else {
     busy = static_cast<double>(m) * (stage_f + stage_b);
     // Idle per rank: (p-1)(F+B)/v; the zero-bubble schedules fill it with
-    // weight passes (B = I + W, I = W): (p-1)F for zb-h1, (p-1)F/2 for zb-v.
-    const double idle = L.schedule == "zb-h1" ? (L.pp - 1.0) * stage_f
-                        : L.schedule == "zb-v" ? (L.pp - 1.0) * stage_f / 2
-                                               : (L.pp - 1.0) / L.virtual_stages * (stage_f + stage_b);
+    // weight passes (B = I + W, I = W): of the 3(p-1)F it would be, the
+    // share 1/bubble_work stays, (p-1)F for zb-h1 and (p-1)F/2 for zb-v.
+    const pipeline::ScheduleKind& kind = pipeline::schedule_kind(L.schedule);
+    const double idle = kind.splits_backward ? 3 * (L.pp - 1.0) * stage_f / kind.bubble_work
+                                             : (L.pp - 1.0) / L.virtual_stages * (stage_f + stage_b);
     makespan = busy + idle + 2 * (L.pp - 1) * transfer;
   }
   if (oversubscribed > 1) {  // the ranks' mean compute (the model's work over pp), times how many share a core

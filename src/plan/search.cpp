@@ -1,12 +1,26 @@
 // src/plan/search.cpp — see search.h.
 #include "plan/search.h"
 
+#include "parallel/pipeline/schedule.h"
 #include <paratorch/errors.h>
 
 #include <algorithm>
 
 namespace paratorch::plan {
 namespace {
+
+// The schedules tried at pp > 1, in the schedule table's order, with 2 and
+// 4 chunks per rank for those that interleave; at pp = 1 there is no
+// pipeline, and 1f1b stands for none.
+std::vector<std::pair<std::string, int>> schedule_candidates(int pp) {
+  if (pp == 1) return {{"1f1b", 1}};
+  std::vector<std::pair<std::string, int>> out;
+  for (const auto& name : pipeline::schedule_names()) {
+    const pipeline::ScheduleKind& kind = pipeline::schedule_kind(name);
+    for (int v : kind.interleaves_chunks ? std::vector<int>{2, 4} : std::vector<int>{1}) out.push_back({name, v});
+  }
+  return out;
+}
 
 std::vector<PlanLayout> candidates(const RunShape& run, const Cluster& cluster, const SearchOptions& o) {
   const ModelShape& g = run.model;
@@ -22,13 +36,10 @@ std::vector<PlanLayout> candidates(const RunShape& run, const Cluster& cluster, 
         if (o.microbatch_size && mbs != o.microbatch_size) continue;
         if ((run.global_batch / dp) % mbs) continue;
         const int64_t m = run.global_batch / (dp * mbs);
-        std::vector<std::pair<std::string, int>> schedules = {{"1f1b", 1}};
-        if (pp > 1)
-          schedules = {{"gpipe", 1}, {"1f1b", 1}, {"interleaved", 2}, {"interleaved", 4}, {"zb-h1", 1}, {"zb-v", 1}};
-        for (const auto& [schedule, v] : schedules) {
+        for (const auto& [schedule, v] : schedule_candidates(pp)) {
           if (!o.schedule.empty() && pp > 1 && schedule != o.schedule) continue;
           if (v > 1 && (g.layers % (pp * v) || m % pp)) continue;
-          if (schedule == "zb-v" && g.layers % (2 * pp)) continue;  // the V: two equal chunks per rank
+          if (pipeline::schedule_kind(schedule).v_shape && g.layers % (2 * pp)) continue;  // two equal chunks per rank
           for (int zero = 0; zero <= 3; ++zero) {
             if ((o.zero >= 0 && zero != o.zero) || (zero > 1 && pp > 1) || (zero > 0 && dp == 1)) continue;
             for (bool recompute : {false, true})

@@ -4,6 +4,9 @@
 #include "train/config.h"
 #include "train/config_words.h"
 
+#include "models/registry.h"
+#include "parallel/pipeline/schedule.h"
+
 #include <paratorch/errors.h>
 
 #include <toml++/toml.h>
@@ -163,7 +166,7 @@ ConfigKey make_parallel_staleness_key() {
 std::vector<ConfigKey> build_config_schema() {
   std::vector<ConfigKey> keys;
   ConfigSectionKeys<ModelSection>{"model", &Config::model, keys}
-      .add(&ModelSection::name, "name", "bundled model: " + join_config_words(kConfigModelNames, " | "))
+      .add(&ModelSection::name, "name", "bundled model: " + join_config_words(models::model_family_names(), " | "))
       .add(&ModelSection::n_layers, "n_layers", "blocks: transformer (gpt), residual (mlp, cnn)")
       .add(&ModelSection::d_model, "d_model", "width: embedding (gpt), hidden (mlp), channels (cnn)")
       .add(&ModelSection::n_heads, "n_heads", "gpt: attention heads; must divide d_model")
@@ -186,11 +189,12 @@ std::vector<ConfigKey> build_config_schema() {
            "tp > 1: shard LayerNorm/residual activations along the sequence")
       .add(&ParallelSection::zero, "zero", "ZeRO stage 0..3 (sharding over dp)")
       .add(&ParallelSection::schedule, "schedule",
-           "pipeline schedule: " + join_config_words(kConfigScheduleNames, " | "))
+           "pipeline schedule: " + join_config_words(pipeline::schedule_names(), " | "))
       .add(&ParallelSection::microbatches, "microbatches", "micro-batches per step (pipeline)")
       .add(&ParallelSection::virtual_stages, "virtual_stages", "model chunks per stage (interleaved; zb-v has 2)")
       .add(&ParallelSection::partition, "partition",
-           "pipeline cuts: params (balance memory) | time (balance measured speed) | \"3,5\" (first block of stages 1..)")
+           "pipeline cuts: params (balance memory) | time (balance measured speed) | \"3,5\" (first block of stages "
+           "1..)")
       .add(&ParallelSection::activation_checkpointing, "activation_checkpointing",
            "pipeline: recompute each stage's forward during backward (less memory)")
       .add(&ParallelSection::zero_release_memory, "zero_release_memory",

@@ -4,6 +4,7 @@
 #include "train/config.h"
 
 #include "models/registry.h"
+#include "parallel/pipeline/schedule.h"
 #include "train/config_words.h"
 #include "train/engine_options.h"
 
@@ -113,14 +114,15 @@ void ParallelSection::validate() const {
     throw config_key_error("parallel", "zero_release_memory",
                            "= true applies to zero = 3 only (got zero = " + std::to_string(zero) +
                                "); set zero = 3 or drop zero_release_memory");
-  require_config_choice("parallel", "schedule", schedule, kConfigScheduleNames);
+  require_config_choice("parallel", "schedule", schedule, pipeline::schedule_names());
   require_config_at_least("parallel", "microbatches", microbatches, 1);
   require_config_at_least("parallel", "virtual_stages", virtual_stages, 1);
-  if (schedule == "zb-v" && virtual_stages > 2)
+  const pipeline::ScheduleKind& kind = pipeline::schedule_kind(schedule);
+  if (kind.v_shape && virtual_stages > 2)
     throw config_key_error("parallel", "virtual_stages",
-                           "= " + std::to_string(virtual_stages) +
-                               ": schedule \"zb-v\" places exactly 2 chunks per rank in a V; set virtual_stages = 1 or 2");
-  if (virtual_stages > 1 && schedule != "interleaved" && schedule != "zb-v")
+                           "= " + std::to_string(virtual_stages) + ": schedule " + quote_toml_string(schedule) +
+                               " places exactly 2 chunks per rank in a V; set virtual_stages = 1 or 2");
+  if (virtual_stages > 1 && !kind.interleaves_chunks && !kind.v_shape)
     throw config_key_error("parallel", "virtual_stages",
                            "= " + std::to_string(virtual_stages) +
                                " needs schedule \"interleaved\", got " + quote_toml_string(schedule) +

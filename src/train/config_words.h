@@ -1,6 +1,8 @@
 // src/train/config_words.h — what the config's reading and its validation
-// share: the allowed words of each choice key, the TOML spelling of values in
-// messages, and the error that names a key. Internal to src/train/config*.cpp.
+// share: the allowed words of each choice key (the models' and the
+// schedules' come from their registries: models::model_family_names,
+// pipeline::schedule_names), the TOML spelling of values in messages, and the
+// error that names a key. Internal to src/train/config*.cpp.
 #pragma once
 #include <paratorch/errors.h>
 
@@ -9,12 +11,8 @@
 
 namespace paratorch::train::config_words {
 
-inline const std::vector<std::string> kConfigSectionNames = {"model", "data",  "parallel",
-                                                      "optim", "train", "comm"};
-inline const std::vector<std::string> kConfigModelNames = {"gpt", "mlp", "cnn", "mf"};
-inline const std::vector<std::string> kConfigBundledSources = {"kjv", "fashion_mnist", "synthetic",
-                                                        "mf_synthetic"};
-inline const std::vector<std::string> kConfigScheduleNames = {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-v"};
+inline const std::vector<std::string> kConfigSectionNames = {"model", "data", "parallel", "optim", "train", "comm"};
+inline const std::vector<std::string> kConfigBundledSources = {"kjv", "fashion_mnist", "synthetic", "mf_synthetic"};
 inline const std::vector<std::string> kConfigModeNames = {"sync", "ps", "hogwild"};
 inline const std::vector<std::string> kConfigOptimizerNames = {"adamw", "sgd"};
 inline const std::vector<std::string> kConfigPrecisionNames = {"fp32", "bf16", "fp16"};

@@ -1,6 +1,8 @@
 // src/parallel/pipeline/partition.cpp — see partition.h.
 #include "parallel/pipeline/partition.h"
 
+#include "parallel/pipeline/schedule.h"
+
 #include <paratorch/errors.h>
 
 #include <algorithm>
@@ -178,8 +180,10 @@ std::vector<double> measure_block_ms(std::vector<models::ModelBlock>& blocks, co
 void check_block_count(int n_blocks, int pp, int virtual_stages, const std::string& schedule,
                        const std::string& model_name) {
   const int stages = pp * virtual_stages;
-  // zb-v's two chunks per rank are the schedule's, not an option the user set.
-  const std::string chunks = schedule == "zb-v" ? " x the 2 chunks per rank of schedule \"zb-v\""
+  const ScheduleKind* kind = find_schedule_kind(schedule);
+  const bool v_shape = kind && kind->v_shape, interleaves = kind && kind->interleaves_chunks;
+  // The V's two chunks per rank are the schedule's, not an option the user set.
+  const std::string chunks = v_shape ? " x the 2 chunks per rank of schedule \"" + schedule + "\""
                              : virtual_stages > 1
                                  ? " x PipelineEngineOptions::virtual_stages = " + std::to_string(virtual_stages)
                                  : std::string();
@@ -187,15 +191,17 @@ void check_block_count(int n_blocks, int pp, int virtual_stages, const std::stri
     throw UsageError("paratorch: Layout::pp = " + std::to_string(pp) + chunks + " needs " + std::to_string(stages) +
                      " blocks but model \"" + model_name + "\" has " + std::to_string(n_blocks) +
                      "; lower Layout::pp or give the model more blocks (ModelConfig::n_layers)");
-  if (schedule == "zb-v" && n_blocks % stages != 0)
-    throw UsageError("paratorch: schedule \"zb-v\" needs the model's " + std::to_string(n_blocks) +
+  if (v_shape && n_blocks % stages != 0)
+    throw UsageError("paratorch: schedule \"" + schedule + "\" needs the model's " + std::to_string(n_blocks) +
                      " blocks divisible by 2 x Layout::pp = " + std::to_string(stages) +
-                     " (each rank's two chunks of the V hold equal halves; " + std::to_string(n_blocks) + " blocks over " +
-                     std::to_string(pp) + " ranks do not halve evenly); change ModelConfig::n_layers or Layout::pp");
-  if (schedule == "interleaved" && n_blocks % stages != 0)
-    throw UsageError("paratorch: schedule \"interleaved\" needs the model's " + std::to_string(n_blocks) +
-                     " blocks divisible by Layout::pp x PipelineEngineOptions::virtual_stages = " + std::to_string(stages) +
-                     "; change ModelConfig::n_layers, Layout::pp or PipelineEngineOptions::virtual_stages");
+                     " (each rank's two chunks of the V hold equal halves; " + std::to_string(n_blocks) +
+                     " blocks over " + std::to_string(pp) +
+                     " ranks do not halve evenly); change ModelConfig::n_layers or Layout::pp");
+  if (interleaves && n_blocks % stages != 0)
+    throw UsageError(
+        "paratorch: schedule \"" + schedule + "\" needs the model's " + std::to_string(n_blocks) +
+        " blocks divisible by Layout::pp x PipelineEngineOptions::virtual_stages = " + std::to_string(stages) +
+        "; change ModelConfig::n_layers, Layout::pp or PipelineEngineOptions::virtual_stages");
 }
 
 Partition make_partition(const BlockPartition& by, models::BundledModel& model,

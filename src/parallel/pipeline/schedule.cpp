@@ -96,47 +96,105 @@ bool makes_weight_grads(ActionType type) {
   return type == ActionType::kBackward || type == ActionType::kBackwardWeight;
 }
 
+namespace {
+
+// One row per schedule: its traits and every rank's compute order.
+struct ScheduleRow {
+  ScheduleKind kind;
+  std::vector<ComputeOrder> (*orders)(const PipelineShape& shape);
+};
+
+// A per-rank order function as an every-rank one.
+template <ComputeOrder (*Order)(const PipelineShape&, int)>
+std::vector<ComputeOrder> each_rank(const PipelineShape& s) {
+  std::vector<ComputeOrder> out;
+  for (int r = 0; r < s.stages; ++r) out.push_back(Order(s, r));
+  return out;
+}
+
+ComputeOrder gpipe_on(const PipelineShape& s, int /*rank*/) { return gpipe_order(s); }
+
+const std::vector<ScheduleRow>& table() {
+  // name, splits_backward, interleaves_chunks, v_shape, all_forwards_first, bubble_work
+  static const std::vector<ScheduleRow> rows = {
+      {{"gpipe", false, false, false, true, 1}, each_rank<gpipe_on>},
+      {{"1f1b", false, false, false, false, 1}, each_rank<one_f_one_b_order>},
+      {{"interleaved", false, true, false, false, 1}, each_rank<interleaved_order>},
+      {{"zb-h1", true, false, false, false, 3}, each_rank<zb_h1_order>},
+      {{"zb-v", true, false, true, false, 6}, zb_v_orders},
+  };
+  return rows;
+}
+
+const ScheduleRow* find_row(const std::string& name) {
+  for (const auto& row : table())
+    if (row.kind.name == name) return &row;
+  return nullptr;
+}
+
+const ScheduleRow& row_of(const std::string& name) {
+  if (const ScheduleRow* row = find_row(name)) return *row;
+  std::string valid;
+  for (const auto& n : schedule_names()) valid += (valid.empty() ? "" : ", ") + n;
+  throw UsageError("paratorch: schedule \"" + name + "\" is unknown; valid schedules: " + valid);
+}
+
+}  // namespace
+
 const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names = {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-v"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& row : table()) out.push_back(row.kind.name);
+    return out;
+  }();
   return names;
 }
 
-bool splits_backward(const std::string& name) { return name == "zb-h1" || name == "zb-v"; }
+const ScheduleKind* find_schedule_kind(const std::string& name) {
+  const ScheduleRow* row = find_row(name);
+  return row ? &row->kind : nullptr;
+}
+
+const ScheduleKind& schedule_kind(const std::string& name) { return row_of(name).kind; }
+
+bool splits_backward(const std::string& name) {
+  const ScheduleKind* kind = find_schedule_kind(name);
+  return kind && kind->splits_backward;
+}
 
 PipelineShape shape_for(const std::string& name, int stages, int microbatches, int virtual_stages) {
   PipelineShape s{stages, microbatches, virtual_stages};
-  if (name == "zb-v" && virtual_stages <= 2) s.virtual_stages = 2, s.v_shape = true;
+  const ScheduleKind* kind = find_schedule_kind(name);
+  if (kind && kind->v_shape && virtual_stages <= 2) s.virtual_stages = 2, s.v_shape = true;
   return s;
 }
 
 void validate_schedule_shape(const std::string& name, const PipelineShape& s) {
-  const auto& names = schedule_names();
-  if (std::find(names.begin(), names.end(), name) == names.end())
-    throw UsageError("paratorch: schedule \"" + name +
-                     "\" is unknown; valid schedules: gpipe, 1f1b, interleaved, zb-h1, zb-v");
+  const ScheduleKind& kind = schedule_kind(name);
   if (s.stages < 1) throw UsageError("paratorch: PipelineShape::stages must be >= 1, got " + std::to_string(s.stages));
   if (s.microbatches < 1)
     throw UsageError("paratorch: PipelineShape::microbatches must be >= 1, got " + std::to_string(s.microbatches));
   if (s.virtual_stages < 1)
     throw UsageError("paratorch: PipelineShape::virtual_stages must be >= 1, got " + std::to_string(s.virtual_stages));
-  if (name == "zb-v" && (s.virtual_stages != 2 || !s.v_shape))
-    throw UsageError("paratorch: schedule \"zb-v\" places exactly 2 chunks per rank in a V; got virtual_stages = " +
+  if (kind.v_shape && (s.virtual_stages != 2 || !s.v_shape))
+    throw UsageError("paratorch: schedule \"" + name +
+                     "\" places exactly 2 chunks per rank in a V; got virtual_stages = " +
                      std::to_string(s.virtual_stages) + " (leave virtual_stages at 1 or set 2)");
-  if (s.v_shape && name != "zb-v")
+  if (s.v_shape && !kind.v_shape)
     throw UsageError("paratorch: the V placement belongs to schedule \"zb-v\", not \"" + name + "\"");
-  if (s.virtual_stages > 1 && name != "interleaved" && name != "zb-v")
+  if (s.virtual_stages > 1 && !kind.interleaves_chunks && !kind.v_shape)
     throw UsageError("paratorch: PipelineShape::virtual_stages = " + std::to_string(s.virtual_stages) +
                      " needs schedule \"interleaved\" (or 2 for \"zb-v\"), got \"" + name + "\"");
-  if (splits_backward(name) && s.microbatches < s.stages)
+  if (kind.splits_backward && s.microbatches < s.stages)
     throw UsageError("paratorch: schedule \"" + name + "\" needs at least as many micro-batches as pipeline ranks (" +
                      std::to_string(s.stages) +
                      "), got PipelineShape::microbatches = " + std::to_string(s.microbatches) +
                      ": its weight passes fill the bubble only once every rank has work in flight; "
                      "raise PipelineShape::microbatches or use 1f1b");
-  if (name == "interleaved" && s.microbatches % s.stages != 0)
+  if (kind.interleaves_chunks && s.microbatches % s.stages != 0)
     throw UsageError("paratorch: PipelineShape::microbatches = " + std::to_string(s.microbatches) +
-                     " must be a multiple of PipelineShape::stages = " + std::to_string(s.stages) +
-                     " for schedule \"interleaved\" (micro-batches run in groups of one per stage)");
+                     " must be a multiple of PipelineShape::stages = " + std::to_string(s.stages) + " for schedule \"" +
+                     name + "\" (micro-batches run in groups of one per stage)");
 }
 
 void validate_transfer_tags(const PipelineShape& s) {
@@ -155,23 +213,15 @@ void validate_schedule(const std::string& name, const PipelineShape& s) {
 Schedule make_schedule(const std::string& name, const PipelineShape& shape) {
   validate_schedule_shape(name, shape);
   Schedule out{name, shape, {}};
-  const std::vector<ComputeOrder> zbv = name == "zb-v" ? zb_v_orders(shape) : std::vector<ComputeOrder>{};
-  for (int r = 0; r < shape.stages; ++r) {
-    ComputeOrder order = name == "gpipe"         ? gpipe_order(shape)
-                         : name == "1f1b"        ? one_f_one_b_order(shape, r)
-                         : name == "interleaved" ? interleaved_order(shape, r)
-                         : name == "zb-h1"       ? zb_h1_order(shape, r)
-                                                 : zbv[static_cast<size_t>(r)];
-    out.ranks.push_back(with_transfers(order, shape, r));
-  }
+  const std::vector<ComputeOrder> orders = row_of(name).orders(shape);
+  for (int r = 0; r < shape.stages; ++r) out.ranks.push_back(with_transfers(orders[static_cast<size_t>(r)], shape, r));
   return out;
 }
 
 double theoretical_bubble(const std::string& name, const PipelineShape& s) {
-  const double p = s.stages, m = s.microbatches, v = name == "interleaved" ? s.virtual_stages : 1;
-  if (name == "zb-h1") return (p - 1) / (3 * m + p - 1);  // idle (p-1)(F+I-W) against 3m of work
-  if (name == "zb-v") return (p - 1) / (6 * m + p - 1);   // only the start-up skew, (p-1)/2 forwards
-  return (p - 1) / (v * m + p - 1);
+  const ScheduleKind& kind = schedule_kind(name);
+  const double p = s.stages, m = s.microbatches, v = kind.interleaves_chunks ? s.virtual_stages : 1;
+  return (p - 1) / (kind.bubble_work * v * m + p - 1);
 }
 
 int transfer_tag(const PipelineShape& s, int microbatch, int boundary, bool gradient) {

@@ -82,14 +82,47 @@ struct PipelineShape {
   int chunk_of_stage(int model_stage) const { return model_stage / stages; }
 };
 
+/// What the rest of the code asks of a schedule: one row per schedule in
+/// schedule.cpp's table (with its compute order), so adding a schedule is
+/// adding a row, and no caller compares names.
+struct ScheduleKind {
+  std::string name;
+  /// Backward split into I and W (zb-h1, zb-v): needs m >= p, and no
+  /// activation checkpointing.
+  bool splits_backward = false;
+  /// Takes virtual_stages > 1 chunks per rank, chunk c of rank r being
+  /// stage c*p + r (interleaved); m then runs in groups of p.
+  bool interleaves_chunks = false;
+  /// Two chunks per rank in a V (zb-v): virtual_stages is 2 whatever is set
+  /// (1, "the schedule's own", or 2).
+  bool v_shape = false;
+  /// Every forward before any backward (gpipe): all m micro-batches in flight.
+  bool all_forwards_first = false;
+  /// Work per micro-batch and chunk, in forward times, against the (p-1)
+  /// forwards of start-up: the theoretical bubble is
+  /// (p-1) / (work·v·m + p-1) — 1 for gpipe, 1f1b and interleaved (v
+  /// counted only there), 3 for zb-h1 (F, I and W fill all but the
+  /// F+I-W skew), 6 for zb-v (its idle time is (p-1)/2 forwards).
+  double bubble_work = 1;
+  /// Chunks each rank holds: virtual_stages where the schedule interleaves, 2 in the V, else 1.
+  int chunks_per_rank(int virtual_stages) const { return v_shape ? 2 : interleaves_chunks ? virtual_stages : 1; }
+};
+
+/// The row of schedule `name`; null when there is none.
+const ScheduleKind* find_schedule_kind(const std::string& name);
+/// The row of schedule `name`; UsageError listing the valid names when there is none.
+const ScheduleKind& schedule_kind(const std::string& name);
+
 /// The shape schedule `name` runs on: zb-v always has 2 chunks per rank in
 /// the V placement (`virtual_stages` may be 1, meaning "the schedule's own",
 /// or 2); the others take `virtual_stages` as given.
 PipelineShape shape_for(const std::string& name, int stages, int microbatches, int virtual_stages);
-/// True for the schedules that split backward into I and W (zb-h1, zb-v).
+/// True for the schedules that split backward into I and W (zb-h1, zb-v);
+/// false for a name that is no schedule.
 bool splits_backward(const std::string& name);
 
-/// The valid schedule names, for messages: gpipe, 1f1b, interleaved, zb-h1, zb-v.
+/// The valid schedule names, in the table's order, for messages: gpipe,
+/// 1f1b, interleaved, zb-h1, zb-v.
 const std::vector<std::string>& schedule_names();
 
 /// Checks `name` and the shape together; UsageError names the key to change

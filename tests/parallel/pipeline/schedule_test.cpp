@@ -154,3 +154,47 @@ TEST(PipelineSchedule, BadShapesAreUsageErrorsNamingTheKey) {
 
 }  // namespace
 }  // namespace paratorch::pipeline
+
+namespace paratorch::pipeline {
+namespace {
+
+// The schedule table: each row's traits say what its lists do, so callers
+// that read the traits (the planner, the partition, the config) act on what
+// the schedule really is.
+TEST(ScheduleTable, EveryRowsTraitsMatchTheListsItBuilds) {
+  ASSERT_EQ(schedule_names(), (std::vector<std::string>{"gpipe", "1f1b", "interleaved", "zb-h1", "zb-v"}));
+  const int p = 4, m = 8;
+  for (const auto& name : schedule_names()) {
+    const ScheduleKind& kind = schedule_kind(name);
+    EXPECT_EQ(kind.name, name);
+    EXPECT_EQ(splits_backward(name), kind.splits_backward) << name;
+    const PipelineShape shape = shape_for(name, p, m, kind.interleaves_chunks ? 2 : 1);
+    EXPECT_EQ(shape.v_shape, kind.v_shape) << name;
+    EXPECT_EQ(shape.virtual_stages, kind.chunks_per_rank(2)) << name;
+    const Schedule s = make_schedule(name, shape);
+    bool has_split = false, forward_after_backward = false, seen_backward = false;
+    for (const auto& a : s.ranks[0]) {
+      has_split |= a.type == ActionType::kBackwardInput || a.type == ActionType::kBackwardWeight;
+      if (a.type == ActionType::kForward) forward_after_backward |= seen_backward;
+      seen_backward |= a.type == ActionType::kBackward || a.type == ActionType::kBackwardInput;
+    }
+    EXPECT_EQ(has_split, kind.splits_backward) << name;
+    EXPECT_EQ(!forward_after_backward, kind.all_forwards_first) << name;
+    // The bubble formula the table's bubble_work gives, against the lists
+    // themselves (F = 1, B = 2 and I = W = 1), where the theory is exact.
+    if (!kind.v_shape)
+      for (double b : simulate(s, SimCosts{1, 2}).bubble) EXPECT_NEAR(b, theoretical_bubble(name, shape), 1e-9) << name;
+  }
+  EXPECT_EQ(find_schedule_kind("pipedream"), nullptr);
+  EXPECT_FALSE(splits_backward("pipedream"));
+  try {
+    schedule_kind("pipedream");
+    ADD_FAILURE() << "an unknown schedule was accepted";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("valid schedules: gpipe, 1f1b, interleaved, zb-h1, zb-v"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace paratorch::pipeline
