@@ -125,9 +125,6 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   bool sync_enabled() const { return sync_enabled_; }
   /// Ends the current backward pass: launch what is left, wait, average.
   void finalize();
-  /// True when a backward under set_sync(false) added gradients that no
-  /// synchronized pass has reduced since.
-  bool holds_unreduced_gradients() const { return unreduced_; }
   /// Reduces what set_sync(false) passes accumulated, as a synchronized pass
   /// that reached no parameter would (every bucket launched at once, no
   /// overlap): for a step taken with no synchronized backward after them.

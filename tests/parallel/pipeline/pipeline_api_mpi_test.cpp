@@ -357,10 +357,14 @@ TEST(PipelineApi, ZeroInsideStagesCountsTiedCopiesOnce) {
             groups.coords().pp == 1 ? std::vector<std::string>{"head.weight"} : std::vector<std::string>{});
   paratorch::EquivalenceOptions eq;
   eq.steps = 3;
-  const auto report = paratorch::check_equivalence(
-      test_world().comm(), tied_batch_of, [] { return clipped_reference(make_tied); },
-      [&groups, &o] { return zero_in_stages(groups, make_tied, tied_batch_of(0).input, o); }, eq);
-  EXPECT_TRUE(report.pass) << report.summary_line("zero in stages, tied, clipped") << " worst " << report.worst_param;
+  for (bool sync_once : {false, true}) {  // the tied sum comes after the step's one reduction too
+    const auto report = paratorch::check_equivalence(
+        test_world().comm(), tied_batch_of, [] { return clipped_reference(make_tied); },
+        [&] { return zero_in_stages(groups, make_tied, tied_batch_of(0).input, o, sync_once); }, eq);
+    EXPECT_TRUE(report.pass) << report.summary_line(sync_once ? "zero in stages, tied, clipped, synced once"
+                                                              : "zero in stages, tied, clipped")
+                             << " worst " << report.worst_param;
+  }
 }
 
 // dp = 2 x pp = 2 with four micro-batches: with Pipeline::set_gradient_sync
