@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "error_text.h"
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -33,14 +35,7 @@ Checkpoint sample_checkpoint(int64_t step) {
   return c;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using paratorch_test::error_of;
 
 TEST(StepFolder, RoundTripsEveryTensorAndField) {
   const auto root = scratch("roundtrip");

@@ -5,6 +5,8 @@
 // the pieces it reads, so damage elsewhere in a file does not stop it.
 #include <gtest/gtest.h>
 
+#include "error_text.h"
+
 #include "formats/atomic_file.h"
 #include "formats/sharded_checkpoint.h"
 #include <paratorch/errors.h>
@@ -25,14 +27,7 @@ std::string fresh_dir(const std::string& name) {
   return dir.string();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using paratorch_test::error_of;
 
 // What a world of ranks would write: each inner vector is one rank's pieces.
 void write_folder(const std::string& dir, const std::vector<std::vector<Piece>>& ranks) {

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include "error_text.h"
+
 #include <filesystem>
 
 namespace paratorch::train {
@@ -19,14 +21,7 @@ checkpoints::Checkpoint written_for(const Config& config, int64_t step) {
   return c;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using paratorch_test::error_of;
 
 TEST(Checkpoint, AnotherModelOrNoStepsLeftIsRefused) {
   Config config;
