@@ -1,7 +1,8 @@
 // src/parallel/zero/zero_engine.cpp — see zero_engine.h. Construction, the step,
-// publishing, the Engine interface. The gradient path (DDP's reducer over
-// the units) is in zero_engine_reduce.cpp; stage 3's blocks as fully
-// sharded units in zero_engine_stage3.cpp; whole parameters in and out of the shards in zero_engine_parameters.cpp.
+// publishing, the Engine interface. Stages 1-2's buffers and gradient path
+// are zero::FlatShards (flat_shards.h); stage 3's blocks as fully sharded
+// units in zero_engine_stage3.cpp; whole parameters in and out of the
+// shards in zero_engine_parameters.cpp.
 #include "parallel/zero/zero_engine.h"
 
 #include "parallel/finalize_grads.h"
@@ -41,136 +42,52 @@ ZeroEngine::ZeroEngine(const ProcessGroups& groups, std::shared_ptr<models::Bund
       scaler_(options.scaler), tp_(model_->shard_specs(), groups.tp()) {
   options_.validate(groups_.layout().dp);
   // Stages 1-2 keep the whole model; stage 3 initializes unit by unit in
-  // build_units, so no rank ever holds the whole initialized model.
+  // build_stage3_units, so no rank ever holds the whole initialized model.
   if (options_.stage != 3) model_->initialize(options_.seed);
   model_->to(device_);
   for (const auto& item : model_->named_parameters(true)) {
     names_.push_back(item.key());
     params_.push_back(item.value());
   }
-  if (options_.stage == 3) blocks_ = model_->blocks();
-  build_units();
-  if (options_.stage == 3) build_fsdp();
+  if (options_.stage == 3) {
+    blocks_ = model_->blocks();
+    build_stage3_units();
+    build_fsdp();
+  } else {
+    build_flat_shards();
+  }
   std::vector<zero::ShardUnit> shards;
   for (auto& u : units_) shards.push_back({u->layout.get(), u->master, u->grad});
   pieces_ = zero::make_pieces(shards);
-  if (options_.stage < 3) install_reducer();
 }
 
-ZeroEngine::~ZeroEngine() {
-  // Stages 1-2's buffers may live in the dp communicator's shared memory,
-  // which can go before the model does: leave each parameter memory of its own.
-  if (options_.stage == 3) return;
-  torch::NoGradGuard no_grad;
-  for (auto& p : params_) {
-    if (p.grad().defined()) p.mutable_grad().reset();
-    if (params_shared_) p.set_data(p.detach().clone());
-  }
-}
+ZeroEngine::~ZeroEngine() = default;
 
 int ZeroEngine::shard_ranks() const { return groups_.layout().dp; }
 
-// Units: stage 3 one per model block (stage3_members: tied weights in one
-// more unit); stages 1-2 buckets of <= bucket_mb in reverse model order, the
-// order backward produces gradients.
-void ZeroEngine::build_units() {
-  std::vector<std::vector<size_t>> members;
-  if (options_.stage == 3) {
-    members = stage3_members();
-  } else {
-    const double cap = options_.bucket_mb * 1024 * 1024;
-    double bytes = cap;
-    for (size_t k = params_.size(); k-- > 0;) {
-      if (bytes >= cap) members.emplace_back(), bytes = 0;
-      members.back().push_back(k);
-      bytes += static_cast<double>(params_[k].numel()) * 4;
-    }
-  }
-  const int ranks = shard_ranks(), rank = groups_.coords().dp;
-  slots_.resize(params_.size());
-  torch::NoGradGuard no_grad;
-  Arenas arenas = allocate_arenas(members, ranks);
-  for (auto& list : members) {
+// Stages 1-2: the model's parameters in flat buffers of <= bucket_mb, with
+// DDP's gradient reducer over them (flat_shards.h, the public
+// ZeroRedundancyOptimizer's too). Stage 1 averages only this rank's shard of
+// each kept gradient buffer (the optimizer reads shards only); on one node
+// the parameters are one copy every rank maps, so publishing an update is a
+// barrier instead of an all-gather.
+void ZeroEngine::build_flat_shards() {
+  zero::FlatShardsOptions o;
+  o.stage = options_.stage;
+  o.bucket_mb = options_.bucket_mb;
+  o.param_dtype = dtype_;
+  o.reduce_dtype = reduce_dtype_;
+  o.whole_gradients = false;
+  o.one_copy_per_node = true;
+  flat_ = std::make_unique<zero::FlatShards>(params_, names_, groups_.dp(), o);
+  for (const auto& b : flat_->buffers()) {
     auto unit = std::make_unique<Unit>();
-    std::vector<zero::FlatParam> flat;
-    for (size_t k = 0; k < list.size(); ++k) {
-      const auto& p = params_[list[k]];
-      flat.push_back({names_[list[k]], p.sizes().vec(), p.dim() >= 2});
-      slots_[list[k]] = Slot{units_.size(), k};
-    }
-    unit->members = list;
-    unit->layout = std::make_shared<zero::FlatLayout>(flat, ranks, rank);
-    const auto& L = *unit->layout;
-    if (options_.stage == 3) {
-      std::vector<std::string> unit_names;
-      for (size_t k : list) unit_names.push_back(names_[k]);
-      model_->initialize(options_.seed, unit_names);
-    }
-    // fp32 with one node-shared copy: initialize straight into it (dp rank 0
-    // writes, the barrier at the end publishes), no per-rank temporary.
-    const bool into_shared = arenas.params.defined() && dtype_ == torch::kFloat;
-    auto full = into_shared ? arenas.params.narrow(0, arenas.used, L.padded_numel())
-                            : torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
-    auto views = L.views(full);
-    if (!into_shared || groups_.coords().dp == 0)
-      for (size_t k = 0; k < list.size(); ++k) views[k].copy_(params_[list[k]]);
-    auto shard = full.narrow(0, L.shard_begin(), L.shard_numel());
-    if (options_.stage == 3) {
-      unit->master = shard.clone();
-      for (size_t k : list) params_[k].set_data(torch::empty({0}, full.options().dtype(dtype_)));
-      unit->grad = torch::zeros({L.shard_numel()}, full.options());
-      views.clear();
-      full = torch::Tensor();
-      zero::return_free_memory_to_os();  // this unit's initialized tensors, now sharded and freed
-    } else {
-      // fp32 stages 1-2: the model's own fp32 parameters are the masters.
-      if (into_shared) {
-        unit->flat_params = full;
-      } else if (arenas.params.defined()) {
-        // bf16/fp16 in one node copy: each rank writes its own shard (the
-        // initial values are the same everywhere); the barrier publishes them.
-        unit->flat_params = arenas.params.narrow(0, arenas.used, L.padded_numel());
-        unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel()).copy_(shard);
-      } else {
-        unit->flat_params = dtype_ == torch::kFloat ? full : full.to(dtype_);
-      }
-      unit->master =
-          dtype_ == torch::kFloat ? unit->flat_params.narrow(0, L.shard_begin(), L.shard_numel()) : shard.clone();
-      auto model_views = L.views(unit->flat_params);
-      for (size_t k = 0; k < list.size(); ++k) params_[list[k]].set_data(model_views[k]);
-      if (options_.stage < 2) {  // the reducer's bucket (fp32: .grad aliases it, install_reducer)
-        unit->full_grad = arenas.grads.narrow(0, arenas.used, L.padded_numel());
-        unit->grad = unit->full_grad.narrow(0, L.shard_begin(), L.shard_numel());
-      } else {
-        unit->grad = torch::zeros({L.shard_numel()}, full.options());
-      }
-    }
-    arenas.used += L.padded_numel();
+    unit->members = b.members;
+    unit->layout = b.layout;
+    unit->master = b.master;
+    unit->grad = b.grad;
     units_.push_back(std::move(unit));
   }
-  if (arenas.params.defined()) groups_.dp()->barrier();  // every shard written before any forward reads it
-}
-
-// Stage 1 keeps each unit's whole fp32 gradient: one buffer for all units
-// from the dp communicator, which on one node is a symmetric shared-memory
-// window (reduced in place, comm/symmetric_buffer.h). Stages 1-2 keep whole
-// parameters: on one node a single copy that every rank maps
-// (allocate_shared_buffer), so publishing an update is a barrier instead of
-// an all-gather, and the node holds the parameters once, not once per rank.
-ZeroEngine::Arenas ZeroEngine::allocate_arenas(const std::vector<std::vector<size_t>>& members, int ranks) {
-  Arenas arenas;
-  if (options_.stage == 3) return arenas;
-  int64_t total = 0;
-  for (const auto& list : members) {
-    int64_t numel = 0;
-    for (size_t k : list) numel += params_[k].numel();
-    total += (numel + ranks - 1) / ranks * ranks;  // FlatLayout's padding
-  }
-  const auto dp = groups_.dp();
-  if (options_.stage < 2) arenas.grads = dp->allocate_reduce_buffer(total, torch::kFloat).to(device_);
-  if (options_.stage >= 1 && ranks > 1 && device_.is_cpu()) arenas.params = dp->allocate_shared_buffer(total, dtype_);
-  params_shared_ = arenas.params.defined();
-  return arenas;
 }
 
 parallel::BatchShare ZeroEngine::batch_share() const {
@@ -185,15 +102,17 @@ torch::Tensor ZeroEngine::fp32_loss(const torch::Tensor& output, const models::B
 
 double ZeroEngine::forward_backward(const std::vector<models::Batch>& microbatches) {
   const int m = static_cast<int>(microbatches.size());
-  {
+  if (flat_) {
+    flat_->zero_grad();
+  } else {
     torch::NoGradGuard no_grad;
-    for (auto& u : units_) (u->full_grad.defined() && options_.stage < 2 ? u->full_grad : u->grad).zero_();
+    for (auto& u : units_) u->grad.zero_();
   }
   const double scale = options_.loss_scaling ? scaler_.scale() : 1.0;
   double local = 0;
   for (int k = 0; k < m; ++k) {
     const models::Batch batch = microbatches[static_cast<size_t>(k)].to(device_, dtype_);
-    if (options_.stage == 3) {
+    if (fsdp_) {
       local += forward_backward_blocks(batch, m);
       continue;
     }
@@ -203,14 +122,14 @@ double ZeroEngine::forward_backward(const std::vector<models::Batch>& microbatch
       loss = fp32_loss(model_->forward(batch.input), batch) / m;
     }
     report::Tracer::Span span("backward", "compute");
-    // Stage 1 accumulates micro-batches in their full buffers and reduce
-    // with the last one's backward; stage 2 keeps no full gradient, so every
-    // micro-batch reduce-scatters. The reducer finishes as backward returns.
-    reducer_->set_sync(options_.stage == 2 || k + 1 == m);
+    // Stage 1 accumulates micro-batches in its whole gradient buffers and
+    // reduces with the last one's backward; stage 2 keeps no whole gradient,
+    // so every micro-batch reduce-scatters. The reducer finishes as backward returns.
+    flat_->set_sync(!flat_->keeps_whole_gradients() || k + 1 == m);
     (loss * scale).backward();
-    reducer_->finalize();
     local += loss.item<double>();
   }
+  if (flat_) flat_->finalize();
   // ZeRO has no tied copies across ranks (every replica holds the whole
   // model): what is left after the dp reduction is tp's partial sums.
   parallel::FinalizeGradients f;
@@ -227,7 +146,7 @@ parallel::EvalResult ZeroEngine::evaluate(const models::Batch& piece) {
   torch::NoGradGuard no_grad;
   model_->eval();
   auto batch = piece.to(device_, dtype_);
-  auto output = options_.stage == 3 ? forward_blocks(batch.input) : model_->forward(batch.input);
+  auto output = fsdp_ ? forward_blocks(batch.input) : model_->forward(batch.input);
   const parallel::EvalResult mine = parallel::score_output(*model_, output, batch);
   auto sums = torch::tensor({mine.loss, mine.accuracy}, torch::kDouble);
   groups_.dp()->all_reduce(sums, ReduceOp::kAvg);
@@ -243,9 +162,7 @@ void ZeroEngine::unscale_gradients() {
 // The loss scaler's decision, the same on every rank: a non-finite gradient
 // anywhere in any shard skips the step (and halves the scale).
 bool ZeroEngine::may_step() {
-  // One parameter copy on the node: no rank may overwrite its shard while a
-  // peer still reads the parameters (its backward). Cheap: a barrier.
-  if (params_shared_) groups_.dp()->barrier();
+  if (flat_) flat_->before_update();  // one node copy: no rank writes while a peer still reads
   if (!options_.loss_scaling) return true;
   bool bad = false;
   for (auto& u : units_) bad = bad || !torch::isfinite(u->grad).all().item<bool>();
@@ -255,31 +172,12 @@ bool ZeroEngine::may_step() {
   return scaler_.update(flag.item<double>() > 0);
 }
 
-// After an update: every rank's model gets the new parameters. Stages 1-2
-// all-gather each unit's shard (in the compute precision); dp = 1 copies;
-// stage 3 gathers on demand before each block.
+// After an update: every rank's model gets the new parameters (stages
+// 1-2: flat_shards.h); stage 3 gathers on demand before each block.
 void ZeroEngine::publish_parameters() {
-  if (options_.stage == 3) return;
+  if (!flat_) return;
   report::Tracer::Span span("all_gather parameters", "comm");
-  torch::NoGradGuard no_grad;
-  std::vector<std::pair<WorkHandle, torch::Tensor>> works;
-  if (params_shared_) {  // one copy on the node: write this rank's shard, then everyone sees all
-    for (auto& u : units_) {
-      auto mine = u->flat_params.narrow(0, u->layout->shard_begin(), u->layout->shard_numel());
-      if (!u->master.is_same(mine)) mine.copy_(u->master);
-    }
-    groups_.dp()->barrier();
-    return;
-  }
-  for (auto& u : units_) {
-    if (shard_ranks() == 1) {  // dp = 1: the master is the whole unit
-      if (!u->master.is_alias_of(u->flat_params)) u->flat_params.copy_(u->master);
-      continue;
-    }
-    auto src = u->master.to(dtype_, /*non_blocking=*/false, /*copy=*/true);  // never alias the output
-    works.emplace_back(groups_.dp()->all_gather_async(u->flat_params, src), src);
-  }
-  for (auto& w : works) w.first->wait();
+  flat_->publish();
 }
 
 std::unique_ptr<optim::Optimizer> ZeroEngine::build_optimizer(const optim::OptimizerOptions& options) {
@@ -325,17 +223,20 @@ std::string ZeroEngine::describe() {
                 tp_.size() > 1 ? (" of each tp=" + std::to_string(tp_.size()) + " shard").c_str() : "",
                 mixed_precision::precision_name(options_.compute_dtype).c_str(), units_.size(),
                 groups_.layout().dp == 1 ? " (dp = 1: nothing to shard, ZeRO does nothing)" : "",
-                params_shared_ ? ", parameters: one copy shared by the node's dp ranks" : "");
+                flat_ && flat_->shares_parameters() ? ", parameters: one copy shared by the node's dp ranks" : "");
   return line;
 }
 
 ModelStateBytes ZeroEngine::model_state_bytes() const {
   ModelStateBytes b;
-  for (const auto& u : units_) {
-    if (u->flat_params.defined()) b.parameters += u->flat_params.nbytes();
-    const bool master_is_view = u->flat_params.defined() && u->master.is_alias_of(u->flat_params);
-    if (!master_is_view) b.parameters += u->master.nbytes();
-    b.gradients += (options_.stage < 2 ? u->full_grad : u->grad).nbytes();
+  if (flat_) {
+    for (const auto& buffer : flat_->buffers()) {
+      b.parameters += buffer.flat.nbytes();
+      if (!buffer.master.is_alias_of(buffer.flat)) b.parameters += buffer.master.nbytes();
+    }
+    b.gradients = flat_->gradient_bytes();
+  } else {
+    for (const auto& u : units_) b.parameters += u->master.nbytes(), b.gradients += u->grad.nbytes();
   }
   if (optimizer_)
     for (const auto& [name, t] : optimizer_->local_state_tensors()) b.optimizer += t.nbytes();

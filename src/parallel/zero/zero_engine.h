@@ -17,6 +17,10 @@
 //            (parallel/ddp/reducer.h) reduce-scatters each as soon as its
 //            gradients are final, on the communication thread while backward
 //            goes on, and only this rank's shard of the gradient is kept.
+//            Stages 1-2's buffers, gradient path and publication are
+//            zero::FlatShards (flat_shards.h), the public
+//            ZeroRedundancyOptimizer's too; the engine adds the trainer's
+//            optimizer over the shards' pieces, the loss scaler and tp.
 //   stage 3  also parameters: units are the model's blocks (BundledModel::blocks).
 //            A block's parameters are all-gathered just before its forward and
 //            freed after; the forward keeps only the blocks' inputs. Backward
@@ -43,10 +47,9 @@
 // (the dp average and the tp sum commute, both linear), the norm, and the
 // whole tensors (gathered over dp as at tp = 1, then over tp).
 #pragma once
-#include "parallel/ddp/reducer.h"
 #include "parallel/engine.h"
 #include "parallel/tensor_parallel/tp_shards.h"
-#include "parallel/zero/flat_buffer.h"
+#include "parallel/zero/flat_shards.h"
 #include "parallel/zero/loss_scaler.h"
 #include "parallel/mixed_precision/precision.h"
 #include "parallel/zero/sharded_optimizer.h"
@@ -119,16 +122,8 @@ class ZeroEngine : public parallel::Engine {
 
  private:
   struct Unit;
-  struct Slot { size_t unit = 0, member = 0; };
 
-  struct Arenas {
-    torch::Tensor params, grads;  // every unit's flat buffer is a slice of these
-    int64_t used = 0;
-  };
-  void build_units();
-  Arenas allocate_arenas(const std::vector<std::vector<size_t>>& members, int ranks);
-  void install_reducer();
-  CommHook gradient_hook() const;
+  void build_flat_shards();
   void publish_parameters();
   bool may_step();
   void unscale_gradients();
@@ -140,6 +135,8 @@ class ZeroEngine : public parallel::Engine {
   /// Each unit's members (indices into params_): one unit per block, of the
   /// parameters it owns but the tied ones; the tied ones in one more unit.
   std::vector<std::vector<size_t>> stage3_members() const;
+  /// One unit per member list, initialized and sharded one at a time.
+  void build_stage3_units();
   void build_fsdp();
   double forward_backward_blocks(const models::Batch& batch, int microbatches);
   torch::Tensor forward_blocks(const torch::Tensor& input);
@@ -152,16 +149,13 @@ class ZeroEngine : public parallel::Engine {
   torch::ScalarType reduce_dtype_;        // dp gradient reductions ([train] reduce_precision)
   std::vector<torch::Tensor> params_;     // the model's, in model order
   std::vector<std::string> names_;
-  std::vector<Slot> slots_;               // param -> (unit, member)
   std::vector<std::unique_ptr<Unit>> units_;
   zero::Pieces pieces_;
   zero::LossScaler scaler_;
-  bool params_shared_ = false;            // stages 1-2: one parameter copy on the node
   const zero::ShardedOptimizer* optimizer_ = nullptr;
   parallel::TpShards tp_;                 // every parameter's tp split, and the tp group
-  // stages 1-2: DDP's gradient reducer over the units (zero_engine_reduce.cpp)
-  // (declared after them, so it goes first: its hand-over writes u->grad)
-  std::shared_ptr<Reducer> reducer_;
+  // stages 1-2: the flat buffers and DDP's gradient reducer (flat_shards.h)
+  std::unique_ptr<zero::FlatShards> flat_;
   // stage 3: the model's blocks, run as fully sharded units by the one
   // stage-3 driver fully_shard has too (fsdp_state.h)
   std::vector<models::ModelBlock> blocks_;

@@ -52,11 +52,42 @@ std::vector<std::vector<size_t>> ZeroEngine::stage3_members() const {
   return members;
 }
 
+// Each unit is initialized (BundledModel::initialize of its names), copied
+// into a flat fp32 buffer, and only this rank's shard kept as its master
+// before the next one is initialized.
+void ZeroEngine::build_stage3_units() {
+  const int ranks = shard_ranks(), rank = groups_.coords().dp;
+  torch::NoGradGuard no_grad;
+  for (auto& list : stage3_members()) {
+    auto unit = std::make_unique<Unit>();
+    std::vector<zero::FlatParam> flat;
+    std::vector<std::string> unit_names;
+    for (size_t k : list) {
+      flat.push_back({names_[k], params_[k].sizes().vec(), params_[k].dim() >= 2});
+      unit_names.push_back(names_[k]);
+    }
+    unit->members = list;
+    unit->layout = std::make_shared<zero::FlatLayout>(flat, ranks, rank);
+    const auto& L = *unit->layout;
+    model_->initialize(options_.seed, unit_names);
+    auto full = torch::zeros({L.padded_numel()}, torch::TensorOptions().device(device_));
+    auto views = L.views(full);
+    for (size_t k = 0; k < list.size(); ++k) views[k].copy_(params_[list[k]]);
+    unit->master = full.narrow(0, L.shard_begin(), L.shard_numel()).clone();
+    for (size_t k : list) params_[k].set_data(torch::empty({0}, full.options().dtype(dtype_)));
+    unit->grad = torch::zeros({L.shard_numel()}, full.options());
+    views.clear();
+    full = torch::Tensor();
+    zero::return_free_memory_to_os();  // this unit's initialized tensors, now sharded and freed
+    units_.push_back(std::move(unit));
+  }
+}
+
 void ZeroEngine::build_fsdp() {
   fsdp_ = std::make_shared<FsdpState>();
   fsdp_->group = groups_.dp();
   fsdp_->options.mixed_precision.param_dtype = dtype_;
-  fsdp_->hook = gradient_hook();  // the comm hook of stages 1-2 ([train] reduce_precision)
+  fsdp_->hook = reduce_in_dtype(reduce_dtype_, *groups_.dp());  // stages 1-2's comm hook ([train] reduce_precision)
   const bool trims = options_.release_freed_memory;
   if (trims) fsdp_->after_release = [] { zero::return_free_memory_to_os(); };
   std::map<std::string, size_t> tied_member;  // name -> index in the tied unit
@@ -88,11 +119,12 @@ void ZeroEngine::build_fsdp() {
   // Just before AccumulateGrad adds a large gradient into its buffer view:
   // the previous weight's temporary has been freed by then. (Decided by the
   // full shape from the unit's layout: between blocks the parameters are empty.)
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& full = units_[slots_[i].unit]->layout->params()[slots_[i].member];
-    if (params_[i].requires_grad() && full.numel() * 4 >= (int64_t{1} << 20))
-      params_[i].register_hook([](const torch::Tensor&) { zero::return_free_memory_to_os(); });
-  }
+  for (const auto& unit : units_)
+    for (size_t k = 0; k < unit->members.size(); ++k) {
+      auto& param = params_[unit->members[k]];
+      if (param.requires_grad() && unit->layout->params()[k].numel() * 4 >= (int64_t{1} << 20))
+        param.register_hook([](const torch::Tensor&) { zero::return_free_memory_to_os(); });
+    }
 }
 
 torch::Tensor ZeroEngine::forward_blocks(const torch::Tensor& input) {

@@ -1,13 +1,13 @@
 // src/parallel/zero/zero_redundancy_optimizer.cpp — ZeroRedundancyOptimizer
-// (paratorch/zero.h): flat buffers, the user's optimizer over this rank's
-// shards, step and the all-gather of the updated parameters.
+// (paratorch/zero.h): the user's optimizer over this rank's shards, and step.
 //
 // ZeRO stage 1 (Rajbhandari et al., 2019, §5.1): each of the N dp ranks
 // keeps optimizer state and fp32 masters for 1/N of every flat buffer and
-// updates only that; the new parameters are then all-gathered. The flat
-// arithmetic (padding, shard ranges) is parallel/zero/flat_buffer.h's; the gradient
-// path (DDP's reducer during backward: stage 1 all-reduce, stage 2 reduce-scatter) is in
-// zero_gradient_path.cpp, the state_dict by name in zero_state_dict.cpp.
+// updates only that; the new parameters are then all-gathered. The buffers,
+// the gradient path (DDP's reducer during backward: stage 1 all-reduce,
+// stage 2 reduce-scatter) and the all-gather are zero::FlatShards's
+// (flat_shards.h); clipping is in zero_grad_clip.cpp, the state_dict by
+// name in zero_state_dict.cpp.
 #include "parallel/zero/zero_redundancy_impl.h"
 
 #include "parallel/zero/optimizer_state.h"
@@ -34,41 +34,6 @@ void ZeroRedundancyOptimizerOptions::validate() const {
   mixed_precision.validate();
 }
 
-// Parameters are copied into fp32 flat buffers, this rank's shard is cloned
-// as the master, and the module's parameters become views of the buffer
-// cast to param_dtype.
-void ZeroRedundancyOptimizer::Impl::build_buffers(const OptimizerFactory& factory) {
-  torch::NoGradGuard no_grad;
-  const auto plan = plan_buckets(params, static_cast<int64_t>(options.bucket_mb * 1024 * 1024));
-  const auto param_dtype = options.mixed_precision.param_dtype;
-  slot.resize(params.size());
-  std::vector<torch::Tensor> shards;
-  for (const auto& bucket : plan) {
-    FlatBuffer b;
-    b.members = bucket.params;
-    std::vector<zero::FlatParam> layout_params;
-    for (size_t i : b.members) layout_params.push_back({names[i], params[i].sizes().vec(), false});
-    b.layout = std::make_unique<zero::FlatLayout>(std::move(layout_params), group->size(), group->rank());
-    auto full = torch::zeros({b.layout->padded_numel()}, params[b.members[0]].options().dtype(torch::kFloat));
-    const auto views = b.layout->views(full);
-    for (size_t k = 0; k < b.members.size(); ++k) {
-      views[k].copy_(params[b.members[k]]);
-      slot[b.members[k]] = {buffers.size(), k};
-    }
-    b.shard = full.narrow(0, b.layout->shard_begin(), b.layout->shard_numel()).clone().requires_grad_(true);
-    b.flat = param_dtype == torch::kFloat ? full : full.to(param_dtype);
-    const auto param_views = b.layout->views(b.flat);
-    for (size_t k = 0; k < b.members.size(); ++k) params[b.members[k]].set_data(param_views[k]);
-    shards.push_back(b.shard);
-    buffers.push_back(std::move(b));
-  }
-  optimizer = factory(shards);
-  if (!optimizer)
-    throw UsageError("paratorch: ZeroRedundancyOptimizer's factory returned no optimizer; return e.g. "
-                     "std::make_unique<torch::optim::AdamW>(flat_shards, options)");
-  kinds = zero::state_kinds(*optimizer);
-}
-
 // Both constructors end here once params/names (the trainable tensors, in
 // the order every dp rank shares) are filled; `source` names what they came
 // from, for the error.
@@ -89,8 +54,20 @@ void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group,
     if (std::find(names.begin(), names.end(), name) == names.end())
       throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::clip_tied_copies names '" + name +
                        "', which is no parameter of this optimizer; pass Pipeline::tied_copies()");
-  build_buffers(factory);
-  if (options.stage == 2 || (options.reduce_gradients && group->size() > 1)) install_reducer();
+  zero::FlatShardsOptions flat;
+  flat.stage = options.stage;
+  flat.bucket_mb = options.bucket_mb;
+  flat.param_dtype = options.mixed_precision.param_dtype;
+  flat.reduce_dtype = options.mixed_precision.reduce_dtype;
+  flat.reduce_gradients = options.reduce_gradients;
+  flat.whole_gradients = true;  // each .grad holds the dp average, as after DDP
+  shards = std::make_unique<zero::FlatShards>(params, names, group, flat);
+  optimizer = factory(shards->masters());
+  if (!optimizer)
+    throw UsageError(
+        "paratorch: ZeroRedundancyOptimizer's factory returned no optimizer; return e.g. "
+        "std::make_unique<torch::optim::AdamW>(flat_shards, options)");
+  kinds = zero::state_kinds(*optimizer);
 }
 
 ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(std::shared_ptr<torch::nn::Module> module,
@@ -125,67 +102,28 @@ ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(const std::map<std::string, tor
 
 ZeroRedundancyOptimizer::~ZeroRedundancyOptimizer() = default;
 
-void ZeroRedundancyOptimizer::zero_grad() {
-  torch::NoGradGuard no_grad;
-  for (auto& b : impl_->buffers) {
-    if (b.full_grad.defined() && impl_->options.stage == 1) b.full_grad.zero_();
-    if (b.shard.grad().defined()) b.shard.mutable_grad().zero_();
-  }
-  for (size_t i = 0; i < impl_->params.size(); ++i) {
-    const auto [buffer, member] = impl_->slot[i];
-    const auto& views = impl_->buffers[buffer].grad_views;
-    auto& grad = impl_->params[i].mutable_grad();
-    if (grad.defined() && !(views.size() > member && grad.data_ptr() == views[member].data_ptr())) grad.reset();
-  }
-}
+void ZeroRedundancyOptimizer::zero_grad() { impl_->shards->zero_grad(); }
 
 bool ZeroRedundancyOptimizer::step(LossScaler* scaler) {
   Impl& s = *impl_;
-  // Gradients accumulated with the sync off and no synchronized backward
-  // after them: reduced now, all buffers at once.
-  if (s.reducer) s.reducer->reduce_accumulated();
-  if (s.options.stage == 1)
-    s.reduce_stage1();
-  else
-    s.reducer->finalize();  // normally done when backward returned; a no-op then
+  s.shards->finalize();
   if (scaler != nullptr && scaler->unscale(flat_shards(), s.group.get())) return false;
   if (s.options.max_grad_norm > 0) s.clip_gradients();
+  s.shards->before_update();
   s.optimizer->step();
   ++s.steps;
-  s.all_gather_parameters();
+  s.shards->publish();
   return true;
 }
 
-// Every rank's updated shard, rounded to param_dtype, lands in its slot of
-// every flat buffer, which the module's parameters view.
-void ZeroRedundancyOptimizer::Impl::all_gather_parameters() {
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> sources;
-  std::vector<WorkHandle> works;
-  for (auto& b : buffers) {
-    sources.push_back(b.shard.detach().to(b.flat.scalar_type(), /*non_blocking=*/false, /*copy=*/true));
-    if (group->size() > 1) works.push_back(group->all_gather_async(b.flat, sources.back()));
-    else b.flat.copy_(sources.back());
-  }
-  for (auto& w : works) w->wait();
-}
+void ZeroRedundancyOptimizer::set_requires_gradient_sync(bool sync) { impl_->shards->set_sync(sync); }
 
-void ZeroRedundancyOptimizer::set_requires_gradient_sync(bool sync) {
-  if (impl_->reducer) impl_->reducer->set_sync(sync);
-}
-
-int64_t ZeroRedundancyOptimizer::reductions_launched() const {
-  return impl_->reducer ? impl_->reducer->reductions_launched() : 0;
-}
+int64_t ZeroRedundancyOptimizer::reductions_launched() const { return impl_->shards->reductions_launched(); }
 
 double ZeroRedundancyOptimizer::last_grad_norm() const { return impl_->last_grad_norm; }
 
 torch::optim::Optimizer& ZeroRedundancyOptimizer::optimizer() { return *impl_->optimizer; }
 
-std::vector<torch::Tensor> ZeroRedundancyOptimizer::flat_shards() const {
-  std::vector<torch::Tensor> out;
-  for (const auto& b : impl_->buffers) out.push_back(b.shard);
-  return out;
-}
+std::vector<torch::Tensor> ZeroRedundancyOptimizer::flat_shards() const { return impl_->shards->masters(); }
 
 }  // namespace paratorch

@@ -20,12 +20,12 @@ std::map<std::string, torch::Tensor> ZeroRedundancyOptimizer::state_dict() const
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> out{{"step", torch::tensor(s.steps, torch::kLong)}};
   if (s.steps == 0) return out;  // an unsharded optimizer holds no state before its first step either
-  for (const auto& b : s.buffers) {
-    const auto state = zero::read_state(*s.optimizer, b.shard);
+  for (const auto& b : s.shards->buffers()) {
+    const auto state = zero::read_state(*s.optimizer, b.master);
     for (const auto& kind : s.kinds) {
       auto it = state.find(kind);
       auto shard = it != state.end() && it->second.defined() ? it->second.detach().to(torch::kFloat).contiguous()
-                                                             : torch::zeros_like(b.shard.detach());
+                                                             : torch::zeros_like(b.master.detach());
       for (auto& [name, full] : zero::gather_full(*b.layout, shard, s.group.get())) out[name + "." + kind] = full;
     }
   }
@@ -40,11 +40,11 @@ void ZeroRedundancyOptimizer::load_state_dict(const std::map<std::string, torch:
     throw RuntimeFailure("paratorch: ZeroRedundancyOptimizer::load_state_dict: the state has no scalar 'step'");
   s.steps = step->second.item<int64_t>();
   if (s.steps == 0) return;
-  for (const auto& b : s.buffers) {
+  for (const auto& b : s.shards->buffers()) {
     const auto& layout = *b.layout;
     std::map<std::string, torch::Tensor> mine;
     for (const auto& kind : s.kinds) {
-      auto shard = torch::zeros_like(b.shard.detach());
+      auto shard = torch::zeros_like(b.master.detach());
       for (const auto& piece : layout.pieces()) {
         const auto& param = layout.params()[piece.param];
         const std::string key = param.name + "." + kind;
@@ -61,7 +61,7 @@ void ZeroRedundancyOptimizer::load_state_dict(const std::map<std::string, torch:
       }
       mine[kind] = shard;
     }
-    zero::write_state(*s.optimizer, b.shard, mine, s.steps);
+    zero::write_state(*s.optimizer, b.master, mine, s.steps);
   }
 }
 

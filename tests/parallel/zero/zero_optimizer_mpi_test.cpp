@@ -289,6 +289,42 @@ TEST(ZeroOptimizer, StateDictFromOneProcessLoadsIntoTheGroup) {
   }
 }
 
+// bf16 compute on a group of one rank: the master is the whole buffer, and
+// after every step each bf16 parameter is exactly its fp32 master rounded
+// (no all-gather runs, so only the copy at publication puts it there). The
+// buffers follow plan_buckets, parameters back to back in bucket order.
+TEST(ZeroOptimizer, Bf16ParametersAreTheirMastersRoundedOnOneRank) {
+  auto alone = test_world().comm()->split(test_world().rank(), 0, "alone");
+  auto net = zero_test::make_mlp();
+  const auto initial = named_parameter_copies(*net);
+  auto o = options(1);
+  o.mixed_precision.param_dtype = torch::kBFloat16;
+  ZeroRedundancyOptimizer opt(net.ptr(), alone, factory(Kind::kAdamW), o);
+  for (int64_t s = 0; s < 3; ++s) {
+    opt.zero_grad();
+    const auto b = zero_test::batch(s);
+    torch::mse_loss(net->forward(b.input.to(torch::kBFloat16)).to(torch::kFloat), b.target).backward();
+    opt.step();
+  }
+  const auto params = net->parameters();
+  const auto shards = opt.flat_shards();
+  const auto plan = plan_buckets(params, static_cast<int64_t>(o.bucket_mb * 1024 * 1024), torch::kFloat);
+  ASSERT_EQ(plan.size(), shards.size());
+  for (size_t b = 0; b < plan.size(); ++b) {
+    int64_t offset = 0;
+    for (size_t i : plan[b].params) {
+      const auto& p = params[i];
+      ASSERT_EQ(p.scalar_type(), torch::kBFloat16);
+      const auto master = shards[b].detach().narrow(0, offset, p.numel()).view(p.sizes());
+      EXPECT_TRUE(torch::equal(p.detach(), master.to(torch::kBFloat16))) << "buffer " << b << " parameter " << i;
+      offset += p.numel();
+    }
+  }
+  double moved = 0;
+  for (const auto& [name, p] : named_parameter_copies(*net)) moved += (p - initial.at(name)).abs().max().item<double>();
+  EXPECT_GT(moved, 0.1);  // the steps did move the model
+}
+
 // An inf in one gradient element on one rank only: under stage 2 only the
 // rank whose shard holds that element sees it, yet every rank skips the
 // step (parameters and optimizer state unchanged) and the scale backs off.
