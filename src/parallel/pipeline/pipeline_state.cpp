@@ -125,7 +125,7 @@ std::unique_ptr<optim::Optimizer> PipelineEngine::build_optimizer(const optim::O
   // tp > 1: state gathered over tp so checkpoints hold whole tensors.
   // Mixed precision: the optimizer trains the fp32 masters, may skip (fp16),
   // and rounds the masters into the model after each update.
-  auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp(), groups_.coords().dp)
+  auto inner = options_.zero > 0 ? make_zero1_optimizer(options, named_parameters(), groups_.dp())
                                  : optim::make_optimizer(options, named_parameters());
   inner = tp_.with_whole_state(std::move(inner), shard_shapes_);
   return precision_->wrap(std::move(inner), [this] { return may_step(); });

@@ -2,29 +2,36 @@
 // in pipeline_state.cpp, picks it when zero = 1).
 #include "parallel/pipeline/pipeline_zero.h"
 
-#include "parallel/pipeline/pipeline_engine.h"
-#include "parallel/zero/flat_buffer.h"
+#include "parallel/zero/flat_shards.h"
 #include "parallel/zero/sharded_optimizer.h"
+#include <paratorch/errors.h>
 
 namespace paratorch::pipeline {
 namespace {
 
+// The stage's parameters become views of zero::FlatShards' buffers (the
+// flat buffers of every ZeRO-1 in the project), with no reducer: the
+// pipeline has averaged (and the trainer clipped) the gradients before the
+// update, so only this rank's pieces of them are copied into the gradient
+// shard. fp32 masters are views of the parameters, so what
+// load_full_parameters writes into the parameters is what the next step starts from.
 class Zero1Optimizer final : public optim::Optimizer {
  public:
-  Zero1Optimizer(const optim::OptimizerOptions& options, optim::NamedTensors params, std::shared_ptr<Communicator> dp,
-                 int dp_rank)
-      : params_(std::move(params)), dp_(std::move(dp)) {
-    std::vector<zero::FlatParam> flat;
-    for (const auto& [name, p] : params_) flat.push_back({name, p.sizes().vec(), p.dim() >= 2});
-    const int ranks = dp_ ? dp_->size() : 1;
-    layout_ = std::make_unique<zero::FlatLayout>(flat, ranks, ranks > 1 ? dp_rank : 0);
-    const auto fp32 = torch::TensorOptions().dtype(torch::kFloat).device(params_.front().second.device());
-    master_ = torch::zeros({layout_->shard_numel()}, fp32);
-    grad_ = torch::zeros({layout_->shard_numel()}, fp32);
-    const std::vector<zero::ShardUnit> units{{layout_.get(), master_, grad_}};
+  Zero1Optimizer(const optim::OptimizerOptions& options, const optim::NamedTensors& params,
+                 std::shared_ptr<Communicator> dp) {
+    std::vector<torch::Tensor> tensors;
+    std::vector<std::string> names;
+    for (const auto& [name, p] : params) names.push_back(name), tensors.push_back(p);
+    zero::FlatShardsOptions flat;
+    flat.stage = 1;
+    flat.reduce_gradients = false;
+    flat.param_dtype = tensors.front().scalar_type();
+    shards_ = std::make_unique<zero::FlatShards>(std::move(tensors), std::move(names), dp, flat);
+    std::vector<zero::ShardUnit> units;
+    for (const auto& b : shards_->buffers()) units.push_back({b.layout.get(), b.master, b.grad});
     inner_ = std::make_unique<zero::ShardedOptimizer>(
-        options, units, zero::make_pieces(units), ranks > 1 ? dp_ : nullptr,
-        [this] { return take_shards(); }, [this] { publish(); });
+        options, units, zero::make_pieces(units), dp->size() > 1 ? dp : nullptr, [this] { return take_gradients(); },
+        [this] { shards_->publish(); });
   }
 
   void step(double lr, double grad_scale = 1.0) override {
@@ -39,48 +46,24 @@ class Zero1Optimizer final : public optim::Optimizer {
   }
 
  private:
-  // The model's parameters are the truth (load_full_parameters writes
-  // them), so each step starts from their shard; gradients are already
-  // dp-averaged and clipped. Returns true: the update always runs.
-  bool take_shards() {
-    torch::NoGradGuard no_grad;
-    for (const auto& piece : layout_->pieces()) {
-      const auto& p = params_[piece.param].second;
-      master_.narrow(0, piece.shard_offset, piece.length).copy_(p.reshape({-1}).narrow(0, piece.param_offset, piece.length));
-      auto g = grad_.narrow(0, piece.shard_offset, piece.length);
-      if (p.grad().defined()) g.copy_(p.grad().reshape({-1}).narrow(0, piece.param_offset, piece.length));
-      else g.zero_();
-    }
+  // Returns true: the update always runs (the fp16 skip is the precision wrapper's, around this one).
+  bool take_gradients() {
+    shards_->finalize();
+    shards_->before_update();
     return true;
   }
 
-  // Every replica's parameters from the updated shards.
-  void publish() {
-    torch::NoGradGuard no_grad;
-    torch::Tensor full = master_;
-    if (layout_->ranks() > 1) {
-      full = torch::empty({layout_->padded_numel()}, master_.options());
-      dp_->all_gather(full, master_.clone());
-    }
-    const auto views = layout_->views(full);
-    for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(views[i]);
-  }
-
-  optim::NamedTensors params_;
-  std::shared_ptr<Communicator> dp_;
-  std::unique_ptr<zero::FlatLayout> layout_;
-  torch::Tensor master_, grad_;
+  std::unique_ptr<zero::FlatShards> shards_;
   std::unique_ptr<zero::ShardedOptimizer> inner_;
 };
 
 }  // namespace
 
 std::unique_ptr<optim::Optimizer> make_zero1_optimizer(const optim::OptimizerOptions& options,
-                                                       optim::NamedTensors params, std::shared_ptr<Communicator> dp,
-                                                       int dp_rank) {
+                                                       optim::NamedTensors params, std::shared_ptr<Communicator> dp) {
   if (params.empty()) return optim::make_optimizer(options, std::move(params));
-  return std::make_unique<Zero1Optimizer>(options, std::move(params), std::move(dp), dp_rank);
+  if (!dp) throw UsageError("paratorch: make_zero1_optimizer needs the stage's dp group (a group of one for dp = 1)");
+  return std::make_unique<Zero1Optimizer>(options, params, std::move(dp));
 }
 
-// zero = 1: this stage's optimizer state sharded over its dp replicas.
 }  // namespace paratorch::pipeline

@@ -48,7 +48,8 @@ FlatShards::Arenas FlatShards::allocate_arenas(const std::vector<BucketLayout>& 
   for (const auto& bucket : plan) total += padded_bucket_numel(bucket.numel, ranks);
   if (plan.empty()) return arenas;
   const auto device = params_[plan.front().params.front()].device();
-  if (options_.stage == 1) arenas.grads = group_->allocate_reduce_buffer(total, torch::kFloat).to(device);
+  if (options_.stage == 1 && options_.reduce_gradients)
+    arenas.grads = group_->allocate_reduce_buffer(total, torch::kFloat).to(device);
   if (options_.one_copy_per_node && ranks > 1 && device.is_cpu())
     arenas.params = group_->allocate_shared_buffer(total, options_.param_dtype);
   shared_ = arenas.params.defined();
@@ -85,7 +86,7 @@ void FlatShards::build_buffer(const std::vector<size_t>& members, Arenas& arenas
   b.master = fp32 ? b.flat.narrow(0, L.shard_begin(), L.shard_numel()) : shard.clone();
   const auto param_views = L.views(b.flat);
   for (size_t k = 0; k < members.size(); ++k) params_[members[k]].set_data(param_views[k]);
-  if (options_.stage == 1) {
+  if (arenas.grads.defined()) {
     b.full_grad = arenas.grads.narrow(0, arenas.used, L.padded_numel());
     b.grad = b.full_grad.narrow(0, L.shard_begin(), L.shard_numel());
   } else {
@@ -157,18 +158,19 @@ void FlatShards::finalize() {
   for (auto& b : buffers_) b.master.mutable_grad() = b.grad;
 }
 
-// No reducer (stage 1 under DDP): each .grad, DDP's average, into its slot.
+// No reducer: the gradients arrive already averaged (under DDP, or after a
+// pipeline stage's own dp reduction). Only this rank's pieces of each .grad
+// are copied into the gradient shard; nothing whole is kept.
 void FlatShards::copy_gradients_in() {
-  for (auto& b : buffers_) {
-    const auto views = b.layout->views(b.full_grad);
-    for (size_t k = 0; k < b.members.size(); ++k) {
-      const auto& grad = params_[b.members[k]].grad();
+  for (auto& b : buffers_)
+    for (const auto& piece : b.layout->pieces()) {
+      const auto& grad = params_[b.members[piece.param]].grad();
+      auto into = b.grad.narrow(0, piece.shard_offset, piece.length);
       if (grad.defined())
-        views[k].copy_(grad);
+        into.copy_(grad.reshape({-1}).narrow(0, piece.param_offset, piece.length));
       else
-        views[k].zero_();  // no gradient this step (unused parameter)
+        into.zero_();  // no gradient this step (unused parameter)
     }
-  }
 }
 
 void FlatShards::before_update() {

@@ -40,7 +40,8 @@ struct FlatShardsOptions {
   /// The dp reduction's dtype (reduce_in_dtype: 16-bit words on the wire).
   torch::ScalarType reduce_dtype = torch::kFloat;
   /// Stage 1: false when the gradients arrive already averaged (the module
-  /// is wrapped in DDP): no reducer; finalize() copies the .grad in.
+  /// is wrapped in DDP, or a pipeline stage reduced them): no reducer and
+  /// no whole gradient kept; finalize() copies this rank's pieces of each .grad in.
   bool reduce_gradients = true;
   /// Stage 1: all-reduce each buffer whole, so every .grad holds the dp
   /// average (the public optimizer, whose users may read .grad); false
@@ -60,7 +61,7 @@ class FlatShards {
     torch::Tensor flat;       // the whole buffer in param_dtype; the parameters are views of it
     torch::Tensor master;     // this rank's fp32 shard (fp32: a view of flat); its .grad is `grad`
     torch::Tensor grad;       // this rank's averaged fp32 gradient shard (stage 1: a view of full_grad)
-    torch::Tensor full_grad;  // stage 1: the whole fp32 gradient, padded (the reducer's bucket)
+    torch::Tensor full_grad;  // stage 1 with a reducer: the whole fp32 gradient, padded (its bucket)
   };
 
   /// `params` (trainable, in an order every dp rank shares) become views of
@@ -78,7 +79,7 @@ class FlatShards {
   const FlatShardsOptions& options() const { return options_; }
   /// Stage 1: gradients accumulate in the kept whole buffers over
   /// unsynchronized passes; stage 2 has none, so each pass reduces (or pools).
-  bool keeps_whole_gradients() const { return options_.stage == 1; }
+  bool keeps_whole_gradients() const { return options_.stage == 1 && options_.reduce_gradients; }
   bool shares_parameters() const { return shared_; }
 
   /// Zeroes the gradient buffers and drops any .grad that is not a view of them.
