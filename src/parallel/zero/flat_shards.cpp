@@ -31,7 +31,7 @@ FlatShards::~FlatShards() {
     for (size_t k = 0; k < b.members.size(); ++k) {
       auto& p = params_[b.members[k]];
       auto& grad = p.mutable_grad();
-      if (grad.defined() && !grads.empty() && grad.data_ptr() == grads[k].data_ptr()) grad = grad.clone();
+      if (grad.defined() && !grads.empty() && grad.data_ptr() == grads[k].data_ptr()) grad.reset();
       if (shared_) p.set_data(p.detach().clone());
     }
   }

@@ -68,8 +68,9 @@ class FlatShards {
   /// the buffers; every rank must pass the same values. Collective over `group`.
   FlatShards(std::vector<torch::Tensor> params, std::vector<std::string> names, std::shared_ptr<Communicator> group,
              FlatShardsOptions options);
-  /// Leaves each parameter (and gradient) memory of its own: the buffers may
-  /// be the communicator's, which can go before the parameters do.
+  /// Leaves each parameter memory of its own and drops the gradients that
+  /// are views of the buffers: those may be the communicator's memory,
+  /// which can go before the parameters do.
   ~FlatShards();
   FlatShards(const FlatShards&) = delete;
   FlatShards& operator=(const FlatShards&) = delete;
