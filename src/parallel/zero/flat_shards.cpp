@@ -27,14 +27,21 @@ FlatShards::FlatShards(std::vector<torch::Tensor> params, std::vector<std::strin
 FlatShards::~FlatShards() {
   torch::NoGradGuard no_grad;
   for (const auto& b : buffers_) {
-    const auto grads = b.full_grad.defined() ? b.layout->views(b.full_grad) : std::vector<torch::Tensor>{};
     for (size_t k = 0; k < b.members.size(); ++k) {
       auto& p = params_[b.members[k]];
-      auto& grad = p.mutable_grad();
-      if (grad.defined() && !grads.empty() && grad.data_ptr() == grads[k].data_ptr()) grad.reset();
+      if (in_full_grad(b, k)) p.mutable_grad().reset();
       if (shared_) p.set_data(p.detach().clone());
     }
   }
+}
+
+// Whether member k's .grad is the reducer's view of the whole-gradient
+// buffer: it starts where the layout puts member k.
+bool FlatShards::in_full_grad(const Buffer& b, size_t k) const {
+  const auto& grad = params_[b.members[k]].grad();
+  if (!grad.defined() || !b.full_grad.defined()) return false;
+  const auto* slot = static_cast<const float*>(b.full_grad.data_ptr()) + b.layout->offset(k);
+  return grad.data_ptr() == slot;
 }
 
 // Stage 1's whole gradients: one buffer from the dp communicator, which on
@@ -132,11 +139,8 @@ void FlatShards::zero_grad() {
   torch::NoGradGuard no_grad;
   for (auto& b : buffers_) {
     (b.full_grad.defined() ? b.full_grad : b.grad).zero_();
-    const auto grads = b.full_grad.defined() ? b.layout->views(b.full_grad) : std::vector<torch::Tensor>{};
-    for (size_t k = 0; k < b.members.size(); ++k) {
-      auto& grad = params_[b.members[k]].mutable_grad();
-      if (grad.defined() && !(!grads.empty() && grad.data_ptr() == grads[k].data_ptr())) grad.reset();
-    }
+    for (size_t k = 0; k < b.members.size(); ++k)
+      if (!in_full_grad(b, k)) params_[b.members[k]].mutable_grad().reset();
   }
 }
 

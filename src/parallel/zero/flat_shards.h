@@ -110,6 +110,7 @@ class FlatShards {
   void build_buffer(const std::vector<size_t>& members, Arenas& arenas);
   void install_reducer();
   void copy_gradients_in();
+  bool in_full_grad(const Buffer& b, size_t k) const;
 
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
