@@ -1,6 +1,6 @@
 # paratorch — top-level entry points.
 #   make build   configure + compile (library, CLI, tests, benches)
-#   make test    bootstrap + build + every test (unit and multi-rank)
+#   make test    bootstrap + compile all but the benches + every test (unit and multi-rank)
 #   make demo    bootstrap + build the paratorch binary + the demo job
 #   make bench   benchmarks (installs the PyTorch peer on first use)
 #   make mutants every bug in tests/mutants/ must fail a test (slow; not in make test)
@@ -18,10 +18,13 @@ $(BUILD_DIR)/build.ninja:
 	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
 
 build: $(BUILD_DIR)/build.ninja
-	cmake --build $(BUILD_DIR) -j $(JOBS)
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target all benches
 
+# The benches are outside `all`: no test runs them, and they are about a
+# tenth of the build.
 test: bootstrap
-	$(MAKE) build
+	$(MAKE) $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 1 --timeout 600
 
 # Only the paratorch binary that scripts/demo runs: tests, benches and
