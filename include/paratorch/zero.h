@@ -66,6 +66,16 @@ struct ZeroRedundancyOptimizerOptions {
   bool reduce_gradients = true;
   /// Compute and reduction dtypes; the masters and optimizer state are fp32.
   MixedPrecisionPolicy mixed_precision;
+  /// true: the dp ranks of one node map one copy of the parameters instead
+  /// of a copy each (CPU training with several ranks per node: the node then
+  /// holds the parameters once). Each rank writes its updated shard into
+  /// that copy and step() publishes it with a barrier instead of an
+  /// all-gather. A write to a parameter by one rank is then seen by all:
+  /// change parameters outside step() from one rank, then barrier. Where the
+  /// group spans nodes, or the backend has no shared memory, each rank keeps
+  /// its own copy as with false (parameters_shared() says which). CPU
+  /// parameters only: UsageError naming a parameter on another device.
+  bool share_parameters_on_node = false;
   /// > 0: step() clips the gradient shards by the whole model's gradient
   /// norm before the inner optimizer steps (DeepSpeed's gradient_clipping;
   /// torch::nn::utils::clip_grad_norm_'s rule), summing the shards' squares
@@ -139,6 +149,9 @@ class ZeroRedundancyOptimizer {
   torch::optim::Optimizer& optimizer();
   /// This rank's fp32 shards (what the optimizer steps).
   std::vector<torch::Tensor> flat_shards() const;
+  /// Whether the parameters are one copy that every rank of the node maps
+  /// (options.share_parameters_on_node, where the group and backend allow it).
+  bool parameters_shared() const;
 
   /// The optimizer's state as an unsharded optimizer of the same type would
   /// hold it: "<parameter name>.<state>" at the parameter's shape (AdamW/Adam:

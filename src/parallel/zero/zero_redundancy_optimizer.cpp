@@ -54,6 +54,13 @@ void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group,
     if (std::find(names.begin(), names.end(), name) == names.end())
       throw UsageError("paratorch: ZeroRedundancyOptimizerOptions::clip_tied_copies names '" + name +
                        "', which is no parameter of this optimizer; pass Pipeline::tied_copies()");
+  if (options.share_parameters_on_node)
+    for (size_t i = 0; i < params.size(); ++i)
+      if (!params[i].device().is_cpu())
+        throw UsageError(
+            "paratorch: ZeroRedundancyOptimizerOptions::share_parameters_on_node maps CPU memory, but "
+            "parameter '" +
+            names[i] + "' is on " + params[i].device().str() + "; set it to false");
   zero::FlatShardsOptions flat;
   flat.stage = options.stage;
   flat.bucket_mb = options.bucket_mb;
@@ -61,6 +68,7 @@ void ZeroRedundancyOptimizer::Impl::init(std::shared_ptr<Communicator> dp_group,
   flat.reduce_dtype = options.mixed_precision.reduce_dtype;
   flat.reduce_gradients = options.reduce_gradients;
   flat.whole_gradients = true;  // each .grad holds the dp average, as after DDP
+  flat.one_copy_per_node = options.share_parameters_on_node;
   shards = std::make_unique<zero::FlatShards>(params, names, group, flat);
   optimizer = factory(shards->masters());
   if (!optimizer)
@@ -125,5 +133,7 @@ double ZeroRedundancyOptimizer::last_grad_norm() const { return impl_->last_grad
 torch::optim::Optimizer& ZeroRedundancyOptimizer::optimizer() { return *impl_->optimizer; }
 
 std::vector<torch::Tensor> ZeroRedundancyOptimizer::flat_shards() const { return impl_->shards->masters(); }
+
+bool ZeroRedundancyOptimizer::parameters_shared() const { return impl_->shards->shares_parameters(); }
 
 }  // namespace paratorch
