@@ -15,6 +15,8 @@
 #include <paratorch/world.h>
 #include <paratorch/zero.h>
 
+#include "user_model.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,21 +27,6 @@
 namespace {
 
 constexpr int64_t kWidth = 512, kLayers = 8, kBatch = 64;
-
-torch::nn::Sequential make_model() {
-  torch::manual_seed(0);
-  torch::nn::Sequential net;
-  for (int64_t i = 0; i < kLayers; ++i) {
-    net->push_back(torch::nn::Linear(kWidth, kWidth));
-    net->push_back(torch::nn::Tanh());
-  }
-  return net;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 struct Result {
   double median_ms = 0;
@@ -53,7 +40,8 @@ Result run(const paratorch::ProcessGroups& groups, int steps, int microbatches, 
   po.microbatches = microbatches;
   po.schedule = paratorch::PipelineSchedule::kOneFOneB;
   const int64_t local = kBatch / groups.layout().dp;
-  paratorch::Pipeline pipe(make_model(), groups.pp(), torch::zeros({local / microbatches, kWidth}), po);
+  paratorch::Pipeline pipe(bench::linear_tanh_stack(kWidth, kLayers), groups.pp(),
+                           torch::zeros({local / microbatches, kWidth}), po);
   paratorch::ZeroRedundancyOptimizer opt(pipe.named_parameters(), groups.dp(),
                                          [](std::vector<torch::Tensor> shards) {
                                            return std::make_unique<torch::optim::AdamW>(
@@ -79,7 +67,7 @@ Result run(const paratorch::ProcessGroups& groups, int steps, int microbatches, 
     groups.world()->all_reduce(slowest, paratorch::ReduceOp::kMax);
     if (s > 0) ms.push_back(slowest.item<double>());
   }
-  return {median(ms), reductions};
+  return {bench::median(ms), reductions};
 }
 
 }  // namespace
@@ -109,8 +97,9 @@ int main(int argc, char** argv) {
         "bench_pipeline_sync: dp=2 pp=2 1f1b m=%d mlp %lldx%lld, ZeRO-1 AdamW: reduced every backward "
         "median_step_ms=%.1f (%lld reductions/step), last backward only median_step_ms=%.1f (%lld reductions/step), "
         "ratio=%.3f (median of rounds; rounds %.3f-%.3f)\n",
-        microbatches, static_cast<long long>(kLayers), static_cast<long long>(kWidth), median(every),
-        static_cast<long long>(a.reductions_per_step), median(once), static_cast<long long>(b.reductions_per_step),
-        median(ratio), *std::min_element(ratio.begin(), ratio.end()), *std::max_element(ratio.begin(), ratio.end()));
+        microbatches, static_cast<long long>(kLayers), static_cast<long long>(kWidth), bench::median(every),
+        static_cast<long long>(a.reductions_per_step), bench::median(once),
+        static_cast<long long>(b.reductions_per_step), bench::median(ratio),
+        *std::min_element(ratio.begin(), ratio.end()), *std::max_element(ratio.begin(), ratio.end()));
   return 0;
 }
