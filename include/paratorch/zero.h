@@ -74,7 +74,8 @@ struct ZeroRedundancyOptimizerOptions {
   /// change parameters outside step() from one rank, then barrier. Where the
   /// group spans nodes, or the backend has no shared memory, each rank keeps
   /// its own copy as with false (parameters_shared() says which). CPU
-  /// parameters only: UsageError naming a parameter on another device.
+  /// parameters only: UsageError naming a parameter on another device. The
+  /// copy is memory of `dp_group`, released when the group goes.
   bool share_parameters_on_node = false;
   /// > 0: step() clips the gradient shards by the whole model's gradient
   /// norm before the inner optimizer steps (DeepSpeed's gradient_clipping;
