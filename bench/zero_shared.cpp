@@ -62,8 +62,8 @@ double node_sum(paratorch::Communicator& comm, double mine) {
   return t.item<double>();
 }
 
-Result run(paratorch::Communicator& comm, const std::shared_ptr<paratorch::Communicator>& group, int stage, int steps,
-           bool share) {
+Result run(const std::shared_ptr<paratorch::Communicator>& group, int stage, int steps, bool share) {
+  paratorch::Communicator& comm = *group;
   comm.barrier();
   const double before = pss_mib();
   Result out;
@@ -120,9 +120,9 @@ int main(int argc, char** argv) {
     // Alternate the order so neither always runs on a warm allocator.
     Result a, b;
     if (r % 2 == 0)
-      a = run(*comm, comm, stage, steps, false), b = run(*comm, comm, stage, steps, true);
+      a = run(comm, stage, steps, false), b = run(comm, stage, steps, true);
     else
-      b = run(*comm, comm, stage, steps, true), a = run(*comm, comm, stage, steps, false);
+      b = run(comm, stage, steps, true), a = run(comm, stage, steps, false);
     shared_took = shared_took && b.shared && !a.shared;
     own_ms.push_back(a.step_ms), shared_ms.push_back(b.step_ms);
     own_mib.push_back(a.node_mib), shared_mib.push_back(b.node_mib);
