@@ -15,8 +15,13 @@
 //
 // Every tp rank must run the same layers in the same order (each forward and
 // backward is collective over the group). Parameters keep
-// torch::nn::Linear / Embedding's names ("weight", "bias"); with a group of
-// one rank (or none) every layer is exactly its plain counterpart.
+// torch::nn::Linear / Embedding's names ("weight", "bias") and their
+// initialization: each layer draws its whole weights as the plain layer
+// would and keeps its slice, so with every tp rank seeded alike
+// (torch::manual_seed) the slices join into the plain layer's weights. With
+// a group of one rank (or none) every layer is exactly its plain
+// counterpart. (Drawing the whole tensor costs its memory once, while the
+// layer is built.)
 #pragma once
 #include <paratorch/communicator.h>
 
@@ -130,6 +135,9 @@ class ColumnParallelLinearImpl : public torch::nn::Module, public ShardedModule 
   ColumnParallelLinearImpl(int64_t in, int64_t out, TensorParallelContext tp, bool bias = true,
                            bool gather_output = false, int parts = 1);
   torch::Tensor forward(const torch::Tensor& x);
+  /// Called by the constructors: draws the whole layer's weights as torch::nn::Linear
+  /// would (from the default generator) and keeps this rank's slice.
+  void reset_parameters();
   ShardSpec shard_spec(const std::string& local_name) const override;
   const ColumnParallelLinearOptions& options() const { return options_; }
   torch::Tensor weight, bias;  ///< [out/tp, in], [out/tp]
@@ -152,6 +160,9 @@ class RowParallelLinearImpl : public torch::nn::Module, public ShardedModule {
   RowParallelLinearImpl(int64_t in, int64_t out, TensorParallelContext tp, bool bias = true,
                         bool input_is_parallel = true);
   torch::Tensor forward(const torch::Tensor& x);
+  /// Called by the constructors: draws the whole layer's weights as torch::nn::Linear
+  /// would (from the default generator) and keeps this rank's slice.
+  void reset_parameters();
   ShardSpec shard_spec(const std::string& local_name) const override;
   const RowParallelLinearOptions& options() const { return options_; }
   torch::Tensor weight, bias;  ///< [out, in/tp], [out] (whole on every rank)
@@ -174,6 +185,10 @@ class VocabParallelEmbeddingImpl : public torch::nn::Module, public ShardedModul
   torch::Tensor forward(const torch::Tensor& ids);
   /// This rank's masked lookup, before the sum (callers that reduce-scatter).
   torch::Tensor forward_partial(const torch::Tensor& ids);
+  /// Called by the constructors: draws the whole table as
+  /// torch::nn::Embedding would (N(0, 1), default generator) and keeps this
+  /// rank's rows.
+  void reset_parameters();
   ShardSpec shard_spec(const std::string& local_name) const override;
   const VocabParallelEmbeddingOptions& options() const { return options_; }
   int64_t first_row() const { return first_; }

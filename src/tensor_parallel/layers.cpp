@@ -6,6 +6,9 @@
 #include "tensor_parallel/mappings.h"
 #include <paratorch/errors.h>
 
+#include <cmath>
+#include <utility>
+
 namespace paratorch::tensor_parallel {
 
 void require_divisible(const std::string& what, int64_t value, int tp) {
@@ -16,6 +19,30 @@ void require_divisible(const std::string& what, int64_t value, int tp) {
   throw UsageError("paratorch: " + what + " = " + std::to_string(value) + " is not divisible by tp = " +
                    std::to_string(tp) + "; valid tp for it: " + valid);
 }
+
+namespace {
+
+// torch::nn::Linear's initialization of the whole [out, in] layer (its
+// reset_parameters): Kaiming-uniform with a = √5, which is U(±1/√in), then
+// the bias from U(±1/√in), in that order from the default generator.
+std::pair<torch::Tensor, torch::Tensor> whole_linear_init(int64_t in, int64_t out, bool with_bias) {
+  torch::NoGradGuard no_grad;
+  auto w = torch::empty({out, in});
+  torch::nn::init::kaiming_uniform_(w, std::sqrt(5.0));
+  torch::Tensor b;
+  if (with_bias) {
+    const double bound = in > 0 ? 1.0 / std::sqrt(static_cast<double>(in)) : 0.0;
+    b = torch::empty({out}).uniform_(-bound, bound);
+  }
+  return {w, b};
+}
+
+void load_slice(torch::Tensor& param, const ShardSpec& spec, const torch::Tensor& whole) {
+  torch::NoGradGuard no_grad;
+  param.copy_(spec.slice(whole));
+}
+
+}  // namespace
 
 void ColumnParallelLinearOptions::validate(int tp_size) const {
   if (fused_parts_ < 1 || out_features_ % fused_parts_ != 0)
@@ -42,6 +69,13 @@ ColumnParallelLinearImpl::ColumnParallelLinearImpl(const ColumnParallelLinearOpt
   const int64_t out = options_.out_features() / tp_.size();
   weight = register_parameter("weight", torch::empty({out, options_.in_features()}));
   if (options_.bias()) bias = register_parameter("bias", torch::empty({out}));
+  reset_parameters();
+}
+
+void ColumnParallelLinearImpl::reset_parameters() {
+  auto [w, b] = whole_linear_init(options_.in_features(), options_.out_features(), options_.bias());
+  load_slice(weight, shard_spec("weight"), w);
+  if (bias.defined()) load_slice(bias, shard_spec("bias"), b);
 }
 
 ColumnParallelLinearImpl::ColumnParallelLinearImpl(int64_t in, int64_t out, TensorParallelContext tp,
@@ -66,6 +100,13 @@ RowParallelLinearImpl::RowParallelLinearImpl(const RowParallelLinearOptions& opt
   options_.validate(tp_.size());
   weight = register_parameter("weight", torch::empty({options_.out_features(), options_.in_features() / tp_.size()}));
   if (options_.bias()) bias = register_parameter("bias", torch::empty({options_.out_features()}));
+  reset_parameters();
+}
+
+void RowParallelLinearImpl::reset_parameters() {
+  auto [w, b] = whole_linear_init(options_.in_features(), options_.out_features(), options_.bias());
+  load_slice(weight, shard_spec("weight"), w);
+  if (bias.defined()) load_slice(bias, shard_spec("bias"), b);
 }
 
 RowParallelLinearImpl::RowParallelLinearImpl(int64_t in, int64_t out, TensorParallelContext tp, bool with_bias,
@@ -94,6 +135,17 @@ VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(const VocabParallelEmbedd
   const int64_t rows = options_.num_embeddings() / tp_.size();
   first_ = tp_.rank() * rows;
   weight = register_parameter("weight", torch::empty({rows, options_.embedding_dim()}));
+  reset_parameters();
+}
+
+void VocabParallelEmbeddingImpl::reset_parameters() {
+  // torch::nn::Embedding's initialization of the whole table: N(0, 1).
+  torch::Tensor whole;
+  {
+    torch::NoGradGuard no_grad;
+    whole = torch::empty({options_.num_embeddings(), options_.embedding_dim()}).normal_();
+  }
+  load_slice(weight, shard_spec("weight"), whole);
 }
 
 VocabParallelEmbeddingImpl::VocabParallelEmbeddingImpl(int64_t num, int64_t dim, TensorParallelContext tp)

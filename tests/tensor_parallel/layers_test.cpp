@@ -116,6 +116,32 @@ TEST(TensorParallelLayers, VocabParallelEmbeddingMatchesEmbedding) {
   layers_expect_close(layer->weight.grad(), spec.slice(E.grad()), "embedding grad: owned rows only");
 }
 
+// A layer built with no weights loaded starts as its plain counterpart
+// would, from the same seed: each rank holds its slice of those weights
+// (the layers draw the whole tensor and keep a slice; every rank is seeded
+// alike here, as a user seeds them).
+TEST(TensorParallelLayers, StartAsThePlainLayerFromTheSameSeed) {
+  auto tp = layers_tp();
+  const int n = tp.size();
+  const int64_t in = 3 * n, out = 6 * n, vocab = 4 * n;
+  torch::manual_seed(41);
+  torch::nn::Linear plain(in, out);
+  torch::manual_seed(41);
+  ColumnParallelLinear column(in, out, tp);
+  EXPECT_TRUE(torch::equal(column->weight, column->shard_spec("weight").slice(plain->weight))) << "column weight";
+  EXPECT_TRUE(torch::equal(column->bias, column->shard_spec("bias").slice(plain->bias))) << "column bias";
+  torch::manual_seed(41);
+  RowParallelLinear row(in, out, tp);
+  EXPECT_TRUE(torch::equal(row->weight, row->shard_spec("weight").slice(plain->weight))) << "row weight";
+  EXPECT_TRUE(torch::equal(row->bias, plain->bias)) << "row bias (whole on every rank)";
+  torch::manual_seed(41);
+  torch::nn::Embedding table(vocab, in);
+  torch::manual_seed(41);
+  VocabParallelEmbedding embedding(vocab, in, tp);
+  EXPECT_TRUE(torch::equal(embedding->weight, embedding->shard_spec("weight").slice(table->weight)))
+      << "embedding rows";
+}
+
 TEST(TensorParallelLayers, VocabParallelCrossEntropyMatches) {
   auto tp = layers_tp();
   const int n = tp.size(), r = tp.rank();
