@@ -55,6 +55,12 @@ TEST(Models, GptAttentionMatchesTheTextbookFormula) {
   const int64_t B = 2, T = 8, C = 32, H = 4, hd = C / H;
   torch::manual_seed(3);
   paratorch::models::CausalSelfAttention attn(C, H);
+  {
+    // The layer's parameters are allocated, not initialized (the model's
+    // initialize() does that): left as they are, the memory decides them.
+    torch::NoGradGuard no_grad;
+    for (auto& p : attn->parameters()) p.normal_(0.0, 0.3);
+  }
   auto x = torch::randn({B, T, C});
   auto qkv = attn->c_attn(x).split(C, 2);
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, hd}).transpose(1, 2); };
@@ -62,6 +68,7 @@ TEST(Models, GptAttentionMatchesTheTextbookFormula) {
   auto future = torch::ones({T, T}, torch::kBool).triu(1);
   auto att = torch::softmax(scores.masked_fill(future, -std::numeric_limits<float>::infinity()), -1);
   auto expected = attn->c_proj(torch::matmul(att, heads(qkv[2])).transpose(1, 2).reshape({B, T, C}));
+  ASSERT_GT(expected.abs().max().item<double>(), 0.1);  // not all zeros: compares something
   EXPECT_TRUE(torch::allclose(attn(x), expected, 1e-5, 1e-6));
   EXPECT_TRUE(torch::allclose(attn(x.narrow(1, 0, 5)), expected.narrow(1, 0, 5), 1e-5, 1e-6));  // shorter input
 }

@@ -1,0 +1,30 @@
+# cmake -D EXECUTABLE=... -D OUTPUT=... [-D PREFIX=...] -P gtest_suites_list.cmake
+# Writes OUTPUT: one add_test per GoogleTest suite of EXECUTABLE that has
+# an enabled test (gtest_suites.cmake says why suites). Run after each build.
+cmake_minimum_required(VERSION 3.18)
+execute_process(COMMAND ${EXECUTABLE} --gtest_list_tests
+                OUTPUT_VARIABLE listing ERROR_VARIABLE errors RESULT_VARIABLE rc TIMEOUT 60)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${EXECUTABLE} --gtest_list_tests failed (${rc}): ${errors}")
+endif()
+string(REPLACE "\n" ";" lines "${listing}")
+set(suites)
+set(suite)
+foreach(line IN LISTS lines)
+  if(line MATCHES "^([^ #][^ ]*)\\.( |$)")
+    set(suite ${CMAKE_MATCH_1})
+  elseif(line MATCHES "^  ([^ ]+)" AND suite AND NOT suite MATCHES "^(.*/)?DISABLED_")
+    if(NOT CMAKE_MATCH_1 MATCHES "^DISABLED_" AND NOT suite IN_LIST suites)
+      list(APPEND suites ${suite})
+    endif()
+  endif()
+endforeach()
+if(NOT suites)
+  message(FATAL_ERROR "${EXECUTABLE} lists no enabled GoogleTest suite")
+endif()
+set(text "# Written by gtest_suites_list.cmake from ${EXECUTABLE} --gtest_list_tests.\n")
+foreach(s IN LISTS suites)
+  string(APPEND text "add_test(\"${PREFIX}${s}\" \"${EXECUTABLE}\" \"--gtest_filter=${s}.*\")\n"
+         "set_tests_properties(\"${PREFIX}${s}\" PROPERTIES ENVIRONMENT \"OMP_NUM_THREADS=1\" LABELS \"one_process\")\n")
+endforeach()
+file(WRITE ${OUTPUT} "${text}")
