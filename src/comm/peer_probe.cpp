@@ -31,6 +31,7 @@ struct ProbeAnswer {
 
 constexpr int kQuestionTag = 7301;
 constexpr int kAnswerTag = 7302;
+constexpr int kWrittenTag = 7303;  // the peer's flight record is on disk (carries the round)
 using Clock = std::chrono::steady_clock;
 
 void copy_text(char* out, size_t size, const std::string& text) {
@@ -48,6 +49,45 @@ bool complete_by(MPI_Request* request, Clock::time_point until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
 }
+
+uint64_t round_of(const ProbeAnswer& a) { return a.round; }
+uint64_t round_of(uint64_t written_round) { return written_round; }
+
+/// One receive per asked peer, of an answer or a record-written note. A
+/// message left from an earlier diagnosis (another round) is dropped and
+/// the receive posted again.
+struct Awaited {
+  explicit Awaited(size_t n) : requests(n, MPI_REQUEST_NULL), done(n, false), pending(n) {}
+  std::vector<MPI_Request> requests;
+  std::vector<bool> done;
+  size_t pending;
+
+  template <typename T>
+  void poll(std::vector<T>& buffers, uint64_t round, const std::vector<int>& from, int tag, MPI_Comm comm) {
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (done[i]) continue;
+      int flag = 0;
+      if (MPI_Test(&requests[i], &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || !flag) continue;
+      if (round_of(buffers[i]) == round) {
+        done[i] = true;
+        --pending;
+      } else {
+        MPI_Irecv(&buffers[i], sizeof(T), MPI_BYTE, from[i], tag, comm, &requests[i]);
+      }
+    }
+  }
+  /// Frees the receives still open (their buffers must then outlive this
+  /// call); true when none was.
+  bool release() {
+    bool none_open = true;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      if (done[i]) continue;
+      MPI_Request_free(&requests[i]);
+      none_open = false;
+    }
+    return none_open;
+  }
+};
 
 /// One peer's place in the op, in words.
 struct Verdict {
@@ -174,24 +214,39 @@ void PeerProbe::answer_loop() {
   MPI_Wait(&request, MPI_STATUS_IGNORE);
 }
 
+namespace {
+
+/// Sends `bytes` (heap, owned) to `peer`; frees them once sent, or leaks them
+/// if the peer is gone and the send may never complete.
+template <typename T>
+void send_owned(T* bytes, int peer, int tag, MPI_Comm comm) {
+  MPI_Request request;
+  if (MPI_Isend(bytes, sizeof *bytes, MPI_BYTE, peer, tag, comm, &request) != MPI_SUCCESS) return;
+  if (complete_by(&request, Clock::now() + std::chrono::seconds(1)))
+    delete bytes;
+  else
+    MPI_Request_free(&request);
+}
+
+}  // namespace
+
 void PeerProbe::answer(int asker, const ProbeQuestion& question) {
-  // A question means the asker's deadline passed: this rank's record is part
-  // of the picture (`paratorch inspect`). Written before answering, so it is
-  // on disk by the time the asker ends the job.
-  FlightRecorder::instance().dump("asked by " + describe_world_rank(asker) + " after its deadline passed");
+  // The answer first: where this rank is now, before anything else runs.
+  // Its flight record (a question means the asker's deadline passed, so the
+  // record is part of `paratorch inspect`'s picture) is written after, so a
+  // slow disk never turns a live rank into a "dead" one; the asker waits,
+  // within its deadline, for the note that it is written before it ends the
+  // job.
   Watchdog::Progress progress = Watchdog::instance().progress_of(question.group_key);
-  // On the heap: if the asker is gone the send may never complete, and its
-  // buffer must outlive it.
   auto* a = new ProbeAnswer{};
   a->round = question.round;
   a->sequence = progress.sequence;
   a->in_flight = progress.in_flight ? 1 : 0;
   copy_text(a->op, sizeof a->op, progress.op);
   copy_text(a->waiting, sizeof a->waiting, Watchdog::instance().waiting_in());
-  MPI_Request request;
-  if (MPI_Isend(a, sizeof *a, MPI_BYTE, asker, kAnswerTag, comm_, &request) != MPI_SUCCESS) return;
-  if (complete_by(&request, Clock::now() + std::chrono::seconds(1))) delete a;
-  else MPI_Request_free(&request);
+  send_owned(a, asker, kAnswerTag, comm_);
+  FlightRecorder::instance().dump("asked by " + describe_world_rank(asker) + " after its deadline passed");
+  send_owned(new uint64_t(question.round), asker, kWrittenTag, comm_);
 }
 
 std::string PeerProbe::diagnose(const OpInfo& info, double deadline_s) {
@@ -211,31 +266,25 @@ std::string PeerProbe::diagnose(const OpInfo& info, double deadline_s) {
   // still write into them); the job ends right after.
   auto* questions = new std::vector<ProbeQuestion>(n, ProbeQuestion{round, info.group_key});
   auto* answers = new std::vector<ProbeAnswer>(n);
-  std::vector<MPI_Request> sends(n, MPI_REQUEST_NULL), recvs(n, MPI_REQUEST_NULL);
-  std::vector<bool> answered(n, false);
+  auto* written = new std::vector<uint64_t>(n);
+  std::vector<MPI_Request> sends(n, MPI_REQUEST_NULL);
+  Awaited answer_of(n), written_of(n);
   for (size_t i = 0; i < n; ++i) {
-    MPI_Irecv(&(*answers)[i], sizeof(ProbeAnswer), MPI_BYTE, asked[i], kAnswerTag, comm_, &recvs[i]);
+    MPI_Irecv(&(*answers)[i], sizeof(ProbeAnswer), MPI_BYTE, asked[i], kAnswerTag, comm_, &answer_of.requests[i]);
+    MPI_Irecv(&(*written)[i], sizeof(uint64_t), MPI_BYTE, asked[i], kWrittenTag, comm_, &written_of.requests[i]);
     MPI_Isend(&(*questions)[i], sizeof(ProbeQuestion), MPI_BYTE, asked[i], kQuestionTag, comm_, &sends[i]);
   }
+  // The verdict needs the answers; ending the job waits, within the same
+  // deadline, for the records they announce, so inspect finds them.
   const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s));
-  size_t pending = n;
-  while (pending > 0 && Clock::now() < until) {
-    for (size_t i = 0; i < n; ++i) {
-      if (answered[i]) continue;
-      int flag = 0;
-      if (MPI_Test(&recvs[i], &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || !flag) continue;
-      if ((*answers)[i].round == round) {
-        answered[i] = true;
-        --pending;
-      } else {  // an answer to an earlier diagnosis: wait for ours
-        MPI_Irecv(&(*answers)[i], sizeof(ProbeAnswer), MPI_BYTE, asked[i], kAnswerTag, comm_, &recvs[i]);
-      }
-    }
+  while ((answer_of.pending > 0 || written_of.pending > 0) && Clock::now() < until) {
+    answer_of.poll(*answers, round, asked, kAnswerTag, comm_);
+    written_of.poll(*written, round, asked, kWrittenTag, comm_);
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
-  bool all_done = pending == 0;
+  const bool answers_closed = answer_of.release();
+  bool all_done = written_of.release() && answers_closed;
   for (size_t i = 0; i < n; ++i) {
-    if (!answered[i]) MPI_Request_free(&recvs[i]);
     if (!complete_by(&sends[i], Clock::now())) {
       MPI_Request_free(&sends[i]);
       all_done = false;
@@ -244,11 +293,12 @@ std::string PeerProbe::diagnose(const OpInfo& info, double deadline_s) {
   Verdict verdict;
   for (int peer : peers) {
     const size_t i = static_cast<size_t>(peer < info.world_rank ? peer : peer - 1);  // asked skips this rank
-    judge(info, peer, answered[i], (*answers)[i], verdict);
+    judge(info, peer, answer_of.done[i], (*answers)[i], verdict);
   }
   if (all_done) {
     delete questions;
     delete answers;
+    delete written;
   }
   return sentence(info, verdict, deadline_s);
 }
