@@ -2,6 +2,7 @@
 #include "cli/launcher.h"
 
 #include "cli/job_supervisor.h"
+#include "comm/startup_env.h"
 
 #include <paratorch/errors.h>
 #include <paratorch/world.h>
@@ -53,6 +54,9 @@ void relaunch_under_mpirun(int nproc, const std::vector<std::string>& args, cons
   // Ranks see mpirun's pseudo-terminal, not the user's stdout: tell them
   // which it is, for the progress line (report/progress.cpp).
   setenv("PARATORCH_STDOUT_TTY", isatty(STDOUT_FILENO) == 1 ? "1" : "0", 1);
+  // This process did not re-execute (startup_policy.h); its ranks start with
+  // the napping defaults instead of each re-executing.
+  export_napping_defaults();
   std::exit(run_supervised_job(cmd, options.required_ranks));
 }
 

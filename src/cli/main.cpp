@@ -2,6 +2,7 @@
 // failures to exit codes (2 usage, 1 runtime) with a one-line message.
 #include "cli/commands.h"
 #include "cli/job_supervisor.h"
+#include "cli/startup_policy.h"
 #include "cli/survivable_launch.h"
 #include "train/engine_options.h"
 
@@ -17,12 +18,11 @@
 #include <string>
 #include <vector>
 
-
-#include <paratorch/world.h>
-
-// The command (and the ranks it starts, which inherit the environment) runs
-// with napping idle compute threads: see world.h.
-PARATORCH_NAP_IDLE_COMPUTE_THREADS();
+// Processes that compute run with napping idle compute threads (world.h);
+// startup_policy.h says which. Like PARATORCH_NAP_IDLE_COMPUTE_THREADS, an ELF
+// .preinit_array entry, so it runs before every library's constructors.
+__attribute__((section(".preinit_array"), used)) static void (*const paratorch_cli_startup_)(int, char**, char**) =
+    &paratorch::cli::nap_idle_threads_where_computing;
 
 namespace {
 
