@@ -2,8 +2,11 @@
 # expect.sh --rc N|nonzero [--match REGEX]... [--absent REGEX]... [--max-seconds S] -- COMMAND...
 # Runs COMMAND and checks its exit code, that its combined output matches
 # every --match REGEX and none of the --absent ones (extended, over the whole
-# output joined into one line), and that it ended within S seconds. CTest's PASS_REGULAR_EXPRESSION would
-# ignore the exit code; this checks both.
+# output joined into one line), and that it ended within S seconds: at S
+# seconds COMMAND's process group gets SIGTERM (then SIGKILL 10 s later), so a
+# hang fails here with the output so far instead of at CTest's timeout with
+# none. CTest's PASS_REGULAR_EXPRESSION would ignore the exit code; this
+# checks both.
 set -u
 rc_want="" ; max_s="" ; matches=() ; absents=()
 while [ $# -gt 0 ]; do
@@ -17,7 +20,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 start_ms=$(( $(date +%s%N) / 1000000 ))
-out=$("$@" 2>&1); rc=$?
+if [ -n "$max_s" ]; then
+  out=$(timeout --kill-after=10 "$max_s" "$@" 2>&1); rc=$?
+else
+  out=$("$@" 2>&1); rc=$?
+fi
 elapsed_ms=$(( $(date +%s%N) / 1000000 - start_ms ))
 elapsed="$((elapsed_ms / 1000)).$(printf %03d $((elapsed_ms % 1000)))"
 echo "$out"
