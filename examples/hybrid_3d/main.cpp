@@ -19,12 +19,11 @@
 // is checked against the same model trained in one process
 // (paratorch/verify.h): same losses and parameters up to float summation
 // order, or the program exits non-zero.
-#include <paratorch/layout.h>
-#include <paratorch/pipeline.h>
-#include <paratorch/tensor_parallel.h>
-#include <paratorch/verify.h>
-#include <paratorch/world.h>
-#include <paratorch/zero.h>
+//
+// It includes the umbrella header (every public header, as DeepSpeed's one
+// import), which also proves in `make test` that each installed header
+// compiles on the installed include paths alone.
+#include <paratorch/paratorch.h>
 
 #include <cstdio>
 #include <memory>
