@@ -15,11 +15,14 @@
 
 namespace paratorch::cli {
 
-bool under_mpi_launcher() {
-  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"})
-    if (std::getenv(var)) return true;
+bool under_mpi_launcher(char** envp) {
+  for (size_t i = 0; envp && envp[i]; ++i)
+    for (const char* var : {"OMPI_COMM_WORLD_SIZE=", "PMIX_RANK=", "PMI_RANK=", "PMI_SIZE="})
+      if (std::strncmp(envp[i], var, std::strlen(var)) == 0) return true;
   return false;
 }
+
+bool under_mpi_launcher() { return under_mpi_launcher(environ); }
 
 int launcher_world_size() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"})

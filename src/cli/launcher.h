@@ -19,6 +19,10 @@ namespace paratorch::cli {
 /// True when this process was started by mpirun/mpiexec/srun (with PMI).
 bool under_mpi_launcher();
 
+/// The same, read from `envp`; allocates nothing, so it also serves before
+/// libc has set up `environ` (startup_policy.h).
+bool under_mpi_launcher(char** envp);
+
 /// Ranks the launcher started (from its environment), or 1.
 int launcher_world_size();
 

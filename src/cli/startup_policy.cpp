@@ -1,6 +1,8 @@
 // src/cli/startup_policy.cpp — see startup_policy.h.
 #include "cli/startup_policy.h"
 
+#include "cli/launcher.h"
+
 #include <paratorch/world.h>
 
 #include <cstring>
@@ -10,14 +12,6 @@ namespace {
 
 bool is(const char* a, const char* b) { return std::strcmp(a, b) == 0; }
 bool starts_with(const char* s, const char* prefix) { return std::strncmp(s, prefix, std::strlen(prefix)) == 0; }
-
-// launcher.cpp's under_mpi_launcher(), from envp (getenv does not work yet).
-bool under_mpi_launcher(char** envp) {
-  for (size_t i = 0; envp && envp[i]; ++i)
-    for (const char* var : {"OMPI_COMM_WORLD_SIZE=", "PMIX_RANK=", "PMI_RANK=", "PMI_SIZE="})
-      if (starts_with(envp[i], var)) return true;
-  return false;
-}
 
 }  // namespace
 

@@ -8,7 +8,6 @@
 
 #include <unistd.h>
 
-#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -35,6 +34,15 @@ constexpr size_t kNumStartupDefaults = sizeof(kStartupDefaults) / sizeof(kStartu
 
 bool starts_with(const char* s, const char* prefix) { return std::strncmp(s, prefix, std::strlen(prefix)) == 0; }
 
+/// Whether `envp` already holds default d or a variable that overrides it.
+/// Allocates nothing: it also runs from .preinit_array.
+bool present_in(const StartupDefault& d, char** envp) {
+  for (size_t i = 0; envp && envp[i]; ++i)
+    for (const char* prefix : d.set_by)
+      if (prefix && starts_with(envp[i], prefix)) return true;
+  return false;
+}
+
 }  // namespace
 
 // Both libraries read these variables once, in their constructors, and offer
@@ -50,18 +58,14 @@ bool starts_with(const char* s, const char* prefix) { return std::strncmp(s, pre
 // this: a library must not restart the program that links it.
 void start_with_napping_compute_threads(int /*argc*/, char** argv, char** envp) {
   static char* env[4096];
-  bool present[kNumStartupDefaults] = {};
   size_t n = 0;
   for (; envp && envp[n]; ++n) {
     if (n + kNumStartupDefaults + 1 >= sizeof(env) / sizeof(env[0])) return;
-    for (size_t d = 0; d < kNumStartupDefaults; ++d)
-      for (const char* prefix : kStartupDefaults[d].set_by)
-        if (prefix && starts_with(envp[n], prefix)) present[d] = true;
     env[n] = envp[n];
   }
   size_t added = 0;
-  for (size_t d = 0; d < kNumStartupDefaults; ++d)
-    if (!present[d]) env[n + added++] = const_cast<char*>(kStartupDefaults[d].assignment);
+  for (const auto& d : kStartupDefaults)
+    if (!present_in(d, envp)) env[n + added++] = const_cast<char*>(d.assignment);
   if (added == 0) return;
   env[n + added] = nullptr;
   // The executable's own path rather than /proc/self/exe, which would rename
@@ -75,13 +79,7 @@ void start_with_napping_compute_threads(int /*argc*/, char** argv, char** envp) 
 
 void export_napping_defaults() {
   for (const auto& d : kStartupDefaults) {
-    bool present = false;
-    for (const char* prefix : d.set_by) {
-      if (!prefix) continue;
-      std::string name(prefix, std::strlen(prefix) - 1);  // without the '='
-      present = present || std::getenv(name.c_str()) != nullptr;
-    }
-    if (present) continue;
+    if (present_in(d, environ)) continue;
     const char* eq = std::strchr(d.assignment, '=');
     setenv(std::string(d.assignment, eq).c_str(), eq + 1, /*overwrite=*/0);
   }
