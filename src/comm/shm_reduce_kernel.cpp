@@ -8,14 +8,14 @@
 // reducing a 12.6 MB slice pair on this machine's Xeon took 2.1 ms with SSE2
 // and 1.2 ms with AVX-512 (warm, one thread; cold or contended they are
 // bound by memory and gain less). So on x86-64 each entry point is
-// cloned per vector width (GCC's target_clones) and the loader picks the
+// cloned per vector width (target_clones, in GCC and clang) and the loader picks the
 // widest the CPU has; the templates are always inlined into each clone.
 #include "comm/shm_all_reduce.h"
 
 #include <algorithm>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #define PARATORCH_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define PARATORCH_VECTOR_CLONES

@@ -18,6 +18,9 @@ case "$what" in
   install)
     rm -rf "$prefix" "$work"
     cmake --install "$build" --prefix "$prefix" > /dev/null
+    # The examples build with the system's default compiler (c++; g++ on
+    # Debian), whichever compiler built the package, as a user's project
+    # would: the installed headers are then compiled by a second compiler.
     cmake -S "$src/tests/install/examples" -B "$work" -G Ninja -DCMAKE_BUILD_TYPE=Release \
           -DCMAKE_PREFIX_PATH="$prefix" -DEXAMPLES_DIR="$src/examples" > "$work.configure.log" 2>&1 ||
       { cat "$work.configure.log"; exit 1; }
