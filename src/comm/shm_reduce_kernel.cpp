@@ -78,26 +78,42 @@ PARATORCH_INLINE void reduce_to_slices_impl(T* const* slices, int n_slices, int 
   }
 }
 
+// The cloned entry points. They are internal: clang (14) ignores
+// target_clones on a function declared earlier without it, as the public
+// functions are in shm_all_reduce.h; GCC accepts both.
+PARATORCH_VECTOR_CLONES void reduce_in_place(float* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
+  reduce_to_slices_impl(slices, n_slices, dest, n, op);
+}
+PARATORCH_VECTOR_CLONES void reduce_in_place(double* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
+  reduce_to_slices_impl(slices, n_slices, dest, n, op);
+}
+PARATORCH_VECTOR_CLONES void reduce_into(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op) {
+  reduce_impl(sources, n_sources, dst, n, op);
+}
+PARATORCH_VECTOR_CLONES void reduce_into(const double* const* sources, int n_sources, double* dst, int64_t n,
+                                         ReduceOp op) {
+  reduce_impl(sources, n_sources, dst, n, op);
+}
+
 }  // namespace
 
-PARATORCH_VECTOR_CLONES void reduce_slices_to_all(float* const* slices, int n_slices, int64_t n, ReduceOp op) {
-  reduce_to_slices_impl(slices, n_slices, -1, n, op);
+void reduce_slices_to_all(float* const* slices, int n_slices, int64_t n, ReduceOp op) {
+  reduce_in_place(slices, n_slices, -1, n, op);
 }
-PARATORCH_VECTOR_CLONES void reduce_slices_to_all(double* const* slices, int n_slices, int64_t n, ReduceOp op) {
-  reduce_to_slices_impl(slices, n_slices, -1, n, op);
+void reduce_slices_to_all(double* const* slices, int n_slices, int64_t n, ReduceOp op) {
+  reduce_in_place(slices, n_slices, -1, n, op);
 }
-PARATORCH_VECTOR_CLONES void reduce_slices_to_one(float* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
-  reduce_to_slices_impl(slices, n_slices, dest, n, op);
+void reduce_slices_to_one(float* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
+  reduce_in_place(slices, n_slices, dest, n, op);
 }
-PARATORCH_VECTOR_CLONES void reduce_slices_to_one(double* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
-  reduce_to_slices_impl(slices, n_slices, dest, n, op);
+void reduce_slices_to_one(double* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
+  reduce_in_place(slices, n_slices, dest, n, op);
 }
-
-PARATORCH_VECTOR_CLONES void reduce_slices(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op) {
-  reduce_impl(sources, n_sources, dst, n, op);
+void reduce_slices(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op) {
+  reduce_into(sources, n_sources, dst, n, op);
 }
-PARATORCH_VECTOR_CLONES void reduce_slices(const double* const* sources, int n_sources, double* dst, int64_t n, ReduceOp op) {
-  reduce_impl(sources, n_sources, dst, n, op);
+void reduce_slices(const double* const* sources, int n_sources, double* dst, int64_t n, ReduceOp op) {
+  reduce_into(sources, n_sources, dst, n, op);
 }
 
 }  // namespace paratorch::comm
