@@ -87,7 +87,8 @@ PARATORCH_VECTOR_CLONES void reduce_in_place(float* const* slices, int n_slices,
 PARATORCH_VECTOR_CLONES void reduce_in_place(double* const* slices, int n_slices, int dest, int64_t n, ReduceOp op) {
   reduce_to_slices_impl(slices, n_slices, dest, n, op);
 }
-PARATORCH_VECTOR_CLONES void reduce_into(const float* const* sources, int n_sources, float* dst, int64_t n, ReduceOp op) {
+PARATORCH_VECTOR_CLONES void reduce_into(const float* const* sources, int n_sources, float* dst, int64_t n,
+                                         ReduceOp op) {
   reduce_impl(sources, n_sources, dst, n, op);
 }
 PARATORCH_VECTOR_CLONES void reduce_into(const double* const* sources, int n_sources, double* dst, int64_t n,
