@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>  // setenv
 #include <cstring>
 #include <string>
 
