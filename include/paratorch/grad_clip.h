@@ -13,7 +13,9 @@
 ///    summed over it, its replicated parameters counted once;
 ///  - `pp`: each pipeline stage holds its own parameters: summed over it.
 /// Gradients all-reduced over data parallelism (DistributedDataParallel)
-/// are the same on every replica and need no group. A tensor listed twice
+/// are the same on every replica and need no group to be counted; given
+/// the dp group as `replicas`, each replica reads only its 1/dp of them
+/// and the partial sums add over dp (the same norm, read faster). A tensor listed twice
 /// (weights tied inside one module) is counted once, as Python's
 /// deduplicated parameters() would.
 ///
@@ -24,7 +26,7 @@
 ///   // paratorch::clip_grad_norm(sharded.parameters(), 1.0, {world.comm()});
 ///   opt.step();
 /// Example (tensor and pipeline parallel, DDP across replicas):
-///   paratorch::clip_grad_norm(*stage_module, 1.0, {nullptr, groups.tp(), groups.pp()});
+///   paratorch::clip_grad_norm(*stage_module, 1.0, {nullptr, groups.tp(), groups.pp(), groups.dp()});
 #pragma once
 #include <paratorch/communicator.h>
 
@@ -40,6 +42,7 @@ struct GradNormGroups {
   std::shared_ptr<Communicator> shards;  ///< disjoint gradient pieces (fully_shard's shards)
   std::shared_ptr<Communicator> tp;      ///< tensor parallelism (module overloads only)
   std::shared_ptr<Communicator> pp;      ///< pipeline stages
+  std::shared_ptr<Communicator> replicas;  ///< equal gradients (DDP's average): each rank reads its share
 };
 
 /// The whole model's gradient L2 norm, on every rank. Collective over the

@@ -1,4 +1,5 @@
-// src/parallel/engine.cpp — see engine.h: the batch slicing every engine shares.
+// src/parallel/engine.cpp — see engine.h: the batch slicing every engine shares, and
+// the default gradient norm.
 #include "parallel/engine.h"
 
 #include "report/trace.h"
@@ -22,6 +23,12 @@ std::vector<int64_t> replica_slice(const std::vector<int64_t>& ids, const BatchS
 }
 
 }  // namespace
+
+double Engine::grad_norm() {
+  std::vector<torch::Tensor> tensors;
+  for (auto& [name, p] : named_parameters()) tensors.push_back(p);
+  return global_grad_norm(tensors, grad_norm_across());
+}
 
 std::vector<models::Batch> local_microbatches(const Engine& engine, const data::Dataset& dataset,
                                               const std::vector<int64_t>& global_ids) {

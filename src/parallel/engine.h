@@ -57,6 +57,11 @@ class Engine {
   virtual EvalResult evaluate(const models::Batch& batch) = 0;
   /// Adds the other shards' squared gradient norms (for clipping).
   virtual SumAcross grad_norm_across() = 0;
+  /// The whole model's gradient L2 norm, on every rank (what the step clips
+  /// by). The default reads every gradient of named_parameters() and adds
+  /// grad_norm_across(); engines whose replicas hold equal gradients split
+  /// the reading instead (grad_norm.h's NormGroups::replicas).
+  virtual double grad_norm();
   /// Every parameter as a full tensor under its model name, on every rank.
   virtual std::map<std::string, torch::Tensor> full_parameters() = 0;
   /// The inverse of full_parameters (each rank keeps its part).

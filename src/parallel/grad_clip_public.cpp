@@ -30,13 +30,11 @@ std::vector<parallel::NormEntry> unique_entries(const std::vector<torch::Tensor>
 }
 
 parallel::NormGroups raw(const GradNormGroups& groups) {
-  return {groups.shards.get(), groups.tp.get(), groups.pp.get()};
+  return {groups.shards.get(), groups.tp.get(), groups.pp.get(), groups.replicas.get()};
 }
 
 double norm_of(const std::vector<parallel::NormEntry>& entries, const parallel::NormGroups& groups) {
-  double local = 0;
-  for (const auto& e : entries) local += parallel::sum_of_squares(e.grad);
-  return std::sqrt(parallel::sum_squares_across(local, entries, groups));
+  return std::sqrt(parallel::sum_squares_of(entries, groups));
 }
 
 std::vector<parallel::NormEntry> module_entries(const torch::nn::Module& module) {

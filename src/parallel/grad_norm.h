@@ -17,7 +17,9 @@
 //  - gradients sharded over dp (ZeRO, Rajbhandari et al. 2019; parameter
 //    server shards) are disjoint pieces: summed over that group. Gradients
 //    replicated over dp (after an all-reduce) are equal on every replica and
-//    need no dp traffic.
+//    need no dp traffic to be counted; but each replica may read only its
+//    1/dp of them (NormGroups::replicas): the pieces are then disjoint and
+//    their sums add over dp, so a replica on one thread reads 1/dp as much.
 //
 // Example (an engine's clipping hook):
 //   return [this](double local) {
@@ -56,12 +58,27 @@ struct NormGroups {
   Communicator* shards = nullptr;  ///< gradients are disjoint pieces over it (ZeRO's dp group)
   Communicator* tp = nullptr;
   Communicator* pp = nullptr;
+  /// the gradients are equal on every rank of it (DDP's average): each rank
+  /// reads its share (replica_share) and the sums add over it
+  Communicator* replicas = nullptr;
 };
 
 /// The whole model's squared gradient norm, on every rank, given `local`:
 /// the sum of the squares of every gradient this rank holds (all of
 /// `entries`, tied copies included). Collective over the groups given, in the
 /// order shards, tp, pp; `entries` must be listed alike on every tp rank.
+/// `groups.replicas` must be null: `local` has read everything already.
 double sum_squares_across(double local, const std::vector<NormEntry>& entries, const NormGroups& groups);
+
+/// The same from `entries` alone, each gradient read once: with
+/// `groups.replicas`, only this rank's replica_share of the counted entries
+/// (tied copies left out). Collective over shards, replicas, tp, pp.
+double sum_squares_of(const std::vector<NormEntry>& entries, const NormGroups& groups);
+
+/// Rank `rank` of `replicas`' share of `entries`' gradients: their elements,
+/// concatenated in order, cut into `replicas` contiguous ranges whose sizes
+/// differ by at most one; each piece (a flat view) keeps its entry's spec and
+/// tied flag. Entries without a gradient hold no elements.
+std::vector<NormEntry> replica_share(const std::vector<NormEntry>& entries, int rank, int replicas);
 
 }  // namespace paratorch::parallel

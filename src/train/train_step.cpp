@@ -20,12 +20,9 @@ StepResult take_step(parallel::Engine& engine, optim::Optimizer& optimizer,
   if (!std::isfinite(result.loss))
     throw RuntimeFailure("paratorch: the loss is " + std::to_string(result.loss) + " at step " +
                          std::to_string(step_number) + "; lower [optim] lr or set [optim] grad_clip");
-  std::vector<torch::Tensor> tensors;
-  tensors.reserve(params.size());
-  for (auto& [name, p] : params) tensors.push_back(p);
   {
     report::Tracer::Span span("grad_norm", "compute");
-    result.grad_norm = parallel::global_grad_norm(tensors, engine.grad_norm_across());
+    result.grad_norm = engine.grad_norm();
   }
   report::Tracer::Span span("optimizer", "compute");
   optimizer.step(lr, parallel::clip_coefficient(result.grad_norm, grad_clip));  // the clip, folded into the update

@@ -5,7 +5,7 @@
 //   lr = warm-up/cosine(step)                    (lr_schedule.h)
 //   ids = the global batch of this step           (DistributedSampler)
 //   loss = engine.forward_backward(ids)           (layout-specific: engine.h)
-//   norm = global_grad_norm(params)               (grad_clip.h)
+//   norm = engine.grad_norm()                     (grad_norm.h's counting rules)
 //   optimizer.step(lr, clip_coefficient(norm, grad_clip))  (AdamW or SGD+momentum;
 //                                                 the clip folded into the update)
 // then metrics.jsonl / progress / validation / checkpoints on schedule.

@@ -80,6 +80,47 @@ TEST(GradNorm, PiecesSummedOverDpShards) {
   EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {&world(), self.get()}), expected);
 }
 
+// Replicas share the reading: their shares of the concatenated elements are
+// contiguous, cover every element once, and differ in size by at most one,
+// cutting across tensors where the cut falls; tied flags and specs stay.
+TEST(GradNorm, ReplicaSharesCoverEveryElementOnce) {
+  const std::vector<NormEntry> entries{{torch::arange(5.0), {}},
+                                       {torch::Tensor(), {}},
+                                       {torch::arange(5.0, 12.0).reshape({7, 1}), shard_of_world()},
+                                       {torch::arange(12.0, 13.0), {}, /*tied_copy=*/true}};
+  for (int replicas : {1, 2, 3, 5, 13, 14}) {
+    std::vector<double> seen;
+    for (int r = 0; r < replicas; ++r) {
+      int64_t size = 0;
+      for (const auto& piece : parallel::replica_share(entries, r, replicas)) {
+        ASSERT_EQ(piece.grad.dim(), 1);
+        EXPECT_EQ(piece.spec.sharded(), piece.grad[0].item<double>() >= 5 && piece.grad[0].item<double>() < 12);
+        EXPECT_EQ(piece.tied_copy, piece.grad[0].item<double>() == 12);
+        for (int64_t i = 0; i < piece.grad.numel(); ++i) seen.push_back(piece.grad[i].item<double>());
+        size += piece.grad.numel();
+      }
+      EXPECT_LE(std::abs(size - 13.0 / replicas), 1.0) << "replica " << r << " of " << replicas;
+    }
+    ASSERT_EQ(seen.size(), 13u) << replicas << " replicas";
+    for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], static_cast<double>(i)) << replicas << " replicas";
+  }
+}
+
+// Gradients equal on every replica: each reads its share, the sums add over
+// the replicas, and the norm is the one a single rank reading everything
+// gets (tp shards summed over tp beside it, the tied copy left to its owner).
+TEST(GradNorm, ReplicasEachReadAShareOfTheSameNorm) {
+  auto self = test_world().comm()->split(world().rank(), 0, "self");
+  const std::vector<NormEntry> entries{{torch::arange(1.0, 8.0), {}},
+                                       {torch::full({6}, 3.0), shard_of_world()},
+                                       {torch::ones({2}), {}, /*tied_copy=*/true}};
+  const double whole = parallel::sum_squares_of(entries, {nullptr, self.get()});
+  EXPECT_DOUBLE_EQ(whole, 140.0 + 54.0);
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_of(entries, {nullptr, self.get(), nullptr, &world()}), whole);
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_across(whole, entries, {nullptr, self.get()}), whole - 2.0)
+      << "the rereading path sets the tied copy apart from `local`";
+}
+
 // Sequence-parallel partial gradients end as their sum over tp, shapes kept.
 TEST(FinalizeGradients, PartialGradientsSummedOverTp) {
   const int n = world().size(), r = world().rank();
@@ -129,4 +170,17 @@ TEST(GradNormPublicApi, StagesAddOverPp) {
   EXPECT_NEAR(clip_grad_norm({p}, want / 2, groups), want, 1e-9 * want);
   EXPECT_TRUE(torch::allclose(p.grad(), grad_of(world().rank(), 3) * (want / 2) / (want + 1e-6)));
   EXPECT_THROW(clip_grad_norm({p}, -1.0, groups), UsageError);
+}
+
+// The public clip over DDP replicas: equal gradients, each replica reading
+// its share, clip by the norm one process measures.
+TEST(GradNormPublicApi, ReplicasReadSharesOfOneNorm) {
+  auto p = torch::zeros({5}, torch::requires_grad());
+  p.mutable_grad() = torch::arange(1.0, 6.0);
+  GradNormGroups groups;
+  groups.replicas = test_world().comm();
+  const double want = std::sqrt(55.0);
+  EXPECT_NEAR(grad_norm({p}, groups), want, 1e-12 * want);
+  EXPECT_NEAR(clip_grad_norm({p}, 1.0, groups), want, 1e-12 * want);
+  EXPECT_TRUE(torch::allclose(p.grad(), torch::arange(1.0, 6.0) / (want + 1e-6)));
 }

@@ -9,6 +9,8 @@
 #include "report/trace.h"
 #include <paratorch/errors.h>
 
+#include <cmath>
+
 namespace paratorch::parallel {
 
 void DataParallelEngineOptions::validate(int dp) const {
@@ -143,6 +145,17 @@ SumAcross DataParallelEngine::grad_norm_across() {
   return [this](double local) {
     return parallel::sum_squares_across(local, tp_.norm_entries(named_parameters()), {nullptr, tp_.group()});
   };
+}
+
+// The replicas hold the same averaged gradients after DDP (PowerSGD's
+// decompressed average too), so each reads 1/dp of them and the sums add
+// over dp: at dp = 2 a replica's one thread reads half the gradients. 1-bit
+// Adam's compressed steps leave each rank its own gradient: each reads all.
+double DataParallelEngine::grad_norm() {
+  const bool replicated = options_.compression.kind != CompressionKind::kOneBitAdam;
+  return std::sqrt(
+      parallel::sum_squares_of(tp_.norm_entries(named_parameters()),
+                               {nullptr, tp_.group(), nullptr, replicated ? groups_.dp().get() : nullptr}));
 }
 
 std::map<std::string, torch::Tensor> DataParallelEngine::full_parameters() {

@@ -64,6 +64,7 @@ class DataParallelEngine : public Engine {
   double forward_backward(const std::vector<models::Batch>& microbatches) override;
   EvalResult evaluate(const models::Batch& batch) override;
   SumAcross grad_norm_across() override;
+  double grad_norm() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   std::optional<std::vector<formats::Piece>> checkpoint_pieces(const optim::Optimizer& optimizer) override;
