@@ -96,6 +96,7 @@ class PipelineEngine : public parallel::Engine {
   double forward_backward(const std::vector<models::Batch>& microbatches) override;
   parallel::EvalResult evaluate(const models::Batch& batch) override;
   parallel::SumAcross grad_norm_across() override;
+  double grad_norm() override;
   std::map<std::string, torch::Tensor> full_parameters() override;
   void load_full_parameters(const std::map<std::string, torch::Tensor>& tensors) override;
   std::map<std::string, torch::Tensor> full_optimizer_state(const std::map<std::string, torch::Tensor>& local) override;

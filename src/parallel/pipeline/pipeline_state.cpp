@@ -17,7 +17,8 @@
 // sharded gradients' squares are summed over tp, its replicated parameters
 // (LayerNorms, biases of row-parallel layers, wpe) counted once since they are
 // equal on every tp rank, the tied copy on the last stage not at all (its
-// owner counts it), and the stages' sums added over pp.
+// owner counts it), and the stages' sums added over pp. The dp replicas
+// hold equal gradients and each reads its 1/dp of them (the sums add over dp).
 #include "parallel/pipeline/pipeline_engine.h"
 
 #include "parallel/checkpoint/checkpoint_pieces.h"
@@ -26,6 +27,8 @@
 #include "parallel/pipeline/pipeline_zero.h"
 
 #include <paratorch/errors.h>
+
+#include <cmath>
 
 namespace paratorch::pipeline {
 
@@ -102,6 +105,13 @@ parallel::SumAcross PipelineEngine::grad_norm_across() {
     return parallel::sum_squares_across(local, tp_.norm_entries(held_parameters(), tied_copies_),
                                         {nullptr, tp_.group(), groups_.pp().get()});
   };
+}
+
+// A stage's gradients are whole and averaged over its dp replicas (ZeRO-1
+// shards the optimizer alone), so the replicas split the reading as DDP's do.
+double PipelineEngine::grad_norm() {
+  return std::sqrt(parallel::sum_squares_of(tp_.norm_entries(held_parameters(), tied_copies_),
+                                            {nullptr, tp_.group(), groups_.pp().get(), groups_.dp().get()}));
 }
 
 // Sequence parallelism: whole parameters applied to this rank's slice of the
