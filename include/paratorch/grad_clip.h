@@ -15,9 +15,9 @@
 /// Gradients all-reduced over data parallelism (DistributedDataParallel)
 /// are the same on every replica and need no group to be counted; given
 /// the dp group as `replicas`, each replica reads only its 1/dp of them
-/// and the partial sums add over dp (the same norm, read faster). A tensor listed twice
-/// (weights tied inside one module) is counted once, as Python's
-/// deduplicated parameters() would.
+/// and the partial sums add over dp (the same norm, read faster). A tensor
+/// listed twice (weights tied inside one module) is counted once, as
+/// Python's deduplicated parameters() would.
 ///
 /// Example (a fully sharded model):
 ///   auto sharded = paratorch::fully_shard(model.ptr(), world.comm());
