@@ -45,6 +45,7 @@ torch::Tensor grad_of(int r, int64_t numel, double offset = 0) { return torch::f
 TEST(GradNorm, ReplicatedOverTpCountedOnce) {
   const std::vector<NormEntry> entries{{torch::full({3}, 2.0), {}}};
   EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {nullptr, &world()}), 12.0);
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_of(entries, {nullptr, &world()}), 12.0) << "the one-read path";
 }
 
 // tp shards are distinct slices: their squares are summed over tp, beside a replicated parameter counted once.
@@ -54,6 +55,7 @@ TEST(GradNorm, TpShardsSummedOverTp) {
   double expected = 5;
   for (int r = 0; r < n; ++r) expected += squares(grad_of(r, 2));
   EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {nullptr, &world()}), expected);
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_of(entries, {nullptr, &world()}), expected) << "the one-read path";
 }
 
 // Pipeline stages hold distinct parameters (summed over pp); the last stage's
@@ -67,6 +69,7 @@ TEST(GradNorm, StagesSummedOverPpTiedCopyCountedOnce) {
   for (int s = 0; s < n; ++s) expected += squares(grad_of(s, 4));
   EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {nullptr, nullptr, &world()}),
                    expected);
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_of(entries, {nullptr, nullptr, &world()}), expected) << "the one-read path";
 }
 
 // Gradients sharded over dp (ZeRO pieces) are disjoint: every kind is summed
@@ -78,6 +81,7 @@ TEST(GradNorm, PiecesSummedOverDpShards) {
   double expected = 0;
   for (int s = 0; s < n; ++s) expected += squares(grad_of(s, 3)) + squares(grad_of(s, 2, 1));
   EXPECT_DOUBLE_EQ(parallel::sum_squares_across(local_squares(entries), entries, {&world(), self.get()}), expected);
+  EXPECT_DOUBLE_EQ(parallel::sum_squares_of(entries, {&world(), self.get()}), expected) << "the one-read path";
 }
 
 // Replicas share the reading: their shares of the concatenated elements are
